@@ -1,0 +1,128 @@
+// weft/internet/interfaces.hpp — the written contracts of weft's reactor layer.
+// Mirrors twisted.internet.interfaces. Each interface is an abstract class;
+// implementations document which contract IDs (spec/*.md) they meet.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <weft/export.hpp>
+#include <weft/failure.hpp>
+#include <weft/function.hpp>
+#include <weft/internet/delayedcall.hpp>
+
+namespace weft {
+
+/// Scheduling of calls in time (Twisted IReactorTime). Implemented by every
+/// reactor and by task::Clock, so code written against it is testable with a
+/// deterministic clock.
+class WEFT_EXPORT IReactorTime {
+public:
+    virtual ~IReactorTime() = default;
+
+    /// The scheduler's current time in seconds. For reactors this is a monotonic
+    /// clock (std::chrono::steady_clock), not wall time (Better than Twisted, R-22).
+    virtual double seconds() const = 0;
+
+    /// Schedules f to run once, `delay` seconds from now. Throws
+    /// std::invalid_argument for a negative or NaN delay; f is then never called.
+    /// f runs on the scheduler's thread; an exception it throws is logged (reactor)
+    /// or propagates out of advance() (task::Clock).
+    virtual DelayedCall callLater(double delay, Function<void()> f) = 0;
+
+    /// Every call not yet run or cancelled, in no particular order.
+    virtual std::vector<DelayedCall> getDelayedCalls() const = 0;
+
+    template <class Rep, class Period>
+    DelayedCall callLater(std::chrono::duration<Rep, Period> delay, Function<void()> f) {
+        return callLater(std::chrono::duration<double>(delay).count(), std::move(f));
+    }
+};
+
+/// Anything that can describe itself in logs (Twisted ILoggingContext).
+class WEFT_EXPORT ILoggingContext {
+public:
+    virtual ~ILoggingContext() = default;
+    /// Prefix for log lines about this object, e.g. "EchoProtocol,3,127.0.0.1".
+    virtual std::string logPrefix() const = 0;
+};
+
+/// The outcome of doRead()/doWrite(): empty to keep going, or the reason the
+/// descriptor is finished.
+using Reason = std::optional<Failure>;
+
+/// A descriptor the reactor can watch (Twisted IFileDescriptor).
+///
+/// Ownership: the reactor holds a shared_ptr to every registered descriptor and
+/// keeps an extra reference for the duration of each callback, so a descriptor
+/// may drop every other reference to itself inside doRead/doWrite.
+class WEFT_EXPORT IFileDescriptor : public virtual ILoggingContext {
+public:
+    /// The OS descriptor, or -1 if it has none (any more). A descriptor that
+    /// reports -1 while registered is disconnected with ConnectionFdescWentAway.
+    virtual int fileno() const = 0;
+
+    /// Called exactly once by the reactor (or the transport itself) when the
+    /// descriptor is finished, after it has been removed from the reactor.
+    virtual void connectionLost(const Failure& reason) = 0;
+
+    std::string logPrefix() const override { return "-"; }
+};
+
+/// A descriptor with data to read (Twisted IReadDescriptor).
+class WEFT_EXPORT IReadDescriptor : public virtual IFileDescriptor {
+public:
+    /// Called when fileno() is readable. Return a reason to end the descriptor.
+    virtual Reason doRead() = 0;
+};
+
+/// A descriptor that wants to be told when it can write (Twisted IWriteDescriptor).
+class WEFT_EXPORT IWriteDescriptor : public virtual IFileDescriptor {
+public:
+    /// Called when fileno() is writable. Return a reason to end the descriptor.
+    virtual Reason doWrite() = 0;
+};
+
+/// Both (Twisted IReadWriteDescriptor).
+class WEFT_EXPORT IReadWriteDescriptor : public IReadDescriptor, public IWriteDescriptor {};
+
+/// A descriptor whose read side can end on its own (Twisted IHalfCloseableDescriptor).
+/// A ConnectionDone returned by doRead() ends only the read side.
+class WEFT_EXPORT IHalfCloseableDescriptor {
+public:
+    virtual ~IHalfCloseableDescriptor() = default;
+    /// The read side ended; the write side may still be in use.
+    virtual void readConnectionLost(const Failure& reason) = 0;
+    /// The write side ended (after loseWriteConnection()).
+    virtual void writeConnectionLost(const Failure& reason) = 0;
+};
+
+/// Registration of descriptors with the reactor (Twisted IReactorFDSet).
+/// All methods must be called on the reactor thread.
+class WEFT_EXPORT IReactorFDSet {
+public:
+    virtual ~IReactorFDSet() = default;
+    /// Calls reader->doRead() whenever its fileno() is readable, until
+    /// removeReader(). Adding twice equals adding once. Throws
+    /// std::system_error (EBADF) if fileno() is not an open descriptor.
+    virtual void addReader(std::shared_ptr<IReadDescriptor> reader) = 0;
+    /// Calls writer->doWrite() whenever its fileno() is writable, until removeWriter().
+    virtual void addWriter(std::shared_ptr<IWriteDescriptor> writer) = 0;
+    /// Stops read notifications; a no-op if not registered. No further doRead()
+    /// call is made for it, even if readiness is already pending.
+    virtual void removeReader(IReadDescriptor* reader) = 0;
+    virtual void removeWriter(IWriteDescriptor* writer) = 0;
+    /// Removes every reader and writer except the reactor's internal ones and
+    /// returns them, each once.
+    virtual std::vector<std::shared_ptr<IFileDescriptor>> removeAll() = 0;
+    virtual std::vector<std::shared_ptr<IReadDescriptor>> getReaders() const = 0;
+    virtual std::vector<std::shared_ptr<IWriteDescriptor>> getWriters() const = 0;
+
+    void removeReader(const std::shared_ptr<IReadDescriptor>& r) { removeReader(r.get()); }
+    void removeWriter(const std::shared_ptr<IWriteDescriptor>& w) { removeWriter(w.get()); }
+};
+
+}  // namespace weft

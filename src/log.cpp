@@ -1,0 +1,88 @@
+#include <weft/log.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <vector>
+
+namespace weft::log {
+namespace {
+
+struct Registry {
+    std::mutex mu;
+    std::vector<std::pair<std::size_t, Observer>> observers;
+    std::size_t next = 1;
+};
+
+Registry& registry() {
+    static Registry* r = new Registry;  // never destroyed: logging may happen during static destruction
+    return *r;
+}
+
+std::atomic<Level> gLevel{Level::info};
+
+}  // namespace
+
+std::size_t addObserver(Observer o) {
+    auto& r = registry();
+    std::lock_guard lk(r.mu);
+    r.observers.emplace_back(r.next, std::move(o));
+    return r.next++;
+}
+
+void removeObserver(std::size_t token) {
+    auto& r = registry();
+    std::lock_guard lk(r.mu);
+    std::erase_if(r.observers, [&](auto& p) { return p.first == token; });
+}
+
+void setLevel(Level l) { gLevel.store(l, std::memory_order_relaxed); }
+Level level() { return gLevel.load(std::memory_order_relaxed); }
+
+std::string_view levelName(Level l) {
+    switch (l) {
+        case Level::debug: return "debug";
+        case Level::info: return "info";
+        case Level::warn: return "warn";
+        case Level::error: return "error";
+        case Level::critical: return "critical";
+    }
+    return "?";
+}
+
+std::optional<Level> parseLevel(std::string_view name) {
+    for (Level l : {Level::debug, Level::info, Level::warn, Level::error, Level::critical})
+        if (levelName(l) == name) return l;
+    if (name == "warning") return Level::warn;
+    return std::nullopt;
+}
+
+void emit(Level l, std::string_view prefix, std::string_view message, const Failure* f) noexcept {
+    if (l < level() && l < Level::error) return;
+    try {
+        Event ev{l, prefix, message, f};
+        auto& r = registry();
+        std::vector<Observer> copy;
+        {
+            std::lock_guard lk(r.mu);
+            copy.reserve(r.observers.size());
+            for (auto& [_, o] : r.observers) copy.push_back(o);
+        }
+        if (copy.empty()) {
+            std::string line = fmt::format("[{}] {}{}{}", levelName(l), prefix, prefix.empty() ? "" : ": ", message);
+            if (f) line += "\n" + f->getTraceback();
+            else line += "\n";
+            std::fwrite(line.data(), 1, line.size(), stderr);
+            return;
+        }
+        for (auto& o : copy) o(ev);
+    } catch (...) {
+        // Logging must never throw into the loop.
+    }
+}
+
+void failure(std::string_view prefix, std::string_view message, const Failure& f) noexcept {
+    emit(Level::error, prefix, message, &f);
+}
+
+}  // namespace weft::log
