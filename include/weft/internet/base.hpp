@@ -1,0 +1,279 @@
+// weft/internet/base.hpp — the reactor (twisted.internet.base.ReactorBase and
+// posixbase.PosixReactorBase). Spec: reactor.md R-1..R-55.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <unordered_map>
+#include <vector>
+
+#include <weft/export.hpp>
+#include <weft/function.hpp>
+#include <weft/internet/interfaces.hpp>
+#include <weft/threadpool.hpp>
+
+namespace weft {
+
+namespace detail {
+class Poller;
+class TimerQueue;
+class Waker;
+struct Registration;
+}  // namespace detail
+
+/// The readiness-wait mechanism behind a reactor.
+enum class Backend { epoll, poll, select };
+
+/// "epoll", "poll" or "select".
+WEFT_EXPORT std::string_view backendName(Backend b);
+/// Parses a backend name; std::nullopt if unknown.
+WEFT_EXPORT std::optional<Backend> parseBackend(std::string_view name);
+
+/// Opaque token for a system event trigger (unique per registration; R-19).
+struct TriggerId {
+    std::uint64_t value = 0;
+    friend bool operator==(TriggerId, TriggerId) = default;
+};
+
+/// A system event trigger. Returning normally completes it; a "before" trigger
+/// may instead arrange to finish later by calling the `done` continuation it is
+/// given through addSystemEventTriggerAsync (Deferred-returning triggers use this).
+using Trigger = Function<void()>;
+
+/// The event loop.
+///
+/// Threading: every method must be called on the reactor's thread (the one that
+/// calls run()), except callFromThread(), wakeUp() and the thread-pool calls,
+/// which are safe from any thread.
+///
+/// Ownership: the reactor holds every registered descriptor (shared_ptr) and an
+/// extra reference while dispatching to it; descriptors are released when removed.
+/// Destroying a reactor that is running is undefined; destroy it after run()
+/// returns. Pending DelayedCalls become inert when the reactor is destroyed.
+class WEFT_EXPORT Reactor : public IReactorTime, public IReactorFDSet {
+public:
+    /// Builds a reactor on the given backend, or — when none is given — on the one
+    /// named by the WEFT_REACTOR environment variable, defaulting to epoll.
+    /// Throws std::invalid_argument if WEFT_REACTOR names no backend.
+    static std::unique_ptr<Reactor> create(std::optional<Backend> backend = std::nullopt);
+
+    ~Reactor() override;
+    Reactor(const Reactor&) = delete;
+    Reactor& operator=(const Reactor&) = delete;
+
+    Backend backend() const noexcept { return backend_; }
+
+    // ---- lifecycle (R-1..R-12) --------------------------------------------
+
+    /// Fires "startup", runs the loop until stop() has completed "shutdown" or
+    /// crash() was called. With installSignalHandlers, SIGTERM (and SIGINT, if it
+    /// has the default disposition) stop the reactor; the previous dispositions
+    /// are restored when run() returns. Throws
+    /// error::ReactorAlreadyRunning / error::ReactorNotRestartable.
+    /// Nothing thrown by user code unwinds out of run(): it is logged.
+    void run(bool installSignalHandlers = true);
+
+    /// Requests an orderly stop; the shutdown triggers run later, in the loop.
+    /// Throws error::ReactorNotRunning if not running or already stopping.
+    void stop();
+
+    /// Leaves the loop at the end of this iteration without any shutdown trigger.
+    void crash();
+
+    /// One iteration: thread calls, due timed calls, then one readiness wait of at
+    /// most `delay` seconds with dispatch.
+    void iterate(double delay = 0);
+
+    /// True between the during phase of startup and the during phase of shutdown.
+    bool running() const noexcept { return running_; }
+
+    /// Calls f now if running; otherwise registers it as an after-startup trigger
+    /// and returns that trigger's ID.
+    std::optional<TriggerId> callWhenRunning(Trigger f);
+
+    // ---- system events (R-13..R-19) ----------------------------------------
+
+    /// Registers f for phase "before", "during" or "after" of eventType.
+    /// Throws std::invalid_argument for any other phase.
+    TriggerId addSystemEventTrigger(std::string_view phase, std::string eventType, Trigger f);
+
+    /// Like addSystemEventTrigger, but f receives a `done` continuation and the
+    /// phase waits until every async "before" trigger has called it.
+    /// `done` may be called synchronously, or later from the reactor thread; calling
+    /// it more than once has no further effect.
+    TriggerId addSystemEventTriggerAsync(std::string_view phase, std::string eventType,
+                                         Function<void(Function<void()> done)> f);
+
+    /// Removes a pending trigger. Throws std::invalid_argument if the ID was already
+    /// removed or has run (except an already-run before trigger during its own
+    /// before phase, which only warns) and for an ID this reactor never issued.
+    void removeSystemEventTrigger(TriggerId id);
+
+    /// Runs the before, during and after triggers of eventType.
+    void fireSystemEvent(const std::string& eventType);
+
+    // ---- time (R-21..R-28) ---------------------------------------------------
+
+    /// Monotonic seconds (steady_clock).
+    double seconds() const override;
+    using IReactorTime::callLater;
+    DelayedCall callLater(double delay, Function<void()> f) override;
+    std::vector<DelayedCall> getDelayedCalls() const override;
+
+    /// Time to wait for readiness now: until the earliest call, clamped to
+    /// [0, 2147483] s; nullopt when nothing is scheduled.
+    std::optional<double> timeout() const;
+
+    // ---- IReactorFDSet (R-29..R-44) ----------------------------------------
+
+    void addReader(std::shared_ptr<IReadDescriptor> reader) override;
+    void addWriter(std::shared_ptr<IWriteDescriptor> writer) override;
+    using IReactorFDSet::removeReader;
+    using IReactorFDSet::removeWriter;
+    void removeReader(IReadDescriptor* reader) override;
+    void removeWriter(IWriteDescriptor* writer) override;
+    std::vector<std::shared_ptr<IFileDescriptor>> removeAll() override;
+    std::vector<std::shared_ptr<IReadDescriptor>> getReaders() const override;
+    std::vector<std::shared_ptr<IWriteDescriptor>> getWriters() const override;
+
+    /// Whether the descriptor is registered for reading / writing.
+    bool isReading(const IFileDescriptor* d) const;
+    bool isWriting(const IFileDescriptor* d) const;
+
+    /// Removes d from the reactor and delivers `why` as R-33 prescribes: a
+    /// ConnectionDone on the read side of a half-closeable descriptor ends only its
+    /// read side; anything else removes it and calls connectionLost(why).
+    void disconnectSelectable(IFileDescriptor& d, const Failure& why, bool isRead);
+
+    // ---- threads (R-45..R-51) ------------------------------------------------
+
+    /// Queues f to run on the reactor thread, FIFO; safe from any thread and from
+    /// a signal-free context. Wakes a blocked wait.
+    void callFromThread(Function<void()> f);
+    /// Wakes the readiness wait (thread-safe).
+    void wakeUp() noexcept;
+    /// Runs f on the reactor's thread pool (created lazily, 0..10 threads).
+    void callInThread(Function<void()> f);
+    /// The reactor's pool; the same one until shutdown.
+    ThreadPool& getThreadPool();
+    /// Sets the pool's maximum size.
+    void suggestThreadPoolSize(std::size_t n);
+    /// True on the thread running run() (or, before run(), the creating thread).
+    bool isInIOThread() const noexcept;
+
+    /// The signal that stopped the reactor, if one did.
+    std::optional<int> exitSignal() const noexcept { return exitSignal_; }
+
+protected:
+    Reactor(Backend backend, std::unique_ptr<detail::Poller> poller);
+
+private:
+    struct EventState;
+    enum class Phase : std::uint8_t { none, before, during, after };
+    struct TriggerRecord {
+        std::uint64_t id;
+        Phase phase;
+        Function<void(Function<void()>)> fn;
+    };
+
+    friend class detail::Waker;
+    friend class detail::Poller;
+
+    // The loop
+    void startRunning(bool installSignalHandlers);
+    void reallyStartRunning();
+    void mainLoop();
+    void runUntilCurrent();
+    void runThreadCalls();
+    void doIteration(std::optional<double> timeout);
+    void dispatch(int fd, std::uint64_t token, unsigned events);
+    void probeAndDisconnectBad();
+    void beginShutdown();
+    void disconnectAll();
+    void stopThreadPool();
+
+    // Registrations
+    detail::Registration* findReg(const IFileDescriptor* d) const;
+    detail::Registration& regFor(std::shared_ptr<IFileDescriptor> d, int fd);
+    void updateInterest(detail::Registration& r);
+    void dropReg(detail::Registration& r);
+    void addInternalReader(std::shared_ptr<IReadDescriptor> r);
+
+    // Events
+    EventState& eventState(const std::string& type);
+    void continueFiring(const std::string& type);
+    TriggerId addTrigger(std::string_view phase, std::string eventType, Function<void(Function<void()>)> f);
+
+    // Signals
+    void installSignals();
+    void restoreSignals();
+    void checkSignals();
+
+    Backend backend_;
+    std::unique_ptr<detail::Poller> poller_;
+    std::unique_ptr<detail::TimerQueue> timers_;
+    std::unordered_map<const IFileDescriptor*, std::unique_ptr<detail::Registration>> regs_;
+    std::vector<detail::Registration*> byFd_;
+    std::uint32_t nextGen_ = 1;
+
+    // thread calls
+    mutable std::mutex threadMu_;
+    std::vector<Function<void()>> threadCalls_;
+    std::vector<Function<void()>> runningCalls_;
+    std::atomic<bool> wakePending_{false};
+    std::shared_ptr<detail::Waker> waker_;
+
+    // lifecycle
+    bool started_ = false;
+    bool running_ = false;
+    bool stopped_ = false;
+    bool justStopped_ = false;
+    bool inLoop_ = false;
+    bool crashed_ = false;
+    bool stopRequested_ = false;
+    std::atomic<std::thread::id> ioThread_;
+    std::optional<int> exitSignal_;
+
+    // events
+    std::unordered_map<std::string, std::unique_ptr<EventState>> events_;
+    std::unordered_map<std::uint64_t, std::string> triggerEvent_;
+    std::uint64_t nextTriggerId_ = 1;
+
+    // pool
+    std::unique_ptr<ThreadPool> pool_;
+    std::size_t poolMax_ = 10;
+    std::optional<TriggerId> poolShutdownTrigger_;
+
+    // signals
+    bool signalsInstalled_ = false;
+    bool wantSignals_ = false;
+    struct SavedSignals;
+    std::unique_ptr<SavedSignals> savedSignals_;
+};
+
+/// epoll(7), level-triggered; the default backend.
+class WEFT_EXPORT EPollReactor final : public Reactor {
+public:
+    EPollReactor();
+};
+
+/// poll(2).
+class WEFT_EXPORT PollReactor final : public Reactor {
+public:
+    PollReactor();
+};
+
+/// select(2); descriptors >= FD_SETSIZE are refused.
+class WEFT_EXPORT SelectReactor final : public Reactor {
+public:
+    SelectReactor();
+};
+
+}  // namespace weft

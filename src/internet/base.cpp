@@ -1,0 +1,789 @@
+#include <weft/internet/base.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <stdexcept>
+#include <system_error>
+
+#include <weft/internet/error.hpp>
+#include <weft/log.hpp>
+
+#include "internet/detail/poller.hpp"
+#include "internet/detail/timerqueue.hpp"
+
+namespace weft {
+
+// ---- backends ----------------------------------------------------------------
+
+std::string_view backendName(Backend b) {
+    switch (b) {
+        case Backend::epoll: return "epoll";
+        case Backend::poll: return "poll";
+        case Backend::select: return "select";
+    }
+    return "?";
+}
+
+std::optional<Backend> parseBackend(std::string_view name) {
+    for (Backend b : {Backend::epoll, Backend::poll, Backend::select})
+        if (backendName(b) == name) return b;
+    return std::nullopt;
+}
+
+std::unique_ptr<Reactor> Reactor::create(std::optional<Backend> backend) {
+    if (!backend) {
+        const char* env = std::getenv("WEFT_REACTOR");
+        if (env && *env) {
+            backend = parseBackend(env);
+            if (!backend)
+                throw std::invalid_argument(std::string("WEFT_REACTOR names no backend: '") + env +
+                                            "' (expected epoll, poll or select)");
+        }
+    }
+    switch (backend.value_or(Backend::epoll)) {
+        case Backend::poll: return std::make_unique<PollReactor>();
+        case Backend::select: return std::make_unique<SelectReactor>();
+        case Backend::epoll: break;
+    }
+    return std::make_unique<EPollReactor>();
+}
+
+EPollReactor::EPollReactor() : Reactor(Backend::epoll, detail::makeEpollPoller()) {}
+PollReactor::PollReactor() : Reactor(Backend::poll, detail::makePollPoller()) {}
+SelectReactor::SelectReactor() : Reactor(Backend::select, detail::makeSelectPoller()) {}
+
+// ---- private structures ------------------------------------------------------
+
+namespace detail {
+
+struct Registration {
+    std::shared_ptr<IFileDescriptor> owner;  // null while only watched for errors
+    std::weak_ptr<IFileDescriptor> watched;  // set while only watched
+    const IFileDescriptor* key = nullptr;
+    IReadDescriptor* reader = nullptr;
+    IWriteDescriptor* writer = nullptr;
+    int fd = -1;
+    std::uint64_t token = 0;
+    bool inPoller = false;
+    bool internal = false;
+};
+
+namespace {
+// The signal handlers write here: the eventfd of the reactor that installed them.
+std::atomic<int> gSignalFd{-1};
+volatile sig_atomic_t gPendingSignal = 0;
+
+extern "C" void weftSignalHandler(int signo) {
+    int saved = errno;
+    gPendingSignal = signo;
+    int fd = gSignalFd.load(std::memory_order_relaxed);
+    if (fd >= 0) {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
+    }
+    errno = saved;
+}
+}  // namespace
+
+/// The reactor's internal reader: an eventfd written by callFromThread, wakeUp
+/// and the signal handlers (R-47: one fd, non-blocking, close-on-exec).
+class Waker final : public IReadDescriptor {
+public:
+    explicit Waker(Reactor& r) : reactor_(r), fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+        if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+    }
+    ~Waker() override { ::close(fd_); }
+    int fileno() const override { return fd_; }
+    std::string logPrefix() const override { return "Waker"; }
+    void connectionLost(const Failure&) override {}
+    void wake() noexcept {
+        std::uint64_t one = 1;
+        // EAGAIN means the counter is saturated: a wake-up is already pending.
+        [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+    }
+    Reason doRead() override {
+        reactor_.wakePending_.store(false, std::memory_order_release);
+        std::uint64_t v;
+        [[maybe_unused]] auto n = ::read(fd_, &v, sizeof v);
+        reactor_.checkSignals();
+        return std::nullopt;
+    }
+
+private:
+    Reactor& reactor_;
+    int fd_;
+};
+
+}  // namespace detail
+
+using detail::Registration;
+
+struct Reactor::EventState {
+    std::vector<TriggerRecord> before, during, after;
+    Phase phase = Phase::none;        // phase being fired, none when idle
+    std::size_t pendingBefore = 0;    // async before triggers not yet done
+    std::vector<std::uint64_t> ranBefore;  // before triggers run in the current firing
+};
+
+struct Reactor::SavedSignals {
+    struct sigaction term {};
+    struct sigaction intr {};
+    bool haveTerm = false;
+    bool haveInt = false;
+};
+
+namespace {
+void ignoreSigpipeOnce() {
+    // A C++ program dies of SIGPIPE by default; Python (and so Twisted) ignores it
+    // at start-up. Only the default disposition is changed, never a user's handler.
+    static const bool done = [] {
+        struct sigaction old {};
+        if (::sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
+            struct sigaction ign {};
+            ign.sa_handler = SIG_IGN;
+            sigemptyset(&ign.sa_mask);
+            ::sigaction(SIGPIPE, &ign, nullptr);
+        }
+        return true;
+    }();
+    (void)done;
+}
+}  // namespace
+
+// ---- construction ---------------------------------------------------------------
+
+Reactor::Reactor(Backend backend, std::unique_ptr<detail::Poller> poller)
+    : backend_(backend),
+      poller_(std::move(poller)),
+      timers_(std::make_unique<detail::TimerQueue>(
+          [](const void* self) { return static_cast<const Reactor*>(self)->seconds(); }, this)),
+      ioThread_(std::this_thread::get_id()) {
+    ignoreSigpipeOnce();
+    waker_ = std::make_shared<detail::Waker>(*this);
+    addInternalReader(waker_);
+    // The reactor's own shutdown work precedes user during-shutdown triggers.
+    addSystemEventTrigger("during", "startup", [this] { reallyStartRunning(); });
+    addSystemEventTrigger("during", "shutdown", [this] { crash(); });
+    addSystemEventTrigger("during", "shutdown", [this] { disconnectAll(); });
+}
+
+Reactor::~Reactor() {
+    restoreSignals();
+    if (pool_) pool_->stop();
+    // Drop registrations before the poller; descriptors are released, not notified.
+    regs_.clear();
+    byFd_.clear();
+}
+
+
+// ---- registrations ----------------------------------------------------------------
+
+Registration* Reactor::findReg(const IFileDescriptor* d) const {
+    auto it = regs_.find(d);
+    return it == regs_.end() ? nullptr : it->second.get();
+}
+
+Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd) {
+    const IFileDescriptor* key = d.get();
+    if (auto* r = findReg(key)) {
+        if (!r->owner) {  // it was only watched for errors: hold it again
+            r->owner = std::move(d);
+            r->watched.reset();
+        }
+        return *r;
+    }
+    if (fd < 0) throw std::invalid_argument(d->logPrefix() + ": fileno() is -1; cannot register a closed descriptor");
+    if (::fcntl(fd, F_GETFD) < 0)
+        throw std::system_error(errno, std::generic_category(),
+                                d->logPrefix() + ": cannot register descriptor " + std::to_string(fd));
+    if (static_cast<std::size_t>(fd) >= byFd_.size()) byFd_.resize(static_cast<std::size_t>(fd) + 1, nullptr);
+    if (Registration* stale = byFd_[static_cast<std::size_t>(fd)]) {
+        // Another descriptor still claims this fd number, so its fd was closed behind
+        // the reactor's back and reused. Forget it; if it is still held,
+        // tell it later, never on this caller's stack.
+        auto held = stale->owner ? stale->owner : stale->watched.lock();
+        bool wasActive = stale->reader || stale->writer;
+        dropReg(*stale);
+        if (held && wasActive)
+            callLater(0, [this, held] {
+                disconnectSelectable(*held, Failure(ConnectionFdescWentAway()), false);
+            });
+    }
+    auto reg = std::make_unique<Registration>();
+    reg->owner = std::move(d);
+    reg->key = key;
+    reg->fd = fd;
+    reg->token = (static_cast<std::uint64_t>(nextGen_++) << 32) | static_cast<std::uint32_t>(fd);
+    auto* raw = reg.get();
+    regs_.emplace(key, std::move(reg));
+    byFd_[static_cast<std::size_t>(fd)] = raw;
+    return *raw;
+}
+
+void Reactor::updateInterest(Registration& r) {
+    unsigned interest = (r.reader ? detail::kReadable : 0u) | (r.writer ? detail::kWritable : 0u);
+    if (interest == 0) {
+        if (r.internal || !poller_->reportsHangup()) {
+            dropReg(r);
+            return;
+        }
+        // Keep watching a paused descriptor for errors and resets (R-38, Better
+        // than Twisted) without holding it alive.
+        if (r.owner) {
+            r.watched = r.owner;
+            r.owner.reset();
+        }
+    }
+    try {
+        poller_->set(r.fd, r.token, interest, r.inPoller);
+        r.inPoller = true;
+    } catch (...) {
+        if (interest == 0 || !r.inPoller) dropReg(r);
+        throw;
+    }
+}
+
+void Reactor::dropReg(Registration& r) {
+    if (r.inPoller) poller_->remove(r.fd);
+    auto fd = static_cast<std::size_t>(r.fd);
+    if (fd < byFd_.size() && byFd_[fd] == &r) byFd_[fd] = nullptr;
+    auto it = regs_.find(r.key);
+    if (it != regs_.end()) {
+        auto doomed = std::move(it->second);  // the descriptor may be released here:
+        regs_.erase(it);                      // erase first so its destructor sees a consistent table
+    }
+}
+
+void Reactor::addInternalReader(std::shared_ptr<IReadDescriptor> reader) {
+    IReadDescriptor* raw = reader.get();
+    auto& r = regFor(std::shared_ptr<IFileDescriptor>(reader, raw), raw->fileno());
+    r.internal = true;
+    r.reader = raw;
+    updateInterest(r);
+}
+
+void Reactor::addReader(std::shared_ptr<IReadDescriptor> reader) {
+    if (!reader) throw std::invalid_argument("addReader: null descriptor");
+    IReadDescriptor* raw = reader.get();
+    auto& r = regFor(std::shared_ptr<IFileDescriptor>(reader, raw), raw->fileno());
+    if (r.reader) return;
+    r.reader = raw;
+    updateInterest(r);
+}
+
+void Reactor::addWriter(std::shared_ptr<IWriteDescriptor> writer) {
+    if (!writer) throw std::invalid_argument("addWriter: null descriptor");
+    IWriteDescriptor* raw = writer.get();
+    auto& r = regFor(std::shared_ptr<IFileDescriptor>(writer, raw), raw->fileno());
+    if (r.writer) return;
+    r.writer = raw;
+    updateInterest(r);
+}
+
+void Reactor::removeReader(IReadDescriptor* reader) {
+    if (!reader) return;
+    auto* r = findReg(reader);
+    if (!r || !r->reader || r->internal) return;
+    r->reader = nullptr;
+    updateInterest(*r);
+}
+
+void Reactor::removeWriter(IWriteDescriptor* writer) {
+    if (!writer) return;
+    auto* r = findReg(writer);
+    if (!r || !r->writer) return;
+    r->writer = nullptr;
+    updateInterest(*r);
+}
+
+bool Reactor::isReading(const IFileDescriptor* d) const {
+    auto* r = findReg(d);
+    return r && r->reader && !r->internal;
+}
+
+bool Reactor::isWriting(const IFileDescriptor* d) const {
+    auto* r = findReg(d);
+    return r && r->writer;
+}
+
+std::vector<std::shared_ptr<IFileDescriptor>> Reactor::removeAll() {
+    std::vector<std::shared_ptr<IFileDescriptor>> out;
+    std::vector<Registration*> doomed;
+    for (auto& [key, r] : regs_) {
+        if (r->internal) continue;
+        if (r->owner) out.push_back(r->owner);
+        doomed.push_back(r.get());
+    }
+    for (auto* r : doomed) dropReg(*r);
+    return out;
+}
+
+std::vector<std::shared_ptr<IReadDescriptor>> Reactor::getReaders() const {
+    std::vector<std::shared_ptr<IReadDescriptor>> out;
+    for (auto& [key, r] : regs_)
+        if (r->reader && !r->internal) out.emplace_back(r->owner, r->reader);
+    return out;
+}
+
+std::vector<std::shared_ptr<IWriteDescriptor>> Reactor::getWriters() const {
+    std::vector<std::shared_ptr<IWriteDescriptor>> out;
+    for (auto& [key, r] : regs_)
+        if (r->writer && !r->internal) out.emplace_back(r->owner, r->writer);
+    return out;
+}
+
+void Reactor::disconnectSelectable(IFileDescriptor& d, const Failure& why, bool isRead) {
+    auto* r = findReg(&d);
+    auto hold = r ? (r->owner ? r->owner : r->watched.lock()) : nullptr;  // lives until we return
+    if (isRead && why.check<ConnectionDone>()) {
+        if (auto* hc = dynamic_cast<IHalfCloseableDescriptor*>(&d)) {
+            if (r && r->reader) {
+                r->reader = nullptr;
+                updateInterest(*r);
+            }
+            hc->readConnectionLost(why);
+            return;
+        }
+    }
+    if (r) dropReg(*r);
+    d.connectionLost(why);
+}
+
+// ---- dispatch -----------------------------------------------------------------------
+
+namespace {
+Failure socketErrorReason(int fd) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+        return Failure(ConnectionLost(std::error_code(err, std::generic_category())));
+    return Failure(ConnectionLost());
+}
+}  // namespace
+
+void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev) {
+    if (fd < 0 || static_cast<std::size_t>(fd) >= byFd_.size()) return;
+    Registration* r = byFd_[static_cast<std::size_t>(fd)];
+    if (!r || r->token != token) return;  // changed since the wait began
+
+    if (!r->owner) {  // paused: only errors are reported
+        auto held = r->watched.lock();
+        if (!held || held->fileno() != fd || (ev & detail::kInvalid)) {
+            dropReg(*r);
+            return;
+        }
+        if (ev & detail::kError) {
+            Failure why = socketErrorReason(fd);
+            dropReg(*r);
+            try {
+                held->connectionLost(why);
+            } catch (...) {
+                log::failure(held->logPrefix(), "Unhandled error in connectionLost", Failure::current());
+            }
+        } else if (ev & detail::kHangup) {
+            // A clean hang-up reaches a paused descriptor only once it reads again:
+            // stop watching so level-triggered readiness does not spin.
+            poller_->remove(fd);
+            r->inPoller = false;
+            dropReg(*r);
+        }
+        return;
+    }
+
+    std::shared_ptr<IFileDescriptor> hold = r->owner;  // the dispatch guard
+    IFileDescriptor& d = *hold;
+    std::optional<Failure> why;
+    bool inRead = false;
+    try {
+        int current = d.fileno();
+        if (current != fd || (ev & detail::kInvalid)) {
+            // fileno() is -1 (or changed): neither doRead nor doWrite.
+            if (current == -1 || current != fd) why = Failure(ConnectionFdescWentAway());
+            else why = Failure(ConnectionLost(std::error_code(EBADF, std::generic_category())));
+        } else if ((ev & (detail::kHangup | detail::kError)) && !(ev & detail::kReadable)) {
+            // hang-up/error without data ends the descriptor without a callback.
+            if (r->reader) {
+                why = Failure(ConnectionDone());
+                inRead = true;
+            } else {
+                why = socketErrorReason(fd);
+            }
+        } else {
+            if ((ev & detail::kReadable) && r->reader) {
+                inRead = true;
+                why = r->reader->doRead();
+            }
+            if (!why && (ev & detail::kWritable)) {
+                // doRead may have removed or re-registered anything.
+                Registration* again = findReg(&d);
+                if (again && again->token == token && again->writer && again->owner) {
+                    inRead = false;
+                    why = again->writer->doWrite();
+                }
+            }
+        }
+    } catch (...) {
+        why = Failure::current();
+        inRead = false;
+        log::failure(d.logPrefix(), "Unhandled error in doRead/doWrite", *why);
+    }
+    if (why) {
+        try {
+            disconnectSelectable(d, *why, inRead);
+        } catch (...) {
+            log::failure(d.logPrefix(), "Unhandled error in connectionLost", Failure::current());
+        }
+    }
+}
+
+// ---- time -----------------------------------------------------------------------------
+
+double Reactor::seconds() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+DelayedCall Reactor::callLater(double delay, Function<void()> f) { return timers_->schedule(delay, std::move(f)); }
+
+std::vector<DelayedCall> Reactor::getDelayedCalls() const { return timers_->pending(); }
+
+std::optional<double> Reactor::timeout() const {
+    {
+        std::lock_guard lk(threadMu_);
+        if (!threadCalls_.empty()) return 0.0;
+    }
+    if (justStopped_) return 0.0;
+    if (timers_->empty()) return std::nullopt;
+    double t = timers_->nextTime() - seconds();
+    return std::clamp(t, 0.0, 2147483.0);
+}
+
+// ---- threads ---------------------------------------------------------------------------
+
+void Reactor::wakeUp() noexcept {
+    if (!wakePending_.exchange(true, std::memory_order_acq_rel)) waker_->wake();
+}
+
+void Reactor::callFromThread(Function<void()> f) {
+    if (!f) throw std::invalid_argument("callFromThread: empty callable");
+    {
+        std::lock_guard lk(threadMu_);
+        threadCalls_.push_back(std::move(f));
+    }
+    wakeUp();
+}
+
+void Reactor::runThreadCalls() {
+    {
+        std::lock_guard lk(threadMu_);
+        if (threadCalls_.empty()) return;
+        std::swap(runningCalls_, threadCalls_);
+    }
+    // Only the calls queued when this pass began; later ones wait for the next.
+    for (auto& f : runningCalls_) {
+        try {
+            f();
+        } catch (...) {
+            log::failure("", "Unhandled error in a thread call", Failure::current());
+        }
+        f.reset();
+    }
+    runningCalls_.clear();
+}
+
+bool Reactor::isInIOThread() const noexcept { return ioThread_.load() == std::this_thread::get_id(); }
+
+ThreadPool& Reactor::getThreadPool() {
+    if (!pool_) {
+        pool_ = std::make_unique<ThreadPool>(0, poolMax_, "weft-reactor-pool");
+        if (running_) pool_->start();
+        else callWhenRunning([this] {
+            if (pool_) pool_->start();
+        });
+        poolShutdownTrigger_ = addSystemEventTrigger("during", "shutdown", [this] { stopThreadPool(); });
+    }
+    return *pool_;
+}
+
+void Reactor::stopThreadPool() {
+    if (!pool_) return;
+    auto pool = std::move(pool_);
+    poolShutdownTrigger_.reset();
+    pool->stop();  // joins: shutdown waits for running work
+}
+
+void Reactor::callInThread(Function<void()> f) { getThreadPool().callInThread(std::move(f)); }
+
+void Reactor::suggestThreadPoolSize(std::size_t n) {
+    poolMax_ = n;
+    if (pool_) pool_->adjustPoolsize(std::min(pool_->min(), n), n);
+}
+
+// ---- system events ------------------------------------------------------------------------
+
+Reactor::EventState& Reactor::eventState(const std::string& type) {
+    auto& slot = events_[type];
+    if (!slot) slot = std::make_unique<EventState>();
+    return *slot;
+}
+
+TriggerId Reactor::addTrigger(std::string_view phase, std::string eventType, Function<void(Function<void()>)> f) {
+    Phase p;
+    if (phase == "before") p = Phase::before;
+    else if (phase == "during") p = Phase::during;
+    else if (phase == "after") p = Phase::after;
+    else throw std::invalid_argument("addSystemEventTrigger: unknown phase '" + std::string(phase) +
+                                     "' (expected before, during or after)");
+    if (!f) throw std::invalid_argument("addSystemEventTrigger: empty callable");
+    auto& ev = eventState(eventType);
+    std::uint64_t id = nextTriggerId_++;
+    auto& list = p == Phase::before ? ev.before : p == Phase::during ? ev.during : ev.after;
+    list.push_back({id, p, std::move(f)});
+    triggerEvent_[id] = std::move(eventType);
+    return TriggerId{id};
+}
+
+TriggerId Reactor::addSystemEventTrigger(std::string_view phase, std::string eventType, Trigger f) {
+    if (!f) throw std::invalid_argument("addSystemEventTrigger: empty callable");
+    return addTrigger(phase, std::move(eventType),
+                      [fn = std::move(f)](Function<void()> done) mutable {
+                          fn();
+                          done();
+                      });
+}
+
+TriggerId Reactor::addSystemEventTriggerAsync(std::string_view phase, std::string eventType,
+                                              Function<void(Function<void()>)> f) {
+    return addTrigger(phase, std::move(eventType), std::move(f));
+}
+
+void Reactor::removeSystemEventTrigger(TriggerId id) {
+    auto it = triggerEvent_.find(id.value);
+    if (it == triggerEvent_.end()) {
+        if (id.value == 0 || id.value >= nextTriggerId_)
+            throw std::invalid_argument("removeSystemEventTrigger: not a trigger ID of this reactor");
+        // Already removed, or already run. An already-run before trigger during its
+        // own before phase only warns.
+        for (auto& [type, ev] : events_)
+            if (ev->phase == Phase::before &&
+                std::find(ev->ranBefore.begin(), ev->ranBefore.end(), id.value) != ev->ranBefore.end()) {
+                log::warn("", "removeSystemEventTrigger: trigger {} of '{}' has already run", id.value, type);
+                return;
+            }
+        throw std::invalid_argument("removeSystemEventTrigger: trigger was already removed or has run");
+    }
+    auto& ev = eventState(it->second);
+    triggerEvent_.erase(it);
+    for (auto* list : {&ev.before, &ev.during, &ev.after}) {
+        auto pos = std::find_if(list->begin(), list->end(), [&](auto& t) { return t.id == id.value; });
+        if (pos != list->end()) {
+            list->erase(pos);
+            return;
+        }
+    }
+}
+
+void Reactor::fireSystemEvent(const std::string& eventType) {
+    auto& ev = eventState(eventType);
+    if (ev.phase != Phase::none) return;  // already firing
+    ev.phase = Phase::before;
+    ev.pendingBefore = 0;
+    ev.ranBefore.clear();
+    // Triggers are consumed as they run; triggers removed meanwhile never run.
+    while (!ev.before.empty()) {
+        auto t = std::move(ev.before.front());
+        ev.before.erase(ev.before.begin());
+        triggerEvent_.erase(t.id);
+        ev.ranBefore.push_back(t.id);
+        ++ev.pendingBefore;
+        auto called = std::make_shared<bool>(false);
+        Function<void()> done = [this, eventType, called] {
+            if (*called) return;
+            *called = true;
+            auto& e = eventState(eventType);
+            if (--e.pendingBefore == 0 && e.phase == Phase::before && e.before.empty()) continueFiring(eventType);
+        };
+        try {
+            t.fn(std::move(done));
+        } catch (...) {
+            log::failure("", "Unhandled error in a 'before' system event trigger", Failure::current());
+            if (!*called) {
+                *called = true;
+                --ev.pendingBefore;
+            }
+        }
+    }
+    if (ev.pendingBefore == 0 && ev.phase == Phase::before) continueFiring(eventType);
+}
+
+void Reactor::continueFiring(const std::string& eventType) {
+    auto& ev = eventState(eventType);
+    ev.phase = Phase::during;
+    ev.ranBefore.clear();
+    for (Phase p : {Phase::during, Phase::after}) {
+        ev.phase = p;
+        auto& list = p == Phase::during ? ev.during : ev.after;
+        while (!list.empty()) {
+            auto t = std::move(list.front());
+            list.erase(list.begin());
+            triggerEvent_.erase(t.id);
+            try {
+                t.fn([] {});
+            } catch (...) {
+                log::failure("", "Unhandled error in a system event trigger", Failure::current());
+            }
+        }
+    }
+    ev.phase = Phase::none;
+}
+
+// ---- lifecycle ------------------------------------------------------------------------------
+
+std::optional<TriggerId> Reactor::callWhenRunning(Trigger f) {
+    if (running_) {
+        f();
+        return std::nullopt;
+    }
+    return addSystemEventTrigger("after", "startup", std::move(f));
+}
+
+void Reactor::startRunning(bool installSignalHandlers) {
+    if (inLoop_ || running_) throw error::ReactorAlreadyRunning();
+    if (stopped_) throw error::ReactorNotRestartable();
+    started_ = true;
+    crashed_ = false;
+    inLoop_ = true;
+    wantSignals_ = installSignalHandlers;
+    ioThread_.store(std::this_thread::get_id());
+    fireSystemEvent("startup");
+}
+
+void Reactor::reallyStartRunning() {
+    running_ = true;
+    if (wantSignals_) installSignals();
+}
+
+void Reactor::run(bool installSignalHandlers) {
+    startRunning(installSignalHandlers);
+    struct Restore {
+        Reactor& r;
+        ~Restore() { r.restoreSignals(); }
+    } restore{*this};
+    mainLoop();
+}
+
+void Reactor::stop() {
+    if (!started_ || stopped_) throw error::ReactorNotRunning();
+    stopped_ = true;
+    justStopped_ = true;
+    wakeUp();
+}
+
+void Reactor::crash() {
+    running_ = false;
+    inLoop_ = false;
+    crashed_ = true;
+    started_ = false;
+    addSystemEventTrigger("during", "startup", [this] { reallyStartRunning(); });
+}
+
+void Reactor::beginShutdown() { fireSystemEvent("shutdown"); }
+
+void Reactor::disconnectAll() {
+    // every removed descriptor hears ConnectionLost; one that throws does not
+    // keep the others from being told.
+    auto removed = removeAll();
+    for (auto& d : removed) {
+        try {
+            d->connectionLost(Failure(ConnectionLost()));
+        } catch (...) {
+            log::failure(d->logPrefix(), "Unhandled error in connectionLost during shutdown", Failure::current());
+        }
+    }
+}
+
+void Reactor::runUntilCurrent() {
+    runThreadCalls();
+    timers_->runDueOnce(seconds());
+    if (justStopped_) {
+        justStopped_ = false;
+        beginShutdown();
+    }
+}
+
+void Reactor::doIteration(std::optional<double> t) {
+    std::vector<detail::ReadyEvent> ready;
+    poller_->wait(t, ready);
+    for (auto& e : ready) dispatch(e.fd, e.token, e.events);
+}
+
+void Reactor::iterate(double delay) {
+    if (std::isnan(delay) || delay < 0) throw std::invalid_argument("iterate: delay must be >= 0");
+    runUntilCurrent();
+    auto t = timeout();
+    doIteration(t ? std::min(*t, delay) : delay);
+}
+
+void Reactor::mainLoop() {
+    while (inLoop_ && !crashed_) {
+        try {
+            runUntilCurrent();
+            if (!inLoop_ || crashed_) break;
+            doIteration(timeout());
+        } catch (...) {
+            // nothing unwinds out of run().
+            log::failure("", "Unexpected error in the main loop", Failure::current());
+        }
+    }
+}
+
+// ---- signals ---------------------------------------------------------------------------------
+
+void Reactor::installSignals() {
+    if (signalsInstalled_) return;
+    savedSignals_ = std::make_unique<SavedSignals>();
+    struct sigaction sa {};
+    sa.sa_handler = detail::weftSignalHandler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    detail::gPendingSignal = 0;
+    detail::gSignalFd.store(waker_->fileno());
+    if (::sigaction(SIGTERM, &sa, &savedSignals_->term) == 0) savedSignals_->haveTerm = true;
+    struct sigaction cur {};
+    if (::sigaction(SIGINT, nullptr, &cur) == 0 && cur.sa_handler == SIG_DFL) {
+        if (::sigaction(SIGINT, &sa, &savedSignals_->intr) == 0) savedSignals_->haveInt = true;
+    }
+    signalsInstalled_ = true;
+}
+
+void Reactor::restoreSignals() {
+    if (!signalsInstalled_) return;
+    if (savedSignals_->haveTerm) ::sigaction(SIGTERM, &savedSignals_->term, nullptr);
+    if (savedSignals_->haveInt) ::sigaction(SIGINT, &savedSignals_->intr, nullptr);
+    int expected = waker_->fileno();
+    detail::gSignalFd.compare_exchange_strong(expected, -1);
+    savedSignals_.reset();
+    signalsInstalled_ = false;
+}
+
+void Reactor::checkSignals() {
+    if (!signalsInstalled_) return;
+    int sig = detail::gPendingSignal;
+    if (sig == 0) return;
+    detail::gPendingSignal = 0;
+    exitSignal_ = sig;
+    // Through the thread-call queue, so shutdown runs normally in the loop.
+    callFromThread([this] {
+        if (started_ && !stopped_) stop();
+    });
+}
+
+}  // namespace weft

@@ -1,0 +1,100 @@
+#include <weft/threadpool.hpp>
+
+#include <stdexcept>
+
+#include <weft/log.hpp>
+
+namespace weft {
+
+ThreadPool::ThreadPool(std::size_t minThreads, std::size_t maxThreads, std::string name)
+    : min_(minThreads), max_(maxThreads), name_(std::move(name)) {
+    if (minThreads > maxThreads) throw std::invalid_argument("ThreadPool: minThreads > maxThreads");
+}
+
+ThreadPool::~ThreadPool() {
+    if (started_ && !joined_) stop();
+}
+
+void ThreadPool::start() {
+    std::lock_guard lk(mu_);
+    if (joined_ || started_) return;
+    started_ = true;
+    while (live_ < min_) spawnLocked();
+    while (live_ < max_ && live_ < queue_.size()) spawnLocked();
+}
+
+void ThreadPool::spawnLocked() {
+    ++live_;
+    threads_.emplace_back([this] { workerMain(); });
+}
+
+void ThreadPool::stop() {
+    std::vector<std::thread> threads;
+    {
+        std::lock_guard lk(mu_);
+        if (joined_) return;
+        for (auto& t : threads_)
+            if (t.get_id() == std::this_thread::get_id())
+                throw std::logic_error("ThreadPool::stop() called from one of its own workers");
+        joined_ = true;
+        queue_.clear();
+        threads = std::move(threads_);
+    }
+    cv_.notify_all();
+    for (auto& t : threads) t.join();
+}
+
+void ThreadPool::callInThread(Function<void()> f) {
+    {
+        std::lock_guard lk(mu_);
+        if (joined_) return;
+        queue_.push_back(std::move(f));
+        if (!started_) return;
+        if (idle_ < queue_.size() && live_ < max_) spawnLocked();
+    }
+    cv_.notify_one();
+}
+
+void ThreadPool::adjustPoolsize(std::size_t minThreads, std::size_t maxThreads) {
+    if (minThreads > maxThreads) throw std::invalid_argument("ThreadPool: minThreads > maxThreads");
+    {
+        std::lock_guard lk(mu_);
+        min_ = minThreads;
+        max_ = maxThreads;
+        if (started_ && !joined_) {
+            while (live_ < min_) spawnLocked();
+            while (live_ < max_ && idle_ + live_ < queue_.size() + live_) spawnLocked();
+        }
+    }
+    cv_.notify_all();
+}
+
+void ThreadPool::workerMain() {
+    std::unique_lock lk(mu_);
+    for (;;) {
+        ++idle_;
+        cv_.wait(lk, [&] { return joined_ || !queue_.empty() || live_ > max_; });
+        --idle_;
+        if (joined_ || (queue_.empty() && live_ > max_)) break;
+        auto f = std::move(queue_.front());
+        queue_.pop_front();
+        lk.unlock();
+        try {
+            f();
+        } catch (...) {
+            log::failure(name_, "Unhandled error in a thread pool work item", Failure::current());
+        }
+        f.reset();  // destroy captures outside the lock
+        lk.lock();
+    }
+    --live_;
+}
+
+std::size_t ThreadPool::min() const { std::lock_guard lk(mu_); return min_; }
+std::size_t ThreadPool::max() const { std::lock_guard lk(mu_); return max_; }
+bool ThreadPool::started() const { std::lock_guard lk(mu_); return started_; }
+bool ThreadPool::joined() const { std::lock_guard lk(mu_); return joined_; }
+std::size_t ThreadPool::workers() const { std::lock_guard lk(mu_); return live_; }
+std::size_t ThreadPool::pending() const { std::lock_guard lk(mu_); return queue_.size(); }
+
+}  // namespace weft

@@ -1,0 +1,28 @@
+# Installs the build tree into a scratch prefix, then configures and builds
+# examples/standalone as a separate project with find_package(weft) and checks
+# the pkg-config file.
+set(prefix ${BINARY_DIR}/install-test/prefix)
+set(build ${BINARY_DIR}/install-test/build)
+file(REMOVE_RECURSE ${BINARY_DIR}/install-test)
+execute_process(COMMAND ${CMAKE_COMMAND} --install ${BINARY_DIR} --prefix ${prefix} RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "cmake --install failed: ${rc}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/examples/standalone -B ${build} -G Ninja
+                        -DCMAKE_PREFIX_PATH=${prefix} RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "configuring the examples against the installed package failed: ${rc}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${build} RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "building the examples against the installed package failed: ${rc}")
+endif()
+execute_process(COMMAND ${build}/hello_reactor RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+if(rc OR NOT out MATCHES "tick 3")
+  message(FATAL_ERROR "the installed example did not run: rc=${rc} out=${out}")
+endif()
+file(GLOB_RECURSE pc ${prefix}/*/pkgconfig/weft.pc)
+if(NOT pc)
+  message(FATAL_ERROR "weft.pc was not installed")
+endif()
+message(STATUS "installed package OK: ${out}")
