@@ -63,7 +63,10 @@ void ThreadPool::adjustPoolsize(std::size_t minThreads, std::size_t maxThreads) 
         max_ = maxThreads;
         if (started_ && !joined_) {
             while (live_ < min_) spawnLocked();
-            while (live_ < max_ && idle_ + live_ < queue_.size() + live_) spawnLocked();
+            // One new worker per queued item that no idle worker will take. (The old
+            // test, idle_ + live_ < queue_.size() + live_, never changed as workers
+            // were spawned, so any backlog grew the pool straight to the maximum.)
+            for (std::size_t fresh = 0; live_ < max_ && idle_ + fresh < queue_.size(); ++fresh) spawnLocked();
         }
     }
     cv_.notify_all();

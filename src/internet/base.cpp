@@ -111,9 +111,16 @@ public:
         [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
     }
     Reason doRead() override {
-        reactor_.wakePending_.store(false, std::memory_order_release);
+        // Drain first, then clear the flag. Clearing first loses wake-ups: a
+        // wakeUp() between the two writes a token that the read then eats while
+        // the flag stays set, so every later wakeUp() skips its write and the
+        // reactor sleeps on queued calls. In this order a wakeUp() that sees the
+        // flag still set queued its call before the exchange below, and the
+        // iteration that follows runs it. The RMW (not a plain store) makes that
+        // push visible to this thread.
         std::uint64_t v;
         [[maybe_unused]] auto n = ::read(fd_, &v, sizeof v);
+        reactor_.wakePending_.exchange(false, std::memory_order_acq_rel);
         reactor_.checkSignals();
         return std::nullopt;
     }
@@ -195,11 +202,15 @@ Registration* Reactor::findReg(const IFileDescriptor* d) const {
 Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd) {
     const IFileDescriptor* key = d.get();
     if (auto* r = findReg(key)) {
-        if (!r->owner) {  // it was only watched for errors: hold it again
+        if (r->owner) return *r;
+        if (!r->watched.expired() && r->fd == fd) {  // it was only watched for errors: hold it again
             r->owner = std::move(d);
             r->watched.reset();
+            return *r;
         }
-        return *r;
+        // A stale watch: the paused descriptor it belonged to was freed (and this one was
+        // allocated at its address) or its fd changed. Register afresh.
+        dropReg(*r);
     }
     if (fd < 0) throw std::invalid_argument(d->logPrefix() + ": fileno() is -1; cannot register a closed descriptor");
     if (::fcntl(fd, F_GETFD) < 0)
@@ -229,7 +240,7 @@ Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd) {
     return *raw;
 }
 
-void Reactor::updateInterest(Registration& r) {
+void Reactor::updateInterest(Registration& r, bool removing) {
     unsigned interest = (r.reader ? detail::kReadable : 0u) | (r.writer ? detail::kWritable : 0u);
     if (interest == 0) {
         if (r.internal || !poller_->reportsHangup()) {
@@ -247,7 +258,10 @@ void Reactor::updateInterest(Registration& r) {
         poller_->set(r.fd, r.token, interest, r.inPoller);
         r.inPoller = true;
     } catch (...) {
-        if (interest == 0 || !r.inPoller) dropReg(r);
+        // Removing interest never fails: if the backend refuses (the fd was closed
+        // behind the reactor's back, R-43), the registration is dead, so forget it.
+        if (removing || interest == 0 || !r.inPoller) dropReg(r);
+        if (removing) return;
         throw;
     }
 }
@@ -294,7 +308,7 @@ void Reactor::removeReader(IReadDescriptor* reader) {
     auto* r = findReg(reader);
     if (!r || !r->reader || r->internal) return;
     r->reader = nullptr;
-    updateInterest(*r);
+    updateInterest(*r, true);
 }
 
 void Reactor::removeWriter(IWriteDescriptor* writer) {
@@ -302,7 +316,7 @@ void Reactor::removeWriter(IWriteDescriptor* writer) {
     auto* r = findReg(writer);
     if (!r || !r->writer) return;
     r->writer = nullptr;
-    updateInterest(*r);
+    updateInterest(*r, true);
 }
 
 bool Reactor::isReading(const IFileDescriptor* d) const {
@@ -348,7 +362,7 @@ void Reactor::disconnectSelectable(IFileDescriptor& d, const Failure& why, bool 
         if (auto* hc = dynamic_cast<IHalfCloseableDescriptor*>(&d)) {
             if (r && r->reader) {
                 r->reader = nullptr;
-                updateInterest(*r);
+                updateInterest(*r, true);
             }
             hc->readConnectionLost(why);
             return;
@@ -377,7 +391,9 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev) {
 
     if (!r->owner) {  // paused: only errors are reported
         auto held = r->watched.lock();
-        if (!held || held->fileno() != fd || (ev & detail::kInvalid)) {
+        // kInvalid first: a descriptor that closed its fd after removing itself must not
+        // have fileno() called (R-30, Twisted's test_removedFromReactor).
+        if (!held || (ev & detail::kInvalid) || held->fileno() != fd) {
             dropReg(*r);
             return;
         }
@@ -408,7 +424,11 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev) {
         if (current != fd || (ev & detail::kInvalid)) {
             // fileno() is -1 (or changed): neither doRead nor doWrite.
             if (current == -1 || current != fd) why = Failure(ConnectionFdescWentAway());
-            else why = Failure(ConnectionLost(std::error_code(EBADF, std::generic_category())));
+            else {
+                // Closed behind our back (EBADF), or open but unwatchable: select's fd >= FD_SETSIZE.
+                int err = ::fcntl(fd, F_GETFD) < 0 ? EBADF : EINVAL;
+                why = Failure(ConnectionLost(std::error_code(err, std::generic_category())));
+            }
         } else if ((ev & (detail::kHangup | detail::kError)) && !(ev & detail::kReadable)) {
             // hang-up/error without data ends the descriptor without a callback.
             if (r->reader) {
@@ -482,13 +502,21 @@ void Reactor::callFromThread(Function<void()> f) {
 }
 
 void Reactor::runThreadCalls() {
+    // The batch is local: a thread call may re-enter iterate(), whose own pass must
+    // not swap out or clear the vector this loop walks. runningCalls_ only keeps a
+    // spare buffer so the queue does not reallocate every pass.
+    std::vector<Function<void()>> batch = std::move(runningCalls_);
+    batch.clear();
     {
         std::lock_guard lk(threadMu_);
-        if (threadCalls_.empty()) return;
-        std::swap(runningCalls_, threadCalls_);
+        if (threadCalls_.empty()) {
+            runningCalls_ = std::move(batch);
+            return;
+        }
+        std::swap(batch, threadCalls_);
     }
     // Only the calls queued when this pass began; later ones wait for the next.
-    for (auto& f : runningCalls_) {
+    for (auto& f : batch) {
         try {
             f();
         } catch (...) {
@@ -496,7 +524,8 @@ void Reactor::runThreadCalls() {
         }
         f.reset();
     }
-    runningCalls_.clear();
+    batch.clear();
+    if (batch.capacity() > runningCalls_.capacity()) runningCalls_ = std::move(batch);
 }
 
 bool Reactor::isInIOThread() const noexcept { return ioThread_.load() == std::this_thread::get_id(); }
@@ -515,9 +544,13 @@ ThreadPool& Reactor::getThreadPool() {
 
 void Reactor::stopThreadPool() {
     if (!pool_) return;
-    auto pool = std::move(pool_);
     poolShutdownTrigger_.reset();
-    pool->stop();  // joins: shutdown waits for running work
+    // Stop (join) before dropping: running work may still call callInThread(),
+    // which reads pool_ from the worker; it must find the stopping pool (which
+    // ignores the work, R-48), not a pool_ being moved out or a null one that
+    // would build a new pool from a worker thread.
+    pool_->stop();  // joins: shutdown waits for running work
+    pool_.reset();
 }
 
 void Reactor::callInThread(Function<void()> f) { getThreadPool().callInThread(std::move(f)); }

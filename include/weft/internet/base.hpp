@@ -202,7 +202,7 @@ private:
     // Registrations
     detail::Registration* findReg(const IFileDescriptor* d) const;
     detail::Registration& regFor(std::shared_ptr<IFileDescriptor> d, int fd);
-    void updateInterest(detail::Registration& r);
+    void updateInterest(detail::Registration& r, bool removing = false);
     void dropReg(detail::Registration& r);
     void addInternalReader(std::shared_ptr<IReadDescriptor> r);
 
