@@ -584,15 +584,6 @@ TriggerId Reactor::addTrigger(std::string_view phase, std::string eventType, Fun
     return TriggerId{id};
 }
 
-TriggerId Reactor::addSystemEventTrigger(std::string_view phase, std::string eventType, Trigger f) {
-    if (!f) throw std::invalid_argument("addSystemEventTrigger: empty callable");
-    return addTrigger(phase, std::move(eventType),
-                      [fn = std::move(f)](Function<void()> done) mutable {
-                          fn();
-                          done();
-                      });
-}
-
 TriggerId Reactor::addSystemEventTriggerAsync(std::string_view phase, std::string eventType,
                                               Function<void(Function<void()>)> f) {
     return addTrigger(phase, std::move(eventType), std::move(f));

@@ -16,7 +16,9 @@
 
 #include <weft/export.hpp>
 #include <weft/function.hpp>
+#include <weft/internet/defer.hpp>
 #include <weft/internet/interfaces.hpp>
+#include <weft/log.hpp>
 #include <weft/threadpool.hpp>
 
 namespace weft {
@@ -101,8 +103,29 @@ public:
     // ---- system events (R-13..R-19) ----------------------------------------
 
     /// Registers f for phase "before", "during" or "after" of eventType.
-    /// Throws std::invalid_argument for any other phase.
-    TriggerId addSystemEventTrigger(std::string_view phase, std::string eventType, Trigger f);
+    /// Throws std::invalid_argument for any other phase. f may return nothing, or
+    /// a Deferred: a "before" trigger's Deferred holds the during phase back until
+    /// it fires; a failure it ends with is logged.
+    template <class F>
+        requires std::is_invocable_v<F&>
+    TriggerId addSystemEventTrigger(std::string_view phase, std::string eventType, F f) {
+        using R = std::invoke_result_t<F&>;
+        if constexpr (std::is_void_v<R>) {
+            return addTrigger(phase, std::move(eventType), [fn = std::move(f)](Function<void()> done) mutable {
+                fn();
+                done();
+            });
+        } else {
+            static_assert(isWeftDeferred(static_cast<R*>(nullptr)), "a trigger returns void or a weft::Deferred");
+            return addTrigger(phase, std::move(eventType), [fn = std::move(f)](Function<void()> done) mutable {
+                R d = fn();
+                d.addBoth([done = std::move(done)](Result<typename R::value_type> r) mutable {
+                    if (!r.ok()) log::failure("", "A system event trigger's Deferred failed", r.failure());
+                    done();
+                });
+            });
+        }
+    }
 
     /// Like addSystemEventTrigger, but f receives a `done` continuation and the
     /// phase waits until every async "before" trigger has called it.
@@ -270,7 +293,8 @@ public:
     PollReactor();
 };
 
-/// select(2); descriptors >= FD_SETSIZE are refused.
+/// select(2); a descriptor whose fd is >= FD_SETSIZE is accepted and then
+/// disconnected at the next wait, the others kept.
 class WEFT_EXPORT SelectReactor final : public Reactor {
 public:
     SelectReactor();

@@ -1,0 +1,315 @@
+// The untyped engine of weft::Deferred (spec: defer.md). The typed handles in
+// <weft/internet/defer/deferred.hpp> only build steps; everything that walks a
+// chain is here.
+#include <weft/internet/defer.hpp>
+
+#include <atomic>
+
+#include <fmt/format.h>
+
+#include <weft/log.hpp>
+
+namespace weft {
+
+namespace {
+std::atomic<bool> gDebugging{false};
+
+std::string describeFailures(const std::vector<Failure>& fs) {
+    std::string out = "FailureGroup([";
+    for (std::size_t i = 0; i < fs.size(); ++i) {
+        if (i) out += ", ";
+        out += fs[i].repr();
+    }
+    return out + "])";
+}
+}  // namespace
+
+void setDebugging(bool on) noexcept { gDebugging.store(on, std::memory_order_relaxed); }
+bool getDebugging() noexcept { return gDebugging.load(std::memory_order_relaxed); }
+
+Failure logError(Failure f) {
+    log::emit(log::Level::critical, "", "Logged error:", &f);
+    return f;
+}
+
+namespace defer {
+
+AlreadyCalledError::AlreadyCalledError(const std::string& debugInfo)
+    : std::logic_error(debugInfo.empty() ? std::string("Deferred has already been called")
+                                         : "Deferred has already been called\n" + debugInfo) {}
+
+CancelledError::CancelledError() : std::runtime_error("Deferred was cancelled") {}
+
+TimeoutError::TimeoutError(double timeout)
+    : std::runtime_error(fmt::format("Deferred timed out after {} seconds", timeout)), timeout_(timeout) {}
+
+FirstError::FirstError(Failure subFailure, std::size_t index)
+    : std::runtime_error(fmt::format("FirstError[#{}, {}]", index, subFailure.str())),
+      subFailure_(std::move(subFailure)),
+      index_(index) {}
+
+FailureGroup::FailureGroup(std::vector<Failure> failures)
+    : std::runtime_error(describeFailures(failures)), failures_(std::move(failures)) {}
+
+QueueOverflow::QueueOverflow() : std::runtime_error("DeferredQueue is full") {}
+QueueUnderflow::QueueUnderflow() : std::runtime_error("DeferredQueue has too many pending get()s") {}
+
+}  // namespace defer
+
+namespace detail {
+
+std::string Slot::describe() const {
+    if (failure_) return failure_->repr();
+    if (box_) return box_->describe();
+    return "None";
+}
+
+void Slot::throwWrongType(const std::type_info& wanted) const {
+    throw std::logic_error(fmt::format("weft::Deferred: expected a result of type {}, found {}",
+                                       demangle(wanted.name()),
+                                       box_ ? demangle(box_->type().name()) : std::string("nothing")));
+}
+
+namespace {
+std::string formatLocation(const char* prefix, const char* title, const SourceLocation& l) {
+    return fmt::format("{0} {1}:\n{0}  File \"{2}\", line {3}, in {4}\n", prefix, title, l.file, l.line, l.function);
+}
+}  // namespace
+
+std::string DebugInfo::text() const {
+    std::string out;
+    if (creator) out += formatLocation(" C:", "Deferred was created", *creator);
+    if (invoker) out += formatLocation(" I:", "First Invoker was", *invoker);
+    return out;
+}
+
+Core::Core(const std::type_info& created, const SourceLocation& loc) : createdType_(&created), outType_(&created) {
+    if (getDebugging()) {
+        debug_ = std::make_unique<DebugInfo>();
+        debug_->creator = loc;
+    }
+}
+
+Core::~Core() {
+    if (result.isFailure() && !consumed) {
+        // DEF-25: one event carrying the Failure, at the last release.
+        std::string msg = "Unhandled error in Deferred:";
+        if (debug_) {
+            std::string info = debug_->text();
+            if (!info.empty()) msg += "\n(debug: " + info + ")";
+        }
+        log::emit(log::Level::critical, "", msg, &result.failure());
+    }
+    // Steps may own other Deferreds (a hand-off owns the waiting outer, a
+    // suspended frame its coroutine's Deferred), whose steps own more: destroy
+    // them from one loop so dropping a long unfired chain cannot overflow the stack.
+    thread_local std::vector<std::deque<Step>>* pending = nullptr;
+    if (steps_.empty()) return;
+    if (pending) {
+        pending->push_back(std::move(steps_));
+        return;
+    }
+    std::vector<std::deque<Step>> queue;
+    pending = &queue;
+    queue.push_back(std::move(steps_));
+    while (!queue.empty()) {
+        std::deque<Step> steps = std::move(queue.back());
+        queue.pop_back();
+        steps.clear();
+    }
+    pending = nullptr;
+}
+
+std::string Core::debugText() const {
+    if (!getDebugging() || !debug_) return {};
+    return debug_->text();
+}
+
+void Core::checkOutput(const std::type_info& t) const {
+    if (*outType_ != t)
+        throw std::logic_error(fmt::format(
+            "weft::Deferred: stale handle: the chain's current result type is {}, the handle's is {}",
+            demangle(outType_->name()), demangle(t.name())));
+}
+
+void Core::checkCreated(const std::type_info& t) const {
+    if (*createdType_ != t)
+        throw std::logic_error(fmt::format("weft::Deferred: callback() needs a handle of the created type {}, not {}",
+                                           demangle(createdType_->name()), demangle(t.name())));
+}
+
+std::string Core::repr() const {
+    if (auto other = chainedTo_.lock())
+        return fmt::format("<Deferred at {} waiting on Deferred at {}>", fmt::ptr(this), fmt::ptr(other.get()));
+    if (!called_ || waiting_) return fmt::format("<Deferred at {}>", fmt::ptr(this));
+    return fmt::format("<Deferred at {} current result: {}>", fmt::ptr(this), result.describe());
+}
+
+void Core::markFired(const SourceLocation& loc) {
+    called_ = true;
+    if (getDebugging()) {
+        if (!debug_) debug_ = std::make_unique<DebugInfo>();
+        debug_->invoker = loc;
+    }
+    // DEF-21: a canceller that refers back to this Deferred must not keep it alive.
+    canceller = nullptr;
+    cancelOverride = nullptr;
+    chainedTo_.reset();
+}
+
+void Core::fire(Slot s, const SourceLocation& loc) {
+    if (called_) {
+        if (suppressAlreadyCalled_) {  // DEF-20: the late producer of a cancelled Deferred
+            suppressAlreadyCalled_ = false;
+            return;
+        }
+        throw defer::AlreadyCalledError(debugText());
+    }
+    markFired(loc);
+    result = std::move(s);
+    runCallbacks();
+}
+
+void Core::fireWaiting(CorePtr x) {
+    if (called_) throw defer::AlreadyCalledError(debugText());
+    markFired(SourceLocation{"<coroutine>", 0, "co_return"});
+    if (!absorb(StepOut{Slot{}, std::move(x)})) runCallbacks();
+}
+
+Slot Core::take() {
+    Slot out = std::move(result);
+    result = Slot{};
+    outType_ = &typeid(void);
+    return out;
+}
+
+void Core::addStep(Step s) {
+    steps_.push_back(std::move(s));
+    if (called_ && paused_ == 0 && !waiting_) runCallbacks();
+}
+
+void Core::unpause() {
+    if (paused_ == 0) throw std::logic_error("weft::Deferred::unpause() without a matching pause()");
+    if (--paused_ == 0 && called_ && !waiting_) runCallbacks();
+}
+
+void Core::cancel() {
+    if (!called_) {
+        if (coroutine) {  // DEF-50: cancel what the body is suspended on; the body decides the outcome
+            if (auto target = coroutine->awaiting.lock()) target->cancel();
+            return;
+        }
+        if (cancelOverride) {
+            auto hook = std::move(cancelOverride);
+            hook(*this);
+            if (!called_ && !cancelOverride) cancelOverride = std::move(hook);
+            return;
+        }
+        // Moved out first: it runs at most once, and firing from inside it
+        // (which releases the canceller) must not destroy it mid-call.
+        auto c = std::move(canceller);
+        if (c) {
+            auto keep = shared_from_this();
+            c(*this);
+        } else {
+            suppressAlreadyCalled_ = true;
+        }
+        if (!called_) fire(Slot::failed(Failure(defer::CancelledError())), SourceLocation{"<cancel>", 0, "cancel"});
+    } else if (waiting_) {
+        if (auto x = waitingOn_.lock()) x->cancel();  // DEF-19
+    }
+}
+
+bool Core::absorb(StepOut&& out) {
+    if (!out.wait) {
+        result = std::move(out.slot);
+        return false;
+    }
+    Core& x = *out.wait;
+    if (&x == this) {
+        // DEF-15, better than Twisted: a step that returned its own Deferred.
+        result = Slot::failed(Failure(std::logic_error(
+            "Callback returned the Deferred it was attached to; this breaks the callback chain")));
+        return false;
+    }
+    if (x.ready()) {  // DEF-12: take it now; x is left empty and never reports it
+        result = x.take();
+        return false;
+    }
+    waiting_ = true;
+    waitingOn_ = out.wait;
+    chainedTo_ = out.wait;
+    x.outType_ = &typeid(void);
+    Step s;
+    s.kind = StepKind::handOff;
+    s.other = shared_from_this();
+    x.steps_.push_back(std::move(s));
+    return true;
+}
+
+// Twisted's _runCallbacks: one loop runs this Deferred and every Deferred a
+// hand-off or chainDeferred link continues into, so neither implicit (DEF-14)
+// nor explicit (DEF-17) chains grow the C++ stack.
+void Core::runCallbacks() {
+    if (running_) return;  // DEF-7: the pass already under way picks up new steps
+    std::vector<CorePtr> chain;
+    chain.push_back(shared_from_this());
+    while (!chain.empty()) {
+        Core& cur = *chain.back();
+        if (cur.paused_ > 0 || cur.waiting_ || cur.running_) {
+            chain.pop_back();
+            continue;
+        }
+        bool finished = true;
+        cur.chainedTo_.reset();
+        while (!cur.steps_.empty()) {
+            Step step = std::move(cur.steps_.front());
+            cur.steps_.pop_front();
+            if (step.kind == StepKind::handOff) {
+                Core& outer = *step.other;
+                outer.result = std::move(cur.result);
+                cur.result = Slot{};
+                outer.waiting_ = false;
+                outer.waitingOn_.reset();
+                chain.push_back(std::move(step.other));
+                finished = false;
+                break;
+            }
+            if (step.kind == StepKind::fire) {
+                Core& d2 = *step.other;
+                if (d2.called_) {
+                    if (d2.suppressAlreadyCalled_) {
+                        d2.suppressAlreadyCalled_ = false;
+                        cur.result = Slot{};
+                    } else {
+                        cur.result = Slot::failed(Failure(defer::AlreadyCalledError(d2.debugText())));
+                    }
+                    continue;
+                }
+                d2.markFired(SourceLocation{"<chainDeferred>", 0, "chainDeferred"});
+                d2.result = std::move(cur.result);
+                cur.result = Slot{};
+                chain.push_back(std::move(step.other));
+                finished = false;
+                break;
+            }
+            StepFn& fn = (step.kind == StepKind::both || !cur.result.isFailure()) ? step.cb : step.eb;
+            if (!fn) continue;  // the missing half of a pair passes the result through
+            StepOut out;
+            cur.running_ = true;
+            try {
+                out = fn(cur, cur.result);
+            } catch (...) {
+                out = StepOut{Slot::failed(Failure::current()), nullptr};
+            }
+            cur.running_ = false;
+            step = Step{};  // DEF-6: the callable and its captures die now
+            if (cur.absorb(std::move(out))) break;
+            if (cur.paused_ > 0) break;  // DEF-10: a pause from inside a step stops the pass
+        }
+        if (finished) chain.pop_back();
+    }
+}
+
+}  // namespace detail
+}  // namespace weft
