@@ -405,7 +405,10 @@ public:
     const detail::CorePtr& detailCore() const noexcept { return core_; }
 
     struct Awaiter;
-    /// co_await takes the result (DEF-32, DEF-46 … DEF-48).
+    /// co_await takes the result (DEF-32, DEF-46 … DEF-48). Prefer
+    /// `co_await std::move(d)` or a temporary: a frame that keeps its own
+    /// handle to the Deferred it awaits forms a cycle with it (the Deferred owns
+    /// the suspended frame), released only when that Deferred fires.
     Awaiter operator co_await() && noexcept { return Awaiter{std::move(core_)}; }
     Awaiter operator co_await() & noexcept { return Awaiter{core_}; }
 
