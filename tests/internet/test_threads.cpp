@@ -46,13 +46,6 @@ struct Threads {
     ~Threads() { join(); }
 };
 
-// ThreadSanitizer starts a background thread with the process's first extra
-// thread; start it before any test takes its thread-count baseline.
-const bool kThreadsWarmedUp = [] {
-    std::thread([] {}).join();
-    return true;
-}();
-
 std::string fdTarget(int fd) {
     char buf[256];
     auto n = ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), buf, sizeof buf - 1);

@@ -52,8 +52,10 @@ using Trigger = Function<void()>;
 /// The event loop.
 ///
 /// Threading: every method must be called on the reactor's thread (the one that
-/// calls run()), except callFromThread(), wakeUp() and the thread-pool calls,
-/// which are safe from any thread.
+/// calls run()), except callFromThread() and wakeUp(), which are safe from any
+/// thread, and callInThread(), which is safe from any thread once the pool
+/// exists (the first getThreadPool()/callInThread() creates it and must happen
+/// on the reactor thread).
 ///
 /// Ownership: the reactor holds every registered descriptor (shared_ptr) and an
 /// extra reference while dispatching to it; descriptors are released when removed.
