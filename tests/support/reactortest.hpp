@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <ostream>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -15,6 +16,11 @@
 
 #include <weft/internet/base.hpp>
 #include <weft/log.hpp>
+
+namespace weft {
+/// Lets gtest print a backend as its name in test listings.
+inline void PrintTo(Backend b, std::ostream* os) { *os << backendName(b); }
+}  // namespace weft
 
 namespace weft::test {
 
