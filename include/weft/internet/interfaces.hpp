@@ -4,6 +4,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
+#include <span>
+#include <string_view>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +15,7 @@
 #include <weft/export.hpp>
 #include <weft/failure.hpp>
 #include <weft/function.hpp>
+#include <weft/internet/address.hpp>
 #include <weft/internet/delayedcall.hpp>
 
 namespace weft {
@@ -123,6 +127,88 @@ public:
 
     void removeReader(const std::shared_ptr<IReadDescriptor>& r) { removeReader(r.get()); }
     void removeWriter(const std::shared_ptr<IWriteDescriptor>& w) { removeWriter(w.get()); }
+};
+
+// ---- producers and consumers (filedescriptor.md FD-42, FD-43) ------------------
+
+/// Something that produces data for a consumer (Twisted IProducer).
+class WEFT_EXPORT IProducer {
+public:
+    virtual ~IProducer() = default;
+    /// The consumer is gone for good: stop producing and release what you hold.
+    virtual void stopProducing() = 0;
+};
+
+/// A producer that writes whenever it likes until paused (Twisted IPushProducer).
+class WEFT_EXPORT IPushProducer : public virtual IProducer {
+public:
+    /// The consumer's buffer is full: stop writing until resumeProducing().
+    virtual void pauseProducing() = 0;
+    /// Undoes a pauseProducing().
+    virtual void resumeProducing() = 0;
+};
+
+/// A producer that writes once each time it is asked (Twisted IPullProducer).
+class WEFT_EXPORT IPullProducer : public virtual IProducer {
+public:
+    /// Produce some data now, by writing to the consumer before returning.
+    virtual void resumeProducing() = 0;
+};
+
+/// Bytes as weft passes them at its edges.
+using Bytes = std::span<const std::byte>;
+
+/// Views text as bytes (no copy).
+inline Bytes asBytes(std::string_view s) noexcept {
+    return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+/// A sink for bytes with flow control (Twisted IConsumer).
+class WEFT_EXPORT IConsumer {
+public:
+    virtual ~IConsumer() = default;
+    /// Registers the producer feeding this consumer. `streaming` true: a push
+    /// producer (IPushProducer), paused when the buffer fills; false: a pull
+    /// producer (IPullProducer), asked for more each time the buffer drains.
+    /// Throws std::runtime_error if a producer is already registered. The consumer
+    /// holds the producer until unregisterProducer() or the end of the connection.
+    virtual void registerProducer(std::shared_ptr<IProducer> producer, bool streaming) = 0;
+    /// Forgets the producer (without stopping it); a no-op if none is registered.
+    virtual void unregisterProducer() = 0;
+    /// Buffers data for sending; never blocks, never calls back synchronously.
+    virtual void write(Bytes data) = 0;
+};
+
+/// A byte stream to a peer (Twisted ITransport).
+class WEFT_EXPORT ITransport {
+public:
+    virtual ~ITransport() = default;
+    /// Queues data; it leaves in order, with nothing lost, before any close.
+    virtual void write(Bytes data) = 0;
+    /// Queues several chunks as if written one after the other (one gather write, no copy).
+    virtual void writeSequence(std::span<const Bytes> chunks) = 0;
+    /// Closes after everything queued is sent (and, with a producer registered,
+    /// after it is unregistered). connectionLost follows later, from the reactor.
+    virtual void loseConnection() = 0;
+    /// The remote and local addresses; still answered after the connection is lost.
+    virtual Address getPeer() const = 0;
+    virtual Address getHost() const = 0;
+
+    void write(std::string_view s) { write(asBytes(s)); }
+};
+
+/// A protocol that wants to hear about each half of a connection closing on its
+/// own (Twisted IHalfCloseableProtocol).
+///
+/// readConnectionLost(): the peer finished sending (EOF); the protocol may keep
+/// writing and must eventually call loseConnection(). writeConnectionLost(): our
+/// write half is shut, after loseWriteConnection() flushed — weft calls it for
+/// every stream transport that supports half-close, TCP included.
+class WEFT_EXPORT IHalfCloseableProtocol {
+public:
+    virtual ~IHalfCloseableProtocol() = default;
+    virtual void readConnectionLost() = 0;
+    virtual void writeConnectionLost() = 0;
 };
 
 }  // namespace weft

@@ -1,0 +1,170 @@
+// weft/internet/abstract.hpp — FileDescriptor, the base of every selectable
+// transport (twisted.internet.abstract.FileDescriptor). Spec: filedescriptor.md.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <weft/export.hpp>
+#include <weft/internet/base.hpp>
+#include <weft/internet/interfaces.hpp>
+
+namespace weft {
+
+/// What writeSomeData() reports: the number of bytes the kernel took (0 when it
+/// would block), or the reason the descriptor is finished.
+using WriteResult = std::variant<std::size_t, Failure>;
+
+namespace detail {
+/// The pending output: a queue of chunks with an offset into the first. Data is
+/// copied once, when written; small writes share a chunk, large ones get their
+/// own, and gather() hands the queue to one writev() without copying again.
+class WriteQueue {
+public:
+    void append(Bytes data);
+    void append(std::vector<std::byte>&& data);
+    /// Fills up to maxIov entries with at most `limit` unsent bytes; returns the count.
+    int gather(iovec* iov, int maxIov, std::size_t limit) const;
+    /// Drops n sent bytes from the front.
+    void consume(std::size_t n);
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    void clear() noexcept;
+
+private:
+    std::deque<std::vector<std::byte>> chunks_;
+    std::size_t head_ = 0;  // offset into chunks_.front()
+    std::size_t size_ = 0;  // unsent bytes
+};
+}  // namespace detail
+
+/// The abstract base of every selectable transport.
+///
+/// State is one machine (FD-1): fresh → connected → disconnecting → disconnected,
+/// plus the write half: open → closing (loseWriteConnection pending) → closed.
+/// `connected()`, `disconnecting()` and `disconnected()` are derived from it.
+///
+/// Output: write()/writeSequence() queue bytes and register for writability; they
+/// never do I/O and never call back (FD-4). doWrite() hands up to SEND_LIMIT bytes
+/// of the queue to writeSomeData() as one gather write (FD-16, FD-17).
+///
+/// Flow control (FD-22..FD-30): the descriptor is a consumer — a push producer is
+/// paused when more than bufferSize unsent bytes are queued and resumed when the
+/// queue drains; a pull producer is asked for more each time it drains. It is
+/// also a push producer for its input: pauseProducing() stops reading (FD-35).
+///
+/// Ownership: create it with std::make_shared; the reactor holds it while it is
+/// registered and during every callback. A close is a request: loseConnection(),
+/// loseWriteConnection() and stopProducing() only change state; connectionLost()
+/// is called later by the reactor (or by a call it scheduled), never on the
+/// caller's stack (FD-14, Better than Twisted).
+class WEFT_EXPORT FileDescriptor : public IReadWriteDescriptor,
+                                   public IHalfCloseableDescriptor,
+                                   public IConsumer,
+                                   public IPushProducer,
+                                   public ITransport,
+                                   public std::enable_shared_from_this<FileDescriptor> {
+public:
+    /// Most bytes handed to one writeSomeData() call (Twisted SEND_LIMIT).
+    static constexpr std::size_t SEND_LIMIT = 128 * 1024;
+
+    enum class State : std::uint8_t { fresh, connected, disconnecting, disconnected };
+    enum class WriteHalf : std::uint8_t { open, closing, closed };
+
+    explicit FileDescriptor(Reactor& reactor);
+    ~FileDescriptor() override;
+    FileDescriptor(const FileDescriptor&) = delete;
+    FileDescriptor& operator=(const FileDescriptor&) = delete;
+
+    /// Buffer threshold for pausing a push producer, and the most bytes one read
+    /// takes (FD-21). May be changed at any time.
+    std::size_t bufferSize = 65536;
+
+    Reactor& reactor() const noexcept { return reactor_; }
+    State state() const noexcept { return state_; }
+    WriteHalf writeHalf() const noexcept { return writeHalf_; }
+    /// True once the transport can carry bytes, until connectionLost (also while disconnecting).
+    bool connected() const noexcept { return state_ == State::connected || state_ == State::disconnecting; }
+    bool disconnecting() const noexcept { return state_ == State::disconnecting; }
+    bool disconnected() const noexcept { return state_ == State::disconnected; }
+    /// Unsent bytes queued.
+    std::size_t pendingBytes() const noexcept { return queue_.size(); }
+
+    // ---- ITransport / IConsumer ---------------------------------------------
+    using ITransport::write;
+    /// Queues a copy of data (FD-4, FD-5, FD-11). Discarded when not connected or
+    /// when the write half is shut; an empty write does nothing.
+    void write(Bytes data) override;
+    /// Queues data without copying it.
+    void write(std::vector<std::byte>&& data);
+    /// Queues every chunk in order; flow control is checked once at the end (FD-7).
+    void writeSequence(std::span<const Bytes> chunks) override;
+    /// Closes once the queue is flushed and any producer unregistered (FD-9..FD-13).
+    void loseConnection() override;
+    /// Shuts the write half once the queue is flushed; reading goes on (FD-31).
+    void loseWriteConnection();
+    void registerProducer(std::shared_ptr<IProducer> producer, bool streaming) override;
+    void unregisterProducer() override;
+    /// unregisterProducer() then loseConnection() (FD-29).
+    void stopConsuming();
+    /// The registered producer, if any.
+    const std::shared_ptr<IProducer>& producer() const noexcept { return producer_; }
+    bool producerPaused() const noexcept { return producerPaused_; }
+
+    // ---- IPushProducer (input flow control, FD-35) ---------------------------
+    void pauseProducing() override;
+    void resumeProducing() override;
+    void stopProducing() override;
+
+    // ---- reactor interface -----------------------------------------------------
+    int fileno() const override { return -1; }
+    std::string logPrefix() const override { return "-"; }
+    Reason doWrite() override;
+    /// Ends the descriptor (FD-2): state disconnected, producer stopped and
+    /// forgotten, reading and writing stopped. Overrides must call this.
+    void connectionLost(const Failure& reason) override;
+    /// Base behaviour: connectionLost(reason) (FD-33).
+    void readConnectionLost(const Failure& reason) override;
+    void writeConnectionLost(const Failure& reason) override;
+
+    void startReading();
+    void stopReading();
+    void startWriting();
+    void stopWriting();
+
+protected:
+    /// Writes as much of `data` as the kernel takes now (FD-20): the count, 0 when
+    /// it would block, or a ConnectionLost-kind reason. Must not block or throw.
+    virtual WriteResult writeSomeData(std::span<const iovec> data) = 0;
+    /// The write half was shut (after the flush): e.g. shutdown(SHUT_WR). The base does nothing (FD-33).
+    virtual Reason closeWriteConnection() { return std::nullopt; }
+    /// Marks the descriptor connected (subclasses call it once they can carry bytes).
+    void setConnected() noexcept;
+
+    /// Writes iovecs to fd through the syscall seam: retries EINTR, 0 for EAGAIN
+    /// or ENOBUFS, ConnectionLost(errno) otherwise. For subclasses' writeSomeData.
+    static WriteResult writeToFD(int fd, std::span<const iovec> data);
+
+private:
+    void maybePauseProducer();
+
+    Reactor& reactor_;
+    detail::WriteQueue queue_;
+    std::shared_ptr<IProducer> producer_;
+    IPushProducer* pushProducer_ = nullptr;
+    IPullProducer* pullProducer_ = nullptr;
+    State state_ = State::fresh;
+    WriteHalf writeHalf_ = WriteHalf::open;
+    bool streaming_ = false;
+    bool producerPaused_ = false;
+    bool lossScheduled_ = false;
+};
+
+}  // namespace weft

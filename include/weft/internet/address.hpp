@@ -1,0 +1,75 @@
+// weft/internet/address.hpp — endpoint addresses (twisted.internet.address).
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <string>
+#include <variant>
+
+#include <weft/export.hpp>
+
+namespace weft {
+
+/// An address of a transport endpoint (Twisted IAddress).
+class WEFT_EXPORT IAddress {
+public:
+    virtual ~IAddress() = default;
+    /// Human-readable form, as Twisted's repr, e.g. "IPv4Address(TCP, '127.0.0.1', 8080)".
+    virtual std::string str() const = 0;
+};
+
+/// An IPv4 endpoint. `type` is "TCP" or "UDP".
+class WEFT_EXPORT IPv4Address final : public IAddress {
+public:
+    IPv4Address(std::string type_, std::string host_, std::uint16_t port_)
+        : type(std::move(type_)), host(std::move(host_)), port(port_) {}
+    std::string str() const override;
+    friend bool operator==(const IPv4Address&, const IPv4Address&) = default;
+    std::string type;
+    std::string host;
+    std::uint16_t port;
+};
+
+/// An IPv6 endpoint. `type` is "TCP" or "UDP".
+class WEFT_EXPORT IPv6Address final : public IAddress {
+public:
+    IPv6Address(std::string type_, std::string host_, std::uint16_t port_, std::uint32_t flowInfo_ = 0,
+                std::uint32_t scopeID_ = 0)
+        : type(std::move(type_)), host(std::move(host_)), port(port_), flowInfo(flowInfo_), scopeID(scopeID_) {}
+    std::string str() const override;
+    friend bool operator==(const IPv6Address&, const IPv6Address&) = default;
+    std::string type;
+    std::string host;
+    std::uint16_t port;
+    std::uint32_t flowInfo;
+    std::uint32_t scopeID;
+};
+
+/// A UNIX socket path (abstract-namespace names start with '\0'); empty when unbound.
+class WEFT_EXPORT UNIXAddress final : public IAddress {
+public:
+    explicit UNIXAddress(std::string name_) : name(std::move(name_)) {}
+    std::string str() const override;
+    friend bool operator==(const UNIXAddress&, const UNIXAddress&) = default;
+    std::string name;
+};
+
+/// An endpoint with no network address (pipes, a process, standard I/O).
+class WEFT_EXPORT NoAddress final : public IAddress {
+public:
+    std::string str() const override { return "NoAddress()"; }
+    friend bool operator==(const NoAddress&, const NoAddress&) = default;
+};
+
+/// Any of weft's addresses, by value. std::visit it, or call addressStr().
+using Address = std::variant<NoAddress, IPv4Address, IPv6Address, UNIXAddress>;
+
+/// The str() of whichever address `a` holds.
+WEFT_EXPORT std::string addressStr(const Address& a);
+
+/// True only for dotted-quad IPv4 text: four decimal parts, each 0..255 (FD-47).
+WEFT_EXPORT bool isIPAddress(std::string_view s);
+/// True for an IPv6 literal optionally followed by "%" and a scope (FD-48).
+WEFT_EXPORT bool isIPv6Address(std::string_view s);
+
+}  // namespace weft

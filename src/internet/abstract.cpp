@@ -1,0 +1,259 @@
+#include <weft/internet/abstract.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include <weft/internet/error.hpp>
+
+#include "sys/syscalls.hpp"
+
+namespace weft {
+
+// ---- WriteQueue ----------------------------------------------------------------
+
+namespace detail {
+
+namespace {
+// Writes up to this size share a chunk; a chunk for them is allocated with this
+// capacity, so a burst of small writes costs a few allocations, not one each.
+constexpr std::size_t kSmallWrite = 4096;
+constexpr std::size_t kChunkCapacity = 16384;
+}  // namespace
+
+void WriteQueue::append(Bytes data) {
+    if (data.empty()) return;
+    if (data.size() <= kSmallWrite && !chunks_.empty()) {
+        auto& tail = chunks_.back();
+        if (tail.capacity() - tail.size() >= data.size()) {
+            tail.insert(tail.end(), data.begin(), data.end());
+            size_ += data.size();
+            return;
+        }
+    }
+    std::vector<std::byte> chunk;
+    chunk.reserve(data.size() <= kSmallWrite ? kChunkCapacity : data.size());
+    chunk.assign(data.begin(), data.end());
+    size_ += data.size();
+    chunks_.push_back(std::move(chunk));
+}
+
+void WriteQueue::append(std::vector<std::byte>&& data) {
+    if (data.empty()) return;
+    size_ += data.size();
+    chunks_.push_back(std::move(data));
+}
+
+int WriteQueue::gather(iovec* iov, int maxIov, std::size_t limit) const {
+    int n = 0;
+    std::size_t offset = head_;
+    for (auto it = chunks_.begin(); it != chunks_.end() && n < maxIov && limit > 0; ++it) {
+        std::size_t len = std::min(it->size() - offset, limit);
+        iov[n].iov_base = const_cast<std::byte*>(it->data() + offset);
+        iov[n].iov_len = len;
+        limit -= len;
+        offset = 0;
+        ++n;
+    }
+    return n;
+}
+
+void WriteQueue::consume(std::size_t n) {
+    size_ -= n;
+    while (n > 0) {
+        auto& front = chunks_.front();
+        std::size_t avail = front.size() - head_;
+        if (n < avail) {
+            head_ += n;
+            return;
+        }
+        n -= avail;
+        head_ = 0;
+        chunks_.pop_front();
+    }
+    if (chunks_.size() == 1 && head_ == chunks_.front().size()) clear();
+}
+
+void WriteQueue::clear() noexcept {
+    chunks_.clear();
+    head_ = 0;
+    size_ = 0;
+}
+
+}  // namespace detail
+
+// ---- FileDescriptor -------------------------------------------------------------
+
+FileDescriptor::FileDescriptor(Reactor& reactor) : reactor_(reactor) {}
+
+FileDescriptor::~FileDescriptor() = default;
+
+void FileDescriptor::setConnected() noexcept {
+    if (state_ == State::fresh) state_ = State::connected;
+}
+
+void FileDescriptor::startReading() {
+    if (!reactor_.isReading(this)) reactor_.addReader(shared_from_this());
+}
+void FileDescriptor::stopReading() { reactor_.removeReader(static_cast<IReadDescriptor*>(this)); }
+void FileDescriptor::startWriting() {
+    if (!reactor_.isWriting(this)) reactor_.addWriter(shared_from_this());
+}
+void FileDescriptor::stopWriting() { reactor_.removeWriter(static_cast<IWriteDescriptor*>(this)); }
+
+void FileDescriptor::write(Bytes data) {
+    if (!connected() || writeHalf_ == WriteHalf::closed || data.empty()) return;
+    queue_.append(data);
+    maybePauseProducer();
+    startWriting();
+}
+
+void FileDescriptor::write(std::vector<std::byte>&& data) {
+    if (!connected() || writeHalf_ == WriteHalf::closed || data.empty()) return;
+    queue_.append(std::move(data));
+    maybePauseProducer();
+    startWriting();
+}
+
+void FileDescriptor::writeSequence(std::span<const Bytes> chunks) {
+    if (!connected() || writeHalf_ == WriteHalf::closed) return;
+    std::size_t before = queue_.size();
+    for (auto c : chunks) queue_.append(c);
+    if (queue_.size() == before) return;
+    maybePauseProducer();
+    startWriting();
+}
+
+void FileDescriptor::maybePauseProducer() {
+    // Pause only on the transition to full (FD-24, Better than Twisted).
+    if (pushProducer_ && streaming_ && !producerPaused_ && queue_.size() > bufferSize) {
+        producerPaused_ = true;
+        pushProducer_->pauseProducing();
+    }
+}
+
+WriteResult FileDescriptor::writeToFD(int fd, std::span<const iovec> data) {
+    for (;;) {
+        ssize_t n = sys::ops.writev(fd, data.data(), static_cast<int>(data.size()));
+        if (n >= 0) return static_cast<std::size_t>(n);
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return std::size_t{0};
+        return Failure(ConnectionLost(std::error_code(errno, std::generic_category())));
+    }
+}
+
+Reason FileDescriptor::doWrite() {
+    if (!queue_.empty()) {
+        iovec iov[IOV_MAX < 64 ? IOV_MAX : 64];
+        int n = queue_.gather(iov, static_cast<int>(std::size(iov)), SEND_LIMIT);
+        WriteResult r = writeSomeData({iov, static_cast<std::size_t>(n)});
+        if (auto* f = std::get_if<Failure>(&r)) return *f;
+        queue_.consume(std::min(std::get<std::size_t>(r), queue_.size()));
+        if (!queue_.empty()) return std::nullopt;  // FD-18: stay registered
+    }
+    // Everything is sent (FD-19).
+    stopWriting();
+    if (producer_ && (!streaming_ || producerPaused_)) {
+        producerPaused_ = false;
+        if (pullProducer_) pullProducer_->resumeProducing();
+        else pushProducer_->resumeProducing();
+        return std::nullopt;
+    }
+    if (state_ == State::disconnecting) {
+        // Any registered producer keeps the connection open until it is
+        // unregistered (FD-13, Better than Twisted).
+        if (producer_) return std::nullopt;
+        return Failure(ConnectionDone());
+    }
+    if (writeHalf_ == WriteHalf::closing) {
+        writeHalf_ = WriteHalf::closed;  // before the hook: FD-32
+        return closeWriteConnection();
+    }
+    return std::nullopt;
+}
+
+void FileDescriptor::loseConnection() {
+    if (state_ != State::connected) return;  // FD-10
+    state_ = State::disconnecting;
+    stopReading();
+    if (writeHalf_ == WriteHalf::closed) {
+        // Nothing can flush any more (FD-14): close now, but from the reactor,
+        // not on the caller's stack (Better than Twisted).
+        stopWriting();
+        if (!lossScheduled_) {
+            lossScheduled_ = true;
+            reactor_.callLater(0, [self = shared_from_this()] {
+                if (!self->disconnected()) self->connectionLost(Failure(ConnectionDone()));
+            });
+        }
+        return;
+    }
+    startWriting();
+}
+
+void FileDescriptor::loseWriteConnection() {
+    if (!connected() || writeHalf_ != WriteHalf::open) return;  // FD-34
+    writeHalf_ = WriteHalf::closing;
+    startWriting();
+}
+
+void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool streaming) {
+    if (!producer) throw std::invalid_argument("registerProducer: null producer");
+    if (producer_)
+        throw std::runtime_error("Cannot register producer " + demangle(typeid(*producer).name()) +
+                                 ", because producer " + demangle(typeid(*producer_).name()) +
+                                 " was never unregistered.");
+    auto* push = dynamic_cast<IPushProducer*>(producer.get());
+    auto* pull = dynamic_cast<IPullProducer*>(producer.get());
+    if (streaming && !push) throw std::invalid_argument("registerProducer: streaming producer is not an IPushProducer");
+    if (!streaming && !pull) throw std::invalid_argument("registerProducer: pull producer is not an IPullProducer");
+    if (disconnected()) {
+        producer->stopProducing();  // FD-22
+        return;
+    }
+    producer_ = std::move(producer);
+    streaming_ = streaming;
+    pushProducer_ = streaming ? push : nullptr;
+    pullProducer_ = streaming ? nullptr : pull;
+    producerPaused_ = false;
+    if (!streaming) pullProducer_->resumeProducing();
+}
+
+void FileDescriptor::unregisterProducer() {
+    producer_.reset();
+    pushProducer_ = nullptr;
+    pullProducer_ = nullptr;
+    producerPaused_ = false;  // FD-28 (Better than Twisted)
+    if (connected() && (disconnecting() || writeHalf_ == WriteHalf::closing)) startWriting();
+}
+
+void FileDescriptor::stopConsuming() {
+    unregisterProducer();
+    loseConnection();
+}
+
+void FileDescriptor::pauseProducing() { stopReading(); }
+
+void FileDescriptor::resumeProducing() {
+    if (state_ == State::connected) startReading();
+}
+
+void FileDescriptor::stopProducing() { loseConnection(); }
+
+void FileDescriptor::connectionLost(const Failure&) {
+    if (state_ == State::disconnected) return;
+    state_ = State::disconnected;
+    stopReading();
+    stopWriting();
+    queue_.clear();
+    if (auto p = std::move(producer_)) {  // FD-2, FD-30: before the protocol hears of it
+        pushProducer_ = nullptr;
+        pullProducer_ = nullptr;
+        p->stopProducing();
+    }
+}
+
+void FileDescriptor::readConnectionLost(const Failure& reason) { connectionLost(reason); }
+void FileDescriptor::writeConnectionLost(const Failure& reason) { connectionLost(reason); }
+
+}  // namespace weft
