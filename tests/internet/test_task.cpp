@@ -335,7 +335,7 @@ TEST_F(LoopingCallTest, R_61_throwingFunctionStopsTheLoopAndFailsTheDeferred) {
     clock.advance(0.1);
     EXPECT_FALSE(lc.running());
     Failure f = failureResultOf<TestException>(d);
-    EXPECT_EQ(f.what(), std::string("second"));
+    EXPECT_EQ(f.getErrorMessage(), std::string("second"));
     EXPECT_TRUE(clock.getDelayedCalls().empty());
     clock.advance(1);
     EXPECT_EQ(calls, 2);
@@ -362,7 +362,7 @@ TEST_F(LoopingCallTest, R_61_failedDeferredPropagates) {
     assertNoResult(d);
     clock.pump({0.3});
     EXPECT_FALSE(lc.running());
-    EXPECT_EQ(failureResultOf<TestException>(d).what(), std::string("late"));
+    EXPECT_EQ(failureResultOf<TestException>(d).getErrorMessage(), std::string("late"));
     EXPECT_TRUE(clock.getDelayedCalls().empty());
 }
 
@@ -375,7 +375,7 @@ TEST_F(LoopingCallTest, R_61_failureWinsOverStopInsideTheFunction) {
     Deferred<LoopingCall*> d = lc.start(0.1, false);
     clock.advance(0.1);
     EXPECT_FALSE(lc.running());
-    EXPECT_EQ(failureResultOf<TestException>(d).what(), std::string("after stop"));
+    EXPECT_EQ(failureResultOf<TestException>(d).getErrorMessage(), std::string("after stop"));
     EXPECT_TRUE(clock.getDelayedCalls().empty());
 }
 
@@ -613,6 +613,18 @@ TEST_F(WithCountTest, R_64_floatingPointBoundaryNeverPassesZero) {
     lc.stop();
 }
 
+TEST_F(WithCountTest, R_64_roundingBelowOneIntervalSkipsTheCallInsteadOfPassingZero) {
+    // n >= 1 — when rounding makes a due run look less than one interval old, g is not called with 0.
+    clock.advance(0.7);  // (0.7 + 0.1 - 0.7) / 0.1 < 1 in binary floating point
+    std::vector<int> acc;
+    auto lc = LoopingCall::withCount(clock, [&](int n) { acc.push_back(n); });
+    lc.start(0.1, false);
+    for (int i = 0; i < 10; ++i) clock.advance(0.1);
+    ASSERT_FALSE(acc.empty());
+    for (int n : acc) EXPECT_GE(n, 1);
+    lc.stop();
+}
+
 TEST_F(WithCountTest, R_64_intervalZeroAlwaysCountsOne) {
     // with interval 0 the count is always 1, even after a Deferred kept the loop waiting.
     std::vector<int> acc;
@@ -683,7 +695,7 @@ TEST_F(DeferLaterTest, R_65_throwingFunctionFailsTheDeferred) {
     // if f throws, the Deferred fails with what it threw.
     Deferred<void> d = task::deferLater(clock, 1, [] { throw TestException("boom"); });
     clock.advance(1);
-    EXPECT_EQ(failureResultOf<TestException>(d).what(), std::string("boom"));
+    EXPECT_EQ(failureResultOf<TestException>(d).getErrorMessage(), std::string("boom"));
 }
 
 TEST_F(DeferLaterTest, R_65_cancelCancelsTheTimer) {
@@ -861,7 +873,7 @@ TEST_F(CooperatorTest, R_66_cheapStepsShareOneTick) {
     // a tick keeps stepping while the termination predicate allows it.
     int budget = 7;
     Cooperator coop(sched.scheduler(), true, [&budget] {
-        return Function<bool()>([&budget, left = budget]() mutable { return --left == 0; });
+        return Function<bool()>([left = budget]() mutable { return --left == 0; });
     });
     int a = 0, b = 0;
     auto ta = coop.cooperate(counter(a));
@@ -1028,7 +1040,7 @@ TEST_F(RunStateTest, R_67_whenDoneFailsWithTheIteratorsError) {
     auto d = job->whenDone();
     next = Next::die;
     sched.pump();
-    EXPECT_EQ(failureResultOf<TestException>(d).what(), std::string("unhandled"));
+    EXPECT_EQ(failureResultOf<TestException>(d).getErrorMessage(), std::string("unhandled"));
     EXPECT_EQ(job->iterator(), nullptr);  // a failed task releases its iterator
 }
 
@@ -1092,7 +1104,7 @@ TEST_F(RunStateTest, R_67_aFailedYieldedDeferredFailsTheTask) {
     next = Next::defer;
     sched.pump();
     deferreds[0].errback(TestException("later"));
-    EXPECT_EQ(failureResultOf<TestException>(d).what(), std::string("later"));
+    EXPECT_EQ(failureResultOf<TestException>(d).getErrorMessage(), std::string("later"));
     EXPECT_THROW(job->pause(), task::TaskFailed);
     sched.pump();
     EXPECT_EQ(work, std::vector<int>{-1});
@@ -1103,7 +1115,7 @@ TEST_F(CooperatorTest, R_67_anAlreadyFailedYieldedDeferredFailsTheTask) {
     Cooperator coop(clock);
     auto d = coop.coiterate([] { return Step::waitFor(fail(TestException("now"))); });
     clock.advance(0.001);
-    EXPECT_EQ(failureResultOf<TestException>(d).what(), std::string("now"));
+    EXPECT_EQ(failureResultOf<TestException>(d).getErrorMessage(), std::string("now"));
     EXPECT_TRUE(clock.getDelayedCalls().empty());
 }
 
@@ -1237,7 +1249,7 @@ TEST(TaskErrors, R_68_errorKindsFormTwistedsHierarchy) {
     static_assert(std::is_base_of_v<std::runtime_error, task::SchedulerStopped>);
     static_assert(std::is_base_of_v<std::runtime_error, task::NotPaused>);
     Failure f{task::TaskStopped()};
-    EXPECT_EQ(f.check<task::TaskDone, task::TaskFinished>(), 2);
+    EXPECT_EQ((f.check<task::TaskDone, task::TaskFinished>()), 2);
     EXPECT_STRNE(task::NotPaused().what(), "");
 }
 

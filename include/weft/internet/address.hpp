@@ -1,9 +1,14 @@
 // weft/internet/address.hpp — endpoint addresses (twisted.internet.address).
 #pragma once
 
+#include <sys/socket.h>
+
 #include <compare>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 #include <variant>
 
 #include <weft/export.hpp>
@@ -24,7 +29,9 @@ public:
     IPv4Address(std::string type_, std::string host_, std::uint16_t port_)
         : type(std::move(type_)), host(std::move(host_)), port(port_) {}
     std::string str() const override;
-    friend bool operator==(const IPv4Address&, const IPv4Address&) = default;
+    friend bool operator==(const IPv4Address& a, const IPv4Address& b) {
+        return a.type == b.type && a.host == b.host && a.port == b.port;
+    }
     std::string type;
     std::string host;
     std::uint16_t port;
@@ -37,7 +44,10 @@ public:
                 std::uint32_t scopeID_ = 0)
         : type(std::move(type_)), host(std::move(host_)), port(port_), flowInfo(flowInfo_), scopeID(scopeID_) {}
     std::string str() const override;
-    friend bool operator==(const IPv6Address&, const IPv6Address&) = default;
+    friend bool operator==(const IPv6Address& a, const IPv6Address& b) {
+        return a.type == b.type && a.host == b.host && a.port == b.port && a.flowInfo == b.flowInfo &&
+               a.scopeID == b.scopeID;
+    }
     std::string type;
     std::string host;
     std::uint16_t port;
@@ -50,7 +60,7 @@ class WEFT_EXPORT UNIXAddress final : public IAddress {
 public:
     explicit UNIXAddress(std::string name_) : name(std::move(name_)) {}
     std::string str() const override;
-    friend bool operator==(const UNIXAddress&, const UNIXAddress&) = default;
+    friend bool operator==(const UNIXAddress& a, const UNIXAddress& b) { return a.name == b.name; }
     std::string name;
 };
 
@@ -58,7 +68,7 @@ public:
 class WEFT_EXPORT NoAddress final : public IAddress {
 public:
     std::string str() const override { return "NoAddress()"; }
-    friend bool operator==(const NoAddress&, const NoAddress&) = default;
+    friend bool operator==(const NoAddress&, const NoAddress&) { return true; }
 };
 
 /// Any of weft's addresses, by value. std::visit it, or call addressStr().
@@ -67,9 +77,18 @@ using Address = std::variant<NoAddress, IPv4Address, IPv6Address, UNIXAddress>;
 /// The str() of whichever address `a` holds.
 WEFT_EXPORT std::string addressStr(const Address& a);
 
-/// True only for dotted-quad IPv4 text: four decimal parts, each 0..255 (FD-47).
-WEFT_EXPORT bool isIPAddress(std::string_view s);
-/// True for an IPv6 literal optionally followed by "%" and a scope (FD-48).
+/// True only for dotted-quad IPv4 text: exactly four decimal parts, each 0..255,
+/// as the kernel's inet_pton(AF_INET) reads them (so "01.2.3.4" is false); false
+/// for non-ASCII text and embedded NULs (FD-47). With family AF_INET6 this is
+/// isIPv6Address(s). Throws std::invalid_argument for any other family
+/// (Twisted: ValueError). Twisted: abstract.isIPAddress.
+WEFT_EXPORT bool isIPAddress(std::string_view s, int family = AF_INET);
+/// The same for ASCII bytes (Twisted accepts bytes and text alike).
+WEFT_EXPORT bool isIPAddress(std::span<const std::byte> s, int family = AF_INET);
+/// True for an IPv6 literal optionally followed by "%" and any scope text
+/// ("fe80::1%eth0"); false for "", ":", "%eth0" and non-ASCII text (FD-48).
+/// Twisted: abstract.isIPv6Address.
 WEFT_EXPORT bool isIPv6Address(std::string_view s);
+WEFT_EXPORT bool isIPv6Address(std::span<const std::byte> s);
 
 }  // namespace weft

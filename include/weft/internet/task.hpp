@@ -152,9 +152,10 @@ public:
     /// loop is no longer running when it fires. It may already have fired
     /// when start() returns (the first call stopped or failed).
     ///
-    /// Throws std::logic_error if already running, std::invalid_argument if
-    /// `interval` is negative, NaN or infinite; the loop is then unchanged and
-    /// nothing is called.
+    /// Throws std::logic_error if already running — or if stop() was called
+    /// while a call was in progress and that call (or its Deferred) has not
+    /// finished yet — and std::invalid_argument if `interval` is negative, NaN
+    /// or infinite; the loop is then unchanged and nothing is called.
     Deferred<LoopingCall*> start(double interval, bool now = true);
 
     /// Stops the loop: running() becomes false, the pending call is
