@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages weft needs to build, test and benchmark.
 # Quiet and quick when everything is already there.
 set -euo pipefail
-pkgs=(cmake ninja-build g++ clang pkg-config python3 libfmt-dev libcli11-dev
+pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config python3 libfmt-dev libcli11-dev
       libgtest-dev libgmock-dev libbenchmark-dev)
 missing=()
 for p in "${pkgs[@]}"; do
