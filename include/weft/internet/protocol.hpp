@@ -1,0 +1,203 @@
+// weft/internet/protocol.hpp — protocols and factories (twisted.internet.protocol).
+// Spec: protocols.md PROTO-1 … PROTO-6.
+//
+// Ownership and lifetime (STYLE.md §3):
+//  * A transport owns its protocol (std::shared_ptr) until the protocol's
+//    connectionLost() has *returned*; then it lets go.
+//  * A protocol holds its transport strongly (`transport`), so the transport
+//    stays valid — and inert — after the connection is lost. The transport
+//    letting go of the protocol first is what breaks the cycle.
+//  * A protocol holds its factory strongly (`factory`), so a listening port may
+//    be stopped and the factory dropped from inside a protocol callback.
+//  * Factories and protocols are created with std::make_shared: buildProtocol()
+//    hands the protocol a shared_ptr to the factory, and transports may need
+//    shared_from_this() of the protocol.
+//
+// In-memory test doubles (weft/internet/testing.hpp, iosim.hpp) document where
+// they differ from this model.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+#include <weft/export.hpp>
+#include <weft/failure.hpp>
+#include <weft/internet/address.hpp>
+#include <weft/internet/defer.hpp>
+#include <weft/internet/interfaces.hpp>
+
+namespace weft {
+
+class Factory;
+
+/// A datagram protocol (protocols.md DGRAM-*). Declared here so reactor
+/// interfaces can name it; defined with the UDP transport (issue #5).
+class AbstractDatagramProtocol;
+
+/// The unqualified class name of a type, as Python's `__class__.__name__`
+/// ("weft::testing::AccumulatingProtocol" → "AccumulatingProtocol"; template
+/// arguments are kept).
+WEFT_EXPORT std::string className(const std::type_info& type);
+
+/// The unqualified class name of the dynamic type of `object`.
+template <class T>
+    requires std::is_polymorphic_v<T>
+std::string className(const T& object) {
+    return className(typeid(object));
+}
+
+/// A pending or established outgoing connection (Twisted IConnector). The
+/// reactor's connect* methods return one and hand it to the factory's
+/// startedConnecting(), clientConnectionFailed() and clientConnectionLost().
+/// Moves into interfaces.hpp with the TCP transport (issue #4).
+class WEFT_EXPORT IConnector {
+public:
+    virtual ~IConnector() = default;
+    /// Stops an attempt in progress (Twisted raises NotConnectingError otherwise).
+    virtual void stopConnecting() = 0;
+    /// Disconnects if connected, or stops the attempt if connecting.
+    virtual void disconnect() = 0;
+    /// Tries to connect again (used by reconnecting factories).
+    virtual void connect() = 0;
+    /// The address this connector connects to.
+    virtual Address getDestination() const = 0;
+};
+
+/// A listening port (Twisted IListeningPort). Moves into interfaces.hpp with
+/// the TCP transport (issue #4).
+class WEFT_EXPORT IListeningPort {
+public:
+    virtual ~IListeningPort() = default;
+    /// Starts listening (listen* calls it already; Twisted's name).
+    virtual void startListening() = 0;
+    /// Stops accepting connections; the Deferred fires once the port is closed.
+    virtual Deferred<void> stopListening() = 0;
+    /// The address the port is bound to.
+    virtual Address getHost() const = 0;
+};
+
+/// The base of every stream protocol (Twisted BaseProtocol).
+///
+/// A transport calls makeConnection() once, when the connection is established.
+/// Derives from enable_shared_from_this so a protocol can register itself as
+/// a producer or hand itself to other code; create protocols with make_shared.
+class WEFT_EXPORT BaseProtocol : public std::enable_shared_from_this<BaseProtocol> {
+public:
+    BaseProtocol() = default;
+    virtual ~BaseProtocol() = default;
+    BaseProtocol(const BaseProtocol&) = delete;
+    BaseProtocol& operator=(const BaseProtocol&) = delete;
+
+    /// True once makeConnection() has run (Twisted leaves it set after the loss).
+    bool connected = false;
+    /// The transport given to makeConnection(); held strongly (see file comment).
+    std::shared_ptr<ITransport> transport;
+
+    /// Sets `connected`, stores `transport`, then calls connectionMade(): the
+    /// transport is usable inside connectionMade() (PROTO-1).
+    virtual void makeConnection(std::shared_ptr<ITransport> t);
+
+    /// Called when the connection is established; does nothing by default.
+    virtual void connectionMade() {}
+};
+
+/// A stream protocol (Twisted Protocol): override dataReceived() and
+/// connectionLost() (PROTO-2).
+class WEFT_EXPORT Protocol : public BaseProtocol, public virtual ILoggingContext {
+public:
+    /// The factory that built this protocol (set by Factory::buildProtocol);
+    /// held strongly (see file comment). Null for a protocol built by hand.
+    std::shared_ptr<Factory> factory;
+
+    /// Bytes arrived from the peer, in order, in chunks of any size. Does
+    /// nothing by default.
+    virtual void dataReceived(Bytes data);
+
+    /// The connection ended; `reason` holds a weft::error reason (ConnectionDone
+    /// for a clean close). Called once, by the transport. Does nothing by default.
+    virtual void connectionLost(const Failure& reason);
+
+    /// The class name (PROTO-2), e.g. "EchoProtocol".
+    std::string logPrefix() const override;
+};
+
+/// Builds protocols for connections (Twisted Factory; PROTO-3 … PROTO-5).
+///
+/// Ports and connectors call doStart() when they start using the factory and
+/// doStop() when they stop; startFactory()/stopFactory() run on the first start
+/// and the last stop. Create factories with std::make_shared (or forProtocol).
+class WEFT_EXPORT Factory : public virtual ILoggingContext, public std::enable_shared_from_this<Factory> {
+public:
+    /// Makes a new protocol instance (Twisted's `protocol` class attribute).
+    using ProtocolMaker = std::function<std::shared_ptr<Protocol>()>;
+
+    Factory() = default;
+    ~Factory() override = default;
+    Factory(const Factory&) = delete;
+    Factory& operator=(const Factory&) = delete;
+
+    /// What buildProtocol() instantiates; empty until set (forProtocol sets it).
+    ProtocolMaker protocol;
+    /// Log "Starting factory …"/"Stopping factory …" (PROTO-5).
+    bool noisy = true;
+    /// How many ports/connectors currently use this factory.
+    int numPorts = 0;
+
+    /// A factory F constructed with args whose `protocol` makes a
+    /// std::make_shared<P>() (PROTO-4): Factory::forProtocol<Echo>(), or
+    /// Factory::forProtocol<Echo, MyFactory>(arg1, arg2).
+    template <class P, class F = Factory, class... A>
+        requires std::is_base_of_v<Protocol, P> && std::is_base_of_v<Factory, F> &&
+                 std::is_default_constructible_v<P>
+    static std::shared_ptr<F> forProtocol(A&&... args) {
+        auto f = std::make_shared<F>(std::forward<A>(args)...);
+        f->protocol = [] { return std::static_pointer_cast<Protocol>(std::make_shared<P>()); };
+        return f;
+    }
+
+    /// Makes a protocol for a connection from/to addr, or returns null to
+    /// refuse it (the transport then closes the connection at once). The
+    /// default calls `protocol` and sets the result's `factory` to this
+    /// factory (PROTO-3). Throws std::logic_error if `protocol` is unset or
+    /// this factory is not owned by a std::shared_ptr.
+    virtual std::shared_ptr<Protocol> buildProtocol(const Address& addr);
+
+    /// A port or connector starts using the factory: numPorts += 1, and on
+    /// 0 → 1 logs "Starting factory <repr>" (when noisy) and calls startFactory().
+    void doStart();
+    /// A port or connector stops using it: on 1 → 0 logs "Stopping factory
+    /// <repr>" (when noisy) and calls stopFactory(); at 0 it does nothing.
+    void doStop();
+
+    /// Hook for the first doStart(); does nothing by default.
+    virtual void startFactory() {}
+    /// Hook for the last doStop(); does nothing by default.
+    virtual void stopFactory() {}
+
+    /// The class name (PROTO-5).
+    std::string logPrefix() const override;
+    /// "<QualifiedClassName object at 0x…>", as in the start/stop log lines.
+    std::string repr() const;
+};
+
+/// A factory for listening ports (Twisted ServerFactory): a marker (PROTO-6).
+class WEFT_EXPORT ServerFactory : public Factory {};
+
+/// A factory for outgoing connections (Twisted ClientFactory; PROTO-6). The
+/// connector passed to the hooks is the one the reactor's connect* returned.
+class WEFT_EXPORT ClientFactory : public Factory {
+public:
+    /// A connection attempt has started. Does nothing by default.
+    virtual void startedConnecting(const std::shared_ptr<IConnector>& connector);
+    /// The attempt failed with `reason` (a weft::error::ConnectError kind).
+    /// Does nothing by default.
+    virtual void clientConnectionFailed(const std::shared_ptr<IConnector>& connector, const Failure& reason);
+    /// An established connection ended with `reason`. Does nothing by default.
+    virtual void clientConnectionLost(const std::shared_ptr<IConnector>& connector, const Failure& reason);
+};
+
+}  // namespace weft

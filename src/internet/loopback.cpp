@@ -1,0 +1,294 @@
+#include <weft/internet/loopback.hpp>
+
+#include <stdexcept>
+
+#include <weft/internet/error.hpp>
+
+namespace weft::loopback {
+
+namespace {
+
+void resumeProducer(IProducer& p) {
+    if (auto* push = dynamic_cast<IPushProducer*>(&p)) push->resumeProducing();
+    else if (auto* pull = dynamic_cast<IPullProducer*>(&p)) pull->resumeProducing();
+}
+
+std::vector<std::byte> toVector(Bytes b) { return {b.begin(), b.end()}; }
+
+}  // namespace
+
+// ---- LoopbackQueue and pump policies --------------------------------------------
+
+LoopbackQueue::Item LoopbackQueue::get() {
+    if (items_.empty()) throw std::out_of_range("LoopbackQueue::get: the queue is empty");
+    Item item = std::move(items_.front());
+    items_.pop_front();
+    if (item) bytes_ -= item->size();
+    return item;
+}
+
+void LoopbackQueue::put(Item item) {
+    if (item) bytes_ += item->size();
+    items_.push_back(std::move(item));
+    if (onPut_) onPut_();
+}
+
+void identityPumpPolicy(LoopbackQueue& queue, Protocol& target) {
+    while (queue) {
+        auto chunk = queue.get();
+        if (!chunk) break;
+        target.dataReceived(*chunk);
+    }
+}
+
+void collapsingPumpPolicy(LoopbackQueue& queue, Protocol& target) {
+    std::vector<std::byte> joined;
+    bool any = false;
+    while (queue) {
+        auto chunk = queue.get();
+        if (!chunk) break;
+        joined.insert(joined.end(), chunk->begin(), chunk->end());
+        any = true;
+    }
+    if (any && !joined.empty()) target.dataReceived(joined);
+}
+
+// ---- the pump (Twisted _loopbackAsyncBody) -------------------------------------
+
+namespace detail {
+
+struct Session : std::enable_shared_from_this<Session> {
+    Session(IReactorTime& c, PumpPolicy p) : clock(c), policy(std::move(p)) {}
+
+    IReactorTime& clock;
+    PumpPolicy policy;
+    std::shared_ptr<Protocol> protocols[2];          // 0 = server, 1 = client; owned until the end
+    std::weak_ptr<LoopbackTransport> transports[2];  // the protocols own their transports
+    LoopbackQueue out[2];                            // out[0]: server → client
+    Deferred<void> done;
+    bool waiting = false;   // idle: the next put() schedules a pass
+    bool finished = false;  // connection over (or pumping failed)
+
+    void armNotifications() {
+        for (auto& q : out) q.onPut_ = [w = weak_from_this()] {
+            if (auto s = w.lock()) s->notify();
+        };
+    }
+
+    void notify() {
+        if (!waiting || finished) return;
+        waiting = false;
+        // Not synchronously: no real transport re-enters dataReceived from write().
+        clock.callLater(0, [self = shared_from_this()] { self->bodyGuarded(); });
+    }
+
+    // Delivers side `from`'s output to the other protocol; true if anything was queued.
+    bool pump(int from) {
+        LoopbackQueue& q = out[from];
+        if (!q) return false;
+        auto target = protocols[1 - from];  // keep it alive across the policy call
+        policy(q, *target);
+        if (!q)
+            if (auto t = transports[from].lock()) t->pollProducer();
+        return true;
+    }
+
+    void bodyGuarded() {
+        try {
+            body();
+        } catch (...) {
+            fail(Failure::current());
+        }
+    }
+
+    void body() {
+        while (!finished) {
+            bool serverSent = pump(0);
+            bool clientSent = pump(1);
+            if (!serverSent && !clientSent) {
+                waiting = true;
+                return;
+            }
+            bool disconnect = false;
+            if (out[0].disconnect) {
+                disconnect = true;
+                pump(0);
+            } else if (out[1].disconnect) {
+                disconnect = true;
+                pump(1);
+            }
+            if (disconnect) {
+                finish();
+                return;
+            }
+        }
+    }
+
+    void finish() {
+        finished = true;
+        Failure reason(error::ConnectionDone{});
+        auto server = std::move(protocols[0]);
+        auto client = std::move(protocols[1]);
+        endSide(0, *server, reason);
+        endSide(1, *client, reason);
+        release();
+        done.callback();
+    }
+
+    void endSide(int side, Protocol& p, const Failure& reason) {
+        if (auto t = transports[side].lock()) {
+            if (auto producer = std::move(t->producer_)) {
+                t->paused_ = false;
+                producer->stopProducing();  // FD-30: before the protocol hears of it
+            }
+        }
+        p.connectionLost(reason);
+    }
+
+    void fail(const Failure& f) {
+        if (finished) return;
+        finished = true;
+        release();
+        done.errback(f);
+    }
+
+    void release() {
+        for (auto& p : protocols) p.reset();
+        for (auto& q : out) q.onPut_ = nullptr;
+    }
+};
+
+}  // namespace detail
+
+// ---- LoopbackTransport ----------------------------------------------------------------
+
+LoopbackTransport::LoopbackTransport(std::shared_ptr<detail::Session> session, int side)
+    : session_(std::move(session)), side_(side) {}
+
+bool LoopbackTransport::connected() const noexcept { return !session_->finished; }
+
+void LoopbackTransport::write(Bytes data) {
+    if (disconnecting_ || session_->finished) return;
+    session_->out[side_].put(toVector(data));
+    maybePause();
+}
+
+void LoopbackTransport::writeSequence(std::span<const Bytes> chunks) {
+    if (disconnecting_ || session_->finished) return;
+    std::vector<std::byte> joined;
+    for (Bytes c : chunks) joined.insert(joined.end(), c.begin(), c.end());
+    session_->out[side_].put(std::move(joined));
+    maybePause();
+}
+
+void LoopbackTransport::loseConnection() {
+    if (disconnecting_ || session_->finished) return;
+    disconnecting_ = true;
+    auto& q = session_->out[side_];
+    q.disconnect = true;
+    q.put(std::nullopt);
+}
+
+void LoopbackTransport::registerProducer(std::shared_ptr<IProducer> producer, bool streaming) {
+    if (producer_) throw std::runtime_error("Cannot register producer " + className(*producer) +
+                                            ": producer " + className(*producer_) +
+                                            " is already registered");
+    if (session_->finished) {  // FD-22: a finished transport stops it at once
+        producer->stopProducing();
+        return;
+    }
+    producer_ = std::move(producer);
+    streaming_ = streaming;
+    paused_ = false;
+    if (!streaming_) pollProducer();
+}
+
+void LoopbackTransport::unregisterProducer() {
+    producer_.reset();
+    paused_ = false;
+}
+
+void LoopbackTransport::pollProducer() {
+    if (!producer_) return;
+    auto keep = producer_;  // it may unregister itself while producing
+    if (!streaming_) {
+        resumeProducer(*keep);
+    } else if (paused_) {
+        paused_ = false;
+        resumeProducer(*keep);
+    }
+}
+
+void LoopbackTransport::maybePause() {
+    if (!producer_ || !streaming_ || paused_) return;
+    if (session_->out[side_].pendingBytes() <= bufferSize) return;
+    paused_ = true;
+    auto keep = producer_;
+    if (auto* push = dynamic_cast<IPushProducer*>(keep.get())) push->pauseProducing();
+}
+
+// ---- loopbackAsync ----------------------------------------------------------------------
+
+Deferred<void> loopbackAsync(std::shared_ptr<Protocol> server, std::shared_ptr<Protocol> client, IReactorTime& clock,
+                             PumpPolicy pumpPolicy, std::size_t bufferSize) {
+    if (!server || !client) throw std::invalid_argument("loopbackAsync: server and client must not be null");
+    if (!pumpPolicy) throw std::invalid_argument("loopbackAsync: empty pump policy");
+    auto session = std::make_shared<detail::Session>(clock, std::move(pumpPolicy));
+    session->armNotifications();
+    session->protocols[0] = server;
+    session->protocols[1] = client;
+    auto serverTransport = std::make_shared<LoopbackTransport>(session, 0);
+    auto clientTransport = std::make_shared<LoopbackTransport>(session, 1);
+    serverTransport->bufferSize = bufferSize;
+    clientTransport->bufferSize = bufferSize;
+    session->transports[0] = serverTransport;
+    session->transports[1] = clientTransport;
+    Deferred<void> d = session->done;
+    server->makeConnection(std::move(serverTransport));
+    client->makeConnection(std::move(clientTransport));
+    session->bodyGuarded();
+    return d;
+}
+
+// ---- LoopbackRelay --------------------------------------------------------------------------
+
+LoopbackRelay::LoopbackRelay(std::shared_ptr<Protocol> target)
+    : target_(target), targetName_(target ? className(*target) : "None") {}
+
+void LoopbackRelay::write(Bytes data) { buffer_.append(reinterpret_cast<const char*>(data.data()), data.size()); }
+
+void LoopbackRelay::writeSequence(std::span<const Bytes> chunks) {
+    for (Bytes c : chunks) write(c);
+}
+
+void LoopbackRelay::clearBuffer() {
+    if (lose_ == Lose::done) return;
+    if (producer_) {
+        auto keep = producer_;
+        resumeProducer(*keep);
+    }
+    auto target = target_.lock();
+    if (!target) return;
+    if (!buffer_.empty()) {
+        std::string data = std::move(buffer_);
+        buffer_.clear();
+        target->dataReceived(asBytes(data));
+    }
+    if (lose_ == Lose::pending) {
+        lose_ = Lose::done;
+        target->connectionLost(Failure(error::ConnectionDone{}));
+    }
+}
+
+void LoopbackRelay::loseConnection() {
+    if (lose_ != Lose::done) lose_ = Lose::pending;
+}
+
+void LoopbackRelay::registerProducer(std::shared_ptr<IProducer> producer, bool) {
+    if (producer_) throw std::runtime_error("LoopbackRelay: a producer is already registered");
+    producer_ = std::move(producer);
+}
+
+std::string LoopbackRelay::logPrefix() const { return "Loopback('" + targetName_ + "')"; }
+
+}  // namespace weft::loopback
