@@ -128,6 +128,7 @@ void FileDescriptor::maybePauseProducer() {
     // Pause only on the transition to full (FD-24, Better than Twisted).
     if (pushProducer_ && streaming_ && !producerPaused_ && queue_.size() > bufferSize) {
         producerPaused_ = true;
+        auto keep = producer_;  // pauseProducing() may unregister it
         pushProducer_->pauseProducing();
     }
 }
@@ -155,6 +156,9 @@ Reason FileDescriptor::doWrite() {
     stopWriting();
     if (producer_ && (!streaming_ || producerPaused_)) {
         producerPaused_ = false;
+        // resumeProducing() may write, unregister (dropping the last reference to
+        // the producer), close or abort: hold it, and look at nothing afterwards.
+        auto keep = producer_;
         if (pullProducer_) pullProducer_->resumeProducing();
         else pushProducer_->resumeProducing();
         return std::nullopt;
@@ -199,10 +203,13 @@ void FileDescriptor::loseWriteConnection() {
 
 void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool streaming) {
     if (!producer) throw std::invalid_argument("registerProducer: null producer");
-    if (producer_)
-        throw std::runtime_error("Cannot register producer " + demangle(typeid(*producer).name()) +
-                                 ", because producer " + demangle(typeid(*producer_).name()) +
+    if (producer_) {
+        const IProducer& mine = *producer_;
+        const IProducer& theirs = *producer;
+        throw std::runtime_error("Cannot register producer " + demangle(typeid(theirs).name()) +
+                                 ", because producer " + demangle(typeid(mine).name()) +
                                  " was never unregistered.");
+    }
     auto* push = dynamic_cast<IPushProducer*>(producer.get());
     auto* pull = dynamic_cast<IPullProducer*>(producer.get());
     if (streaming && !push) throw std::invalid_argument("registerProducer: streaming producer is not an IPushProducer");
@@ -216,7 +223,10 @@ void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool 
     pushProducer_ = streaming ? push : nullptr;
     pullProducer_ = streaming ? nullptr : pull;
     producerPaused_ = false;
-    if (!streaming) pullProducer_->resumeProducing();
+    if (!streaming) {
+        auto keep = producer_;  // resumeProducing() may unregister it
+        pull->resumeProducing();
+    }
 }
 
 void FileDescriptor::unregisterProducer() {
@@ -251,6 +261,19 @@ void FileDescriptor::connectionLost(const Failure&) {
         pullProducer_ = nullptr;
         p->stopProducing();
     }
+}
+
+std::string FileDescriptor::className(const std::type_info& type) {
+    std::string name = demangle(type.name());
+    // Drop the namespaces (Twisted uses __class__.__name__), but not inside template arguments.
+    int depth = 0;
+    std::size_t start = 0;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        if (name[i] == '<') ++depth;
+        else if (name[i] == '>') --depth;
+        else if (depth == 0 && name[i] == ':' && i + 1 < name.size() && name[i + 1] == ':') start = i + 2;
+    }
+    return name.substr(start);
 }
 
 void FileDescriptor::readConnectionLost(const Failure& reason) { connectionLost(reason); }

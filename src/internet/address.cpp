@@ -2,6 +2,9 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <stdexcept>
+
 #include <fmt/format.h>
 
 namespace weft {
@@ -14,34 +17,34 @@ std::string addressStr(const Address& a) {
     return std::visit([](const IAddress& x) { return x.str(); }, a);
 }
 
-bool isIPAddress(std::string_view s) {
-    int parts = 0;
-    std::size_t i = 0;
-    while (true) {
-        std::size_t start = i;
-        unsigned value = 0;
-        while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-            value = value * 10 + static_cast<unsigned>(s[i] - '0');
-            if (value > 255 || i - start >= 3) return false;
-            ++i;
-        }
-        if (i == start) return false;
-        ++parts;
-        if (i == s.size()) return parts == 4;
-        if (s[i] != '.' || parts == 4) return false;
-        ++i;
+namespace {
+std::string_view asText(std::span<const std::byte> s) {
+    return {reinterpret_cast<const char*>(s.data()), s.size()};
+}
+}  // namespace
+
+bool isIPAddress(std::string_view s, int family) {
+    if (family != AF_INET && family != AF_INET6)
+        throw std::invalid_argument(fmt::format("isIPAddress: unknown address family {}", family));
+    // Non-ASCII text is never an address (Twisted: the ASCII decode fails); an
+    // embedded NUL would make inet_pton stop early and accept a prefix.
+    if (std::any_of(s.begin(), s.end(), [](char c) { return c == '\0' || static_cast<unsigned char>(c) > 0x7f; }))
+        return false;
+    if (family == AF_INET6) {
+        // The scope is not checked: this asks whether s *is* an address literal.
+        s = s.substr(0, s.find('%'));
+    } else if (std::count(s.begin(), s.end(), '.') != 3) {
+        // Twisted insists on four parts even where inet_pton would take "0".
+        return false;
     }
+    std::string text(s);
+    unsigned char out[sizeof(in6_addr)];
+    return ::inet_pton(family, text.c_str(), out) == 1;
 }
 
-bool isIPv6Address(std::string_view s) {
-    auto pct = s.find('%');
-    std::string_view addr = s.substr(0, pct);
-    if (addr.empty()) return false;
-    for (char c : s)
-        if (static_cast<unsigned char>(c) > 0x7f) return false;
-    std::string text(addr);
-    in6_addr out{};
-    return ::inet_pton(AF_INET6, text.c_str(), &out) == 1;
-}
+bool isIPAddress(std::span<const std::byte> s, int family) { return isIPAddress(asText(s), family); }
+
+bool isIPv6Address(std::string_view s) { return isIPAddress(s, AF_INET6); }
+bool isIPv6Address(std::span<const std::byte> s) { return isIPAddress(asText(s), AF_INET6); }
 
 }  // namespace weft

@@ -9,6 +9,8 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
+#include <typeinfo>
 #include <variant>
 #include <vector>
 
@@ -110,7 +112,18 @@ public:
     void loseConnection() override;
     /// Shuts the write half once the queue is flushed; reading goes on (FD-31).
     void loseWriteConnection();
+    /// Registers the producer feeding this transport (FD-22): throws
+    /// std::runtime_error naming both producers if one is registered, and
+    /// std::invalid_argument if `producer` is null or not the kind `streaming`
+    /// says (IPushProducer / IPullProducer). On a disconnected descriptor it calls
+    /// producer->stopProducing() instead. A pull producer's resumeProducing() is
+    /// called before this returns. The descriptor holds the producer (and keeps it
+    /// alive across every call it makes into it) until unregisterProducer() or
+    /// connectionLost(), which calls stopProducing() first (FD-2, FD-30).
     void registerProducer(std::shared_ptr<IProducer> producer, bool streaming) override;
+    /// Forgets the producer without stopping it; no error if none (FD-28). Clears
+    /// the paused flag and, while a close or half-close is pending, registers for
+    /// writing so it can finish (Better than Twisted).
     void unregisterProducer() override;
     /// unregisterProducer() then loseConnection() (FD-29).
     void stopConsuming();
@@ -119,8 +132,11 @@ public:
     bool producerPaused() const noexcept { return producerPaused_; }
 
     // ---- IPushProducer (input flow control, FD-35) ---------------------------
+    /// Stops reading (in any state).
     void pauseProducing() override;
+    /// Starts reading again, only while connected and not disconnecting.
     void resumeProducing() override;
+    /// loseConnection().
     void stopProducing() override;
 
     // ---- reactor interface -----------------------------------------------------
@@ -134,10 +150,22 @@ public:
     void readConnectionLost(const Failure& reason) override;
     void writeConnectionLost(const Failure& reason) override;
 
+    /// addReader/removeReader/addWriter/removeWriter on reactor() (FD-3).
     void startReading();
     void stopReading();
     void startWriting();
     void stopWriting();
+
+    /// The prefix to log an application object under (FD-37; Twisted
+    /// _LogOwner._getLogPrefix): its logPrefix() if it is an ILoggingContext,
+    /// otherwise its class name without namespaces.
+    template <class T>
+    static std::string getLogPrefix(const T& object) {
+        if constexpr (std::is_polymorphic_v<T>) {
+            if (auto* context = dynamic_cast<const ILoggingContext*>(&object)) return context->logPrefix();
+        }
+        return className(typeid(object));
+    }
 
 protected:
     /// Writes as much of `data` as the kernel takes now (FD-20): the count, 0 when
@@ -154,6 +182,7 @@ protected:
 
 private:
     void maybePauseProducer();
+    static std::string className(const std::type_info& type);
 
     Reactor& reactor_;
     detail::WriteQueue queue_;

@@ -1,0 +1,254 @@
+#include "support/faults.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <stdexcept>
+
+namespace weft::test {
+
+namespace {
+
+std::atomic<ScopedFaults*> gCurrent{nullptr};
+
+std::size_t idx(Call c) { return static_cast<std::size_t>(c); }
+
+std::size_t iovTotal(const iovec* iov, int n) {
+    std::size_t t = 0;
+    for (int i = 0; i < n; ++i) t += iov[i].iov_len;
+    return t;
+}
+
+/// Copies iovecs, trimming the total to at most `limit` bytes (at least one entry,
+/// possibly of length 0, so the kernel call still happens).
+std::vector<iovec> capIov(const iovec* iov, int n, std::size_t limit) {
+    std::vector<iovec> out;
+    for (int i = 0; i < n && (limit > 0 || out.empty()); ++i) {
+        iovec v = iov[i];
+        if (v.iov_len > limit) v.iov_len = limit;
+        limit -= v.iov_len;
+        out.push_back(v);
+    }
+    return out;
+}
+
+// Every hook: decide, act, record. `Kernel` performs the real call with a byte
+// cap (SIZE_MAX for none).
+template <class Kernel>
+ssize_t run(Call c, int fd, std::size_t asked, const iovec* iov, int iovcnt, Kernel kernel) {
+    ScopedFaults* f = ScopedFaults::current();
+    if (!f) return kernel(SIZE_MAX);
+    auto d = f->decide(c, fd, asked);
+    if (!d.affected) return kernel(SIZE_MAX);
+    CallRecord rec{c, fd, asked, {}, 0, 0, d.outcome.kind != Outcome::Kind::pass};
+    if (iov) rec.iov.assign(iov, iov + iovcnt);
+    ssize_t r;
+    if (d.outcome.kind == Outcome::Kind::fail) {
+        r = -1;
+        errno = d.outcome.err;
+    } else {
+        r = kernel(d.outcome.kind == Outcome::Kind::cap ? d.outcome.limit : SIZE_MAX);
+    }
+    int saved = errno;
+    rec.result = r;
+    rec.err = r < 0 ? saved : 0;
+    f->record(std::move(rec));
+    errno = saved;
+    return r;
+}
+
+ssize_t hookRead(int fd, void* buf, size_t n) {
+    return run(Call::read, fd, n, nullptr, 0,
+               [&](std::size_t cap) { return sys::kernelOps.read(fd, buf, std::min(n, cap)); });
+}
+ssize_t hookWrite(int fd, const void* buf, size_t n) {
+    return run(Call::write, fd, n, nullptr, 0,
+               [&](std::size_t cap) { return sys::kernelOps.write(fd, buf, std::min(n, cap)); });
+}
+ssize_t hookReadv(int fd, const iovec* iov, int n) {
+    return run(Call::readv, fd, iovTotal(iov, n), iov, n, [&](std::size_t cap) {
+        if (cap == SIZE_MAX) return sys::kernelOps.readv(fd, iov, n);
+        auto v = capIov(iov, n, cap);
+        return sys::kernelOps.readv(fd, v.data(), static_cast<int>(v.size()));
+    });
+}
+ssize_t hookWritev(int fd, const iovec* iov, int n) {
+    return run(Call::writev, fd, iovTotal(iov, n), iov, n, [&](std::size_t cap) {
+        if (cap == SIZE_MAX) return sys::kernelOps.writev(fd, iov, n);
+        auto v = capIov(iov, n, cap);
+        return sys::kernelOps.writev(fd, v.data(), static_cast<int>(v.size()));
+    });
+}
+ssize_t hookRecv(int fd, void* buf, size_t n, int flags) {
+    return run(Call::recv, fd, n, nullptr, 0,
+               [&](std::size_t cap) { return sys::kernelOps.recv(fd, buf, std::min(n, cap), flags); });
+}
+ssize_t hookSend(int fd, const void* buf, size_t n, int flags) {
+    return run(Call::send, fd, n, nullptr, 0,
+               [&](std::size_t cap) { return sys::kernelOps.send(fd, buf, std::min(n, cap), flags); });
+}
+ssize_t hookRecvmsg(int fd, msghdr* msg, int flags) {
+    return run(Call::recvmsg, fd, iovTotal(msg->msg_iov, static_cast<int>(msg->msg_iovlen)), msg->msg_iov,
+               static_cast<int>(msg->msg_iovlen), [&](std::size_t cap) {
+                   if (cap == SIZE_MAX) return sys::kernelOps.recvmsg(fd, msg, flags);
+                   auto v = capIov(msg->msg_iov, static_cast<int>(msg->msg_iovlen), cap);
+                   msghdr m = *msg;
+                   m.msg_iov = v.data();
+                   m.msg_iovlen = v.size();
+                   ssize_t r = sys::kernelOps.recvmsg(fd, &m, flags);
+                   msg->msg_flags = m.msg_flags;
+                   msg->msg_controllen = m.msg_controllen;
+                   msg->msg_namelen = m.msg_namelen;
+                   return r;
+               });
+}
+ssize_t hookSendmsg(int fd, const msghdr* msg, int flags) {
+    return run(Call::sendmsg, fd, iovTotal(msg->msg_iov, static_cast<int>(msg->msg_iovlen)), msg->msg_iov,
+               static_cast<int>(msg->msg_iovlen), [&](std::size_t cap) {
+                   if (cap == SIZE_MAX) return sys::kernelOps.sendmsg(fd, msg, flags);
+                   auto v = capIov(msg->msg_iov, static_cast<int>(msg->msg_iovlen), cap);
+                   msghdr m = *msg;
+                   m.msg_iov = v.data();
+                   m.msg_iovlen = v.size();
+                   return sys::kernelOps.sendmsg(fd, &m, flags);
+               });
+}
+int hookAccept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
+    return static_cast<int>(run(Call::accept4, fd, 0, nullptr, 0,
+                                [&](std::size_t) { return ssize_t{sys::kernelOps.accept4(fd, addr, len, flags)}; }));
+}
+int hookConnect(int fd, const sockaddr* addr, socklen_t len) {
+    return static_cast<int>(
+        run(Call::connect, fd, 0, nullptr, 0, [&](std::size_t) { return ssize_t{sys::kernelOps.connect(fd, addr, len)}; }));
+}
+int hookClose(int fd) {
+    return static_cast<int>(
+        run(Call::close, fd, 0, nullptr, 0, [&](std::size_t) { return ssize_t{sys::kernelOps.close(fd)}; }));
+}
+
+bool stormable(Call c) { return c != Call::accept4 && c != Call::connect && c != Call::close; }
+
+}  // namespace
+
+ScopedFaults::ScopedFaults() {
+    ScopedFaults* expected = nullptr;
+    if (!gCurrent.compare_exchange_strong(expected, this))
+        throw std::logic_error("ScopedFaults: another fault injector is already installed");
+    saved_ = sys::ops;
+    sys::ops = sys::Ops{hookRead,  hookWrite,   hookReadv,   hookWritev,  hookRecv, hookSend,
+                        hookRecvmsg, hookSendmsg, hookAccept4, hookConnect, hookClose};
+}
+
+ScopedFaults::~ScopedFaults() {
+    sys::ops = saved_;
+    gCurrent.store(nullptr);
+}
+
+ScopedFaults* ScopedFaults::current() { return gCurrent.load(); }
+
+ScopedFaults& ScopedFaults::script(Call c, std::initializer_list<Outcome> outcomes) {
+    std::lock_guard lk(mu_);
+    for (auto& o : outcomes) scripts_[idx(c)].push_back(o);
+    return *this;
+}
+ScopedFaults& ScopedFaults::fail(Call c, int e, int times) {
+    std::lock_guard lk(mu_);
+    for (int i = 0; i < times; ++i) scripts_[idx(c)].push_back(Outcome::error(e));
+    return *this;
+}
+ScopedFaults& ScopedFaults::shortCount(Call c, std::size_t n, int times) {
+    std::lock_guard lk(mu_);
+    for (int i = 0; i < times; ++i) scripts_[idx(c)].push_back(Outcome::shortCount(n));
+    return *this;
+}
+ScopedFaults& ScopedFaults::pass(Call c, int times) {
+    std::lock_guard lk(mu_);
+    for (int i = 0; i < times; ++i) scripts_[idx(c)].push_back(Outcome::passThrough());
+    return *this;
+}
+void ScopedFaults::clearScript(Call c) {
+    std::lock_guard lk(mu_);
+    scripts_[idx(c)].clear();
+}
+void ScopedFaults::clearScripts() {
+    std::lock_guard lk(mu_);
+    for (auto& s : scripts_) s.clear();
+}
+std::size_t ScopedFaults::pending(Call c) const {
+    std::lock_guard lk(mu_);
+    return scripts_[idx(c)].size();
+}
+
+void ScopedFaults::storm(std::uint64_t seed, StormOptions options) {
+    std::lock_guard lk(mu_);
+    rng_.seed(seed);
+    storm_ = options;
+}
+void ScopedFaults::stopStorm() {
+    std::lock_guard lk(mu_);
+    storm_.reset();
+}
+
+ScopedFaults& ScopedFaults::onlyFd(int fd) {
+    std::lock_guard lk(mu_);
+    fds_.insert(fd);
+    return *this;
+}
+void ScopedFaults::allFds() {
+    std::lock_guard lk(mu_);
+    fds_.clear();
+}
+
+std::size_t ScopedFaults::calls(Call c) const {
+    std::lock_guard lk(mu_);
+    return calls_[idx(c)];
+}
+std::size_t ScopedFaults::injected(Call c) const {
+    std::lock_guard lk(mu_);
+    return injected_[idx(c)];
+}
+std::vector<CallRecord> ScopedFaults::history() const {
+    std::lock_guard lk(mu_);
+    return history_;
+}
+std::vector<CallRecord> ScopedFaults::history(Call c) const {
+    std::lock_guard lk(mu_);
+    std::vector<CallRecord> out;
+    for (auto& r : history_)
+        if (r.call == c) out.push_back(r);
+    return out;
+}
+void ScopedFaults::resetHistory() {
+    std::lock_guard lk(mu_);
+    history_.clear();
+    for (auto& n : calls_) n = 0;
+    for (auto& n : injected_) n = 0;
+}
+
+ScopedFaults::Decision ScopedFaults::decide(Call c, int fd, std::size_t asked) {
+    std::lock_guard lk(mu_);
+    if (!fds_.empty() && !fds_.count(fd)) return {Outcome::passThrough(), false};
+    ++calls_[idx(c)];
+    Outcome o;
+    auto& s = scripts_[idx(c)];
+    if (!s.empty()) {
+        o = s.front();
+        s.pop_front();
+    } else if (storm_ && stormable(c)) {
+        double x = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+        if (x < storm_->eintr) o = Outcome::error(EINTR);
+        else if ((x -= storm_->eintr) < storm_->eagain) o = Outcome::error(EAGAIN);
+        else if ((x -= storm_->eagain) < storm_->shortCount && asked > 1)
+            o = Outcome::shortCount(std::uniform_int_distribution<std::size_t>(1, asked - 1)(rng_));
+    }
+    if (o.kind != Outcome::Kind::pass) ++injected_[idx(c)];
+    return {o, true};
+}
+
+void ScopedFaults::record(CallRecord r) {
+    std::lock_guard lk(mu_);
+    history_.push_back(std::move(r));
+}
+
+}  // namespace weft::test

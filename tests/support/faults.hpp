@@ -1,0 +1,157 @@
+// Test support: a fault injector over the syscall seam (weft::sys::ops).
+//
+// Faults come from the seam, not from luck (STYLE.md §5): a test scripts, per
+// system call, what the "kernel" does next — fail with an errno, take or return
+// fewer bytes than asked (a short count), or behave normally — and weft's
+// transports see exactly that, deterministically.
+//
+//     weft::test::ScopedFaults faults;                  // installs itself
+//     faults.onlyFd(pair.a);                            // leave other fds alone
+//     faults.fail(Call::writev, EINTR)                  // next writev: EINTR,
+//           .shortCount(Call::writev, 3)                // then one taking 3 bytes,
+//           .fail(Call::writev, ECONNRESET);            // then ECONNRESET
+//     ...
+//     EXPECT_EQ(faults.calls(Call::writev), 4u);        // counted through the seam
+//
+// Rules:
+//  * Each call kind has its own FIFO script. A call takes the next outcome from
+//    its script; with an empty script it consults the storm (below), if any, and
+//    otherwise passes through to the kernel.
+//  * fail(e): returns -1 with errno = e, without touching the kernel (no data is
+//    consumed or sent). Works for every call kind, accept4/connect/close included.
+//  * shortCount(n): the kernel call is made with its byte count (or iovec total,
+//    for readv/writev/recvmsg/sendmsg) capped at n, so at most n bytes move; the
+//    kernel may still move fewer, or fail on its own. n = 0 makes a read return 0
+//    (a fake EOF) and a write return 0. For accept4/connect/close it passes through.
+//  * storm(seed, …): for calls with an empty script, a seeded PRNG picks EINTR,
+//    EAGAIN, a random short count in [1, asked) or a pass-through with the given
+//    probabilities. Storms apply to the byte-moving calls only (read, readv,
+//    write, writev, recv, send, recvmsg, sendmsg). Same seed, same sequence.
+//  * onlyFd(fd)…: restrict every fault (scripted and storm) to the listed
+//    descriptors; calls on other fds pass through untouched and uncounted. By
+//    default every fd is affected — mind the reactor's own descriptors.
+//  * Every affected call is recorded (history()): kind, fd, bytes asked, the
+//    iovecs handed in (for readv/writev/recvmsg/sendmsg: base and length, so a
+//    test can check a gather write used the caller's buffers, no copy), the
+//    result and errno.
+//  * The destructor restores the table that was installed before (normally
+//    sys::kernelOps). Only one ScopedFaults may exist at a time (a second one
+//    throws std::logic_error). Hooks take a mutex, so a thread-pool thread
+//    calling through the seam is safe, but scripts are shared by all threads.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <initializer_list>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <vector>
+
+#include "sys/syscalls.hpp"
+
+namespace weft::test {
+
+/// The system calls the injector can script.
+enum class Call { read, readv, write, writev, recv, send, recvmsg, sendmsg, accept4, connect, close };
+inline constexpr std::size_t kCallKinds = 11;
+
+/// What one scripted call does.
+struct Outcome {
+    enum class Kind { pass, fail, cap };
+    Kind kind = Kind::pass;
+    int err = 0;            ///< for fail
+    std::size_t limit = 0;  ///< for cap: most bytes the call may move
+
+    static Outcome passThrough() { return {}; }
+    static Outcome error(int e) { return {Kind::fail, e, 0}; }
+    static Outcome shortCount(std::size_t n) { return {Kind::cap, 0, n}; }
+};
+
+/// Probabilities for storm mode (each in [0, 1], summing to at most 1).
+struct StormOptions {
+    double eintr = 0.15;
+    double eagain = 0.15;
+    double shortCount = 0.4;  ///< a random cap in [1, asked)
+};
+
+/// One call that went through the injector.
+struct CallRecord {
+    Call call;
+    int fd;
+    std::size_t asked;        ///< bytes asked for (iovec total for vector calls)
+    std::vector<iovec> iov;   ///< the caller's iovecs (vector calls only)
+    ssize_t result;
+    int err;                  ///< errno when result < 0, else 0
+    bool injected;            ///< a scripted or storm outcome other than pass-through
+};
+
+/// Installs the fault injector for its lifetime. See the file comment.
+class ScopedFaults {
+public:
+    ScopedFaults();
+    ~ScopedFaults();
+    ScopedFaults(const ScopedFaults&) = delete;
+    ScopedFaults& operator=(const ScopedFaults&) = delete;
+
+    /// Appends outcomes to c's script.
+    ScopedFaults& script(Call c, std::initializer_list<Outcome> outcomes);
+    /// Appends `times` failures with errno e.
+    ScopedFaults& fail(Call c, int e, int times = 1);
+    /// Appends `times` calls capped at n bytes.
+    ScopedFaults& shortCount(Call c, std::size_t n, int times = 1);
+    /// Appends `times` pass-throughs (to let some calls through before a fault).
+    ScopedFaults& pass(Call c, int times = 1);
+    /// Drops what is left of c's script (or of every script).
+    void clearScript(Call c);
+    void clearScripts();
+    /// Outcomes still queued for c.
+    std::size_t pending(Call c) const;
+
+    /// Starts a seeded random storm for calls with an empty script.
+    void storm(std::uint64_t seed, StormOptions options = {});
+    void stopStorm();
+
+    /// Restricts faults and recording to these descriptors (cumulative).
+    ScopedFaults& onlyFd(int fd);
+    /// Affects every descriptor again.
+    void allFds();
+
+    /// Calls of kind c made on affected descriptors so far.
+    std::size_t calls(Call c) const;
+    /// Of those, how many got an injected (non-pass-through) outcome.
+    std::size_t injected(Call c) const;
+    /// Every affected call so far, in order.
+    std::vector<CallRecord> history() const;
+    /// The records of kind c.
+    std::vector<CallRecord> history(Call c) const;
+    /// Forgets counts and history (not scripts).
+    void resetHistory();
+
+    /// Internal: the hooks' entry point.
+    static ScopedFaults* current();
+    struct Decision {
+        Outcome outcome;
+        bool affected;
+    };
+    Decision decide(Call c, int fd, std::size_t asked);
+    void record(CallRecord r);
+
+private:
+    mutable std::mutex mu_;
+    sys::Ops saved_;
+    std::deque<Outcome> scripts_[kCallKinds];
+    std::optional<StormOptions> storm_;
+    std::mt19937_64 rng_;
+    std::set<int> fds_;
+    std::size_t calls_[kCallKinds] = {};
+    std::size_t injected_[kCallKinds] = {};
+    std::vector<CallRecord> history_;
+};
+
+}  // namespace weft::test
