@@ -20,8 +20,14 @@ Registry& registry() {
 }
 
 std::atomic<Level> gLevel{Level::info};
+thread_local const ILoggingContext* tContext = nullptr;
 
 }  // namespace
+
+const ILoggingContext* currentContext() noexcept { return tContext; }
+
+ScopedContext::ScopedContext(const ILoggingContext* ctx) noexcept : previous_(tContext) { tContext = ctx; }
+ScopedContext::~ScopedContext() { tContext = previous_; }
 
 std::size_t addObserver(Observer o) {
     auto& r = registry();
@@ -60,6 +66,11 @@ std::optional<Level> parseLevel(std::string_view name) {
 void emit(Level l, std::string_view prefix, std::string_view message, const Failure* f) noexcept {
     if (l < level() && l < Level::error) return;
     try {
+        std::string contextPrefix;
+        if (prefix.empty() && tContext) {
+            contextPrefix = tContext->logPrefix();
+            prefix = contextPrefix;
+        }
         Event ev{l, prefix, message, f};
         auto& r = registry();
         std::vector<Observer> copy;

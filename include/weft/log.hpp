@@ -13,7 +13,37 @@
 #include <weft/export.hpp>
 #include <weft/failure.hpp>
 
+namespace weft {
+
+/// Anything that can describe itself in logs (Twisted ILoggingContext).
+class WEFT_EXPORT ILoggingContext {
+public:
+    virtual ~ILoggingContext() = default;
+    /// Prefix for log lines about this object, e.g. "EchoProtocol,3,127.0.0.1".
+    virtual std::string logPrefix() const = 0;
+};
+
+}  // namespace weft
+
 namespace weft::log {
+
+/// The logging context of the callback running on this thread, or null. The
+/// reactor sets it around every call into a descriptor (FD-38), so a log line
+/// emitted with an empty prefix from inside dataReceived carries the
+/// transport's logPrefix(). Resolved only when something is logged.
+WEFT_EXPORT const ILoggingContext* currentContext() noexcept;
+
+/// Makes `ctx` the current logging context until destroyed (nests).
+class WEFT_EXPORT ScopedContext {
+public:
+    explicit ScopedContext(const ILoggingContext* ctx) noexcept;
+    ~ScopedContext();
+    ScopedContext(const ScopedContext&) = delete;
+    ScopedContext& operator=(const ScopedContext&) = delete;
+
+private:
+    const ILoggingContext* previous_;
+};
 
 enum class Level { debug = 0, info = 1, warn = 2, error = 3, critical = 4 };
 
@@ -39,7 +69,8 @@ WEFT_EXPORT Level level();
 WEFT_EXPORT std::optional<Level> parseLevel(std::string_view name);
 WEFT_EXPORT std::string_view levelName(Level l);
 
-/// Emits one event. Never throws.
+/// Emits one event. An empty prefix is replaced by the current context's
+/// logPrefix(), if there is one. Never throws.
 WEFT_EXPORT void emit(Level l, std::string_view prefix, std::string_view message,
                       const Failure* failure = nullptr) noexcept;
 

@@ -417,6 +417,7 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev) {
 
     std::shared_ptr<IFileDescriptor> hold = r->owner;  // the dispatch guard
     IFileDescriptor& d = *hold;
+    log::ScopedContext logContext(&d);  // FD-38: log lines from callbacks carry d's prefix
     std::optional<Failure> why;
     bool inRead = false;
     try {

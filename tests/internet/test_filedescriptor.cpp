@@ -1409,6 +1409,31 @@ TEST_P(FileDescriptorTest, FD_38_callbackErrorsLoggedUnderTransportPrefix) {
     finish({a, b});
 }
 
+TEST_P(FileDescriptorTest, FD_38_plainLogLinesFromCallbacksCarryTransportPrefix) {
+    // FD-38: every reactor callback runs in the descriptor's log context: a line logged with no prefix inside
+    // dataReceived carries the transport's prefix; outside any callback it carries none.
+    auto pair38 = makePair();
+    auto& a = pair38.a;
+    auto& b = pair38.b;
+    CustomClient protocol;
+    a->prefix = protocol.logPrefix() + ",client";
+    std::vector<std::string> prefixes;
+    log::ScopedObserver observer([&](const log::Event& ev) {
+        if (ev.message == "got data") prefixes.emplace_back(ev.prefix);
+    });
+    a->onData = [&](std::string_view) { log::warn("", "got data"); };
+    a->startReading();
+    b->write("x");
+    spinUntil([&] { return !prefixes.empty(); });
+    log::warn("", "got data");  // not inside a callback
+    ASSERT_EQ(prefixes.size(), 2u);
+    EXPECT_EQ(prefixes[0], "Custom Client,client");
+    EXPECT_EQ(prefixes[1], "");
+    EXPECT_EQ(log::currentContext(), nullptr);
+    logs.flush(log::Level::warn);
+    finish({a, b});
+}
+
 // =====================================================================================
 // Lifetime and re-entrancy
 // =====================================================================================

@@ -17,6 +17,7 @@
 #include <weft/function.hpp>
 #include <weft/internet/address.hpp>
 #include <weft/internet/delayedcall.hpp>
+#include <weft/log.hpp>
 
 namespace weft {
 
@@ -44,14 +45,6 @@ public:
     DelayedCall callLater(std::chrono::duration<Rep, Period> delay, Function<void()> f) {
         return callLater(std::chrono::duration<double>(delay).count(), std::move(f));
     }
-};
-
-/// Anything that can describe itself in logs (Twisted ILoggingContext).
-class WEFT_EXPORT ILoggingContext {
-public:
-    virtual ~ILoggingContext() = default;
-    /// Prefix for log lines about this object, e.g. "EchoProtocol,3,127.0.0.1".
-    virtual std::string logPrefix() const = 0;
 };
 
 /// The outcome of doRead()/doWrite(): empty to keep going, or the reason the
