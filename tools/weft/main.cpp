@@ -11,6 +11,7 @@
 #include <string>
 
 #include <weft/internet/base.hpp>
+#include <weft/internet/defer.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/log.hpp>
 
@@ -40,7 +41,10 @@ public:
         weft::log::info(logPrefix(), "pipe closed after {} bytes: {}", bytes_, why.getErrorMessage());
         ::close(fd_);
         fd_ = -1;
+        closed.callback();
     }
+    /// Fires when the pipe has been read to its end (or lost).
+    weft::Deferred<void> closed;
 
 private:
     int fd_;
@@ -57,8 +61,12 @@ int runDemo(weft::Backend backend, double seconds) {
     auto reader = std::make_shared<PipeReader>(p[0]);
     int writeFd = p[1];
     reactor->addReader(reader);
-    weft::log::info("weft", "demo on the {} reactor for {} s (Ctrl-C to stop)", weft::backendName(backend), seconds);
+    if (seconds > 0)
+        weft::log::info("weft", "demo on the {} reactor for {} s", weft::backendName(backend), seconds);
+    else
+        weft::log::info("weft", "demo on the {} reactor until Ctrl-C or SIGTERM", weft::backendName(backend));
 
+    reactor->suggestThreadPoolSize(1);  // one worker: lines stay in order, the close comes last
     int n = 0;
     weft::Function<void()> tick;
     tick = [&] {
@@ -72,7 +80,13 @@ int runDemo(weft::Backend backend, double seconds) {
     };
     reactor->callWhenRunning([&] { tick(); });
     if (seconds > 0) reactor->callLater(seconds, [&] { reactor->stop(); });
-    reactor->addSystemEventTrigger("before", "shutdown", [&] { ::close(writeFd); });
+    // Shutdown waits (a before trigger returning a Deferred) until the reader has
+    // drained the pipe to its end, so nothing written is lost.
+    reactor->addSystemEventTrigger("before", "shutdown", [&] {
+        // Closed by the one pool worker, after every line it still has to write.
+        reactor->callInThread([writeFd] { ::close(writeFd); });
+        return reader->closed;
+    });
     reactor->run();
     for (auto& dc : reactor->getDelayedCalls()) dc.cancel();
     if (reactor->exitSignal()) weft::log::info("weft", "stopped by signal {}", *reactor->exitSignal());
