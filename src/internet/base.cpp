@@ -538,14 +538,13 @@ ThreadPool& Reactor::getThreadPool() {
         else callWhenRunning([this] {
             if (pool_) pool_->start();
         });
-        poolShutdownTrigger_ = addSystemEventTrigger("during", "shutdown", [this] { stopThreadPool(); });
+        addSystemEventTrigger("during", "shutdown", [this] { stopThreadPool(); });
     }
     return *pool_;
 }
 
 void Reactor::stopThreadPool() {
     if (!pool_) return;
-    poolShutdownTrigger_.reset();
     // Stop (join) before dropping: running work may still call callInThread(),
     // which reads pool_ from the worker; it must find the stopping pool (which
     // ignores the work, R-48), not a pool_ being moved out or a null one that
@@ -684,7 +683,6 @@ void Reactor::startRunning(bool installSignalHandlers) {
     if (inLoop_ || running_) throw error::ReactorAlreadyRunning();
     if (stopped_) throw error::ReactorNotRestartable();
     started_ = true;
-    crashed_ = false;
     inLoop_ = true;
     wantSignals_ = installSignalHandlers;
     ioThread_.store(std::this_thread::get_id());
@@ -715,7 +713,6 @@ void Reactor::stop() {
 void Reactor::crash() {
     running_ = false;
     inLoop_ = false;
-    crashed_ = true;
     started_ = false;
     addSystemEventTrigger("during", "startup", [this] { reallyStartRunning(); });
 }
@@ -758,10 +755,10 @@ void Reactor::iterate(double delay) {
 }
 
 void Reactor::mainLoop() {
-    while (inLoop_ && !crashed_) {
+    while (inLoop_) {
         try {
             runUntilCurrent();
-            if (!inLoop_ || crashed_) break;
+            if (!inLoop_) break;
             doIteration(timeout());
         } catch (...) {
             // nothing unwinds out of run().

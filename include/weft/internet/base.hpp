@@ -209,7 +209,6 @@ private:
     };
 
     friend class detail::Waker;
-    friend class detail::Poller;
 
     // The loop
     void startRunning(bool installSignalHandlers);
@@ -219,7 +218,6 @@ private:
     void runThreadCalls();
     void doIteration(std::optional<double> timeout);
     void dispatch(int fd, std::uint64_t token, unsigned events);
-    void probeAndDisconnectBad();
     void beginShutdown();
     void disconnectAll();
     void stopThreadPool();
@@ -261,8 +259,6 @@ private:
     bool stopped_ = false;
     bool justStopped_ = false;
     bool inLoop_ = false;
-    bool crashed_ = false;
-    bool stopRequested_ = false;
     std::atomic<std::thread::id> ioThread_;
     std::optional<int> exitSignal_;
 
@@ -274,7 +270,6 @@ private:
     // pool
     std::unique_ptr<ThreadPool> pool_;
     std::size_t poolMax_ = 10;
-    std::optional<TriggerId> poolShutdownTrigger_;
 
     // signals
     bool signalsInstalled_ = false;
