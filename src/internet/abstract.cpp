@@ -92,6 +92,11 @@ void FileDescriptor::setConnected() noexcept {
     if (state_ == State::fresh) state_ = State::connected;
 }
 
+void FileDescriptor::discardOutput() noexcept {
+    queue_.clear();
+    writeHalf_ = WriteHalf::closed;
+}
+
 void FileDescriptor::startReading() {
     if (!reactor_.isReading(this)) reactor_.addReader(shared_from_this());
 }

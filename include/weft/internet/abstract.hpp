@@ -175,6 +175,9 @@ protected:
     virtual Reason closeWriteConnection() { return std::nullopt; }
     /// Marks the descriptor connected (subclasses call it once they can carry bytes).
     void setConnected() noexcept;
+    /// Drops every queued byte and shuts the write half, so later writes are
+    /// discarded (abortConnection). Does not unregister anything.
+    void discardOutput() noexcept;
 
     /// Writes iovecs to fd through the syscall seam: retries EINTR, 0 for EAGAIN
     /// or ENOBUFS, ConnectionLost(errno) otherwise. For subclasses' writeSomeData.

@@ -72,6 +72,17 @@ public:
 };
 
 /// Any of weft's addresses, by value. std::visit it, or call addressStr().
+/// A (host, port) pair to bind a client socket to before it connects
+/// (connectTCP's bindAddress): host an IPv4 or IPv6 literal, port 0 for any.
+struct WEFT_EXPORT BindAddress {
+    /// Host to bind to.
+    std::string host;
+    /// Port to bind to (0: any).
+    std::uint16_t port = 0;
+    /// Member-wise equality.
+    friend bool operator==(const BindAddress&, const BindAddress&) = default;
+};
+
 using Address = std::variant<NoAddress, IPv4Address, IPv6Address, UNIXAddress>;
 
 /// The str() of whichever address `a` holds.

@@ -31,6 +31,13 @@ struct Registration;
 }  // namespace detail
 
 /// The readiness-wait mechanism behind a reactor.
+class Factory;
+class ClientFactory;
+namespace tcp {
+class Port;
+class Connector;
+}  // namespace tcp
+
 enum class Backend { epoll, poll, select };
 
 /// "epoll", "poll" or "select".
@@ -192,6 +199,38 @@ public:
     void suggestThreadPoolSize(std::size_t n);
     /// True on the thread running run() (or, before run(), the creating thread).
     bool isInIOThread() const noexcept;
+
+    // ---- TCP (tcp.md; defined in src/internet/tcp.cpp) --------------------------
+
+    /// Binds and listens on `port` (0: a kernel-chosen one) on `interface` ("":
+    /// every IPv4 address; an IPv4 or IPv6 literal, "%scope" allowed) and starts
+    /// accepting; factory->doStart() runs once listening (TCP-1..TCP-5). Throws
+    /// error::CannotListenError (nothing registered, factory not started) if the
+    /// socket cannot be created, bound or listened on, or `interface` is not a
+    /// literal. IPv6 ports are IPv6-only.
+    std::shared_ptr<tcp::Port> listenTCP(std::uint16_t port, std::shared_ptr<Factory> factory, int backlog = 50,
+                                         const std::string& interface = "");
+    /// Starts connecting to host:port (TCP-36..TCP-49): factory->doStart() and
+    /// startedConnecting() run before this returns; everything else happens on
+    /// later iterations. A host that is not an IP literal is resolved on the
+    /// thread pool (both families, tried in order). `timeout` seconds (<= 0:
+    /// none) bounds resolution plus connect.
+    std::shared_ptr<tcp::Connector> connectTCP(const std::string& host, std::uint16_t port,
+                                               std::shared_ptr<ClientFactory> factory, double timeout = 30,
+                                               std::optional<BindAddress> bindAddress = std::nullopt);
+    /// Like connectTCP with a service name or decimal port ("http", "8080");
+    /// an unknown name throws error::ServiceNameUnknownError (TCP-37).
+    std::shared_ptr<tcp::Connector> connectTCP(const std::string& host, const std::string& service,
+                                               std::shared_ptr<ClientFactory> factory, double timeout = 30,
+                                               std::optional<BindAddress> bindAddress = std::nullopt);
+    /// Accepts on a listening socket made elsewhere (systemd, a parent process):
+    /// `fd` is duplicated, the caller keeps its copy (TCP-50). Throws
+    /// error::UnsupportedAddressFamily unless family is AF_INET or AF_INET6.
+    std::shared_ptr<tcp::Port> adoptStreamPort(int fd, int addressFamily, std::shared_ptr<Factory> factory);
+    /// Wraps a connected socket made elsewhere in a server transport: `fd` is
+    /// duplicated; the factory builds the protocol (null: the duplicate is
+    /// closed) and doStart/doStop are not called (TCP-51).
+    void adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory);
 
     /// The signal that stopped the reactor, if one did.
     std::optional<int> exitSignal() const noexcept { return exitSignal_; }

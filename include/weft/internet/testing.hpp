@@ -345,15 +345,8 @@ private:
     Address destination_;
 };
 
-/// A (host, port) pair to bind a client socket to.
-struct BindAddress {
-    /// Host to bind to.
-    std::string host;
-    /// Port to bind to (0: any).
-    std::uint16_t port = 0;
-    /// Member-wise equality.
-    friend bool operator==(const BindAddress&, const BindAddress&) = default;
-};
+/// A (host, port) pair to bind a client socket to (weft/internet/address.hpp).
+using weft::BindAddress;
 
 /// One listenTCP() call.
 struct TCPServer {

@@ -1,0 +1,874 @@
+// TCP transports: Port, Connection/Server/Client, Connector, and the Reactor's
+// listenTCP/connectTCP/adopt* methods. Spec: tcp.md.
+#include <weft/internet/tcp.hpp>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include <weft/internet/error.hpp>
+#include <weft/log.hpp>
+
+#include "sys/syscalls.hpp"
+
+namespace weft {
+namespace tcp {
+
+using namespace weft::error;
+
+namespace {
+
+std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
+
+std::string errnoName(int e) {
+    const char* name = ::strerrorname_np(e);
+    return name ? name : std::to_string(e);
+}
+
+bool setFlag(int fd, int level, int option, bool on) noexcept {
+    int v = on ? 1 : 0;
+    return ::setsockopt(fd, level, option, &v, sizeof v) == 0;
+}
+
+bool getFlag(int fd, int level, int option) {
+    int v = 0;
+    socklen_t len = sizeof v;
+    if (::getsockopt(fd, level, option, &v, &len) != 0) throw std::system_error(errnoCode(errno), "getsockopt");
+    return v != 0;
+}
+
+// The read buffer shared by the connections of one thread: an idle connection
+// holds none (tcp.hpp). A callback that re-enters the loop and reads on this
+// thread while the buffer is lent out gets a private one.
+struct ScratchBuffer {
+    std::vector<std::byte> data;
+    bool lent = false;
+};
+thread_local ScratchBuffer scratch;
+
+class BorrowedBuffer {
+public:
+    explicit BorrowedBuffer(std::size_t size) {
+        if (!scratch.lent) {
+            if (scratch.data.size() < size) scratch.data.resize(size);
+            scratch.lent = true;
+            borrowed_ = true;
+            data_ = scratch.data.data();
+        } else {
+            own_.resize(size);
+            data_ = own_.data();
+        }
+    }
+    ~BorrowedBuffer() {
+        if (borrowed_) scratch.lent = false;
+    }
+    BorrowedBuffer(const BorrowedBuffer&) = delete;
+    BorrowedBuffer& operator=(const BorrowedBuffer&) = delete;
+    std::byte* data() const noexcept { return data_; }
+
+private:
+    std::vector<std::byte> own_;
+    std::byte* data_ = nullptr;
+    bool borrowed_ = false;
+};
+
+std::string hexId(const void* p) { return fmt::format("{:#x}", reinterpret_cast<std::uintptr_t>(p)); }
+
+SockAddr localName(int fd) {
+    SockAddr a;
+    a.length = sizeof a.storage;
+    if (::getsockname(fd, a.get(), &a.length) != 0) a.length = 0;
+    return a;
+}
+
+std::uint16_t portOf(const SockAddr& a) {
+    if (a.family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_port);
+    if (a.family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_port);
+    return 0;
+}
+
+}  // namespace
+
+// ---- SockAddr ---------------------------------------------------------------------
+
+Address SockAddr::toAddress(const char* type) const {
+    char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {};
+    if (length == 0) return NoAddress();
+    if (family() == AF_INET) {
+        auto* in = reinterpret_cast<const sockaddr_in*>(&storage);
+        ::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
+        return IPv4Address(type, text, ntohs(in->sin_port));
+    }
+    if (family() == AF_INET6) {
+        auto* in6 = reinterpret_cast<const sockaddr_in6*>(&storage);
+        ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
+        std::string host = text;
+        if (in6->sin6_scope_id != 0) {
+            char name[IF_NAMESIZE] = {};
+            host += '%';
+            host += ::if_indextoname(in6->sin6_scope_id, name) ? std::string(name) : std::to_string(in6->sin6_scope_id);
+        }
+        return IPv6Address(type, std::move(host), ntohs(in6->sin6_port), ntohl(in6->sin6_flowinfo),
+                           in6->sin6_scope_id);
+    }
+    return NoAddress();
+}
+
+std::optional<SockAddr> SockAddr::fromLiteral(const std::string& host, std::uint16_t port) {
+    SockAddr a;
+    auto* in = reinterpret_cast<sockaddr_in*>(&a.storage);
+    if (::inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(port);
+        a.length = sizeof(sockaddr_in);
+        return a;
+    }
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
+    std::string addr = host;
+    std::string scope;
+    if (auto pct = host.find('%'); pct != std::string::npos) {
+        addr = host.substr(0, pct);
+        scope = host.substr(pct + 1);
+        if (scope.empty()) return std::nullopt;
+    }
+    if (::inet_pton(AF_INET6, addr.c_str(), &in6->sin6_addr) != 1) return std::nullopt;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(port);
+    if (!scope.empty()) {
+        std::uint32_t id = 0;
+        auto [end, ec] = std::from_chars(scope.data(), scope.data() + scope.size(), id);
+        if (ec != std::errc() || end != scope.data() + scope.size()) id = ::if_nametoindex(scope.c_str());
+        if (id == 0) return std::nullopt;
+        in6->sin6_scope_id = id;
+    }
+    a.length = sizeof(sockaddr_in6);
+    return a;
+}
+
+// ---- Connection ---------------------------------------------------------------------
+
+Connection::Connection(Reactor& reactor, int fd) : FileDescriptor(reactor), fd_(fd) {}
+
+Connection::~Connection() {
+    if (fd_ >= 0) sys::ops.close(fd_);
+}
+
+void Connection::startProtocol(std::shared_ptr<Protocol> protocol) {
+    protocol_ = std::move(protocol);
+    setConnected();
+    startReading();
+    auto keep = protocol_;
+    keep->makeConnection(shared_from_this());
+}
+
+Reason Connection::doRead() {
+    if (aborting_ || fd_ < 0) return std::nullopt;
+    std::size_t want = bufferSize ? bufferSize : 1;
+    BorrowedBuffer buffer(want);
+    ssize_t n;
+    do n = sys::ops.recv(fd_, buffer.data(), want, 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
+        return Failure(ConnectionLost(errnoCode(errno)));  // TCP-19, Better than Twisted: keep errno
+    }
+    if (n == 0) return Failure(ConnectionDone());
+    if (auto p = protocol_) p->dataReceived(Bytes(buffer.data(), static_cast<std::size_t>(n)));
+    return std::nullopt;
+}
+
+Reason Connection::doWrite() {
+    if (aborting_) return std::nullopt;
+    return FileDescriptor::doWrite();
+}
+
+WriteResult Connection::writeSomeData(std::span<const iovec> data) {
+    msghdr m{};
+    m.msg_iov = const_cast<iovec*>(data.data());
+    m.msg_iovlen = data.size();
+    for (;;) {
+        ssize_t n = sys::ops.sendmsg(fd_, &m, MSG_NOSIGNAL);  // TCP-21: never SIGPIPE
+        if (n >= 0) return static_cast<std::size_t>(n);
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return std::size_t{0};
+        return Failure(ConnectionLost(errnoCode(errno)));
+    }
+}
+
+Reason Connection::closeWriteConnection() {
+    if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);  // errors ignored: the peer may be gone (TCP-29)
+    if (auto* hc = dynamic_cast<IHalfCloseableProtocol*>(protocol_.get())) {
+        auto keep = protocol_;
+        try {
+            hc->writeConnectionLost();
+        } catch (...) {
+            Failure f = Failure::current();  // TCP-30: logged once, then closed with it
+            log::failure(logPrefix(), "Unhandled error in writeConnectionLost", f);
+            return f;
+        }
+    }
+    // Both halves closed (TCP-28): end the connection without waiting for the protocol.
+    if (readLost_) return Failure(ConnectionDone());
+    return std::nullopt;
+}
+
+void Connection::readConnectionLost(const Failure& reason) {
+    if (disconnected() || aborting_) return;
+    stopReading();
+    readLost_ = true;
+    auto* hc = dynamic_cast<IHalfCloseableProtocol*>(protocol_.get());
+    if (!hc) {
+        // Better than Twisted (TCP-27): flush what is buffered, then ConnectionDone.
+        if (state() == State::connected) loseConnection();
+        return;
+    }
+    auto keep = protocol_;
+    try {
+        hc->readConnectionLost();
+    } catch (...) {
+        Failure f = Failure::current();  // TCP-30
+        log::failure(logPrefix(), "Unhandled error in readConnectionLost", f);
+        connectionLost(f);
+        return;
+    }
+    (void)reason;
+    // TCP-28: our write half is already shut, so both halves are now closed.
+    if (!disconnected() && writeHalf() == WriteHalf::closed) connectionLost(Failure(ConnectionDone()));
+}
+
+void Connection::abortConnection() {
+    if (disconnected() || aborting_) return;  // TCP-33
+    aborting_ = true;
+    stopReading();
+    stopWriting();
+    discardOutput();
+    reactor().callLater(0, [self = shared_from_this()] {
+        if (!self->disconnected()) self->connectionLost(Failure(ConnectionAborted()));
+    });
+}
+
+void Connection::closeSocket(bool abort) noexcept {
+    if (fd_ < 0) return;
+    if (host_.length == 0) host_ = localName(fd_);  // getHost() answers after the close
+    if (abort) {
+        linger l{1, 0};  // the close sends a reset (TCP-22)
+        ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    } else if (shouldShutdown_) {
+        ::shutdown(fd_, SHUT_RDWR);
+    }
+    sys::ops.close(fd_);
+    fd_ = -1;
+}
+
+void Connection::connectionLost(const Failure& reason) {
+    if (disconnected()) return;
+    FileDescriptor::connectionLost(reason);
+    closeSocket(reason.check<ConnectionAborted>() != 0);
+    // Let go of the protocol before it hears of the loss; this frame keeps it
+    // alive until its connectionLost() has returned (docs/ownership.md).
+    if (auto p = std::move(protocol_)) p->connectionLost(reason);
+}
+
+Address Connection::getHost() const {
+    if (host_.length == 0 && fd_ >= 0) host_ = localName(fd_);
+    return host_.toAddress();
+}
+
+Address Connection::getPeer() const { return peer_.toAddress(); }
+
+bool Connection::getTcpNoDelay() const { return getFlag(fd_, IPPROTO_TCP, TCP_NODELAY); }
+void Connection::setTcpNoDelay(bool enabled) {
+    if (!setFlag(fd_, IPPROTO_TCP, TCP_NODELAY, enabled)) throw std::system_error(errnoCode(errno), "TCP_NODELAY");
+}
+bool Connection::getTcpKeepAlive() const { return getFlag(fd_, SOL_SOCKET, SO_KEEPALIVE); }
+void Connection::setTcpKeepAlive(bool enabled) {
+    if (!setFlag(fd_, SOL_SOCKET, SO_KEEPALIVE, enabled)) throw std::system_error(errnoCode(errno), "SO_KEEPALIVE");
+}
+
+// ---- Server -------------------------------------------------------------------------
+
+Server::Server(Reactor& reactor, int fd, const SockAddr& peer, int sessionno, std::string portRepr)
+    : Connection(reactor, fd), sessionno_(sessionno), portRepr_(std::move(portRepr)) {
+    peer_ = peer;
+}
+
+std::string Server::logPrefix() const {
+    if (prefix_.empty() && protocol_) {
+        Address a = peer_.toAddress();
+        std::string host = std::visit(
+            [](const auto& x) -> std::string {
+                if constexpr (requires { x.host; }) return x.host;
+                else return "?";
+            },
+            a);
+        prefix_ = fmt::format("{},{},{}", getLogPrefix(*protocol_), sessionno_, host);
+    }
+    return prefix_.empty() ? std::string("Server") : prefix_;
+}
+
+std::string Server::repr() const {
+    std::string name = protocol_ ? weft::className(*protocol_) : std::string("Server");
+    return fmt::format("<{} #{} on {}>", name, sessionno_, portRepr_);
+}
+
+// ---- Client -------------------------------------------------------------------------
+
+Client::Client(Reactor& reactor, std::shared_ptr<Connector> connector)
+    : Connection(reactor, -1), connector_(std::move(connector)) {}
+
+std::string Client::logPrefix() const {
+    if (phase_ != Phase::done || !protocol_) return prefix_.empty() ? std::string("Uninitialized") : prefix_;
+    if (prefix_.empty()) prefix_ = getLogPrefix(*protocol_) + ",client";
+    return prefix_;
+}
+
+std::string Client::repr() const {
+    Address dest = connector_ ? connector_->getDestination() : peer_.toAddress();
+    return fmt::format("<weft::tcp::Client to {} at {}>", addressStr(dest), hexId(this));
+}
+
+void Client::begin() {
+    // TCP-39: the attempt starts on a later iteration, never inside connectTCP.
+    reactor().callLater(0, [self = std::static_pointer_cast<Client>(shared_from_this())] {
+        if (self->phase_ != Phase::resolving || !self->connector_) return;
+        const std::string& host = self->connector_->host();
+        std::uint16_t port = self->connector_->port();
+        if (auto literal = SockAddr::fromLiteral(host, port)) {
+            self->resolved({*literal});
+            return;
+        }
+        // Names are resolved on the thread pool, never on the loop (Better than
+        // Twisted: both families).
+        Reactor& reactor = self->reactor();
+        reactor.callInThread([self, host, port, &reactor]() mutable {
+            addrinfo hints{};
+            hints.ai_family = AF_UNSPEC;
+            hints.ai_socktype = SOCK_STREAM;
+            addrinfo* result = nullptr;
+            int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &result);
+            std::vector<SockAddr> found;
+            for (addrinfo* ai = result; rc == 0 && ai; ai = ai->ai_next) {
+                if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+                SockAddr a;
+                std::memcpy(&a.storage, ai->ai_addr, ai->ai_addrlen);
+                a.length = ai->ai_addrlen;
+                if (a.family() == AF_INET) reinterpret_cast<sockaddr_in*>(&a.storage)->sin_port = htons(port);
+                else reinterpret_cast<sockaddr_in6*>(&a.storage)->sin6_port = htons(port);
+                found.push_back(a);
+            }
+            if (result) ::freeaddrinfo(result);
+            std::string error = rc == 0 ? std::string() : std::string(::gai_strerror(rc));
+            reactor.callFromThread([self = std::move(self), found = std::move(found), error = std::move(error),
+                                    host = std::move(host)]() mutable {
+                if (self->phase_ != Phase::resolving) return;
+                if (found.empty()) {
+                    self->failIfNotConnected(
+                        Failure(DNSLookupError(host + ": " + (error.empty() ? "no address" : error))));
+                    return;
+                }
+                self->resolved(std::move(found));
+            });
+        });
+    });
+}
+
+void Client::resolved(std::vector<SockAddr> addresses) {
+    candidates_ = std::move(addresses);
+    next_ = 0;
+    phase_ = Phase::connecting;
+    tryNext();
+}
+
+void Client::tryNext() {
+    while (phase_ == Phase::connecting && next_ < candidates_.size()) {
+        const SockAddr& target = candidates_[next_++];
+        int s = ::socket(target.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (s < 0) {  // TCP-38
+            int e = errno;
+            failIfNotConnected(Failure(ConnectBindError(e, std::strerror(e))));
+            return;
+        }
+        if (auto& bind = connector_->bindAddress()) {
+            auto local = SockAddr::fromLiteral(bind->host.empty() ? (target.family() == AF_INET6 ? "::" : "0.0.0.0")
+                                                                  : bind->host,
+                                               bind->port);
+            int e = 0;
+            if (!local) e = EINVAL;
+            else if (local->family() != target.family()) e = EAFNOSUPPORT;
+            else if (::bind(s, local->get(), local->length) != 0) e = errno;
+            if (e != 0) {
+                ::close(s);
+                failIfNotConnected(
+                    Failure(ConnectBindError(e, fmt::format("{}:{}: {}", bind->host, bind->port, std::strerror(e)))));
+                return;
+            }
+        }
+        setFlag(s, IPPROTO_TCP, TCP_NODELAY, true);  // on by default (TCP-23, Better than Twisted)
+        fd_ = s;
+        peer_ = target;
+        int rc = sys::ops.connect(s, target.get(), target.length);
+        if (rc == 0 || errno == EISCONN) {
+            connectDone();
+            return;
+        }
+        if (errno == EINPROGRESS || errno == EINTR || errno == EALREADY) {
+            startWriting();  // TCP-40: wait for writability, then read SO_ERROR
+            return;
+        }
+        lastError_ = errno;
+        sys::ops.close(fd_);
+        fd_ = -1;
+    }
+    if (phase_ != Phase::connecting) return;
+    int e = lastError_ ? lastError_ : EHOSTUNREACH;
+    failIfNotConnected(Failure(getConnectError(e, std::strerror(e))));
+}
+
+Reason Client::finishConnect() {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == 0 || err == EISCONN) {
+        stopWriting();
+        connectDone();
+        return std::nullopt;
+    }
+    if (err == EINPROGRESS || err == EALREADY || err == EINTR) return std::nullopt;
+    lastError_ = err;
+    stopWriting();
+    sys::ops.close(fd_);
+    fd_ = -1;
+    tryNext();
+    return std::nullopt;
+}
+
+Reason Client::doRead() {
+    if (phase_ == Phase::connecting) return finishConnect();
+    return Connection::doRead();
+}
+
+Reason Client::doWrite() {
+    if (phase_ == Phase::connecting) return finishConnect();
+    return Connection::doWrite();
+}
+
+void Client::connectDone() {
+    phase_ = Phase::done;
+    auto connector = connector_;
+    connector->cancelTimeout();
+    connector->state_ = Connector::State::connected;
+    std::shared_ptr<Protocol> protocol;
+    try {
+        protocol = connector->buildProtocol(peer_.toAddress());  // TCP-41: the resolved IP
+    } catch (...) {
+        Failure f = Failure::current();
+        log::failure(logPrefix(), "Unhandled error in buildProtocol", f);
+        phase_ = Phase::connecting;
+        connector->state_ = Connector::State::connecting;
+        failIfNotConnected(f);
+        return;
+    }
+    bool placeholder = !protocol;
+    if (placeholder) protocol = std::make_shared<Protocol>();  // TCP-42 absorbs the callbacks
+    startProtocol(std::move(protocol));
+    if (placeholder) loseConnection();
+}
+
+void Client::failIfNotConnected(const Failure& reason) {
+    if (phase_ == Phase::done || disconnected()) return;
+    phase_ = Phase::done;
+    stopReading();
+    stopWriting();
+    if (fd_ >= 0) {
+        sys::ops.close(fd_);
+        fd_ = -1;
+    }
+    FileDescriptor::connectionLost(reason);
+    if (auto c = std::move(connector_)) c->connectionFailed(reason);
+}
+
+void Client::connectionLost(const Failure& reason) {
+    if (phase_ != Phase::done) {
+        if (phase_ == Phase::connecting && fd_ >= 0) {
+            // The kernel failed this attempt (an error/hang-up event): try the next address.
+            auto* lost = reason.get<ConnectionLost>();
+            if (lost && lost->code().value() != 0) {
+                lastError_ = lost->code().value();
+                stopWriting();
+                sys::ops.close(fd_);
+                fd_ = -1;
+                tryNext();
+                return;
+            }
+        }
+        // Lost before it connected (e.g. reactor shutdown): a failed attempt (TCP-49).
+        failIfNotConnected(Failure(ConnectError(0, reason.getErrorMessage())));
+        return;
+    }
+    if (disconnected()) return;
+    auto connector = std::move(connector_);
+    try {
+        Connection::connectionLost(reason);
+    } catch (...) {
+        if (connector) connector->connectionLost(reason);
+        throw;
+    }
+    if (connector) connector->connectionLost(reason);  // TCP-45: after the protocol's
+}
+
+// ---- Port -----------------------------------------------------------------------------
+
+Port::Port(Reactor& reactor, std::uint16_t port, std::shared_ptr<Factory> factory, int backlog,
+           std::string interface)
+    : reactor_(reactor), requestedPort_(port), factory_(std::move(factory)), backlog_(backlog),
+      interface_(std::move(interface)) {
+    if (!factory_) throw std::invalid_argument("listenTCP: null factory");
+}
+
+Port::~Port() {
+    if (fd_ >= 0) ::close(fd_);
+    if (reservedFd_ >= 0) ::close(reservedFd_);
+}
+
+void Port::reserveFd() noexcept {
+    if (reservedFd_ < 0) reservedFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+std::string Port::logPrefix() const { return demangle(typeid(*factory_).name()); }
+
+std::string Port::repr() const {
+    std::string f = demangle(typeid(*factory_).name());
+    if (fd_ >= 0) return fmt::format("<weft::tcp::Port of {} on {}>", f, realPort_);
+    return fmt::format("<weft::tcp::Port of {} (not listening)>", f);
+}
+
+void Port::startListening() {
+    if (fd_ >= 0) return;
+    std::string host = interface_.empty() ? std::string("0.0.0.0") : interface_;
+    auto addr = SockAddr::fromLiteral(host, requestedPort_);
+    if (!addr)  // TCP-3, Better than Twisted: no name lookup on the loop
+        throw CannotListenError(interface_, requestedPort_, std::make_error_code(std::errc::invalid_argument));
+    int s = ::socket(addr->family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0) throw CannotListenError(interface_, requestedPort_, errnoCode(errno));
+    setFlag(s, SOL_SOCKET, SO_REUSEADDR, true);  // TCP-2
+    if (addr->family() == AF_INET6) setFlag(s, IPPROTO_IPV6, IPV6_V6ONLY, true);
+    if (::bind(s, addr->get(), addr->length) != 0 || ::listen(s, backlog_) != 0) {
+        int e = errno;
+        ::close(s);
+        throw CannotListenError(interface_, requestedPort_, errnoCode(e));
+    }
+    fd_ = s;
+    family_ = addr->family();
+    realPort_ = portOf(localName(s));
+    adopted_ = false;
+    reserveFd();
+    log::info(logPrefix(), "{} starting on {}", FileDescriptor::getLogPrefix(*factory_), realPort_);  // TCP-6
+    factory_->doStart();  // TCP-5
+    numberAccepts = 100;
+    reactor_.addReader(shared_from_this());
+}
+
+void Port::adopt(int fd, int family) {
+    fd_ = fd;
+    family_ = family;
+    adopted_ = true;
+    SockAddr local = localName(fd);
+    realPort_ = portOf(local);
+    Address a = local.toAddress();
+    if (auto* v4 = std::get_if<IPv4Address>(&a)) interface_ = v4->host;
+    else if (auto* v6 = std::get_if<IPv6Address>(&a)) interface_ = v6->host;
+    reserveFd();
+    log::info(logPrefix(), "{} starting on {}", FileDescriptor::getLogPrefix(*factory_), realPort_);
+    factory_->doStart();
+    reactor_.addReader(shared_from_this());
+}
+
+Address Port::getHost() const {
+    if (fd_ >= 0) return localName(fd_).toAddress();
+    std::string host = interface_.empty() ? std::string("0.0.0.0") : interface_;
+    if (family_ == AF_INET6) return IPv6Address("TCP", host, realPort_);
+    return IPv4Address("TCP", host, realPort_);
+}
+
+namespace {
+struct PendingLog {
+    std::string message;
+    std::optional<Failure> failure;
+};
+}  // namespace
+
+Reason Port::doRead() {
+    if (fd_ < 0 || disconnecting_) return std::nullopt;
+    // TCP-15: what this batch logs is emitted after it, so logging cannot take
+    // the descriptor freed for EMFILE recovery.
+    std::vector<PendingLog> logs;
+    int quota = numberAccepts > 0 ? numberAccepts : 1;
+    int used = 0;
+    while (used < quota) {
+        SockAddr peer;
+        peer.length = sizeof peer.storage;
+        int s = sys::ops.accept4(fd_, peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (s < 0) {
+            int e = errno;
+            if (e == EINTR) continue;
+            if (e == EAGAIN || e == EWOULDBLOCK) break;
+            if (e == EPERM) {  // TCP-13: counts against the quota
+                ++used;
+                continue;
+            }
+            if (e == EMFILE && reservedFd_ >= 0) {
+                // TCP-14: free the spare, accept and close what is pending, take it back.
+                ::close(reservedFd_);
+                reservedFd_ = -1;
+                int closed = 0;
+                while (used < quota) {
+                    int t = sys::ops.accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+                    if (t < 0) {
+                        if (errno == EINTR) continue;
+                        break;
+                    }
+                    ::close(t);
+                    ++closed;
+                    ++used;
+                }
+                reserveFd();
+                logs.push_back({fmt::format("EMFILE recovery: closed {} connection(s) the process had no "
+                                            "descriptor for",
+                                            closed),
+                                std::nullopt});
+                break;
+            }
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM || e == ECONNABORTED) {
+                logs.push_back({fmt::format("Could not accept new connection ({})", errnoName(e)), std::nullopt});
+                break;
+            }
+            logs.push_back({fmt::format("Could not accept new connection ({}: {})", errnoName(e), std::strerror(e)),
+                            Failure(std::system_error(errnoCode(e), "accept"))});
+            break;
+        }
+        ++used;
+        try {
+            Address address = peer.toAddress();
+            std::shared_ptr<Protocol> protocol = factory_->buildProtocol(address);  // TCP-12
+            if (!protocol) {
+                ::close(s);
+                continue;
+            }
+            auto server = std::make_shared<Server>(reactor_, s, peer, sessionno_++, std::to_string(realPort_));
+            setFlag(s, IPPROTO_TCP, TCP_NODELAY, true);  // TCP-23, Better than Twisted
+            server->start(std::move(protocol));
+        } catch (...) {  // TCP-16
+            logs.push_back({"Unhandled error while accepting a connection", Failure::current()});
+        }
+        if (fd_ < 0 || disconnecting_) break;  // stopListening() from makeConnection
+    }
+    numberAccepts = used == quota ? quota + 20 : (used > 0 ? used : 1);  // TCP-11
+    for (auto& l : logs) {
+        if (l.failure) log::failure(logPrefix(), l.message, *l.failure);
+        else log::info(logPrefix(), "{}", l.message);
+    }
+    return std::nullopt;
+}
+
+Deferred<void> Port::stopListening() {
+    if (fd_ < 0 || disconnecting_) return succeed();
+    disconnecting_ = true;
+    reactor_.removeReader(this);  // TCP-7: stop accepting at once
+    Deferred<void> done;
+    reactor_.callLater(0, [self = shared_from_this(), done]() mutable {
+        try {
+            self->connectionLost(Failure(ConnectionDone()));
+        } catch (...) {
+            done.errback(Failure::current());  // TCP-8
+            return;
+        }
+        done.callback();
+    });
+    return done;
+}
+
+void Port::connectionLost(const Failure&) {
+    if (fd_ < 0) return;
+    reactor_.removeReader(this);
+    // A listening socket is never shut down: an adopted one is shared (TCP-50).
+    ::close(fd_);
+    fd_ = -1;
+    if (reservedFd_ >= 0) {
+        ::close(reservedFd_);
+        reservedFd_ = -1;
+    }
+    std::uint16_t was = realPort_;
+    realPort_ = 0;
+    disconnecting_ = false;
+    log::info(logPrefix(), "(TCP Port {} Closed)", was);  // TCP-6
+    factory_->doStop();  // TCP-8: may throw, the port is closed already
+}
+
+// ---- Connector --------------------------------------------------------------------------
+
+Connector::Connector(Reactor& reactor, std::string host, std::uint16_t port, std::shared_ptr<ClientFactory> factory,
+                     double timeout, std::optional<BindAddress> bindAddress)
+    : reactor_(reactor), host_(std::move(host)), port_(port), factory_(std::move(factory)), timeout_(timeout),
+      bindAddress_(std::move(bindAddress)) {
+    if (!factory_) throw std::invalid_argument("connectTCP: null factory");
+}
+
+Connector::~Connector() { cancelTimeout(); }
+
+void Connector::connect() {
+    if (state_ != State::disconnected) throw std::logic_error("can't connect in this state");  // TCP-48
+    state_ = State::connecting;
+    if (!factoryStarted_) {
+        factory_->doStart();
+        factoryStarted_ = true;
+    }
+    transport_ = std::make_shared<Client>(reactor_, shared_from_this());
+    transport_->begin();
+    if (timeout_ > 0) {  // TCP-43: counted from connect(), resolution included
+        timeoutCall_ = reactor_.callLater(timeout_, [weak = std::weak_ptr<Client>(transport_)] {
+            if (auto t = weak.lock()) t->failIfNotConnected(Failure(TimeoutError()));
+        });
+    }
+    factory_->startedConnecting(shared_from_this());
+}
+
+void Connector::stopConnecting() {
+    if (state_ != State::connecting) throw NotConnectingError();  // TCP-46
+    state_ = State::disconnected;
+    auto t = transport_;
+    t->failIfNotConnected(Failure(UserError()));
+}
+
+void Connector::disconnect() {
+    if (state_ == State::connecting) stopConnecting();
+    else if (state_ == State::connected && transport_) transport_->loseConnection();  // TCP-47
+}
+
+Address Connector::getDestination() const {
+    if (isIPv6Address(host_) || host_.find(':') != std::string::npos) return IPv6Address("TCP", host_, port_);
+    return IPv4Address("TCP", host_, port_);
+}
+
+std::shared_ptr<Protocol> Connector::buildProtocol(const Address& peer) { return factory_->buildProtocol(peer); }
+
+void Connector::cancelTimeout() {
+    if (timeoutCall_) {
+        if (timeoutCall_->active()) timeoutCall_->cancel();
+        timeoutCall_.reset();
+    }
+}
+
+void Connector::connectionFailed(const Failure& reason) {
+    cancelTimeout();
+    state_ = State::disconnected;
+    auto self = shared_from_this();
+    factory_->clientConnectionFailed(self, reason);
+    if (state_ == State::disconnected && factoryStarted_) {  // TCP-48
+        factoryStarted_ = false;
+        factory_->doStop();
+    }
+}
+
+void Connector::connectionLost(const Failure& reason) {
+    state_ = State::disconnected;
+    auto self = shared_from_this();
+    factory_->clientConnectionLost(self, reason);
+    if (state_ == State::disconnected && factoryStarted_) {
+        factoryStarted_ = false;
+        factory_->doStop();
+    }
+}
+
+}  // namespace tcp
+
+// ---- Reactor methods -------------------------------------------------------------------------
+
+using namespace weft::error;
+
+std::shared_ptr<tcp::Port> Reactor::listenTCP(std::uint16_t port, std::shared_ptr<Factory> factory, int backlog,
+                                              const std::string& interface) {
+    auto p = std::make_shared<tcp::Port>(*this, port, std::move(factory), backlog, interface);
+    p->startListening();
+    return p;
+}
+
+std::shared_ptr<tcp::Connector> Reactor::connectTCP(const std::string& host, std::uint16_t port,
+                                                    std::shared_ptr<ClientFactory> factory, double timeout,
+                                                    std::optional<BindAddress> bindAddress) {
+    auto c = std::make_shared<tcp::Connector>(*this, host, port, std::move(factory), timeout, std::move(bindAddress));
+    c->connect();
+    return c;
+}
+
+std::shared_ptr<tcp::Connector> Reactor::connectTCP(const std::string& host, const std::string& service,
+                                                    std::shared_ptr<ClientFactory> factory, double timeout,
+                                                    std::optional<BindAddress> bindAddress) {
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(service.data(), service.data() + service.size(), value);
+    std::uint16_t port;
+    if (!service.empty() && ec == std::errc() && end == service.data() + service.size() && value <= 65535) {
+        port = static_cast<std::uint16_t>(value);
+    } else {
+        // TCP-37: the services database (a local file; no network lookup).
+        servent entry{};
+        servent* found = nullptr;
+        char buffer[1024];
+        if (::getservbyname_r(service.c_str(), "tcp", &entry, buffer, sizeof buffer, &found) != 0 || !found)
+            throw ServiceNameUnknownError(0, "Service name given as port is unknown: " + service);
+        port = ntohs(static_cast<std::uint16_t>(found->s_port));
+    }
+    return connectTCP(host, port, std::move(factory), timeout, std::move(bindAddress));
+}
+
+std::shared_ptr<tcp::Port> Reactor::adoptStreamPort(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
+    if (addressFamily != AF_INET && addressFamily != AF_INET6)
+        throw UnsupportedAddressFamily(std::to_string(addressFamily));
+    if (!factory) throw std::invalid_argument("adoptStreamPort: null factory");
+    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) throw std::system_error(errno, std::generic_category(), "adoptStreamPort: dup");
+    ::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) | O_NONBLOCK);
+    auto p = std::make_shared<tcp::Port>(*this, 0, std::move(factory), 50, "");
+    p->adopt(copy, addressFamily);
+    return p;
+}
+
+void Reactor::adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
+    if (addressFamily != AF_INET && addressFamily != AF_INET6)
+        throw UnsupportedAddressFamily(std::to_string(addressFamily));
+    if (!factory) throw std::invalid_argument("adoptStreamConnection: null factory");
+    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) throw std::system_error(errno, std::generic_category(), "adoptStreamConnection: dup");
+    ::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) | O_NONBLOCK);
+    tcp::SockAddr peer;
+    peer.length = sizeof peer.storage;
+    if (::getpeername(copy, peer.get(), &peer.length) != 0) peer.length = 0;
+    std::shared_ptr<Protocol> protocol;
+    try {
+        protocol = factory->buildProtocol(peer.toAddress());
+    } catch (...) {
+        ::close(copy);
+        throw;
+    }
+    if (!protocol) {  // TCP-51
+        ::close(copy);
+        return;
+    }
+    auto local = tcp::SockAddr{};
+    local.length = sizeof local.storage;
+    ::getsockname(copy, local.get(), &local.length);
+    // Better than Twisted: session number 0 for an adopted connection.
+    auto server = std::make_shared<tcp::Server>(*this, copy, peer, 0, std::to_string(tcp::portOf(local)));
+    server->start(std::move(protocol));
+}
+
+}  // namespace weft
