@@ -102,7 +102,7 @@ void FileDescriptor::startReading() {
 }
 void FileDescriptor::stopReading() { reactor_.removeReader(static_cast<IReadDescriptor*>(this)); }
 void FileDescriptor::startWriting() {
-    if (!reactor_.isWriting(this)) reactor_.addWriter(shared_from_this());
+    if (!reactor_.isWriting(this)) reactor_.addWriterSoon(shared_from_this());
 }
 void FileDescriptor::stopWriting() { reactor_.removeWriter(static_cast<IWriteDescriptor*>(this)); }
 

@@ -75,6 +75,8 @@ struct Registration {
     std::uint64_t token = 0;
     bool inPoller = false;
     bool internal = false;
+    bool flushPending = false;  // added by addWriterSoon, not yet armed in the poller
+    unsigned polled = 0;        // the interest the poller has (valid while inPoller)
 };
 
 namespace {
@@ -254,9 +256,12 @@ void Reactor::updateInterest(Registration& r, bool removing) {
             r.owner.reset();
         }
     }
+    if (r.flushPending && interest != 0) return;  // armed before the next wait
+    if (r.inPoller && r.polled == interest) return;  // nothing changes: no system call
     try {
         poller_->set(r.fd, r.token, interest, r.inPoller);
         r.inPoller = true;
+        r.polled = interest;
     } catch (...) {
         // Removing interest never fails: if the backend refuses (the fd was closed
         // behind the reactor's back, R-43), the registration is dead, so forget it.
@@ -301,6 +306,48 @@ void Reactor::addWriter(std::shared_ptr<IWriteDescriptor> writer) {
     if (r.writer) return;
     r.writer = raw;
     updateInterest(r);
+}
+
+void Reactor::addWriterSoon(std::shared_ptr<IWriteDescriptor> writer) {
+    if (!writer) throw std::invalid_argument("addWriterSoon: null descriptor");
+    IWriteDescriptor* raw = writer.get();
+    auto& r = regFor(std::shared_ptr<IFileDescriptor>(writer, raw), raw->fileno());
+    if (r.writer) return;
+    r.writer = raw;
+    if (!r.flushPending) {
+        r.flushPending = true;
+        pendingFlush_.push_back(r.key);
+    }
+}
+
+void Reactor::flushPendingWriters() {
+    if (pendingFlush_.empty()) return;
+    std::vector<const IFileDescriptor*> batch;
+    batch.swap(pendingFlush_);
+    for (const IFileDescriptor* key : batch) {
+        Registration* r = findReg(key);
+        if (!r || !r->flushPending) continue;
+        r->flushPending = false;
+        if (r->writer && r->owner && r->fd >= 0) {
+            // Write now, as if the descriptor were writable: a socket with room
+            // takes the bytes without an EPOLLOUT round trip. What is left waits
+            // for real writability below.
+            std::uint64_t token = r->token;
+            dispatch(r->fd, token, detail::kWritable);
+            r = findReg(key);
+            if (!r || r->token != token || r->flushPending) continue;
+        }
+        updateInterest(*r);
+    }
+    // Writers added while flushing wait for readiness: one pass per iteration.
+    batch.clear();
+    batch.swap(pendingFlush_);
+    for (const IFileDescriptor* key : batch) {
+        Registration* r = findReg(key);
+        if (!r || !r->flushPending) continue;
+        r->flushPending = false;
+        updateInterest(*r);
+    }
 }
 
 void Reactor::removeReader(IReadDescriptor* reader) {
@@ -410,6 +457,7 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev) {
             // stop watching so level-triggered readiness does not spin.
             poller_->remove(fd);
             r->inPoller = false;
+            r->polled = 0;
             dropReg(*r);
         }
         return;
@@ -750,6 +798,7 @@ void Reactor::doIteration(std::optional<double> t) {
 void Reactor::iterate(double delay) {
     if (std::isnan(delay) || delay < 0) throw std::invalid_argument("iterate: delay must be >= 0");
     runUntilCurrent();
+    flushPendingWriters();  // before the timeout: a flush may schedule calls
     auto t = timeout();
     doIteration(t ? std::min(*t, delay) : delay);
 }
@@ -758,6 +807,8 @@ void Reactor::mainLoop() {
     while (inLoop_) {
         try {
             runUntilCurrent();
+            if (!inLoop_) break;
+            flushPendingWriters();  // before the timeout: a flush may schedule calls
             if (!inLoop_) break;
             doIteration(timeout());
         } catch (...) {

@@ -422,7 +422,8 @@ void Client::tryNext() {
             return;
         }
         if (errno == EINPROGRESS || errno == EINTR || errno == EALREADY) {
-            startWriting();  // TCP-40: wait for writability, then read SO_ERROR
+            // TCP-40: wait for real writability (not addWriterSoon), then read SO_ERROR.
+            reactor().addWriter(shared_from_this());
             return;
         }
         lastError_ = errno;
@@ -438,6 +439,12 @@ Reason Client::finishConnect() {
     int err = 0;
     socklen_t len = sizeof err;
     if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == 0) {
+        // No error yet is not success: the handshake may still be running.
+        SockAddr peer;
+        peer.length = sizeof peer.storage;
+        if (::getpeername(fd_, peer.get(), &peer.length) != 0) return std::nullopt;
+    }
     if (err == 0 || err == EISCONN) {
         stopWriting();
         connectDone();
