@@ -246,6 +246,11 @@ void Connection::readConnectionLost(const Failure& reason) {
     if (!disconnected() && writeHalf() == WriteHalf::closed) connectionLost(Failure(ConnectionDone()));
 }
 
+void Connection::resumeProducing() {
+    if (readLost_) return;  // the peer's stream has ended: nothing more to read
+    FileDescriptor::resumeProducing();
+}
+
 void Connection::abortConnection() {
     if (disconnected() || aborting_) return;  // TCP-33
     aborting_ = true;

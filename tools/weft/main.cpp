@@ -1,8 +1,12 @@
 // weft — the command-line tool that puts weft's transports to use.
 //
-// Until the TCP transport lands (issue #4), `weft demo` exercises the reactor:
-// a local pipe carries lines from a worker thread through the reactor, timers
-// tick, and SIGINT/SIGTERM stop it through the shutdown triggers.
+//   weft echo ENDPOINT                     echo every byte back (tcp:, tcp6:, systemd:)
+//   weft portforward ENDPOINT --to CLIENT  proxy each connection to CLIENT (tcp:HOST:PORT)
+//   weft demo                              timers, a worker thread and a pipe
+//
+// SIGINT/SIGTERM stop the reactor through its shutdown triggers: listeners are
+// closed, every connection is asked to close after flushing what it has
+// buffered (bounded by --grace seconds), then the process exits 0.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -10,10 +14,16 @@
 #include <cstdio>
 #include <string>
 
+#include <weft/internet/abstract.hpp>
 #include <weft/internet/base.hpp>
 #include <weft/internet/defer.hpp>
+#include <weft/internet/endpoints.hpp>
 #include <weft/internet/error.hpp>
+#include <weft/internet/protocol.hpp>
 #include <weft/log.hpp>
+#include <weft/protocols/portforward.hpp>
+
+#include <vector>
 
 namespace {
 
@@ -93,6 +103,155 @@ int runDemo(weft::Backend backend, double seconds) {
     return 0;
 }
 
+// Remembers the protocols a factory built, so shutdown can close them gracefully.
+class Tracker {
+public:
+    void add(const std::shared_ptr<weft::Protocol>& p) {
+        std::erase_if(live_, [](const auto& w) { return w.expired() || !w.lock()->transport; });
+        live_.push_back(p);
+    }
+    /// Asks every open connection to close (flushing first) and fires once all
+    /// are closed or `grace` seconds have passed.
+    weft::Deferred<void> closeAll(weft::Reactor& reactor, double grace) {
+        for (auto& w : live_)
+            if (auto p = w.lock(); p && p->transport) p->transport->loseConnection();
+        weft::Deferred<void> done;
+        double deadline = reactor.seconds() + grace;
+        poll(reactor, done, deadline);
+        return done;
+    }
+
+private:
+    std::size_t open() const {
+        std::size_t n = 0;
+        for (auto& w : live_) {
+            auto p = w.lock();
+            if (p && p->transport) {
+                auto* fd = dynamic_cast<weft::FileDescriptor*>(p->transport.get());
+                if (!fd || !fd->disconnected()) ++n;
+            }
+        }
+        return n;
+    }
+    void poll(weft::Reactor& reactor, weft::Deferred<void> done, double deadline) {
+        std::size_t n = open();
+        if (n == 0 || reactor.seconds() >= deadline) {
+            if (n) weft::log::warn("weft", "{} connection(s) still open after the grace period", n);
+            done.callback();
+            return;
+        }
+        reactor.callLater(0.02, [this, &reactor, done, deadline] { poll(reactor, done, deadline); });
+    }
+    std::vector<std::weak_ptr<weft::Protocol>> live_;
+};
+
+// Echoes what it receives. The transport is its own streaming producer: while
+// the peer does not read, its output buffer fills, reading pauses, and memory
+// stays bounded. The end of the peer's stream closes after the flush.
+class Echo final : public weft::Protocol, public weft::IHalfCloseableProtocol {
+public:
+    void connectionMade() override {
+        if (auto fd = std::dynamic_pointer_cast<weft::FileDescriptor>(transport))
+            fd->registerProducer(std::static_pointer_cast<weft::IPushProducer>(fd), true);
+    }
+    void dataReceived(weft::Bytes data) override { transport->write(data); }
+    void readConnectionLost() override {
+        if (auto* fd = dynamic_cast<weft::FileDescriptor*>(transport.get())) fd->unregisterProducer();
+        transport->loseConnection();
+    }
+    void writeConnectionLost() override {}
+};
+
+template <class Base>
+class TrackingFactory : public Base {
+public:
+    using Base::Base;
+    Tracker tracker;
+    std::shared_ptr<weft::Protocol> buildProtocol(const weft::Address& addr) override {
+        auto p = Base::buildProtocol(addr);
+        if (p) tracker.add(p);
+        return p;
+    }
+};
+
+// Listens with `factory`; on shutdown stops listening and closes connections gracefully.
+template <class F>
+int serve(weft::Reactor& reactor, const std::string& description, const std::shared_ptr<F>& factory, double grace,
+          const char* what) {
+    std::shared_ptr<weft::IStreamServerEndpoint> endpoint;
+    try {
+        endpoint = weft::endpoints::serverFromString(reactor, description);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "weft %s: bad endpoint '%s': %s\n", what, description.c_str(), e.what());
+        return 2;
+    }
+    std::shared_ptr<weft::IListeningPort> port;
+    int status = 0;
+    endpoint->listen(factory).addBoth([&](weft::Result<std::shared_ptr<weft::IListeningPort>> r) {
+        if (r.ok()) {
+            port = r.value();
+        } else {
+            std::fprintf(stderr, "weft %s: %s\n", what, r.failure().getErrorMessage().c_str());
+            status = 1;
+        }
+    });
+    if (!port) return status ? status : 1;
+    weft::log::info("weft", "{} on {} ({} reactor); stop with Ctrl-C or SIGTERM", what,
+                    weft::addressStr(port->getHost()), weft::backendName(reactor.backend()));
+    reactor.addSystemEventTrigger("before", "shutdown", [&]() -> weft::Deferred<void> {
+        weft::log::info("weft", "shutting down: closing the listener and draining connections");
+        auto closed = factory->tracker.closeAll(reactor, grace);
+        weft::Deferred<void> all;
+        port->stopListening().addBoth([closed, all](weft::Result<void>) mutable {
+            closed.addBoth([all](weft::Result<void>) mutable { all.callback(); });
+        });
+        return all;
+    });
+    reactor.run();
+    if (reactor.exitSignal()) weft::log::info("weft", "stopped by signal {}", *reactor.exitSignal());
+    for (auto& dc : reactor.getDelayedCalls()) dc.cancel();
+    return 0;
+}
+
+}  // namespace
+
+namespace tool {
+class EchoFactory final : public TrackingFactory<weft::Factory> {};
+class ForwardFactory final : public TrackingFactory<weft::portforward::ProxyFactory> {
+public:
+    using TrackingFactory::TrackingFactory;
+};
+}  // namespace tool
+
+namespace {
+
+int runEcho(weft::Backend backend, const std::string& description, double grace) {
+    auto reactor = weft::Reactor::create(backend);
+    auto factory = std::make_shared<tool::EchoFactory>();
+    factory->protocol = [] { return std::static_pointer_cast<weft::Protocol>(std::make_shared<Echo>()); };
+    factory->noisy = false;
+    return serve(*reactor, description, factory, grace, "echo");
+}
+
+int runPortforward(weft::Backend backend, const std::string& description, const std::string& to, double grace) {
+    auto reactor = weft::Reactor::create(backend);
+    std::shared_ptr<weft::IStreamClientEndpoint> target;
+    try {
+        target = weft::endpoints::clientFromString(*reactor, to);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "weft portforward: bad --to endpoint '%s': %s\n", to.c_str(), e.what());
+        return 2;
+    }
+    auto factory = std::make_shared<tool::ForwardFactory>(
+        [target](const std::shared_ptr<weft::portforward::ProxyClientFactory>& f) {
+            target->connect(f).addBoth([f](weft::Result<std::shared_ptr<weft::Protocol>> r) {
+                if (!r.ok()) f->clientConnectionFailed(nullptr, r.failure());
+            });
+        });
+    factory->noisy = true;
+    return serve(*reactor, description, factory, grace, "portforward");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -109,8 +268,24 @@ int main(int argc, char** argv) {
     demo->add_option("--seconds", seconds, "Stop after this many seconds (0: until SIGINT/SIGTERM)")
         ->check(CLI::NonNegativeNumber);
 
+    std::string listenOn = "tcp:8000:interface=127.0.0.1", to;
+    double grace = 5;
+    auto* echo = app.add_subcommand("echo", "Echo every byte back to each client");
+    echo->add_option("endpoint", listenOn, "Server endpoint, e.g. tcp:8000, tcp:0:interface=127.0.0.1, tcp6:8000")
+        ->capture_default_str();
+    echo->add_option("--grace", grace, "Seconds to let connections flush on shutdown")->capture_default_str();
+    echo->footer("Example: weft echo tcp:8000:interface=127.0.0.1  then  nc 127.0.0.1 8000");
+
+    auto* forward = app.add_subcommand("portforward", "Forward each connection to another endpoint");
+    forward->add_option("endpoint", listenOn, "Server endpoint to listen on")->capture_default_str();
+    forward->add_option("--to", to, "Client endpoint to forward to, e.g. tcp:localhost:8080")->required();
+    forward->add_option("--grace", grace, "Seconds to let connections flush on shutdown")->capture_default_str();
+
     CLI11_PARSE(app, argc, argv);
     weft::log::setLevel(*weft::log::parseLevel(level));
-    if (*demo) return runDemo(*weft::parseBackend(reactorName), seconds);
+    auto backend = *weft::parseBackend(reactorName);
+    if (*demo) return runDemo(backend, seconds);
+    if (*echo) return runEcho(backend, listenOn, grace);
+    if (*forward) return runPortforward(backend, listenOn, to, grace);
     return 0;
 }

@@ -78,6 +78,8 @@ public:
     /// then the protocol is released and its connectionLost(reason) called.
     void connectionLost(const Failure& reason) override;
     void readConnectionLost(const Failure& reason) override;
+    /// Starts reading again, unless the peer's stream has already ended.
+    void resumeProducing() override;
 
     /// Drops buffered output, stops all I/O now and reports
     /// connectionLost(ConnectionAborted) from the reactor on a later iteration;
