@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Real clients against the weft tool, on every backend: nc and socat against
+# `weft echo` (including a socat client that shuts down its write side first
+# and must still get every byte back), curl through `weft portforward` to
+# python3 -m http.server, a slow reader through portforward with bounded
+# memory, bad endpoints, a port in use, and a clean exit 0 on SIGTERM.
+set -euo pipefail
+weft=$1
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# start NAME ARGS... : runs weft in the background, waits for its listening line, sets PORT and PID.
+start() {
+  local name=$1; shift
+  "$weft" "$@" >"$work/$name.log" 2>&1 &
+  PID=$!
+  pids+=("$PID")
+  for _ in $(seq 100); do
+    PORT=$(sed -n "s/.* on IPv4Address(TCP, '127.0.0.1', \([0-9]*\)).*/\1/p" "$work/$name.log" | head -1)
+    [ -n "$PORT" ] && return 0
+    sleep 0.05
+  done
+  echo "$name did not start:"; cat "$work/$name.log"; exit 1
+}
+stop() {  # stop PID NAME: SIGTERM, must exit 0 and log the signal
+  kill -TERM "$1"
+  wait "$1" || { echo "$2 exited with $?"; cat "$work/$2.log"; exit 1; }
+  grep -q "stopped by signal 15" "$work/$2.log" || { echo "$2: no clean stop"; cat "$work/$2.log"; exit 1; }
+}
+
+head -c 4194304 /dev/urandom >"$work/payload"
+
+for backend in epoll poll select; do
+  start "echo-$backend" --reactor "$backend" echo tcp:0:interface=127.0.0.1
+  echoPid=$PID echoPort=$PORT
+  # nc: sends, shuts down its write side (-N), reads until the server closes.
+  nc -N 127.0.0.1 "$echoPort" <"$work/payload" >"$work/nc.out"
+  cmp "$work/payload" "$work/nc.out" || { echo "$backend: nc echo differs"; exit 1; }
+  # socat: half-close after stdin's EOF, then every echoed byte before the close.
+  socat -t 30 - "TCP:127.0.0.1:$echoPort" <"$work/payload" >"$work/socat.out"
+  cmp "$work/payload" "$work/socat.out" || { echo "$backend: socat echo differs"; exit 1; }
+  # Twenty clients at once.
+  for i in $(seq 20); do (printf 'line %s\n' "$i" | nc -N 127.0.0.1 "$echoPort" >"$work/many.$i") & done
+  wait $(jobs -p | grep -v -e "$echoPid") 2>/dev/null || true
+  for i in $(seq 20); do grep -qx "line $i" "$work/many.$i" || { echo "$backend: client $i got nothing"; exit 1; }; done
+  stop "$echoPid" "echo-$backend"
+done
+
+# curl through portforward to python's HTTP server.
+mkdir "$work/www" && printf 'hello from the backend\n' >"$work/www/index.txt"
+httpPort=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 -m http.server "$httpPort" --bind 127.0.0.1 --directory "$work/www" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do curl -s "http://127.0.0.1:$httpPort/" >/dev/null && break; sleep 0.1; done
+start forward portforward tcp:0:interface=127.0.0.1 --to "tcp:localhost:$httpPort"
+fwdPid=$PID fwdPort=$PORT
+body=$(curl -sS --max-time 10 "http://127.0.0.1:$fwdPort/index.txt")
+[ "$body" = "hello from the backend" ] || { echo "curl through portforward got: $body"; exit 1; }
+stop "$fwdPid" forward
+
+# A slow reader through portforward → echo: weft's memory stays bounded and the data is exact.
+start echo-slow echo tcp:0:interface=127.0.0.1
+slowEcho=$PID slowEchoPort=$PORT
+start forward-slow portforward tcp:0:interface=127.0.0.1 --to "tcp:127.0.0.1:$slowEchoPort"
+slowFwd=$PID slowFwdPort=$PORT
+python3 - "$slowFwdPort" "$slowFwd" "$slowEcho" <<'PY'
+import socket, sys, threading, time, hashlib
+port, fwd, echo = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+total = 64 << 20
+block = bytes(range(256)) * 256  # 64 KiB
+sent_hash = hashlib.sha256()
+s = socket.create_connection(("127.0.0.1", port))
+def send():
+    left = total
+    while left:
+        chunk = block[: min(len(block), left)]
+        s.sendall(chunk); sent_hash.update(chunk); left -= len(chunk)
+    s.shutdown(socket.SHUT_WR)
+t = threading.Thread(target=send); t.start()
+got = hashlib.sha256(); n = 0; start = time.time()
+def hwm(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmHWM:"): return int(line.split()[1])
+while True:
+    data = s.recv(16384)
+    if not data: break
+    got.update(data); n += len(data)
+    if time.time() - start < 3: time.sleep(0.002)  # slow for the first seconds
+t.join()
+assert n == total, f"received {n} of {total}"
+assert got.hexdigest() == sent_hash.hexdigest(), "data differs"
+for name, pid in (("portforward", fwd), ("echo", echo)):
+    kib = hwm(pid)
+    print(f"{name} peak RSS {kib} KiB after 64 MiB through a slow reader")
+    assert kib < 48 * 1024, f"{name} peak RSS {kib} KiB: memory not bounded"
+PY
+stop "$slowFwd" forward-slow
+stop "$slowEcho" echo-slow
+
+# Bad input: a malformed endpoint (exit 2, names the problem), a port in use (exit 1).
+if "$weft" echo 'tcp:notaport' >"$work/bad.log" 2>&1; then echo "bad endpoint accepted"; exit 1; fi
+grep -q "notaport" "$work/bad.log" || { echo "error does not name the bad part:"; cat "$work/bad.log"; exit 1; }
+start busy echo tcp:0:interface=127.0.0.1
+busyPid=$PID busyPort=$PORT
+set +e
+"$weft" echo "tcp:$busyPort:interface=127.0.0.1" >"$work/inuse.log" 2>&1
+rc=$?
+set -e
+[ "$rc" = 1 ] || { echo "port in use: exit $rc"; cat "$work/inuse.log"; exit 1; }
+grep -qi "address already in use" "$work/inuse.log" || { cat "$work/inuse.log"; exit 1; }
+stop "$busyPid" busy
+echo "weft tcp tool tests OK"
