@@ -47,4 +47,10 @@ bool isIPAddress(std::span<const std::byte> s, int family) { return isIPAddress(
 bool isIPv6Address(std::string_view s) { return isIPAddress(s, AF_INET6); }
 bool isIPv6Address(std::span<const std::byte> s) { return isIPAddress(asText(s), AF_INET6); }
 
+std::string checkAddressType(std::string type) {
+    if (type != "TCP" && type != "UDP")
+        throw std::invalid_argument("address type must be 'TCP' or 'UDP', not '" + type + "'");
+    return type;
+}
+
 }  // namespace weft

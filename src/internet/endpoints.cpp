@@ -1,6 +1,27 @@
 #include <weft/internet/endpoints.hpp>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <climits>
+#include <cstdlib>
+#include <initializer_list>
+#include <set>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include <weft/internet/base.hpp>
+#include <weft/internet/error.hpp>
+#include <weft/internet/interfaces.hpp>
+#include <weft/internet/tcp.hpp>
+
 namespace weft {
+
+// ---- grammar ---------------------------------------------------------------------------
 
 EndpointDescription parseEndpointDescription(std::string_view description) {
     EndpointDescription out;
@@ -38,10 +59,416 @@ std::string quoteStringArgument(std::string_view s) {
     std::string out;
     out.reserve(s.size());
     for (char c : s) {
-        if (c == '\\' || c == ':') out += '\\';
+        if (c == '\\' || c == ':' || c == '=') out += '\\';  // '=': Better than Twisted (EP-4)
         out += c;
     }
     return out;
 }
 
+namespace endpoints {
+
+namespace {
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+// Base-10 integer: an optional sign, then one or more digits. nullopt if the
+// text is not that; `overflow` is set when it is but does not fit.
+std::optional<long long> parseInteger(std::string_view text, bool& overflow) {
+    overflow = false;
+    std::string_view digits = text;
+    bool negative = false;
+    if (!digits.empty() && (digits.front() == '+' || digits.front() == '-')) {
+        negative = digits.front() == '-';
+        digits.remove_prefix(1);
+    }
+    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return std::nullopt;
+    unsigned long long value = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    (void)end;
+    if (ec == std::errc::result_out_of_range || value > static_cast<unsigned long long>(LLONG_MAX)) {
+        overflow = true;
+        return std::nullopt;
+    }
+    long long v = static_cast<long long>(value);
+    return negative ? -v : v;
+}
+
+// An integer argument within [lo, hi]; throws InvalidEndpointDescription naming
+// the endpoint type, the argument and the text.
+long long integerArgument(std::string_view type, std::string_view name, const std::string& text, long long lo,
+                          long long hi) {
+    bool overflow = false;
+    auto value = parseInteger(text, overflow);
+    if (!value && !overflow)
+        throw InvalidEndpointDescription(fmt::format("{}: {} '{}' is not a number", type, name, text));
+    if (overflow || *value < lo || *value > hi)
+        throw InvalidEndpointDescription(
+            fmt::format("{}: {} '{}' is out of range {}..{}", type, name, text, lo, hi));
+    return *value;
+}
+
+std::uint16_t portArgument(std::string_view type, const std::string& text) {
+    return static_cast<std::uint16_t>(integerArgument(type, "port", text, 0, 65535));
+}
+
+int intArgument(std::string_view type, std::string_view name, const std::string& text) {
+    return static_cast<int>(integerArgument(type, name, text, INT_MIN, INT_MAX));
+}
+
+// Binds the fields after the type to named parameters as a Python call would:
+// positional fields fill `params` in order, keywords by name. An extra
+// positional field, an unknown keyword, a parameter given twice or a missing
+// required one throws EndpointArgumentError.
+using Bound = std::map<std::string, std::string>;
+
+void bindKeywords(std::string_view type, const EndpointDescription& d, std::initializer_list<std::string_view> params,
+                  Bound& bound) {
+    for (const auto& [key, value] : d.kwargs) {
+        if (std::find(params.begin(), params.end(), key) == params.end())
+            throw EndpointArgumentError(fmt::format("{}: unknown keyword '{}'", type, key));
+        if (bound.count(key))
+            throw EndpointArgumentError(fmt::format("{}: argument '{}' given both positionally and as a keyword", type, key));
+        bound[key] = value;
+    }
+}
+
+void requireArguments(std::string_view type, const Bound& bound, std::initializer_list<std::string_view> required) {
+    for (auto name : required)
+        if (!bound.count(std::string(name)))
+            throw EndpointArgumentError(fmt::format("{}: missing argument '{}'", type, name));
+}
+
+Bound bindArguments(std::string_view type, const EndpointDescription& d, std::initializer_list<std::string_view> params,
+                    std::initializer_list<std::string_view> required) {
+    Bound bound;
+    std::size_t positional = d.args.size() - 1;  // args[0] is the type
+    if (positional > params.size()) {
+        std::string names;
+        for (auto p : params) names += (names.empty() ? "" : ", ") + std::string(p);
+        throw EndpointArgumentError(fmt::format("{}: too many positional arguments ({} given, at most {}: {})", type,
+                                                positional, params.size(), names));
+    }
+    auto name = params.begin();
+    for (std::size_t i = 1; i < d.args.size(); ++i, ++name) bound[std::string(*name)] = d.args[i];
+    bindKeywords(type, d, params, bound);
+    requireArguments(type, bound, required);
+    return bound;
+}
+
+std::string valueOr(const Bound& bound, const std::string& key, std::string fallback) {
+    auto it = bound.find(key);
+    return it == bound.end() ? std::move(fallback) : it->second;
+}
+
+[[noreturn]] void unsupported(const std::string& type, std::string_view why) {
+    throw UnsupportedEndpointType(fmt::format("Endpoint type '{}' is not supported by weft yet ({})", type, why));
+}
+
+[[noreturn]] void unknown(std::string_view type) {
+    throw UnknownEndpointType(fmt::format("Unknown endpoint type: '{}'", lower(type)));
+}
+
+// ---- server parsers ----------------------------------------------------------------------
+
+std::shared_ptr<IStreamServerEndpoint> parseTCPServer(Reactor& reactor, const EndpointDescription& d) {
+    Bound b = bindArguments("tcp", d, {"port", "interface", "backlog"}, {"port"});
+    return std::make_shared<TCP4ServerEndpoint>(reactor, portArgument("tcp", b["port"]),
+                                                intArgument("tcp", "backlog", valueOr(b, "backlog", "50")),
+                                                valueOr(b, "interface", ""));
+}
+
+std::shared_ptr<IStreamServerEndpoint> parseTCP6Server(Reactor& reactor, const EndpointDescription& d) {
+    // EP-9: backlog comes before interface here, unlike "tcp".
+    Bound b = bindArguments("tcp6", d, {"port", "backlog", "interface"}, {"port"});
+    return std::make_shared<TCP6ServerEndpoint>(reactor, portArgument("tcp6", b["port"]),
+                                                intArgument("tcp6", "backlog", valueOr(b, "backlog", "50")),
+                                                valueOr(b, "interface", "::"));
+}
+
+std::shared_ptr<IStreamServerEndpoint> parseSystemd(Reactor& reactor, const EndpointDescription& d,
+                                                    const ListenFDs* given) {
+    Bound b = bindArguments("systemd", d, {"domain", "index", "name"}, {"domain"});
+    bool hasIndex = b.count("index") != 0, hasName = b.count("name") != 0;
+    if (hasIndex == hasName)
+        throw InvalidEndpointDescription("systemd: specify exactly one of descriptor index or name");
+    const std::string& domain = b["domain"];
+    int family;
+    if (domain == "INET") family = AF_INET;
+    else if (domain == "INET6") family = AF_INET6;
+    else if (domain == "UNIX") family = AF_UNIX;
+    else
+        throw InvalidEndpointDescription(
+            fmt::format("systemd: unknown domain '{}' (expected INET, INET6 or UNIX)", domain));
+
+    ListenFDs fromEnvironment;
+    if (!given) fromEnvironment = ListenFDs::fromEnvironment();
+    const ListenFDs& inherited = given ? *given : fromEnvironment;
+    int fd;
+    if (hasIndex) {
+        bool overflow = false;
+        auto index = parseInteger(b["index"], overflow);
+        if (!index && !overflow)
+            throw InvalidEndpointDescription(fmt::format("systemd: index '{}' is not a number", b["index"]));
+        if (overflow || *index < 0 || *index >= static_cast<long long>(inherited.descriptors.size()))
+            throw InvalidEndpointDescription(fmt::format("systemd: no inherited descriptor at index {} ({} inherited)",
+                                                         b["index"], inherited.descriptors.size()));
+        fd = inherited.descriptors[static_cast<std::size_t>(*index)];
+    } else {
+        auto named = inherited.inheritedNamedDescriptors();
+        auto it = named.find(b["name"]);
+        if (it == named.end())
+            throw InvalidEndpointDescription(fmt::format("systemd: no inherited descriptor named '{}' ({} named)",
+                                                         b["name"], named.size()));
+        fd = it->second;
+    }
+    return std::make_shared<AdoptedStreamServerEndpoint>(reactor, fd, family);
+}
+
+std::shared_ptr<IStreamServerEndpoint> parseServer(Reactor& reactor, std::string_view description,
+                                                   const ListenFDs* inherited) {
+    EndpointDescription d = parseEndpointDescription(description);
+    const std::string type = d.type();
+    // EP-5: Twisted's built-in types match only in lower case ("TCP:80" is unknown) …
+    if (type == "tcp") return parseTCPServer(reactor, d);
+    if (type == "unix") unsupported(type, "UNIX sockets arrive with issue #5");
+    if (type == "ssl") unsupported(type, "weft has no TLS");
+    // … its plugin types in any case.
+    std::string plugin = lower(type);
+    if (plugin == "tcp6") return parseTCP6Server(reactor, d);
+    if (plugin == "systemd") return parseSystemd(reactor, d, inherited);
+    if (plugin == "stdio") unsupported(plugin, "weft has no standard I/O transport");
+    if (plugin == "haproxy") unsupported(plugin, "weft has no PROXY protocol support");
+    unknown(type);
+}
+
+// ---- client parsers ----------------------------------------------------------------------
+
+std::shared_ptr<IStreamClientEndpoint> parseTCPClient(Reactor& reactor, const EndpointDescription& d) {
+    // EP-13: host and port positionally or by keyword in any mix. One
+    // positional field is the host, unless host= is given: then it is the port.
+    Bound b;
+    std::size_t positional = d.args.size() - 1;
+    if (positional > 2)
+        throw EndpointArgumentError(
+            fmt::format("tcp: too many positional arguments ({} given, at most 2: host, port)", positional));
+    if (positional == 2) {
+        b["host"] = d.args[1];
+        b["port"] = d.args[2];
+    } else if (positional == 1) {
+        b[d.kwargs.count("host") ? "port" : "host"] = d.args[1];
+    }
+    bindKeywords("tcp", d, {"host", "port", "timeout", "bindAddress"}, b);
+    requireArguments("tcp", b, {"host", "port"});
+    std::optional<BindAddress> bindAddress;
+    if (b.count("bindAddress")) bindAddress = BindAddress{b["bindAddress"], 0};
+    return std::make_shared<TCP4ClientEndpoint>(reactor, b["host"], portArgument("tcp", b["port"]),
+                                                intArgument("tcp", "timeout", valueOr(b, "timeout", "30")),
+                                                std::move(bindAddress));
+}
+
+// ---- the client endpoint's factory and protocol wrappers ---------------------------------
+
+class WrappingFactory;
+
+// Stands between the transport and the application's protocol: forwards every
+// callback, and reports the connection once the protocol's connectionMade() ran.
+class WrappingProtocol : public Protocol {
+public:
+    WrappingProtocol(std::shared_ptr<WrappingFactory> owner, std::shared_ptr<Protocol> wrapped)
+        : owner_(std::move(owner)), wrapped_(std::move(wrapped)) {}
+
+    void connectionMade() override;
+    void dataReceived(Bytes data) override { wrapped_->dataReceived(data); }
+    void connectionLost(const Failure& reason) override { wrapped_->connectionLost(reason); }
+    std::string logPrefix() const override { return FileDescriptor::getLogPrefix(*wrapped_); }
+
+protected:
+    std::shared_ptr<WrappingFactory> owner_;
+    std::shared_ptr<Protocol> wrapped_;
+};
+
+// For a wrapped protocol that is half-closeable, so the transport still sees one.
+class HalfCloseableWrappingProtocol final : public WrappingProtocol, public IHalfCloseableProtocol {
+public:
+    HalfCloseableWrappingProtocol(std::shared_ptr<WrappingFactory> owner, std::shared_ptr<Protocol> wrapped,
+                                  IHalfCloseableProtocol& halfCloseable)
+        : WrappingProtocol(std::move(owner), std::move(wrapped)), halfCloseable_(halfCloseable) {}
+    void readConnectionLost() override { halfCloseable_.readConnectionLost(); }
+    void writeConnectionLost() override { halfCloseable_.writeConnectionLost(); }
+
+private:
+    IHalfCloseableProtocol& halfCloseable_;  // a base of *wrapped_, which we hold
+};
+
+// The ClientFactory given to connectTCP: builds the application's protocol
+// with its factory and settles the endpoint's Deferred exactly once.
+class WrappingFactory final : public ClientFactory {
+public:
+    explicit WrappingFactory(std::shared_ptr<Factory> wrapped) : wrapped_(std::move(wrapped)) { noisy = false; }
+
+    Deferred<std::shared_ptr<Protocol>> deferred() const { return *onConnection_; }
+
+    // The application's factory is in use while the attempt and the connection last.
+    void startFactory() override { wrapped_->doStart(); }
+    void stopFactory() override { wrapped_->doStop(); }
+
+    std::shared_ptr<Protocol> buildProtocol(const Address& addr) override {
+        std::shared_ptr<Protocol> built;
+        try {
+            built = wrapped_->buildProtocol(addr);
+            if (!built) throw error::NoProtocol();
+        } catch (...) {
+            fail(Failure::current());
+            return nullptr;  // the transport closes the connection
+        }
+        auto self = std::static_pointer_cast<WrappingFactory>(shared_from_this());
+        if (auto* hc = dynamic_cast<IHalfCloseableProtocol*>(built.get()))
+            return std::make_shared<HalfCloseableWrappingProtocol>(std::move(self), built, *hc);
+        return std::make_shared<WrappingProtocol>(std::move(self), std::move(built));
+    }
+
+    void clientConnectionFailed(const std::shared_ptr<IConnector>&, const Failure& reason) override { fail(reason); }
+    // Only reached before the Deferred fired if the protocol's connectionMade()
+    // threw: the attempt failed with that reason.
+    void clientConnectionLost(const std::shared_ptr<IConnector>&, const Failure& reason) override { fail(reason); }
+
+    void connected(std::shared_ptr<Protocol> made) {
+        if (!onConnection_) return;
+        auto d = std::move(*onConnection_);
+        onConnection_.reset();  // released once settled: it holds the protocol
+        d.callback(std::move(made));
+    }
+
+private:
+    void fail(const Failure& reason) {
+        if (!onConnection_) return;
+        auto d = std::move(*onConnection_);
+        onConnection_.reset();
+        d.errback(reason);
+    }
+
+    std::shared_ptr<Factory> wrapped_;
+    std::optional<Deferred<std::shared_ptr<Protocol>>> onConnection_{std::in_place};
+};
+
+void WrappingProtocol::connectionMade() {
+    wrapped_->makeConnection(transport);
+    owner_->connected(wrapped_);
+}
+
+}  // namespace
+
+// ---- TCP endpoints -----------------------------------------------------------------------
+
+TCPServerEndpoint::TCPServerEndpoint(Reactor& reactor, std::uint16_t port, int backlog, std::string interface)
+    : reactor_(reactor), port_(port), backlog_(backlog), interface_(std::move(interface)) {}
+
+Deferred<std::shared_ptr<IListeningPort>> TCPServerEndpoint::listen(std::shared_ptr<Factory> factory) {
+    try {
+        std::shared_ptr<IListeningPort> port = reactor_.listenTCP(port_, std::move(factory), backlog_, interface_);
+        return succeed(std::move(port));
+    } catch (...) {
+        return fail<std::shared_ptr<IListeningPort>>(Failure::current());
+    }
+}
+
+TCP4ServerEndpoint::TCP4ServerEndpoint(Reactor& reactor, std::uint16_t port, int backlog, std::string interface)
+    : TCPServerEndpoint(reactor, port, backlog, std::move(interface)) {}
+
+TCP6ServerEndpoint::TCP6ServerEndpoint(Reactor& reactor, std::uint16_t port, int backlog, std::string interface)
+    : TCPServerEndpoint(reactor, port, backlog, std::move(interface)) {}
+
+TCP4ClientEndpoint::TCP4ClientEndpoint(Reactor& reactor, std::string host, std::uint16_t port, double timeout,
+                                       std::optional<BindAddress> bindAddress)
+    : reactor_(reactor), host_(std::move(host)), port_(port), timeout_(timeout), bindAddress_(std::move(bindAddress)) {}
+
+Deferred<std::shared_ptr<Protocol>> TCP4ClientEndpoint::connect(std::shared_ptr<Factory> factory) {
+    try {
+        if (!factory) throw std::invalid_argument("TCP4ClientEndpoint::connect: null factory");
+        auto wrapping = std::make_shared<WrappingFactory>(std::move(factory));
+        auto d = wrapping->deferred();
+        reactor_.connectTCP(host_, port_, wrapping, timeout_, bindAddress_);
+        return d;
+    } catch (...) {
+        return fail<std::shared_ptr<Protocol>>(Failure::current());
+    }
+}
+
+// ---- systemd -------------------------------------------------------------------------------
+
+ListenFDs ListenFDs::fromEnvironment(const Environment& environment, int start) {
+    Environment env = environment ? environment : [](const std::string& name) -> std::optional<std::string> {
+        const char* v = std::getenv(name.c_str());
+        return v ? std::optional<std::string>(v) : std::nullopt;
+    };
+    ListenFDs out;
+    auto pid = env("LISTEN_PID");
+    if (!pid || *pid != std::to_string(::getpid())) return out;
+    auto count = env("LISTEN_FDS");
+    bool overflow = false;
+    auto n = count ? parseInteger(*count, overflow) : std::nullopt;
+    if (!n || *n <= 0 || *n > INT_MAX - start) return out;
+    for (int i = 0; i < *n; ++i) out.descriptors.push_back(start + i);
+    if (auto names = env("LISTEN_FDNAMES"); names && !names->empty()) {
+        std::size_t from = 0;
+        while (true) {
+            std::size_t colon = names->find(':', from);
+            out.names.push_back(names->substr(from, colon == std::string::npos ? std::string::npos : colon - from));
+            if (colon == std::string::npos) break;
+            from = colon + 1;
+        }
+        if (out.names.size() != out.descriptors.size()) out.names.clear();
+    }
+    return out;
+}
+
+std::map<std::string, int> ListenFDs::inheritedNamedDescriptors() const {
+    std::map<std::string, int> out;
+    if (names.size() != descriptors.size()) return out;
+    for (std::size_t i = 0; i < names.size(); ++i) out.emplace(names[i], descriptors[i]);
+    return out;
+}
+
+AdoptedStreamServerEndpoint::AdoptedStreamServerEndpoint(Reactor& reactor, int fileno, int addressFamily)
+    : reactor_(reactor), fileno_(fileno), addressFamily_(addressFamily) {}
+
+Deferred<std::shared_ptr<IListeningPort>> AdoptedStreamServerEndpoint::listen(std::shared_ptr<Factory> factory) {
+    if (used_) return fail<std::shared_ptr<IListeningPort>>(error::AlreadyListened());
+    used_ = true;
+    try {
+        std::shared_ptr<IListeningPort> port = reactor_.adoptStreamPort(fileno_, addressFamily_, std::move(factory));
+        ::close(fileno_);  // the port listens on its own duplicate
+        return succeed(std::move(port));
+    } catch (...) {
+        return fail<std::shared_ptr<IListeningPort>>(Failure::current());
+    }
+}
+
+// ---- descriptions → endpoints ---------------------------------------------------------------
+
+std::shared_ptr<IStreamServerEndpoint> serverFromString(Reactor& reactor, std::string_view description) {
+    return parseServer(reactor, description, nullptr);
+}
+
+std::shared_ptr<IStreamServerEndpoint> serverFromString(Reactor& reactor, std::string_view description,
+                                                        const ListenFDs& inherited) {
+    return parseServer(reactor, description, &inherited);
+}
+
+std::shared_ptr<IStreamClientEndpoint> clientFromString(Reactor& reactor, std::string_view description) {
+    EndpointDescription d = parseEndpointDescription(description);
+    // EP-12: client types match in any case.
+    std::string type = lower(d.type());
+    if (type == "tcp") return parseTCPClient(reactor, d);
+    if (type == "unix") unsupported(type, "UNIX sockets arrive with issue #5");
+    if (type == "ssl" || type == "tls") unsupported(type, "weft has no TLS");
+    unknown(type);
+}
+
+}  // namespace endpoints
 }  // namespace weft

@@ -218,6 +218,7 @@ Reason Connection::closeWriteConnection() {
         }
     }
     // Both halves closed (TCP-28): end the connection without waiting for the protocol.
+    if (aborting_) return std::nullopt;  // the abort reports ConnectionAborted
     if (readLost_) return Failure(ConnectionDone());
     return std::nullopt;
 }
@@ -243,7 +244,7 @@ void Connection::readConnectionLost(const Failure& reason) {
     }
     (void)reason;
     // TCP-28: our write half is already shut, so both halves are now closed.
-    if (!disconnected() && writeHalf() == WriteHalf::closed) connectionLost(Failure(ConnectionDone()));
+    if (!disconnected() && !aborting_ && writeHalf() == WriteHalf::closed) connectionLost(Failure(ConnectionDone()));
 }
 
 void Connection::resumeProducing() {
@@ -407,9 +408,14 @@ void Client::tryNext() {
             auto local = SockAddr::fromLiteral(bind->host.empty() ? (target.family() == AF_INET6 ? "::" : "0.0.0.0")
                                                                   : bind->host,
                                                bind->port);
+            if (local && local->family() != target.family()) {
+                // This address is of the other family than the bind address: try the next one.
+                ::close(s);
+                lastError_ = EAFNOSUPPORT;
+                continue;
+            }
             int e = 0;
             if (!local) e = EINVAL;
-            else if (local->family() != target.family()) e = EAFNOSUPPORT;
             else if (::bind(s, local->get(), local->length) != 0) e = errno;
             if (e != 0) {
                 ::close(s);
@@ -437,6 +443,12 @@ void Client::tryNext() {
     }
     if (phase_ != Phase::connecting) return;
     int e = lastError_ ? lastError_ : EHOSTUNREACH;
+    if (e == EAFNOSUPPORT && connector_->bindAddress()) {  // no address of the bind address's family (TCP-38)
+        auto& bind = *connector_->bindAddress();
+        failIfNotConnected(Failure(ConnectBindError(
+            e, fmt::format("{}:{}: no destination address of the same family", bind.host, bind.port))));
+        return;
+    }
     failIfNotConnected(Failure(getConnectError(e, std::strerror(e))));
 }
 
@@ -556,10 +568,13 @@ void Port::reserveFd() noexcept {
     if (reservedFd_ < 0) reservedFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-std::string Port::logPrefix() const { return demangle(typeid(*factory_).name()); }
+std::string Port::logPrefix() const {
+    const Factory& f = *factory_;
+    return demangle(typeid(f).name());
+}
 
 std::string Port::repr() const {
-    std::string f = demangle(typeid(*factory_).name());
+    std::string f = logPrefix();
     if (fd_ >= 0) return fmt::format("<weft::tcp::Port of {} on {}>", f, realPort_);
     return fmt::format("<weft::tcp::Port of {} (not listening)>", f);
 }
@@ -671,11 +686,18 @@ Reason Port::doRead() {
         ++used;
         try {
             Address address = peer.toAddress();
-            std::shared_ptr<Protocol> protocol = factory_->buildProtocol(address);  // TCP-12
+            std::shared_ptr<Protocol> protocol;
+            try {
+                protocol = factory_->buildProtocol(address);  // TCP-12
+            } catch (...) {
+                ::close(s);
+                throw;
+            }
             if (!protocol) {
                 ::close(s);
                 continue;
             }
+            // From here the Server owns the socket (its destructor closes it).
             auto server = std::make_shared<Server>(reactor_, s, peer, sessionno_++, std::to_string(realPort_));
             setFlag(s, IPPROTO_TCP, TCP_NODELAY, true);  // TCP-23, Better than Twisted
             server->start(std::move(protocol));
@@ -878,6 +900,8 @@ void Reactor::adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<F
     auto local = tcp::SockAddr{};
     local.length = sizeof local.storage;
     ::getsockname(copy, local.get(), &local.length);
+    int one = 1;  // TCP-23: as for accepted sockets
+    ::setsockopt(copy, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     // Better than Twisted: session number 0 for an adopted connection.
     auto server = std::make_shared<tcp::Server>(*this, copy, peer, 0, std::to_string(tcp::portOf(local)));
     server->start(std::move(protocol));

@@ -11,6 +11,14 @@
 #include <weft/internet/error.hpp>
 #include <weft/internet/tcp.hpp>
 
+#include <fcntl.h>
+#include <sys/resource.h>
+
+#include <csignal>
+
+#include <weft/internet/task.hpp>
+
+#include "support/faults.hpp"
 #include "support/reactortest.hpp"
 #include "support/tcphelpers.hpp"
 
@@ -20,11 +28,56 @@ using weft::error::CannotListenError;
 using weft::error::ConnectionDone;
 using weft::error::ConnectionLost;
 using weft::error::ConnectionRefusedError;
+using weft::error::ConnectionAborted;
 
 namespace {
 
 class TCPTest : public ReactorTest {};
 INSTANTIATE_TEST_SUITE_P(Backends, TCPTest, allBackends(), backendParamName);
+
+// A blocking client socket connected to 127.0.0.1:port.
+int plainConnect(std::uint16_t port) {
+    int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(c, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        ::close(c);
+        return -1;
+    }
+    return c;
+}
+
+// Iterates the reactor until pred() holds (fails the test after `seconds`).
+template <class P>
+bool spinUntil(Reactor& r, P pred, double seconds = 5) {
+    double end = r.seconds() + seconds;
+    while (!pred()) {
+        if (r.seconds() > end) return false;
+        r.iterate(0.01);
+    }
+    return true;
+}
+
+// Stops the port and iterates until its Deferred fired.
+void stopPort(Reactor& r, tcp::Port& port) {
+    bool done = false;
+    port.stopListening().addBoth([&](Result<void>) { done = true; });
+    spinUntil(r, [&] { return done; });
+}
+
+// Reads from a blocking socket until EOF or `n` bytes.
+std::string readAll(int fd, std::size_t n = SIZE_MAX) {
+    std::string out;
+    char buf[65536];
+    while (out.size() < n) {
+        ssize_t k = ::read(fd, buf, std::min(sizeof buf, n - out.size()));
+        if (k <= 0) break;
+        out.append(buf, static_cast<std::size_t>(k));
+    }
+    return out;
+}
 
 std::string pattern(std::size_t n) {
     std::string s(n, '\0');
@@ -130,6 +183,552 @@ TEST_P(TCPTest, TCP_40_refusedConnectionReportsConnectionRefusedError) {
     EXPECT_EQ(e->osError(), ECONNREFUSED);
     EXPECT_EQ(client->stopped, 1);
     EXPECT_EQ(connector->state(), tcp::Connector::State::disconnected);
+}
+
+// TCP-2: listening sockets are non-blocking, close-on-exec and SO_REUSEADDR, so
+// the number can be bound again as soon as stopListening has completed.
+TEST_P(TCPTest, TCP_2_listeningSocketFlagsAndRebind) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    int fd = port->fileno();
+    EXPECT_TRUE(::fcntl(fd, F_GETFL) & O_NONBLOCK);
+    EXPECT_TRUE(::fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    int v = 0;
+    socklen_t len = sizeof v;
+    ::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &v, &len);
+    EXPECT_EQ(v, 1);
+    std::uint16_t number = portNumber(*port);
+    // Leave a connection in TIME_WAIT on that number, then rebind it.
+    int c = plainConnect(number);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 1; }));
+    f->built[0]->transport->loseConnection();
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost == 1; }));
+    ::close(c);
+    stopPort(reactor(), *port);
+    auto again = reactor().listenTCP(number, f, 50, "127.0.0.1");
+    EXPECT_EQ(portNumber(*again), number);
+    stopPort(reactor(), *again);
+}
+
+// TCP-3: "" means every IPv4 address; an IPv6 literal makes an IPv6-only port
+// (Better than Twisted), so an IPv4 port can share the number; a name is refused
+// without a lookup.
+TEST_P(TCPTest, TCP_3_interfaceSelectsFamily) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto any = reactor().listenTCP(0, f);
+    Address a = any->getHost();
+    ASSERT_TRUE(std::holds_alternative<IPv4Address>(a));
+    EXPECT_EQ(std::get<IPv4Address>(a).host, "0.0.0.0");
+    stopPort(reactor(), *any);
+    int startedBefore = f->started, portsBefore = f->numPorts;
+    EXPECT_THROW(reactor().listenTCP(0, f, 50, "localhost"), CannotListenError);
+    EXPECT_EQ(f->started, startedBefore);
+    EXPECT_EQ(f->numPorts, portsBefore);
+    if (!haveIPv6Loopback()) GTEST_SKIP() << "no IPv6 loopback";
+    auto v6 = reactor().listenTCP(0, f, 50, "::");
+    Address h = v6->getHost();
+    ASSERT_TRUE(std::holds_alternative<IPv6Address>(h));
+    EXPECT_EQ(std::get<IPv6Address>(h).host, "::");
+    // IPV6_V6ONLY: the same number is still free for IPv4.
+    auto v4 = reactor().listenTCP(std::get<IPv6Address>(h).port, f, 50, "0.0.0.0");
+    EXPECT_EQ(portNumber(*v4), std::get<IPv6Address>(h).port);
+    stopPort(reactor(), *v4);
+    stopPort(reactor(), *v6);
+}
+
+// TCP-4: IPv6 ports report an IPv6Address; a scope in a literal is kept in the host.
+TEST_P(TCPTest, TCP_4_ipv6GetHostAndScope) {
+    auto scoped = tcp::SockAddr::fromLiteral("fe80::1%lo", 80);
+    ASSERT_TRUE(scoped);
+    Address s = scoped->toAddress();
+    ASSERT_TRUE(std::holds_alternative<IPv6Address>(s));
+    EXPECT_EQ(std::get<IPv6Address>(s).host, "fe80::1%lo");
+    EXPECT_NE(std::get<IPv6Address>(s).scopeID, 0u);
+    EXPECT_FALSE(tcp::SockAddr::fromLiteral("fe80::1%", 80));
+    EXPECT_FALSE(tcp::SockAddr::fromLiteral("example.com", 80));
+    if (!haveIPv6Loopback()) GTEST_SKIP() << "no IPv6 loopback";
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "::1");
+    Address a = port->getHost();
+    ASSERT_TRUE(std::holds_alternative<IPv6Address>(a));
+    EXPECT_EQ(std::get<IPv6Address>(a).type, "TCP");
+    EXPECT_EQ(std::get<IPv6Address>(a).host, "::1");
+    EXPECT_NE(std::get<IPv6Address>(a).port, 0);
+    stopPort(reactor(), *port);
+}
+
+// TCP-5: factories count their ports: startFactory on the first, stopFactory after the last.
+TEST_P(TCPTest, TCP_5_factoryStartStopCountsPorts) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto p1 = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    auto p2 = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    EXPECT_EQ(f->started, 1);
+    EXPECT_EQ(f->numPorts, 2);
+    stopPort(reactor(), *p1);
+    EXPECT_EQ(f->stopped, 0);
+    stopPort(reactor(), *p2);
+    EXPECT_EQ(f->stopped, 1);
+}
+
+// TCP-6: "<factory> starting on <port>" and "(TCP Port <port> Closed)" are logged;
+// the port's logPrefix() is the factory's qualified class name.
+TEST_P(TCPTest, TCP_6_portLogMessages) {
+    std::vector<std::string> lines;
+    log::ScopedObserver obs([&](const log::Event& e) { lines.push_back(std::string(e.prefix) + "|" + std::string(e.message)); });
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    std::string number = std::to_string(portNumber(*port));
+    EXPECT_EQ(port->logPrefix(), "weft::test::RecordingFactory");
+    stopPort(reactor(), *port);
+    EXPECT_THAT(lines, ::testing::Contains("weft::test::RecordingFactory|RecordingFactory starting on " + number));
+    EXPECT_THAT(lines, ::testing::Contains("weft::test::RecordingFactory|(TCP Port " + number + " Closed)"));
+}
+
+// TCP-7: stopListening stops accepting at once and its Deferred fires on a later
+// iteration; accepted connections stay open; on a port not listening it is already fired.
+TEST_P(TCPTest, TCP_7_stopListeningFiresLaterAndKeepsConnections) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    int c = plainConnect(portNumber(*port));
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 1; }));
+    bool fired = false;
+    port->stopListening().addBoth([&](Result<void>) { fired = true; });
+    EXPECT_FALSE(fired);
+    EXPECT_FALSE(reactor().isReading(port.get()));
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return fired; }));
+    EXPECT_FALSE(port->listening());
+    bool second = false;
+    port->stopListening().addBoth([&](Result<void>) { second = true; });
+    EXPECT_TRUE(second);
+    // The accepted connection still carries bytes.
+    ASSERT_EQ(::write(c, "ping", 4), 4);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->received == "ping"; }));
+    ::close(c);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost == 1; }));
+}
+
+class ThrowingStopFactory : public RecordingFactory {
+public:
+    void stopFactory() override {
+        ++stopped;
+        if (shouldThrow) throw std::runtime_error("stopFactory failed");
+    }
+    bool shouldThrow = true;
+};
+
+// TCP-8: if doStop throws, the stopListening Deferred fails with it and the port
+// is closed and restartable; a direct connectionLost call propagates the error.
+TEST_P(TCPTest, TCP_8_exceptionInStopFactory) {
+    auto f = std::make_shared<ThrowingStopFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    std::optional<Failure> failure;
+    bool done = false;
+    port->stopListening().addBoth([&](Result<void> r) {
+        if (!r.ok()) failure = r.failure();
+        done = true;
+    });
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return done; }));
+    ASSERT_TRUE(failure);
+    EXPECT_STREQ(failure->get<std::runtime_error>()->what(), "stopFactory failed");
+    EXPECT_FALSE(port->listening());
+    port->startListening();  // restartable
+    EXPECT_TRUE(port->listening());
+    EXPECT_THROW(port->connectionLost(Failure(ConnectionDone())), std::runtime_error);
+    EXPECT_FALSE(port->listening());
+    EXPECT_EQ(f->stopped, 2);
+}
+
+// TCP-9: a stopped port can listen again and accepts connections.
+TEST_P(TCPTest, TCP_9_restartListening) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    stopPort(reactor(), *port);
+    port->startListening();
+    int c = plainConnect(portNumber(*port));
+    ASSERT_GE(c, 0);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 1; }));
+    ::close(c);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost == 1; }));
+    stopPort(reactor(), *port);
+}
+
+// TCP-10: the port's string form contains its number while listening, not after.
+TEST_P(TCPTest, TCP_10_portRepr) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    std::string number = std::to_string(portNumber(*port));
+    EXPECT_THAT(port->repr(), ::testing::HasSubstr(number));
+    stopPort(reactor(), *port);
+    EXPECT_THAT(port->repr(), ::testing::Not(::testing::HasSubstr(number)));
+}
+
+// TCP-11: one readable event accepts at most numberAccepts connections; a full
+// quota grows it by 20, otherwise it becomes the number accepted.
+TEST_P(TCPTest, TCP_11_acceptQuotaScales) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 256, "127.0.0.1");
+    std::vector<int> clients;
+    for (int i = 0; i < 130; ++i) clients.push_back(plainConnect(portNumber(*port)));
+    port->numberAccepts = 100;
+    port->doRead();
+    EXPECT_EQ(f->built.size(), 100u);
+    EXPECT_EQ(port->numberAccepts, 120);
+    port->doRead();
+    EXPECT_EQ(f->built.size(), 130u);
+    EXPECT_EQ(port->numberAccepts, 30);
+    for (int c : clients) ::close(c);
+    ASSERT_TRUE(spinUntil(reactor(), [&] {
+        for (auto& p : f->built)
+            if (p->lost == 0) return false;
+        return true;
+    }));
+    stopPort(reactor(), *port);
+}
+
+// TCP-12: a null protocol closes the socket without using a session number;
+// servers get session numbers 0, 1, … and makeConnection runs before the next accept.
+TEST_P(TCPTest, TCP_12_buildProtocolNullAndSessionNumbers) {
+    auto f = std::make_shared<RecordingFactory>();
+    int calls = 0;
+    f->make = [&](const Address&) -> std::shared_ptr<RecordingProtocol> {
+        return ++calls == 1 ? nullptr : std::make_shared<RecordingProtocol>();
+    };
+    std::vector<std::size_t> builtAtMade;
+    f->onBuilt = [&](RecordingProtocol& p) { p.onMade = [&](RecordingProtocol&) { builtAtMade.push_back(f->built.size()); }; };
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    int refused = plainConnect(portNumber(*port));
+    int c1 = plainConnect(portNumber(*port));
+    int c2 = plainConnect(portNumber(*port));
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 2; }));
+    EXPECT_EQ(readAll(refused), "");  // closed by the server
+    ASSERT_EQ(f->addresses.size(), 3u);
+    ASSERT_TRUE(std::holds_alternative<IPv4Address>(f->addresses[0]));
+    EXPECT_EQ(std::get<IPv4Address>(f->addresses[0]).host, "127.0.0.1");
+    auto* s0 = dynamic_cast<tcp::Server*>(f->built[0]->transport.get());
+    auto* s1 = dynamic_cast<tcp::Server*>(f->built[1]->transport.get());
+    ASSERT_TRUE(s0 && s1);
+    EXPECT_EQ(s0->sessionno(), 0);
+    EXPECT_EQ(s1->sessionno(), 1);
+    EXPECT_TRUE(s0->connected());
+    EXPECT_THAT(builtAtMade, ::testing::ElementsAre(1u, 2u));
+    for (int c : {refused, c1, c2}) ::close(c);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost + f->built[1]->lost == 2; }));
+    stopPort(reactor(), *port);
+}
+
+// TCP-13: EPERM counts against the quota and is skipped; ENFILE, ENOBUFS, ENOMEM,
+// ECONNABORTED are logged "Could not accept new connection (<ERRNO>)" and end the
+// batch; the port keeps listening.
+TEST_P(TCPTest, TCP_13_acceptErrors) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    std::vector<std::string> lines;
+    log::ScopedObserver obs([&](const log::Event& e) { lines.push_back(std::string(e.message)); });
+    int c = plainConnect(portNumber(*port));
+    {
+        ScopedFaults faults;
+        faults.onlyFd(port->fileno());
+        port->numberAccepts = 3;
+        faults.fail(Call::accept4, EPERM).fail(Call::accept4, EPERM).fail(Call::accept4, EPERM);
+        port->doRead();  // three EPERMs use the quota: nothing accepted, no spin
+        EXPECT_EQ(f->built.size(), 0u);
+        EXPECT_EQ(faults.calls(Call::accept4), 3u);
+        for (int e : {ENFILE, ENOBUFS, ENOMEM, ECONNABORTED}) {
+            faults.fail(Call::accept4, e);
+            port->doRead();
+            EXPECT_EQ(f->built.size(), 0u);
+        }
+    }
+    EXPECT_THAT(lines, ::testing::Contains("Could not accept new connection (ENFILE)"));
+    EXPECT_THAT(lines, ::testing::Contains("Could not accept new connection (ENOBUFS)"));
+    EXPECT_THAT(lines, ::testing::Contains("Could not accept new connection (ENOMEM)"));
+    EXPECT_THAT(lines, ::testing::Contains("Could not accept new connection (ECONNABORTED)"));
+    // Still listening: the pending connection is accepted now.
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 1; }));
+    ::close(c);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost == 1; }));
+    stopPort(reactor(), *port);
+}
+
+// TCP-14: on EMFILE the spare descriptor is freed, pending connections are
+// accepted and closed (peers see a close, not a hang), no protocol is built, and
+// the loop does not spin.
+TEST_P(TCPTest, TCP_14_emfileRecoveryClosesPendingPeers) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    int c1 = plainConnect(portNumber(*port));
+    int c2 = plainConnect(portNumber(*port));
+    {
+        ScopedFaults faults;
+        faults.onlyFd(port->fileno());
+        faults.fail(Call::accept4, EMFILE);
+        port->doRead();
+        EXPECT_EQ(faults.calls(Call::accept4), 4u);  // EMFILE, two closed, EAGAIN
+    }
+    EXPECT_EQ(f->built.size(), 0u);
+    EXPECT_EQ(readAll(c1), "");  // EOF: the peer sees its connection closed
+    EXPECT_EQ(readAll(c2), "");
+    ::close(c1);
+    ::close(c2);
+    logs.flush(log::Level::info);
+    // The spare is back: a later connection is served normally.
+    int c3 = plainConnect(portNumber(*port));
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 1; }));
+    ::close(c3);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost == 1; }));
+    stopPort(reactor(), *port);
+}
+
+class ThrowOnceFactory : public RecordingFactory {
+public:
+    std::shared_ptr<Protocol> buildProtocol(const Address& addr) override {
+        if (calls++ == 0) throw std::runtime_error("buildProtocol exploded");
+        return RecordingFactory::buildProtocol(addr);
+    }
+    int calls = 0;
+};
+
+// TCP-15 and TCP-16: an exception from buildProtocol is logged and the port keeps
+// listening; what an accept batch logs is emitted after the batch.
+TEST_P(TCPTest, TCP_15_16_acceptBatchLogsAfterAndSurvivesBuildProtocolError) {
+    auto f = std::make_shared<ThrowOnceFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    std::size_t errorsAtMade = 99;
+    f->onBuilt = [&](RecordingProtocol& p) {
+        p.onMade = [&](RecordingProtocol&) { errorsAtMade = logs.flushLoggedErrors<std::runtime_error>().size(); };
+    };
+    int c1 = plainConnect(portNumber(*port));
+    int c2 = plainConnect(portNumber(*port));
+    port->doRead();  // one batch: the failure for c1, then c2 is served
+    ASSERT_EQ(f->built.size(), 1u);
+    EXPECT_EQ(errorsAtMade, 0u);  // not yet logged while the batch ran
+    EXPECT_EQ(logs.flushLoggedErrors<std::runtime_error>().size(), 1u);
+    EXPECT_TRUE(port->listening());
+    ::close(c1);
+    ::close(c2);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost == 1; }));
+    stopPort(reactor(), *port);
+}
+
+// TCP-17, TCP-18: a server's getPeer/getHost are typed TCP addresses; its log
+// prefix is "<protocol>,<session>,<peer host>" and its repr "<Proto #n on port>".
+TEST_P(TCPTest, TCP_17_18_serverAddressesPrefixRepr) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    int c = plainConnect(portNumber(*port));
+    sockaddr_in local{};
+    socklen_t len = sizeof local;
+    ::getsockname(c, reinterpret_cast<sockaddr*>(&local), &len);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 1; }));
+    auto* server = dynamic_cast<tcp::Server*>(f->built[0]->transport.get());
+    ASSERT_NE(server, nullptr);
+    EXPECT_EQ(server->getPeer(), Address(IPv4Address("TCP", "127.0.0.1", ntohs(local.sin_port))));
+    EXPECT_EQ(server->getHost(), Address(IPv4Address("TCP", "127.0.0.1", portNumber(*port))));
+    EXPECT_EQ(server->logPrefix(), "RecordingProtocol,0,127.0.0.1");
+    EXPECT_EQ(server->repr(), "<RecordingProtocol #0 on " + std::to_string(portNumber(*port)) + ">");
+    ::close(c);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost == 1; }));
+    EXPECT_EQ(server->getPeer(), Address(IPv4Address("TCP", "127.0.0.1", ntohs(local.sin_port))));  // after the close too
+    stopPort(reactor(), *port);
+}
+
+// TCP-17: IPv6 servers report IPv6 addresses.
+TEST_P(TCPTest, TCP_17_serverAddressesIPv6) {
+    if (!haveIPv6Loopback()) GTEST_SKIP() << "no IPv6 loopback";
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "::1");
+    auto client = std::make_shared<RecordingClientFactory>();
+    auto connector = reactor().connectTCP("::1", portNumber(*port), client);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 1 && client->built.size() == 1; }));
+    Address peer = f->built[0]->transport->getPeer();
+    ASSERT_TRUE(std::holds_alternative<IPv6Address>(peer));
+    EXPECT_EQ(std::get<IPv6Address>(peer).host, "::1");
+    EXPECT_EQ(std::get<IPv6Address>(f->built[0]->transport->getHost()).port, portNumber(*port));
+    client->built[0]->transport->loseConnection();
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost == 1 && client->lostCalls == 1; }));
+    stopPort(reactor(), *port);
+}
+
+// Fixture pieces for one accepted server connection and a plain client socket.
+struct OneConnection {
+    std::shared_ptr<RecordingFactory> factory = std::make_shared<RecordingFactory>();
+    std::shared_ptr<tcp::Port> port;
+    int client = -1;
+    RecordingProtocol& proto() { return *factory->built.at(0); }
+    tcp::Server& server() { return dynamic_cast<tcp::Server&>(*proto().transport); }
+};
+
+OneConnection connectOne(Reactor& r, std::function<void(RecordingProtocol&)> onBuilt = {}) {
+    OneConnection one;
+    one.factory->onBuilt = std::move(onBuilt);
+    one.port = r.listenTCP(0, one.factory, 50, "127.0.0.1");
+    one.client = plainConnect(portNumber(*one.port));
+    spinUntil(r, [&] { return one.factory->built.size() == 1; });
+    return one;
+}
+
+void finish(Reactor& r, OneConnection& one) {
+    if (one.client >= 0) ::close(one.client);
+    spinUntil(r, [&] { return one.proto().lost == 1; });
+    stopPort(r, *one.port);
+}
+
+// TCP-19: one receive of at most bufferSize bytes per readable event; the errno of
+// a failed receive is kept in ConnectionLost (Better than Twisted).
+TEST_P(TCPTest, TCP_19_readsAtMostBufferSizeAndKeepsErrno) {
+    auto one = connectOne(reactor());
+    std::vector<std::size_t> chunks;
+    one.proto().onData = [&](RecordingProtocol&, std::string_view d) { chunks.push_back(d.size()); };
+    one.server().bufferSize = 10;
+    std::string data = pattern(100);
+    ASSERT_EQ(::write(one.client, data.data(), data.size()), 100);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return one.proto().received.size() == 100; }));
+    EXPECT_EQ(one.proto().received, data);
+    for (auto n : chunks) EXPECT_LE(n, 10u);
+    EXPECT_GE(chunks.size(), 10u);
+    {
+        ScopedFaults faults;
+        faults.onlyFd(one.server().fileno());
+        faults.fail(Call::recv, ECONNRESET);
+        ASSERT_EQ(::write(one.client, "x", 1), 1);
+        ASSERT_TRUE(spinUntil(reactor(), [&] { return one.proto().lost == 1; }));
+    }
+    auto* lost = one.proto().lostReason->get<ConnectionLost>();
+    ASSERT_NE(lost, nullptr);
+    EXPECT_EQ(lost->code().value(), ECONNRESET);
+    finish(reactor(), one);
+}
+
+// TCP-20: dataReceived returns nothing, so nothing it returns can close the connection.
+TEST_P(TCPTest, TCP_20_dataReceivedReturnsVoid) {
+    static_assert(std::is_void_v<decltype(std::declval<Protocol&>().dataReceived(Bytes{}))>);
+    auto one = connectOne(reactor());
+    ASSERT_EQ(::write(one.client, "abc", 3), 3);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return one.proto().received == "abc"; }));
+    EXPECT_EQ(one.proto().lost, 0);
+    EXPECT_TRUE(one.server().connected());
+    finish(reactor(), one);
+}
+
+// TCP-21: a send error other than EAGAIN/ENOBUFS/EINTR is a ConnectionLost with its
+// errno; EINTR is retried; writing to a reset peer never raises SIGPIPE.
+TEST_P(TCPTest, TCP_21_sendErrorsAndNoSigpipe) {
+    auto one = connectOne(reactor());
+    {
+        ScopedFaults faults;
+        faults.onlyFd(one.server().fileno());
+        faults.fail(Call::sendmsg, EINTR).fail(Call::sendmsg, ENOBUFS);
+        one.proto().send("first");
+        ASSERT_TRUE(spinUntil(reactor(), [&] { return one.server().pendingBytes() == 0; }));
+        ASSERT_EQ(readAll(one.client, 5), "first");
+        EXPECT_GE(faults.calls(Call::sendmsg), 3u);
+    }
+    // The peer resets; with SIGPIPE at its default disposition a plain write would kill us.
+    struct sigaction old {}, dfl {};
+    dfl.sa_handler = SIG_DFL;
+    ::sigaction(SIGPIPE, &dfl, &old);
+    linger l{1, 0};
+    ::setsockopt(one.client, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    ::close(one.client);
+    one.client = -1;
+    std::string big = pattern(1 << 20);
+    for (int i = 0; i < 4 && one.proto().lost == 0; ++i) {
+        one.proto().send(big);
+        spinUntil(reactor(), [&] { return one.proto().lost == 1; }, 1);
+    }
+    ::sigaction(SIGPIPE, &old, nullptr);
+    ASSERT_EQ(one.proto().lost, 1);
+    auto* lost = one.proto().lostReason->get<ConnectionLost>();
+    ASSERT_NE(lost, nullptr) << one.proto().lostReason->typeName();
+    EXPECT_THAT(lost->code().value(), ::testing::AnyOf(EPIPE, ECONNRESET));
+    finish(reactor(), one);
+}
+
+// TCP-22: the socket is closed orderly (the peer reads EOF) unless the reason is
+// ConnectionAborted (the peer gets a reset); the transport lets go of the
+// protocol; a second connectionLost does nothing.
+TEST_P(TCPTest, TCP_22_closeOrderlyOrWithReset) {
+    auto one = connectOne(reactor());
+    std::weak_ptr<RecordingProtocol> weak = one.factory->built[0];
+    auto transport = one.proto().transport;
+    one.proto().transport->loseConnection();
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return one.proto().lost == 1; }));
+    char b;
+    EXPECT_EQ(::read(one.client, &b, 1), 0);  // FIN
+    EXPECT_EQ(one.server().protocol(), nullptr);  // released
+    one.server().connectionLost(Failure(ConnectionDone()));
+    EXPECT_EQ(one.proto().lost, 1);
+    finish(reactor(), one);
+
+    auto two = connectOne(reactor());
+    dynamic_cast<tcp::Server&>(*two.proto().transport).abortConnection();
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return two.proto().lost == 1; }));
+    EXPECT_TRUE(two.proto().lostReason->check<ConnectionAborted>());
+    EXPECT_EQ(::read(two.client, &b, 1), -1);
+    EXPECT_EQ(errno, ECONNRESET);  // RST
+    finish(reactor(), two);
+}
+
+// TCP-23: TCP_NODELAY is on by default (Better than Twisted) and can be turned
+// off; SO_KEEPALIVE is off by default and can be turned on.
+TEST_P(TCPTest, TCP_23_noDelayAndKeepAlive) {
+    auto one = connectOne(reactor());
+    EXPECT_TRUE(one.server().getTcpNoDelay());
+    one.server().setTcpNoDelay(false);
+    EXPECT_FALSE(one.server().getTcpNoDelay());
+    EXPECT_FALSE(one.server().getTcpKeepAlive());
+    one.server().setTcpKeepAlive(true);
+    EXPECT_TRUE(one.server().getTcpKeepAlive());
+    finish(reactor(), one);
+}
+
+// TCP-24: getHandle() is the socket; -1 once closed.
+TEST_P(TCPTest, TCP_24_getHandleIsTheSocket) {
+    auto one = connectOne(reactor());
+    int h = one.server().getHandle();
+    EXPECT_EQ(h, one.server().fileno());
+    sockaddr_in sa{};
+    socklen_t len = sizeof sa;
+    EXPECT_EQ(::getsockname(h, reinterpret_cast<sockaddr*>(&sa), &len), 0);
+    finish(reactor(), one);
+    EXPECT_EQ(one.server().getHandle(), -1);
+}
+
+// TCP-26: closing connections releases their descriptors: more connections than
+// the descriptor limit can be opened and closed one after another, and an old
+// handle is invalid (EBADF) after both ends reported connectionLost.
+TEST_P(TCPTest, TCP_26_closingReleasesDescriptors) {
+    rlimit old{};
+    ::getrlimit(RLIMIT_NOFILE, &old);
+    rlimit low = old;
+    low.rlim_cur = 128;
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+    auto server = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, server, 50, "127.0.0.1");
+    int lastHandle = -1, oldHandle = -1;
+    for (int i = 0; i < 300; ++i) {
+        auto client = std::make_shared<RecordingClientFactory>();
+        client->onBuilt = [&](RecordingProtocol& p) {
+            p.onMade = [&](RecordingProtocol& self) {
+                oldHandle = dynamic_cast<tcp::Connection&>(*self.transport).getHandle();
+                self.transport->loseConnection();
+            };
+        };
+        auto connector = reactor().connectTCP("127.0.0.1", portNumber(*port), client);
+        ASSERT_TRUE(spinUntil(reactor(), [&] {
+            return client->lostCalls == 1 && server->built.size() == static_cast<std::size_t>(i + 1) &&
+                   server->built.back()->lost == 1;
+        })) << "round " << i;
+        lastHandle = dynamic_cast<tcp::Connection*>(client->built[0]->transport.get())->getHandle();
+        EXPECT_TRUE(client->built[0]->lostReason->check<error::ConnectionClosed>());
+        EXPECT_TRUE(server->built.back()->lostReason->check<error::ConnectionClosed>());
+        server->built.back().reset();
+    }
+    ::setrlimit(RLIMIT_NOFILE, &old);
+    EXPECT_EQ(lastHandle, -1);
+    EXPECT_EQ(::fcntl(oldHandle, F_GETFD), -1);
+    EXPECT_EQ(errno, EBADF);
+    stopPort(reactor(), *port);
 }
 
 }  // namespace

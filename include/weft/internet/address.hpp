@@ -23,11 +23,15 @@ public:
     virtual std::string str() const = 0;
 };
 
+/// Returns `type` if it is "TCP" or "UDP"; throws std::invalid_argument naming
+/// it otherwise (tcp.md TCP-52: the address types Twisted accepts).
+WEFT_EXPORT std::string checkAddressType(std::string type);
+
 /// An IPv4 endpoint. `type` is "TCP" or "UDP".
 class WEFT_EXPORT IPv4Address final : public IAddress {
 public:
     IPv4Address(std::string type_, std::string host_, std::uint16_t port_)
-        : type(std::move(type_)), host(std::move(host_)), port(port_) {}
+        : type(checkAddressType(std::move(type_))), host(std::move(host_)), port(port_) {}
     std::string str() const override;
     friend bool operator==(const IPv4Address& a, const IPv4Address& b) {
         return a.type == b.type && a.host == b.host && a.port == b.port;
@@ -42,7 +46,8 @@ class WEFT_EXPORT IPv6Address final : public IAddress {
 public:
     IPv6Address(std::string type_, std::string host_, std::uint16_t port_, std::uint32_t flowInfo_ = 0,
                 std::uint32_t scopeID_ = 0)
-        : type(std::move(type_)), host(std::move(host_)), port(port_), flowInfo(flowInfo_), scopeID(scopeID_) {}
+        : type(checkAddressType(std::move(type_))), host(std::move(host_)), port(port_), flowInfo(flowInfo_),
+          scopeID(scopeID_) {}
     std::string str() const override;
     friend bool operator==(const IPv6Address& a, const IPv6Address& b) {
         return a.type == b.type && a.host == b.host && a.port == b.port && a.flowInfo == b.flowInfo &&
@@ -103,3 +108,37 @@ WEFT_EXPORT bool isIPv6Address(std::string_view s);
 WEFT_EXPORT bool isIPv6Address(std::span<const std::byte> s);
 
 }  // namespace weft
+
+namespace weft::detail {
+inline std::size_t hashCombine(std::size_t seed, std::size_t v) noexcept {
+    return seed ^ (v + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2));
+}
+}  // namespace weft::detail
+
+/// Addresses are hashable values; every field takes part (TCP-52).
+template <>
+struct std::hash<weft::IPv4Address> {
+    std::size_t operator()(const weft::IPv4Address& a) const noexcept {
+        std::size_t h = std::hash<std::string>{}(a.type);
+        h = weft::detail::hashCombine(h, std::hash<std::string>{}(a.host));
+        return weft::detail::hashCombine(h, a.port);
+    }
+};
+template <>
+struct std::hash<weft::IPv6Address> {
+    std::size_t operator()(const weft::IPv6Address& a) const noexcept {
+        std::size_t h = std::hash<std::string>{}(a.type);
+        h = weft::detail::hashCombine(h, std::hash<std::string>{}(a.host));
+        h = weft::detail::hashCombine(h, a.port);
+        h = weft::detail::hashCombine(h, a.flowInfo);
+        return weft::detail::hashCombine(h, a.scopeID);
+    }
+};
+template <>
+struct std::hash<weft::UNIXAddress> {
+    std::size_t operator()(const weft::UNIXAddress& a) const noexcept { return std::hash<std::string>{}(a.name); }
+};
+template <>
+struct std::hash<weft::NoAddress> {
+    std::size_t operator()(const weft::NoAddress&) const noexcept { return 0x6e6f6e65; }
+};

@@ -1,18 +1,49 @@
-// weft/internet/endpoints.hpp — endpoint descriptions ("tcp:8000:interface=127.0.0.1").
-// This part is the description grammar shared by serverFromString and
-// clientFromString (protocols.md EP-1..EP-4); the endpoint types themselves
-// arrive with the TCP and UNIX transports (issues #4, #5).
+// weft/internet/endpoints.hpp — endpoints and endpoint description strings
+// ("tcp:8000:interface=127.0.0.1") (twisted.internet.endpoints).
+// Spec: protocols.md EP-1 … EP-16.
+//
+//   parseEndpointDescription, quoteStringArgument   the grammar (EP-1 … EP-4)
+//   IStreamServerEndpoint, IStreamClientEndpoint    what an endpoint is
+//   endpoints::TCP4ServerEndpoint, TCP6ServerEndpoint (TCPServerEndpoint), TCP4ClientEndpoint,
+//   AdoptedStreamServerEndpoint, ListenFDs          the endpoint types
+//   endpoints::serverFromString, clientFromString   description → endpoint (EP-5 … EP-13)
+//
+// Types weft does not have yet: "unix" (server and client, EP-7/EP-14, issue
+// #5), "ssl"/"tls" (EP-8, EP-15, EP-16) and "stdio" (EP-10). Their
+// descriptions throw UnsupportedEndpointType naming the type.
+//
+// Errors: a description Twisted rejects with ValueError throws
+// InvalidEndpointDescription (or its UnknownEndpointType and
+// UnsupportedEndpointType subclasses); one it rejects with TypeError (an
+// unknown keyword, a missing or doubly given argument) throws
+// EndpointArgumentError. Both derive from std::invalid_argument and what()
+// names the bad part. When a string throws, no endpoint exists and nothing
+// was done.
+//
+// Ownership: an endpoint keeps a reference to its reactor, which must outlive
+// it. The Deferreds returned by listen()/connect() hold what they deliver.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <weft/export.hpp>
+#include <weft/internet/address.hpp>
+#include <weft/internet/defer.hpp>
+#include <weft/internet/protocol.hpp>
 
 namespace weft {
+
+class Reactor;
+
+// ---- the description grammar (EP-1 … EP-4) ------------------------------------------
 
 /// A description split into its fields (EP-1).
 struct WEFT_EXPORT EndpointDescription {
@@ -25,8 +56,31 @@ struct WEFT_EXPORT EndpointDescription {
     std::string type() const { return args.empty() ? std::string() : args.front(); }
 };
 
-/// Thrown for a description that cannot be parsed; what() names the bad part.
+/// Thrown for a description that cannot be parsed or has a bad value (Twisted:
+/// ValueError); what() names the bad part.
 class WEFT_EXPORT InvalidEndpointDescription : public std::invalid_argument {
+public:
+    using std::invalid_argument::invalid_argument;
+};
+
+/// The description names no endpoint type weft knows:
+/// "Unknown endpoint type: '<type in lower case>'" (EP-5, EP-12).
+class WEFT_EXPORT UnknownEndpointType : public InvalidEndpointDescription {
+public:
+    using InvalidEndpointDescription::InvalidEndpointDescription;
+};
+
+/// The description names a Twisted endpoint type that weft does not provide
+/// yet ("unix", "ssl", "tls", "stdio", "haproxy"); what() names it.
+class WEFT_EXPORT UnsupportedEndpointType : public InvalidEndpointDescription {
+public:
+    using InvalidEndpointDescription::InvalidEndpointDescription;
+};
+
+/// The arguments do not fit the endpoint type: an unknown keyword, a missing
+/// required argument, too many positional ones, or one given both positionally
+/// and as a keyword (Twisted: TypeError); what() names it.
+class WEFT_EXPORT EndpointArgumentError : public std::invalid_argument {
 public:
     using std::invalid_argument::invalid_argument;
 };
@@ -38,7 +92,190 @@ public:
 WEFT_EXPORT EndpointDescription parseEndpointDescription(std::string_view description);
 
 /// Escapes `s` so that it survives parseEndpointDescription as one field value:
-/// a backslash goes before every '\' and ':' (EP-4).
+/// a backslash goes before every '\', ':' and '=' (EP-4). Better than Twisted:
+/// '=' is escaped too, so a positional value containing '=' stays positional.
 WEFT_EXPORT std::string quoteStringArgument(std::string_view s);
 
+// ---- endpoint interfaces (Twisted interfaces.IStreamServerEndpoint, …) ---------------
+
+/// Something that can listen for stream connections (Twisted IStreamServerEndpoint).
+class WEFT_EXPORT IStreamServerEndpoint {
+public:
+    virtual ~IStreamServerEndpoint() = default;
+    /// Starts listening with `factory`: a Deferred that has fired with the
+    /// listening port, or has failed (error::CannotListenError when the port
+    /// cannot be bound or listened on). It never throws.
+    virtual Deferred<std::shared_ptr<IListeningPort>> listen(std::shared_ptr<Factory> factory) = 0;
+};
+
+/// Something that can make an outgoing stream connection (Twisted IStreamClientEndpoint).
+class WEFT_EXPORT IStreamClientEndpoint {
+public:
+    virtual ~IStreamClientEndpoint() = default;
+    /// Connects, building the protocol with `factory`: a Deferred that fires
+    /// with that protocol once its connectionMade() has run, or fails with the
+    /// reason the attempt failed (usually a weft::error::ConnectError kind;
+    /// error::DNSLookupError for a name that does not resolve). It never throws.
+    virtual Deferred<std::shared_ptr<Protocol>> connect(std::shared_ptr<Factory> factory) = 0;
+};
+
+namespace endpoints {
+
+using weft::EndpointArgumentError;
+using weft::InvalidEndpointDescription;
+using weft::quoteStringArgument;
+using weft::UnknownEndpointType;
+using weft::UnsupportedEndpointType;
+
+// ---- TCP ------------------------------------------------------------------------------
+
+/// Listens on a TCP port (Twisted _TCPServerEndpoint): listen() is
+/// Reactor::listenTCP(port, factory, backlog, interface), whose family follows
+/// the interface literal. Use TCP4ServerEndpoint or TCP6ServerEndpoint.
+class WEFT_EXPORT TCPServerEndpoint : public IStreamServerEndpoint {
+public:
+    /// A fired Deferred with the tcp::Port, or a failed one (CannotListenError).
+    Deferred<std::shared_ptr<IListeningPort>> listen(std::shared_ptr<Factory> factory) override;
+
+    Reactor& reactor() const noexcept { return reactor_; }
+    /// The port asked for (0: the kernel chooses).
+    std::uint16_t port() const noexcept { return port_; }
+    int backlog() const noexcept { return backlog_; }
+    const std::string& interface() const noexcept { return interface_; }
+
+protected:
+    TCPServerEndpoint(Reactor& reactor, std::uint16_t port, int backlog, std::string interface);
+
+private:
+    Reactor& reactor_;
+    std::uint16_t port_;
+    int backlog_;
+    std::string interface_;
+};
+
+/// Listens on an IPv4 TCP port (Twisted TCP4ServerEndpoint); the interface
+/// defaults to "" (every IPv4 address).
+class WEFT_EXPORT TCP4ServerEndpoint final : public TCPServerEndpoint {
+public:
+    TCP4ServerEndpoint(Reactor& reactor, std::uint16_t port, int backlog = 50, std::string interface = "");
+};
+
+/// Listens on an IPv6 TCP port (Twisted TCP6ServerEndpoint); the interface
+/// defaults to "::" (every IPv6 address; the port is IPv6-only).
+class WEFT_EXPORT TCP6ServerEndpoint final : public TCPServerEndpoint {
+public:
+    TCP6ServerEndpoint(Reactor& reactor, std::uint16_t port, int backlog = 50, std::string interface = "::");
+};
+
+/// Connects over TCP (Twisted TCP4ClientEndpoint): connect() is
+/// Reactor::connectTCP(host, port, …, timeout, bindAddress). `host` may be a
+/// name (resolved to both families), an IPv4 or an IPv6 literal.
+class WEFT_EXPORT TCP4ClientEndpoint : public IStreamClientEndpoint {
+public:
+    /// `timeout` in seconds (<= 0: none).
+    TCP4ClientEndpoint(Reactor& reactor, std::string host, std::uint16_t port, double timeout = 30,
+                       std::optional<BindAddress> bindAddress = std::nullopt);
+    /// Starts connecting. The factory is wrapped: its doStart()/doStop() run
+    /// when the attempt starts and ends, it builds the protocol, and the
+    /// protocol sees every callback as usual (a half-closeable protocol still
+    /// hears readConnectionLost()). A factory returning null fails the Deferred
+    /// with error::NoProtocol; one that throws fails it with that exception.
+    Deferred<std::shared_ptr<Protocol>> connect(std::shared_ptr<Factory> factory) override;
+
+    Reactor& reactor() const noexcept { return reactor_; }
+    const std::string& host() const noexcept { return host_; }
+    std::uint16_t port() const noexcept { return port_; }
+    double timeout() const noexcept { return timeout_; }
+    const std::optional<BindAddress>& bindAddress() const noexcept { return bindAddress_; }
+
+private:
+    Reactor& reactor_;
+    std::string host_;
+    std::uint16_t port_;
+    double timeout_;
+    std::optional<BindAddress> bindAddress_;
+};
+
+// ---- systemd socket activation (EP-11) ------------------------------------------------
+
+/// Listening sockets inherited from systemd (Twisted python.systemd.ListenFDs).
+struct WEFT_EXPORT ListenFDs {
+    /// Reads an environment variable: its value, or nullopt if it is unset.
+    using Environment = std::function<std::optional<std::string>(const std::string& name)>;
+    /// systemd's first inherited descriptor.
+    static constexpr int START = 3;
+
+    /// The inherited descriptors, in order.
+    std::vector<int> descriptors;
+    /// Their names (LISTEN_FDNAMES), in the same order; empty when unknown.
+    std::vector<std::string> names;
+
+    /// Reads LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES from `environment`
+    /// (default: the process environment, left unchanged). Nothing is
+    /// inherited unless LISTEN_PID is this process's pid and LISTEN_FDS a
+    /// count; the descriptors are then start, start+1, … Names are used only
+    /// when LISTEN_FDNAMES has one ':'-separated name per descriptor. Better
+    /// than Twisted: without (matching) names the descriptors are still
+    /// available by index — Twisted then forgets them all.
+    static ListenFDs fromEnvironment(const Environment& environment = {}, int start = START);
+
+    /// The descriptors (Twisted's name).
+    std::vector<int> inheritedDescriptors() const { return descriptors; }
+    /// Name → descriptor (Twisted's name); empty when names are unknown.
+    std::map<std::string, int> inheritedNamedDescriptors() const;
+};
+
+/// Listens by adopting a listening socket made elsewhere (Twisted
+/// AdoptedStreamServerEndpoint): listen() is Reactor::adoptStreamPort(fileno,
+/// addressFamily, factory), after which this endpoint closes `fileno` (the
+/// port has its own duplicate). It can listen once: a second listen() fails
+/// with error::AlreadyListened. An address family other than AF_INET or
+/// AF_INET6 fails with error::UnsupportedAddressFamily.
+class WEFT_EXPORT AdoptedStreamServerEndpoint : public IStreamServerEndpoint {
+public:
+    AdoptedStreamServerEndpoint(Reactor& reactor, int fileno, int addressFamily);
+    Deferred<std::shared_ptr<IListeningPort>> listen(std::shared_ptr<Factory> factory) override;
+
+    Reactor& reactor() const noexcept { return reactor_; }
+    int fileno() const noexcept { return fileno_; }
+    int addressFamily() const noexcept { return addressFamily_; }
+
+private:
+    Reactor& reactor_;
+    int fileno_;
+    int addressFamily_;
+    bool used_ = false;
+};
+
+// ---- descriptions → endpoints ---------------------------------------------------------
+
+/// A server endpoint from a description (EP-5, EP-6, EP-9, EP-11):
+///   tcp:PORT[:INTERFACE[:BACKLOG]]   (keywords port, interface="", backlog=50) → TCP4ServerEndpoint
+///   tcp6:PORT[:BACKLOG[:INTERFACE]]  (keywords port, backlog=50, interface="::") → TCP6ServerEndpoint
+///   systemd:domain=INET|INET6|UNIX:index=N or :name=NAME            → AdoptedStreamServerEndpoint
+/// "tcp" matches only in lower case; "tcp6" and "systemd" in any case. Port
+/// and backlog are base-10 integers (an optional sign, then digits). Better
+/// than Twisted: a port outside 0..65535 is rejected here, not at listen().
+/// Throws as described in the file comment; "systemd:" also throws
+/// InvalidEndpointDescription for an index or name that was not inherited.
+/// Nothing is listened on until listen(). systemd descriptors come from
+/// ListenFDs::fromEnvironment(), read at each call.
+WEFT_EXPORT std::shared_ptr<IStreamServerEndpoint> serverFromString(Reactor& reactor, std::string_view description);
+/// The same, with the systemd descriptors given (for tests and for programs
+/// that read the environment themselves).
+WEFT_EXPORT std::shared_ptr<IStreamServerEndpoint> serverFromString(Reactor& reactor, std::string_view description,
+                                                                    const ListenFDs& inherited);
+
+/// A client endpoint from a description (EP-12, EP-13): the type matches in
+/// any case;
+///   tcp:HOST:PORT, tcp:host=HOST:port=PORT or any mix ("tcp:h:port=80",
+///   "tcp:host=h:80"), optional timeout=SECONDS (an integer, default 30) and
+///   bindAddress=IP (→ {IP, 0})                                   → TCP4ClientEndpoint
+/// A missing host or port, an unknown keyword, an extra positional field or
+/// an argument given twice throws EndpointArgumentError; a port that is not a
+/// number in 0..65535 or a timeout that is not an integer throws
+/// InvalidEndpointDescription. "tcp6" is not a client type.
+WEFT_EXPORT std::shared_ptr<IStreamClientEndpoint> clientFromString(Reactor& reactor, std::string_view description);
+
+}  // namespace endpoints
 }  // namespace weft
