@@ -15,15 +15,72 @@ namespace weft {
 namespace detail {
 
 namespace {
-// Writes up to this size share a chunk; a chunk for them is allocated with this
-// capacity, so a burst of small writes costs a few allocations, not one each.
+// Writes up to this size share a chunk; a chunk for them has this capacity, so
+// a burst of small writes costs a few chunks, not one each.
 constexpr std::size_t kSmallWrite = 4096;
 constexpr std::size_t kChunkCapacity = 16384;
+
+// Drained chunks of this thread, reused by the next writes (no malloc/free, and
+// no heap growing and shrinking, per write). Bounded in count and bytes.
+thread_local bool poolGone = false;  // set when this thread's pool is destroyed
+
+class ChunkPool {
+public:
+    ChunkPool() = default;
+    ChunkPool(const ChunkPool&) = delete;
+    ChunkPool& operator=(const ChunkPool&) = delete;
+    ~ChunkPool() { poolGone = true; }
+    std::vector<std::byte> acquire(std::size_t need) {
+        for (std::size_t i = free_.size(); i-- > 0;) {
+            if (free_[i].capacity() >= need) {
+                std::vector<std::byte> v = std::move(free_[i]);
+                bytes_ -= v.capacity();
+                free_[i] = std::move(free_.back());
+                free_.pop_back();
+                return v;
+            }
+        }
+        std::vector<std::byte> v;
+        v.reserve(std::max(need, kChunkCapacity));
+        return v;
+    }
+    void release(std::vector<std::byte>&& v) noexcept {
+        std::size_t cap = v.capacity();
+        if (cap < kChunkCapacity || free_.size() >= kMaxChunks || bytes_ + cap > kMaxBytes) return;  // freed
+        v.clear();
+        bytes_ += cap;
+        free_.push_back(std::move(v));
+    }
+
+private:
+    static constexpr std::size_t kMaxChunks = 16;
+    static constexpr std::size_t kMaxBytes = 4u << 20;
+    std::vector<std::vector<std::byte>> free_;
+    std::size_t bytes_ = 0;
+};
+
+ChunkPool* pool() {
+    thread_local ChunkPool p;
+    return poolGone ? nullptr : &p;
+}
+
+std::vector<std::byte> acquireChunk(std::size_t need) {
+    if (auto* p = pool()) return p->acquire(need);
+    std::vector<std::byte> v;
+    v.reserve(std::max(need, kChunkCapacity));
+    return v;
+}
+
+void releaseChunk(std::vector<std::byte>&& v) noexcept {
+    if (auto* p = pool()) p->release(std::move(v));
+}
 }  // namespace
+
+WriteQueue::~WriteQueue() { clear(); }
 
 void WriteQueue::append(Bytes data) {
     if (data.empty()) return;
-    if (data.size() <= kSmallWrite && !chunks_.empty()) {
+    if (data.size() <= kSmallWrite && first_ < chunks_.size()) {
         auto& tail = chunks_.back();
         if (tail.capacity() - tail.size() >= data.size()) {
             tail.insert(tail.end(), data.begin(), data.end());
@@ -31,8 +88,7 @@ void WriteQueue::append(Bytes data) {
             return;
         }
     }
-    std::vector<std::byte> chunk;
-    chunk.reserve(data.size() <= kSmallWrite ? kChunkCapacity : data.size());
+    std::vector<std::byte> chunk = acquireChunk(data.size() <= kSmallWrite ? kChunkCapacity : data.size());
     chunk.assign(data.begin(), data.end());
     size_ += data.size();
     chunks_.push_back(std::move(chunk));
@@ -47,9 +103,10 @@ void WriteQueue::append(std::vector<std::byte>&& data) {
 int WriteQueue::gather(iovec* iov, int maxIov, std::size_t limit) const {
     int n = 0;
     std::size_t offset = head_;
-    for (auto it = chunks_.begin(); it != chunks_.end() && n < maxIov && limit > 0; ++it) {
-        std::size_t len = std::min(it->size() - offset, limit);
-        iov[n].iov_base = const_cast<std::byte*>(it->data() + offset);
+    for (std::size_t i = first_; i < chunks_.size() && n < maxIov && limit > 0; ++i) {
+        const auto& c = chunks_[i];
+        std::size_t len = std::min(c.size() - offset, limit);
+        iov[n].iov_base = const_cast<std::byte*>(c.data() + offset);
         iov[n].iov_len = len;
         limit -= len;
         offset = 0;
@@ -61,7 +118,7 @@ int WriteQueue::gather(iovec* iov, int maxIov, std::size_t limit) const {
 void WriteQueue::consume(std::size_t n) {
     size_ -= n;
     while (n > 0) {
-        auto& front = chunks_.front();
+        auto& front = chunks_[first_];
         std::size_t avail = front.size() - head_;
         if (n < avail) {
             head_ += n;
@@ -69,13 +126,23 @@ void WriteQueue::consume(std::size_t n) {
         }
         n -= avail;
         head_ = 0;
-        chunks_.pop_front();
+        releaseChunk(std::move(front));
+        ++first_;
     }
-    if (chunks_.size() == 1 && head_ == chunks_.front().size()) clear();
+    if (first_ == chunks_.size()) {
+        chunks_.clear();
+        first_ = 0;
+    } else if (first_ >= 16 && first_ * 2 >= chunks_.size()) {
+        chunks_.erase(chunks_.begin(), chunks_.begin() + static_cast<std::ptrdiff_t>(first_));
+        first_ = 0;
+    }
 }
 
 void WriteQueue::clear() noexcept {
+    for (std::size_t i = first_; i < chunks_.size(); ++i) releaseChunk(std::move(chunks_[i]));
     chunks_.clear();
+    if (chunks_.capacity() > 8) chunks_.shrink_to_fit();
+    first_ = 0;
     head_ = 0;
     size_ = 0;
 }

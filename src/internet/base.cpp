@@ -321,7 +321,12 @@ void Reactor::addWriterSoon(std::shared_ptr<IWriteDescriptor> writer) {
 }
 
 void Reactor::flushPendingWriters() {
-    if (pendingFlush_.empty()) return;
+    if (pendingFlush_.empty() || flushing_) return;
+    flushing_ = true;
+    struct Reset {
+        bool& flag;
+        ~Reset() { flag = false; }
+    } reset{flushing_};
     std::vector<const IFileDescriptor*> batch;
     batch.swap(pendingFlush_);
     for (const IFileDescriptor* key : batch) {
@@ -512,6 +517,10 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev) {
             log::failure(d.logPrefix(), "Unhandled error in connectionLost", Failure::current());
         }
     }
+    // What the callback wrote leaves now, before the next descriptor's turn: a
+    // reply goes out while the loop is still reading the others (latency), and
+    // never on the stack of the write() that queued it.
+    if (!pendingFlush_.empty()) flushPendingWriters();
 }
 
 // ---- time -----------------------------------------------------------------------------
@@ -790,9 +799,13 @@ void Reactor::runUntilCurrent() {
 }
 
 void Reactor::doIteration(std::optional<double> t) {
-    std::vector<detail::ReadyEvent> ready;
+    // Reuse one event array per thread (a nested iterate() gets a fresh one).
+    thread_local std::vector<detail::ReadyEvent> cache;
+    std::vector<detail::ReadyEvent> ready = std::move(cache);
+    ready.clear();
     poller_->wait(t, ready);
     for (auto& e : ready) dispatch(e.fd, e.token, e.events);
+    cache = std::move(ready);
 }
 
 void Reactor::iterate(double delay) {

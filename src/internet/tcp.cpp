@@ -86,14 +86,14 @@ std::string hexId(const void* p) { return fmt::format("{:#x}", reinterpret_cast<
 
 SockAddr localName(int fd) {
     SockAddr a;
-    a.length = sizeof a.storage;
+    a.length = SockAddr::capacity;
     if (::getsockname(fd, a.get(), &a.length) != 0) a.length = 0;
     return a;
 }
 
 std::uint16_t portOf(const SockAddr& a) {
-    if (a.family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_port);
-    if (a.family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&a.storage)->sin6_port);
+    if (a.family() == AF_INET) return ntohs(a.u.v4.sin_port);
+    if (a.family() == AF_INET6) return ntohs(a.u.v6.sin6_port);
     return 0;
 }
 
@@ -105,12 +105,12 @@ Address SockAddr::toAddress(const char* type) const {
     char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {};
     if (length == 0) return NoAddress();
     if (family() == AF_INET) {
-        auto* in = reinterpret_cast<const sockaddr_in*>(&storage);
+        auto* in = &u.v4;
         ::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
         return IPv4Address(type, text, ntohs(in->sin_port));
     }
     if (family() == AF_INET6) {
-        auto* in6 = reinterpret_cast<const sockaddr_in6*>(&storage);
+        auto* in6 = &u.v6;
         ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
         std::string host = text;
         if (in6->sin6_scope_id != 0) {
@@ -126,14 +126,14 @@ Address SockAddr::toAddress(const char* type) const {
 
 std::optional<SockAddr> SockAddr::fromLiteral(const std::string& host, std::uint16_t port) {
     SockAddr a;
-    auto* in = reinterpret_cast<sockaddr_in*>(&a.storage);
+    auto* in = &a.u.v4;
     if (::inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) {
         in->sin_family = AF_INET;
         in->sin_port = htons(port);
         a.length = sizeof(sockaddr_in);
         return a;
     }
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(&a.storage);
+    auto* in6 = &a.u.v6;
     std::string addr = host;
     std::string scope;
     if (auto pct = host.find('%'); pct != std::string::npos) {
@@ -303,28 +303,28 @@ void Connection::setTcpKeepAlive(bool enabled) {
 
 // ---- Server -------------------------------------------------------------------------
 
-Server::Server(Reactor& reactor, int fd, const SockAddr& peer, int sessionno, std::string portRepr)
-    : Connection(reactor, fd), sessionno_(sessionno), portRepr_(std::move(portRepr)) {
+Server::Server(Reactor& reactor, int fd, const SockAddr& peer, int sessionno, std::uint16_t portNumber)
+    : Connection(reactor, fd), sessionno_(sessionno), portNumber_(portNumber) {
     peer_ = peer;
 }
 
 std::string Server::logPrefix() const {
-    if (prefix_.empty() && protocol_) {
-        Address a = peer_.toAddress();
-        std::string host = std::visit(
-            [](const auto& x) -> std::string {
-                if constexpr (requires { x.host; }) return x.host;
-                else return "?";
-            },
-            a);
-        prefix_ = fmt::format("{},{},{}", getLogPrefix(*protocol_), sessionno_, host);
-    }
-    return prefix_.empty() ? std::string("Server") : prefix_;
+    if (prefix_) return *prefix_;
+    Address a = peer_.toAddress();
+    std::string host = std::visit(
+        [](const auto& x) -> std::string {
+            if constexpr (requires { x.host; }) return x.host;
+            else return "?";
+        },
+        a);
+    if (!protocol_) return fmt::format("-,{},{}", sessionno_, host);  // never asked while connected
+    prefix_ = std::make_unique<std::string>(fmt::format("{},{},{}", getLogPrefix(*protocol_), sessionno_, host));
+    return *prefix_;
 }
 
 std::string Server::repr() const {
     std::string name = protocol_ ? weft::className(*protocol_) : std::string("Server");
-    return fmt::format("<{} #{} on {}>", name, sessionno_, portRepr_);
+    return fmt::format("<{} #{} on {}>", name, sessionno_, portNumber_);
 }
 
 // ---- Client -------------------------------------------------------------------------
@@ -366,10 +366,11 @@ void Client::begin() {
             for (addrinfo* ai = result; rc == 0 && ai; ai = ai->ai_next) {
                 if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
                 SockAddr a;
-                std::memcpy(&a.storage, ai->ai_addr, ai->ai_addrlen);
+                if (ai->ai_addrlen > SockAddr::capacity) continue;
+                std::memcpy(&a.u, ai->ai_addr, ai->ai_addrlen);
                 a.length = ai->ai_addrlen;
-                if (a.family() == AF_INET) reinterpret_cast<sockaddr_in*>(&a.storage)->sin_port = htons(port);
-                else reinterpret_cast<sockaddr_in6*>(&a.storage)->sin6_port = htons(port);
+                if (a.family() == AF_INET) a.u.v4.sin_port = htons(port);
+                else a.u.v6.sin6_port = htons(port);
                 found.push_back(a);
             }
             if (result) ::freeaddrinfo(result);
@@ -459,7 +460,7 @@ Reason Client::finishConnect() {
     if (err == 0) {
         // No error yet is not success: the handshake may still be running.
         SockAddr peer;
-        peer.length = sizeof peer.storage;
+        peer.length = SockAddr::capacity;
         if (::getpeername(fd_, peer.get(), &peer.length) != 0) return std::nullopt;
     }
     if (err == 0 || err == EISCONN) {
@@ -643,7 +644,7 @@ Reason Port::doRead() {
     int used = 0;
     while (used < quota) {
         SockAddr peer;
-        peer.length = sizeof peer.storage;
+        peer.length = SockAddr::capacity;
         int s = sys::ops.accept4(fd_, peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (s < 0) {
             int e = errno;
@@ -698,7 +699,7 @@ Reason Port::doRead() {
                 continue;
             }
             // From here the Server owns the socket (its destructor closes it).
-            auto server = std::make_shared<Server>(reactor_, s, peer, sessionno_++, std::to_string(realPort_));
+            auto server = std::make_shared<Server>(reactor_, s, peer, sessionno_++, realPort_);
             setFlag(s, IPPROTO_TCP, TCP_NODELAY, true);  // TCP-23, Better than Twisted
             server->start(std::move(protocol));
         } catch (...) {  // TCP-16
@@ -884,7 +885,7 @@ void Reactor::adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<F
     if (copy < 0) throw std::system_error(errno, std::generic_category(), "adoptStreamConnection: dup");
     ::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) | O_NONBLOCK);
     tcp::SockAddr peer;
-    peer.length = sizeof peer.storage;
+    peer.length = tcp::SockAddr::capacity;
     if (::getpeername(copy, peer.get(), &peer.length) != 0) peer.length = 0;
     std::shared_ptr<Protocol> protocol;
     try {
@@ -898,12 +899,12 @@ void Reactor::adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<F
         return;
     }
     auto local = tcp::SockAddr{};
-    local.length = sizeof local.storage;
+    local.length = tcp::SockAddr::capacity;
     ::getsockname(copy, local.get(), &local.length);
     int one = 1;  // TCP-23: as for accepted sockets
     ::setsockopt(copy, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     // Better than Twisted: session number 0 for an adopted connection.
-    auto server = std::make_shared<tcp::Server>(*this, copy, peer, 0, std::to_string(tcp::portOf(local)));
+    auto server = std::make_shared<tcp::Server>(*this, copy, peer, 0, tcp::portOf(local));
     server->start(std::move(protocol));
 }
 

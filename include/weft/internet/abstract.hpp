@@ -28,8 +28,16 @@ namespace detail {
 /// The pending output: a queue of chunks with an offset into the first. Data is
 /// copied once, when written; small writes share a chunk, large ones get their
 /// own, and gather() hands the queue to one writev() without copying again.
-class WriteQueue {
+/// An empty queue owns no memory (an idle connection costs nothing here), and
+/// drained chunks go back to a small per-thread pool, so a busy stream does not
+/// allocate per write.
+class WEFT_EXPORT WriteQueue {
 public:
+    WriteQueue() = default;
+    ~WriteQueue();
+    WriteQueue(const WriteQueue&) = delete;
+    WriteQueue& operator=(const WriteQueue&) = delete;
+
     void append(Bytes data);
     void append(std::vector<std::byte>&& data);
     /// Fills up to maxIov entries with at most `limit` unsent bytes; returns the count.
@@ -41,8 +49,9 @@ public:
     void clear() noexcept;
 
 private:
-    std::deque<std::vector<std::byte>> chunks_;
-    std::size_t head_ = 0;  // offset into chunks_.front()
+    std::vector<std::vector<std::byte>> chunks_;  // live chunks are [first_, end)
+    std::size_t first_ = 0;
+    std::size_t head_ = 0;  // offset into chunks_[first_]
     std::size_t size_ = 0;  // unsent bytes
 };
 }  // namespace detail

@@ -291,6 +291,7 @@ private:
     std::unordered_map<const IFileDescriptor*, std::unique_ptr<detail::Registration>> regs_;
     std::vector<detail::Registration*> byFd_;
     std::vector<const IFileDescriptor*> pendingFlush_;
+    bool flushing_ = false;
     std::uint32_t nextGen_ = 1;
 
     // thread calls

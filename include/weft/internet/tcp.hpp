@@ -39,14 +39,21 @@
 
 namespace weft::tcp {
 
-/// A socket address of either family, as the kernel gives it.
+/// An IPv4 or IPv6 socket address, as the kernel gives it (28 bytes, not a
+/// 128-byte sockaddr_storage: every connection keeps one).
 struct WEFT_EXPORT SockAddr {
-    sockaddr_storage storage{};
+    union Storage {
+        sockaddr sa;
+        sockaddr_in v4;
+        sockaddr_in6 v6;
+    } u{};
     socklen_t length = 0;
+    /// The room there is, for accept/getsockname/getpeername.
+    static constexpr socklen_t capacity = sizeof(sockaddr_in6);
 
-    int family() const noexcept { return storage.ss_family; }
-    const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
-    sockaddr* get() noexcept { return reinterpret_cast<sockaddr*>(&storage); }
+    int family() const noexcept { return u.sa.sa_family; }
+    const sockaddr* get() const noexcept { return &u.sa; }
+    sockaddr* get() noexcept { return &u.sa; }
     /// IPv4Address/IPv6Address("TCP", host, port); IPv6 hosts keep "%scope".
     /// NoAddress for an empty or other-family address.
     Address toAddress(const char* type = "TCP") const;
@@ -125,7 +132,7 @@ protected:
 class WEFT_EXPORT Server final : public Connection {
 public:
     /// Wraps an accepted (or adopted) socket; use Port or adoptStreamConnection.
-    Server(Reactor& reactor, int fd, const SockAddr& peer, int sessionno, std::string portRepr);
+    Server(Reactor& reactor, int fd, const SockAddr& peer, int sessionno, std::uint16_t portNumber);
     /// "<protocol logPrefix>,<session number>,<peer host>" (TCP-18).
     std::string logPrefix() const override;
     /// "<ProtocolClassName #<session number> on <listening port number>>" (TCP-18).
@@ -137,8 +144,8 @@ private:
     friend class ::weft::Reactor;
     void start(std::shared_ptr<Protocol> protocol) { startProtocol(std::move(protocol)); }
     int sessionno_;
-    std::string portRepr_;
-    mutable std::string prefix_;
+    std::uint16_t portNumber_;
+    mutable std::unique_ptr<std::string> prefix_;  // made on first use: idle connections stay small
 };
 
 /// An outgoing connection (Twisted tcp.Client), created by a Connector.
