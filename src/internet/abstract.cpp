@@ -130,7 +130,7 @@ void WriteQueue::consume(std::size_t n) {
         ++first_;
     }
     if (first_ == chunks_.size()) {
-        chunks_.clear();
+        std::vector<std::vector<std::byte>>().swap(chunks_);  // an idle queue owns nothing
         first_ = 0;
     } else if (first_ >= 16 && first_ * 2 >= chunks_.size()) {
         chunks_.erase(chunks_.begin(), chunks_.begin() + static_cast<std::ptrdiff_t>(first_));

@@ -265,7 +265,7 @@ void Connection::abortConnection() {
 
 void Connection::closeSocket(bool abort) noexcept {
     if (fd_ < 0) return;
-    if (host_.length == 0) host_ = localName(fd_);  // getHost() answers after the close
+    if (!host_) host_ = std::make_unique<SockAddr>(localName(fd_));  // getHost() answers after the close
     if (abort) {
         linger l{1, 0};  // the close sends a reset (TCP-22)
         ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
@@ -286,8 +286,8 @@ void Connection::connectionLost(const Failure& reason) {
 }
 
 Address Connection::getHost() const {
-    if (host_.length == 0 && fd_ >= 0) host_ = localName(fd_);
-    return host_.toAddress();
+    if (!host_ && fd_ >= 0) host_ = std::make_unique<SockAddr>(localName(fd_));
+    return host_ ? host_->toAddress() : Address(NoAddress());
 }
 
 Address Connection::getPeer() const { return peer_.toAddress(); }

@@ -488,11 +488,11 @@ public:
     int calls = 0;
 };
 
-// TCP-15 and TCP-16: an exception from buildProtocol is logged and the port keeps
-// listening; what an accept batch logs is emitted after the batch.
-TEST_P(TCPTest, TCP_15_16_acceptBatchLogsAfterAndSurvivesBuildProtocolError) {
+// Accepts two connections in one batch; building the first protocol throws.
+// Returns (errors logged while the second protocol's connectionMade ran, errors after the batch).
+std::pair<std::size_t, std::size_t> acceptBatchWithFailingBuild(Reactor& r, LogCapture& logs, bool& stillListening) {
     auto f = std::make_shared<ThrowOnceFactory>();
-    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    auto port = r.listenTCP(0, f, 50, "127.0.0.1");
     std::size_t errorsAtMade = 99;
     f->onBuilt = [&](RecordingProtocol& p) {
         p.onMade = [&](RecordingProtocol&) { errorsAtMade = logs.flushLoggedErrors<std::runtime_error>().size(); };
@@ -500,19 +500,35 @@ TEST_P(TCPTest, TCP_15_16_acceptBatchLogsAfterAndSurvivesBuildProtocolError) {
     int c1 = plainConnect(portNumber(*port));
     int c2 = plainConnect(portNumber(*port));
     port->doRead();  // one batch: the failure for c1, then c2 is served
-    ASSERT_EQ(f->built.size(), 1u);
-    EXPECT_EQ(errorsAtMade, 0u);  // not yet logged while the batch ran
-    EXPECT_EQ(logs.flushLoggedErrors<std::runtime_error>().size(), 1u);
-    EXPECT_TRUE(port->listening());
+    std::size_t after = logs.flushLoggedErrors<std::runtime_error>().size();
+    stillListening = port->listening() && f->built.size() == 1;
     ::close(c1);
     ::close(c2);
-    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost == 1; }));
-    stopPort(reactor(), *port);
+    spinUntil(r, [&] { return !f->built.empty() && f->built[0]->lost == 1; });
+    stopPort(r, *port);
+    return {errorsAtMade, after};
 }
 
-// TCP-17, TCP-18: a server's getPeer/getHost are typed TCP addresses; its log
-// prefix is "<protocol>,<session>,<peer host>" and its repr "<Proto #n on port>".
-TEST_P(TCPTest, TCP_17_18_serverAddressesPrefixRepr) {
+// TCP-15: log events produced inside one accept batch are emitted after it.
+TEST_P(TCPTest, TCP_15_acceptBatchLogsAreEmittedAfterTheBatch) {
+    bool listening = false;
+    auto [during, after] = acceptBatchWithFailingBuild(reactor(), logs, listening);
+    EXPECT_EQ(during, 0u);  // not yet logged while the batch ran
+    EXPECT_EQ(after, 1u);
+}
+
+// TCP-16: an exception from buildProtocol during accept is logged; the port keeps
+// listening and serves the next connection.
+TEST_P(TCPTest, TCP_16_buildProtocolErrorIsLoggedAndThePortKeepsListening) {
+    bool listening = false;
+    auto [during, after] = acceptBatchWithFailingBuild(reactor(), logs, listening);
+    EXPECT_EQ(during + after, 1u);
+    EXPECT_TRUE(listening);
+}
+
+// TCP-17: a server's getPeer/getHost are typed TCP addresses (peer as accepted,
+// host the local socket address).
+TEST_P(TCPTest, TCP_17_serverGetPeerAndGetHost) {
     auto f = std::make_shared<RecordingFactory>();
     auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
     int c = plainConnect(portNumber(*port));
@@ -524,11 +540,32 @@ TEST_P(TCPTest, TCP_17_18_serverAddressesPrefixRepr) {
     ASSERT_NE(server, nullptr);
     EXPECT_EQ(server->getPeer(), Address(IPv4Address("TCP", "127.0.0.1", ntohs(local.sin_port))));
     EXPECT_EQ(server->getHost(), Address(IPv4Address("TCP", "127.0.0.1", portNumber(*port))));
-    EXPECT_EQ(server->logPrefix(), "RecordingProtocol,0,127.0.0.1");
-    EXPECT_EQ(server->repr(), "<RecordingProtocol #0 on " + std::to_string(portNumber(*port)) + ">");
     ::close(c);
     ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost == 1; }));
     EXPECT_EQ(server->getPeer(), Address(IPv4Address("TCP", "127.0.0.1", ntohs(local.sin_port))));  // after the close too
+    stopPort(reactor(), *port);
+}
+
+// TCP-18: a server's log prefix is "<protocol logPrefix>,<session number>,<peer
+// host>" and its string form "<ProtocolClassName #<session number> on <port>>".
+TEST_P(TCPTest, TCP_18_serverLogPrefixAndRepr) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    int c1 = plainConnect(portNumber(*port));
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 1; }));
+    int c2 = plainConnect(portNumber(*port));
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 2; }));
+    auto& s0 = dynamic_cast<tcp::Server&>(*f->built[0]->transport);
+    auto& s1 = dynamic_cast<tcp::Server&>(*f->built[1]->transport);
+    std::string number = std::to_string(portNumber(*port));
+    EXPECT_EQ(s0.logPrefix(), "RecordingProtocol,0,127.0.0.1");
+    EXPECT_EQ(s1.logPrefix(), "RecordingProtocol,1,127.0.0.1");
+    EXPECT_EQ(s0.repr(), "<RecordingProtocol #0 on " + number + ">");
+    EXPECT_EQ(s1.repr(), "<RecordingProtocol #1 on " + number + ">");
+    ::close(c1);
+    ::close(c2);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost + f->built[1]->lost == 2; }));
+    EXPECT_EQ(s0.logPrefix(), "RecordingProtocol,0,127.0.0.1");  // kept after the close
     stopPort(reactor(), *port);
 }
 

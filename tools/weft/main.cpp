@@ -20,9 +20,11 @@
 #include <weft/internet/endpoints.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/protocol.hpp>
+#include <weft/internet/tcp.hpp>
 #include <weft/log.hpp>
 #include <weft/protocols/portforward.hpp>
 
+#include <algorithm>
 #include <vector>
 
 namespace {
@@ -103,38 +105,33 @@ int runDemo(weft::Backend backend, double seconds) {
     return 0;
 }
 
-// Remembers the protocols a factory built, so shutdown can close them gracefully.
+// Closes every TCP connection of the reactor gracefully at shutdown. It looks
+// them up in the reactor's reader and writer sets instead of keeping a list,
+// so an idle connection costs the tool nothing.
 class Tracker {
 public:
-    void add(const std::shared_ptr<weft::Protocol>& p) {
-        std::erase_if(live_, [](const auto& w) { return w.expired() || !w.lock()->transport; });
-        live_.push_back(p);
-    }
-    /// Asks every open connection to close (flushing first) and fires once all
-    /// are closed or `grace` seconds have passed.
+    /// Asks every open connection to close (flushing first) and fires once none
+    /// is left or `grace` seconds have passed.
     weft::Deferred<void> closeAll(weft::Reactor& reactor, double grace) {
-        for (auto& w : live_)
-            if (auto p = w.lock(); p && p->transport) p->transport->loseConnection();
+        for (auto& c : connections(reactor)) c->loseConnection();
         weft::Deferred<void> done;
-        double deadline = reactor.seconds() + grace;
-        poll(reactor, done, deadline);
+        poll(reactor, done, reactor.seconds() + grace);
         return done;
     }
 
 private:
-    std::size_t open() const {
-        std::size_t n = 0;
-        for (auto& w : live_) {
-            auto p = w.lock();
-            if (p && p->transport) {
-                auto* fd = dynamic_cast<weft::FileDescriptor*>(p->transport.get());
-                if (!fd || !fd->disconnected()) ++n;
-            }
-        }
-        return n;
+    static std::vector<std::shared_ptr<weft::tcp::Connection>> connections(weft::Reactor& reactor) {
+        std::vector<std::shared_ptr<weft::tcp::Connection>> out;
+        for (auto& r : reactor.getReaders())
+            if (auto c = std::dynamic_pointer_cast<weft::tcp::Connection>(r)) out.push_back(std::move(c));
+        for (auto& w : reactor.getWriters())
+            if (auto c = std::dynamic_pointer_cast<weft::tcp::Connection>(w);
+                c && std::find(out.begin(), out.end(), c) == out.end())
+                out.push_back(std::move(c));
+        return out;
     }
     void poll(weft::Reactor& reactor, weft::Deferred<void> done, double deadline) {
-        std::size_t n = open();
+        std::size_t n = connections(reactor).size();
         if (n == 0 || reactor.seconds() >= deadline) {
             if (n) weft::log::warn("weft", "{} connection(s) still open after the grace period", n);
             done.callback();
@@ -142,7 +139,6 @@ private:
         }
         reactor.callLater(0.02, [this, &reactor, done, deadline] { poll(reactor, done, deadline); });
     }
-    std::vector<std::weak_ptr<weft::Protocol>> live_;
 };
 
 // Echoes what it receives. The transport is its own streaming producer: while
@@ -167,11 +163,6 @@ class TrackingFactory : public Base {
 public:
     using Base::Base;
     Tracker tracker;
-    std::shared_ptr<weft::Protocol> buildProtocol(const weft::Address& addr) override {
-        auto p = Base::buildProtocol(addr);
-        if (p) tracker.add(p);
-        return p;
-    }
 };
 
 // Listens with `factory`; on shutdown stops listening and closes connections gracefully.

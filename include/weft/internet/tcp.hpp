@@ -94,8 +94,8 @@ public:
     void abortConnection();
     bool aborting() const noexcept { return aborting_; }
 
-    /// The local address (getsockname; cached after the first call, so it
-    /// answers after the close too).
+    /// The local address (getsockname; cached after the first call and at the
+    /// close, so it answers after the close too).
     Address getHost() const override;
     /// The peer's address (as accepted or connected to).
     Address getPeer() const override;
@@ -125,7 +125,7 @@ protected:
     bool readLost_ = false;  // the peer ended its stream
     std::shared_ptr<Protocol> protocol_;
     SockAddr peer_;
-    mutable SockAddr host_;
+    mutable std::unique_ptr<SockAddr> host_;  // asked for, or kept at the close
 };
 
 /// An accepted connection (Twisted tcp.Server).
