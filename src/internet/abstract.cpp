@@ -231,7 +231,7 @@ Reason FileDescriptor::doWrite() {
         // resumeProducing() may write, unregister (dropping the last reference to
         // the producer), close or abort: hold it, and look at nothing afterwards.
         auto keep = producer_;
-        if (pullProducer_) pullProducer_->resumeProducing();
+        if (!streaming_) dynamic_cast<IPullProducer&>(*keep).resumeProducing();
         else pushProducer_->resumeProducing();
         return std::nullopt;
     }
@@ -293,7 +293,6 @@ void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool 
     producer_ = std::move(producer);
     streaming_ = streaming;
     pushProducer_ = streaming ? push : nullptr;
-    pullProducer_ = streaming ? nullptr : pull;
     producerPaused_ = false;
     if (!streaming) {
         auto keep = producer_;  // resumeProducing() may unregister it
@@ -304,7 +303,6 @@ void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool 
 void FileDescriptor::unregisterProducer() {
     producer_.reset();
     pushProducer_ = nullptr;
-    pullProducer_ = nullptr;
     producerPaused_ = false;  // FD-28 (Better than Twisted)
     if (connected() && (disconnecting() || writeHalf_ == WriteHalf::closing)) startWriting();
 }
@@ -330,8 +328,7 @@ void FileDescriptor::connectionLost(const Failure&) {
     queue_.clear();
     if (auto p = std::move(producer_)) {  // FD-2, FD-30: before the protocol hears of it
         pushProducer_ = nullptr;
-        pullProducer_ = nullptr;
-        p->stopProducing();
+            p->stopProducing();
     }
 }
 

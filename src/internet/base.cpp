@@ -71,13 +71,18 @@ struct Registration {
     const IFileDescriptor* key = nullptr;
     IReadDescriptor* reader = nullptr;
     IWriteDescriptor* writer = nullptr;
-    int fd = -1;
-    std::uint64_t token = 0;
+    std::uint64_t token = 0;  // generation << 32 | fd
     bool inPoller = false;
     bool internal = false;
     bool flushPending = false;  // added by addWriterSoon, not yet armed in the poller
-    unsigned polled = 0;        // the interest the poller has (valid while inPoller)
+    std::uint8_t polled = 0;    // the interest the poller has (valid while inPoller)
+
+    int fd() const noexcept { return static_cast<int>(static_cast<std::uint32_t>(token)); }
 };
+
+// Registrations live in the table's nodes (one allocation per descriptor; node
+// addresses are stable, so byFd_ can point into them).
+struct RegistrationTable : std::unordered_map<const IFileDescriptor*, Registration> {};
 
 namespace {
 // The signal handlers write here: the eventfd of the reactor that installed them.
@@ -175,6 +180,7 @@ Reactor::Reactor(Backend backend, std::unique_ptr<detail::Poller> poller)
       poller_(std::move(poller)),
       timers_(std::make_unique<detail::TimerQueue>(
           [](const void* self) { return static_cast<const Reactor*>(self)->seconds(); }, this)),
+      regs_(std::make_unique<detail::RegistrationTable>()),
       ioThread_(std::this_thread::get_id()) {
     ignoreSigpipeOnce();
     waker_ = std::make_shared<detail::Waker>(*this);
@@ -189,7 +195,7 @@ Reactor::~Reactor() {
     restoreSignals();
     if (pool_) pool_->stop();
     // Drop registrations before the poller; descriptors are released, not notified.
-    regs_.clear();
+    regs_->clear();
     byFd_.clear();
 }
 
@@ -197,15 +203,15 @@ Reactor::~Reactor() {
 // ---- registrations ----------------------------------------------------------------
 
 Registration* Reactor::findReg(const IFileDescriptor* d) const {
-    auto it = regs_.find(d);
-    return it == regs_.end() ? nullptr : it->second.get();
+    auto it = regs_->find(d);
+    return it == regs_->end() ? nullptr : &it->second;
 }
 
 Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd) {
     const IFileDescriptor* key = d.get();
     if (auto* r = findReg(key)) {
         if (r->owner) return *r;
-        if (!r->watched.expired() && r->fd == fd) {  // it was only watched for errors: hold it again
+        if (!r->watched.expired() && r->fd() == fd) {  // it was only watched for errors: hold it again
             r->owner = std::move(d);
             r->watched.reset();
             return *r;
@@ -231,13 +237,11 @@ Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd) {
                 disconnectSelectable(*held, Failure(ConnectionFdescWentAway()), false);
             });
     }
-    auto reg = std::make_unique<Registration>();
-    reg->owner = std::move(d);
-    reg->key = key;
-    reg->fd = fd;
-    reg->token = (static_cast<std::uint64_t>(nextGen_++) << 32) | static_cast<std::uint32_t>(fd);
-    auto* raw = reg.get();
-    regs_.emplace(key, std::move(reg));
+    auto [it, inserted] = regs_->try_emplace(key);
+    Registration* raw = &it->second;
+    raw->owner = std::move(d);
+    raw->key = key;
+    raw->token = (static_cast<std::uint64_t>(nextGen_++) << 32) | static_cast<std::uint32_t>(fd);
     byFd_[static_cast<std::size_t>(fd)] = raw;
     return *raw;
 }
@@ -259,9 +263,9 @@ void Reactor::updateInterest(Registration& r, bool removing) {
     if (r.flushPending && interest != 0) return;  // armed before the next wait
     if (r.inPoller && r.polled == interest) return;  // nothing changes: no system call
     try {
-        poller_->set(r.fd, r.token, interest, r.inPoller);
+        poller_->set(r.fd(), r.token, interest, r.inPoller);
         r.inPoller = true;
-        r.polled = interest;
+        r.polled = static_cast<std::uint8_t>(interest);
     } catch (...) {
         // Removing interest never fails: if the backend refuses (the fd was closed
         // behind the reactor's back, R-43), the registration is dead, so forget it.
@@ -272,13 +276,13 @@ void Reactor::updateInterest(Registration& r, bool removing) {
 }
 
 void Reactor::dropReg(Registration& r) {
-    if (r.inPoller) poller_->remove(r.fd);
-    auto fd = static_cast<std::size_t>(r.fd);
+    if (r.inPoller) poller_->remove(r.fd());
+    auto fd = static_cast<std::size_t>(r.fd());
     if (fd < byFd_.size() && byFd_[fd] == &r) byFd_[fd] = nullptr;
-    auto it = regs_.find(r.key);
-    if (it != regs_.end()) {
-        auto doomed = std::move(it->second);  // the descriptor may be released here:
-        regs_.erase(it);                      // erase first so its destructor sees a consistent table
+    auto it = regs_->find(r.key);
+    if (it != regs_->end()) {
+        auto doomed = std::move(it->second.owner);  // the descriptor may be released here:
+        regs_->erase(it);                          // erase first so its destructor sees a consistent table
     }
 }
 
@@ -333,12 +337,12 @@ void Reactor::flushPendingWriters() {
         Registration* r = findReg(key);
         if (!r || !r->flushPending) continue;
         r->flushPending = false;
-        if (r->writer && r->owner && r->fd >= 0) {
+        if (r->writer && r->owner && r->fd() >= 0) {
             // Write now, as if the descriptor were writable: a socket with room
             // takes the bytes without an EPOLLOUT round trip. What is left waits
             // for real writability below.
             std::uint64_t token = r->token;
-            dispatch(r->fd, token, detail::kWritable);
+            dispatch(r->fd(), token, detail::kWritable);
             r = findReg(key);
             if (!r || r->token != token || r->flushPending) continue;
         }
@@ -384,10 +388,10 @@ bool Reactor::isWriting(const IFileDescriptor* d) const {
 std::vector<std::shared_ptr<IFileDescriptor>> Reactor::removeAll() {
     std::vector<std::shared_ptr<IFileDescriptor>> out;
     std::vector<Registration*> doomed;
-    for (auto& [key, r] : regs_) {
-        if (r->internal) continue;
-        if (r->owner) out.push_back(r->owner);
-        doomed.push_back(r.get());
+    for (auto& [key, r] : *regs_) {
+        if (r.internal) continue;
+        if (r.owner) out.push_back(r.owner);
+        doomed.push_back(&r);
     }
     for (auto* r : doomed) dropReg(*r);
     return out;
@@ -395,15 +399,15 @@ std::vector<std::shared_ptr<IFileDescriptor>> Reactor::removeAll() {
 
 std::vector<std::shared_ptr<IReadDescriptor>> Reactor::getReaders() const {
     std::vector<std::shared_ptr<IReadDescriptor>> out;
-    for (auto& [key, r] : regs_)
-        if (r->reader && !r->internal) out.emplace_back(r->owner, r->reader);
+    for (auto& [key, r] : *regs_)
+        if (r.reader && !r.internal) out.emplace_back(r.owner, r.reader);
     return out;
 }
 
 std::vector<std::shared_ptr<IWriteDescriptor>> Reactor::getWriters() const {
     std::vector<std::shared_ptr<IWriteDescriptor>> out;
-    for (auto& [key, r] : regs_)
-        if (r->writer && !r->internal) out.emplace_back(r->owner, r->writer);
+    for (auto& [key, r] : *regs_)
+        if (r.writer && !r.internal) out.emplace_back(r.owner, r.writer);
     return out;
 }
 

@@ -200,7 +200,6 @@ private:
     detail::WriteQueue queue_;
     std::shared_ptr<IProducer> producer_;
     IPushProducer* pushProducer_ = nullptr;
-    IPullProducer* pullProducer_ = nullptr;
     State state_ = State::fresh;
     WriteHalf writeHalf_ = WriteHalf::open;
     bool streaming_ = false;

@@ -28,6 +28,7 @@ class Poller;
 class TimerQueue;
 class Waker;
 struct Registration;
+struct RegistrationTable;
 }  // namespace detail
 
 /// The readiness-wait mechanism behind a reactor.
@@ -288,7 +289,7 @@ private:
     Backend backend_;
     std::unique_ptr<detail::Poller> poller_;
     std::unique_ptr<detail::TimerQueue> timers_;
-    std::unordered_map<const IFileDescriptor*, std::unique_ptr<detail::Registration>> regs_;
+    std::unique_ptr<detail::RegistrationTable> regs_;  // registrations by descriptor, in place
     std::vector<detail::Registration*> byFd_;
     std::vector<const IFileDescriptor*> pendingFlush_;
     bool flushing_ = false;
