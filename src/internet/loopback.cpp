@@ -1,8 +1,11 @@
 #include <weft/internet/loopback.hpp>
 
 #include <stdexcept>
+#include <utility>
 
+#include <weft/internet/base.hpp>
 #include <weft/internet/error.hpp>
+#include <weft/internet/tcp.hpp>
 
 namespace weft::loopback {
 
@@ -247,6 +250,135 @@ Deferred<void> loopbackAsync(std::shared_ptr<Protocol> server, std::shared_ptr<P
     server->makeConnection(std::move(serverTransport));
     client->makeConnection(std::move(clientTransport));
     session->bodyGuarded();
+    return d;
+}
+
+// ---- loopbackTCP (Twisted loopbackTCP, _FireOnClose, LoopbackClientFactory) ----------------
+
+namespace {
+
+// What the two sides and the port report to; fires `done` once all three are over.
+struct TCPSession : std::enable_shared_from_this<TCPSession> {
+    Deferred<void> done;
+    std::shared_ptr<tcp::Port> port;  // until it is stopped
+    bool serverLost = false;
+    bool clientLost = false;
+    bool stopping = false;
+
+    void sideLost() {
+        if (serverLost && clientLost) stop(std::nullopt);
+    }
+
+    // Stops the port (once), then fires `done`: with `failure` if one is
+    // given, else with what stopListening() delivered.
+    void stop(std::optional<Failure> failure) {
+        if (stopping) return;
+        stopping = true;
+        auto p = std::move(port);  // the port holds the server factory: no cycle past here
+        p->stopListening().addBoth([self = shared_from_this(), failure = std::move(failure)](Result<void> r) {
+            if (failure) self->done.errback(*failure);
+            else if (!r.ok()) self->done.errback(r.failure());
+            else self->done.callback();
+        });
+    }
+};
+
+// Forwards every callback to the server protocol and reports its loss
+// (Twisted _FireOnClose). The server sees the real transport.
+class ServerSide : public Protocol {
+public:
+    ServerSide(std::shared_ptr<Protocol> wrapped, std::shared_ptr<TCPSession> session)
+        : wrapped_(std::move(wrapped)), session_(std::move(session)) {}
+
+    void connectionMade() override { wrapped_->makeConnection(transport); }
+    void dataReceived(Bytes data) override { wrapped_->dataReceived(data); }
+    void connectionLost(const Failure& reason) override {
+        auto session = std::move(session_);
+        if (!session) return;
+        try {
+            wrapped_->connectionLost(reason);
+        } catch (...) {
+            session->serverLost = true;  // the reactor logs it; the pair is over all the same
+            session->sideLost();
+            throw;
+        }
+        session->serverLost = true;
+        session->sideLost();
+    }
+    std::string logPrefix() const override { return wrapped_->logPrefix(); }
+
+protected:
+    std::shared_ptr<Protocol> wrapped_;
+    std::shared_ptr<TCPSession> session_;
+};
+
+// The same for a server that hears each half close on its own.
+class HalfCloseableServerSide final : public ServerSide, public IHalfCloseableProtocol {
+public:
+    using ServerSide::ServerSide;
+    void readConnectionLost() override { dynamic_cast<IHalfCloseableProtocol&>(*wrapped_).readConnectionLost(); }
+    void writeConnectionLost() override { dynamic_cast<IHalfCloseableProtocol&>(*wrapped_).writeConnectionLost(); }
+};
+
+// Hands out its one protocol to the first connection and refuses the others.
+class OnceServerFactory final : public ServerFactory {
+public:
+    explicit OnceServerFactory(std::shared_ptr<Protocol> p) : protocol_(std::move(p)) {}
+    std::shared_ptr<Protocol> buildProtocol(const Address&) override { return std::exchange(protocol_, nullptr); }
+
+private:
+    std::shared_ptr<Protocol> protocol_;
+};
+
+// Hands out the client protocol and reports the end of the connection
+// (Twisted LoopbackClientFactory).
+class LoopbackClientFactory final : public ClientFactory {
+public:
+    LoopbackClientFactory(std::shared_ptr<Protocol> p, std::shared_ptr<TCPSession> session)
+        : protocol_(std::move(p)), session_(std::move(session)) {}
+    std::shared_ptr<Protocol> buildProtocol(const Address&) override { return std::exchange(protocol_, nullptr); }
+    void clientConnectionLost(const std::shared_ptr<IConnector>&, const Failure&) override {
+        if (auto session = std::move(session_)) {
+            session->clientLost = true;
+            session->sideLost();
+        }
+    }
+    void clientConnectionFailed(const std::shared_ptr<IConnector>&, const Failure& reason) override {
+        protocol_.reset();
+        if (auto session = std::move(session_)) session->stop(reason);
+    }
+
+private:
+    std::shared_ptr<Protocol> protocol_;
+    std::shared_ptr<TCPSession> session_;
+};
+
+std::uint16_t portOf(const Address& a) {
+    if (auto* v4 = std::get_if<IPv4Address>(&a)) return v4->port;
+    if (auto* v6 = std::get_if<IPv6Address>(&a)) return v6->port;
+    return 0;
+}
+
+}  // namespace
+
+Deferred<void> loopbackTCP(Reactor& reactor, std::shared_ptr<Protocol> server, std::shared_ptr<Protocol> client,
+                           std::uint16_t port) {
+    if (!server || !client) throw std::invalid_argument("loopbackTCP: server and client must not be null");
+    auto session = std::make_shared<TCPSession>();
+    std::shared_ptr<Protocol> side;
+    if (dynamic_cast<IHalfCloseableProtocol*>(server.get()))
+        side = std::make_shared<HalfCloseableServerSide>(std::move(server), session);
+    else side = std::make_shared<ServerSide>(std::move(server), session);
+    session->port = reactor.listenTCP(port, std::make_shared<OnceServerFactory>(std::move(side)), 50, "127.0.0.1");
+    Deferred<void> d = session->done;
+    std::uint16_t number = portOf(session->port->getHost());
+    try {
+        reactor.connectTCP("127.0.0.1", number, std::make_shared<LoopbackClientFactory>(std::move(client), session));
+    } catch (...) {
+        auto p = std::move(session->port);  // nothing will connect: do not leave the port listening
+        p->stopListening();
+        throw;
+    }
     return d;
 }
 

@@ -8,6 +8,13 @@ namespace weft::portforward {
 namespace {
 IPushProducer* asPushProducer(const std::shared_ptr<ITransport>& t) { return dynamic_cast<IPushProducer*>(t.get()); }
 IConsumer* asConsumer(const std::shared_ptr<ITransport>& t) { return dynamic_cast<IConsumer*>(t.get()); }
+// True once a side can no longer be linked: no transport, or one that is closing
+// or closed (the protocol holds its transport after the loss; someone may hold it).
+bool gone(const std::shared_ptr<ITransport>& t) {
+    if (!t) return true;
+    auto* fd = dynamic_cast<FileDescriptor*>(t.get());
+    return fd && fd->state() != FileDescriptor::State::connected;
+}
 }  // namespace
 
 void Proxy::dataReceived(Bytes data) {
@@ -37,7 +44,7 @@ void Proxy::connectionLost(const Failure&) {
 }
 
 void ProxyClient::connectionMade() {
-    if (!peer || !peer->transport) {  // the client side went away meanwhile
+    if (!peer || gone(peer->transport)) {  // the client side went away meanwhile
         transport->loseConnection();
         return;
     }
@@ -65,7 +72,7 @@ ProxyClientFactory::ProxyClientFactory(std::shared_ptr<ProxyServer> server) : se
 
 std::shared_ptr<Protocol> ProxyClientFactory::buildProtocol(const Address&) {
     auto server = server_.lock();
-    if (!server || !server->transport) return nullptr;
+    if (!server || gone(server->transport)) return nullptr;
     auto client = std::make_shared<ProxyClient>();
     client->factory = shared_from_this();
     client->setPeer(server);

@@ -9,11 +9,12 @@
 //   LoopbackRelay          a buffer that hands its contents to a target on
 //                          clearBuffer() (TEST-26)
 //
-// loopbackTCP/loopbackUNIX (TEST-27) run the pair over real sockets; they wait
-// for the TCP and UNIX transports (issues #4, #5).
+//   loopbackTCP            runs the pair over a real 127.0.0.1 TCP connection
+//                          (TEST-27); loopbackUNIX waits for UNIX sockets (issue #5)
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -26,6 +27,10 @@
 #include <weft/internet/defer.hpp>
 #include <weft/internet/interfaces.hpp>
 #include <weft/internet/protocol.hpp>
+
+namespace weft {
+class Reactor;
+}
 
 namespace weft::loopback {
 
@@ -152,6 +157,30 @@ private:
 WEFT_EXPORT Deferred<void> loopbackAsync(std::shared_ptr<Protocol> server, std::shared_ptr<Protocol> client,
                                          IReactorTime& clock, PumpPolicy pumpPolicy = identityPumpPolicy,
                                          std::size_t bufferSize = 65536);
+
+/// Runs `server` and `client` over a real TCP connection on 127.0.0.1 (Twisted
+/// loopbackTCP; TEST-27): listens on 127.0.0.1:`port` (0: a free one) with a
+/// factory that hands out `server` once (later connections are refused) and
+/// connects to it with a ClientFactory that hands out `client`. Both protocols
+/// see the real tcp::Connection as their transport; the server is reached
+/// through a wrapper that forwards every callback (half-close ones too, when
+/// `server` is an IHalfCloseableProtocol).
+///
+/// The Deferred fires once the client's connectionLost and the factory's
+/// clientConnectionLost have run, the server's connectionLost has returned,
+/// and the listening port has stopped (its stopListening() Deferred fired), in
+/// whatever order the two sides closed. The protocols close the connection
+/// themselves; run `reactor` until the Deferred fires.
+///
+/// Throws std::invalid_argument for a null protocol and error::CannotListenError
+/// if the port cannot be bound (nothing is started then). If the connection
+/// attempt fails, the port is stopped and the Deferred fails with the attempt's
+/// reason (Better than Twisted, whose Deferred never fires then).
+///
+/// Ownership: the listening port and the connection hold both protocols until
+/// the connection has ended; a pair that never closes keeps them alive.
+WEFT_EXPORT Deferred<void> loopbackTCP(Reactor& reactor, std::shared_ptr<Protocol> server,
+                                       std::shared_ptr<Protocol> client, std::uint16_t port = 0);
 
 /// A transport that buffers writes until clearBuffer() hands them to `target`
 /// (Twisted LoopbackRelay; TEST-26). The target is held weakly (the test owns
