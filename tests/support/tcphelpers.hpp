@@ -61,6 +61,16 @@ public:
     std::function<void(RecordingProtocol&)> onBuilt;
 };
 
+/// A connector as a ClientFactory callback saw it: compared by identity, held
+/// weakly (a connector holds its factory, so a strong reference would be a cycle).
+struct ConnectorRef {
+    ConnectorRef(const std::shared_ptr<IConnector>& c) : weak(c), raw(c.get()) {}  // NOLINT: implicit on purpose
+    IConnector* get() const noexcept { return raw; }
+    std::shared_ptr<IConnector> lock() const { return weak.lock(); }
+    std::weak_ptr<IConnector> weak;
+    IConnector* raw;
+};
+
 /// A client factory that records the ClientFactory callbacks.
 class RecordingClientFactory : public ClientFactory {
 public:
@@ -77,7 +87,7 @@ public:
     std::vector<Address> addresses;
     std::vector<std::string> events;  ///< "started", "failed", "lost", "made:<n>" in order
     std::optional<Failure> failReason, lostReason;
-    std::vector<std::shared_ptr<IConnector>> connectors;  ///< as passed to each hook
+    std::vector<ConnectorRef> connectors;  ///< as passed to each hook
     int started = 0, stopped = 0, startedConnectingCalls = 0, failed = 0, lostCalls = 0;
     std::function<void(RecordingProtocol&)> onBuilt;
     std::function<void(const std::shared_ptr<IConnector>&)> onStartedConnecting;

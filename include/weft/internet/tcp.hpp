@@ -43,9 +43,9 @@ namespace weft::tcp {
 /// 128-byte sockaddr_storage: every connection keeps one).
 struct WEFT_EXPORT SockAddr {
     union Storage {
-        sockaddr sa;
+        sockaddr_in6 v6;  // first: value-initialisation zeroes all 28 bytes (scope id included)
         sockaddr_in v4;
-        sockaddr_in6 v6;
+        sockaddr sa;
     } u{};
     socklen_t length = 0;
     /// The room there is, for accept/getsockname/getpeername.
