@@ -53,7 +53,7 @@ std::string className(const T& object) {
 /// A pending or established outgoing connection (Twisted IConnector). The
 /// reactor's connect* methods return one and hand it to the factory's
 /// startedConnecting(), clientConnectionFailed() and clientConnectionLost().
-/// Moves into interfaces.hpp with the TCP transport (issue #4).
+/// tcp::Connector implements it (weft/internet/tcp.hpp).
 class WEFT_EXPORT IConnector {
 public:
     virtual ~IConnector() = default;
@@ -67,8 +67,7 @@ public:
     virtual Address getDestination() const = 0;
 };
 
-/// A listening port (Twisted IListeningPort). Moves into interfaces.hpp with
-/// the TCP transport (issue #4).
+/// A listening port (Twisted IListeningPort); tcp::Port implements it.
 class WEFT_EXPORT IListeningPort {
 public:
     virtual ~IListeningPort() = default;
