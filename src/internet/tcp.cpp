@@ -865,25 +865,29 @@ std::shared_ptr<tcp::Connector> Reactor::connectTCP(const std::string& host, con
     return connectTCP(host, port, std::move(factory), timeout, std::move(bindAddress));
 }
 
-std::shared_ptr<tcp::Port> Reactor::adoptStreamPort(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
+namespace {
+// Checks what adopt* is given and returns a non-blocking, close-on-exec
+// duplicate of fd (the caller keeps its own copy, TCP-50/51).
+int duplicateForAdoption(int fd, int addressFamily, const std::shared_ptr<Factory>& factory, const char* what) {
     if (addressFamily != AF_INET && addressFamily != AF_INET6)
         throw UnsupportedAddressFamily(std::to_string(addressFamily));
-    if (!factory) throw std::invalid_argument("adoptStreamPort: null factory");
+    if (!factory) throw std::invalid_argument(std::string(what) + ": null factory");
     int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) throw std::system_error(errno, std::generic_category(), "adoptStreamPort: dup");
+    if (copy < 0) throw std::system_error(errno, std::generic_category(), std::string(what) + ": dup");
     ::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) | O_NONBLOCK);
+    return copy;
+}
+}  // namespace
+
+std::shared_ptr<tcp::Port> Reactor::adoptStreamPort(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
+    int copy = duplicateForAdoption(fd, addressFamily, factory, "adoptStreamPort");
     auto p = std::make_shared<tcp::Port>(*this, 0, std::move(factory), 50, "");
     p->adopt(copy, addressFamily);
     return p;
 }
 
 void Reactor::adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
-    if (addressFamily != AF_INET && addressFamily != AF_INET6)
-        throw UnsupportedAddressFamily(std::to_string(addressFamily));
-    if (!factory) throw std::invalid_argument("adoptStreamConnection: null factory");
-    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) throw std::system_error(errno, std::generic_category(), "adoptStreamConnection: dup");
-    ::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) | O_NONBLOCK);
+    int copy = duplicateForAdoption(fd, addressFamily, factory, "adoptStreamConnection");
     tcp::SockAddr peer;
     peer.length = tcp::SockAddr::capacity;
     if (::getpeername(copy, peer.get(), &peer.length) != 0) peer.length = 0;
