@@ -34,18 +34,6 @@ namespace {
 class LoopbackTCPTest : public ReactorTest {};
 INSTANTIATE_TEST_SUITE_P(Backends, LoopbackTCPTest, allBackends(), backendParamName);
 
-std::string randomBytes(std::size_t n, std::uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::string s(n, '\0');
-    for (auto& c : s) c = static_cast<char>(rng() & 0xff);
-    return s;
-}
-
-std::uint16_t portOf(const Address& a) {
-    if (auto* v4 = std::get_if<IPv4Address>(&a)) return v4->port;
-    return 0;
-}
-
 // errno of a blocking connect to 127.0.0.1:port (0 if it connected).
 int connectErrno(std::uint16_t port) {
     int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

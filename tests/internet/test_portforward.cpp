@@ -35,18 +35,6 @@ using weft::portforward::ProxyServer;
 
 namespace {
 
-std::string randomBytes(std::size_t n, std::uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::string s(n, '\0');
-    for (auto& c : s) c = static_cast<char>(rng() & 0xff);
-    return s;
-}
-
-std::uint16_t portOf(const Address& a) {
-    if (auto* v4 = std::get_if<IPv4Address>(&a)) return v4->port;
-    return 0;
-}
-
 // Bytes waiting, unread, in a socket's receive queue.
 int unread(int fd) {
     int n = -1;

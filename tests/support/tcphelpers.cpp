@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <random>
+
 namespace weft::test {
 
 void RecordingProtocol::connectionMade() {
@@ -92,12 +94,20 @@ void RecordingClientFactory::clientConnectionLost(const std::shared_ptr<IConnect
     if (onLost) onLost(c, reason);
 }
 
-std::uint16_t portNumber(const tcp::Port& port) {
-    Address a = port.getHost();
+std::string randomBytes(std::size_t n, std::uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rng() & 0xff);
+    return s;
+}
+
+std::uint16_t portOf(const Address& a) {
     if (auto* v4 = std::get_if<IPv4Address>(&a)) return v4->port;
     if (auto* v6 = std::get_if<IPv6Address>(&a)) return v6->port;
     return 0;
 }
+
+std::uint16_t portNumber(const tcp::Port& port) { return portOf(port.getHost()); }
 
 RefusingPort::RefusingPort() {
     fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -94,6 +94,12 @@ public:
     std::function<void(const std::shared_ptr<IConnector>&, const Failure&)> onFailed, onLost;
 };
 
+/// n bytes from a seeded generator (the same seed, the same bytes).
+std::string randomBytes(std::size_t n, std::uint32_t seed);
+
+/// The port of an IPv4 or IPv6 address (0 for any other).
+std::uint16_t portOf(const Address& a);
+
 /// The port number a port is listening on.
 std::uint16_t portNumber(const tcp::Port& port);
 
