@@ -1,5 +1,7 @@
 #include <weft/internet/abstract.hpp>
 
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -205,9 +207,13 @@ void FileDescriptor::maybePauseProducer() {
     }
 }
 
-WriteResult FileDescriptor::writeToFD(int fd, std::span<const iovec> data) {
+WriteResult FileDescriptor::writeToFD(int fd, std::span<const iovec> data, FDKind kind) {
+    msghdr m{};
+    m.msg_iov = const_cast<iovec*>(data.data());
+    m.msg_iovlen = data.size();
     for (;;) {
-        ssize_t n = sys::ops.writev(fd, data.data(), static_cast<int>(data.size()));
+        ssize_t n = kind == FDKind::socket ? sys::ops.sendmsg(fd, &m, MSG_NOSIGNAL)
+                                           : sys::ops.writev(fd, data.data(), static_cast<int>(data.size()));
         if (n >= 0) return static_cast<std::size_t>(n);
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return std::size_t{0};

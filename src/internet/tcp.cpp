@@ -193,16 +193,7 @@ Reason Connection::doWrite() {
 }
 
 WriteResult Connection::writeSomeData(std::span<const iovec> data) {
-    msghdr m{};
-    m.msg_iov = const_cast<iovec*>(data.data());
-    m.msg_iovlen = data.size();
-    for (;;) {
-        ssize_t n = sys::ops.sendmsg(fd_, &m, MSG_NOSIGNAL);  // TCP-21: never SIGPIPE
-        if (n >= 0) return static_cast<std::size_t>(n);
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return std::size_t{0};
-        return Failure(ConnectionLost(errnoCode(errno)));
-    }
+    return writeToFD(fd_, data, FDKind::socket);  // TCP-21: sendmsg(MSG_NOSIGNAL), never SIGPIPE
 }
 
 Reason Connection::closeWriteConnection() {
@@ -223,7 +214,7 @@ Reason Connection::closeWriteConnection() {
     return std::nullopt;
 }
 
-void Connection::readConnectionLost(const Failure& reason) {
+void Connection::readConnectionLost(const Failure&) {
     if (disconnected() || aborting_) return;
     stopReading();
     readLost_ = true;
@@ -242,7 +233,6 @@ void Connection::readConnectionLost(const Failure& reason) {
         connectionLost(f);
         return;
     }
-    (void)reason;
     // TCP-28: our write half is already shut, so both halves are now closed.
     if (!disconnected() && !aborting_ && writeHalf() == WriteHalf::closed) connectionLost(Failure(ConnectionDone()));
 }

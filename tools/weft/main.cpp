@@ -24,7 +24,6 @@
 #include <weft/log.hpp>
 #include <weft/protocols/portforward.hpp>
 
-#include <algorithm>
 #include <vector>
 
 namespace {
@@ -124,9 +123,8 @@ private:
         std::vector<std::shared_ptr<weft::tcp::Connection>> out;
         for (auto& r : reactor.getReaders())
             if (auto c = std::dynamic_pointer_cast<weft::tcp::Connection>(r)) out.push_back(std::move(c));
-        for (auto& w : reactor.getWriters())
-            if (auto c = std::dynamic_pointer_cast<weft::tcp::Connection>(w);
-                c && std::find(out.begin(), out.end(), c) == out.end())
+        for (auto& w : reactor.getWriters())  // those not listed already (writing, not reading)
+            if (auto c = std::dynamic_pointer_cast<weft::tcp::Connection>(w); c && !reactor.isReading(c.get()))
                 out.push_back(std::move(c));
         return out;
     }

@@ -5,7 +5,7 @@
 #include <sys/uio.h>
 
 #include <cstddef>
-#include <deque>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -188,9 +188,12 @@ protected:
     /// discarded (abortConnection). Does not unregister anything.
     void discardOutput() noexcept;
 
+    /// How writeToFD writes: writev() for any descriptor, or sendmsg() with
+    /// MSG_NOSIGNAL for a socket (a reset peer never raises SIGPIPE).
+    enum class FDKind : std::uint8_t { any, socket };
     /// Writes iovecs to fd through the syscall seam: retries EINTR, 0 for EAGAIN
     /// or ENOBUFS, ConnectionLost(errno) otherwise. For subclasses' writeSomeData.
-    static WriteResult writeToFD(int fd, std::span<const iovec> data);
+    static WriteResult writeToFD(int fd, std::span<const iovec> data, FDKind kind = FDKind::any);
 
 private:
     void maybePauseProducer();
