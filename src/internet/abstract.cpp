@@ -200,7 +200,7 @@ void FileDescriptor::writeSequence(std::span<const Bytes> chunks) {
 
 void FileDescriptor::maybePauseProducer() {
     // Pause only on the transition to full (FD-24, Better than Twisted).
-    if (pushProducer_ && streaming_ && !producerPaused_ && queue_.size() > bufferSize) {
+    if (pushProducer_ && streaming_ && !producerPaused_ && isSendBufferFull()) {
         producerPaused_ = true;
         auto keep = producer_;  // pauseProducing() may unregister it
         pushProducer_->pauseProducing();

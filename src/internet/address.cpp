@@ -1,8 +1,11 @@
 #include <weft/internet/address.hpp>
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <optional>
+#include <utility>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -11,7 +14,32 @@ namespace weft {
 
 std::string IPv4Address::str() const { return fmt::format("IPv4Address({}, '{}', {})", type, host, port); }
 std::string IPv6Address::str() const { return fmt::format("IPv6Address({}, '{}', {})", type, host, port); }
-std::string UNIXAddress::str() const { return fmt::format("UNIXAddress('{}')", name); }
+std::string UNIXAddress::str() const {
+    if (name.empty()) return "UNIXAddress(None)";
+    if (name.front() == '\0') return fmt::format("UNIXAddress('\\x00{}')", name.substr(1));
+    return fmt::format("UNIXAddress('{}')", name);
+}
+
+namespace {
+// The identity of the file a filesystem name refers to, if it exists.
+std::optional<std::pair<dev_t, ino_t>> fileIdentity(const std::string& name) {
+    if (name.empty() || name.front() == '\0' || name.find('\0') != std::string::npos) return std::nullopt;
+    struct stat st{};
+    if (::stat(name.c_str(), &st) != 0) return std::nullopt;
+    return std::pair{st.st_dev, st.st_ino};
+}
+}  // namespace
+
+bool operator==(const UNIXAddress& a, const UNIXAddress& b) {
+    if (a.name == b.name) return true;
+    auto x = fileIdentity(a.name);
+    return x && x == fileIdentity(b.name);  // UNIX-30: one file under two names
+}
+
+std::size_t UNIXAddress::hash() const noexcept {
+    if (auto id = fileIdentity(name)) return detail::hashCombine(std::hash<dev_t>{}(id->first), id->second);
+    return std::hash<std::string>{}(name);
+}
 
 std::string addressStr(const Address& a) {
     return std::visit([](const IAddress& x) { return x.str(); }, a);

@@ -72,6 +72,13 @@ CannotListenError::CannotListenError(std::string interface_, std::string port_, 
             socketError.message() + ".";
 }
 
+CannotListenError::CannotListenError(std::string interface_, std::string port_, std::error_code socketError,
+                                     std::string detail)
+    : CannotListenError(std::move(interface_), std::move(port_), socketError) {
+    text_ = "Couldn't listen on " + (interface.empty() ? std::string("any") : interface) + ":" + port + ": " +
+            detail + ".";
+}
+
 InvalidAddressError::InvalidAddressError(std::string address_, std::string message_)
     : std::invalid_argument("Invalid address " + address_ + ": " + message_),
       address(std::move(address_)),

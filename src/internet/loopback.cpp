@@ -1,11 +1,16 @@
 #include <weft/internet/loopback.hpp>
 
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
 #include <stdexcept>
 #include <utility>
 
 #include <weft/internet/base.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/tcp.hpp>
+#include <weft/internet/unix.hpp>
 
 namespace weft::loopback {
 
@@ -260,7 +265,7 @@ namespace {
 // What the two sides and the port report to; fires `done` once all three are over.
 struct TCPSession : std::enable_shared_from_this<TCPSession> {
     Deferred<void> done;
-    std::shared_ptr<tcp::Port> port;  // until it is stopped
+    std::shared_ptr<IListeningPort> port;  // until it is stopped
     bool serverLost = false;
     bool clientLost = false;
     bool stopping = false;
@@ -361,25 +366,52 @@ std::uint16_t portOf(const Address& a) {
 
 }  // namespace
 
-Deferred<void> loopbackTCP(Reactor& reactor, std::shared_ptr<Protocol> server, std::shared_ptr<Protocol> client,
-                           std::uint16_t port) {
-    if (!server || !client) throw std::invalid_argument("loopbackTCP: server and client must not be null");
+namespace {
+// The pair over any stream transport: `listen` returns the port for a
+// factory, `connect` starts the client once the port is listening.
+template <class Listen, class Connect>
+Deferred<void> loopbackOver(const char* what, std::shared_ptr<Protocol> server, std::shared_ptr<Protocol> client,
+                            Listen&& listen, Connect&& connect) {
+    if (!server || !client) throw std::invalid_argument(std::string(what) + ": server and client must not be null");
     auto session = std::make_shared<TCPSession>();
     std::shared_ptr<Protocol> side;
     if (dynamic_cast<IHalfCloseableProtocol*>(server.get()))
         side = std::make_shared<HalfCloseableServerSide>(std::move(server), session);
     else side = std::make_shared<ServerSide>(std::move(server), session);
-    session->port = reactor.listenTCP(port, std::make_shared<OnceServerFactory>(std::move(side)), 50, "127.0.0.1");
+    session->port = listen(std::make_shared<OnceServerFactory>(std::move(side)));
     Deferred<void> d = session->done;
-    std::uint16_t number = portOf(session->port->getHost());
     try {
-        reactor.connectTCP("127.0.0.1", number, std::make_shared<LoopbackClientFactory>(std::move(client), session));
+        connect(session->port->getHost(), std::make_shared<LoopbackClientFactory>(std::move(client), session));
     } catch (...) {
         auto p = std::move(session->port);  // nothing will connect: do not leave the port listening
         p->stopListening();
         throw;
     }
     return d;
+}
+}  // namespace
+
+Deferred<void> loopbackTCP(Reactor& reactor, std::shared_ptr<Protocol> server, std::shared_ptr<Protocol> client,
+                           std::uint16_t port) {
+    return loopbackOver(
+        "loopbackTCP", std::move(server), std::move(client),
+        [&](std::shared_ptr<Factory> f) { return reactor.listenTCP(port, std::move(f), 50, "127.0.0.1"); },
+        [&](const Address& host, std::shared_ptr<ClientFactory> f) {
+            reactor.connectTCP("127.0.0.1", portOf(host), std::move(f));
+        });
+}
+
+Deferred<void> loopbackUNIX(Reactor& reactor, std::shared_ptr<Protocol> server, std::shared_ptr<Protocol> client,
+                            std::string path) {
+    if (path.empty()) {
+        // A fresh abstract-namespace name: nothing is left in the filesystem.
+        static std::atomic<unsigned> counter{0};
+        path = std::string(1, '\0') + "weft-loopback-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+    }
+    return loopbackOver(
+        "loopbackUNIX", std::move(server), std::move(client),
+        [&](std::shared_ptr<Factory> f) { return reactor.listenUNIX(path, std::move(f)); },
+        [&](const Address&, std::shared_ptr<ClientFactory> f) { reactor.connectUNIX(path, std::move(f)); });
 }
 
 // ---- LoopbackRelay --------------------------------------------------------------------------

@@ -19,6 +19,8 @@
 #include <weft/internet/error.hpp>
 #include <weft/log.hpp>
 
+#include "internet/detail/acceptloop.hpp"
+#include "internet/detail/scratch.hpp"
 #include "sys/syscalls.hpp"
 
 namespace weft {
@@ -29,11 +31,6 @@ using namespace weft::error;
 namespace {
 
 std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
-
-std::string errnoName(int e) {
-    const char* name = ::strerrorname_np(e);
-    return name ? name : std::to_string(e);
-}
 
 bool setFlag(int fd, int level, int option, bool on) noexcept {
     int v = on ? 1 : 0;
@@ -46,41 +43,6 @@ bool getFlag(int fd, int level, int option) {
     if (::getsockopt(fd, level, option, &v, &len) != 0) throw std::system_error(errnoCode(errno), "getsockopt");
     return v != 0;
 }
-
-// The read buffer shared by the connections of one thread: an idle connection
-// holds none (tcp.hpp). A callback that re-enters the loop and reads on this
-// thread while the buffer is lent out gets a private one.
-struct ScratchBuffer {
-    std::vector<std::byte> data;
-    bool lent = false;
-};
-thread_local ScratchBuffer scratch;
-
-class BorrowedBuffer {
-public:
-    explicit BorrowedBuffer(std::size_t size) {
-        if (!scratch.lent) {
-            if (scratch.data.size() < size) scratch.data.resize(size);
-            scratch.lent = true;
-            borrowed_ = true;
-            data_ = scratch.data.data();
-        } else {
-            own_.resize(size);
-            data_ = own_.data();
-        }
-    }
-    ~BorrowedBuffer() {
-        if (borrowed_) scratch.lent = false;
-    }
-    BorrowedBuffer(const BorrowedBuffer&) = delete;
-    BorrowedBuffer& operator=(const BorrowedBuffer&) = delete;
-    std::byte* data() const noexcept { return data_; }
-
-private:
-    std::vector<std::byte> own_;
-    std::byte* data_ = nullptr;
-    bool borrowed_ = false;
-};
 
 std::string hexId(const void* p) { return fmt::format("{:#x}", reinterpret_cast<std::uintptr_t>(p)); }
 
@@ -174,7 +136,7 @@ void Connection::startProtocol(std::shared_ptr<Protocol> protocol) {
 Reason Connection::doRead() {
     if (aborting_ || fd_ < 0) return std::nullopt;
     std::size_t want = bufferSize ? bufferSize : 1;
-    BorrowedBuffer buffer(want);
+    weft::detail::BorrowedBuffer buffer(want);
     ssize_t n;
     do n = sys::ops.recv(fd_, buffer.data(), want, 0);
     while (n < 0 && errno == EINTR);
@@ -555,9 +517,7 @@ Port::~Port() {
     if (reservedFd_ >= 0) ::close(reservedFd_);
 }
 
-void Port::reserveFd() noexcept {
-    if (reservedFd_ < 0) reservedFd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-}
+void Port::reserveFd() noexcept { weft::detail::reserveFd(reservedFd_); }
 
 std::string Port::logPrefix() const {
     const Factory& f = *factory_;
@@ -618,86 +578,33 @@ Address Port::getHost() const {
     return IPv4Address("TCP", host, realPort_);
 }
 
-namespace {
-struct PendingLog {
-    std::string message;
-    std::optional<Failure> failure;
-};
-}  // namespace
-
 Reason Port::doRead() {
     if (fd_ < 0 || disconnecting_) return std::nullopt;
     // TCP-15: what this batch logs is emitted after it, so logging cannot take
     // the descriptor freed for EMFILE recovery.
-    std::vector<PendingLog> logs;
-    int quota = numberAccepts > 0 ? numberAccepts : 1;
-    int used = 0;
-    while (used < quota) {
-        SockAddr peer;
-        peer.length = SockAddr::capacity;
-        int s = sys::ops.accept4(fd_, peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (s < 0) {
-            int e = errno;
-            if (e == EINTR) continue;
-            if (e == EAGAIN || e == EWOULDBLOCK) break;
-            if (e == EPERM) {  // TCP-13: counts against the quota
-                ++used;
-                continue;
-            }
-            if (e == EMFILE && reservedFd_ >= 0) {
-                // TCP-14: free the spare, accept and close what is pending, take it back.
-                ::close(reservedFd_);
-                reservedFd_ = -1;
-                int closed = 0;
-                while (used < quota) {
-                    int t = sys::ops.accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-                    if (t < 0) {
-                        if (errno == EINTR) continue;
-                        break;
-                    }
-                    ::close(t);
-                    ++closed;
-                    ++used;
-                }
-                reserveFd();
-                logs.push_back({fmt::format("EMFILE recovery: closed {} connection(s) the process had no "
-                                            "descriptor for",
-                                            closed),
-                                std::nullopt});
-                break;
-            }
-            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM || e == ECONNABORTED) {
-                logs.push_back({fmt::format("Could not accept new connection ({})", errnoName(e)), std::nullopt});
-                break;
-            }
-            logs.push_back({fmt::format("Could not accept new connection ({}: {})", errnoName(e), std::strerror(e)),
-                            Failure(std::system_error(errnoCode(e), "accept"))});
-            break;
-        }
-        ++used;
-        try {
-            Address address = peer.toAddress();
+    std::vector<weft::detail::PendingLog> logs;
+    SockAddr peer;
+    weft::detail::acceptBatch(
+        fd_, numberAccepts, reservedFd_, peer.get(), SockAddr::capacity, logs,
+        [&](int s, socklen_t length) {
+            peer.length = length;
             std::shared_ptr<Protocol> protocol;
             try {
-                protocol = factory_->buildProtocol(address);  // TCP-12
+                protocol = factory_->buildProtocol(peer.toAddress());  // TCP-12
             } catch (...) {
                 ::close(s);
                 throw;
             }
             if (!protocol) {
                 ::close(s);
-                continue;
+                return;
             }
             // From here the Server owns the socket (its destructor closes it).
             auto server = std::make_shared<Server>(reactor_, s, peer, sessionno_++, realPort_);
             setFlag(s, IPPROTO_TCP, TCP_NODELAY, true);  // TCP-23, Better than Twisted
             server->start(std::move(protocol));
-        } catch (...) {  // TCP-16
-            logs.push_back({"Unhandled error while accepting a connection", Failure::current()});
-        }
-        if (fd_ < 0 || disconnecting_) break;  // stopListening() from makeConnection
-    }
-    numberAccepts = used == quota ? quota + 20 : (used > 0 ? used : 1);  // TCP-11
+        },
+        [this] { return fd_ < 0 || disconnecting_; });
     for (auto& l : logs) {
         if (l.failure) log::failure(logPrefix(), l.message, *l.failure);
         else log::info(logPrefix(), "{}", l.message);
@@ -728,10 +635,7 @@ void Port::connectionLost(const Failure&) {
     // A listening socket is never shut down: an adopted one is shared (TCP-50).
     ::close(fd_);
     fd_ = -1;
-    if (reservedFd_ >= 0) {
-        ::close(reservedFd_);
-        reservedFd_ = -1;
-    }
+    weft::detail::releaseFd(reservedFd_);
     std::uint16_t was = realPort_;
     realPort_ = 0;
     disconnecting_ = false;
@@ -859,9 +763,14 @@ namespace {
 // Checks what adopt* is given and returns a non-blocking, close-on-exec
 // duplicate of fd (the caller keeps its own copy, TCP-50/51).
 int duplicateForAdoption(int fd, int addressFamily, const std::shared_ptr<Factory>& factory, const char* what) {
-    if (addressFamily != AF_INET && addressFamily != AF_INET6)
+    if (addressFamily != AF_INET && addressFamily != AF_INET6 && addressFamily != AF_UNIX)
         throw UnsupportedAddressFamily(std::to_string(addressFamily));
     if (!factory) throw std::invalid_argument(std::string(what) + ": null factory");
+    int domain = 0;
+    socklen_t length = sizeof domain;
+    if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 && domain != addressFamily)
+        throw std::invalid_argument(fmt::format("{}: descriptor {} is a socket of family {}, not {}", what, fd, domain,
+                                                addressFamily));
     int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (copy < 0) throw std::system_error(errno, std::generic_category(), std::string(what) + ": dup");
     ::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) | O_NONBLOCK);
@@ -869,8 +778,9 @@ int duplicateForAdoption(int fd, int addressFamily, const std::shared_ptr<Factor
 }
 }  // namespace
 
-std::shared_ptr<tcp::Port> Reactor::adoptStreamPort(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
+std::shared_ptr<IListeningPort> Reactor::adoptStreamPort(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
     int copy = duplicateForAdoption(fd, addressFamily, factory, "adoptStreamPort");
+    if (addressFamily == AF_UNIX) return adoptUNIXStreamPort(copy, std::move(factory));  // UNIX-21
     auto p = std::make_shared<tcp::Port>(*this, 0, std::move(factory), 50, "");
     p->adopt(copy, addressFamily);
     return p;
@@ -878,6 +788,7 @@ std::shared_ptr<tcp::Port> Reactor::adoptStreamPort(int fd, int addressFamily, s
 
 void Reactor::adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
     int copy = duplicateForAdoption(fd, addressFamily, factory, "adoptStreamConnection");
+    if (addressFamily == AF_UNIX) return adoptUNIXStreamConnection(copy, std::move(factory));  // UNIX-22
     tcp::SockAddr peer;
     peer.length = tcp::SockAddr::capacity;
     if (::getpeername(copy, peer.get(), &peer.length) != 0) peer.length = 0;

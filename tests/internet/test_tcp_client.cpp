@@ -1805,7 +1805,7 @@ TEST_P(TCPClientTest, TCP_50_adoptStreamPortDuplicatesAndAcceptsAtOnce) {
     std::uint16_t p = localPort(raw);
     Pair t(reactor());
     t.hookServer();
-    t.port = reactor().adoptStreamPort(raw, AF_INET, t.sf);
+    t.port = std::static_pointer_cast<tcp::Port>(reactor().adoptStreamPort(raw, AF_INET, t.sf));
     EXPECT_NE(t.port->fileno(), raw);
     ::close(raw);
     EXPECT_TRUE(t.port->listening());
@@ -1827,7 +1827,7 @@ TEST_P(TCPClientTest, TCP_50_closingAnAdoptedPortDoesNotShutDownTheSharedSocket)
     ASSERT_GE(raw, 0);
     std::uint16_t p = localPort(raw);
     auto sf = std::make_shared<RecordingFactory>();
-    auto port = reactor().adoptStreamPort(raw, AF_INET, sf);
+    auto port = std::static_pointer_cast<tcp::Port>(reactor().adoptStreamPort(raw, AF_INET, sf));
     port->stopListening().addBoth([&](Result<void>) { reactor().stop(); });
     runReactor();
     EXPECT_FALSE(port->listening());
@@ -1851,7 +1851,7 @@ TEST_P(TCPClientTest, TCP_50_adoptStreamPortIPv6) {
     std::uint16_t p = localPort(raw);
     Pair t(reactor());
     t.hookServer();
-    t.port = reactor().adoptStreamPort(raw, AF_INET6, t.sf);
+    t.port = std::static_pointer_cast<tcp::Port>(reactor().adoptStreamPort(raw, AF_INET6, t.sf));
     ::close(raw);
     EXPECT_EQ(t.port->getHost(), Address(IPv6Address("TCP", "::1", p)));
     t.onClient = loseOnMade;

@@ -195,8 +195,13 @@ protected:
     /// or ENOBUFS, ConnectionLost(errno) otherwise. For subclasses' writeSomeData.
     static WriteResult writeToFD(int fd, std::span<const iovec> data, FDKind kind = FDKind::any);
 
-private:
+    /// True when a push producer should be paused: more than bufferSize bytes
+    /// queued. A subclass with more to send than bytes (UNIX descriptors) widens it.
+    virtual bool isSendBufferFull() const noexcept { return queue_.size() > bufferSize; }
+    /// Pauses the push producer on the transition to full (FD-24); write() calls it.
     void maybePauseProducer();
+
+private:
     static std::string className(const std::type_info& type);
 
     Reactor& reactor_;

@@ -60,12 +60,20 @@ public:
     std::uint32_t scopeID;
 };
 
-/// A UNIX socket path (abstract-namespace names start with '\0'); empty when unbound.
+/// A UNIX socket path, as bytes (abstract-namespace names start with '\0');
+/// empty stands for Twisted's None: an unbound socket.
+///
+/// Equality (UNIX-30): equal names, or two filesystem names of one existing
+/// file (same device and inode: "/tmp/s" and "/tmp/./s"); abstract names
+/// compare by bytes only. The hash follows the file's identity when the file
+/// exists, so equal addresses hash alike. Both look at the filesystem.
 class WEFT_EXPORT UNIXAddress final : public IAddress {
 public:
     explicit UNIXAddress(std::string name_) : name(std::move(name_)) {}
     std::string str() const override;
-    friend bool operator==(const UNIXAddress& a, const UNIXAddress& b) { return a.name == b.name; }
+    WEFT_EXPORT friend bool operator==(const UNIXAddress& a, const UNIXAddress& b);
+    /// The hash described above.
+    std::size_t hash() const noexcept;
     std::string name;
 };
 
@@ -136,7 +144,7 @@ struct std::hash<weft::IPv6Address> {
 };
 template <>
 struct std::hash<weft::UNIXAddress> {
-    std::size_t operator()(const weft::UNIXAddress& a) const noexcept { return std::hash<std::string>{}(a.name); }
+    std::size_t operator()(const weft::UNIXAddress& a) const noexcept { return a.hash(); }
 };
 template <>
 struct std::hash<weft::NoAddress> {

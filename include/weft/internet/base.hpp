@@ -38,6 +38,24 @@ namespace tcp {
 class Port;
 class Connector;
 }  // namespace tcp
+// Datagram transports (udp.hpp, unix_datagram.hpp).
+class DatagramProtocol;
+class ConnectedDatagramProtocol;
+namespace udp {
+class Port;
+class MulticastPort;
+}  // namespace udp
+// GNU mode predefines a macro `unix` (see weft/internet/unix.hpp).
+#ifdef unix
+#undef unix
+#endif
+namespace unix {
+class Port;
+class Connector;
+class DatagramPort;
+class ConnectedDatagramPort;
+}  // namespace unix
+class IListeningPort;
 
 enum class Backend { epoll, poll, select };
 
@@ -231,13 +249,72 @@ public:
                                                std::shared_ptr<ClientFactory> factory, double timeout = 30,
                                                std::optional<BindAddress> bindAddress = std::nullopt);
     /// Accepts on a listening socket made elsewhere (systemd, a parent process):
-    /// `fd` is duplicated, the caller keeps its copy (TCP-50). Throws
-    /// error::UnsupportedAddressFamily unless family is AF_INET or AF_INET6.
-    std::shared_ptr<tcp::Port> adoptStreamPort(int fd, int addressFamily, std::shared_ptr<Factory> factory);
+    /// `fd` is duplicated, the caller keeps its copy (TCP-50, UNIX-21). The
+    /// port is a tcp::Port for AF_INET/AF_INET6 and a unix::Port for AF_UNIX;
+    /// any other family throws error::UnsupportedAddressFamily.
+    std::shared_ptr<IListeningPort> adoptStreamPort(int fd, int addressFamily, std::shared_ptr<Factory> factory);
     /// Wraps a connected socket made elsewhere in a server transport: `fd` is
     /// duplicated; the factory builds the protocol (null: the duplicate is
-    /// closed) and doStart/doStop are not called (TCP-51).
+    /// closed) and doStart/doStop are not called (TCP-51, UNIX-22).
     void adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory);
+
+    // ---- UNIX stream sockets (unix.md; defined in src/internet/unix.cpp) ----------
+
+    /// Binds `path` (a first byte of NUL: Linux's abstract namespace), sets the
+    /// socket file's mode to exactly `mode`, listens and starts accepting; the
+    /// factory is started once listening (UNIX-1..UNIX-7). With `wantPID`,
+    /// "<path>.lock" is taken first (a live holder: CannotListenError "Cannot
+    /// acquire lock"). An existing path is replaced only if it is a socket
+    /// nobody listens on; anything else throws error::CannotListenError and is
+    /// left untouched, as is a path too long for sockaddr_un.
+    std::shared_ptr<unix::Port> listenUNIX(const std::string& path, std::shared_ptr<Factory> factory, int backlog = 50,
+                                           int mode = 0666, bool wantPID = false);
+    /// Starts connecting to the socket at `path` (UNIX-10..UNIX-13): the
+    /// connector life cycle of connectTCP. With `checkPID`, the attempt fails
+    /// with BadFileError unless a live process holds "<path>.lock".
+    std::shared_ptr<unix::Connector> connectUNIX(const std::string& path, std::shared_ptr<ClientFactory> factory,
+                                                 double timeout = 30, bool checkPID = false);
+
+    // ---- UDP and UNIX datagram sockets (udp.md, unix.md UNIX-23..UNIX-29; ----------
+    // ---- defined in src/internet/udp.cpp and src/internet/unix_datagram.cpp) --------
+
+    /// Binds a UDP socket to `port` (0: kernel-chosen) on `interface` ("": every
+    /// IPv4 address; an IPv4 literal; an IPv6 literal selects IPv6), attaches
+    /// `protocol` (makeConnection → startProtocol) and starts reading, all before
+    /// returning (UDP-1..UDP-3). Throws error::InvalidAddressError for any other
+    /// interface (before a socket exists) and error::CannotListenError if the
+    /// socket cannot be made or bound; the protocol is then not started.
+    /// Datagrams longer than maxPacketSize are dropped and logged (UDP-7).
+    std::shared_ptr<udp::Port> listenUDP(std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
+                                         const std::string& interface = "", std::size_t maxPacketSize = 8192);
+    /// listenUDP for a multicast-capable port (UDP-23..UDP-29). With
+    /// `listenMultiple`, SO_REUSEADDR and SO_REUSEPORT are set so several
+    /// sockets may bind the same port.
+    std::shared_ptr<udp::MulticastPort> listenMulticast(std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
+                                                        const std::string& interface = "",
+                                                        std::size_t maxPacketSize = 8192, bool listenMultiple = false);
+    /// Serves a bound datagram socket made elsewhere (UDP-22): `fd` is
+    /// duplicated (the caller keeps and may close its copy). Throws
+    /// error::UnsupportedAddressFamily unless family is AF_INET or AF_INET6.
+    std::shared_ptr<udp::Port> adoptDatagramPort(int fd, int addressFamily, std::shared_ptr<DatagramProtocol> protocol,
+                                                 std::size_t maxPacketSize = 8192);
+    /// Binds a UNIX datagram socket at `path` (a first byte of NUL: the
+    /// abstract namespace), sets the file's mode to exactly `mode`, attaches
+    /// `protocol` and starts reading (UNIX-23). An existing path, a path too
+    /// long for sockaddr_un, or any bind failure throws error::CannotListenError
+    /// and leaves what is at the path untouched. The socket file is removed
+    /// when the port closes (UNIX-26).
+    std::shared_ptr<unix::DatagramPort> listenUNIXDatagram(const std::string& path,
+                                                           std::shared_ptr<DatagramProtocol> protocol,
+                                                           std::size_t maxPacketSize = 8192, int mode = 0666);
+    /// A UNIX datagram socket connected to `path` (UNIX-28): bound first to
+    /// `bindAddress` if given (its file gets `mode`), then connected, attached
+    /// and reading before this returns. Failures are not thrown: the port
+    /// stops and protocol->connectionFailed(reason) is called before this
+    /// returns (reason: error::ConnectError or a subclass).
+    std::shared_ptr<unix::ConnectedDatagramPort> connectUNIXDatagram(
+        const std::string& path, std::shared_ptr<ConnectedDatagramProtocol> protocol, std::size_t maxPacketSize = 8192,
+        int mode = 0666, std::optional<std::string> bindAddress = std::nullopt);
 
     /// The signal that stopped the reactor, if one did (R-52).
     std::optional<int> exitSignal() const noexcept { return exitSignal_; }
@@ -246,6 +323,10 @@ protected:
     Reactor(Backend backend, std::unique_ptr<detail::Poller> poller);
 
 private:
+    // AF_UNIX halves of adoptStream*; `fd` is already a duplicate they own.
+    std::shared_ptr<IListeningPort> adoptUNIXStreamPort(int fd, std::shared_ptr<Factory> factory);
+    void adoptUNIXStreamConnection(int fd, std::shared_ptr<Factory> factory);
+
     struct EventState;
     enum class Phase : std::uint8_t { none, before, during, after };
     struct TriggerRecord {

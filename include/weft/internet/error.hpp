@@ -179,6 +179,8 @@ public:
     CannotListenError(std::string interface_, std::string port_, std::error_code socketError_);
     CannotListenError(std::string interface_, int port_, std::error_code socketError_)
         : CannotListenError(std::move(interface_), std::to_string(port_), socketError_) {}
+    /// With a description in place of the error code's message ("Cannot acquire lock").
+    CannotListenError(std::string interface_, std::string port_, std::error_code socketError_, std::string detail);
     std::string interface;
     std::string port;
     std::error_code socketError() const noexcept { return code(); }

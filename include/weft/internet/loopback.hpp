@@ -10,7 +10,7 @@
 //                          clearBuffer() (TEST-26)
 //
 //   loopbackTCP            runs the pair over a real 127.0.0.1 TCP connection
-//                          (TEST-27); loopbackUNIX waits for UNIX sockets (issue #5)
+//   loopbackUNIX           … or over a real UNIX socket (TEST-27)
 #pragma once
 
 #include <cstddef>
@@ -181,6 +181,12 @@ WEFT_EXPORT Deferred<void> loopbackAsync(std::shared_ptr<Protocol> server, std::
 /// the connection has ended; a pair that never closes keeps them alive.
 WEFT_EXPORT Deferred<void> loopbackTCP(Reactor& reactor, std::shared_ptr<Protocol> server,
                                        std::shared_ptr<Protocol> client, std::uint16_t port = 0);
+
+/// loopbackTCP over a UNIX stream socket at `path` (Twisted loopbackUNIX;
+/// TEST-27). An empty path picks a fresh abstract-namespace name, so nothing
+/// is left in the filesystem; a filesystem path is removed when the port stops.
+WEFT_EXPORT Deferred<void> loopbackUNIX(Reactor& reactor, std::shared_ptr<Protocol> server,
+                                        std::shared_ptr<Protocol> client, std::string path = {});
 
 /// A transport that buffers writes until clearBuffer() hands them to `target`
 /// (Twisted LoopbackRelay; TEST-26). The target is held weakly (the test owns

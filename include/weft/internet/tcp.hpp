@@ -219,7 +219,6 @@ public:
 private:
     friend class ::weft::Reactor;
     void adopt(int fd, int family);
-    void acceptOne(int fd, const SockAddr& peer, std::vector<std::string>& logs);
     void reserveFd() noexcept;
 
     Reactor& reactor_;

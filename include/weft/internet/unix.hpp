@@ -1,0 +1,285 @@
+// weft/internet/unix.hpp — UNIX-domain stream sockets (twisted.internet.unix).
+// Spec: unix.md UNIX-1..UNIX-22, UNIX-30.
+//
+//   Port        a listening UNIX socket (Reactor::listenUNIX, adoptStreamPort
+//               with AF_UNIX): socket-file mode, optional PID lock file, stale
+//               socket files replaced, a live listener never stolen.
+//   Connection  a tcp::Connection on a UNIX socket, plus descriptor passing
+//               (IUNIXTransport::sendFileDescriptor → fileDescriptorReceived).
+//   Server      an accepted (or adopted) connection.
+//   Client      an outgoing connection, driven by a Connector (connectUNIX).
+//
+// Everything a TCP connection does (half-close, abortConnection, producers,
+// the accept loop, the connector life cycle) is done the same way here;
+// ownership is TCP's (tcp.hpp, docs/ownership.md).
+//
+// Paths are byte strings. A name whose first byte is NUL lives in Linux's
+// abstract namespace: no file, no mode, no unlink, no lock file.
+//
+// Note for code built in GNU mode (-std=gnu++20): GCC and Clang predefine a
+// macro `unix` there, which would rename this namespace; this header removes
+// that macro (standard code tests __unix__). weft itself builds with
+// -std=c++20, where the macro does not exist.
+#pragma once
+
+#ifdef unix
+#undef unix
+#endif
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <weft/export.hpp>
+#include <weft/internet/tcp.hpp>
+
+namespace weft {
+
+/// A protocol that accepts descriptors sent over a UNIX socket (Twisted
+/// IFileDescriptorReceiver). The protocol owns every descriptor it is given
+/// and must close it (UNIX-20).
+class WEFT_EXPORT IFileDescriptorReceiver {
+public:
+    virtual ~IFileDescriptorReceiver() = default;
+    /// A descriptor arrived; called before dataReceived() gets the bytes that
+    /// came with it (UNIX-18).
+    virtual void fileDescriptorReceived(int fd) = 0;
+};
+
+/// A transport that can pass descriptors (Twisted IUNIXTransport).
+class WEFT_EXPORT IUNIXTransport {
+public:
+    virtual ~IUNIXTransport() = default;
+    /// Queues a copy of `fd` to travel with the next byte written (UNIX-14).
+    virtual void sendFileDescriptor(int fd) = 0;
+};
+
+}  // namespace weft
+
+namespace weft::unix {
+
+class Port;
+class Connector;
+
+/// The credentials of the process at the other end (SO_PEERCRED), as they
+/// were when the connection was made.
+struct PeerCredentials {
+    pid_t pid = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    friend bool operator==(const PeerCredentials&, const PeerCredentials&) = default;
+};
+
+/// One UNIX stream connection: a tcp::Connection whose reads are recvmsg()
+/// (so descriptors can arrive) and whose writes carry queued descriptors.
+///
+/// Descriptor passing (UNIX-14..UNIX-20, Better than Twisted): sendFileDescriptor()
+/// duplicates the descriptor at once, so the caller may close its own; each
+/// queued copy leaves in its own sendmsg() with SCM_RIGHTS and exactly one byte
+/// of the stream, in order, before the rest of that flush, and is closed once
+/// sent (or when the connection is lost). More descriptors than bytes to carry
+/// them loses the connection with FileDescriptorOverrun. Reads use
+/// MSG_CMSG_CLOEXEC and a control buffer sized for the kernel's maximum;
+/// received descriptors go to the protocol's fileDescriptorReceived() before the
+/// bytes of the same read, or are closed (and logged) when the protocol is not
+/// an IFileDescriptorReceiver.
+class WEFT_EXPORT Connection : public tcp::Connection, public IUNIXTransport {
+public:
+    /// More queued descriptors than this count as a full send buffer (UNIX-16).
+    static constexpr std::size_t fileDescriptorBufferSize = 64;
+
+    ~Connection() override;
+
+    Reason doRead() override;
+    Reason doWrite() override;
+    void connectionLost(const Failure& reason) override;
+
+    /// UNIXAddress of the local socket (null name when unbound) (UNIX-13).
+    Address getHost() const override;
+    /// UNIXAddress of the peer (null name when the peer is unbound) (UNIX-8).
+    Address getPeer() const override;
+
+    /// Throws std::system_error (EBADF…) if `fd` cannot be duplicated, e.g. it
+    /// is closed; nothing is queued then. Ignored once disconnected.
+    void sendFileDescriptor(int fd) override;
+    /// Descriptors queued and not sent yet.
+    std::size_t pendingDescriptors() const noexcept { return sendFds_.size(); }
+    /// The peer's pid, uid and gid (SO_PEERCRED). Throws std::system_error once closed.
+    PeerCredentials getPeerCredentials() const;
+
+protected:
+    Connection(Reactor& reactor, int fd, std::string peerPath);
+    WriteResult writeSomeData(std::span<const iovec> data) override;
+    bool isSendBufferFull() const noexcept override;
+
+    std::string peerPath_;
+    mutable std::optional<std::string> hostPath_;  // asked for, or kept at the close
+
+private:
+    void deliverDescriptors(std::vector<int>& fds);
+    void closePendingDescriptors() noexcept;
+    std::vector<int> sendFds_;
+};
+
+/// An accepted or adopted UNIX connection (Twisted unix.Server).
+class WEFT_EXPORT Server final : public Connection {
+public:
+    /// `prefixPath` names the connection in logPrefix(): the peer's path for an
+    /// accepted connection, the local path for an adopted one (UNIX-9, UNIX-22);
+    /// `portPath` is the listening path shown by repr().
+    Server(Reactor& reactor, int fd, std::string peerPath, int sessionno, std::string portPath,
+           std::string prefixPath);
+    /// "<protocol logPrefix>,<session number>,<path>" (UNIX-9).
+    std::string logPrefix() const override;
+    /// "<ProtocolClassName #<session number> on <listening path>>" (UNIX-9).
+    std::string repr() const;
+    int sessionno() const noexcept { return sessionno_; }
+
+private:
+    friend class Port;
+    friend class ::weft::Reactor;
+    void start(std::shared_ptr<Protocol> protocol) { startProtocol(std::move(protocol)); }
+    int sessionno_;
+    std::string portPath_;
+    std::string prefixPath_;
+    mutable std::unique_ptr<std::string> prefix_;
+};
+
+/// An outgoing UNIX connection (Twisted unix.Client), created by a Connector.
+class WEFT_EXPORT Client final : public Connection {
+public:
+    Client(Reactor& reactor, std::shared_ptr<Connector> connector);
+    /// "Uninitialized" until connected, then "<protocol logPrefix>,client".
+    std::string logPrefix() const override;
+    /// "<Client to <address> at <id in hex>>".
+    std::string repr() const;
+    Reason doRead() override;
+    Reason doWrite() override;
+    void connectionLost(const Failure& reason) override;
+    /// Gives up an attempt that has not connected yet: closes the socket and
+    /// reports clientConnectionFailed(reason) through the connector.
+    void failIfNotConnected(const Failure& reason);
+    bool connecting() const noexcept { return phase_ != Phase::done; }
+
+private:
+    friend class Connector;
+    enum class Phase : std::uint8_t { waiting, connecting, done };
+    void begin();
+    void attempt();
+    Reason finishConnect();
+    void connectDone();
+
+    std::shared_ptr<Connector> connector_;
+    Phase phase_ = Phase::waiting;
+    mutable std::string prefix_;
+};
+
+/// A listening UNIX stream socket (Twisted unix.Port).
+class WEFT_EXPORT Port final : public IListeningPort,
+                               public IReadDescriptor,
+                               public std::enable_shared_from_this<Port> {
+public:
+    /// See Reactor::listenUNIX. Throws std::invalid_argument for a null factory
+    /// or wantPID with an abstract-namespace path (UNIX-6).
+    Port(Reactor& reactor, std::string path, std::shared_ptr<Factory> factory, int backlog, int mode, bool wantPID);
+    ~Port() override;
+
+    /// Takes the lock (wantPID), binds (replacing a dead listener's socket
+    /// file), sets the mode, listens, starts accepting, then factory->doStart()
+    /// (UNIX-1..UNIX-4). Throws error::CannotListenError with nothing left
+    /// behind. A no-op while listening.
+    void startListening() override;
+    /// As TCP-7: stops accepting now, closes on a later iteration (UNIX-5).
+    Deferred<void> stopListening() override;
+    /// UNIXAddress(path) (UNIX-7).
+    Address getHost() const override;
+
+    int fileno() const override { return fd_; }
+    /// The factory's class name.
+    std::string logPrefix() const override;
+    Reason doRead() override;
+    /// Closes the socket, removes the socket file (filesystem paths weft bound;
+    /// ENOENT ignored), releases the lock, then factory->doStop() (UNIX-5).
+    void connectionLost(const Failure& reason) override;
+
+    /// "<FactoryClassName on '<path>'>", or "<FactoryClassName (not listening)>" (UNIX-7).
+    std::string repr() const;
+    bool listening() const noexcept { return fd_ >= 0; }
+    const std::string& path() const noexcept { return path_; }
+    const std::shared_ptr<Factory>& factory() const noexcept { return factory_; }
+    /// Connections one readable event may accept now (TCP-11).
+    int numberAccepts = 100;
+
+private:
+    friend class ::weft::Reactor;
+    void adopt(int fd);
+    int bindSocket();
+    void releaseLock() noexcept;
+
+    Reactor& reactor_;
+    std::string path_;
+    std::shared_ptr<Factory> factory_;
+    int backlog_;
+    int mode_;
+    bool wantPID_;
+    int fd_ = -1;
+    bool adopted_ = false;
+    bool disconnecting_ = false;
+    bool lockHeld_ = false;
+    int sessionno_ = 0;
+    int reservedFd_ = -1;  // spare descriptor for EMFILE recovery (TCP-14)
+};
+
+/// Drives outgoing UNIX connection attempts (Twisted unix.Connector); the life
+/// cycle is TCP's (TCP-36, TCP-41..TCP-49).
+class WEFT_EXPORT Connector final : public IConnector, public std::enable_shared_from_this<Connector> {
+public:
+    enum class State : std::uint8_t { disconnected, connecting, connected };
+
+    Connector(Reactor& reactor, std::string path, std::shared_ptr<ClientFactory> factory, double timeout,
+              bool checkPID);
+    ~Connector() override;
+
+    /// Starts an attempt (std::logic_error unless disconnected); the factory is
+    /// doStart()ed once and startedConnecting() called before this returns.
+    void connect() override;
+    /// Fails the attempt in progress with UserError (error::NotConnectingError otherwise).
+    void stopConnecting() override;
+    /// Stops an attempt, or loseConnection()s the transport.
+    void disconnect() override;
+    /// UNIXAddress(path) (UNIX-10).
+    Address getDestination() const override;
+
+    State state() const noexcept { return state_; }
+    const std::shared_ptr<Client>& transport() const noexcept { return transport_; }
+    const std::shared_ptr<ClientFactory>& factory() const noexcept { return factory_; }
+    const std::string& path() const noexcept { return path_; }
+    bool checkPID() const noexcept { return checkPID_; }
+    Reactor& reactor() const noexcept { return reactor_; }
+
+private:
+    friend class Client;
+    void connectionFailed(const Failure& reason);
+    void connectionLost(const Failure& reason);
+    void cancelTimeout();
+
+    Reactor& reactor_;
+    std::string path_;
+    std::shared_ptr<ClientFactory> factory_;
+    double timeout_;
+    bool checkPID_;
+    State state_ = State::disconnected;
+    bool factoryStarted_ = false;
+    std::shared_ptr<Client> transport_;
+    std::optional<DelayedCall> timeoutCall_;
+};
+
+/// True if "<path>" is held as a PID lock (a symlink naming a live process),
+/// as listenUNIX(wantPID) takes it and connectUNIX(checkPID) checks it.
+WEFT_EXPORT bool isLocked(const std::string& lockPath);
+
+}  // namespace weft::unix

@@ -1,0 +1,59 @@
+// Internal: sockaddr_un from a UNIX socket path and back, shared by the UNIX
+// stream (unix.cpp) and datagram (udp.cpp) transports. Spec: unix.md.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstddef>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace weft::detail {
+
+/// A UNIX socket address. `length` counts only the bytes of the name that
+/// matter: an abstract-namespace name ("\0…") is not NUL-terminated and its
+/// length is exact; a filesystem path carries its terminating NUL.
+struct UnixSockAddr {
+    sockaddr_un u{};
+    socklen_t length = 0;
+    static constexpr socklen_t capacity = sizeof(sockaddr_un);
+    /// The longest filesystem path (107 bytes on Linux, room kept for the NUL).
+    static constexpr std::size_t maxPath = sizeof(sockaddr_un::sun_path) - 1;
+
+    const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&u); }
+    sockaddr* get() noexcept { return reinterpret_cast<sockaddr*>(&u); }
+
+    /// False when `path` does not fit (too long, or a filesystem path with an
+    /// embedded NUL); `result` is then untouched.
+    static bool fromPath(std::string_view path, UnixSockAddr& result) noexcept {
+        UnixSockAddr a;
+        a.u.sun_family = AF_UNIX;
+        const bool abstract = !path.empty() && path.front() == '\0';
+        if (abstract) {
+            if (path.size() > sizeof a.u.sun_path) return false;
+        } else {
+            if (path.size() > maxPath || path.find('\0') != std::string_view::npos) return false;
+        }
+        std::memcpy(a.u.sun_path, path.data(), path.size());
+        a.length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (abstract ? 0 : 1));
+        result = a;
+        return true;
+    }
+
+    /// The name as given back by the kernel: "" for an unbound socket, the
+    /// NUL-prefixed bytes for an abstract name, the path otherwise.
+    std::string path() const {
+        const auto header = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path));
+        if (length <= header) return {};
+        std::size_t n = length - header;
+        if (n > sizeof u.sun_path) n = sizeof u.sun_path;
+        if (u.sun_path[0] == '\0') return std::string(u.sun_path, n);
+        return std::string(u.sun_path, ::strnlen(u.sun_path, n));
+    }
+
+    static bool isAbstract(std::string_view path) noexcept { return !path.empty() && path.front() == '\0'; }
+};
+
+}  // namespace weft::detail

@@ -1,0 +1,783 @@
+// UNIX stream transports: Port, Connection/Server/Client, Connector, PID lock
+// files, and the Reactor's listenUNIX/connectUNIX. Spec: unix.md.
+#include <weft/internet/unix.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <charconv>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include <weft/internet/error.hpp>
+#include <weft/log.hpp>
+
+#include "internet/detail/acceptloop.hpp"
+#include "internet/detail/scratch.hpp"
+#include "internet/detail/unixpath.hpp"
+#include "sys/syscalls.hpp"
+
+namespace weft {
+namespace unix {
+
+using namespace weft::error;
+using weft::detail::UnixSockAddr;
+
+namespace {
+
+std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
+
+std::string localPath(int fd) {
+    UnixSockAddr a;
+    a.length = UnixSockAddr::capacity;
+    if (fd < 0 || ::getsockname(fd, a.get(), &a.length) != 0) return {};
+    return a.path();
+}
+
+std::string hexId(const void* p) { return fmt::format("{:#x}", reinterpret_cast<std::uintptr_t>(p)); }
+
+/// A path for messages: abstract names show their NUL as "@".
+std::string printable(const std::string& path) {
+    if (UnixSockAddr::isAbstract(path)) return "@" + path.substr(1);
+    return path;
+}
+
+bool isSocketFile(const std::string& path) {
+    struct stat st{};
+    return ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/// Whether a socket bound to `path` is listening, from /proc/net/unix (whose
+/// last column is the bound name and whose flags carry __SO_ACCEPTCON,
+/// 0x10000, for a listener). nullopt when the table cannot tell: no /proc, or
+/// a relative path (the table shows names as they were bound).
+std::optional<bool> listenerInTable(const std::string& path) {
+    if (path.empty() || path.front() != '/') return std::nullopt;
+    FILE* table = std::fopen("/proc/net/unix", "re");
+    if (!table) return std::nullopt;
+    bool listening = false;
+    char* line = nullptr;
+    std::size_t size = 0;
+    while (!listening && ::getline(&line, &size, table) > 0) {
+        std::string_view text(line);
+        while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+        if (text.size() < path.size() || text.substr(text.size() - path.size()) != path) continue;
+        if (text.size() > path.size() && text[text.size() - path.size() - 1] != ' ') continue;
+        unsigned long flags = 0;
+        if (std::sscanf(line, "%*s %*s %*s %lx", &flags) == 1 && (flags & 0x10000UL)) listening = true;
+    }
+    std::free(line);
+    std::fclose(table);
+    return listening;
+}
+
+/// True when `path` is a socket file that nobody listens on. Asks the kernel's
+/// table first, so that a live listener never sees a probing connection; only
+/// when the table cannot tell is a connection tried (refused: dead).
+bool isDeadSocket(const std::string& path, const UnixSockAddr& addr) {
+    if (!isSocketFile(path)) return false;
+    if (auto live = listenerInTable(path)) return !*live;
+    int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (probe < 0) return false;
+    int rc = ::connect(probe, addr.get(), addr.length);
+    int e = errno;
+    ::close(probe);
+    return rc != 0 && e == ECONNREFUSED;
+}
+
+// ---- PID lock files (Twisted python.lockfile.FilesystemLock) ---------------------
+// The lock is a symlink whose target is the owner's PID: creating a symlink is
+// atomic, and a dead owner can be detected with kill(pid, 0).
+
+std::optional<pid_t> lockOwner(const std::string& lockPath) {
+    char buffer[32];
+    ssize_t n = ::readlink(lockPath.c_str(), buffer, sizeof buffer);
+    if (n <= 0 || n >= static_cast<ssize_t>(sizeof buffer)) return std::nullopt;
+    long pid = 0;
+    auto [end, ec] = std::from_chars(buffer, buffer + n, pid);
+    if (ec != std::errc() || end != buffer + n || pid <= 0) return std::nullopt;
+    return static_cast<pid_t>(pid);
+}
+
+bool processAlive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+
+/// Takes the lock; false if a live process holds it. A lock left by a dead
+/// process (or one that is not a PID symlink) is taken over.
+bool takeLock(const std::string& lockPath) {
+    const std::string me = std::to_string(::getpid());
+    for (int attempt = 0; attempt < 8; ++attempt) {
+        if (::symlink(me.c_str(), lockPath.c_str()) == 0) return true;
+        if (errno != EEXIST) return false;
+        auto owner = lockOwner(lockPath);
+        if (owner && processAlive(*owner)) return false;
+        // Dead (or unreadable) owner: remove the stale lock and try again. Two
+        // processes racing here both unlink and both retry; symlink() picks one.
+        if (::unlink(lockPath.c_str()) != 0 && errno != ENOENT) return false;
+    }
+    return false;
+}
+
+void dropLock(const std::string& lockPath) noexcept {
+    auto owner = lockOwner(lockPath);
+    if (owner && *owner == ::getpid()) ::unlink(lockPath.c_str());
+}
+
+}  // namespace
+
+bool isLocked(const std::string& lockPath) {
+    auto owner = lockOwner(lockPath);
+    return owner && processAlive(*owner);
+}
+
+// ---- Connection ---------------------------------------------------------------------
+
+Connection::Connection(Reactor& reactor, int fd, std::string peerPath)
+    : tcp::Connection(reactor, fd), peerPath_(std::move(peerPath)) {}
+
+Connection::~Connection() { closePendingDescriptors(); }
+
+void Connection::closePendingDescriptors() noexcept {
+    for (int fd : sendFds_) ::close(fd);
+    sendFds_.clear();
+}
+
+Address Connection::getHost() const {
+    if (!hostPath_ && fd_ >= 0) hostPath_ = localPath(fd_);
+    return UNIXAddress(hostPath_.value_or(std::string()));
+}
+
+Address Connection::getPeer() const { return UNIXAddress(peerPath_); }
+
+PeerCredentials Connection::getPeerCredentials() const {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (fd_ < 0 || ::getsockopt(fd_, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+        throw std::system_error(errnoCode(fd_ < 0 ? EBADF : errno), "SO_PEERCRED");
+    return {cred.pid, cred.uid, cred.gid};
+}
+
+void Connection::sendFileDescriptor(int fd) {
+    if (!connected() || writeHalf() == WriteHalf::closed) return;
+    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);  // Better than Twisted (UNIX-20): the caller may close its own
+    if (copy < 0)
+        throw std::system_error(errnoCode(errno), fmt::format("sendFileDescriptor: descriptor {} cannot be sent", fd));
+    sendFds_.push_back(copy);
+    maybePauseProducer();  // UNIX-16
+    startWriting();
+}
+
+bool Connection::isSendBufferFull() const noexcept {
+    return sendFds_.size() > fileDescriptorBufferSize || tcp::Connection::isSendBufferFull();
+}
+
+Reason Connection::doWrite() {
+    // UNIX-15: every descriptor needs a byte to ride on.
+    if (!sendFds_.empty() && pendingBytes() < sendFds_.size() && !aborting_) {
+        return Failure(FileDescriptorOverrun());
+    }
+    return tcp::Connection::doWrite();
+}
+
+WriteResult Connection::writeSomeData(std::span<const iovec> data) {
+    if (sendFds_.empty()) return tcp::Connection::writeSomeData(data);
+    // UNIX-14: one sendmsg per descriptor, each with the next byte of the stream.
+    std::size_t sent = 0;
+    std::size_t index = 0, offset = 0;  // position of the next unsent byte in `data`
+    std::size_t done = 0;               // descriptors sent
+    auto advance = [&] {
+        ++offset;
+        while (index < data.size() && offset >= data[index].iov_len) {
+            ++index;
+            offset = 0;
+        }
+    };
+    while (index < data.size() && offset >= data[index].iov_len) ++index;  // skip empty chunks
+    Reason failure;
+    while (done < sendFds_.size() && index < data.size()) {
+        iovec one{static_cast<char*>(data[index].iov_base) + offset, 1};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+        msghdr m{};
+        m.msg_iov = &one;
+        m.msg_iovlen = 1;
+        m.msg_control = control;
+        m.msg_controllen = sizeof control;
+        cmsghdr* c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        std::memcpy(CMSG_DATA(c), &sendFds_[done], sizeof(int));
+        ssize_t n;
+        do n = sys::ops.sendmsg(fd_, &m, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
+                failure = Failure(ConnectionLost(errnoCode(errno)));
+            break;
+        }
+        ::close(sendFds_[done]);  // it has left: our copy goes
+        ++done;
+        ++sent;
+        advance();
+    }
+    sendFds_.erase(sendFds_.begin(), sendFds_.begin() + static_cast<std::ptrdiff_t>(done));
+    if (failure) {
+        if (sent == 0) return *failure;
+        return sent;  // the error shows again on the next write
+    }
+    if (!sendFds_.empty() || index >= data.size()) return sent;
+    // The descriptors are out: the rest of this flush goes in one gather write.
+    iovec rest[64];
+    std::size_t count = 0;
+    for (std::size_t i = index; i < data.size() && count < std::size(rest); ++i, ++count) {
+        rest[count] = data[i];
+        if (i == index) {
+            rest[count].iov_base = static_cast<char*>(rest[count].iov_base) + offset;
+            rest[count].iov_len -= offset;
+        }
+    }
+    WriteResult r = tcp::Connection::writeSomeData({rest, count});
+    if (auto* n = std::get_if<std::size_t>(&r)) return sent + *n;
+    if (sent > 0) return sent;
+    return r;
+}
+
+Reason Connection::doRead() {
+    if (aborting_ || fd_ < 0) return std::nullopt;
+    std::size_t want = bufferSize ? bufferSize : 1;
+    weft::detail::BorrowedBuffer buffer(want);
+    // Room for the most descriptors one message can carry (SCM_MAX_FD, 253).
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 253)];
+    iovec iov{buffer.data(), want};
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = control;
+    m.msg_controllen = sizeof control;
+    ssize_t n;
+    do n = sys::ops.recvmsg(fd_, &m, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
+        return Failure(ConnectionLost(errnoCode(errno)));
+    }
+    if (m.msg_controllen > 0) {
+        std::vector<int> fds;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (std::size_t i = 0; i < count; ++i) {
+                    int fd;
+                    std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                    fds.push_back(fd);
+                }
+            } else {
+                log::info(logPrefix(), "Ignoring ancillary data of level {} and type {}", c->cmsg_level,
+                          c->cmsg_type);  // UNIX-18
+            }
+        }
+        if (m.msg_flags & MSG_CTRUNC) {
+            // Better than Twisted (UNIX-20): descriptors were lost in transit.
+            for (int fd : fds) ::close(fd);
+            return Failure(ConnectionLost("ancillary data was truncated: descriptors sent by the peer were lost"));
+        }
+        deliverDescriptors(fds);
+    }
+    if (n == 0) return Failure(ConnectionDone());
+    if (auto p = protocol_) p->dataReceived(Bytes(buffer.data(), static_cast<std::size_t>(n)));
+    return std::nullopt;
+}
+
+void Connection::deliverDescriptors(std::vector<int>& fds) {
+    auto keep = protocol_;
+    auto* receiver = dynamic_cast<IFileDescriptorReceiver*>(keep.get());
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+        if (!receiver) {
+            // UNIX-19: nobody to own it, so it is closed, never leaked.
+            ::close(fds[i]);
+            log::warn(logPrefix(), "{} received a file descriptor but is not an IFileDescriptorReceiver; closed it "
+                      "(host {}, peer {})",
+                      keep ? weft::className(*keep) : std::string("(no protocol)"), addressStr(getHost()),
+                      addressStr(getPeer()));
+            continue;
+        }
+        try {
+            receiver->fileDescriptorReceived(fds[i]);
+        } catch (...) {
+            log::failure(logPrefix(), "Unhandled error in fileDescriptorReceived", Failure::current());
+        }
+    }
+}
+
+void Connection::connectionLost(const Failure& reason) {
+    if (disconnected()) return;
+    if (!hostPath_ && fd_ >= 0) hostPath_ = localPath(fd_);  // getHost() answers after the close
+    if (!host_) host_ = std::make_unique<tcp::SockAddr>();   // no IP name to keep
+    closePendingDescriptors();
+    tcp::Connection::connectionLost(reason);
+}
+
+// ---- Server -------------------------------------------------------------------------
+
+Server::Server(Reactor& reactor, int fd, std::string peerPath, int sessionno, std::string portPath,
+               std::string prefixPath)
+    : Connection(reactor, fd, std::move(peerPath)), sessionno_(sessionno), portPath_(std::move(portPath)),
+      prefixPath_(std::move(prefixPath)) {}
+
+std::string Server::logPrefix() const {
+    if (prefix_) return *prefix_;
+    if (!protocol_) return fmt::format("-,{},{}", sessionno_, prefixPath_);
+    prefix_ = std::make_unique<std::string>(fmt::format("{},{},{}", getLogPrefix(*protocol_), sessionno_, prefixPath_));
+    return *prefix_;
+}
+
+std::string Server::repr() const {
+    std::string name = protocol_ ? weft::className(*protocol_) : std::string("Server");
+    return fmt::format("<{} #{} on {}>", name, sessionno_, portPath_);
+}
+
+// ---- Client -------------------------------------------------------------------------
+
+Client::Client(Reactor& reactor, std::shared_ptr<Connector> connector)
+    : Connection(reactor, -1, connector->path()), connector_(std::move(connector)) {}
+
+std::string Client::logPrefix() const {
+    if (phase_ != Phase::done || !protocol_) return prefix_.empty() ? std::string("Uninitialized") : prefix_;
+    if (prefix_.empty()) prefix_ = getLogPrefix(*protocol_) + ",client";
+    return prefix_;
+}
+
+std::string Client::repr() const {
+    return fmt::format("<weft::unix::Client to {} at {}>", addressStr(UNIXAddress(peerPath_)), hexId(this));
+}
+
+void Client::begin() {
+    // The attempt (and any failure) happens on a later iteration (UNIX-10, UNIX-11).
+    reactor().callLater(0, [self = std::static_pointer_cast<Client>(shared_from_this())] {
+        if (self->phase_ != Phase::waiting || !self->connector_) return;
+        self->attempt();
+    });
+}
+
+void Client::attempt() {
+    const std::string& path = peerPath_;
+    if (connector_->checkPID() && !isLocked(path + ".lock")) {  // UNIX-12: no connection is attempted
+        failIfNotConnected(Failure(BadFileError(0, printable(path) + ": no live process holds " + path + ".lock")));
+        return;
+    }
+    UnixSockAddr target;
+    if (!UnixSockAddr::fromPath(path, target)) {  // UNIX-11, Better than Twisted
+        failIfNotConnected(Failure(ConnectError(
+            ENAMETOOLONG, fmt::format("AF_UNIX path too long ({} bytes, at most {}): {}", path.size(),
+                                      UnixSockAddr::maxPath, printable(path)))));
+        return;
+    }
+    if (fd_ < 0) {
+        int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (s < 0) {
+            int e = errno;
+            failIfNotConnected(Failure(ConnectBindError(e, std::strerror(e))));
+            return;
+        }
+        fd_ = s;
+    }
+    phase_ = Phase::connecting;
+    int rc = sys::ops.connect(fd_, target.get(), target.length);
+    if (rc == 0 || errno == EISCONN) {
+        connectDone();
+        return;
+    }
+    int e = errno;
+    if (e == EINPROGRESS || e == EINTR || e == EALREADY) {
+        reactor().addWriter(shared_from_this());
+        return;
+    }
+    if (e == EAGAIN) {
+        // The listener's backlog is full: a UNIX socket does not queue the
+        // attempt, so try again shortly (the connector's timeout still applies).
+        phase_ = Phase::waiting;
+        reactor().callLater(0.01, [self = std::static_pointer_cast<Client>(shared_from_this())] {
+            if (self->phase_ == Phase::waiting && self->connector_) self->attempt();
+        });
+        return;
+    }
+    failIfNotConnected(Failure(getConnectError(e, fmt::format("{}: {}", printable(path), std::strerror(e)))));
+}
+
+Reason Client::finishConnect() {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == 0 || err == EISCONN) {
+        stopWriting();
+        connectDone();
+        return std::nullopt;
+    }
+    if (err == EINPROGRESS || err == EALREADY || err == EINTR) return std::nullopt;
+    stopWriting();
+    failIfNotConnected(Failure(getConnectError(err, fmt::format("{}: {}", printable(peerPath_), std::strerror(err)))));
+    return std::nullopt;
+}
+
+Reason Client::doRead() {
+    if (phase_ == Phase::connecting) return finishConnect();
+    return Connection::doRead();
+}
+
+Reason Client::doWrite() {
+    if (phase_ == Phase::connecting) return finishConnect();
+    return Connection::doWrite();
+}
+
+void Client::connectDone() {
+    phase_ = Phase::done;
+    auto connector = connector_;
+    connector->cancelTimeout();
+    connector->state_ = Connector::State::connected;
+    std::shared_ptr<Protocol> protocol;
+    try {
+        protocol = connector->factory_->buildProtocol(UNIXAddress(peerPath_));
+    } catch (...) {
+        Failure f = Failure::current();
+        log::failure(logPrefix(), "Unhandled error in buildProtocol", f);
+        phase_ = Phase::connecting;
+        connector->state_ = Connector::State::connecting;
+        failIfNotConnected(f);
+        return;
+    }
+    bool placeholder = !protocol;
+    if (placeholder) protocol = std::make_shared<Protocol>();  // TCP-42 absorbs the callbacks
+    startProtocol(std::move(protocol));
+    if (placeholder) loseConnection();
+}
+
+void Client::failIfNotConnected(const Failure& reason) {
+    if (phase_ == Phase::done || disconnected()) return;
+    phase_ = Phase::done;
+    stopReading();
+    stopWriting();
+    if (fd_ >= 0) {
+        sys::ops.close(fd_);
+        fd_ = -1;
+    }
+    FileDescriptor::connectionLost(reason);
+    if (auto c = std::move(connector_)) c->connectionFailed(reason);
+}
+
+void Client::connectionLost(const Failure& reason) {
+    if (phase_ != Phase::done) {
+        // Lost before it connected (an error event, or reactor shutdown).
+        auto* lost = reason.get<ConnectionLost>();
+        int e = lost ? lost->code().value() : 0;
+        if (e != 0) failIfNotConnected(Failure(getConnectError(e, std::strerror(e))));
+        else failIfNotConnected(Failure(ConnectError(0, reason.getErrorMessage())));  // TCP-49
+        return;
+    }
+    if (disconnected()) return;
+    auto connector = std::move(connector_);
+    try {
+        Connection::connectionLost(reason);
+    } catch (...) {
+        if (connector) connector->connectionLost(reason);
+        throw;
+    }
+    if (connector) connector->connectionLost(reason);  // TCP-45: after the protocol's
+}
+
+// ---- Port -----------------------------------------------------------------------------
+
+Port::Port(Reactor& reactor, std::string path, std::shared_ptr<Factory> factory, int backlog, int mode,
+           bool wantPID)
+    : reactor_(reactor), path_(std::move(path)), factory_(std::move(factory)), backlog_(backlog), mode_(mode),
+      wantPID_(wantPID) {
+    if (!factory_) throw std::invalid_argument("listenUNIX: null factory");
+    if (wantPID_ && UnixSockAddr::isAbstract(path_))  // UNIX-6, Better than Twisted
+        throw std::invalid_argument("listenUNIX: wantPID needs a filesystem path, not an abstract name");
+}
+
+Port::~Port() {
+    if (fd_ >= 0) ::close(fd_);
+    weft::detail::releaseFd(reservedFd_);
+    releaseLock();
+}
+
+std::string Port::logPrefix() const {
+    const Factory& f = *factory_;
+    return demangle(typeid(f).name());
+}
+
+std::string Port::repr() const {
+    if (fd_ >= 0) return fmt::format("<{} on '{}'>", logPrefix(), printable(path_));
+    return fmt::format("<{} (not listening)>", logPrefix());
+}
+
+void Port::releaseLock() noexcept {
+    if (!lockHeld_) return;
+    dropLock(path_ + ".lock");
+    lockHeld_ = false;
+}
+
+int Port::bindSocket() {
+    UnixSockAddr addr;
+    if (!UnixSockAddr::fromPath(path_, addr))  // UNIX-2: too long
+        throw CannotListenError("", printable(path_), errnoCode(ENAMETOOLONG),
+                                fmt::format("AF_UNIX path too long ({} bytes, at most {})", path_.size(),
+                                            UnixSockAddr::maxPath));
+    const bool abstract = UnixSockAddr::isAbstract(path_);
+    int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0) throw CannotListenError("", printable(path_), errnoCode(errno));
+    int rc = ::bind(s, addr.get(), addr.length);
+    if (rc != 0 && errno == EADDRINUSE && !abstract && isDeadSocket(path_, addr)) {
+        // Better than Twisted (UNIX-2): a dead listener's socket file is
+        // replaced; a live listener or any other file is left alone.
+        ::unlink(path_.c_str());
+        rc = ::bind(s, addr.get(), addr.length);
+    }
+    if (rc != 0) {
+        int e = errno;
+        ::close(s);
+        throw CannotListenError("", printable(path_), errnoCode(e));
+    }
+    // UNIX-1: exactly `mode`, whatever the umask. fchmod on a socket does not
+    // reach the file, so the path is changed (it is ours: we just bound it).
+    if (!abstract && ::chmod(path_.c_str(), static_cast<mode_t>(mode_)) != 0) {
+        int e = errno;
+        ::close(s);
+        ::unlink(path_.c_str());
+        throw CannotListenError("", printable(path_), errnoCode(e));
+    }
+    if (::listen(s, backlog_) != 0) {
+        int e = errno;
+        ::close(s);
+        if (!abstract) ::unlink(path_.c_str());
+        throw CannotListenError("", printable(path_), errnoCode(e));
+    }
+    return s;
+}
+
+void Port::startListening() {
+    if (fd_ >= 0) return;
+    if (wantPID_) {  // UNIX-4
+        if (!takeLock(path_ + ".lock"))
+            throw CannotListenError("", printable(path_), std::make_error_code(std::errc::device_or_resource_busy),
+                                    "Cannot acquire lock");
+        lockHeld_ = true;
+        // We hold the lock, so whatever socket file is left at the path is a dead owner's.
+        if (isSocketFile(path_)) ::unlink(path_.c_str());
+    }
+    try {
+        fd_ = bindSocket();
+    } catch (...) {
+        releaseLock();  // UNIX-3, Better than Twisted: nothing kept on failure
+        throw;
+    }
+    adopted_ = false;
+    weft::detail::reserveFd(reservedFd_);
+    log::info(logPrefix(), "{} starting on '{}'", FileDescriptor::getLogPrefix(*factory_), printable(path_));
+    factory_->doStart();  // UNIX-3, Better than Twisted: only once listening
+    numberAccepts = 100;
+    reactor_.addReader(shared_from_this());
+}
+
+void Port::adopt(int fd) {
+    fd_ = fd;
+    adopted_ = true;
+    path_ = localPath(fd);
+    weft::detail::reserveFd(reservedFd_);
+    log::info(logPrefix(), "{} starting on '{}'", FileDescriptor::getLogPrefix(*factory_), printable(path_));
+    factory_->doStart();
+    reactor_.addReader(shared_from_this());
+}
+
+Address Port::getHost() const { return UNIXAddress(path_); }
+
+Reason Port::doRead() {
+    if (fd_ < 0 || disconnecting_) return std::nullopt;
+    std::vector<weft::detail::PendingLog> logs;
+    UnixSockAddr peer;
+    weft::detail::acceptBatch(
+        fd_, numberAccepts, reservedFd_, peer.get(), UnixSockAddr::capacity, logs,
+        [&](int s, socklen_t length) {
+            peer.length = length;
+            std::string peerPath = peer.path();
+            std::shared_ptr<Protocol> protocol;
+            try {
+                protocol = factory_->buildProtocol(UNIXAddress(peerPath));  // UNIX-8
+            } catch (...) {
+                ::close(s);
+                throw;
+            }
+            if (!protocol) {
+                ::close(s);
+                return;
+            }
+            std::string prefixPath = peerPath;
+            auto server = std::make_shared<Server>(reactor_, s, std::move(peerPath), sessionno_++, path_,
+                                                   std::move(prefixPath));
+            server->start(std::move(protocol));
+        },
+        [this] { return fd_ < 0 || disconnecting_; });
+    for (auto& l : logs) {
+        if (l.failure) log::failure(logPrefix(), l.message, *l.failure);
+        else log::info(logPrefix(), "{}", l.message);
+    }
+    return std::nullopt;
+}
+
+Deferred<void> Port::stopListening() {
+    if (fd_ < 0 || disconnecting_) return succeed();
+    disconnecting_ = true;
+    reactor_.removeReader(this);  // stop accepting at once
+    Deferred<void> done;
+    reactor_.callLater(0, [self = shared_from_this(), done]() mutable {
+        try {
+            self->connectionLost(Failure(ConnectionDone()));
+        } catch (...) {
+            done.errback(Failure::current());
+            return;
+        }
+        done.callback();
+    });
+    return done;
+}
+
+void Port::connectionLost(const Failure&) {
+    if (fd_ < 0) return;
+    reactor_.removeReader(this);
+    ::close(fd_);
+    fd_ = -1;
+    weft::detail::releaseFd(reservedFd_);
+    // UNIX-5: the file goes once the socket is closed (ENOENT ignored: Better
+    // than Twisted). An adopted socket's file belongs to whoever made it.
+    if (!adopted_ && !UnixSockAddr::isAbstract(path_)) ::unlink(path_.c_str());
+    releaseLock();
+    disconnecting_ = false;
+    log::info(logPrefix(), "(UNIX Port {} Closed)", printable(path_));  // UNIX-7
+    factory_->doStop();
+}
+
+// ---- Connector --------------------------------------------------------------------------
+
+Connector::Connector(Reactor& reactor, std::string path, std::shared_ptr<ClientFactory> factory, double timeout,
+                     bool checkPID)
+    : reactor_(reactor), path_(std::move(path)), factory_(std::move(factory)), timeout_(timeout),
+      checkPID_(checkPID) {
+    if (!factory_) throw std::invalid_argument("connectUNIX: null factory");
+    if (checkPID_ && UnixSockAddr::isAbstract(path_))  // UNIX-6, Better than Twisted
+        throw std::invalid_argument("connectUNIX: checkPID needs a filesystem path, not an abstract name");
+}
+
+Connector::~Connector() { cancelTimeout(); }
+
+void Connector::connect() {
+    if (state_ != State::disconnected) throw std::logic_error("can't connect in this state");
+    state_ = State::connecting;
+    if (!factoryStarted_) {
+        factory_->doStart();
+        factoryStarted_ = true;
+    }
+    transport_ = std::make_shared<Client>(reactor_, shared_from_this());
+    transport_->begin();
+    if (timeout_ > 0) {
+        timeoutCall_ = reactor_.callLater(timeout_, [weak = std::weak_ptr<Client>(transport_)] {
+            if (auto t = weak.lock()) t->failIfNotConnected(Failure(TimeoutError()));
+        });
+    }
+    factory_->startedConnecting(shared_from_this());
+}
+
+void Connector::stopConnecting() {
+    if (state_ != State::connecting) throw NotConnectingError();
+    state_ = State::disconnected;
+    auto t = transport_;
+    t->failIfNotConnected(Failure(UserError()));
+}
+
+void Connector::disconnect() {
+    if (state_ == State::connecting) stopConnecting();
+    else if (state_ == State::connected && transport_) transport_->loseConnection();
+}
+
+Address Connector::getDestination() const { return UNIXAddress(path_); }
+
+void Connector::cancelTimeout() {
+    if (timeoutCall_) {
+        if (timeoutCall_->active()) timeoutCall_->cancel();
+        timeoutCall_.reset();
+    }
+}
+
+void Connector::connectionFailed(const Failure& reason) {
+    cancelTimeout();
+    state_ = State::disconnected;
+    auto self = shared_from_this();
+    factory_->clientConnectionFailed(self, reason);
+    if (state_ == State::disconnected && factoryStarted_) {
+        factoryStarted_ = false;
+        factory_->doStop();
+    }
+}
+
+void Connector::connectionLost(const Failure& reason) {
+    state_ = State::disconnected;
+    auto self = shared_from_this();
+    factory_->clientConnectionLost(self, reason);
+    if (state_ == State::disconnected && factoryStarted_) {
+        factoryStarted_ = false;
+        factory_->doStop();
+    }
+}
+
+}  // namespace unix
+
+// ---- Reactor methods -------------------------------------------------------------------------
+
+std::shared_ptr<unix::Port> Reactor::listenUNIX(const std::string& path, std::shared_ptr<Factory> factory,
+                                                int backlog, int mode, bool wantPID) {
+    auto p = std::make_shared<unix::Port>(*this, path, std::move(factory), backlog, mode, wantPID);
+    p->startListening();
+    return p;
+}
+
+std::shared_ptr<unix::Connector> Reactor::connectUNIX(const std::string& path, std::shared_ptr<ClientFactory> factory,
+                                                      double timeout, bool checkPID) {
+    auto c = std::make_shared<unix::Connector>(*this, path, std::move(factory), timeout, checkPID);
+    c->connect();
+    return c;
+}
+
+std::shared_ptr<IListeningPort> Reactor::adoptUNIXStreamPort(int fd, std::shared_ptr<Factory> factory) {
+    auto p = std::make_shared<unix::Port>(*this, std::string(), std::move(factory), 50, 0666, false);
+    p->adopt(fd);
+    return p;
+}
+
+void Reactor::adoptUNIXStreamConnection(int fd, std::shared_ptr<Factory> factory) {
+    weft::detail::UnixSockAddr peer;
+    peer.length = weft::detail::UnixSockAddr::capacity;
+    if (::getpeername(fd, peer.get(), &peer.length) != 0) peer.length = 0;
+    std::string peerPath = peer.path();
+    std::shared_ptr<Protocol> protocol;
+    try {
+        protocol = factory->buildProtocol(UNIXAddress(peerPath));  // UNIX-22, Better than Twisted: the peer
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+    if (!protocol) {
+        ::close(fd);
+        return;
+    }
+    std::string local = unix::localPath(fd);
+    auto server = std::make_shared<unix::Server>(*this, fd, std::move(peerPath), 0, local, local);
+    server->start(std::move(protocol));
+}
+
+}  // namespace weft
