@@ -18,6 +18,7 @@
 #include <weft/internet/error.hpp>
 #include <weft/internet/interfaces.hpp>
 #include <weft/internet/tcp.hpp>
+#include <weft/internet/unix.hpp>
 
 namespace weft {
 
@@ -190,6 +191,20 @@ std::shared_ptr<IStreamServerEndpoint> parseTCP6Server(Reactor& reactor, const E
                                                 valueOr(b, "interface", "::"));
 }
 
+// EP-7: unix:ADDRESS[:MODE[:BACKLOG[:LOCKFILE]]]; mode in octal, lockfile on by default.
+std::shared_ptr<IStreamServerEndpoint> parseUNIXServer(Reactor& reactor, const EndpointDescription& d) {
+    Bound b = bindArguments("unix", d, {"address", "mode", "backlog", "lockfile"}, {"address"});
+    std::string modeText = valueOr(b, "mode", "666");
+    int mode = 0;
+    auto [end, ec] = std::from_chars(modeText.data(), modeText.data() + modeText.size(), mode, 8);
+    if (modeText.empty() || ec != std::errc() || end != modeText.data() + modeText.size() || mode < 0 || mode > 07777)
+        throw EndpointArgumentError(fmt::format("unix: mode '{}' is not an octal file mode", modeText));
+    if (b["address"].empty()) throw EndpointArgumentError("unix: the address (a socket path) is empty");
+    return std::make_shared<UNIXServerEndpoint>(reactor, b["address"],
+                                                intArgument("unix", "backlog", valueOr(b, "backlog", "50")), mode,
+                                                intArgument("unix", "lockfile", valueOr(b, "lockfile", "1")) != 0);
+}
+
 std::shared_ptr<IStreamServerEndpoint> parseSystemd(Reactor& reactor, const EndpointDescription& d,
                                                     const ListenFDs* given) {
     Bound b = bindArguments("systemd", d, {"domain", "index", "name"}, {"domain"});
@@ -235,7 +250,7 @@ std::shared_ptr<IStreamServerEndpoint> parseServer(Reactor& reactor, std::string
     const std::string type = d.type();
     // EP-5: Twisted's built-in types match only in lower case ("TCP:80" is unknown) …
     if (type == "tcp") return parseTCPServer(reactor, d);
-    if (type == "unix") unsupported(type, "UNIX sockets arrive with issue #5");
+    if (type == "unix") return parseUNIXServer(reactor, d);
     if (type == "ssl") unsupported(type, "weft has no TLS");
     // … its plugin types in any case.
     std::string plugin = lower(type);
@@ -269,6 +284,15 @@ std::shared_ptr<IStreamClientEndpoint> parseTCPClient(Reactor& reactor, const En
     return std::make_shared<TCP4ClientEndpoint>(reactor, b["host"], portArgument("tcp", b["port"]),
                                                 intArgument("tcp", "timeout", valueOr(b, "timeout", "30")),
                                                 std::move(bindAddress));
+}
+
+// EP-14: unix:PATH (or path=) with timeout= and lockfile= (checkPID, off by default).
+std::shared_ptr<IStreamClientEndpoint> parseUNIXClient(Reactor& reactor, const EndpointDescription& d) {
+    Bound b = bindArguments("unix", d, {"path", "timeout", "lockfile"}, {"path"});
+    if (b["path"].empty()) throw EndpointArgumentError("unix: the path is empty");
+    return std::make_shared<UNIXClientEndpoint>(reactor, b["path"],
+                                                intArgument("unix", "timeout", valueOr(b, "timeout", "30")),
+                                                intArgument("unix", "lockfile", valueOr(b, "lockfile", "0")) != 0);
 }
 
 // ---- the client endpoint's factory and protocol wrappers ---------------------------------
@@ -399,6 +423,36 @@ Deferred<std::shared_ptr<Protocol>> TCP4ClientEndpoint::connect(std::shared_ptr<
     }
 }
 
+// ---- UNIX endpoints ------------------------------------------------------------------------
+
+UNIXServerEndpoint::UNIXServerEndpoint(Reactor& reactor, std::string address, int backlog, int mode, bool wantPID)
+    : reactor_(reactor), address_(std::move(address)), backlog_(backlog), mode_(mode), wantPID_(wantPID) {}
+
+Deferred<std::shared_ptr<IListeningPort>> UNIXServerEndpoint::listen(std::shared_ptr<Factory> factory) {
+    try {
+        std::shared_ptr<IListeningPort> port =
+            reactor_.listenUNIX(address_, std::move(factory), backlog_, mode_, wantPID_);
+        return succeed(std::move(port));
+    } catch (...) {
+        return fail<std::shared_ptr<IListeningPort>>(Failure::current());
+    }
+}
+
+UNIXClientEndpoint::UNIXClientEndpoint(Reactor& reactor, std::string path, double timeout, bool checkPID)
+    : reactor_(reactor), path_(std::move(path)), timeout_(timeout), checkPID_(checkPID) {}
+
+Deferred<std::shared_ptr<Protocol>> UNIXClientEndpoint::connect(std::shared_ptr<Factory> factory) {
+    try {
+        if (!factory) throw std::invalid_argument("UNIXClientEndpoint::connect: null factory");
+        auto wrapping = std::make_shared<WrappingFactory>(std::move(factory));
+        auto d = wrapping->deferred();
+        reactor_.connectUNIX(path_, wrapping, timeout_, checkPID_);
+        return d;
+    } catch (...) {
+        return fail<std::shared_ptr<Protocol>>(Failure::current());
+    }
+}
+
 // ---- systemd -------------------------------------------------------------------------------
 
 ListenFDs ListenFDs::fromEnvironment(const Environment& environment, int start) {
@@ -465,7 +519,7 @@ std::shared_ptr<IStreamClientEndpoint> clientFromString(Reactor& reactor, std::s
     // EP-12: client types match in any case.
     std::string type = lower(d.type());
     if (type == "tcp") return parseTCPClient(reactor, d);
-    if (type == "unix") unsupported(type, "UNIX sockets arrive with issue #5");
+    if (type == "unix") return parseUNIXClient(reactor, d);
     if (type == "ssl" || type == "tls") unsupported(type, "weft has no TLS");
     unknown(type);
 }

@@ -1,6 +1,6 @@
-// Endpoint descriptions and endpoints (protocols.md EP-1..EP-6, EP-9, EP-11..EP-13).
-// EP-7/EP-14 (unix), EP-8/EP-15/EP-16 (ssl, tls) and EP-10 (stdio) wait for
-// those transports; their types are checked here only as "not supported yet".
+// Endpoint descriptions and endpoints (protocols.md EP-1..EP-7, EP-9, EP-11..EP-14).
+// EP-8/EP-15/EP-16 (ssl, tls) and EP-10 (stdio) wait for those transports;
+// their types are checked here only as "not supported yet".
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -191,15 +191,53 @@ TEST_F(EndpointParsing, EP_5_pluginServerTypesMatchInAnyCase) {
 }
 
 TEST_F(EndpointParsing, EP_5_typesWeftLacksThrowNotSupportedNamingThem) {
-    // EP-5: the Twisted types weft lacks (unix, ssl: issue #5 and TLS; stdio, haproxy plugins) throw a clear "not supported yet".
-    for (const char* d : {"unix:/var/run/finger", "ssl:443", "stdio", "STDIO:", "haproxy:tcp\\:80"}) {
+    // EP-5: the Twisted types weft lacks (ssl: TLS; stdio, haproxy plugins) throw a clear "not supported yet".
+    for (const char* d : {"ssl:443", "stdio", "STDIO:", "haproxy:tcp\\:80"}) {
         std::string message = messageOf<UnsupportedEndpointType>([&] { ep::serverFromString(*reactor, d); });
         std::string type = parseEndpointDescription(d).type();
         for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         EXPECT_NE(message.find("'" + type + "'"), std::string::npos) << message;
         EXPECT_NE(message.find("not supported"), std::string::npos) << message;
     }
-    EXPECT_THROW(ep::serverFromString(*reactor, "unix:/tmp/s"), InvalidEndpointDescription);
+    EXPECT_THROW(ep::serverFromString(*reactor, "ssl:443"), InvalidEndpointDescription);
+}
+
+// ---- EP-7 -------------------------------------------------------------------------------
+
+TEST_F(EndpointParsing, EP_7_unixServerDefaults) {
+    // EP-7: "unix:ADDRESS" → UNIXServerEndpoint with mode 0o666, backlog 50 and wantPID true (lockfile defaults to on).
+    auto e = server<ep::UNIXServerEndpoint>("unix:/var/run/finger");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->address(), "/var/run/finger");
+    EXPECT_EQ(e->mode(), 0666);
+    EXPECT_EQ(e->backlog(), 50);
+    EXPECT_TRUE(e->wantPID());
+}
+
+TEST_F(EndpointParsing, EP_7_unixServerModeIsOctalAndLockfileAndBacklogParse) {
+    // EP-7: mode is octal ("mode=0660" → 0o660), positionally or by keyword; lockfile=0 turns wantPID off; backlog by position.
+    auto e = server<ep::UNIXServerEndpoint>("unix:/tmp/s:mode=0660:lockfile=0");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->mode(), 0660);
+    EXPECT_FALSE(e->wantPID());
+    e = server<ep::UNIXServerEndpoint>("unix:/tmp/s:600:7:1");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->mode(), 0600);
+    EXPECT_EQ(e->backlog(), 7);
+    EXPECT_TRUE(e->wantPID());
+    e = server<ep::UNIXServerEndpoint>("unix:address=/tmp/k");
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->address(), "/tmp/k");
+}
+
+TEST_F(EndpointParsing, EP_7_unixServerBadArgumentsNameTheProblem) {
+    // EP-7 (bad input): a mode that is not octal, an empty path, or an unknown keyword is an argument error naming it.
+    EXPECT_NE(messageOf<ep::EndpointArgumentError>([&] { ep::serverFromString(*reactor, "unix:/tmp/s:mode=999"); })
+                  .find("mode '999'"),
+              std::string::npos);
+    EXPECT_THROW(ep::serverFromString(*reactor, "unix:"), ep::EndpointArgumentError);
+    EXPECT_THROW(ep::serverFromString(*reactor, "unix:/tmp/s:timeout=3"), ep::EndpointArgumentError);
+    EXPECT_THROW(ep::serverFromString(*reactor, "unix"), ep::EndpointArgumentError);
 }
 
 // ---- EP-6 -------------------------------------------------------------------------------
@@ -437,13 +475,35 @@ TEST_F(EndpointParsing, EP_12_unknownClientTypeThrowsAndTcp6IsNotAClientType) {
 }
 
 TEST_F(EndpointParsing, EP_12_clientTypesWeftLacksThrowNotSupported) {
-    // EP-12: the client types weft lacks yet (unix, ssl, tls) throw "not supported", naming the type, in any case.
-    for (const char* d : {"unix:/var/run/finger", "UNIX:path=/tmp/s", "ssl:example.com:443", "tls:example.com:443"}) {
+    // EP-12: the client types weft lacks yet (ssl, tls) throw "not supported", naming the type, in any case.
+    for (const char* d : {"ssl:example.com:443", "tls:example.com:443", "TLS:example.com:443"}) {
         std::string message = messageOf<UnsupportedEndpointType>([&] { ep::clientFromString(*reactor, d); });
         EXPECT_NE(message.find("not supported"), std::string::npos) << message;
     }
-    EXPECT_NE(messageOf<UnsupportedEndpointType>([&] { ep::clientFromString(*reactor, "UNIX:/x"); }).find("'unix'"),
+    EXPECT_NE(messageOf<UnsupportedEndpointType>([&] { ep::clientFromString(*reactor, "SSL:h:1"); }).find("'ssl'"),
               std::string::npos);
+}
+
+TEST_F(EndpointParsing, EP_14_unixClientPathTimeoutAndLockfile) {
+    // EP-14: "unix:PATH" or "unix:path=PATH" → UNIXClientEndpoint, timeout 30 and checkPID false by default; lockfile=1 → checkPID.
+    auto e = std::dynamic_pointer_cast<ep::UNIXClientEndpoint>(ep::clientFromString(*reactor, "unix:/var/run/finger"));
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->path(), "/var/run/finger");
+    EXPECT_EQ(e->timeout(), 30);
+    EXPECT_FALSE(e->checkPID());
+    e = std::dynamic_pointer_cast<ep::UNIXClientEndpoint>(
+        ep::clientFromString(*reactor, "UNIX:path=/tmp/s:lockfile=1:timeout=9"));
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->path(), "/tmp/s");
+    EXPECT_EQ(e->timeout(), 9);
+    EXPECT_TRUE(e->checkPID());
+}
+
+TEST_F(EndpointParsing, EP_14_unixClientRejectsServerOnlyKeywords) {
+    // EP-14: server-only keywords such as mode are a TypeError kind (EndpointArgumentError); the path is required.
+    EXPECT_THROW(ep::clientFromString(*reactor, "unix:/tmp/s:mode=660"), ep::EndpointArgumentError);
+    EXPECT_THROW(ep::clientFromString(*reactor, "unix:"), ep::EndpointArgumentError);
+    EXPECT_THROW(ep::clientFromString(*reactor, "unix:timeout=3"), ep::EndpointArgumentError);
 }
 
 // ---- EP-13 ------------------------------------------------------------------------------
@@ -817,16 +877,44 @@ TEST_P(EndpointsTest, EP_11_systemdEndpointAdoptsTheInheritedListeningSocket) {
     EXPECT_FALSE(serverFactory->protocolConnectionMade.has_value()) << "the adopted port accepted";
 }
 
-TEST_P(EndpointsTest, EP_11_adoptingAnUnsupportedFamilyFailsTheDeferred) {
-    // EP-11: "domain=UNIX" parses, but until UNIX ports exist (issue #5) listen() fails with UnsupportedAddressFamily and the descriptor stays open.
+TEST_P(EndpointsTest, EP_11_adoptingAMismatchedFamilyFailsTheDeferred) {
+    // EP-11: "domain=INET" for a descriptor that is a UNIX socket: listen() fails (the family must match) and the descriptor stays open.
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ASSERT_GE(fd, 0);
     ep::ListenFDs inherited{{fd}, {"sock"}};
-    auto endpoint = ep::serverFromString(reactor(), "systemd:domain=UNIX:index=0", inherited);
+    auto endpoint = ep::serverFromString(reactor(), "systemd:domain=INET:index=0", inherited);
     auto factory = weft::Factory::forProtocol<Protocol>();
-    wt::failureResultOf<weft::error::UnsupportedAddressFamily>(endpoint->listen(factory));
+    wt::failureResultOf<std::invalid_argument>(endpoint->listen(factory));
     EXPECT_EQ(::fcntl(fd, F_GETFD) >= 0, true);
     ::close(fd);
+}
+
+TEST_P(EndpointsTest, EP_7_unixServerAndClientEndpointsTalk) {
+    // EP-7/EP-14: a unix: server endpoint listens (with its lock file) and a unix: client endpoint connects to it.
+    char tmpl[] = "/tmp/weft-ep-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    std::string path = std::string(tmpl) + "/s";
+    auto serverFactory = weft::Factory::forProtocol<Protocol>();
+    auto port = wt::successResultOf(ep::serverFromString(reactor(), "unix:" + path)->listen(serverFactory));
+    EXPECT_EQ(port->getHost(), weft::Address(weft::UNIXAddress(path)));
+    EXPECT_EQ(::access((path + ".lock").c_str(), F_OK), -1);  // a symlink to our pid: access follows it to a pid "file"
+    char target[32] = {};
+    EXPECT_GT(::readlink((path + ".lock").c_str(), target, sizeof target - 1), 0);
+    EXPECT_EQ(std::string(target), std::to_string(::getpid()));
+    std::shared_ptr<Protocol> client;
+    ep::clientFromString(reactor(), "unix:" + path + ":lockfile=1")
+        ->connect(weft::Factory::forProtocol<Protocol>())
+        .addCallback([&](std::shared_ptr<Protocol> p) { client = p; });
+    for (int i = 0; i < 500 && !client; ++i) reactor().iterate(0.01);
+    ASSERT_TRUE(client);
+    EXPECT_EQ(client->transport->getPeer(), weft::Address(weft::UNIXAddress(path)));
+    client->transport->loseConnection();
+    bool stopped = false;
+    port->stopListening().addBoth([&](weft::Result<void>) { stopped = true; });
+    for (int i = 0; i < 500 && !(stopped && reactor().getReaders().empty()); ++i) reactor().iterate(0.01);
+    EXPECT_TRUE(stopped);
+    EXPECT_EQ(::access(path.c_str(), F_OK), -1);
+    ::rmdir(tmpl);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, EndpointsTest, weft::test::allBackends(), weft::test::backendParamName);

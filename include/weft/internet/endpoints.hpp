@@ -196,6 +196,49 @@ private:
     std::optional<BindAddress> bindAddress_;
 };
 
+// ---- UNIX (EP-7, EP-14) ----------------------------------------------------------------
+
+/// Listens on a UNIX socket (Twisted UNIXServerEndpoint): listen() is
+/// Reactor::listenUNIX(address, factory, backlog, mode, wantPID).
+class WEFT_EXPORT UNIXServerEndpoint final : public IStreamServerEndpoint {
+public:
+    UNIXServerEndpoint(Reactor& reactor, std::string address, int backlog = 50, int mode = 0666,
+                       bool wantPID = false);
+    /// A fired Deferred with the unix::Port, or a failed one (CannotListenError).
+    Deferred<std::shared_ptr<IListeningPort>> listen(std::shared_ptr<Factory> factory) override;
+
+    const std::string& address() const noexcept { return address_; }
+    int backlog() const noexcept { return backlog_; }
+    int mode() const noexcept { return mode_; }
+    bool wantPID() const noexcept { return wantPID_; }
+
+private:
+    Reactor& reactor_;
+    std::string address_;
+    int backlog_;
+    int mode_;
+    bool wantPID_;
+};
+
+/// Connects to a UNIX socket (Twisted UNIXClientEndpoint): connect() is
+/// Reactor::connectUNIX(path, …, timeout, checkPID), with the factory wrapped
+/// as TCP4ClientEndpoint wraps it.
+class WEFT_EXPORT UNIXClientEndpoint final : public IStreamClientEndpoint {
+public:
+    UNIXClientEndpoint(Reactor& reactor, std::string path, double timeout = 30, bool checkPID = false);
+    Deferred<std::shared_ptr<Protocol>> connect(std::shared_ptr<Factory> factory) override;
+
+    const std::string& path() const noexcept { return path_; }
+    double timeout() const noexcept { return timeout_; }
+    bool checkPID() const noexcept { return checkPID_; }
+
+private:
+    Reactor& reactor_;
+    std::string path_;
+    double timeout_;
+    bool checkPID_;
+};
+
 // ---- systemd socket activation (EP-11) ------------------------------------------------
 
 /// Listening sockets inherited from systemd (Twisted python.systemd.ListenFDs).
