@@ -72,6 +72,43 @@ std::string Factory::repr() const {
     return fmt::format("<{} object at {}>", demangle(typeid(*this).name()), static_cast<const void*>(this));
 }
 
+void AbstractDatagramProtocol::makeConnection(std::shared_ptr<IDatagramTransport> t) {
+    if (!t) throw std::logic_error(fmt::format("{}.makeConnection: null transport", logPrefix()));
+    if (transport)  // DGRAM-1: Twisted asserts; one port at a time
+        throw std::logic_error(fmt::format("{} is already attached to a transport", logPrefix()));
+    transport = std::move(t);
+    doStart();
+}
+
+void AbstractDatagramProtocol::doStart() {
+    if (numPorts == 0) {
+        if (noisy) log::info(logPrefix(), "Starting protocol {}", repr());
+        startProtocol();
+    }
+    ++numPorts;
+}
+
+void AbstractDatagramProtocol::doStop() {
+    if (numPorts <= 0) throw std::logic_error(fmt::format("{}.doStop() without a matching doStart()", logPrefix()));
+    --numPorts;
+    transport.reset();
+    if (numPorts == 0) {
+        if (noisy) log::info(logPrefix(), "Stopping protocol {}", repr());
+        stopProtocol();
+    }
+}
+
+std::string AbstractDatagramProtocol::logPrefix() const { return className(typeid(*this)); }
+
+std::string AbstractDatagramProtocol::repr() const {
+    return fmt::format("<{} object at {}>", demangle(typeid(*this).name()), static_cast<const void*>(this));
+}
+
+void DatagramProtocol::datagramReceived(Bytes, const Address&) {}
+
+void ConnectedDatagramProtocol::datagramReceived(Bytes) {}
+void ConnectedDatagramProtocol::connectionFailed(const Failure&) {}
+
 void ClientFactory::startedConnecting(const std::shared_ptr<IConnector>&) {}
 void ClientFactory::clientConnectionFailed(const std::shared_ptr<IConnector>&, const Failure&) {}
 void ClientFactory::clientConnectionLost(const std::shared_ptr<IConnector>&, const Failure&) {}

@@ -5,7 +5,7 @@
 namespace weft::sys {
 
 const Ops kernelOps{
-    ::read, ::write, ::readv, ::writev, ::recv, ::send, ::recvmsg, ::sendmsg, ::accept4, ::connect, ::close,
+    ::read, ::write, ::readv, ::writev, ::recv, ::send, ::recvmsg, ::sendmsg, ::accept4, ::connect, ::close, ::recvmmsg,
 };
 
 Ops ops = kernelOps;

@@ -24,6 +24,7 @@ struct Ops {
     int (*accept4)(int, sockaddr*, socklen_t*, int);
     int (*connect)(int, const sockaddr*, socklen_t);
     int (*close)(int);
+    int (*recvmmsg)(int, mmsghdr*, unsigned, int, timespec*);  // UDP/UNIX datagram batches
 };
 
 /// The table in use; tests swap entries, production never does.

@@ -127,7 +127,17 @@ int hookClose(int fd) {
         run(Call::close, fd, 0, nullptr, 0, [&](std::size_t) { return ssize_t{sys::kernelOps.close(fd)}; }));
 }
 
-bool stormable(Call c) { return c != Call::accept4 && c != Call::connect && c != Call::close; }
+// recvmmsg: "asked" and a cap count messages, not bytes.
+int hookRecvmmsg(int fd, mmsghdr* msgs, unsigned vlen, int flags, timespec* timeout) {
+    return static_cast<int>(run(Call::recvmmsg, fd, vlen, nullptr, 0, [&](std::size_t cap) {
+        unsigned n = cap == SIZE_MAX ? vlen : static_cast<unsigned>(std::clamp<std::size_t>(cap, 1, vlen));
+        return ssize_t{sys::kernelOps.recvmmsg(fd, msgs, n, flags, timeout)};
+    }));
+}
+
+bool stormable(Call c) {
+    return c != Call::accept4 && c != Call::connect && c != Call::close && c != Call::recvmmsg;
+}
 
 }  // namespace
 
@@ -137,7 +147,7 @@ ScopedFaults::ScopedFaults() {
         throw std::logic_error("ScopedFaults: another fault injector is already installed");
     saved_ = sys::ops;
     sys::ops = sys::Ops{hookRead,  hookWrite,   hookReadv,   hookWritev,  hookRecv, hookSend,
-                        hookRecvmsg, hookSendmsg, hookAccept4, hookConnect, hookClose};
+                        hookRecvmsg, hookSendmsg, hookAccept4, hookConnect, hookClose, hookRecvmmsg};
 }
 
 ScopedFaults::~ScopedFaults() {

@@ -22,7 +22,8 @@
 //  * shortCount(n): the kernel call is made with its byte count (or iovec total,
 //    for readv/writev/recvmsg/sendmsg) capped at n, so at most n bytes move; the
 //    kernel may still move fewer, or fail on its own. n = 0 makes a read return 0
-//    (a fake EOF) and a write return 0. For accept4/connect/close it passes through.
+//    (a fake EOF) and a write return 0. For accept4/connect/close it passes through;
+//    for recvmmsg, n caps the number of messages (n = 0: one).
 //  * storm(seed, …): for calls with an empty script, a seeded PRNG picks EINTR,
 //    EAGAIN, a random short count in [1, asked) or a pass-through with the given
 //    probabilities. Storms apply to the byte-moving calls only (read, readv,
@@ -58,8 +59,8 @@
 namespace weft::test {
 
 /// The system calls the injector can script.
-enum class Call { read, readv, write, writev, recv, send, recvmsg, sendmsg, accept4, connect, close };
-inline constexpr std::size_t kCallKinds = 11;
+enum class Call { read, readv, write, writev, recv, send, recvmsg, sendmsg, accept4, connect, close, recvmmsg };
+inline constexpr std::size_t kCallKinds = 12;
 
 /// What one scripted call does.
 struct Outcome {

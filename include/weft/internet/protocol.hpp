@@ -1,5 +1,5 @@
 // weft/internet/protocol.hpp — protocols and factories (twisted.internet.protocol).
-// Spec: protocols.md PROTO-1 … PROTO-6.
+// Spec: protocols.md PROTO-1 … PROTO-6, DGRAM-1, DGRAM-2.
 //
 // Ownership and lifetime (STYLE.md §3):
 //  * A transport owns its protocol (std::shared_ptr) until the protocol's
@@ -17,7 +17,10 @@
 // they differ from this model.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <span>
+#include <string_view>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -34,8 +37,6 @@ namespace weft {
 
 class Factory;
 
-/// A datagram protocol (protocols.md DGRAM-*). Declared here so reactor
-/// interfaces can name it; defined with the UDP transport (issue #5).
 class AbstractDatagramProtocol;
 
 /// The unqualified class name of a type, as Python's `__class__.__name__`
@@ -197,6 +198,116 @@ public:
     virtual void clientConnectionFailed(const std::shared_ptr<IConnector>& connector, const Failure& reason);
     /// An established connection ended with `reason`. Does nothing by default.
     virtual void clientConnectionLost(const std::shared_ptr<IConnector>& connector, const Failure& reason);
+};
+
+// ---- datagram protocols (protocols.md DGRAM-1, DGRAM-2; udp.md UDP-30) ----------
+//
+// Ownership: a datagram port holds its protocol (std::shared_ptr) for its whole
+// life, so it can listen again after a stop (UDP-3). The protocol holds the port
+// strongly in `transport` while attached; doStop() clears it, which breaks the
+// cycle when the port closes. The port keeps itself and the protocol alive
+// across every callback it makes, so stopListening() or dropping every other
+// reference from inside a callback is safe (UDP-11).
+
+/// What a datagram protocol's transport offers (Twisted IUDPTransport,
+/// IUNIXDatagramTransport, IUNIXDatagramConnectedTransport): udp::Port,
+/// udp::MulticastPort, unix::DatagramPort and unix::ConnectedDatagramPort
+/// implement it. Datagrams leave at once: there is no send buffer.
+class WEFT_EXPORT IDatagramTransport : public IListeningPort {
+public:
+    /// Sends `datagram` as one datagram to `addr` (IPv4Address/IPv6Address for
+    /// UDP, UNIXAddress for UNIX sockets; NoAddress means the connected peer)
+    /// and returns the bytes sent. Returns 0 when the datagram was dropped
+    /// because the socket buffer is full (counted in droppedDatagrams()) and
+    /// on a transport that is no longer listening. Throws
+    /// error::InvalidAddressError for an address the transport cannot send to,
+    /// error::MessageLengthError when the datagram is too long, and
+    /// std::system_error for other kernel errors. Never calls back, except
+    /// connectionRefused() on a connected transport (UDP-18).
+    virtual std::size_t write(Bytes datagram, const Address& addr) = 0;
+    /// Sends the chunks as one datagram (gathered, not copied) (UDP-15).
+    virtual std::size_t writeSequence(std::span<const Bytes> chunks, const Address& addr) = 0;
+    /// Deprecated alias of stopListening() (UDP-20).
+    virtual void loseConnection() = 0;
+    /// Datagrams dropped because sending would have blocked (UDP-14, UNIX-25).
+    virtual std::uint64_t droppedDatagrams() const = 0;
+
+    /// write(datagram, NoAddress()): to the connected peer.
+    std::size_t write(Bytes datagram) { return write(datagram, Address(NoAddress())); }
+    /// Text as bytes.
+    std::size_t write(std::string_view datagram, const Address& addr = NoAddress()) {
+        return write(asBytes(datagram), addr);
+    }
+    std::size_t writeSequence(std::span<const Bytes> chunks) { return writeSequence(chunks, Address(NoAddress())); }
+};
+
+/// The base of datagram protocols (Twisted AbstractDatagramProtocol; DGRAM-1).
+///
+/// A port calls makeConnection() when it starts listening and doStop() when it
+/// has closed; startProtocol()/stopProtocol() run on the first start and the
+/// last stop when one protocol serves several ports. Create protocols with
+/// std::make_shared.
+class WEFT_EXPORT AbstractDatagramProtocol : public virtual ILoggingContext,
+                                             public std::enable_shared_from_this<AbstractDatagramProtocol> {
+public:
+    AbstractDatagramProtocol() = default;
+    ~AbstractDatagramProtocol() override = default;
+    AbstractDatagramProtocol(const AbstractDatagramProtocol&) = delete;
+    AbstractDatagramProtocol& operator=(const AbstractDatagramProtocol&) = delete;
+
+    /// The port this protocol is attached to; null before makeConnection()
+    /// and after doStop(). Held strongly (see the comment above).
+    std::shared_ptr<IDatagramTransport> transport;
+    /// How many ports have started this protocol.
+    int numPorts = 0;
+    /// Log "Starting protocol …"/"Stopping protocol …".
+    bool noisy = true;
+
+    /// Stores `t` and calls doStart() (DGRAM-1). Throws std::logic_error if a
+    /// transport is already attached (Twisted asserts) or `t` is null.
+    virtual void makeConnection(std::shared_ptr<IDatagramTransport> t);
+    /// On 0 → 1 ports: logs (when noisy) and calls startProtocol(); then counts the port.
+    void doStart();
+    /// Uncounts a port (std::logic_error if none was counted), clears
+    /// `transport`, and on 1 → 0 logs (when noisy) and calls stopProtocol().
+    void doStop();
+
+    /// The protocol was attached to its first port. Does nothing by default.
+    virtual void startProtocol() {}
+    /// The protocol's last port closed. Does nothing by default.
+    virtual void stopProtocol() {}
+    /// The connected peer refused a datagram (an ICMP port unreachable seen by
+    /// a connected socket). Does nothing by default (UDP-19, UNIX-29).
+    virtual void connectionRefused() {}
+
+    /// The class name.
+    std::string logPrefix() const override;
+    /// "<QualifiedClassName object at 0x…>", as in the start/stop log lines.
+    std::string repr() const;
+};
+
+/// A protocol for addressed datagrams (Twisted DatagramProtocol; DGRAM-2):
+/// UDP ports and listening UNIX datagram ports.
+class WEFT_EXPORT DatagramProtocol : public AbstractDatagramProtocol {
+public:
+    /// One datagram from `addr` (IPv4Address/IPv6Address with flow info and
+    /// scope, UDP-8; UNIXAddress for UNIX sockets, empty for an unbound
+    /// sender). `datagram` is a view into the port's receive buffer, valid
+    /// only during the call. Runs in the port's log context. An exception is
+    /// logged and the next datagram is delivered (UDP-9). Does nothing by default.
+    virtual void datagramReceived(Bytes datagram, const Address& addr);
+};
+
+/// A protocol for a UNIX datagram socket connected to one peer (Twisted
+/// ConnectedDatagramProtocol; DGRAM-2, UNIX-28, UNIX-29).
+class WEFT_EXPORT ConnectedDatagramProtocol : public AbstractDatagramProtocol {
+public:
+    /// One datagram from the peer; a view valid only during the call. Does
+    /// nothing by default.
+    virtual void datagramReceived(Bytes datagram);
+    /// connectUNIXDatagram could not bind or connect; the port has stopped.
+    /// Does nothing by default.
+    virtual void connectionFailed(const Failure& reason);
 };
 
 }  // namespace weft

@@ -1,0 +1,293 @@
+// weft/internet/udp.hpp — UDP transports (twisted.internet.udp). Spec: udp.md.
+//
+//   DatagramSocket  what every datagram port shares, UDP and UNIX alike: the
+//                   socket, the batched receive loop (recvmmsg, bounded by
+//                   maxThroughput per readable event), the immediate send path
+//                   and the stop/close life cycle.
+//   Port            a UDP socket bound to one address (Reactor::listenUDP,
+//                   adoptDatagramPort); connect() narrows it to one peer.
+//   MulticastPort   a Port with group membership, TTL, loopback and outgoing
+//                   interface control, IPv4 and IPv6 (Reactor::listenMulticast).
+//
+// Ownership (docs/ownership.md): the reactor holds a port while it is reading;
+// the port holds its protocol for its whole life (it may listen again); the
+// protocol holds the port in `transport` until doStop(). The receive loop keeps
+// the port and the protocol alive across every callback and looks at the
+// port's state again after each one, so stopListening(), pauseProducing() or
+// dropping the last outside reference from inside datagramReceived(),
+// startProtocol() or connectionRefused() is safe (UDP-11). Closing is a
+// request: stopListening() schedules the close, and stopProtocol() runs on a
+// later iteration, never on the caller's stack (UDP-20).
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <weft/export.hpp>
+#include <weft/internet/address.hpp>
+#include <weft/internet/base.hpp>
+#include <weft/internet/defer.hpp>
+#include <weft/internet/protocol.hpp>
+#include <weft/internet/tcp.hpp>
+
+namespace weft::udp {
+
+/// The base of every datagram port (Twisted udp.Port's FileDescriptor half).
+///
+/// Receiving (UDP-6, UDP-7, UDP-9..UDP-11): on a readable event the port
+/// fetches datagrams in batches with recvmmsg() into a receive buffer it owns
+/// and reuses, and hands each to the protocol as a view, until the socket is
+/// drained or maxThroughput bytes were read in this event. A datagram longer
+/// than maxPacketSize is dropped and logged, never delivered cut. Would-block
+/// and EINTR end the event; ECONNREFUSED ends it and, on a connected socket,
+/// calls protocol->connectionRefused(); any other error is logged with its
+/// errno and the port stays open (Better than Twisted).
+///
+/// Sending: write()/writeSequence() go to the kernel at once with one
+/// sendmsg() (chunks gathered, not joined). EINTR is retried; would-block (or
+/// ENOBUFS) drops the datagram, returns 0 and counts it (droppedDatagrams());
+/// EMSGSIZE throws error::MessageLengthError; ECONNREFUSED is reported through
+/// connectionRefused() on a connected socket and ignored on an unconnected UDP
+/// one; anything else throws std::system_error naming the destination.
+class WEFT_EXPORT DatagramSocket : public IDatagramTransport,
+                                   public IReadDescriptor,
+                                   public IHalfCloseableDescriptor,
+                                   public std::enable_shared_from_this<DatagramSocket> {
+public:
+    ~DatagramSocket() override;
+    DatagramSocket(const DatagramSocket&) = delete;
+    DatagramSocket& operator=(const DatagramSocket&) = delete;
+
+    /// Most bytes one readable event reads before yielding to the loop
+    /// (Twisted maxThroughput). May be changed at any time.
+    std::size_t maxThroughput = 256 * 1024;
+
+    /// Stops reading now; the socket closes on a later iteration, where
+    /// protocol->doStop() runs (stopProtocol() when it was the protocol's last
+    /// port) and the Deferred fires. On a port that is not open it returns an
+    /// already-fired Deferred (Twisted: None). Asking again while the close is
+    /// pending returns another Deferred fired at the same time (UDP-20).
+    Deferred<void> stopListening() override;
+    /// stopListening(), ignoring the Deferred (Twisted's deprecated alias).
+    void loseConnection() override;
+    std::uint64_t droppedDatagrams() const override { return dropped_; }
+    /// Datagrams dropped on receipt because they were longer than maxPacketSize (UDP-7).
+    std::uint64_t truncatedDatagrams() const noexcept { return truncated_; }
+    std::size_t maxPacketSize() const noexcept { return maxPacketSize_; }
+    /// True from a successful listen until the close is requested.
+    bool listening() const noexcept { return state_ == State::listening; }
+    /// The socket; -1 when closed.
+    int getHandle() const noexcept { return fd_; }
+
+    /// Input flow control: stop reading until resumeProducing() (even from
+    /// inside datagramReceived: the current batch ends there).
+    void pauseProducing();
+    /// Reads again, while listening.
+    void resumeProducing();
+
+    // ---- reactor interface ----------------------------------------------------
+    int fileno() const override { return fd_; }
+    Reason doRead() override;
+    /// Closes the socket (once), then calls protocol->doStop() if it was
+    /// attached and fires the stopListening() Deferreds. What doStop() throws
+    /// fails those Deferreds, or propagates when there are none.
+    void connectionLost(const Failure& reason) override;
+    /// An error event without data (R-37), which for a datagram socket is a
+    /// pending socket error (an ICMP refusal), not the end of a stream: the
+    /// error is taken (SO_ERROR) and handled as a receive error would be, and
+    /// reading goes on. An event with no error pending closes the port.
+    void readConnectionLost(const Failure& reason) override;
+    /// Not used by datagram sockets.
+    void writeConnectionLost(const Failure&) override {}
+
+protected:
+    enum class State : std::uint8_t { closed, listening, stopping };
+
+    DatagramSocket(Reactor& reactor, std::shared_ptr<AbstractDatagramProtocol> protocol, std::size_t maxPacketSize);
+
+    /// Hands one datagram, received from `from`, to the protocol.
+    virtual void deliver(Bytes datagram, const sockaddr* from, socklen_t fromLength) = 0;
+    /// Whether the socket is connected to a single peer (ECONNREFUSED handling).
+    virtual bool connectedToPeer() const noexcept = 0;
+    /// Called once the socket is closed, before doStop(): log, remove files.
+    virtual void closed() {}
+    /// The protocol's log prefix, for the start and close lines.
+    std::string protocolPrefix() const;
+    /// The protocol's qualified class name, for repr().
+    std::string protocolClassName() const;
+
+    /// Takes `fd` (bound, non-blocking), logs "<protocol prefix> starting on
+    /// <where>", attaches the protocol (makeConnection → startProtocol) and
+    /// starts reading unless the protocol stopped the port meanwhile. If
+    /// makeConnection throws, the socket is closed and the exception propagates.
+    void attach(int fd, const std::string& where);
+    /// Sends `data` as one datagram to `to` (null: the connected peer); see
+    /// the class comment for the outcomes. `describe` names the destination
+    /// in error messages.
+    std::size_t sendDatagram(const sockaddr* to, socklen_t toLength, std::span<const iovec> data,
+                             const std::string& describe);
+    /// sendDatagram() for chunks (gathered with up to IOV_MAX iovecs).
+    std::size_t sendChunks(const sockaddr* to, socklen_t toLength, std::span<const Bytes> chunks,
+                           const std::string& describe);
+    /// Throws std::logic_error if the protocol is attached to another transport.
+    void checkProtocolFree() const;
+    void startReading();
+    void stopReading();
+
+    Reactor& reactor_;
+    std::shared_ptr<AbstractDatagramProtocol> protocol_;
+    int fd_ = -1;
+    State state_ = State::closed;
+    /// ECONNREFUSED from a send on an unconnected socket: ignored (UDP-14) or
+    /// thrown like any other error (UNIX-25).
+    bool ignoreUnconnectedRefusal_ = true;
+
+private:
+    struct ReceiveBuffers;
+    void deliverBatch(ReceiveBuffers& rx, int count, std::size_t& read, bool& stop);
+
+    std::unique_ptr<ReceiveBuffers> rx_;  // made at the first read, kept until destruction
+    std::vector<Deferred<void>> stopWaiters_;
+    std::size_t maxPacketSize_;
+    std::uint64_t dropped_ = 0;
+    std::uint64_t truncated_ = 0;
+    bool attached_ = false;  // makeConnection() succeeded; doStop() owed
+    bool reading_ = false;   // registered with the reactor for reading
+    bool paused_ = false;
+    bool inRead_ = false;    // doRead() is on the stack (a nested loop must not reuse the buffer)
+};
+
+/// A UDP socket (Twisted udp.Port; UDP-1..UDP-22).
+///
+/// IPv4 or IPv6 is chosen by the interface literal; IPv6 ports are IPv6-only
+/// (as listenTCP's), so IPv4 destinations are refused with InvalidAddressError.
+class WEFT_EXPORT Port : public DatagramSocket {
+public:
+    /// Checks `interface` (UDP-1); the socket is made by startListening().
+    /// Throws error::InvalidAddressError if it is neither "" nor an IP literal
+    /// and std::invalid_argument for a null protocol or a zero maxPacketSize.
+    Port(Reactor& reactor, std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol, std::string interface = "",
+         std::size_t maxPacketSize = 8192);
+
+    /// Creates and binds the socket, attaches the protocol and starts reading
+    /// (UDP-1..UDP-3). Throws error::CannotListenError when the socket cannot
+    /// be made or bound, std::logic_error when the protocol is attached to
+    /// another transport. A no-op while open. Listening again after a stop
+    /// starts the protocol again.
+    void startListening() override;
+    /// IPv4Address/IPv6Address("UDP", host, real port), IPv6 without flow or
+    /// scope (UDP-4). After the close: the interface asked for and port 0.
+    Address getHost() const override;
+
+    using IDatagramTransport::write;
+    using IDatagramTransport::writeSequence;
+    /// Sends one datagram (UDP-12..UDP-14, UDP-18). Unconnected: `addr` must
+    /// be an IPv4Address/IPv6Address whose host is a literal of the port's
+    /// family ("<broadcast>" = 255.255.255.255 on IPv4 ports, UDP-13).
+    /// Connected: NoAddress or the peer. Anything else throws
+    /// error::InvalidAddressError before anything is sent.
+    std::size_t write(Bytes datagram, const Address& addr) override;
+    /// write(datagram, IPv4/IPv6Address("UDP", host, port)).
+    std::size_t write(Bytes datagram, const std::string& host, std::uint16_t port);
+    /// One datagram made of every chunk, gathered by sendmsg (UDP-15).
+    std::size_t writeSequence(std::span<const Bytes> chunks, const Address& addr) override;
+
+    /// Connects the socket to host:port (UDP-17): afterwards only that peer's
+    /// datagrams arrive and write() needs no address. `host` must be an IP
+    /// literal of the port's family (error::InvalidAddressError); a second
+    /// connect() throws std::runtime_error (reconnecting is unsupported).
+    void connect(const std::string& host, std::uint16_t port);
+    /// The connected peer, or NoAddress.
+    Address getPeer() const;
+
+    /// SO_BROADCAST (UDP-21). Throws std::system_error if the socket is closed.
+    void setBroadcastAllowed(bool enabled);
+    bool getBroadcastAllowed() const;
+
+    /// "<protocol logPrefix> (UDP)"; datagramReceived runs in this log context (UDP-5).
+    std::string logPrefix() const override;
+    /// "<QualifiedProtocolClass on PORT>" while open, "<QualifiedProtocolClass
+    /// not connected>" after (UDP-5).
+    std::string repr() const;
+    /// AF_INET or AF_INET6.
+    int addressFamily() const noexcept { return family_; }
+    /// The protocol (kept after the close, for listening again).
+    std::shared_ptr<DatagramProtocol> protocol() const;
+
+protected:
+    /// Socket options set before bind(); the base sets none (UDP-2).
+    virtual void configureSocket(int fd);
+    void deliver(Bytes datagram, const sockaddr* from, socklen_t fromLength) override;
+    bool connectedToPeer() const noexcept override { return peer_.length != 0; }
+    void closed() override;
+
+private:
+    friend class ::weft::Reactor;
+    void adopt(int fd);
+    /// The socket address for a destination host, checked as UDP-12 says.
+    tcp::SockAddr destination(const std::string& host, std::uint16_t port) const;
+    std::size_t sendTo(const Address& addr, std::span<const Bytes> chunks);
+
+    std::uint16_t requestedPort_;
+    std::string interface_;
+    int family_ = AF_INET;
+    std::uint16_t realPort_ = 0;
+    tcp::SockAddr peer_;            // length 0 until connect()
+    mutable std::string prefix_;    // logPrefix(), made once
+    tcp::SockAddr lastFrom_;        // the last sender, and its Address: a
+    Address lastFromAddress_;       // steady peer costs no formatting per datagram
+};
+
+/// A UDP port with multicast control (Twisted udp.MulticastPort, MulticastMixin;
+/// UDP-23..UDP-29). IPv4 and IPv6 (Better than Twisted: IPV6_JOIN_GROUP,
+/// IPV6_MULTICAST_HOPS/LOOP/IF) with the same methods and defaults.
+///
+/// Interfaces: on an IPv4 port an interface is a local IPv4 address (or a
+/// name resolving to one; "" = any). On an IPv6 port it is an interface name
+/// ("lo"), a decimal interface index, or "" / "::" for the kernel's choice.
+class WEFT_EXPORT MulticastPort final : public Port {
+public:
+    MulticastPort(Reactor& reactor, std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
+                  std::string interface = "", std::size_t maxPacketSize = 8192, bool listenMultiple = false);
+
+    /// IP_MULTICAST_TTL / IPV6_MULTICAST_HOPS: 1 on a new port (UDP-24).
+    int getTTL() const;
+    /// Sets it; throws std::invalid_argument outside 0..255.
+    void setTTL(int ttl);
+    /// IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP: true on a new port (UDP-25).
+    bool getLoopbackMode() const;
+    void setLoopbackMode(bool enabled);
+    /// IPv4: the outgoing interface's address, "0.0.0.0" on a new port.
+    /// IPv6: the interface's name, "::" on a new port (UDP-26).
+    std::string getOutgoingInterface() const;
+    /// Resolves `addr` (names on the reactor's thread pool; literals at once)
+    /// and sets the outgoing interface; the Deferred fires once it is applied,
+    /// or fails (std::system_error, DNSLookupError) (UDP-26).
+    Deferred<void> setOutgoingInterface(const std::string& addr);
+    /// Joins `group` on `interface` (UDP-27). Names are resolved first; the
+    /// Deferred fires with nothing on success and fails with
+    /// error::MulticastJoinError (naming the group, the interface and the
+    /// kernel's reason) on refusal. Never throws.
+    Deferred<void> joinGroup(const std::string& group, const std::string& interface = "");
+    /// Leaves `group`; as joinGroup (a refusal is a MulticastJoinError too).
+    Deferred<void> leaveGroup(const std::string& group, const std::string& interface = "");
+
+    bool listenMultiple() const noexcept { return listenMultiple_; }
+
+protected:
+    void configureSocket(int fd) override;
+
+private:
+    Deferred<void> membership(const std::string& group, const std::string& interface, bool join);
+    bool listenMultiple_;
+};
+
+}  // namespace weft::udp

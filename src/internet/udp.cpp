@@ -1,0 +1,760 @@
+// UDP transports: DatagramSocket (shared with the UNIX datagram ports), Port,
+// MulticastPort, and the Reactor's listenUDP/listenMulticast/adoptDatagramPort.
+// Spec: udp.md.
+#include <weft/internet/udp.hpp>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <climits>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+#include <fmt/format.h>
+
+#include <weft/internet/error.hpp>
+#include <weft/log.hpp>
+
+#include "sys/syscalls.hpp"
+
+namespace weft::udp {
+
+using namespace weft::error;
+
+namespace {
+
+std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
+
+std::string errnoName(int e) {
+    const char* name = ::strerrorname_np(e);
+    return name ? name : std::to_string(e);
+}
+
+// Datagrams fetched by one recvmmsg() call at most. With the default 8 KiB
+// maxPacketSize this is a 64 KiB buffer per port, made at its first read.
+constexpr unsigned kBatch = 8;
+
+int intOption(int fd, int level, int option) {
+    int v = 0;
+    socklen_t len = sizeof v;
+    if (::getsockopt(fd, level, option, &v, &len) != 0) throw std::system_error(errnoCode(errno), "getsockopt");
+    return v;
+}
+
+void setIntOption(int fd, int level, int option, int v, const char* what) {
+    if (::setsockopt(fd, level, option, &v, sizeof v) != 0) throw std::system_error(errnoCode(errno), what);
+}
+
+tcp::SockAddr localName(int fd) {
+    tcp::SockAddr a;
+    a.length = tcp::SockAddr::capacity;
+    if (::getsockname(fd, a.get(), &a.length) != 0) a.length = 0;
+    return a;
+}
+
+std::uint16_t portOf(const tcp::SockAddr& a) {
+    if (a.family() == AF_INET) return ntohs(a.u.v4.sin_port);
+    if (a.family() == AF_INET6) return ntohs(a.u.v6.sin6_port);
+    return 0;
+}
+
+bool sameSockAddr(const tcp::SockAddr& a, const sockaddr* b, socklen_t bLength) {
+    return a.length == bLength && std::memcmp(a.get(), b, bLength) == 0;
+}
+
+// Whether `to` names the connected peer: same address and port (an IPv6
+// destination without a scope matches the peer's scope).
+bool samePeer(const tcp::SockAddr& peer, const tcp::SockAddr& to) {
+    if (peer.family() != to.family()) return false;
+    if (to.family() == AF_INET)
+        return peer.u.v4.sin_port == to.u.v4.sin_port && peer.u.v4.sin_addr.s_addr == to.u.v4.sin_addr.s_addr;
+    return peer.u.v6.sin6_port == to.u.v6.sin6_port &&
+           std::memcmp(&peer.u.v6.sin6_addr, &to.u.v6.sin6_addr, sizeof(in6_addr)) == 0 &&
+           (to.u.v6.sin6_scope_id == 0 || to.u.v6.sin6_scope_id == peer.u.v6.sin6_scope_id);
+}
+
+// Host and port of an IPv4Address/IPv6Address; false for any other address.
+bool hostPort(const Address& addr, std::string& host, std::uint16_t& port) {
+    if (auto* v4 = std::get_if<IPv4Address>(&addr)) {
+        host = v4->host;
+        port = v4->port;
+        return true;
+    }
+    if (auto* v6 = std::get_if<IPv6Address>(&addr)) {
+        host = v6->host;
+        port = v6->port;
+        return true;
+    }
+    return false;
+}
+
+// Resolves a host for a multicast option: "" is the family's any-address and
+// literals resolve at once, as Twisted's reactor.resolve does; names are looked
+// up on the thread pool (never on the loop) and the Deferred fires back on the
+// reactor thread.
+Deferred<std::string> resolveHost(Reactor& reactor, const std::string& name, int family) {
+    if (name.empty()) return succeed(std::string(family == AF_INET6 ? "::" : "0.0.0.0"));
+    if (family == AF_INET ? isIPAddress(name) : isIPv6Address(name)) return succeed(name);
+    Deferred<std::string> d;
+    reactor.callInThread([&reactor, name, family, d]() mutable {
+        addrinfo hints{};
+        hints.ai_family = family;
+        hints.ai_socktype = SOCK_DGRAM;
+        addrinfo* result = nullptr;
+        int rc = ::getaddrinfo(name.c_str(), nullptr, &hints, &result);
+        std::string found, error;
+        if (rc == 0 && result) {
+            char text[INET6_ADDRSTRLEN] = {};
+            const void* where = family == AF_INET
+                                    ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(result->ai_addr)->sin_addr)
+                                    : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(result->ai_addr)->sin6_addr);
+            ::inet_ntop(family, where, text, sizeof text);
+            found = text;
+        } else {
+            error = rc == 0 ? "no address" : ::gai_strerror(rc);
+        }
+        if (result) ::freeaddrinfo(result);
+        reactor.callFromThread([d = std::move(d), found = std::move(found), error = std::move(error),
+                                name = std::move(name)]() mutable {
+            if (error.empty()) d.callback(std::move(found));
+            else d.errback(DNSLookupError(name + ": " + error));
+        });
+    });
+    return d;
+}
+
+// An IPv6 multicast interface: "", "::" or "0" → 0 (the kernel's choice), a
+// decimal index, or an interface name. 0 with `ok` false when unknown.
+unsigned interfaceIndex(const std::string& interface, bool& ok) {
+    ok = true;
+    if (interface.empty() || interface == "::") return 0;
+    unsigned index = 0;
+    auto [end, ec] = std::from_chars(interface.data(), interface.data() + interface.size(), index);
+    if (ec == std::errc() && end == interface.data() + interface.size()) return index;
+    index = ::if_nametoindex(interface.c_str());
+    ok = index != 0;
+    return index;
+}
+
+}  // namespace
+
+// ---- DatagramSocket -------------------------------------------------------------------
+
+struct DatagramSocket::ReceiveBuffers {
+    std::vector<std::byte> data;  // kBatch slots of maxPacketSize bytes
+    std::array<mmsghdr, kBatch> messages{};
+    std::array<iovec, kBatch> iov{};
+    std::array<sockaddr_storage, kBatch> names{};
+
+    explicit ReceiveBuffers(std::size_t slot) : data(slot * kBatch) {
+        for (unsigned i = 0; i < kBatch; ++i) {
+            iov[i] = {data.data() + i * slot, slot};
+            messages[i].msg_hdr.msg_iov = &iov[i];
+            messages[i].msg_hdr.msg_iovlen = 1;
+            messages[i].msg_hdr.msg_name = &names[i];
+        }
+    }
+};
+
+DatagramSocket::DatagramSocket(Reactor& reactor, std::shared_ptr<AbstractDatagramProtocol> protocol,
+                               std::size_t maxPacketSize)
+    : reactor_(reactor), protocol_(std::move(protocol)), maxPacketSize_(maxPacketSize) {
+    if (!protocol_) throw std::invalid_argument("datagram port: null protocol");
+    if (maxPacketSize_ == 0) throw std::invalid_argument("datagram port: maxPacketSize must be positive");
+}
+
+DatagramSocket::~DatagramSocket() {
+    if (fd_ >= 0) sys::ops.close(fd_);
+}
+
+std::string DatagramSocket::protocolPrefix() const { return FileDescriptor::getLogPrefix(*protocol_); }
+
+std::string DatagramSocket::protocolClassName() const {
+    const AbstractDatagramProtocol& protocol = *protocol_;
+    return demangle(typeid(protocol).name());
+}
+
+void DatagramSocket::checkProtocolFree() const {
+    if (protocol_->transport && protocol_->transport.get() != static_cast<const IDatagramTransport*>(this))
+        throw std::logic_error(fmt::format("{} is already attached to a transport", protocolPrefix()));
+}
+
+void DatagramSocket::startReading() {
+    if (reading_ || fd_ < 0) return;
+    reactor_.addReader(shared_from_this());
+    reading_ = true;
+}
+
+void DatagramSocket::stopReading() {
+    if (!reading_) return;
+    reactor_.removeReader(this);
+    reading_ = false;
+}
+
+void DatagramSocket::pauseProducing() {
+    paused_ = true;
+    stopReading();
+}
+
+void DatagramSocket::resumeProducing() {
+    paused_ = false;
+    if (state_ == State::listening) startReading();
+}
+
+void DatagramSocket::attach(int fd, const std::string& where) {
+    fd_ = fd;
+    state_ = State::listening;
+    paused_ = false;
+    log::info(logPrefix(), "{} starting on {}", protocolPrefix(), where);  // UDP-5
+    auto self = shared_from_this();
+    auto protocol = protocol_;
+    try {
+        protocol->makeConnection(self);  // UDP-3: startProtocol() on the first port
+    } catch (...) {
+        // Nothing is registered yet: undo the listen so the caller sees a clean failure.
+        if (protocol->transport.get() == static_cast<IDatagramTransport*>(this)) protocol->transport.reset();
+        if (fd_ >= 0) sys::ops.close(fd_);
+        fd_ = -1;
+        state_ = State::closed;
+        throw;
+    }
+    attached_ = true;
+    // startProtocol() may have stopped (or paused) the port already (UDP-20).
+    if (state_ == State::listening && !paused_) startReading();
+}
+
+Reason DatagramSocket::doRead() {
+    if (fd_ < 0 || state_ != State::listening || inRead_) return std::nullopt;
+    if (!rx_) rx_ = std::make_unique<ReceiveBuffers>(maxPacketSize_);
+    inRead_ = true;
+    struct Reset {
+        bool& flag;
+        ~Reset() { flag = false; }
+    } reset{inRead_};
+    // The protocol may drop the port's last outside reference, or the reactor's
+    // (stopListening); the dispatch guard holds the port, this holds the protocol.
+    auto protocolGuard = protocol_;
+    ReceiveBuffers& rx = *rx_;
+    std::size_t read = 0;
+    while (read < maxThroughput) {
+        // UDP-6: ask for no more datagrams than the remaining budget could hold,
+        // so one event reads about maxThroughput bytes, as one recv at a time would.
+        std::size_t budget = (maxThroughput - read + maxPacketSize_ - 1) / maxPacketSize_;
+        auto want = static_cast<unsigned>(std::clamp<std::size_t>(budget, 1, kBatch));
+        for (unsigned i = 0; i < want; ++i) {
+            rx.messages[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+            rx.messages[i].msg_hdr.msg_flags = 0;
+            rx.messages[i].msg_len = 0;
+        }
+        // MSG_TRUNC: msg_len is the datagram's real length, so a cut one can be reported.
+        int n = sys::ops.recvmmsg(fd_, rx.messages.data(), want, MSG_DONTWAIT | MSG_TRUNC, nullptr);
+        if (n < 0) {
+            int e = errno;
+            if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR) return std::nullopt;  // UDP-10
+            if (e == ECONNREFUSED) {
+                if (connectedToPeer()) protocolGuard->connectionRefused();
+                return std::nullopt;
+            }
+            // Better than Twisted (UDP-10): one bad receive must not close a
+            // listener; the pending error is consumed, so this does not spin.
+            log::error(logPrefix(), "Error receiving a datagram ({}: {}); the port stays open", errnoName(e),
+                       std::strerror(e));
+            return std::nullopt;
+        }
+        bool stop = false;
+        deliverBatch(rx, n, read, stop);
+        if (stop) return std::nullopt;
+        if (static_cast<unsigned>(n) < want) return std::nullopt;  // drained: skip the EAGAIN call
+    }
+    return std::nullopt;
+}
+
+void DatagramSocket::readConnectionLost(const Failure& reason) {
+    reading_ = false;  // the reactor has stopped reading us
+    if (fd_ < 0 || state_ != State::listening) return;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) {
+        connectionLost(reason);  // a hang-up with nothing pending: the socket is done
+        return;
+    }
+    auto protocol = protocol_;
+    if (err == ECONNREFUSED) {
+        if (connectedToPeer()) protocol->connectionRefused();  // UDP-10, UDP-19
+    } else {
+        log::error(logPrefix(), "Error pending on a datagram socket ({}: {}); the port stays open", errnoName(err),
+                   std::strerror(err));
+    }
+    if (state_ == State::listening && !paused_) startReading();
+}
+
+void DatagramSocket::deliverBatch(ReceiveBuffers& rx, int count, std::size_t& read, bool& stop) {
+    for (int i = 0; i < count; ++i) {
+        const mmsghdr& m = rx.messages[static_cast<std::size_t>(i)];
+        std::size_t length = m.msg_len;
+        read += std::min(length, maxPacketSize_);
+        if ((m.msg_hdr.msg_flags & MSG_TRUNC) || length > maxPacketSize_) {
+            // Better than Twisted (UDP-7): never hand over a silently cut payload.
+            ++truncated_;
+            log::warn(logPrefix(), "Dropped a datagram of {} bytes: longer than maxPacketSize ({} bytes)", length,
+                      maxPacketSize_);
+            continue;
+        }
+        try {
+            deliver(Bytes(static_cast<const std::byte*>(m.msg_hdr.msg_iov->iov_base), length),
+                    static_cast<const sockaddr*>(m.msg_hdr.msg_name), m.msg_hdr.msg_namelen);
+        } catch (...) {
+            log::failure(logPrefix(), "Unhandled error in datagramReceived", Failure::current());  // UDP-9
+        }
+        // UDP-11: the callback may have stopped, paused or closed the port.
+        if (fd_ < 0 || state_ != State::listening || paused_) {
+            stop = true;
+            return;
+        }
+    }
+}
+
+std::size_t DatagramSocket::sendDatagram(const sockaddr* to, socklen_t toLength, std::span<const iovec> data,
+                                         const std::string& describe) {
+    if (fd_ < 0) return 0;  // a closed transport is inert
+    msghdr m{};
+    m.msg_name = const_cast<sockaddr*>(to);
+    m.msg_namelen = to ? toLength : 0;
+    m.msg_iov = const_cast<iovec*>(data.data());
+    m.msg_iovlen = data.size();
+    for (;;) {
+        ssize_t n = sys::ops.sendmsg(fd_, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) return static_cast<std::size_t>(n);
+        int e = errno;
+        switch (e) {
+            case EINTR:
+                continue;  // UDP-14
+            case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+            case EWOULDBLOCK:
+#endif
+            case ENOBUFS:
+                // Better than Twisted (UDP-14): a full buffer is an ordinary UDP
+                // loss, counted rather than thrown at the caller.
+                ++dropped_;
+                return 0;
+            case EMSGSIZE: {
+                std::size_t total = 0;
+                for (const iovec& v : data) total += v.iov_len;
+                throw MessageLengthError(fmt::format("{} bytes to {}", total, describe));
+            }
+            case ECONNREFUSED:
+                // UDP-14: an unconnected socket ignores it; UDP-18: a connected one reports it.
+                if (connectedToPeer()) {
+                    auto protocol = protocol_;
+                    protocol->connectionRefused();
+                    return 0;
+                }
+                if (ignoreUnconnectedRefusal_) return 0;
+                [[fallthrough]];
+            default:
+                throw std::system_error(errnoCode(e), fmt::format("sending a datagram to {}", describe));
+        }
+    }
+}
+
+std::size_t DatagramSocket::sendChunks(const sockaddr* to, socklen_t toLength, std::span<const Bytes> chunks,
+                                       const std::string& describe) {
+    auto toIovec = [](Bytes b) { return iovec{const_cast<std::byte*>(b.data()), b.size()}; };
+    constexpr std::size_t kStackIov = 16;
+    if (chunks.size() <= kStackIov) {
+        std::array<iovec, kStackIov> iov;
+        std::transform(chunks.begin(), chunks.end(), iov.begin(), toIovec);
+        return sendDatagram(to, toLength, std::span(iov.data(), chunks.size()), describe);
+    }
+    if (chunks.size() <= IOV_MAX) {
+        std::vector<iovec> iov(chunks.size());
+        std::transform(chunks.begin(), chunks.end(), iov.begin(), toIovec);
+        return sendDatagram(to, toLength, iov, describe);
+    }
+    // More chunks than one sendmsg takes: join them (rare; still one datagram).
+    std::vector<std::byte> joined;
+    for (Bytes b : chunks) joined.insert(joined.end(), b.begin(), b.end());
+    iovec one{joined.data(), joined.size()};
+    return sendDatagram(to, toLength, std::span(&one, 1), describe);
+}
+
+Deferred<void> DatagramSocket::stopListening() {
+    if (fd_ < 0) return succeed();  // UDP-20: not listening
+    Deferred<void> done;
+    stopWaiters_.push_back(done);
+    if (state_ == State::stopping) return done;
+    state_ = State::stopping;
+    stopReading();  // at once
+    reactor_.callLater(0, [self = shared_from_this()] {
+        try {
+            self->connectionLost(Failure(ConnectionDone()));
+        } catch (...) {
+            log::failure(self->logPrefix(), "Unhandled error closing a datagram port", Failure::current());
+        }
+    });
+    return done;
+}
+
+void DatagramSocket::loseConnection() { stopListening(); }
+
+void DatagramSocket::connectionLost(const Failure&) {
+    if (fd_ < 0) return;  // once
+    auto self = shared_from_this();  // doStop() lets go of the protocol's reference to us
+    stopReading();
+    sys::ops.close(fd_);
+    fd_ = -1;
+    state_ = State::closed;
+    closed();
+    auto waiters = std::move(stopWaiters_);
+    stopWaiters_.clear();
+    if (attached_) {
+        attached_ = false;
+        auto protocol = protocol_;
+        try {
+            protocol->doStop();  // clears transport; stopProtocol() on its last port
+        } catch (...) {
+            Failure f = Failure::current();
+            for (auto& d : waiters) d.errback(f);
+            if (waiters.empty()) throw;
+            return;
+        }
+    }
+    for (auto& d : waiters) d.callback();
+}
+
+// ---- Port ---------------------------------------------------------------------------------
+
+Port::Port(Reactor& reactor, std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol, std::string interface,
+           std::size_t maxPacketSize)
+    : DatagramSocket(reactor, std::move(protocol), maxPacketSize), requestedPort_(port),
+      interface_(std::move(interface)) {
+    // UDP-1: the family comes from the literal; anything else fails before a socket exists.
+    if (isIPv6Address(interface_)) family_ = AF_INET6;
+    else if (interface_.empty() || isIPAddress(interface_)) family_ = AF_INET;
+    else throw InvalidAddressError(interface_, "not an IPv4 or IPv6 address");
+}
+
+std::shared_ptr<DatagramProtocol> Port::protocol() const { return std::static_pointer_cast<DatagramProtocol>(protocol_); }
+
+std::string Port::logPrefix() const {
+    if (prefix_.empty()) prefix_ = protocolPrefix() + " (UDP)";
+    return prefix_;
+}
+
+std::string Port::repr() const {
+    std::string name = protocolClassName();
+    if (fd_ >= 0) return fmt::format("<{} on {}>", name, realPort_);
+    return fmt::format("<{} not connected>", name);
+}
+
+void Port::configureSocket(int) {}
+
+void Port::startListening() {
+    if (fd_ >= 0) return;
+    checkProtocolFree();
+    std::string host = interface_.empty() ? std::string("0.0.0.0") : interface_;
+    auto addr = tcp::SockAddr::fromLiteral(host, requestedPort_);
+    if (!addr) throw InvalidAddressError(interface_, "not an IPv4 or IPv6 address (or an unknown scope)");
+    // UDP-2: non-blocking and close-on-exec from the start; no SO_REUSEADDR.
+    int s = ::socket(addr->family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0) throw CannotListenError(interface_, requestedPort_, errnoCode(errno));
+    try {
+        if (addr->family() == AF_INET6) setIntOption(s, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+        configureSocket(s);
+    } catch (const std::system_error& e) {
+        ::close(s);
+        throw CannotListenError(interface_, requestedPort_, e.code());
+    }
+    if (::bind(s, addr->get(), addr->length) != 0) {
+        int e = errno;
+        ::close(s);
+        throw CannotListenError(interface_, requestedPort_, errnoCode(e));
+    }
+    family_ = addr->family();
+    realPort_ = portOf(localName(s));
+    peer_ = {};
+    attach(s, std::to_string(realPort_));
+}
+
+void Port::adopt(int fd) {
+    tcp::SockAddr local = localName(fd);
+    family_ = local.family() == AF_INET6 ? AF_INET6 : AF_INET;
+    realPort_ = portOf(local);
+    Address a = local.toAddress("UDP");
+    if (auto* v4 = std::get_if<IPv4Address>(&a)) interface_ = v4->host;
+    else if (auto* v6 = std::get_if<IPv6Address>(&a)) interface_ = v6->host;
+    // An adopted socket may already be connected (UDP-22: "bound where the socket is bound").
+    tcp::SockAddr peer;
+    peer.length = tcp::SockAddr::capacity;
+    if (::getpeername(fd, peer.get(), &peer.length) == 0) peer_ = peer;
+    attach(fd, std::to_string(realPort_));
+}
+
+void Port::closed() {
+    std::uint16_t was = realPort_;
+    realPort_ = 0;
+    peer_ = {};
+    lastFrom_ = {};
+    log::info(logPrefix(), "(UDP Port {} Closed)", was);  // UDP-5
+}
+
+Address Port::getHost() const {
+    if (fd_ >= 0) {
+        tcp::SockAddr a = localName(fd_);
+        if (a.family() == AF_INET6) {  // UDP-4: host and port only
+            a.u.v6.sin6_flowinfo = 0;
+            a.u.v6.sin6_scope_id = 0;
+        }
+        return a.toAddress("UDP");
+    }
+    std::string host = interface_.empty() ? std::string("0.0.0.0") : interface_;
+    if (family_ == AF_INET6) return IPv6Address("UDP", host, realPort_);
+    return IPv4Address("UDP", host, realPort_);
+}
+
+Address Port::getPeer() const { return peer_.length ? peer_.toAddress("UDP") : Address(NoAddress()); }
+
+void Port::deliver(Bytes datagram, const sockaddr* from, socklen_t fromLength) {
+    // A steady peer costs no formatting: the Address is kept for the last sender.
+    if (!sameSockAddr(lastFrom_, from, fromLength)) {
+        lastFrom_ = {};
+        std::memcpy(lastFrom_.get(), from, std::min<socklen_t>(fromLength, tcp::SockAddr::capacity));
+        lastFrom_.length = std::min<socklen_t>(fromLength, tcp::SockAddr::capacity);
+        lastFromAddress_ = lastFrom_.toAddress("UDP");  // UDP-8: IPv6 keeps flow info and scope
+    }
+    static_cast<DatagramProtocol&>(*protocol_).datagramReceived(datagram, lastFromAddress_);
+}
+
+tcp::SockAddr Port::destination(const std::string& hostIn, std::uint16_t port) const {
+    // UDP-12, UDP-13.
+    const bool broadcast = hostIn == "<broadcast>";
+    const std::string host = broadcast ? std::string("255.255.255.255") : hostIn;
+    if (broadcast || isIPAddress(host)) {
+        if (family_ == AF_INET6)
+            throw InvalidAddressError(hostIn, "IPv6 port write() called with IPv4 or broadcast address");
+    } else if (isIPv6Address(host)) {
+        if (family_ == AF_INET) throw InvalidAddressError(hostIn, "IPv4 port write() called with IPv6 address");
+    } else {
+        throw InvalidAddressError(hostIn, "write() only accepts IP addresses, not hostnames");
+    }
+    auto addr = tcp::SockAddr::fromLiteral(host, port);
+    if (!addr) throw InvalidAddressError(hostIn, "unknown IPv6 scope");
+    return *addr;
+}
+
+std::size_t Port::sendTo(const Address& addr, std::span<const Bytes> chunks) {
+    std::string host;
+    std::uint16_t port = 0;
+    const bool hasHostPort = hostPort(addr, host, port);
+    if (connectedToPeer()) {
+        // UDP-18: NoAddress or the peer itself (Twisted asserts; weft throws).
+        if (hasHostPort) {
+            tcp::SockAddr to = destination(host, port);
+            if (!samePeer(peer_, to))
+                throw InvalidAddressError(host, "a connected port only writes to its peer " + addressStr(getPeer()));
+        } else if (!std::holds_alternative<NoAddress>(addr)) {
+            throw InvalidAddressError(addressStr(addr), "not a UDP address");
+        }
+        return sendChunks(nullptr, 0, chunks, addressStr(getPeer()));
+    }
+    if (!hasHostPort) {
+        throw InvalidAddressError(addressStr(addr), std::holds_alternative<NoAddress>(addr)
+                                                        ? "an unconnected port needs a destination address"
+                                                        : "not a UDP address");
+    }
+    tcp::SockAddr to = destination(host, port);
+    return sendChunks(to.get(), to.length, chunks,
+                      fmt::format("{}:{}", host == "<broadcast>" ? "<broadcast> 255.255.255.255" : host, port));
+}
+
+std::size_t Port::write(Bytes datagram, const Address& addr) { return sendTo(addr, std::span(&datagram, 1)); }
+
+std::size_t Port::write(Bytes datagram, const std::string& host, std::uint16_t port) {
+    if (family_ == AF_INET6 || isIPv6Address(host)) return write(datagram, IPv6Address("UDP", host, port));
+    return write(datagram, IPv4Address("UDP", host, port));
+}
+
+std::size_t Port::writeSequence(std::span<const Bytes> chunks, const Address& addr) { return sendTo(addr, chunks); }
+
+void Port::connect(const std::string& host, std::uint16_t port) {
+    if (connectedToPeer()) throw std::runtime_error("already connected, reconnecting is not currently supported");
+    if (!isIPAddress(host) && !isIPv6Address(host)) throw InvalidAddressError(host, "not an IPv4 or IPv6 address");
+    if (isIPAddress(host) != (family_ == AF_INET))
+        throw InvalidAddressError(host, family_ == AF_INET ? "IPv4 port connect() called with IPv6 address"
+                                                           : "IPv6 port connect() called with IPv4 address");
+    auto to = tcp::SockAddr::fromLiteral(host, port);
+    if (!to) throw InvalidAddressError(host, "unknown IPv6 scope");
+    if (fd_ < 0) throw std::logic_error("connect() on a datagram port that is not listening");
+    if (sys::ops.connect(fd_, to->get(), to->length) != 0)
+        throw std::system_error(errnoCode(errno), fmt::format("connecting a datagram port to {}:{}", host, port));
+    peer_ = *to;
+}
+
+void Port::setBroadcastAllowed(bool enabled) { setIntOption(fd_, SOL_SOCKET, SO_BROADCAST, enabled, "SO_BROADCAST"); }
+
+bool Port::getBroadcastAllowed() const { return intOption(fd_, SOL_SOCKET, SO_BROADCAST) != 0; }
+
+// ---- MulticastPort ------------------------------------------------------------------------
+
+MulticastPort::MulticastPort(Reactor& reactor, std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
+                             std::string interface, std::size_t maxPacketSize, bool listenMultiple)
+    : Port(reactor, port, std::move(protocol), std::move(interface), maxPacketSize), listenMultiple_(listenMultiple) {}
+
+void MulticastPort::configureSocket(int fd) {
+    if (!listenMultiple_) return;
+    setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");  // UDP-23
+    int one = 1;
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 && errno != ENOPROTOOPT)
+        throw std::system_error(errnoCode(errno), "SO_REUSEPORT");
+}
+
+int MulticastPort::getTTL() const {
+    if (addressFamily() == AF_INET6) return intOption(fd_, IPPROTO_IPV6, IPV6_MULTICAST_HOPS);
+    return intOption(fd_, IPPROTO_IP, IP_MULTICAST_TTL);
+}
+
+void MulticastPort::setTTL(int ttl) {
+    if (ttl < 0 || ttl > 255) throw std::invalid_argument(fmt::format("multicast TTL {} is not in 0..255", ttl));
+    if (addressFamily() == AF_INET6) setIntOption(fd_, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, ttl, "IPV6_MULTICAST_HOPS");
+    else setIntOption(fd_, IPPROTO_IP, IP_MULTICAST_TTL, ttl, "IP_MULTICAST_TTL");
+}
+
+bool MulticastPort::getLoopbackMode() const {
+    if (addressFamily() == AF_INET6) return intOption(fd_, IPPROTO_IPV6, IPV6_MULTICAST_LOOP) != 0;
+    return intOption(fd_, IPPROTO_IP, IP_MULTICAST_LOOP) != 0;
+}
+
+void MulticastPort::setLoopbackMode(bool enabled) {
+    if (addressFamily() == AF_INET6) setIntOption(fd_, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, enabled, "IPV6_MULTICAST_LOOP");
+    else setIntOption(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, enabled, "IP_MULTICAST_LOOP");
+}
+
+std::string MulticastPort::getOutgoingInterface() const {
+    if (addressFamily() == AF_INET6) {
+        int index = intOption(fd_, IPPROTO_IPV6, IPV6_MULTICAST_IF);
+        if (index == 0) return "::";
+        char name[IF_NAMESIZE] = {};
+        return ::if_indextoname(static_cast<unsigned>(index), name) ? std::string(name) : std::to_string(index);
+    }
+    in_addr a{};
+    socklen_t len = sizeof a;
+    if (::getsockopt(fd_, IPPROTO_IP, IP_MULTICAST_IF, &a, &len) != 0)
+        throw std::system_error(errnoCode(errno), "getsockopt IP_MULTICAST_IF");
+    char text[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, &a, text, sizeof text);
+    return text;
+}
+
+Deferred<void> MulticastPort::setOutgoingInterface(const std::string& addr) {
+    auto self = std::static_pointer_cast<MulticastPort>(shared_from_this());
+    if (addressFamily() == AF_INET6) {
+        bool ok = false;
+        unsigned index = interfaceIndex(addr, ok);
+        if (!ok) return fail(Failure(std::system_error(errnoCode(ENODEV), "no such interface: " + addr)));
+        try {
+            setIntOption(fd_, IPPROTO_IPV6, IPV6_MULTICAST_IF, static_cast<int>(index), "IPV6_MULTICAST_IF");
+        } catch (...) {
+            return fail(Failure::current());
+        }
+        return succeed();
+    }
+    return resolveHost(reactor_, addr, AF_INET).addCallback([self](std::string resolved) {
+        in_addr a{};
+        ::inet_pton(AF_INET, resolved.c_str(), &a);
+        if (::setsockopt(self->fd_, IPPROTO_IP, IP_MULTICAST_IF, &a, sizeof a) != 0)
+            throw std::system_error(errnoCode(errno), "IP_MULTICAST_IF " + resolved);
+    });
+}
+
+Deferred<void> MulticastPort::joinGroup(const std::string& group, const std::string& interface) {
+    return membership(group, interface, true);
+}
+
+Deferred<void> MulticastPort::leaveGroup(const std::string& group, const std::string& interface) {
+    return membership(group, interface, false);
+}
+
+Deferred<void> MulticastPort::membership(const std::string& group, const std::string& interface, bool join) {
+    auto self = std::static_pointer_cast<MulticastPort>(shared_from_this());
+    const int family = addressFamily();
+    Deferred<std::string> resolvedGroup = resolveHost(reactor_, group, family);
+    if (family == AF_INET6) {
+        // UDP-29, Better than Twisted: IPv6 groups, the interface by name or index.
+        return resolvedGroup.addCallback([self, interface, join](std::string g) {
+            bool ok = false;
+            ipv6_mreq m{};
+            m.ipv6mr_interface = interfaceIndex(interface, ok);
+            if (!ok) throw MulticastJoinError(g, interface, "no such interface");
+            ::inet_pton(AF_INET6, g.c_str(), &m.ipv6mr_multiaddr);
+            if (self->fd_ < 0) throw MulticastJoinError(g, interface, "the port is closed");
+            if (::setsockopt(self->fd_, IPPROTO_IPV6, join ? IPV6_JOIN_GROUP : IPV6_LEAVE_GROUP, &m, sizeof m) != 0) {
+                int e = errno;
+                throw MulticastJoinError(g, interface, std::strerror(e));
+            }
+        });
+    }
+    // UDP-27: the group, then the interface, are resolved; a refusal fails the Deferred.
+    Reactor& reactor = reactor_;
+    return resolvedGroup.addCallback([self, interface, join, &reactor](std::string g) {
+        return resolveHost(reactor, interface, AF_INET).addCallback([self, g, join](std::string i) {
+            ip_mreq m{};
+            ::inet_pton(AF_INET, g.c_str(), &m.imr_multiaddr);
+            ::inet_pton(AF_INET, i.c_str(), &m.imr_interface);
+            if (self->fd_ < 0) throw MulticastJoinError(g, i, "the port is closed");
+            if (::setsockopt(self->fd_, IPPROTO_IP, join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP, &m, sizeof m) != 0) {
+                int e = errno;
+                throw MulticastJoinError(g, i, std::strerror(e));
+            }
+        });
+    });
+}
+
+}  // namespace weft::udp
+
+// ---- Reactor methods ------------------------------------------------------------------------
+
+namespace weft {
+
+std::shared_ptr<udp::Port> Reactor::listenUDP(std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
+                                              const std::string& interface, std::size_t maxPacketSize) {
+    auto p = std::make_shared<udp::Port>(*this, port, std::move(protocol), interface, maxPacketSize);
+    p->startListening();
+    return p;
+}
+
+std::shared_ptr<udp::MulticastPort> Reactor::listenMulticast(std::uint16_t port,
+                                                             std::shared_ptr<DatagramProtocol> protocol,
+                                                             const std::string& interface, std::size_t maxPacketSize,
+                                                             bool listenMultiple) {
+    auto p = std::make_shared<udp::MulticastPort>(*this, port, std::move(protocol), interface, maxPacketSize,
+                                                  listenMultiple);
+    p->startListening();
+    return p;
+}
+
+std::shared_ptr<udp::Port> Reactor::adoptDatagramPort(int fd, int addressFamily,
+                                                      std::shared_ptr<DatagramProtocol> protocol,
+                                                      std::size_t maxPacketSize) {
+    // UDP-22: the family is checked, then the caller's descriptor duplicated.
+    if (addressFamily != AF_INET && addressFamily != AF_INET6)
+        throw error::UnsupportedAddressFamily(std::to_string(addressFamily));
+    auto p = std::make_shared<udp::Port>(*this, 0, std::move(protocol), addressFamily == AF_INET6 ? "::" : "",
+                                         maxPacketSize);
+    p->checkProtocolFree();
+    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) throw std::system_error(errno, std::generic_category(), "adoptDatagramPort: dup");
+    ::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) | O_NONBLOCK);
+    p->adopt(copy);  // from here the port owns the copy (closed if attaching fails)
+    return p;
+}
+
+}  // namespace weft

@@ -1,0 +1,276 @@
+// UNIX datagram sockets: DatagramPort, ConnectedDatagramPort and the Reactor's
+// listenUNIXDatagram/connectUNIXDatagram. Spec: unix.md UNIX-23..UNIX-29.
+#include <weft/internet/unix_datagram.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include <weft/internet/error.hpp>
+#include <weft/log.hpp>
+
+#include "internet/detail/unixpath.hpp"
+#include "sys/syscalls.hpp"
+
+namespace weft::unix {
+
+using namespace weft::error;
+using weft::detail::UnixSockAddr;
+
+namespace {
+
+std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
+
+// A path fit for log lines: an abstract name's leading NUL shown as '@'.
+std::string displayPath(const std::string& path) {
+    if (UnixSockAddr::isAbstract(path)) return "@" + path.substr(1);
+    return path;
+}
+
+std::string tooLong(const std::string& path) {
+    return fmt::format("AF_UNIX path too long: {} bytes, at most {}", path.size(),
+                       UnixSockAddr::isAbstract(path) ? sizeof(sockaddr_un::sun_path) : UnixSockAddr::maxPath);
+}
+
+int datagramSocket() { return ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
+
+// The bound name of a socket ("" if unbound or closed).
+std::string boundName(int fd) {
+    if (fd < 0) return {};
+    UnixSockAddr a;
+    a.length = UnixSockAddr::capacity;
+    if (::getsockname(fd, a.get(), &a.length) != 0) return {};
+    return a.path();
+}
+
+// Removes a socket file weft created (UNIX-26); someone else may have removed it.
+void unlinkOwned(const std::string& path) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        log::warn("", "Could not remove the socket file {}: {}", path, std::strerror(errno));
+}
+
+}  // namespace
+
+// ---- DatagramPort ---------------------------------------------------------------------
+
+DatagramPort::DatagramPort(Reactor& reactor, std::string path, std::shared_ptr<DatagramProtocol> protocol,
+                           std::size_t maxPacketSize, int mode)
+    : DatagramSocket(reactor, std::move(protocol), maxPacketSize), path_(std::move(path)), mode_(mode) {
+    ignoreUnconnectedRefusal_ = false;  // UNIX-25: a dead peer's path is an error the caller sees
+}
+
+std::string DatagramPort::logPrefix() const {
+    if (prefix_.empty()) prefix_ = protocolPrefix() + " (UNIX)";
+    return prefix_;
+}
+
+std::string DatagramPort::repr() const {
+    std::string name = protocolClassName();
+    if (fd_ >= 0) return fmt::format("<{} on '{}'>", name, displayPath(path_));
+    return fmt::format("<{} (not listening)>", name);
+}
+
+void DatagramPort::startListening() {
+    if (fd_ >= 0) return;
+    checkProtocolFree();
+    UnixSockAddr addr;
+    if (!UnixSockAddr::fromPath(path_, addr))
+        throw CannotListenError("", path_, errnoCode(ENAMETOOLONG), tooLong(path_));
+    int s = datagramSocket();
+    if (s < 0) throw CannotListenError("", path_, errnoCode(errno));
+    // UNIX-23: an existing path — a socket or any other file — makes bind()
+    // fail with EADDRINUSE and is left as it was.
+    if (::bind(s, addr.get(), addr.length) != 0) {
+        int e = errno;
+        ::close(s);
+        throw CannotListenError("", path_, errnoCode(e));
+    }
+    const bool filesystem = !UnixSockAddr::isAbstract(path_);
+    if (filesystem && ::chmod(path_.c_str(), static_cast<mode_t>(mode_)) != 0) {  // exactly `mode`, not umask'd
+        int e = errno;
+        ::close(s);
+        unlinkOwned(path_);
+        throw CannotListenError("", path_, errnoCode(e));
+    }
+    ownsFile_ = filesystem;
+    lastFromRaw_.clear();
+    try {
+        attach(s, displayPath(path_));
+    } catch (...) {
+        if (ownsFile_) unlinkOwned(path_);
+        ownsFile_ = false;
+        throw;
+    }
+}
+
+Address DatagramPort::getHost() const {
+    if (fd_ >= 0) return UNIXAddress(boundName(fd_));
+    return UNIXAddress(path_);
+}
+
+void DatagramPort::deliver(Bytes datagram, const sockaddr* from, socklen_t fromLength) {
+    // UNIX-24: the sender's path ("" when it is unbound); kept for a steady sender.
+    std::string_view raw(reinterpret_cast<const char*>(from), fromLength);
+    if (raw != lastFromRaw_) {
+        lastFromRaw_.assign(raw);
+        UnixSockAddr a;
+        a.length = std::min<socklen_t>(fromLength, UnixSockAddr::capacity);
+        std::memcpy(&a.u, from, a.length);
+        lastFromAddress_ = UNIXAddress(a.path());
+    }
+    static_cast<DatagramProtocol&>(*protocol_).datagramReceived(datagram, lastFromAddress_);
+}
+
+std::size_t DatagramPort::write(Bytes datagram, const Address& addr) { return writeSequence(std::span(&datagram, 1), addr); }
+
+std::size_t DatagramPort::write(Bytes datagram, const std::string& path) { return write(datagram, UNIXAddress(path)); }
+
+std::size_t DatagramPort::writeSequence(std::span<const Bytes> chunks, const Address& addr) {
+    auto* to = std::get_if<UNIXAddress>(&addr);
+    if (!to) throw InvalidAddressError(addressStr(addr), "a UNIX datagram port writes to UNIXAddress paths only");
+    UnixSockAddr a;
+    if (!UnixSockAddr::fromPath(to->name, a)) throw InvalidAddressError(displayPath(to->name), tooLong(to->name));
+    return sendChunks(a.get(), a.length, chunks, displayPath(to->name));
+}
+
+void DatagramPort::closed() {
+    // Better than Twisted (UNIX-26): the file this port created goes with it.
+    if (ownsFile_) unlinkOwned(path_);
+    ownsFile_ = false;
+    lastFromRaw_.clear();
+    log::info(logPrefix(), "(UNIX datagram port {} closed)", displayPath(path_));
+}
+
+// ---- ConnectedDatagramPort --------------------------------------------------------------
+
+ConnectedDatagramPort::ConnectedDatagramPort(Reactor& reactor, std::string path,
+                                             std::shared_ptr<ConnectedDatagramProtocol> protocol,
+                                             std::size_t maxPacketSize, int mode,
+                                             std::optional<std::string> bindAddress)
+    : DatagramSocket(reactor, std::move(protocol), maxPacketSize), path_(std::move(path)), mode_(mode),
+      bindAddress_(std::move(bindAddress)) {}
+
+std::string ConnectedDatagramPort::logPrefix() const {
+    if (prefix_.empty()) prefix_ = protocolPrefix() + " (UNIX)";
+    return prefix_;
+}
+
+std::string ConnectedDatagramPort::repr() const {
+    std::string name = protocolClassName();
+    if (fd_ >= 0) return fmt::format("<{} on '{}'>", name, displayPath(path_));
+    return fmt::format("<{} (not listening)>", name);
+}
+
+void ConnectedDatagramPort::startListening() {
+    if (fd_ >= 0) return;
+    checkProtocolFree();
+    UnixSockAddr peer;
+    if (!UnixSockAddr::fromPath(path_, peer)) return failed(Failure(ConnectError(ENAMETOOLONG, tooLong(path_))));
+    int s = datagramSocket();
+    if (s < 0) {
+        int e = errno;
+        return failed(Failure(ConnectError(e, std::strerror(e))));
+    }
+    fd_ = s;  // from here a failure closes it through stopListening()
+    if (bindAddress_) {
+        const std::string& local = *bindAddress_;
+        UnixSockAddr a;
+        if (!UnixSockAddr::fromPath(local, a)) return failed(Failure(ConnectBindError(ENAMETOOLONG, tooLong(local))));
+        if (::bind(s, a.get(), a.length) != 0) {
+            int e = errno;
+            return failed(Failure(ConnectBindError(e, fmt::format("{}: {}", displayPath(local), std::strerror(e)))));
+        }
+        if (!UnixSockAddr::isAbstract(local)) {
+            ownsFile_ = true;
+            if (::chmod(local.c_str(), static_cast<mode_t>(mode_)) != 0) {
+                int e = errno;
+                return failed(Failure(ConnectBindError(e, fmt::format("chmod {}: {}", local, std::strerror(e)))));
+            }
+        }
+    }
+    if (sys::ops.connect(s, peer.get(), peer.length) != 0) {
+        int e = errno;
+        return failed(Failure(getConnectError(e, fmt::format("{}: {}", displayPath(path_), std::strerror(e)))));
+    }
+    try {
+        attach(s, displayPath(path_));
+    } catch (...) {
+        failed(Failure::current());
+    }
+}
+
+void ConnectedDatagramPort::failed(const Failure& reason) {
+    // UNIX-28: stop through stopListening() (the close happens on a later
+    // iteration, like any other), then tell the protocol, before returning.
+    if (fd_ >= 0) stopListening();
+    else if (ownsFile_) {
+        unlinkOwned(*bindAddress_);
+        ownsFile_ = false;
+    }
+    auto protocol = std::static_pointer_cast<ConnectedDatagramProtocol>(protocol_);
+    protocol->connectionFailed(reason);
+}
+
+Address ConnectedDatagramPort::getHost() const {
+    if (fd_ >= 0) return UNIXAddress(boundName(fd_));
+    return UNIXAddress(bindAddress_.value_or(std::string()));
+}
+
+Address ConnectedDatagramPort::getPeer() const { return UNIXAddress(path_); }
+
+void ConnectedDatagramPort::deliver(Bytes datagram, const sockaddr*, socklen_t) {
+    static_cast<ConnectedDatagramProtocol&>(*protocol_).datagramReceived(datagram);  // UNIX-29: no address
+}
+
+void ConnectedDatagramPort::checkPeer(const Address& addr) const {
+    if (std::holds_alternative<NoAddress>(addr)) return;
+    auto* to = std::get_if<UNIXAddress>(&addr);
+    if (!to || to->name != path_)
+        throw InvalidAddressError(addressStr(addr), "a connected UNIX datagram port only writes to its peer");
+}
+
+std::size_t ConnectedDatagramPort::write(Bytes datagram, const Address& addr) {
+    checkPeer(addr);
+    return sendChunks(nullptr, 0, std::span(&datagram, 1), displayPath(path_));
+}
+
+std::size_t ConnectedDatagramPort::writeSequence(std::span<const Bytes> chunks, const Address& addr) {
+    checkPeer(addr);
+    return sendChunks(nullptr, 0, chunks, displayPath(path_));
+}
+
+void ConnectedDatagramPort::closed() {
+    if (ownsFile_ && bindAddress_) unlinkOwned(*bindAddress_);
+    ownsFile_ = false;
+    log::info(logPrefix(), "(UNIX datagram port to {} closed)", displayPath(path_));
+}
+
+}  // namespace weft::unix
+
+// ---- Reactor methods ------------------------------------------------------------------------
+
+namespace weft {
+
+std::shared_ptr<unix::DatagramPort> Reactor::listenUNIXDatagram(const std::string& path,
+                                                                std::shared_ptr<DatagramProtocol> protocol,
+                                                                std::size_t maxPacketSize, int mode) {
+    auto p = std::make_shared<unix::DatagramPort>(*this, path, std::move(protocol), maxPacketSize, mode);
+    p->startListening();
+    return p;
+}
+
+std::shared_ptr<unix::ConnectedDatagramPort> Reactor::connectUNIXDatagram(
+    const std::string& path, std::shared_ptr<ConnectedDatagramProtocol> protocol, std::size_t maxPacketSize, int mode,
+    std::optional<std::string> bindAddress) {
+    auto p = std::make_shared<unix::ConnectedDatagramPort>(*this, path, std::move(protocol), maxPacketSize, mode,
+                                                           std::move(bindAddress));
+    p->startListening();
+    return p;
+}
+
+}  // namespace weft
