@@ -18,6 +18,7 @@
 #include <weft/internet/error.hpp>
 #include <weft/internet/interfaces.hpp>
 #include <weft/internet/tcp.hpp>
+#include <weft/internet/udp.hpp>
 #include <weft/internet/unix.hpp>
 
 namespace weft {
@@ -451,6 +452,33 @@ Deferred<std::shared_ptr<Protocol>> UNIXClientEndpoint::connect(std::shared_ptr<
     } catch (...) {
         return fail<std::shared_ptr<Protocol>>(Failure::current());
     }
+}
+
+// ---- UDP ------------------------------------------------------------------------------------
+
+UDPServerEndpoint::UDPServerEndpoint(Reactor& reactor, std::uint16_t port, std::string interface,
+                                     std::size_t maxPacketSize)
+    : reactor_(reactor), port_(port), interface_(std::move(interface)), maxPacketSize_(maxPacketSize) {}
+
+Deferred<std::shared_ptr<IListeningPort>> UDPServerEndpoint::listen(std::shared_ptr<DatagramProtocol> protocol) {
+    try {
+        std::shared_ptr<IListeningPort> port = reactor_.listenUDP(port_, std::move(protocol), interface_, maxPacketSize_);
+        return succeed(std::move(port));
+    } catch (...) {
+        return fail<std::shared_ptr<IListeningPort>>(Failure::current());
+    }
+}
+
+std::shared_ptr<IDatagramServerEndpoint> datagramServerFromString(Reactor& reactor, std::string_view description) {
+    EndpointDescription d = parseEndpointDescription(description);
+    std::string type = lower(d.type());
+    if (type != "udp") unknown(d.type());
+    Bound b = bindArguments("udp", d, {"port", "interface", "maxPacketSize"}, {"port"});
+    int size = intArgument("udp", "maxPacketSize", valueOr(b, "maxPacketSize", "8192"));
+    if (size <= 0 || size > 65535)
+        throw EndpointArgumentError(fmt::format("udp: maxPacketSize {} is outside 1..65535", size));
+    return std::make_shared<UDPServerEndpoint>(reactor, portArgument("udp", b["port"]), valueOr(b, "interface", ""),
+                                               static_cast<std::size_t>(size));
 }
 
 // ---- systemd -------------------------------------------------------------------------------

@@ -484,6 +484,24 @@ TEST_F(EndpointParsing, EP_12_clientTypesWeftLacksThrowNotSupported) {
               std::string::npos);
 }
 
+TEST_F(EndpointParsing, EP_6_udpDatagramDescriptions) {
+    // EP-6 (weft's datagram descriptions): "udp:PORT[:interface][:maxPacketSize]" → UDPServerEndpoint; bad fields name themselves.
+    auto e = std::dynamic_pointer_cast<ep::UDPServerEndpoint>(ep::datagramServerFromString(*reactor, "udp:5353"));
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->port(), 5353);
+    EXPECT_EQ(e->interface(), "");
+    EXPECT_EQ(e->maxPacketSize(), 8192u);
+    e = std::dynamic_pointer_cast<ep::UDPServerEndpoint>(
+        ep::datagramServerFromString(*reactor, "UDP:0:interface=\\:\\:1:maxPacketSize=1500"));
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->interface(), "::1");
+    EXPECT_EQ(e->maxPacketSize(), 1500u);
+    EXPECT_THROW(ep::datagramServerFromString(*reactor, "tcp:80"), UnknownEndpointType);
+    EXPECT_THROW(ep::datagramServerFromString(*reactor, "udp:70000"), InvalidEndpointDescription);
+    EXPECT_THROW(ep::datagramServerFromString(*reactor, "udp:1:maxPacketSize=0"), ep::EndpointArgumentError);
+    EXPECT_THROW(ep::datagramServerFromString(*reactor, "udp"), ep::EndpointArgumentError);
+}
+
 TEST_F(EndpointParsing, EP_14_unixClientPathTimeoutAndLockfile) {
     // EP-14: "unix:PATH" or "unix:path=PATH" → UNIXClientEndpoint, timeout 30 and checkPID false by default; lockfile=1 → checkPID.
     auto e = std::dynamic_pointer_cast<ep::UNIXClientEndpoint>(ep::clientFromString(*reactor, "unix:/var/run/finger"));

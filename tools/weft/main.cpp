@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <cctype>
 #include <cstdio>
 #include <string>
 
@@ -21,6 +22,7 @@
 #include <weft/internet/error.hpp>
 #include <weft/internet/protocol.hpp>
 #include <weft/internet/tcp.hpp>
+#include <weft/internet/udp.hpp>
 #include <weft/log.hpp>
 #include <weft/protocols/portforward.hpp>
 
@@ -214,8 +216,55 @@ public:
 
 namespace {
 
+// Sends every datagram back to its sender.
+class DatagramEcho final : public weft::DatagramProtocol {
+public:
+    void datagramReceived(weft::Bytes datagram, const weft::Address& from) override {
+        transport->write(datagram, from);  // a full socket buffer drops it: UDP is lossy (UDP-14)
+    }
+};
+
+bool isDatagramDescription(const std::string& description) {
+    auto colon = description.find(':');
+    std::string type = description.substr(0, colon);
+    for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return type == "udp";
+}
+
+int serveDatagrams(weft::Reactor& reactor, const std::string& description) {
+    std::shared_ptr<weft::endpoints::IDatagramServerEndpoint> endpoint;
+    try {
+        endpoint = weft::endpoints::datagramServerFromString(reactor, description);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "weft echo: bad endpoint '%s': %s\n", description.c_str(), e.what());
+        return 2;
+    }
+    auto protocol = std::make_shared<DatagramEcho>();
+    protocol->noisy = false;
+    std::shared_ptr<weft::IListeningPort> port;
+    int status = 0;
+    endpoint->listen(protocol).addBoth([&](weft::Result<std::shared_ptr<weft::IListeningPort>> r) {
+        if (r.ok()) {
+            port = r.value();
+        } else {
+            std::fprintf(stderr, "weft echo: %s\n", r.failure().getErrorMessage().c_str());
+            status = 1;
+        }
+    });
+    if (!port) return status ? status : 1;
+    weft::log::info("weft", "echo on {} ({} reactor); stop with Ctrl-C or SIGTERM", weft::addressStr(port->getHost()),
+                    weft::backendName(reactor.backend()));
+    reactor.addSystemEventTrigger("before", "shutdown", [&]() -> weft::Deferred<void> { return port->stopListening(); });
+    reactor.run();
+    if (reactor.exitSignal()) weft::log::info("weft", "stopped by signal {}", *reactor.exitSignal());
+    if (auto* udp = dynamic_cast<weft::udp::Port*>(port.get()); udp && udp->droppedDatagrams())
+        weft::log::info("weft", "{} datagram(s) dropped: the socket's send buffer was full", udp->droppedDatagrams());
+    return 0;
+}
+
 int runEcho(weft::Backend backend, const std::string& description, double grace) {
     auto reactor = weft::Reactor::create(backend);
+    if (isDatagramDescription(description)) return serveDatagrams(*reactor, description);
     auto factory = std::make_shared<tool::EchoFactory>();
     factory->protocol = [] { return std::static_pointer_cast<weft::Protocol>(std::make_shared<Echo>()); };
     factory->noisy = false;
@@ -259,11 +308,15 @@ int main(int argc, char** argv) {
 
     std::string listenOn = "tcp:8000:interface=127.0.0.1", to;
     double grace = 5;
-    auto* echo = app.add_subcommand("echo", "Echo every byte back to each client");
-    echo->add_option("endpoint", listenOn, "Server endpoint, e.g. tcp:8000, tcp:0:interface=127.0.0.1, tcp6:8000")
+    auto* echo = app.add_subcommand("echo", "Echo every byte (or datagram) back to each client");
+    echo->add_option("endpoint", listenOn,
+                     "Server endpoint, e.g. tcp:8000, tcp:0:interface=127.0.0.1, tcp6:8000, unix:/tmp/echo.sock, "
+                     "udp:8000:interface=127.0.0.1")
         ->capture_default_str();
     echo->add_option("--grace", grace, "Seconds to let connections flush on shutdown")->capture_default_str();
-    echo->footer("Example: weft echo tcp:8000:interface=127.0.0.1  then  nc 127.0.0.1 8000");
+    echo->footer("Examples: weft echo tcp:8000:interface=127.0.0.1  then  nc 127.0.0.1 8000\n"
+                 "          weft echo unix:/tmp/echo.sock           then  nc -U /tmp/echo.sock\n"
+                 "          weft echo udp:8000:interface=127.0.0.1  then  nc -u 127.0.0.1 8000");
 
     auto* forward = app.add_subcommand("portforward", "Forward each connection to another endpoint");
     forward->add_option("endpoint", listenOn, "Server endpoint to listen on")->capture_default_str();

@@ -239,6 +239,42 @@ private:
     bool checkPID_;
 };
 
+// ---- datagram ports (weft's own: Twisted's strports describe streams only) -------------
+
+/// Something that can listen for datagrams with a DatagramProtocol.
+class WEFT_EXPORT IDatagramServerEndpoint {
+public:
+    virtual ~IDatagramServerEndpoint() = default;
+    /// A fired Deferred with the listening port, or a failed one
+    /// (CannotListenError, InvalidAddressError). It never throws.
+    virtual Deferred<std::shared_ptr<IListeningPort>> listen(std::shared_ptr<DatagramProtocol> protocol) = 0;
+};
+
+/// Listens on a UDP port: listen() is Reactor::listenUDP(port, protocol,
+/// interface, maxPacketSize); the family follows the interface literal.
+class WEFT_EXPORT UDPServerEndpoint final : public IDatagramServerEndpoint {
+public:
+    UDPServerEndpoint(Reactor& reactor, std::uint16_t port, std::string interface = "",
+                      std::size_t maxPacketSize = 8192);
+    Deferred<std::shared_ptr<IListeningPort>> listen(std::shared_ptr<DatagramProtocol> protocol) override;
+
+    std::uint16_t port() const noexcept { return port_; }
+    const std::string& interface() const noexcept { return interface_; }
+    std::size_t maxPacketSize() const noexcept { return maxPacketSize_; }
+
+private:
+    Reactor& reactor_;
+    std::uint16_t port_;
+    std::string interface_;
+    std::size_t maxPacketSize_;
+};
+
+/// Parses a datagram server description: "udp:PORT[:interface=ADDR][:maxPacketSize=N]"
+/// (fields also by position, in that order). The grammar and errors are those
+/// of serverFromString; any other type throws UnknownEndpointType.
+WEFT_EXPORT std::shared_ptr<IDatagramServerEndpoint> datagramServerFromString(Reactor& reactor,
+                                                                              std::string_view description);
+
 // ---- systemd socket activation (EP-11) ------------------------------------------------
 
 /// Listening sockets inherited from systemd (Twisted python.systemd.ListenFDs).
