@@ -1,7 +1,10 @@
-// loadgen: a single-threaded epoll load generator for TCP echo servers (issue #4's
-// whole-system benchmarks, driven by bench/compare.sh). Plain sockets, no weft dependency.
+// loadgen: a single-threaded epoll load generator for TCP, UNIX-stream and UDP echo servers
+// (issue #4's whole-system benchmarks, driven by bench/compare.sh). Plain sockets, no weft
+// dependency.
 //
-//   loadgen SCENARIO --port P [options]
+//   loadgen SCENARIO --port P [options]      TCP to --host (default 127.0.0.1):P
+//   loadgen SCENARIO --unix PATH [options]   the stream scenarios over a UNIX stream socket
+//   loadgen udp --port P [options]           UDP to --host:P
 //
 //   pingpong --conns N --size S            each connection sends S bytes, waits for the whole
 //                                          echo, repeats
@@ -12,9 +15,16 @@
 //                                          attempts in flight
 //   idle     --conns N --hold H            open N connections, verify each with one round trip,
 //                                          hold them for H seconds, verify each again
+//   udp --conns N --size S [--window K]    N clients, each a connected UDP socket with K
+//                                          datagrams of S bytes in flight (K = 1: pingpong);
+//                                          a datagram not echoed within --dgram-timeout counts
+//                                          as lost and its slot is reused
 //
 // Every echoed byte is compared with a deterministic per-connection pattern. A mismatch, an
-// unexpected close, a socket error or a stall makes the run fail (exit status 1). The result
+// unexpected close, a socket error or a stall makes the run fail (exit status 1). UDP: every
+// datagram carries its client id and sequence number in its first 8 bytes and the pattern
+// after them; an echo must come back whole, to its own client, intact, and only once (a lost
+// datagram is counted, not an error; one echoed after its timeout counts as late). The result
 // is one line of key=value pairs on stdout. With --server-pid the server's CPU time
 // (utime+stime from /proc/PID/stat) is sampled at the edges of the measured window and its
 // VmRSS (from /proc/PID/status) before and after the connections are opened.
@@ -24,6 +34,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,6 +70,7 @@ struct Options {
     std::string scenario;
     std::string host = "127.0.0.1";
     int port = 0;
+    std::string unixPath;  // --unix: a UNIX stream socket instead of host:port
     std::uint32_t conns = 0;  // 0: the scenario's default
     std::size_t size = 0;     // 0: the scenario's default
     std::uint32_t depth = 16;
@@ -71,15 +83,25 @@ struct Options {
     double timeout = 30.0;                 // setup deadline and stall limit, seconds
     long serverPid = 0;
     bool busyPoll = false;                 // epoll_wait without sleeping (keeps loadgen's core awake)
+    std::uint32_t window = 1;              // udp: datagrams in flight per client
+    double dgramTimeout = 0.2;             // udp: seconds before an unanswered datagram is lost
 };
+
+constexpr std::size_t kUdpHeader = 8;     // udp: client id and sequence number, little-endian
+constexpr std::size_t kUdpMax = 65507;    // the largest UDP payload over IPv4
 
 [[noreturn]] void usage(int status) {
     std::fputs(
-        "usage: loadgen SCENARIO --port P [options]\n"
-        "  scenarios: pingpong | pipeline | stream | connrate | idle\n"
+        "usage: loadgen SCENARIO (--port P | --unix PATH) [options]\n"
+        "  scenarios: pingpong | pipeline | stream | connrate | idle  (TCP, or UNIX with --unix)\n"
+        "             udp                                             (UDP, --port only)\n"
         "  --host A              server address (default 127.0.0.1)\n"
-        "  --conns N             connections (pingpong/pipeline/stream default 64, idle 1000)\n"
-        "  --size S              message size (default 64; stream: write chunk, default 65536)\n"
+        "  --unix PATH           connect to the UNIX stream socket PATH instead of host:port\n"
+        "  --conns N             connections or UDP clients (default 64; idle 1000)\n"
+        "  --size S              message size (default 64; stream: write chunk, default 65536;\n"
+        "                        udp: datagram size, 8 to 65507)\n"
+        "  --window K            udp: datagrams in flight per client (default 1: pingpong)\n"
+        "  --dgram-timeout T     udp: seconds after which an unanswered datagram is lost (0.2)\n"
         "  --depth D             pipeline: messages in flight per connection (default 16)\n"
         "  --inflight B          stream: unacknowledged bytes per connection (default 262144)\n"
         "  --seconds T           measured window (default 5)\n"
@@ -135,6 +157,12 @@ Options parseOptions(int argc, char** argv) {
         bool ok = true;
         if (a == "--host") o.host = v;
         else if (a == "--port") ok = parseInteger(v, o.port) && o.port > 0 && o.port < 65536;
+        else if (a == "--unix") {
+            o.unixPath = v;
+            ok = !v.empty() && v.size() < sizeof(sockaddr_un::sun_path);
+        }
+        else if (a == "--window") ok = parseInteger(v, o.window) && o.window > 0 && o.window <= 4096;
+        else if (a == "--dgram-timeout") ok = parseNumber(v, o.dgramTimeout) && o.dgramTimeout > 0;
         else if (a == "--conns") ok = parseInteger(v, o.conns) && o.conns > 0;
         else if (a == "--size") ok = parseInteger(v, o.size) && o.size > 0;
         else if (a == "--depth") ok = parseInteger(v, o.depth) && o.depth > 0;
@@ -155,14 +183,30 @@ Options parseOptions(int argc, char** argv) {
             usage(2);
         }
     }
-    if (o.scenario.empty() || o.port == 0) usage(2);
+    if (o.scenario.empty() || (o.port == 0) == o.unixPath.empty()) {
+        std::fprintf(stderr, "loadgen: give a scenario and exactly one of --port and --unix\n");
+        usage(2);
+    }
     const bool stream = o.scenario == "stream";
+    const bool udp = o.scenario == "udp";
     if (o.scenario != "pingpong" && o.scenario != "pipeline" && !stream && o.scenario != "connrate" &&
-        o.scenario != "idle") {
+        o.scenario != "idle" && !udp) {
         std::fprintf(stderr, "loadgen: unknown scenario %s\n", o.scenario.c_str());
         usage(2);
     }
+    if (udp && !o.unixPath.empty()) {
+        std::fprintf(stderr, "loadgen: udp needs --port (UNIX datagram sockets are not supported)\n");
+        usage(2);
+    }
+    if (udp && o.size != 0 && (o.size < kUdpHeader || o.size > kUdpMax)) {
+        std::fprintf(stderr, "loadgen: udp --size must be %zu to %zu bytes\n", kUdpHeader, kUdpMax);
+        usage(2);
+    }
     if (o.conns == 0) o.conns = o.scenario == "idle" ? 1000 : 64;
+    if (udp && o.conns > (1u << 20)) {
+        std::fprintf(stderr, "loadgen: udp --conns is at most %u\n", 1u << 20);
+        usage(2);
+    }
     if (o.size == 0) o.size = stream ? 65536 : 64;
     if (stream) o.size = std::min(o.size, o.inflight);
     return o;
@@ -297,11 +341,25 @@ struct Sample {
 class Loadgen {
 public:
     explicit Loadgen(Options o) : o_(std::move(o)), readBuf_(kReadBuf), events_(1024) {
-        addr_.sin_family = AF_INET;
-        addr_.sin_port = htons(static_cast<std::uint16_t>(o_.port));
-        if (::inet_pton(AF_INET, o_.host.c_str(), &addr_.sin_addr) != 1) {
-            std::fprintf(stderr, "loadgen: bad IPv4 address %s\n", o_.host.c_str());
-            std::exit(2);
+        if (!o_.unixPath.empty()) {
+            sockaddr_un sun{};
+            sun.sun_family = AF_UNIX;
+            std::memcpy(sun.sun_path, o_.unixPath.data(), o_.unixPath.size());  // checked: fits
+            std::memcpy(&addr_, &sun, sizeof sun);
+            addrLen_ = sizeof sun;
+            family_ = AF_UNIX;
+            transport_ = "unix";
+        } else {
+            sockaddr_in in{};
+            in.sin_family = AF_INET;
+            in.sin_port = htons(static_cast<std::uint16_t>(o_.port));
+            if (::inet_pton(AF_INET, o_.host.c_str(), &in.sin_addr) != 1) {
+                std::fprintf(stderr, "loadgen: bad IPv4 address %s\n", o_.host.c_str());
+                std::exit(2);
+            }
+            std::memcpy(&addr_, &in, sizeof in);
+            addrLen_ = sizeof in;
+            transport_ = o_.scenario == "udp" ? "udp" : "tcp";
         }
         ep_ = ::epoll_create1(EPOLL_CLOEXEC);
         if (ep_ < 0) {
@@ -318,6 +376,7 @@ public:
 
     int run() {
         if (o_.scenario == "connrate") runConnrate();
+        else if (o_.scenario == "udp") runUdp();
         else if (idle_) runIdle();
         else runFlow();
         return errors_ == 0 ? 0 : 1;
@@ -349,16 +408,17 @@ private:
         }
     }
 
-    // A non-blocking socket with a connect() in progress, or -1 with `err` set.
+    // A non-blocking stream socket with a connect() in progress (TCP) or done (UNIX), or -1
+    // with `err` set. A UNIX connect() whose listener's backlog is full fails with EAGAIN.
     int openSocket(int& err) {
-        int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int fd = ::socket(family_, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             err = errno;
             return -1;
         }
         int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr_), sizeof addr_) == 0 || errno == EINPROGRESS) {
+        if (family_ == AF_INET) ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr_), addrLen_) == 0 || errno == EINPROGRESS) {
             return fd;
         }
         err = errno;
@@ -484,7 +544,11 @@ private:
                 int err = 0;
                 c.fd = openSocket(err);
                 if (c.fd < 0) {
-                    failConn(opened, "connect", err);
+                    failConn(opened,
+                             family_ == AF_UNIX && err == EAGAIN
+                                 ? "connect (the UNIX listener's backlog is full; lower --setup-concurrency)"
+                                 : "connect",
+                             err);
                     return false;
                 }
                 setEvents(c.fd, opened, EPOLLOUT, EPOLL_CTL_ADD);
@@ -536,8 +600,8 @@ private:
         const std::uint64_t msgs = b.msgs - a.msgs, bytes = b.bytes - a.bytes;
         const double mb = static_cast<double>(bytes) / 1e6;
         Line line;
-        line.add("scenario", std::string_view(o_.scenario)).add("conns", std::uint64_t{o_.conns});
-        line.add("size", std::uint64_t{o_.size});
+        line.add("scenario", std::string_view(o_.scenario)).add("transport", std::string_view(transport_));
+        line.add("conns", std::uint64_t{o_.conns}).add("size", std::uint64_t{o_.size});
         if (o_.scenario == "pipeline") line.add("depth", std::uint64_t{o_.depth});
         if (stream_) line.add("inflight", std::uint64_t{o_.inflight});
         line.add("msgs", msgs).add("bytes", bytes).add("seconds", secs, 3);
@@ -588,7 +652,8 @@ private:
             if (ok && totalBytes_ < want) fail("idle connections did not answer after the hold");
         }
         Line line;
-        line.add("scenario", std::string_view("idle")).add("conns", std::uint64_t{o_.conns});
+        line.add("scenario", std::string_view("idle")).add("transport", std::string_view(transport_));
+        line.add("conns", std::uint64_t{o_.conns});
         line.add("msgs", totalMsgs_).add("bytes", totalBytes_).add("seconds", o_.hold, 3);
         line.add("setup_seconds", setup, 3).add("conns_per_s", setup > 0 ? o_.conns / setup : 0.0, 0);
         line.add("rss_before_kb", rssBefore).add("rss_open_kb", rssOpen).add("rss_held_kb", rssHeld);
@@ -629,8 +694,10 @@ private:
         int err = 0;
         a.fd = openSocket(err);
         if (a.fd < 0) {
-            if (err == EADDRNOTAVAIL) {
-                ++addrRetries_;  // local ports used up (TIME_WAIT): retried after the next wait
+            if (err == EADDRNOTAVAIL || (family_ == AF_UNIX && err == EAGAIN)) {
+                // local ports used up (TIME_WAIT), or a UNIX listener's backlog full: retried
+                // after the next wait
+                ++addrRetries_;
                 return;
             }
             return failAttempt(a, "connect", err);
@@ -701,7 +768,7 @@ private:
         const double secs = secondsBetween(a.at, b.at);
         const std::uint64_t n = b.msgs - a.msgs;
         Line line;
-        line.add("scenario", std::string_view("connrate"));
+        line.add("scenario", std::string_view("connrate")).add("transport", std::string_view(transport_));
         line.add("concurrency", std::uint64_t{o_.concurrency});
         line.add("msgs", n).add("bytes", b.bytes - a.bytes).add("seconds", secs, 3);
         line.add("conns_per_s", secs > 0 ? static_cast<double>(n) / secs : 0.0, 0);
@@ -713,9 +780,218 @@ private:
         }
     }
 
+    // ---------------------------------------------------------------- udp
+
+    struct Slot {
+        std::uint32_t seq = 0;
+        bool busy = false;
+        Clock::time_point sentAt;
+    };
+    struct UdpClient {
+        int fd = -1;
+        std::uint32_t nextSeq = 0;
+        std::uint32_t inFlight = 0;
+        bool outArmed = false;
+        std::vector<Slot> slots;           // --window of them
+        std::vector<std::uint32_t> lost;   // timed-out sequence numbers not echoed yet (bounded)
+    };
+    static constexpr std::size_t kMaxLostKept = 4096;  // per client; older ones are forgotten
+
+    static void putLe32(unsigned char* p, std::uint32_t v) {
+        for (int k = 0; k < 4; ++k) p[k] = static_cast<unsigned char>(v >> (8 * k));
+    }
+    static std::uint32_t getLe32(const unsigned char* p) {
+        return std::uint32_t{p[0]} | std::uint32_t{p[1]} << 8 | std::uint32_t{p[2]} << 16 | std::uint32_t{p[3]} << 24;
+    }
+    // The bytes after the header of client `id`'s datagram `seq`.
+    const unsigned char* udpBody(std::uint32_t id, std::uint32_t seq) const {
+        return pattern_.at(Pattern::start(id), std::uint64_t{seq} * o_.size + kUdpHeader);
+    }
+
+    void failClient(std::size_t i, const std::string& what, int err = 0) {
+        std::string msg = "udp client " + std::to_string(i) + ": " + what;
+        if (err != 0) msg += std::string(": ") + std::strerror(err);
+        fail(msg);
+        UdpClient& c = udp_[i];
+        if (c.fd >= 0) ::close(c.fd);
+        c.fd = -1;
+    }
+
+    // Sends datagrams until client i has --window of them in flight.
+    void pumpUdp(std::size_t i) {
+        UdpClient& c = udp_[i];
+        const auto id = static_cast<std::uint32_t>(i);
+        while (c.fd >= 0 && c.inFlight < o_.window) {
+            putLe32(sendBuf_.data(), id);
+            putLe32(sendBuf_.data() + 4, c.nextSeq);
+            std::memcpy(sendBuf_.data() + kUdpHeader, udpBody(id, c.nextSeq), o_.size - kUdpHeader);
+            ssize_t w = ::send(c.fd, sendBuf_.data(), o_.size, 0);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+                if (!c.outArmed) {
+                    c.outArmed = true;
+                    setEvents(c.fd, i, EPOLLIN | EPOLLOUT);
+                }
+                return;
+            }
+            if (w < 0) {
+                return failClient(i, errno == ECONNREFUSED ? "send (nothing listens on the port)" : "send", errno);
+            }
+            if (static_cast<std::size_t>(w) != o_.size) return failClient(i, "short datagram send");
+            for (Slot& slot : c.slots) {
+                if (!slot.busy) {
+                    slot = Slot{c.nextSeq, true, Clock::now()};
+                    break;
+                }
+            }
+            ++c.nextSeq;
+            ++c.inFlight;
+            ++udpSent_;
+        }
+        if (c.fd >= 0 && c.outArmed && c.inFlight == o_.window) {
+            c.outArmed = false;
+            setEvents(c.fd, i, EPOLLIN);
+        }
+    }
+
+    void onUdpReadable(std::size_t i) {
+        UdpClient& c = udp_[i];
+        const auto id = static_cast<std::uint32_t>(i);
+        for (;;) {
+            ssize_t n = ::recv(c.fd, readBuf_.data(), readBuf_.size(), MSG_TRUNC | MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+                return failClient(i, errno == ECONNREFUSED ? "recv (nothing listens on the port)" : "recv", errno);
+            }
+            if (static_cast<std::size_t>(n) != o_.size) {
+                return failClient(i, "echoed datagram of " + std::to_string(n) + " bytes, sent " +
+                                         std::to_string(o_.size));
+            }
+            const std::uint32_t who = getLe32(readBuf_.data()), seq = getLe32(readBuf_.data() + 4);
+            if (who != id) return failClient(i, "received client " + std::to_string(who) + "'s datagram");
+            if (std::memcmp(readBuf_.data() + kUdpHeader, udpBody(id, seq), o_.size - kUdpHeader) != 0) {
+                return failClient(i, "echo mismatch in datagram " + std::to_string(seq));
+            }
+            auto slot = std::find_if(c.slots.begin(), c.slots.end(),
+                                     [seq](const Slot& s) { return s.busy && s.seq == seq; });
+            if (slot != c.slots.end()) {
+                slot->busy = false;
+                --c.inFlight;
+                ++totalMsgs_;
+                totalBytes_ += o_.size;
+                continue;
+            }
+            auto late = std::find(c.lost.begin(), c.lost.end(), seq);
+            if (late == c.lost.end()) {
+                return failClient(i, "datagram " + std::to_string(seq) + " echoed twice, or never sent");
+            }
+            c.lost.erase(late);
+            ++udpLate_;
+        }
+        pumpUdp(i);
+    }
+
+    void onUdpEvent(const epoll_event& ev) {
+        const auto i = static_cast<std::size_t>(ev.data.u64);
+        if (udp_[i].fd < 0) return;
+        if (ev.events & (EPOLLIN | EPOLLERR | EPOLLHUP)) onUdpReadable(i);
+        if (udp_[i].fd >= 0 && (ev.events & EPOLLOUT)) pumpUdp(i);
+    }
+
+    // Declares every datagram older than --dgram-timeout lost, and sends new ones in their slots.
+    void expireUdp() {
+        const auto now = Clock::now();
+        const auto limit = secs(o_.dgramTimeout);
+        for (std::size_t i = 0; i < udp_.size(); ++i) {
+            UdpClient& c = udp_[i];
+            if (c.fd < 0) continue;
+            bool freed = false;
+            for (Slot& slot : c.slots) {
+                if (slot.busy && now - slot.sentAt > limit) {
+                    slot.busy = false;
+                    --c.inFlight;
+                    ++udpLost_;
+                    if (c.lost.size() >= kMaxLostKept) c.lost.erase(c.lost.begin());
+                    c.lost.push_back(slot.seq);
+                    freed = true;
+                }
+            }
+            if (freed) pumpUdp(i);
+        }
+    }
+
+    // Runs the datagrams until `until`, failing if none comes back for --timeout seconds.
+    bool runUdpTraffic(Clock::time_point until) {
+        auto lastProgress = Clock::now();
+        std::uint64_t last = totalMsgs_ + udpLate_;
+        while (Clock::now() < until) {
+            auto step = std::min(until, Clock::now() + std::chrono::milliseconds(10));
+            if (!pollUntil(step, [this](const epoll_event& ev) { onUdpEvent(ev); })) return false;
+            expireUdp();
+            if (errors_ > 0) return false;
+            if (totalMsgs_ + udpLate_ != last) {
+                last = totalMsgs_ + udpLate_;
+                lastProgress = Clock::now();
+            } else if (secondsBetween(lastProgress, Clock::now()) > o_.timeout) {
+                fail("stalled: no datagram echoed for " + std::to_string(o_.timeout) + " s");
+                return false;
+            }
+        }
+        return true;
+    }
+
+    void runUdp() {
+        sendBuf_.resize(o_.size);
+        udp_.resize(o_.conns);
+        for (std::size_t i = 0; i < udp_.size() && errors_ == 0; ++i) {
+            UdpClient& c = udp_[i];
+            c.slots.resize(o_.window);
+            c.fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (c.fd < 0) return failClient(i, "socket", errno);
+            if (::connect(c.fd, reinterpret_cast<const sockaddr*>(&addr_), addrLen_) != 0) {
+                return failClient(i, "connect", errno);
+            }
+            setEvents(c.fd, i, EPOLLIN, EPOLL_CTL_ADD);
+        }
+        for (std::size_t i = 0; i < udp_.size() && errors_ == 0; ++i) pumpUdp(i);
+        Sample a{}, b{};
+        a.at = b.at = Clock::now();
+        std::uint64_t sentA = 0, sentB = 0, lostA = 0, lostB = 0, lateA = 0, lateB = 0;
+        if (errors_ == 0 && runUdpTraffic(Clock::now() + secs(o_.warmup))) {
+            a = sample();
+            sentA = udpSent_, lostA = udpLost_, lateA = udpLate_;
+            runUdpTraffic(a.at + secs(o_.seconds));
+            b = sample();
+            sentB = udpSent_, lostB = udpLost_, lateB = udpLate_;
+        }
+        if (errors_ == 0 && b.msgs == a.msgs) fail("no datagram echoed in the measured window");
+        const double secs = secondsBetween(a.at, b.at);
+        const std::uint64_t msgs = b.msgs - a.msgs, bytes = b.bytes - a.bytes;
+        const std::uint64_t sent = sentB - sentA, lost = lostB - lostA;
+        Line line;
+        line.add("scenario", std::string_view("udp")).add("transport", std::string_view(transport_));
+        line.add("conns", std::uint64_t{o_.conns}).add("size", std::uint64_t{o_.size});
+        line.add("window", std::uint64_t{o_.window});
+        line.add("msgs", msgs).add("bytes", bytes).add("seconds", secs, 3);
+        line.add("sent", sent).add("lost", lost).add("late", lateB - lateA);
+        // Lost among the datagrams whose fate was settled in the window (echoed or timed out).
+        line.add("lost_pct", msgs + lost ? 100.0 * static_cast<double>(lost) / static_cast<double>(msgs + lost) : 0.0, 3);
+        line.add("msgs_per_s", secs > 0 ? static_cast<double>(msgs) / secs : 0.0, 0);
+        line.add("MB_per_s", secs > 0 ? static_cast<double>(bytes) / 1e6 / secs : 0.0, 2);
+        addCpu(line, a, b, msgs, static_cast<double>(bytes) / 1e6);
+        line.add("lost_total", udpLost_).add("errors", errors_).print();
+        for (auto& c : udp_) {
+            if (c.fd >= 0) ::close(c.fd);
+        }
+    }
+
     Options o_;
     Pattern pattern_;
-    sockaddr_in addr_{};
+    sockaddr_storage addr_{};
+    socklen_t addrLen_ = 0;
+    int family_ = AF_INET;
+    const char* transport_ = "tcp";
     int ep_ = -1;
     bool stream_ = false;
     bool idle_ = false;
@@ -725,6 +1001,11 @@ private:
     std::vector<epoll_event> events_;
     std::vector<Conn> conns_;
     std::vector<Attempt> attempts_;
+    std::vector<UdpClient> udp_;
+    std::vector<unsigned char> sendBuf_;
+    std::uint64_t udpSent_ = 0;
+    std::uint64_t udpLost_ = 0;
+    std::uint64_t udpLate_ = 0;
     std::uint32_t established_ = 0;
     std::uint64_t nextAttempt_ = 0;
     std::uint64_t addrRetries_ = 0;

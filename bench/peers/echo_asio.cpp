@@ -2,15 +2,22 @@
 // bench/compare.sh.
 //
 //   echo_asio PORT         listens on 127.0.0.1:PORT; SIGTERM or SIGINT stops it (exit 0)
+//   echo_asio unix:PATH    listens on the UNIX stream socket PATH instead
+//                          (asio::local::stream_protocol; the path must not exist yet, and is
+//                          removed at exit)
 //
 // One io_context run by one thread. Each session owns a 64 KiB buffer and alternates
 // async_read_some and async_write (which completes only once every byte has gone out, so a
 // session never reads while its echo is pending).
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string>
+#include <type_traits>
 #include <memory>
 #include <utility>
 
@@ -19,13 +26,15 @@
 namespace {
 
 using asio::ip::tcp;
+using unix_stream = asio::local::stream_protocol;
 
-class Session : public std::enable_shared_from_this<Session> {
+template <typename Protocol>
+class Session : public std::enable_shared_from_this<Session<Protocol>> {
 public:
-    explicit Session(tcp::socket socket) : socket_(std::move(socket)) {}
+    explicit Session(typename Protocol::socket socket) : socket_(std::move(socket)) {}
 
     void read() {
-        socket_.async_read_some(asio::buffer(buf_), [self = shared_from_this()](std::error_code ec, std::size_t n) {
+        socket_.async_read_some(asio::buffer(buf_), [self = this->shared_from_this()](std::error_code ec, std::size_t n) {
             if (!ec) self->write(n);
         });
     }
@@ -33,49 +42,71 @@ public:
 private:
     void write(std::size_t n) {
         asio::async_write(socket_, asio::buffer(buf_.data(), n),
-                          [self = shared_from_this()](std::error_code ec, std::size_t) {
+                          [self = this->shared_from_this()](std::error_code ec, std::size_t) {
                               if (!ec) self->read();
                           });
     }
 
-    tcp::socket socket_;
+    typename Protocol::socket socket_;
     std::array<char, 64 * 1024> buf_;
 };
 
+template <typename Protocol>
 class Server {
 public:
-    Server(asio::io_context& io, unsigned short port) : acceptor_(io) {
-        tcp::endpoint ep(asio::ip::make_address_v4("127.0.0.1"), port);
+    Server(asio::io_context& io, const typename Protocol::endpoint& ep) : acceptor_(io) {
         acceptor_.open(ep.protocol());
-        acceptor_.set_option(tcp::acceptor::reuse_address(true));
+        if constexpr (std::is_same_v<Protocol, tcp>) acceptor_.set_option(tcp::acceptor::reuse_address(true));
         acceptor_.bind(ep);
+        if constexpr (std::is_same_v<Protocol, unix_stream>) socketFile_ = ep.path();  // ours from now on
         acceptor_.listen(asio::socket_base::max_listen_connections);
         accept();
     }
+    ~Server() {
+        if (!socketFile_.empty()) ::unlink(socketFile_.c_str());
+    }
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
     void close() { acceptor_.close(); }
 
 private:
     void accept() {
-        acceptor_.async_accept([this](std::error_code ec, tcp::socket socket) {
+        acceptor_.async_accept([this](std::error_code ec, typename Protocol::socket socket) {
             if (ec == asio::error::operation_aborted) return;  // closed at shutdown
             if (!ec) {
-                std::error_code ignored;
-                socket.set_option(tcp::no_delay(true), ignored);
-                std::make_shared<Session>(std::move(socket))->read();
+                if constexpr (std::is_same_v<Protocol, tcp>) {
+                    std::error_code ignored;
+                    socket.set_option(tcp::no_delay(true), ignored);
+                }
+                std::make_shared<Session<Protocol>>(std::move(socket))->read();
             }
             accept();
         });
     }
 
-    tcp::acceptor acceptor_;
+    typename Protocol::acceptor acceptor_;
+    std::string socketFile_;  // unix: the path bound, removed by the destructor
 };
+
+template <typename Protocol>
+void serve(const typename Protocol::endpoint& ep) {
+    asio::io_context io(1);  // concurrency hint: one thread
+    Server<Protocol> server(io, ep);
+    asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](std::error_code, int) {
+        server.close();
+        io.stop();  // the sessions still pending are destroyed with io
+    });
+    io.run();
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    const int port = argc == 2 ? std::atoi(argv[1]) : 0;
-    if (port <= 0 || port > 65535) {
-        std::fprintf(stderr, "usage: %s PORT\n", argv[0]);
+    const bool isUnix = argc == 2 && std::strncmp(argv[1], "unix:", 5) == 0 && argv[1][5] != '\0';
+    const int port = argc == 2 && !isUnix ? std::atoi(argv[1]) : 0;
+    if (!isUnix && (port <= 0 || port > 65535)) {
+        std::fprintf(stderr, "usage: %s PORT | unix:PATH\n", argv[0]);
         return 2;
     }
     rlimit rl{};
@@ -84,14 +115,11 @@ int main(int argc, char** argv) {
         ::setrlimit(RLIMIT_NOFILE, &rl);
     }
     try {
-        asio::io_context io(1);  // concurrency hint: one thread
-        Server server(io, static_cast<unsigned short>(port));
-        asio::signal_set signals(io, SIGINT, SIGTERM);
-        signals.async_wait([&](std::error_code, int) {
-            server.close();
-            io.stop();  // the sessions still pending are destroyed with io
-        });
-        io.run();
+        if (isUnix) {
+            serve<unix_stream>(unix_stream::endpoint(argv[1] + 5));
+        } else {
+            serve<tcp>(tcp::endpoint(asio::ip::make_address_v4("127.0.0.1"), static_cast<unsigned short>(port)));
+        }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "echo_asio: %s\n", e.what());
         return 1;

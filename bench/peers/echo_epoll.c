@@ -2,6 +2,8 @@
  * baseline of bench/compare.sh.
  *
  *   echo_epoll PORT        listens on 127.0.0.1:PORT; SIGTERM or SIGINT stops it (exit 0)
+ *   echo_epoll unix:PATH   listens on the UNIX stream socket PATH instead (AF_UNIX; the path
+ *                          must not exist yet, and is removed at exit)
  *
  * Each readable connection gets one read() into a 64 KiB stack buffer, written straight back.
  * Whatever the socket does not take is kept per connection; only then is the connection
@@ -19,6 +21,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define READ_BUF (64 * 1024)
@@ -34,6 +37,7 @@ struct conn {
 
 static int ep = -1;
 static struct conn *conns;
+static int is_unix; /* unix:PATH */
 static char listener_tag, signal_tag; /* epoll data for the two non-connection descriptors */
 
 static void set_events(struct conn *c, uint32_t events) {
@@ -120,7 +124,7 @@ static void on_accept(int lfd) {
             return;
         }
         int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!is_unix) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         struct conn *c = calloc(1, sizeof *c);
         if (!c) {
             close(fd);
@@ -136,8 +140,14 @@ static void on_accept(int lfd) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2 || atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535) {
-        fprintf(stderr, "usage: %s PORT\n", argv[0]);
+    is_unix = argc == 2 && strncmp(argv[1], "unix:", 5) == 0;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (is_unix && (argv[1][5] == '\0' || strlen(argv[1] + 5) >= sizeof sun.sun_path)) {
+        fprintf(stderr, "echo_epoll: bad UNIX socket path %s\n", argv[1] + 5);
+        return 2;
+    }
+    if (argc != 2 || (!is_unix && (atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535))) {
+        fprintf(stderr, "usage: %s PORT | unix:PATH\n", argv[0]);
         return 2;
     }
     struct rlimit rl;
@@ -153,13 +163,21 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, &mask, NULL);
     int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1]))};
-    inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-    if (sfd < 0 || lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(lfd, SOMAXCONN) != 0) {
+    int lfd = socket(is_unix ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int bound;
+    if (is_unix) {
+        strcpy(sun.sun_path, argv[1] + 5);
+        bound = lfd >= 0 && bind(lfd, (struct sockaddr *)&sun, sizeof sun) == 0;
+    } else {
+        int one = 1;
+        setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1]))};
+        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+        bound = lfd >= 0 && bind(lfd, (struct sockaddr *)&addr, sizeof addr) == 0;
+    }
+    if (sfd < 0 || !bound || listen(lfd, SOMAXCONN) != 0) {
         perror("echo_epoll");
+        if (bound && is_unix) unlink(sun.sun_path);
         return 1;
     }
 
@@ -193,6 +211,7 @@ int main(int argc, char **argv) {
 
     while (conns) conn_close(conns);
     close(lfd);
+    if (is_unix) unlink(sun.sun_path);
     close(sfd);
     close(ep);
     return 0;

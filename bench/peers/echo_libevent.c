@@ -1,6 +1,8 @@
 /* echo_libevent: a TCP echo server on libevent 2.1, a peer of weft in bench/compare.sh.
  *
  *   echo_libevent PORT     listens on 127.0.0.1:PORT; SIGTERM or SIGINT stops it (exit 0)
+ *   echo_libevent unix:PATH  listens on the UNIX stream socket PATH instead (the path must not
+ *                          exist yet, and is removed at exit)
  *
  * An evconnlistener accepts; each connection has a persistent EV_READ event whose callback
  * reads into a 64 KiB stack buffer and writes straight back. Whatever the socket does not take
@@ -19,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define READ_BUF (64 * 1024)
@@ -112,11 +115,10 @@ static void on_write(evutil_socket_t fd, short what, void *arg) {
 static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struct sockaddr *sa, int socklen,
                       void *arg) {
     (void)listener;
-    (void)sa;
     (void)socklen;
     struct event_base *base = arg;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* the listener made it non-blocking */
+    int one = 1; /* the listener made the socket non-blocking */
+    if (sa->sa_family != AF_UNIX) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct conn *c = calloc(1, sizeof *c);
     if (!c) {
         evutil_closesocket(fd);
@@ -138,8 +140,16 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2 || atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535) {
-        fprintf(stderr, "usage: %s PORT\n", argv[0]);
+    const int is_unix = argc == 2 && strncmp(argv[1], "unix:", 5) == 0;
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    if (is_unix && (argv[1][5] == '\0' || strlen(argv[1] + 5) >= sizeof sun.sun_path)) {
+        fprintf(stderr, "echo_libevent: bad UNIX socket path %s\n", argv[1] + 5);
+        return 2;
+    }
+    if (argc != 2 || (!is_unix && (atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535))) {
+        fprintf(stderr, "usage: %s PORT | unix:PATH\n", argv[0]);
         return 2;
     }
     struct rlimit rl;
@@ -154,10 +164,13 @@ int main(int argc, char **argv) {
     addr.sin_family = AF_INET;
     addr.sin_port = htons((unsigned short)atoi(argv[1]));
     inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+    if (is_unix) strcpy(sun.sun_path, argv[1] + 5);
+    struct sockaddr *sa = is_unix ? (struct sockaddr *)&sun : (struct sockaddr *)&addr;
+    int salen = is_unix ? (int)sizeof sun : (int)sizeof addr;
     struct evconnlistener *listener =
         base ? evconnlistener_new_bind(base, on_accept, base, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                                                    LEV_OPT_CLOSE_ON_EXEC,
-                                       SOMAXCONN, (struct sockaddr *)&addr, sizeof addr)
+                                       SOMAXCONN, sa, salen)
              : NULL;
     if (!listener) {
         perror("echo_libevent: listen");
@@ -172,6 +185,7 @@ int main(int argc, char **argv) {
 
     while (conns) conn_free(conns);
     evconnlistener_free(listener);
+    if (is_unix) unlink(sun.sun_path);
     event_free(sigint_ev);
     event_free(sigterm_ev);
     event_base_free(base);

@@ -1,6 +1,8 @@
 /* echo_libuv: a TCP echo server on libuv, a peer of weft in bench/compare.sh.
  *
  *   echo_libuv PORT        listens on 127.0.0.1:PORT; SIGTERM or SIGINT stops it (exit 0)
+ *   echo_libuv unix:PATH   listens on the UNIX stream socket PATH instead (uv_pipe_t; the path
+ *                          must not exist yet, and is removed when the server closes)
  *
  * uv_read_start reads into one static 64 KiB buffer (the loop is single-threaded and read_cb
  * consumes it before the next alloc_cb). read_cb echoes with uv_try_write; whatever the socket
@@ -17,13 +19,21 @@
 #define READ_BUF (64 * 1024)
 
 struct client {
-    uv_tcp_t tcp; /* first member: a uv_handle_t* of a client is a struct client* */
+    union { /* first member: a uv_handle_t* of a client is a struct client* */
+        uv_handle_t handle;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
     uv_write_t req;
     char *pending; /* the remainder being written by uv_write, or NULL */
 };
 
 static char read_buf[READ_BUF];
-static uv_tcp_t server;
+static union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+} server;
+static int use_pipe; /* unix:PATH */
 static uv_signal_t sigint_handle, sigterm_handle;
 
 static void on_client_close(uv_handle_t *h) {
@@ -33,7 +43,7 @@ static void on_client_close(uv_handle_t *h) {
 }
 
 static void close_client(struct client *c) {
-    if (!uv_is_closing((uv_handle_t *)&c->tcp)) uv_close((uv_handle_t *)&c->tcp, on_client_close);
+    if (!uv_is_closing((uv_handle_t *)&c->h)) uv_close((uv_handle_t *)&c->h, on_client_close);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -52,7 +62,7 @@ static void on_write(uv_write_t *req, int status) {
         close_client(c);
         return;
     }
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) close_client(c);
+    if (uv_read_start((uv_stream_t *)&c->h, on_alloc, on_read) != 0) close_client(c);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
@@ -87,14 +97,15 @@ static void on_connection(uv_stream_t *listener, int status) {
     if (status < 0) return;
     struct client *c = calloc(1, sizeof *c);
     if (!c) return;
-    uv_tcp_init(listener->loop, &c->tcp);
-    c->tcp.data = c; /* marks the handle as a client for close_all */
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    if (use_pipe) uv_pipe_init(listener->loop, &c->h.pipe, 0);
+    else uv_tcp_init(listener->loop, &c->h.tcp);
+    c->h.handle.data = c; /* marks the handle as a client for close_all */
+    if (uv_accept(listener, (uv_stream_t *)&c->h) != 0) {
         close_client(c);
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) close_client(c);
+    if (!use_pipe) uv_tcp_nodelay(&c->h.tcp, 1);
+    if (uv_read_start((uv_stream_t *)&c->h, on_alloc, on_read) != 0) close_client(c);
 }
 
 static void close_all(uv_handle_t *h, void *arg) {
@@ -110,8 +121,9 @@ static void on_signal(uv_signal_t *handle, int signum) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2 || atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535) {
-        fprintf(stderr, "usage: %s PORT\n", argv[0]);
+    use_pipe = argc == 2 && strncmp(argv[1], "unix:", 5) == 0 && argv[1][5] != '\0';
+    if (argc != 2 || (!use_pipe && (atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535))) {
+        fprintf(stderr, "usage: %s PORT | unix:PATH\n", argv[0]);
         return 2;
     }
     struct rlimit rl;
@@ -119,11 +131,20 @@ int main(int argc, char **argv) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+    /* libuv writes with write()/writev(), not send(MSG_NOSIGNAL): a UNIX socket whose peer has
+     * gone raises SIGPIPE on the first write (TCP only on a write after the RST) */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_t *loop = uv_default_loop();
-    struct sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", atoi(argv[1]), &addr);
-    uv_tcp_init(loop, &server);
-    int err = uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0);
+    int err;
+    if (use_pipe) {
+        uv_pipe_init(loop, &server.pipe, 0);
+        err = uv_pipe_bind(&server.pipe, argv[1] + 5);
+    } else {
+        struct sockaddr_in addr;
+        uv_ip4_addr("127.0.0.1", atoi(argv[1]), &addr);
+        uv_tcp_init(loop, &server.tcp);
+        err = uv_tcp_bind(&server.tcp, (const struct sockaddr *)&addr, 0);
+    }
     if (err == 0) err = uv_listen((uv_stream_t *)&server, SOMAXCONN, on_connection);
     if (err != 0) {
         fprintf(stderr, "echo_libuv: %s\n", uv_strerror(err));
