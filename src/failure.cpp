@@ -20,7 +20,29 @@ Failure Failure::current() {
     return Failure(std::move(e));
 }
 
+int Failure::matchWithoutThrowing(const std::type_info& target, void*& object) const noexcept {
+#if defined(__GLIBCXX__)
+    // libstdc++: an exception_ptr holds the address of the thrown object, and
+    // type_info::__do_catch is the test its personality routine applies to
+    // each catch clause (adjusting the address to the base subobject).
+    static_assert(sizeof(std::exception_ptr) == sizeof(void*), "libstdc++'s exception_ptr is one pointer");
+    const std::type_info* thrown = value_.__cxa_exception_type();
+    if (!thrown || thrown->__is_pointer_p()) return -1;
+    void* candidate = *reinterpret_cast<void* const*>(&value_);
+    if (!target.__do_catch(thrown, &candidate, 1)) return 0;
+    object = candidate;
+    return 1;
+#else
+    (void)target;
+    (void)object;
+    return -1;
+#endif
+}
+
 const std::type_info& Failure::type() const noexcept {
+#if defined(__GLIBCXX__)
+    if (const std::type_info* thrown = value_.__cxa_exception_type()) return *thrown;
+#endif
     try {
         std::rethrow_exception(value_);
     } catch (const std::exception& e) {

@@ -318,8 +318,10 @@ void Connection::deliverDescriptors(std::vector<int>& fds) {
 
 void Connection::connectionLost(const Failure& reason) {
     if (disconnected()) return;
-    if (!hostPath_ && fd_ >= 0) hostPath_ = localPath(fd_);  // getHost() answers after the close
-    if (!host_) host_ = std::make_unique<tcp::SockAddr>();   // no IP name to keep
+    // getHost() answers after the close: a server knows its name from the
+    // start; a client socket weft connected was never bound.
+    if (!hostPath_) hostPath_ = std::string();
+    if (!host_) host_ = std::make_unique<tcp::SockAddr>();  // tcp::Connection keeps no IP name for us
     closePendingDescriptors();
     tcp::Connection::connectionLost(reason);
 }
@@ -329,7 +331,9 @@ void Connection::connectionLost(const Failure& reason) {
 Server::Server(Reactor& reactor, int fd, std::string peerPath, int sessionno, std::string portPath,
                std::string prefixPath)
     : Connection(reactor, fd, std::move(peerPath)), sessionno_(sessionno), portPath_(std::move(portPath)),
-      prefixPath_(std::move(prefixPath)) {}
+      prefixPath_(std::move(prefixPath)) {
+    hostPath_ = portPath_;  // an accepted socket has its listener's name (UNIX-8): no getsockname
+}
 
 std::string Server::logPrefix() const {
     if (prefix_) return *prefix_;

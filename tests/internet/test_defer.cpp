@@ -992,6 +992,40 @@ TEST(Failure, DEF_35_checkReturnsThePositionOfTheFirstListedMatch) {
     EXPECT_FALSE(f.check<std::runtime_error>());
 }
 
+namespace catchrules {
+struct Base {
+    virtual ~Base() = default;
+    int tag = 7;
+};
+struct Derived : Base {};
+struct Hidden : private Base {};
+struct Left : Base {};
+struct Right : Base {};
+struct Diamond : Left, Right {};  // two Base subobjects: a catch of Base does not match
+}  // namespace catchrules
+
+TEST(Failure, DEF_35_checkAndGetFollowCatchRulesWithoutThrowing) {
+    // DEF-35: check/get match exactly as catch clauses do — public bases only, never an ambiguous or private one, non-class and pointer objects too — and get() points at the right subobject.
+    using namespace catchrules;
+    Failure derived{Derived{}};
+    ASSERT_NE(derived.get<Base>(), nullptr);
+    EXPECT_EQ(derived.get<Base>()->tag, 7);
+    EXPECT_EQ((derived.check<std::exception, Base>()), 2);
+    EXPECT_EQ(Failure{Hidden{}}.check<Base>(), 0);
+    EXPECT_EQ(Failure{Hidden{}}.check<Hidden>(), 1);
+    EXPECT_EQ(Failure{Diamond{}}.check<Base>(), 0);
+    EXPECT_EQ((Failure{Diamond{}}.check<Left, Right>()), 1);
+    EXPECT_EQ((Failure{42}.check<long, int>()), 2);
+    ASSERT_NE(Failure{42}.get<int>(), nullptr);
+    EXPECT_EQ(*Failure{42}.get<int>(), 42);
+    static Derived object;
+    Failure pointer{static_cast<Derived*>(&object)};
+    EXPECT_EQ(pointer.check<Derived*>(), 1);
+    EXPECT_EQ(pointer.check<Derived>(), 0);
+    EXPECT_EQ(pointer.type(), typeid(Derived*));
+    EXPECT_EQ(Failure{std::out_of_range("x")}.type(), typeid(std::out_of_range));
+}
+
 TEST(Failure, DEF_36_trapRethrowsTheWrappedExceptionWhenNothingMatches) {
     // DEF-36: trap returns check's value on a match, else rethrows the wrapped exception; in an errback the same exception continues.
     auto ep = boom("untrapped");
