@@ -21,6 +21,7 @@
 
 #include "internet/detail/acceptloop.hpp"
 #include "internet/detail/scratch.hpp"
+#include "internet/detail/sysutil.hpp"
 #include "sys/syscalls.hpp"
 
 namespace weft {
@@ -44,7 +45,7 @@ bool getFlag(int fd, int level, int option) {
     return v != 0;
 }
 
-std::string hexId(const void* p) { return fmt::format("{:#x}", reinterpret_cast<std::uintptr_t>(p)); }
+using weft::detail::hexId;
 
 SockAddr localName(int fd) {
     SockAddr a;
@@ -771,10 +772,7 @@ int duplicateForAdoption(int fd, int addressFamily, const std::shared_ptr<Factor
     if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 && domain != addressFamily)
         throw std::invalid_argument(fmt::format("{}: descriptor {} is a socket of family {}, not {}", what, fd, domain,
                                                 addressFamily));
-    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) throw std::system_error(errno, std::generic_category(), std::string(what) + ": dup");
-    ::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) | O_NONBLOCK);
-    return copy;
+    return weft::detail::duplicateNonBlocking(fd, what);
 }
 }  // namespace
 

@@ -23,6 +23,7 @@
 #include <weft/internet/error.hpp>
 #include <weft/log.hpp>
 
+#include "internet/detail/sysutil.hpp"
 #include "sys/syscalls.hpp"
 
 namespace weft::udp {
@@ -30,13 +31,9 @@ namespace weft::udp {
 using namespace weft::error;
 
 namespace {
+using weft::detail::errnoName;
 
 std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
-
-std::string errnoName(int e) {
-    const char* name = ::strerrorname_np(e);
-    return name ? name : std::to_string(e);
-}
 
 // Datagrams fetched by one recvmmsg() call at most. With the default 8 KiB
 // maxPacketSize this is a 64 KiB buffer per port, made at its first read.
@@ -750,9 +747,7 @@ std::shared_ptr<udp::Port> Reactor::adoptDatagramPort(int fd, int addressFamily,
     auto p = std::make_shared<udp::Port>(*this, 0, std::move(protocol), addressFamily == AF_INET6 ? "::" : "",
                                          maxPacketSize);
     p->checkProtocolFree();
-    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) throw std::system_error(errno, std::generic_category(), "adoptDatagramPort: dup");
-    ::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) | O_NONBLOCK);
+    int copy = detail::duplicateNonBlocking(fd, "adoptDatagramPort");
     p->adopt(copy);  // from here the port owns the copy (closed if attaching fails)
     return p;
 }

@@ -42,7 +42,7 @@ std::string localPath(int fd) {
     return a.path();
 }
 
-std::string hexId(const void* p) { return fmt::format("{:#x}", reinterpret_cast<std::uintptr_t>(p)); }
+using weft::detail::hexId;
 
 /// A path for messages: abstract names show their NUL as "@".
 std::string printable(const std::string& path) {

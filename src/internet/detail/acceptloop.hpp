@@ -17,6 +17,7 @@
 
 #include <weft/failure.hpp>
 
+#include "internet/detail/sysutil.hpp"
 #include "sys/syscalls.hpp"
 
 namespace weft::detail {
@@ -35,11 +36,6 @@ inline void reserveFd(int& fd) noexcept {
 inline void releaseFd(int& fd) noexcept {
     if (fd >= 0) ::close(fd);
     fd = -1;
-}
-
-inline std::string errnoName(int e) {
-    const char* name = ::strerrorname_np(e);
-    return name ? name : std::to_string(e);
 }
 
 /// Accepts up to numberAccepts connections on `listenFd` (TCP-11: the quota

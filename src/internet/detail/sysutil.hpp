@@ -1,0 +1,35 @@
+// Internal: small system-call helpers shared by the socket transports
+// (tcp.cpp, unix.cpp, udp.cpp and the accept loop).
+#pragma once
+
+#include <fcntl.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <system_error>
+
+#include <fmt/format.h>
+
+namespace weft::detail {
+
+/// "ECONNRESET" for an errno value, or its number when it has no name.
+inline std::string errnoName(int e) {
+    const char* name = ::strerrorname_np(e);
+    return name ? name : std::to_string(e);
+}
+
+/// An object's address in hex, for repr() strings.
+inline std::string hexId(const void* p) { return fmt::format("{:#x}", reinterpret_cast<std::uintptr_t>(p)); }
+
+/// A non-blocking, close-on-exec duplicate of `fd` (the adopt* methods: the
+/// caller keeps its own copy). Throws std::system_error naming `what`.
+inline int duplicateNonBlocking(int fd, const char* what) {
+    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (copy < 0) throw std::system_error(errno, std::generic_category(), std::string(what) + ": dup");
+    ::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) | O_NONBLOCK);
+    return copy;
+}
+
+}  // namespace weft::detail
