@@ -122,9 +122,9 @@ server_cmd() {
   case "$1|$2" in
     weft\|*) [ "${weft_transport[$2]:-0}" = 1 ] || return 0
       case "$2" in
-        tcp) echo "$weft ${weft_args[*]} echo tcp:$3:interface=127.0.0.1" ;;
+        tcp) echo "$weft ${weft_args[*]} echo tcp:$3:interface=127.0.0.1:backlog=4096" ;;
         udp) echo "$weft ${weft_args[*]} echo udp:$3:interface=127.0.0.1" ;;
-        unix) echo "$weft ${weft_args[*]} echo unix:$3" ;;
+        unix) echo "$weft ${weft_args[*]} echo unix:$3:backlog=4096" ;;
       esac ;;
     libuv\|udp) [ -x "${bin}_udp" ] && echo "${bin}_udp $3" ;;
     raw\|udp) bin=$build_dir/bench/peers/echo_udp_raw; [ -x "$bin" ] && echo "$bin $3" ;;

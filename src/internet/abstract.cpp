@@ -2,8 +2,10 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 
 #include <weft/internet/error.hpp>
@@ -16,99 +18,151 @@ namespace weft {
 
 namespace detail {
 
+/// One block of queued output. An inline chunk carries its bytes right after
+/// this header (one allocation); an external chunk points into a vector moved
+/// in by write(std::vector<std::byte>&&).
+struct alignas(64) Chunk {  // the bytes after it start on a cache line: the kernel's copy runs aligned
+    Chunk* next = nullptr;
+    std::byte* data = nullptr;
+    std::size_t size = 0;      // bytes filled
+    std::size_t capacity = 0;  // inline capacity; 0 for an external chunk
+    std::vector<std::byte> external;
+};
+
 namespace {
 // Writes up to this size share a chunk; a chunk for them has this capacity, so
 // a burst of small writes costs a few chunks, not one each.
 constexpr std::size_t kSmallWrite = 4096;
 constexpr std::size_t kChunkCapacity = 16384;
+// The free list of one thread: at most this many chunks and bytes.
+constexpr std::size_t kMaxPooledChunks = 16;
+constexpr std::size_t kMaxPooledBytes = 4u << 20;
 
-// Drained chunks of this thread, reused by the next writes (no malloc/free, and
-// no heap growing and shrinking, per write). Bounded in count and bytes.
-thread_local bool poolGone = false;  // set when this thread's pool is destroyed
+Chunk* newInlineChunk(std::size_t capacity) {
+    void* raw = ::operator new(sizeof(Chunk) + capacity, std::align_val_t{alignof(Chunk)});
+    auto* c = new (raw) Chunk;
+    c->data = reinterpret_cast<std::byte*>(c + 1);
+    c->capacity = capacity;
+    return c;
+}
 
-class ChunkPool {
-public:
-    ChunkPool() = default;
-    ChunkPool(const ChunkPool&) = delete;
-    ChunkPool& operator=(const ChunkPool&) = delete;
-    ~ChunkPool() { poolGone = true; }
-    std::vector<std::byte> acquire(std::size_t need) {
-        for (std::size_t i = free_.size(); i-- > 0;) {
-            if (free_[i].capacity() >= need) {
-                std::vector<std::byte> v = std::move(free_[i]);
-                bytes_ -= v.capacity();
-                free_[i] = std::move(free_.back());
-                free_.pop_back();
-                return v;
-            }
+void destroyChunk(Chunk* c) noexcept {
+    c->~Chunk();
+    ::operator delete(static_cast<void*>(c), std::align_val_t{alignof(Chunk)});
+}
+
+// Drained inline chunks of this thread, reused by the next writes. The state
+// is constant-initialised and trivially destructible, so the hot path reads
+// it without a TLS initialisation call; the first chunk pooled on a thread
+// arms a reaper that frees the list when the thread ends.
+struct PoolState {
+    Chunk* free = nullptr;
+    std::size_t count = 0;
+    std::size_t bytes = 0;
+    bool armed = false;
+    bool gone = false;  // the thread is ending: free chunks directly
+};
+constinit thread_local PoolState tPool{};
+
+struct PoolReaper {
+    PoolReaper() = default;
+    PoolReaper(const PoolReaper&) = delete;
+    PoolReaper& operator=(const PoolReaper&) = delete;
+    ~PoolReaper() {
+        tPool.gone = true;
+        while (Chunk* c = tPool.free) {
+            tPool.free = c->next;
+            destroyChunk(c);
         }
-        std::vector<std::byte> v;
-        v.reserve(std::max(need, kChunkCapacity));
-        return v;
+        tPool.count = tPool.bytes = 0;
     }
-    void release(std::vector<std::byte>&& v) noexcept {
-        std::size_t cap = v.capacity();
-        if (cap < kChunkCapacity || free_.size() >= kMaxChunks || bytes_ + cap > kMaxBytes) return;  // freed
-        v.clear();
-        bytes_ += cap;
-        free_.push_back(std::move(v));
-    }
-
-private:
-    static constexpr std::size_t kMaxChunks = 16;
-    static constexpr std::size_t kMaxBytes = 4u << 20;
-    std::vector<std::vector<std::byte>> free_;
-    std::size_t bytes_ = 0;
 };
 
-ChunkPool* pool() {
-    thread_local ChunkPool p;
-    return poolGone ? nullptr : &p;
+void armReaper() {
+    thread_local PoolReaper reaper;
+    tPool.armed = true;
 }
 
-std::vector<std::byte> acquireChunk(std::size_t need) {
-    if (auto* p = pool()) return p->acquire(need);
-    std::vector<std::byte> v;
-    v.reserve(std::max(need, kChunkCapacity));
-    return v;
+Chunk* acquireChunk(std::size_t need) {
+    auto& pool = tPool;
+    // Every pooled chunk holds at least kChunkCapacity: a small need takes the first.
+    for (Chunk** link = &pool.free; *link; link = &(*link)->next) {
+        Chunk* c = *link;
+        if (c->capacity >= need) {
+            *link = c->next;
+            c->next = nullptr;
+            c->size = 0;
+            --pool.count;
+            pool.bytes -= c->capacity;
+            return c;
+        }
+    }
+    return newInlineChunk(std::max(need, kChunkCapacity));
 }
 
-void releaseChunk(std::vector<std::byte>&& v) noexcept {
-    if (auto* p = pool()) p->release(std::move(v));
+void releaseChunk(Chunk* c) noexcept {
+    auto& pool = tPool;
+    if (c->capacity < kChunkCapacity || pool.gone || pool.count >= kMaxPooledChunks ||
+        pool.bytes + c->capacity > kMaxPooledBytes) {
+        destroyChunk(c);
+        return;
+    }
+    if (!pool.armed) {
+        try {
+            armReaper();
+        } catch (...) {  // no memory for the reaper: do not pool
+            destroyChunk(c);
+            return;
+        }
+    }
+    c->next = pool.free;
+    pool.free = c;
+    ++pool.count;
+    pool.bytes += c->capacity;
 }
 }  // namespace
 
 WriteQueue::~WriteQueue() { clear(); }
 
+void WriteQueue::push(Chunk* c) noexcept {
+    if (tail_) tail_->next = c;
+    else head_ = c;
+    tail_ = c;
+}
+
 void WriteQueue::append(Bytes data) {
-    if (data.empty()) return;
-    if (data.size() <= kSmallWrite && first_ < chunks_.size()) {
-        auto& tail = chunks_.back();
-        if (tail.capacity() - tail.size() >= data.size()) {
-            tail.insert(tail.end(), data.begin(), data.end());
-            size_ += data.size();
-            return;
-        }
+    std::size_t n = data.size();
+    if (n == 0) return;
+    if (n <= kSmallWrite && tail_ && tail_->size + n <= tail_->capacity) {  // never an external chunk (capacity 0)
+        std::memcpy(tail_->data + tail_->size, data.data(), n);
+        tail_->size += n;
+        size_ += n;
+        return;
     }
-    std::vector<std::byte> chunk = acquireChunk(data.size() <= kSmallWrite ? kChunkCapacity : data.size());
-    chunk.assign(data.begin(), data.end());
-    size_ += data.size();
-    chunks_.push_back(std::move(chunk));
+    Chunk* c = acquireChunk(n <= kSmallWrite ? kChunkCapacity : n);
+    std::memcpy(c->data, data.data(), n);
+    c->size = n;
+    push(c);
+    size_ += n;
 }
 
 void WriteQueue::append(std::vector<std::byte>&& data) {
     if (data.empty()) return;
-    size_ += data.size();
-    chunks_.push_back(std::move(data));
+    void* raw = ::operator new(sizeof(Chunk), std::align_val_t{alignof(Chunk)});
+    auto* c = new (raw) Chunk;
+    c->external = std::move(data);
+    c->data = c->external.data();
+    c->size = c->external.size();
+    push(c);
+    size_ += c->size;
 }
 
 int WriteQueue::gather(iovec* iov, int maxIov, std::size_t limit) const {
     int n = 0;
-    std::size_t offset = head_;
-    for (std::size_t i = first_; i < chunks_.size() && n < maxIov && limit > 0; ++i) {
-        const auto& c = chunks_[i];
-        std::size_t len = std::min(c.size() - offset, limit);
-        iov[n].iov_base = const_cast<std::byte*>(c.data() + offset);
+    std::size_t offset = offset_;
+    for (const Chunk* c = head_; c && n < maxIov && limit > 0; c = c->next) {
+        std::size_t len = std::min(c->size - offset, limit);
+        iov[n].iov_base = c->data + offset;
         iov[n].iov_len = len;
         limit -= len;
         offset = 0;
@@ -120,32 +174,27 @@ int WriteQueue::gather(iovec* iov, int maxIov, std::size_t limit) const {
 void WriteQueue::consume(std::size_t n) {
     size_ -= n;
     while (n > 0) {
-        auto& front = chunks_[first_];
-        std::size_t avail = front.size() - head_;
+        Chunk* front = head_;
+        std::size_t avail = front->size - offset_;
         if (n < avail) {
-            head_ += n;
+            offset_ += n;
             return;
         }
         n -= avail;
-        head_ = 0;
-        releaseChunk(std::move(front));
-        ++first_;
+        offset_ = 0;
+        head_ = front->next;
+        releaseChunk(front);
     }
-    if (first_ == chunks_.size()) {
-        std::vector<std::vector<std::byte>>().swap(chunks_);  // an idle queue owns nothing
-        first_ = 0;
-    } else if (first_ >= 16 && first_ * 2 >= chunks_.size()) {
-        chunks_.erase(chunks_.begin(), chunks_.begin() + static_cast<std::ptrdiff_t>(first_));
-        first_ = 0;
-    }
+    if (!head_) tail_ = nullptr;
 }
 
 void WriteQueue::clear() noexcept {
-    for (std::size_t i = first_; i < chunks_.size(); ++i) releaseChunk(std::move(chunks_[i]));
-    chunks_.clear();
-    if (chunks_.capacity() > 8) chunks_.shrink_to_fit();
-    first_ = 0;
-    head_ = 0;
+    while (Chunk* c = head_) {
+        head_ = c->next;
+        releaseChunk(c);
+    }
+    tail_ = nullptr;
+    offset_ = 0;
     size_ = 0;
 }
 
@@ -171,9 +220,12 @@ void FileDescriptor::startReading() {
 }
 void FileDescriptor::stopReading() { reactor_.removeReader(static_cast<IReadDescriptor*>(this)); }
 void FileDescriptor::startWriting() {
+    // Registered already (a connection reading): one lookup through the fd, no
+    // reference count touched. Otherwise the general path.
+    if (reactor_.writeSoonIfRegistered(this, this, fileno())) return;
     if (!reactor_.isWriting(this)) reactor_.addWriterSoon(shared_from_this());
 }
-void FileDescriptor::stopWriting() { reactor_.removeWriter(static_cast<IWriteDescriptor*>(this)); }
+void FileDescriptor::stopWriting() { reactor_.removeWriterAt(this, fileno()); }
 
 void FileDescriptor::write(Bytes data) {
     if (!connected() || writeHalf_ == WriteHalf::closed || data.empty()) return;
@@ -212,8 +264,13 @@ WriteResult FileDescriptor::writeToFD(int fd, std::span<const iovec> data, FDKin
     m.msg_iov = const_cast<iovec*>(data.data());
     m.msg_iovlen = data.size();
     for (;;) {
-        ssize_t n = kind == FDKind::socket ? sys::ops.sendmsg(fd, &m, MSG_NOSIGNAL)
-                                           : sys::ops.writev(fd, data.data(), static_cast<int>(data.size()));
+        ssize_t n;
+        if (kind != FDKind::socket)
+            n = sys::ops.writev(fd, data.data(), static_cast<int>(data.size()));
+        else if (data.size() == 1)
+            n = sys::ops.send(fd, data[0].iov_base, data[0].iov_len, MSG_NOSIGNAL);
+        else
+            n = sys::ops.sendmsg(fd, &m, MSG_NOSIGNAL);
         if (n >= 0) return static_cast<std::size_t>(n);
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return std::size_t{0};
@@ -237,7 +294,7 @@ Reason FileDescriptor::doWrite() {
         // resumeProducing() may write, unregister (dropping the last reference to
         // the producer), close or abort: hold it, and look at nothing afterwards.
         auto keep = producer_;
-        if (!streaming_) dynamic_cast<IPullProducer&>(*keep).resumeProducing();
+        if (!streaming_) keep->asPullProducer()->resumeProducing();
         else pushProducer_->resumeProducing();
         return std::nullopt;
     }
@@ -245,7 +302,7 @@ Reason FileDescriptor::doWrite() {
         // Any registered producer keeps the connection open until it is
         // unregistered (FD-13, Better than Twisted).
         if (producer_) return std::nullopt;
-        return Failure(ConnectionDone());
+        return error::connectionDone();
     }
     if (writeHalf_ == WriteHalf::closing) {
         writeHalf_ = WriteHalf::closed;  // before the hook: FD-32
@@ -265,7 +322,7 @@ void FileDescriptor::loseConnection() {
         if (!lossScheduled_) {
             lossScheduled_ = true;
             reactor_.callLater(0, [self = shared_from_this()] {
-                if (!self->disconnected()) self->connectionLost(Failure(ConnectionDone()));
+                if (!self->disconnected()) self->connectionLost(error::connectionDone());
             });
         }
         return;
@@ -288,8 +345,8 @@ void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool 
                                  ", because producer " + demangle(typeid(mine).name()) +
                                  " was never unregistered.");
     }
-    auto* push = dynamic_cast<IPushProducer*>(producer.get());
-    auto* pull = dynamic_cast<IPullProducer*>(producer.get());
+    IPushProducer* push = streaming ? producer->asPushProducer() : nullptr;
+    IPullProducer* pull = streaming ? nullptr : producer->asPullProducer();
     if (streaming && !push) throw std::invalid_argument("registerProducer: streaming producer is not an IPushProducer");
     if (!streaming && !pull) throw std::invalid_argument("registerProducer: pull producer is not an IPullProducer");
     if (disconnected()) {

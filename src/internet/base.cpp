@@ -207,6 +207,21 @@ Registration* Reactor::findReg(const IFileDescriptor* d) const {
     return it == regs_->end() ? nullptr : &it->second;
 }
 
+Registration* Reactor::findReg(const IFileDescriptor* d, int fd) const {
+    if (fd >= 0 && static_cast<std::size_t>(fd) < byFd_.size()) {
+        Registration* r = byFd_[static_cast<std::size_t>(fd)];
+        if (r && r->key == d) return r;
+    }
+    return findReg(d);
+}
+
+Registration* Reactor::regAt(std::uint64_t token) const {
+    auto fd = static_cast<std::size_t>(static_cast<std::uint32_t>(token));
+    if (fd >= byFd_.size()) return nullptr;
+    Registration* r = byFd_[fd];
+    return r && r->token == token ? r : nullptr;
+}
+
 Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd) {
     const IFileDescriptor* key = d.get();
     if (auto* r = findReg(key)) {
@@ -320,8 +335,27 @@ void Reactor::addWriterSoon(std::shared_ptr<IWriteDescriptor> writer) {
     r.writer = raw;
     if (!r.flushPending) {
         r.flushPending = true;
-        pendingFlush_.push_back(r.key);
+        pendingFlush_.push_back(r.token);
     }
+}
+
+bool Reactor::writeSoonIfRegistered(IWriteDescriptor* w, const IFileDescriptor* key, int fd) {
+    Registration* r = findReg(key, fd);
+    if (!r || !r->owner || r->fd() != fd) return false;  // not held (or a stale fd): the full path
+    if (r->writer) return true;
+    r->writer = w;
+    if (!r->flushPending) {
+        r->flushPending = true;
+        pendingFlush_.push_back(r->token);
+    }
+    return true;
+}
+
+void Reactor::removeWriterAt(const IFileDescriptor* key, int fd) {
+    Registration* r = findReg(key, fd);
+    if (!r || !r->writer) return;
+    r->writer = nullptr;
+    updateInterest(*r, true);
 }
 
 void Reactor::flushPendingWriters() {
@@ -331,31 +365,35 @@ void Reactor::flushPendingWriters() {
         bool& flag;
         ~Reset() { flag = false; }
     } reset{flushing_};
-    std::vector<const IFileDescriptor*> batch;
+    std::vector<std::uint64_t> batch;
     batch.swap(pendingFlush_);
-    for (const IFileDescriptor* key : batch) {
-        Registration* r = findReg(key);
+    for (std::uint64_t token : batch) {
+        Registration* r = regAt(token);  // gone, or its fd reused, since it was queued: skip
         if (!r || !r->flushPending) continue;
         r->flushPending = false;
-        if (r->writer && r->owner && r->fd() >= 0) {
+        if (r->writer && r->owner) {
             // Write now, as if the descriptor were writable: a socket with room
             // takes the bytes without an EPOLLOUT round trip. What is left waits
             // for real writability below.
-            std::uint64_t token = r->token;
             dispatch(r->fd(), token, detail::kWritable);
-            r = findReg(key);
-            if (!r || r->token != token || r->flushPending) continue;
+            r = regAt(token);
+            if (!r || r->flushPending) continue;
         }
         updateInterest(*r);
     }
     // Writers added while flushing wait for readiness: one pass per iteration.
     batch.clear();
     batch.swap(pendingFlush_);
-    for (const IFileDescriptor* key : batch) {
-        Registration* r = findReg(key);
+    for (std::uint64_t token : batch) {
+        Registration* r = regAt(token);
         if (!r || !r->flushPending) continue;
         r->flushPending = false;
         updateInterest(*r);
+    }
+    // Keep the larger buffer for the next flush (no allocation per iteration).
+    if (pendingFlush_.empty() && batch.capacity() > pendingFlush_.capacity()) {
+        batch.clear();
+        batch.swap(pendingFlush_);
     }
 }
 
@@ -415,7 +453,7 @@ void Reactor::disconnectSelectable(IFileDescriptor& d, const Failure& why, bool 
     auto* r = findReg(&d);
     auto hold = r ? (r->owner ? r->owner : r->watched.lock()) : nullptr;  // lives until we return
     if (isRead && why.check<ConnectionDone>()) {
-        if (auto* hc = dynamic_cast<IHalfCloseableDescriptor*>(&d)) {
+        if (auto* hc = d.asHalfCloseable()) {
             if (r && r->reader) {
                 r->reader = nullptr;
                 updateInterest(*r, true);
@@ -490,7 +528,7 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev) {
         } else if ((ev & (detail::kHangup | detail::kError)) && !(ev & detail::kReadable)) {
             // hang-up/error without data ends the descriptor without a callback.
             if (r->reader) {
-                why = Failure(ConnectionDone());
+                why = error::connectionDone();
                 inRead = true;
             } else {
                 why = socketErrorReason(fd);
@@ -500,12 +538,24 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev) {
                 inRead = true;
                 why = r->reader->doRead();
             }
-            if (!why && (ev & detail::kWritable)) {
+            if (!why) {
                 // doRead may have removed or re-registered anything.
-                Registration* again = findReg(&d);
-                if (again && again->token == token && again->writer && again->owner) {
+                Registration* again = regAt(token);
+                // What doRead wrote to this descriptor (addWriterSoon) leaves now, in
+                // this guard: no second dispatch. Others' writes wait for the flush below.
+                bool soon = again && again->flushPending && again->writer && again->owner;
+                if (soon) {
+                    again->flushPending = false;
+                    if (!pendingFlush_.empty() && pendingFlush_.back() == token) pendingFlush_.pop_back();
+                }
+                if (again && again->writer && again->owner && (soon || (ev & detail::kWritable))) {
                     inRead = false;
                     why = again->writer->doWrite();
+                    if (soon && !why) {
+                        // Arm writability for what the socket did not take.
+                        Registration* after = regAt(token);
+                        if (after && !after->flushPending) updateInterest(*after);
+                    }
                 }
             }
         }

@@ -20,6 +20,11 @@ detail::Text detail::describe(std::string_view message, std::initializer_list<st
     return {std::move(s)};
 }
 
+Failure connectionDone() {
+    static const Failure done{ConnectionDone()};
+    return done;
+}
+
 ConnectionLost::ConnectionLost(std::error_code ec)
     : ConnectionClosed(detail::describe(MESSAGE, {ec.message()})), code_(ec) {}
 

@@ -145,7 +145,7 @@ Reason Connection::doRead() {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
         return Failure(ConnectionLost(errnoCode(errno)));  // TCP-19, Better than Twisted: keep errno
     }
-    if (n == 0) return Failure(ConnectionDone());
+    if (n == 0) return error::connectionDone();
     if (auto p = protocol_) p->dataReceived(Bytes(buffer.data(), static_cast<std::size_t>(n)));
     return std::nullopt;
 }
@@ -156,7 +156,7 @@ Reason Connection::doWrite() {
 }
 
 WriteResult Connection::writeSomeData(std::span<const iovec> data) {
-    return writeToFD(fd_, data, FDKind::socket);  // TCP-21: sendmsg(MSG_NOSIGNAL), never SIGPIPE
+    return writeToFD(fd_, data, FDKind::socket);  // TCP-21: MSG_NOSIGNAL, never SIGPIPE
 }
 
 Reason Connection::closeWriteConnection() {
@@ -173,7 +173,7 @@ Reason Connection::closeWriteConnection() {
     }
     // Both halves closed (TCP-28): end the connection without waiting for the protocol.
     if (aborting_) return std::nullopt;  // the abort reports ConnectionAborted
-    if (readLost_) return Failure(ConnectionDone());
+    if (readLost_) return error::connectionDone();
     return std::nullopt;
 }
 
@@ -197,7 +197,7 @@ void Connection::readConnectionLost(const Failure&) {
         return;
     }
     // TCP-28: our write half is already shut, so both halves are now closed.
-    if (!disconnected() && !aborting_ && writeHalf() == WriteHalf::closed) connectionLost(Failure(ConnectionDone()));
+    if (!disconnected() && !aborting_ && writeHalf() == WriteHalf::closed) connectionLost(error::connectionDone());
 }
 
 void Connection::resumeProducing() {
@@ -620,7 +620,7 @@ Deferred<void> Port::stopListening() {
     Deferred<void> done;
     reactor_.callLater(0, [self = shared_from_this(), done]() mutable {
         try {
-            self->connectionLost(Failure(ConnectionDone()));
+            self->connectionLost(error::connectionDone());
         } catch (...) {
             done.errback(Failure::current());  // TCP-8
             return;

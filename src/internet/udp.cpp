@@ -393,7 +393,7 @@ Deferred<void> DatagramSocket::stopListening() {
     stopReading();  // at once
     reactor_.callLater(0, [self = shared_from_this()] {
         try {
-            self->connectionLost(Failure(ConnectionDone()));
+            self->connectionLost(error::connectionDone());
         } catch (...) {
             log::failure(self->logPrefix(), "Unhandled error closing a datagram port", Failure::current());
         }

@@ -290,7 +290,7 @@ Reason Connection::doRead() {
         }
         deliverDescriptors(fds);
     }
-    if (n == 0) return Failure(ConnectionDone());
+    if (n == 0) return error::connectionDone();
     if (auto p = protocol_) p->dataReceived(Bytes(buffer.data(), static_cast<std::size_t>(n)));
     return std::nullopt;
 }
@@ -642,7 +642,7 @@ Deferred<void> Port::stopListening() {
     Deferred<void> done;
     reactor_.callLater(0, [self = shared_from_this(), done]() mutable {
         try {
-            self->connectionLost(Failure(ConnectionDone()));
+            self->connectionLost(error::connectionDone());
         } catch (...) {
             done.errback(Failure::current());
             return;

@@ -654,10 +654,19 @@ TEST_P(TCPTest, TCP_21_sendErrorsAndNoSigpipe) {
     {
         ScopedFaults faults;
         faults.onlyFd(one.server().fileno());
-        faults.fail(Call::sendmsg, EINTR).fail(Call::sendmsg, ENOBUFS);
+        // One queued chunk leaves through send(), several through sendmsg(): both retry
+        // EINTR and wait out ENOBUFS.
+        faults.fail(Call::send, EINTR).fail(Call::send, ENOBUFS);
         one.proto().send("first");
         ASSERT_TRUE(spinUntil(reactor(), [&] { return one.server().pendingBytes() == 0; }));
         ASSERT_EQ(readAll(one.client, 5), "first");
+        EXPECT_GE(faults.calls(Call::send), 3u);
+        faults.fail(Call::sendmsg, EINTR).fail(Call::sendmsg, ENOBUFS);
+        std::string big(40000, 'x');  // past one chunk's small-write share: two chunks, one gather
+        one.server().write(std::string_view("second"));
+        one.server().write(std::string_view(big));
+        ASSERT_TRUE(spinUntil(reactor(), [&] { return one.server().pendingBytes() == 0; }));
+        ASSERT_EQ(readAll(one.client, 6 + big.size()), "second" + big);
         EXPECT_GE(faults.calls(Call::sendmsg), 3u);
     }
     // The peer resets; with SIGPIPE at its default disposition a plain write would kill us.

@@ -652,7 +652,9 @@ void rawSendFds(int sock, const std::string& data, const std::vector<int>& fds, 
     for (int i = 0; i < messages; ++i) total += CMSG_SPACE(sizeof(int) * per);
     m.msg_controllen = total;
     cmsghdr* c = CMSG_FIRSTHDR(&m);
+    ASSERT_LE(per, 8u);
     for (int i = 0; i < messages; ++i, c = CMSG_NXTHDR(&m, c)) {
+        ASSERT_NE(c, nullptr);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;
         c->cmsg_len = CMSG_LEN(sizeof(int) * per);

@@ -147,15 +147,21 @@ private:
 class Echo final : public weft::Protocol, public weft::IHalfCloseableProtocol {
 public:
     void connectionMade() override {
-        if (auto fd = std::dynamic_pointer_cast<weft::FileDescriptor>(transport))
+        // The transport produces what it echoes: reading pauses while the output is full.
+        if (auto fd = std::dynamic_pointer_cast<weft::FileDescriptor>(transport)) {
             fd->registerProducer(std::static_pointer_cast<weft::IPushProducer>(fd), true);
+            consumer_ = fd.get();
+        }
     }
     void dataReceived(weft::Bytes data) override { transport->write(data); }
     void readConnectionLost() override {
-        if (auto* fd = dynamic_cast<weft::FileDescriptor*>(transport.get())) fd->unregisterProducer();
+        if (consumer_) consumer_->unregisterProducer();
         transport->loseConnection();
     }
     void writeConnectionLost() override {}
+
+private:
+    weft::FileDescriptor* consumer_ = nullptr;  // the transport, while connected (it owns us)
 };
 
 template <class Base>

@@ -25,12 +25,15 @@ namespace weft {
 using WriteResult = std::variant<std::size_t, Failure>;
 
 namespace detail {
-/// The pending output: a queue of chunks with an offset into the first. Data is
-/// copied once, when written; small writes share a chunk, large ones get their
-/// own, and gather() hands the queue to one writev() without copying again.
+struct Chunk;
+
+/// The pending output: a singly linked list of chunks with an offset into the
+/// first. Data is copied once, when written; small writes share a chunk, large
+/// ones get their own (a moved-in vector becomes a chunk without a copy), and
+/// gather() hands the queue to one scatter write without copying again.
 /// An empty queue owns no memory (an idle connection costs nothing here), and
-/// drained chunks go back to a small per-thread pool, so a busy stream does not
-/// allocate per write.
+/// drained chunks go back to a small per-thread free list, so neither a busy
+/// stream nor a request/response exchange allocates per write.
 class WEFT_EXPORT WriteQueue {
 public:
     WriteQueue() = default;
@@ -42,16 +45,18 @@ public:
     void append(std::vector<std::byte>&& data);
     /// Fills up to maxIov entries with at most `limit` unsent bytes; returns the count.
     int gather(iovec* iov, int maxIov, std::size_t limit) const;
-    /// Drops n sent bytes from the front.
+    /// Drops n sent bytes from the front (n <= size()).
     void consume(std::size_t n);
     std::size_t size() const noexcept { return size_; }
     bool empty() const noexcept { return size_ == 0; }
     void clear() noexcept;
 
 private:
-    std::vector<std::vector<std::byte>> chunks_;  // live chunks are [first_, end)
-    std::size_t first_ = 0;
-    std::size_t head_ = 0;  // offset into chunks_[first_]
+    void push(Chunk* c) noexcept;
+
+    Chunk* head_ = nullptr;  // oldest chunk; head_->data[offset_] is the next unsent byte
+    Chunk* tail_ = nullptr;  // newest chunk, where small writes are appended
+    std::size_t offset_ = 0;
     std::size_t size_ = 0;  // unsent bytes
 };
 }  // namespace detail
@@ -158,6 +163,7 @@ public:
     /// Base behaviour: connectionLost(reason) (FD-33).
     void readConnectionLost(const Failure& reason) override;
     void writeConnectionLost(const Failure& reason) override;
+    IHalfCloseableDescriptor* asHalfCloseable() noexcept override { return this; }
 
     /// addReader/removeReader/addWriter/removeWriter on reactor() (FD-3).
     void startReading();
@@ -188,8 +194,10 @@ protected:
     /// discarded (abortConnection). Does not unregister anything.
     void discardOutput() noexcept;
 
-    /// How writeToFD writes: writev() for any descriptor, or sendmsg() with
-    /// MSG_NOSIGNAL for a socket (a reset peer never raises SIGPIPE).
+    /// How writeToFD writes: writev() for any descriptor; for a socket, send()
+    /// of a single buffer or sendmsg() of several, both with MSG_NOSIGNAL (a
+    /// reset peer never raises SIGPIPE). send() is the cheaper call in the
+    /// kernel when there is nothing to gather (bench/README.md).
     enum class FDKind : std::uint8_t { any, socket };
     /// Writes iovecs to fd through the syscall seam: retries EINTR, 0 for EAGAIN
     /// or ENOBUFS, ConnectionLost(errno) otherwise. For subclasses' writeSomeData.

@@ -336,6 +336,12 @@ private:
     };
 
     friend class detail::Waker;
+    friend class FileDescriptor;
+
+    // FileDescriptor's fast paths: isWriting + addWriterSoon, and removeWriter,
+    // with the registration found through the descriptor's fd.
+    bool writeSoonIfRegistered(IWriteDescriptor* w, const IFileDescriptor* key, int fd);
+    void removeWriterAt(const IFileDescriptor* key, int fd);
 
     // The loop
     void startRunning(bool installSignalHandlers);
@@ -351,6 +357,11 @@ private:
 
     // Registrations
     detail::Registration* findReg(const IFileDescriptor* d) const;
+    /// findReg with the descriptor's fd as a hint: O(1) through byFd_ when the
+    /// registration at `fd` is d's, the table otherwise.
+    detail::Registration* findReg(const IFileDescriptor* d, int fd) const;
+    /// The registration a token names, if it is still the one at its fd.
+    detail::Registration* regAt(std::uint64_t token) const;
     detail::Registration& regFor(std::shared_ptr<IFileDescriptor> d, int fd);
     void updateInterest(detail::Registration& r, bool removing = false);
     void dropReg(detail::Registration& r);
@@ -372,7 +383,7 @@ private:
     std::unique_ptr<detail::TimerQueue> timers_;
     std::unique_ptr<detail::RegistrationTable> regs_;  // registrations by descriptor, in place
     std::vector<detail::Registration*> byFd_;
-    std::vector<const IFileDescriptor*> pendingFlush_;
+    std::vector<std::uint64_t> pendingFlush_;  // tokens of addWriterSoon's registrations
     bool flushing_ = false;
     std::uint32_t nextGen_ = 1;
 

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <weft/export.hpp>
+#include <weft/failure.hpp>
 
 namespace weft::error {
 
@@ -222,6 +223,10 @@ WEFT_DETAIL_ERROR(ReactorAlreadyRunning, Described<std::runtime_error>, "The rea
 
 #undef WEFT_DETAIL_ERROR
 #undef WEFT_DETAIL_CONNECT_ERROR
+
+/// A Failure holding a ConnectionDone: every clean end of a connection shares
+/// this one immutable exception instead of building (and formatting) its own.
+WEFT_EXPORT Failure connectionDone();
 
 }  // namespace weft::error
 

@@ -56,6 +56,8 @@ using Reason = std::optional<Failure>;
 /// Ownership: the reactor holds a shared_ptr to every registered descriptor and
 /// keeps an extra reference for the duration of each callback, so a descriptor
 /// may drop every other reference to itself inside doRead/doWrite.
+class IHalfCloseableDescriptor;
+
 class WEFT_EXPORT IFileDescriptor : public virtual ILoggingContext {
 public:
     /// The OS descriptor, or -1 if it has none (any more). A descriptor that
@@ -67,6 +69,11 @@ public:
     virtual void connectionLost(const Failure& reason) = 0;
 
     std::string logPrefix() const override { return "-"; }
+
+    /// This descriptor as an IHalfCloseableDescriptor, or null. The default
+    /// looks (a cross-cast); FileDescriptor answers directly, so the reactor
+    /// does not walk a transport's class hierarchy at every end of input.
+    virtual IHalfCloseableDescriptor* asHalfCloseable() noexcept;
 };
 
 /// A descriptor with data to read (Twisted IReadDescriptor).
@@ -97,6 +104,10 @@ public:
     virtual void writeConnectionLost(const Failure& reason) = 0;
 };
 
+inline IHalfCloseableDescriptor* IFileDescriptor::asHalfCloseable() noexcept {
+    return dynamic_cast<IHalfCloseableDescriptor*>(this);
+}
+
 /// Registration of descriptors with the reactor (Twisted IReactorFDSet).
 /// All methods must be called on the reactor thread.
 class WEFT_EXPORT IReactorFDSet {
@@ -125,11 +136,19 @@ public:
 // ---- producers and consumers (filedescriptor.md FD-42, FD-43) ------------------
 
 /// Something that produces data for a consumer (Twisted IProducer).
+class IPushProducer;
+class IPullProducer;
+
 class WEFT_EXPORT IProducer {
 public:
     virtual ~IProducer() = default;
     /// The consumer is gone for good: stop producing and release what you hold.
     virtual void stopProducing() = 0;
+    /// This producer as a push or pull producer, or null: the two interfaces
+    /// below answer for themselves, so a consumer tells them apart with one
+    /// virtual call instead of a cross-cast through the hierarchy.
+    virtual IPushProducer* asPushProducer() noexcept { return nullptr; }
+    virtual IPullProducer* asPullProducer() noexcept { return nullptr; }
 };
 
 /// A producer that writes whenever it likes until paused (Twisted IPushProducer).
@@ -139,6 +158,7 @@ public:
     virtual void pauseProducing() = 0;
     /// Undoes a pauseProducing().
     virtual void resumeProducing() = 0;
+    IPushProducer* asPushProducer() noexcept override { return this; }
 };
 
 /// A producer that writes once each time it is asked (Twisted IPullProducer).
@@ -146,6 +166,7 @@ class WEFT_EXPORT IPullProducer : public virtual IProducer {
 public:
     /// Produce some data now, by writing to the consumer before returning.
     virtual void resumeProducing() = 0;
+    IPullProducer* asPullProducer() noexcept override { return this; }
 };
 
 /// Bytes as weft passes them at its edges.

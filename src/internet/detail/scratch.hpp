@@ -3,40 +3,73 @@
 #pragma once
 
 #include <cstddef>
-#include <vector>
+#include <memory>
+#include <new>
 
 namespace weft::detail {
 
-struct ScratchBuffer {
-    std::vector<std::byte> data;
+// The thread's buffer. Constant-initialised and trivially destructible, so a
+// read reaches it without a TLS initialisation call; the first allocation on a
+// thread arms a reaper that frees it when the thread ends.
+struct ScratchState {
+    std::byte* data = nullptr;
+    std::size_t size = 0;
     bool lent = false;
+    bool armed = false;
 };
-inline thread_local ScratchBuffer scratch;
+constinit inline thread_local ScratchState tScratch{};
+
+// Reads land on a cache-line boundary: the kernel's copy to user memory runs aligned.
+inline constexpr std::align_val_t kAlign{64};
+
+struct ScratchReaper {
+    ScratchReaper() = default;
+    ScratchReaper(const ScratchReaper&) = delete;
+    ScratchReaper& operator=(const ScratchReaper&) = delete;
+    ~ScratchReaper() {
+        ::operator delete(static_cast<void*>(tScratch.data), kAlign);
+        tScratch.data = nullptr;
+        tScratch.size = 0;
+    }
+};
 
 /// Lends the thread's buffer for one read. A callback that re-enters the loop
 /// and reads on this thread while the buffer is lent out gets a private one.
 class BorrowedBuffer {
 public:
     explicit BorrowedBuffer(std::size_t size) {
-        if (!scratch.lent) {
-            if (scratch.data.size() < size) scratch.data.resize(size);
-            scratch.lent = true;
+        auto& s = tScratch;
+        if (!s.lent) {
+            if (s.size < size) grow(size);
+            s.lent = true;
             borrowed_ = true;
-            data_ = scratch.data.data();
+            data_ = s.data;
         } else {
-            own_.resize(size);
-            data_ = own_.data();
+            own_ = std::make_unique_for_overwrite<std::byte[]>(size);
+            data_ = own_.get();
         }
     }
     ~BorrowedBuffer() {
-        if (borrowed_) scratch.lent = false;
+        if (borrowed_) tScratch.lent = false;
     }
     BorrowedBuffer(const BorrowedBuffer&) = delete;
     BorrowedBuffer& operator=(const BorrowedBuffer&) = delete;
     std::byte* data() const noexcept { return data_; }
 
 private:
-    std::vector<std::byte> own_;
+    static void grow(std::size_t size) {
+        auto& s = tScratch;
+        if (!s.armed) {
+            thread_local ScratchReaper reaper;  // frees the buffer at thread exit
+            s.armed = true;
+        }
+        auto* fresh = static_cast<std::byte*>(::operator new(size, kAlign));
+        ::operator delete(static_cast<void*>(s.data), kAlign);
+        s.data = fresh;
+        s.size = size;
+    }
+
+    std::unique_ptr<std::byte[]> own_;
     std::byte* data_ = nullptr;
     bool borrowed_ = false;
 };
