@@ -320,7 +320,7 @@ void DatagramSocket::deliverBatch(ReceiveBuffers& rx, int count, std::size_t& re
 }
 
 std::size_t DatagramSocket::sendDatagram(const sockaddr* to, socklen_t toLength, std::span<const iovec> data,
-                                         const std::string& describe) {
+                                         const Describe& describe) {
     if (fd_ < 0) return 0;  // a closed transport is inert
     msghdr m{};
     m.msg_name = const_cast<sockaddr*>(to);
@@ -346,7 +346,7 @@ std::size_t DatagramSocket::sendDatagram(const sockaddr* to, socklen_t toLength,
             case EMSGSIZE: {
                 std::size_t total = 0;
                 for (const iovec& v : data) total += v.iov_len;
-                throw MessageLengthError(fmt::format("{} bytes to {}", total, describe));
+                throw MessageLengthError(fmt::format("{} bytes to {}", total, describe()));
             }
             case ECONNREFUSED:
                 // UDP-14: an unconnected socket ignores it; UDP-18: a connected one reports it.
@@ -358,13 +358,13 @@ std::size_t DatagramSocket::sendDatagram(const sockaddr* to, socklen_t toLength,
                 if (ignoreUnconnectedRefusal_) return 0;
                 [[fallthrough]];
             default:
-                throw std::system_error(errnoCode(e), fmt::format("sending a datagram to {}", describe));
+                throw std::system_error(errnoCode(e), fmt::format("sending a datagram to {}", describe()));
         }
     }
 }
 
 std::size_t DatagramSocket::sendChunks(const sockaddr* to, socklen_t toLength, std::span<const Bytes> chunks,
-                                       const std::string& describe) {
+                                       const Describe& describe) {
     auto toIovec = [](Bytes b) { return iovec{const_cast<std::byte*>(b.data()), b.size()}; };
     constexpr std::size_t kStackIov = 16;
     if (chunks.size() <= kStackIov) {
@@ -526,7 +526,7 @@ void Port::deliver(Bytes datagram, const sockaddr* from, socklen_t fromLength) {
         lastFrom_ = {};
         std::memcpy(lastFrom_.get(), from, std::min<socklen_t>(fromLength, tcp::SockAddr::capacity));
         lastFrom_.length = std::min<socklen_t>(fromLength, tcp::SockAddr::capacity);
-        lastFromAddress_ = lastFrom_.toAddress("UDP");  // UDP-8: IPv6 keeps flow info and scope
+        lastFrom_.assignTo(lastFromAddress_, "UDP");  // UDP-8: IPv6 keeps flow info and scope
     }
     static_cast<DatagramProtocol&>(*protocol_).datagramReceived(datagram, lastFromAddress_);
 }
@@ -561,16 +561,22 @@ std::size_t Port::sendTo(const Address& addr, std::span<const Bytes> chunks) {
         } else if (!std::holds_alternative<NoAddress>(addr)) {
             throw InvalidAddressError(addressStr(addr), "not a UDP address");
         }
-        return sendChunks(nullptr, 0, chunks, addressStr(getPeer()));
+        return sendChunks(nullptr, 0, chunks, [this] { return addressStr(getPeer()); });
     }
     if (!hasHostPort) {
         throw InvalidAddressError(addressStr(addr), std::holds_alternative<NoAddress>(addr)
                                                         ? "an unconnected port needs a destination address"
                                                         : "not a UDP address");
     }
+    auto describe = [&] {
+        return fmt::format("{}:{}", host == "<broadcast>" ? "<broadcast> 255.255.255.255" : host, port);
+    };
+    // A reply to the last sender (the usual datagramReceived → write) reuses the
+    // address the kernel gave: no parsing. It is of this port's family by construction.
+    if (lastFrom_.length != 0 && (&addr == &lastFromAddress_ || addr == lastFromAddress_))
+        return sendChunks(lastFrom_.get(), lastFrom_.length, chunks, describe);
     tcp::SockAddr to = destination(host, port);
-    return sendChunks(to.get(), to.length, chunks,
-                      fmt::format("{}:{}", host == "<broadcast>" ? "<broadcast> 255.255.255.255" : host, port));
+    return sendChunks(to.get(), to.length, chunks, describe);
 }
 
 std::size_t Port::write(Bytes datagram, const Address& addr) { return sendTo(addr, std::span(&datagram, 1)); }

@@ -135,7 +135,7 @@ std::size_t DatagramPort::writeSequence(std::span<const Bytes> chunks, const Add
     if (!to) throw InvalidAddressError(addressStr(addr), "a UNIX datagram port writes to UNIXAddress paths only");
     UnixSockAddr a;
     if (!UnixSockAddr::fromPath(to->name, a)) throw InvalidAddressError(displayPath(to->name), tooLong(to->name));
-    return sendChunks(a.get(), a.length, chunks, displayPath(to->name));
+    return sendChunks(a.get(), a.length, chunks, [&] { return displayPath(to->name); });
 }
 
 void DatagramPort::closed() {
@@ -236,12 +236,12 @@ void ConnectedDatagramPort::checkPeer(const Address& addr) const {
 
 std::size_t ConnectedDatagramPort::write(Bytes datagram, const Address& addr) {
     checkPeer(addr);
-    return sendChunks(nullptr, 0, std::span(&datagram, 1), displayPath(path_));
+    return sendChunks(nullptr, 0, std::span(&datagram, 1), [this] { return displayPath(path_); });
 }
 
 std::size_t ConnectedDatagramPort::writeSequence(std::span<const Bytes> chunks, const Address& addr) {
     checkPeer(addr);
-    return sendChunks(nullptr, 0, chunks, displayPath(path_));
+    return sendChunks(nullptr, 0, chunks, [this] { return displayPath(path_); });
 }
 
 void ConnectedDatagramPort::closed() {

@@ -57,6 +57,9 @@ struct WEFT_EXPORT SockAddr {
     /// IPv4Address/IPv6Address("TCP", host, port); IPv6 hosts keep "%scope".
     /// NoAddress for an empty or other-family address.
     Address toAddress(const char* type = "TCP") const;
+    /// Makes `a` equal to toAddress(type), reusing its strings when it already
+    /// holds an IPv4 address of that type (a datagram port's sender cache).
+    void assignTo(Address& a, const char* type) const;
     /// Parses an IPv4 or IPv6 literal ("::1", "fe80::1%lo"); nullopt if it is none.
     static std::optional<SockAddr> fromLiteral(const std::string& host, std::uint16_t port);
 };

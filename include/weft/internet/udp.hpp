@@ -29,6 +29,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <weft/export.hpp>
@@ -129,14 +130,29 @@ protected:
     /// starts reading unless the protocol stopped the port meanwhile. If
     /// makeConnection throws, the socket is closed and the exception propagates.
     void attach(int fd, const std::string& where);
+    /// Names a destination in an error message. It refers to a callable that
+    /// outlives the send (a lambda at the call), which builds the text only
+    /// when an error is thrown: a successful send formats nothing.
+    class Describe {
+    public:
+        template <class F>
+            requires(!std::is_same_v<F, Describe>)
+        Describe(const F& f) noexcept  // NOLINT: implicit, from a lambda at the call
+            : context_(&f), call_([](const void* c) -> std::string { return (*static_cast<const F*>(c))(); }) {}
+        std::string operator()() const { return call_(context_); }
+
+    private:
+        const void* context_;
+        std::string (*call_)(const void*);
+    };
     /// Sends `data` as one datagram to `to` (null: the connected peer); see
     /// the class comment for the outcomes. `describe` names the destination
     /// in error messages.
     std::size_t sendDatagram(const sockaddr* to, socklen_t toLength, std::span<const iovec> data,
-                             const std::string& describe);
+                             const Describe& describe);
     /// sendDatagram() for chunks (gathered with up to IOV_MAX iovecs).
     std::size_t sendChunks(const sockaddr* to, socklen_t toLength, std::span<const Bytes> chunks,
-                           const std::string& describe);
+                           const Describe& describe);
     /// Throws std::logic_error if the protocol is attached to another transport.
     void checkProtocolFree() const;
     void startReading();
