@@ -10,6 +10,7 @@
 
 #include <weft/internet/error.hpp>
 
+#include "internet/detail/scratch.hpp"
 #include "sys/syscalls.hpp"
 
 namespace weft {
@@ -27,6 +28,9 @@ struct alignas(64) Chunk {  // the bytes after it start on a cache line: the ker
     std::size_t size = 0;      // bytes filled
     std::size_t capacity = 0;  // inline capacity; 0 for an external chunk
     std::vector<std::byte> external;
+    bool borrowed = false;  // data points into the thread's read buffer (room for it is inline)
+
+    std::byte* storage() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
 };
 
 namespace {
@@ -41,7 +45,7 @@ constexpr std::size_t kMaxPooledBytes = 4u << 20;
 Chunk* newInlineChunk(std::size_t capacity) {
     void* raw = ::operator new(sizeof(Chunk) + capacity, std::align_val_t{alignof(Chunk)});
     auto* c = new (raw) Chunk;
-    c->data = reinterpret_cast<std::byte*>(c + 1);
+    c->data = c->storage();
     c->capacity = capacity;
     return c;
 }
@@ -92,6 +96,8 @@ Chunk* acquireChunk(std::size_t need) {
             *link = c->next;
             c->next = nullptr;
             c->size = 0;
+            c->data = c->storage();
+            c->borrowed = false;
             --pool.count;
             pool.bytes -= c->capacity;
             return c;
@@ -124,6 +130,64 @@ void releaseChunk(Chunk* c) noexcept {
 
 WriteQueue::~WriteQueue() { clear(); }
 
+// ---- borrowing from the read buffer ----
+
+void materializeBorrowed() {
+    auto& s = tScratch;
+    while (s.borrowers != 0) {
+        WriteQueue* q = s.list[s.borrowers - 1];
+        q->materialize();  // may throw (no memory): the entry stays, and so does the hold
+    }
+    if (s.held) {
+        s.held = false;
+        s.lent = false;
+    }
+}
+
+bool WriteQueue::borrow(Bytes data) {
+    auto& s = tScratch;
+    if (!s.lent || s.held || (!listed_ && s.borrowers == ScratchState::kMaxBorrowers)) return false;
+    const std::byte* begin = s.data;
+    if (data.data() < begin || data.data() + data.size() > begin + s.size) return false;
+    Chunk* c = acquireChunk(data.size());  // room to copy it into later, if it has to stay
+    c->data = const_cast<std::byte*>(data.data());
+    c->size = data.size();
+    c->borrowed = true;
+    push(c);
+    size_ += data.size();
+    if (!listed_) {
+        s.list[s.borrowers++] = this;
+        listed_ = true;
+    }
+    return true;
+}
+
+void WriteQueue::unlist() noexcept {
+    if (!listed_) return;
+    auto& s = tScratch;
+    for (std::uint8_t i = 0; i < s.borrowers; ++i) {
+        if (s.list[i] == this) {
+            s.list[i] = s.list[--s.borrowers];
+            break;
+        }
+    }
+    listed_ = false;
+    if (s.borrowers == 0 && s.held) {  // the read is over and nothing borrows any more
+        s.held = false;
+        s.lent = false;
+    }
+}
+
+void WriteQueue::materialize() {
+    for (Chunk* c = head_; c; c = c->next) {
+        if (!c->borrowed) continue;
+        std::memcpy(c->storage(), c->data, c->size);
+        c->data = c->storage();
+        c->borrowed = false;
+    }
+    unlist();
+}
+
 void WriteQueue::push(Chunk* c) noexcept {
     if (tail_) tail_->next = c;
     else head_ = c;
@@ -133,11 +197,15 @@ void WriteQueue::push(Chunk* c) noexcept {
 void WriteQueue::append(Bytes data) {
     std::size_t n = data.size();
     if (n == 0) return;
-    if (n <= kSmallWrite && tail_ && tail_->size + n <= tail_->capacity) {  // never an external chunk (capacity 0)
-        std::memcpy(tail_->data + tail_->size, data.data(), n);
-        tail_->size += n;
-        size_ += n;
-        return;
+    if (n <= kSmallWrite) {
+        if (tail_ && !tail_->borrowed && tail_->size + n <= tail_->capacity) {  // never an external chunk (capacity 0)
+            std::memcpy(tail_->data + tail_->size, data.data(), n);
+            tail_->size += n;
+            size_ += n;
+            return;
+        }
+    } else if (borrow(data)) {
+        return;  // a large write of bytes just read: no copy unless it outlives the dispatch
     }
     Chunk* c = acquireChunk(n <= kSmallWrite ? kChunkCapacity : n);
     std::memcpy(c->data, data.data(), n);
@@ -185,7 +253,10 @@ void WriteQueue::consume(std::size_t n) {
         head_ = front->next;
         releaseChunk(front);
     }
-    if (!head_) tail_ = nullptr;
+    if (!head_) {
+        tail_ = nullptr;
+        unlist();  // everything borrowed has left
+    }
 }
 
 void WriteQueue::clear() noexcept {
@@ -196,6 +267,7 @@ void WriteQueue::clear() noexcept {
     tail_ = nullptr;
     offset_ = 0;
     size_ = 0;
+    unlist();
 }
 
 }  // namespace detail

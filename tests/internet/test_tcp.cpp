@@ -778,3 +778,114 @@ TEST_P(TCPTest, TCP_26_closingReleasesDescriptors) {
 }
 
 }  // namespace
+
+namespace {
+
+// Writes to a non-blocking socket until it would block or `data` is sent; returns
+// how much went.
+std::size_t writeSome(int fd, std::string_view data) {
+    std::size_t sent = 0;
+    while (sent < data.size()) {
+        ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n <= 0) break;
+        sent += static_cast<std::size_t>(n);
+    }
+    return sent;
+}
+
+std::string readAvailable(int fd) {
+    std::string out;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n <= 0) break;
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+}
+
+// A fixed 64 KiB buffer (no autotuning): megabytes cannot all fit in flight.
+void shrinkBuffer(int fd, int option) {
+    int small = 65536;
+    ::setsockopt(fd, SOL_SOCKET, option, &small, sizeof small);
+}
+
+}  // namespace
+
+// FD-8: bytes a protocol writes straight from dataReceived's buffer (an echo, a
+// forwarder) and the socket does not take at once stay exact while the same
+// thread reads other connections into that buffer: weft queues large ones
+// without a copy and copies what is left before the buffer is reused.
+TEST_P(TCPTest, FD_8_bytesWrittenFromTheReadBufferSurviveLaterReads) {
+    for (bool toOther : {false, true}) {
+        SCOPED_TRACE(toOther ? "forwarded to another connection" : "echoed");
+        auto src = connectOne(reactor());
+        auto sink = connectOne(reactor());
+        auto noise = connectOne(reactor());
+        // The destination's peer reads nothing yet, through small buffers: sends stay partial.
+        int destinationPeer = toOther ? sink.client : src.client;
+        shrinkBuffer(destinationPeer, SO_RCVBUF);
+        shrinkBuffer(toOther ? sink.server().fileno() : src.server().fileno(), SO_SNDBUF);
+        auto destination = toOther ? sink.proto().transport : src.proto().transport;
+        src.proto().onData = [&](RecordingProtocol&, std::string_view d) { destination->write(d); };
+        ::fcntl(src.client, F_SETFL, O_NONBLOCK);
+        ::fcntl(noise.client, F_SETFL, O_NONBLOCK);
+        const std::string data = randomBytes(2u << 20, 7), other = randomBytes(1u << 20, 8);
+        std::size_t sent = 0, noiseSent = 0;
+        std::string echoed;
+        ASSERT_TRUE(spinUntil(reactor(), [&] {
+            sent += writeSome(src.client, std::string_view(data).substr(sent, 65536));
+            // Other bytes keep arriving on the same thread, into the same read buffer.
+            noiseSent += writeSome(noise.client, std::string_view(other).substr(noiseSent, 65536));
+            return sent == data.size();
+        }));
+        ASSERT_TRUE(spinUntil(reactor(), [&] { return noise.proto().received.size() == noiseSent; }));
+        EXPECT_TRUE(noise.proto().received == other.substr(0, noiseSent));
+        // The destination could not take it all: part of it waits in weft's queue.
+        EXPECT_GT(dynamic_cast<FileDescriptor&>(*destination).pendingBytes(), 0u);
+        // Everything the source sent is now queued or in flight: drain it at the destination.
+        ASSERT_TRUE(spinUntil(reactor(), [&] {
+            echoed += readAvailable(destinationPeer);
+            readAvailable(noise.client);
+            return echoed.size() >= data.size();
+        })) << echoed.size() << " of " << data.size() << " bytes came back";
+        EXPECT_EQ(echoed.size(), data.size());
+        EXPECT_TRUE(echoed == data) << "the forwarded bytes differ from what was sent";
+        EXPECT_EQ(src.proto().received.size(), data.size());
+        src.proto().onData = nullptr;
+        destination.reset();
+        finish(reactor(), src);
+        finish(reactor(), sink);
+        finish(reactor(), noise);
+    }
+}
+
+// FD-8: a transport aborted (or closed) while it still queues bytes of the read
+// buffer lets them go: nothing is read through a dangling chunk afterwards.
+TEST_P(TCPTest, FD_8_abortWhileQueuingReadBufferBytesIsSafe) {
+    auto src = connectOne(reactor());
+    auto noise = connectOne(reactor());
+    shrinkBuffer(src.client, SO_RCVBUF);
+    shrinkBuffer(src.server().fileno(), SO_SNDBUF);
+    int writes = 0;
+    src.proto().onData = [&](RecordingProtocol& p, std::string_view d) {
+        p.transport->write(d);
+        if (++writes == 20) p.tcp()->abortConnection();
+    };
+    ::fcntl(src.client, F_SETFL, O_NONBLOCK);
+    const std::string data = randomBytes(2u << 20, 9);
+    std::size_t sent = 0;
+    ASSERT_TRUE(spinUntil(reactor(), [&] {
+        sent += writeSome(src.client, std::string_view(data).substr(sent, 65536));
+        return src.proto().lost == 1;
+    }));
+    EXPECT_TRUE(src.proto().lostReason->check<ConnectionAborted>());
+    // The next reads reuse the buffer; the aborted queue holds nothing of it.
+    std::string more = randomBytes(200000, 10);
+    ASSERT_EQ(writeSome(noise.client, more), more.size());
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return noise.proto().received.size() == more.size(); }));
+    EXPECT_TRUE(noise.proto().received == more);
+    src.proto().onData = nullptr;
+    finish(reactor(), src);
+    finish(reactor(), noise);
+}

@@ -31,6 +31,10 @@ struct Chunk;
 /// first. Data is copied once, when written; small writes share a chunk, large
 /// ones get their own (a moved-in vector becomes a chunk without a copy), and
 /// gather() hands the queue to one scatter write without copying again.
+/// Bytes that lie in the read buffer of the read in progress on this thread
+/// (a protocol echoing or forwarding what dataReceived was given) are not
+/// copied at all: the queue borrows them, and whatever the flush at the end
+/// of that dispatch leaves unsent is copied before the buffer is used again.
 /// An empty queue owns no memory (an idle connection costs nothing here), and
 /// drained chunks go back to a small per-thread free list, so neither a busy
 /// stream nor a request/response exchange allocates per write.
@@ -50,14 +54,20 @@ public:
     std::size_t size() const noexcept { return size_; }
     bool empty() const noexcept { return size_ == 0; }
     void clear() noexcept;
+    /// Copies every borrowed chunk (bytes still in the thread's read buffer,
+    /// queued without a copy by append) into memory the queue owns.
+    void materialize();
 
 private:
     void push(Chunk* c) noexcept;
+    bool borrow(Bytes data);
+    void unlist() noexcept;
 
     Chunk* head_ = nullptr;  // oldest chunk; head_->data[offset_] is the next unsent byte
     Chunk* tail_ = nullptr;  // newest chunk, where small writes are appended
     std::size_t offset_ = 0;
     std::size_t size_ = 0;  // unsent bytes
+    bool listed_ = false;   // in the read buffer's list of borrowers
 };
 }  // namespace detail
 
