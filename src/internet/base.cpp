@@ -75,7 +75,9 @@ struct Registration {
     bool inPoller = false;
     bool internal = false;
     bool flushPending = false;  // added by addWriterSoon, not yet armed in the poller
+    bool reductionPending = false;  // the poller has more interest than this; fixed before the next wait
     std::uint8_t polled = 0;    // the interest the poller has (valid while inPoller)
+    std::uint64_t readArmedAt = 0;  // Reactor::waits_ when the poller was last given read interest
 
     int fd() const noexcept { return static_cast<int>(static_cast<std::uint32_t>(token)); }
 };
@@ -277,8 +279,25 @@ void Reactor::updateInterest(Registration& r, bool removing) {
     }
     if (r.flushPending && interest != 0) return;  // armed before the next wait
     if (r.inPoller && r.polled == interest) return;  // nothing changes: no system call
+    if (r.inPoller && (interest & ~static_cast<unsigned>(r.polled)) == 0) {
+        // Less interest than the poller has: it is told just before the next wait,
+        // so a descriptor that closes, or asks again, meanwhile costs no system call
+        // (an echo's end of input then close; a producer paused and resumed in one
+        // pass). Until then dispatch() delivers only what is registered.
+        if (!r.reductionPending) {
+            r.reductionPending = true;
+            pendingReductions_.push_back(r.token);
+        }
+        return;
+    }
+    setPollerInterest(r, interest, removing);
+}
+
+void Reactor::setPollerInterest(Registration& r, unsigned interest, bool removing) {
     try {
+        bool gainsRead = (interest & detail::kReadable) && !(r.inPoller && (r.polled & detail::kReadable));
         poller_->set(r.fd(), r.token, interest, r.inPoller);
+        if (gainsRead) r.readArmedAt = waits_;
         r.inPoller = true;
         r.polled = static_cast<std::uint8_t>(interest);
     } catch (...) {
@@ -287,6 +306,25 @@ void Reactor::updateInterest(Registration& r, bool removing) {
         if (removing || interest == 0 || !r.inPoller) dropReg(r);
         if (removing) return;
         throw;
+    }
+}
+
+void Reactor::applyPendingReductions() {
+    if (pendingReductions_.empty()) return;
+    std::vector<std::uint64_t> batch;
+    batch.swap(pendingReductions_);
+    for (std::uint64_t token : batch) {
+        Registration* r = regAt(token);  // gone (closed, dropped) since: nothing to tell
+        if (!r || !r->reductionPending) continue;
+        r->reductionPending = false;
+        unsigned interest = (r->reader ? detail::kReadable : 0u) | (r->writer ? detail::kWritable : 0u);
+        if (r->flushPending && interest != 0) continue;  // the flush arms it
+        if (r->inPoller && r->polled == interest) continue;  // asked again meanwhile
+        setPollerInterest(*r, interest, true);
+    }
+    if (pendingReductions_.empty()) {  // keep the buffer for the next pass
+        batch.clear();
+        batch.swap(pendingReductions_);
     }
 }
 
@@ -478,7 +516,7 @@ Failure socketErrorReason(int fd) {
 }
 }  // namespace
 
-void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev) {
+void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t wait) {
     if (fd < 0 || static_cast<std::size_t>(fd) >= byFd_.size()) return;
     Registration* r = byFd_[static_cast<std::size_t>(fd)];
     if (!r || r->token != token) return;  // changed since the wait began
@@ -526,6 +564,12 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev) {
                 why = Failure(ConnectionLost(std::error_code(err, std::generic_category())));
             }
         } else if ((ev & (detail::kHangup | detail::kError)) && !(ev & detail::kReadable)) {
+            if (r->reader && !(ev & detail::kError) && wait != 0 && r->readArmedAt >= wait) {
+                // Reading was asked for after this wait began (an earlier event of the
+                // same batch resumed it), so the wait could not say whether data is
+                // waiting. The next wait can: R-37's "data first" holds.
+                return;
+            }
             // hang-up/error without data ends the descriptor without a callback.
             if (r->reader) {
                 why = error::connectionDone();
@@ -857,8 +901,10 @@ void Reactor::doIteration(std::optional<double> t) {
     thread_local std::vector<detail::ReadyEvent> cache;
     std::vector<detail::ReadyEvent> ready = std::move(cache);
     ready.clear();
+    applyPendingReductions();  // the poller waits for exactly what is registered
+    std::uint64_t wait = ++waits_;
     poller_->wait(t, ready);
-    for (auto& e : ready) dispatch(e.fd, e.token, e.events);
+    for (auto& e : ready) dispatch(e.fd, e.token, e.events, wait);
     cache = std::move(ready);
 }
 

@@ -861,6 +861,38 @@ TEST_P(FdSetTest, R_38_pausedSocketSeesCleanCloseOnlyAfterResume) {
     EXPECT_EQ(d->lost, 0);
 }
 
+TEST_P(FdSetTest, R_38_resumedByAnEarlierEventOfTheSameWaitStillReadsBeforeTheHangup) {
+    // a paused socket whose peer wrote and closed is reported by the wait with hang-up only (it asked
+    // for no data). If an earlier event of the same wait resumes it, that stale hang-up must not end the read side:
+    // the data it could not report is read first (a forwarder lost the tail of a stream this way).
+    Pipe first;                 // ready first in the wait, resumes `paused` from its doRead
+    SocketPair sp;              // sp.a: the paused descriptor; sp.b: its peer, writes then closes
+    auto d = std::make_shared<FakeDescriptor>(sp.a);
+    std::string received, atEnd;
+    d->onRead = [&] { return drain(sp.a, &received); };
+    d->onReadLost = [&](const Failure&) { atEnd = received; };
+    auto resumer = std::make_shared<FakeDescriptor>(first.readFd);
+    resumer->onRead = [&]() -> Reason {
+        drain(first.readFd);
+        reactor().addReader(d);  // resume, within the wait's batch
+        return std::nullopt;
+    };
+    reactor().addReader(resumer);
+    reactor().addReader(d);
+    reactor().removeReader(d);  // paused: watched for errors only
+    reactor().iterate(0);       // the poller now has no read interest for sp.a
+    sendBytes(first.writeFd, "go");
+    sendBytes(sp.b, "tail of the stream");
+    sp.closeB();
+    ASSERT_TRUE(waitReady(sp.a, POLLIN) & POLLHUP);
+    for (int i = 0; i < 4 && d->readLost == 0; ++i) reactor().iterate(0);
+    EXPECT_EQ(resumer->reads, 1);
+    EXPECT_EQ(d->readLost, 1);
+    EXPECT_EQ(atEnd, "tail of the stream");
+    EXPECT_EQ(d->lost, 0);
+    reactor().removeReader(resumer);
+}
+
 // ---- EINTR ---------------------------------------------------------------------------------------
 
 namespace {

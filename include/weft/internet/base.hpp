@@ -350,7 +350,8 @@ private:
     void runUntilCurrent();
     void runThreadCalls();
     void doIteration(std::optional<double> timeout);
-    void dispatch(int fd, std::uint64_t token, unsigned events);
+    // `wait` numbers the readiness wait the events come from (0: made up, not waited for).
+    void dispatch(int fd, std::uint64_t token, unsigned events, std::uint64_t wait = 0);
     void beginShutdown();
     void disconnectAll();
     void stopThreadPool();
@@ -364,6 +365,8 @@ private:
     detail::Registration* regAt(std::uint64_t token) const;
     detail::Registration& regFor(std::shared_ptr<IFileDescriptor> d, int fd);
     void updateInterest(detail::Registration& r, bool removing = false);
+    void setPollerInterest(detail::Registration& r, unsigned interest, bool removing);
+    void applyPendingReductions();
     void dropReg(detail::Registration& r);
     void addInternalReader(std::shared_ptr<IReadDescriptor> r);
     void flushPendingWriters();
@@ -383,9 +386,11 @@ private:
     std::unique_ptr<detail::TimerQueue> timers_;
     std::unique_ptr<detail::RegistrationTable> regs_;  // registrations by descriptor, in place
     std::vector<detail::Registration*> byFd_;
-    std::vector<std::uint64_t> pendingFlush_;  // tokens of addWriterSoon's registrations
+    std::vector<std::uint64_t> pendingFlush_;       // tokens of addWriterSoon's registrations
+    std::vector<std::uint64_t> pendingReductions_;  // tokens whose poller interest is to shrink
     bool flushing_ = false;
     std::uint32_t nextGen_ = 1;
+    std::uint64_t waits_ = 0;  // readiness waits begun, numbering their events for dispatch()
 
     // thread calls
     mutable std::mutex threadMu_;
