@@ -132,12 +132,9 @@ WriteQueue::~WriteQueue() { clear(); }
 
 // ---- borrowing from the read buffer ----
 
-void materializeBorrowed() {
+void materializeBorrowed() noexcept {
     auto& s = tScratch;
-    while (s.borrowers != 0) {
-        WriteQueue* q = s.list[s.borrowers - 1];
-        q->materialize();  // may throw (no memory): the entry stays, and so does the hold
-    }
+    while (s.borrowers != 0) s.list[s.borrowers - 1]->materialize();  // each unlists itself
     if (s.held) {
         s.held = false;
         s.lent = false;
@@ -178,7 +175,7 @@ void WriteQueue::unlist() noexcept {
     }
 }
 
-void WriteQueue::materialize() {
+void WriteQueue::materialize() noexcept {
     for (Chunk* c = head_; c; c = c->next) {
         if (!c->borrowed) continue;
         std::memcpy(c->storage(), c->data, c->size);
@@ -216,8 +213,7 @@ void WriteQueue::append(Bytes data) {
 
 void WriteQueue::append(std::vector<std::byte>&& data) {
     if (data.empty()) return;
-    void* raw = ::operator new(sizeof(Chunk), std::align_val_t{alignof(Chunk)});
-    auto* c = new (raw) Chunk;
+    Chunk* c = newInlineChunk(0);  // no inline room: an external chunk
     c->external = std::move(data);
     c->data = c->external.data();
     c->size = c->external.size();

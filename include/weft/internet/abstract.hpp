@@ -55,8 +55,9 @@ public:
     bool empty() const noexcept { return size_ == 0; }
     void clear() noexcept;
     /// Copies every borrowed chunk (bytes still in the thread's read buffer,
-    /// queued without a copy by append) into memory the queue owns.
-    void materialize();
+    /// queued without a copy by append) into memory the queue owns: the room
+    /// for them was taken when they were queued, so this cannot fail.
+    void materialize() noexcept;
 
 private:
     void push(Chunk* c) noexcept;

@@ -32,7 +32,7 @@ constinit inline thread_local ScratchState tScratch{};
 /// read that lent the buffer is over, frees the buffer for the next read. The
 /// next read on the thread calls it before reusing the buffer, so what the
 /// flush at the end of a dispatch sends is never copied. Defined in abstract.cpp.
-void materializeBorrowed();
+void materializeBorrowed() noexcept;
 
 // Reads land on a cache-line boundary: the kernel's copy to user memory runs aligned.
 inline constexpr std::align_val_t kAlign{64};
@@ -42,10 +42,7 @@ struct ScratchReaper {
     ScratchReaper(const ScratchReaper&) = delete;
     ScratchReaper& operator=(const ScratchReaper&) = delete;
     ~ScratchReaper() {
-        try {
-            materializeBorrowed();  // queues that outlive the thread keep their bytes
-        } catch (...) {
-        }
+        materializeBorrowed();  // queues that outlive the thread keep their bytes
         ::operator delete(static_cast<void*>(tScratch.data), kAlign);
         tScratch.data = nullptr;
         tScratch.size = 0;
