@@ -1,4 +1,5 @@
 #include <weft/log.hpp>
+#include <weft/text.hpp>
 
 #include <atomic>
 #include <cstdio>
@@ -80,9 +81,21 @@ void emit(Level l, std::string_view prefix, std::string_view message, const Fail
             for (auto& [_, o] : r.observers) copy.push_back(o);
         }
         if (copy.empty()) {
-            std::string line = fmt::format("[{}] {}{}{}", levelName(l), prefix, prefix.empty() ? "" : ": ", message);
-            if (f) line += "\n" + f->getTraceback();
-            else line += "\n";
+            // One record, one line: bytes that came from outside (a path, a
+            // peer's data in an error) cannot break the line or reach the
+            // terminal raw. A traceback keeps its own lines, each escaped.
+            std::string line = fmt::format("[{}] {}{}{}\n", levelName(l), printable(prefix),
+                                           prefix.empty() ? "" : ": ", printable(message));
+            if (f) {
+                const std::string traceback = f->getTraceback();
+                std::string_view tb = traceback;
+                while (!tb.empty()) {
+                    auto nl = tb.find('\n');
+                    line += printable(tb.substr(0, nl));
+                    line += '\n';
+                    tb.remove_prefix(nl == std::string_view::npos ? tb.size() : nl + 1);
+                }
+            }
             std::fwrite(line.data(), 1, line.size(), stderr);
             return;
         }

@@ -270,9 +270,11 @@ void WriteQueue::clear() noexcept {
 
 // ---- FileDescriptor -------------------------------------------------------------
 
-FileDescriptor::FileDescriptor(Reactor& reactor) : reactor_(reactor) {}
+FileDescriptor::FileDescriptor(Reactor& reactor) : reactor_(reactor) { reactor_.trackLive(this); }
 
-FileDescriptor::~FileDescriptor() = default;
+FileDescriptor::~FileDescriptor() {
+    if (listed_) reactor_.untrackLive(this);
+}
 
 void FileDescriptor::setConnected() noexcept {
     if (state_ == State::fresh) state_ = State::connected;

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <system_error>
 
+#include <weft/internet/abstract.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/log.hpp>
 
@@ -198,6 +199,7 @@ Reactor::~Reactor() {
     if (pool_) pool_->stop();
     // Drop registrations before the poller; descriptors are released, not notified.
     regs_->clear();
+    while (liveHead_) untrackLive(liveHead_);  // descriptors that outlive us must not reach back
     byFd_.clear();
 }
 
@@ -878,13 +880,37 @@ void Reactor::disconnectAll() {
     // every removed descriptor hears ConnectionLost; one that throws does not
     // keep the others from being told.
     auto removed = removeAll();
-    for (auto& d : removed) {
+    auto tell = [](IFileDescriptor& d) {
         try {
-            d->connectionLost(Failure(ConnectionLost()));
+            d.connectionLost(Failure(ConnectionLost()));
         } catch (...) {
-            log::failure(d->logPrefix(), "Unhandled error in connectionLost during shutdown", Failure::current());
+            log::failure(d.logPrefix(), "Unhandled error in connectionLost during shutdown", Failure::current());
         }
-    }
+    };
+    for (auto& d : removed) tell(*d);
+    // Better than Twisted: a transport in no set (paused by its consumer, or
+    // closing while a producer is still registered) is told too. Otherwise it
+    // and its protocol, which hold each other, would outlive the reactor.
+    std::vector<std::shared_ptr<FileDescriptor>> open;
+    for (FileDescriptor* d = liveHead_; d; d = d->liveNext_)
+        if (!d->disconnected())
+            if (auto held = d->weak_from_this().lock()) open.push_back(std::move(held));
+    for (auto& d : open) tell(*d);
+}
+
+void Reactor::trackLive(FileDescriptor* d) noexcept {
+    d->listed_ = true;
+    d->liveNext_ = liveHead_;
+    if (liveHead_) liveHead_->livePrev_ = d;
+    liveHead_ = d;
+}
+
+void Reactor::untrackLive(FileDescriptor* d) noexcept {
+    if (d->livePrev_) d->livePrev_->liveNext_ = d->liveNext_;
+    else if (liveHead_ == d) liveHead_ = d->liveNext_;
+    if (d->liveNext_) d->liveNext_->livePrev_ = d->livePrev_;
+    d->livePrev_ = d->liveNext_ = nullptr;
+    d->listed_ = false;
 }
 
 void Reactor::runUntilCurrent() {

@@ -20,6 +20,7 @@
 #include <weft/internet/tcp.hpp>
 #include <weft/internet/udp.hpp>
 #include <weft/internet/unix.hpp>
+#include <weft/text.hpp>
 
 namespace weft {
 
@@ -40,8 +41,8 @@ EndpointDescription parseEndpointDescription(std::string_view description) {
         char c = description[i];
         if (c == '\\') {
             if (i + 1 == description.size())
-                throw InvalidEndpointDescription("endpoint description '" + std::string(description) +
-                                                 "' ends with a lone backslash");
+                throw InvalidEndpointDescription("endpoint description " + quote(description) +
+                                                 " ends with a lone backslash");
             current += description[++i];
         } else if (c == ':') {
             finishField();
@@ -107,10 +108,10 @@ long long integerArgument(std::string_view type, std::string_view name, const st
     bool overflow = false;
     auto value = parseInteger(text, overflow);
     if (!value && !overflow)
-        throw InvalidEndpointDescription(fmt::format("{}: {} '{}' is not a number", type, name, text));
+        throw InvalidEndpointDescription(fmt::format("{}: {} {} is not a number", type, name, quote(text)));
     if (overflow || *value < lo || *value > hi)
         throw InvalidEndpointDescription(
-            fmt::format("{}: {} '{}' is out of range {}..{}", type, name, text, lo, hi));
+            fmt::format("{}: {} {} is out of range {}..{}", type, name, quote(text), lo, hi));
     return *value;
 }
 
@@ -132,9 +133,9 @@ void bindKeywords(std::string_view type, const EndpointDescription& d, std::init
                   Bound& bound) {
     for (const auto& [key, value] : d.kwargs) {
         if (std::find(params.begin(), params.end(), key) == params.end())
-            throw EndpointArgumentError(fmt::format("{}: unknown keyword '{}'", type, key));
+            throw EndpointArgumentError(fmt::format("{}: unknown keyword {}", type, quote(key)));
         if (bound.count(key))
-            throw EndpointArgumentError(fmt::format("{}: argument '{}' given both positionally and as a keyword", type, key));
+            throw EndpointArgumentError(fmt::format("{}: argument {} given both positionally and as a keyword", type, quote(key)));
         bound[key] = value;
     }
 }
@@ -168,11 +169,11 @@ std::string valueOr(const Bound& bound, const std::string& key, std::string fall
 }
 
 [[noreturn]] void unsupported(const std::string& type, std::string_view why) {
-    throw UnsupportedEndpointType(fmt::format("Endpoint type '{}' is not supported by weft yet ({})", type, why));
+    throw UnsupportedEndpointType(fmt::format("Endpoint type {} is not supported by weft yet ({})", quote(type), why));
 }
 
 [[noreturn]] void unknown(std::string_view type) {
-    throw UnknownEndpointType(fmt::format("Unknown endpoint type: '{}'", lower(type)));
+    throw UnknownEndpointType(fmt::format("Unknown endpoint type: {}", quote(lower(type))));
 }
 
 // ---- server parsers ----------------------------------------------------------------------
@@ -199,7 +200,7 @@ std::shared_ptr<IStreamServerEndpoint> parseUNIXServer(Reactor& reactor, const E
     int mode = 0;
     auto [end, ec] = std::from_chars(modeText.data(), modeText.data() + modeText.size(), mode, 8);
     if (modeText.empty() || ec != std::errc() || end != modeText.data() + modeText.size() || mode < 0 || mode > 07777)
-        throw EndpointArgumentError(fmt::format("unix: mode '{}' is not an octal file mode", modeText));
+        throw EndpointArgumentError(fmt::format("unix: mode {} is not an octal file mode", quote(modeText)));
     if (b["address"].empty()) throw EndpointArgumentError("unix: the address (a socket path) is empty");
     return std::make_shared<UNIXServerEndpoint>(reactor, b["address"],
                                                 intArgument("unix", "backlog", valueOr(b, "backlog", "50")), mode,
@@ -219,7 +220,7 @@ std::shared_ptr<IStreamServerEndpoint> parseSystemd(Reactor& reactor, const Endp
     else if (domain == "UNIX") family = AF_UNIX;
     else
         throw InvalidEndpointDescription(
-            fmt::format("systemd: unknown domain '{}' (expected INET, INET6 or UNIX)", domain));
+            fmt::format("systemd: unknown domain {} (expected INET, INET6 or UNIX)", quote(domain)));
 
     ListenFDs fromEnvironment;
     if (!given) fromEnvironment = ListenFDs::fromEnvironment();
@@ -229,7 +230,7 @@ std::shared_ptr<IStreamServerEndpoint> parseSystemd(Reactor& reactor, const Endp
         bool overflow = false;
         auto index = parseInteger(b["index"], overflow);
         if (!index && !overflow)
-            throw InvalidEndpointDescription(fmt::format("systemd: index '{}' is not a number", b["index"]));
+            throw InvalidEndpointDescription(fmt::format("systemd: index {} is not a number", quote(b["index"])));
         if (overflow || *index < 0 || *index >= static_cast<long long>(inherited.descriptors.size()))
             throw InvalidEndpointDescription(fmt::format("systemd: no inherited descriptor at index {} ({} inherited)",
                                                          b["index"], inherited.descriptors.size()));
@@ -238,8 +239,8 @@ std::shared_ptr<IStreamServerEndpoint> parseSystemd(Reactor& reactor, const Endp
         auto named = inherited.inheritedNamedDescriptors();
         auto it = named.find(b["name"]);
         if (it == named.end())
-            throw InvalidEndpointDescription(fmt::format("systemd: no inherited descriptor named '{}' ({} named)",
-                                                         b["name"], named.size()));
+            throw InvalidEndpointDescription(fmt::format("systemd: no inherited descriptor named {} ({} named)",
+                                                         quote(b["name"]), named.size()));
         fd = it->second;
     }
     return std::make_shared<AdoptedStreamServerEndpoint>(reactor, fd, family);

@@ -26,7 +26,7 @@
 #include "sys/syscalls.hpp"
 
 namespace weft {
-namespace unix {
+namespace unix_ {
 
 using namespace weft::error;
 using weft::detail::UnixSockAddr;
@@ -44,11 +44,7 @@ std::string localPath(int fd) {
 
 using weft::detail::hexId;
 
-/// A path for messages: abstract names show their NUL as "@".
-std::string printable(const std::string& path) {
-    if (UnixSockAddr::isAbstract(path)) return "@" + path.substr(1);
-    return path;
-}
+using weft::detail::displayPath;
 
 bool isSocketFile(const std::string& path) {
     struct stat st{};
@@ -80,11 +76,14 @@ std::optional<bool> listenerInTable(const std::string& path) {
 }
 
 /// True when `path` is a socket file that nobody listens on. Asks the kernel's
-/// table first, so that a live listener never sees a probing connection; only
-/// when the table cannot tell is a connection tried (refused: dead).
+/// table first, so that a live listener found there never sees a probing
+/// connection. The table can prove a listener alive but never dead: it shows
+/// names as they were bound, so a listener that bound "app.sock" from its own
+/// directory is not found under "/dir/app.sock". Only a refused connection
+/// proves the socket dead.
 bool isDeadSocket(const std::string& path, const UnixSockAddr& addr) {
     if (!isSocketFile(path)) return false;
-    if (auto live = listenerInTable(path)) return !*live;
+    if (auto live = listenerInTable(path); live && *live) return false;
     int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (probe < 0) return false;
     int rc = ::connect(probe, addr.get(), addr.length);
@@ -109,20 +108,22 @@ std::optional<pid_t> lockOwner(const std::string& lockPath) {
 
 bool processAlive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
 
-/// Takes the lock; false if a live process holds it. A lock left by a dead
-/// process (or one that is not a PID symlink) is taken over.
-bool takeLock(const std::string& lockPath) {
+/// Takes the lock: 0 when taken, EBUSY when a live process holds it, or the
+/// errno that kept the lock file from being made (ENOENT for a missing
+/// directory, EACCES, ...). A lock left by a dead process (or one that is not
+/// a PID symlink) is taken over.
+int takeLock(const std::string& lockPath) {
     const std::string me = std::to_string(::getpid());
     for (int attempt = 0; attempt < 8; ++attempt) {
-        if (::symlink(me.c_str(), lockPath.c_str()) == 0) return true;
-        if (errno != EEXIST) return false;
+        if (::symlink(me.c_str(), lockPath.c_str()) == 0) return 0;
+        if (errno != EEXIST) return errno;
         auto owner = lockOwner(lockPath);
-        if (owner && processAlive(*owner)) return false;
+        if (owner && processAlive(*owner)) return EBUSY;
         // Dead (or unreadable) owner: remove the stale lock and try again. Two
         // processes racing here both unlink and both retry; symlink() picks one.
-        if (::unlink(lockPath.c_str()) != 0 && errno != ENOENT) return false;
+        if (::unlink(lockPath.c_str()) != 0 && errno != ENOENT) return errno;
     }
-    return false;
+    return EBUSY;
 }
 
 void dropLock(const std::string& lockPath) noexcept {
@@ -359,7 +360,7 @@ std::string Client::logPrefix() const {
 }
 
 std::string Client::repr() const {
-    return fmt::format("<weft::unix::Client to {} at {}>", addressStr(UNIXAddress(peerPath_)), hexId(this));
+    return fmt::format("<weft::unix_::Client to {} at {}>", addressStr(UNIXAddress(peerPath_)), hexId(this));
 }
 
 void Client::begin() {
@@ -373,14 +374,14 @@ void Client::begin() {
 void Client::attempt() {
     const std::string& path = peerPath_;
     if (connector_->checkPID() && !isLocked(path + ".lock")) {  // UNIX-12: no connection is attempted
-        failIfNotConnected(Failure(BadFileError(0, printable(path) + ": no live process holds " + path + ".lock")));
+        failIfNotConnected(Failure(BadFileError(0, displayPath(path) + ": no live process holds " + path + ".lock")));
         return;
     }
     UnixSockAddr target;
     if (!UnixSockAddr::fromPath(path, target)) {  // UNIX-11, Better than Twisted
         failIfNotConnected(Failure(ConnectError(
             ENAMETOOLONG, fmt::format("AF_UNIX path too long ({} bytes, at most {}): {}", path.size(),
-                                      UnixSockAddr::maxPath, printable(path)))));
+                                      UnixSockAddr::maxPath, displayPath(path)))));
         return;
     }
     if (fd_ < 0) {
@@ -412,7 +413,7 @@ void Client::attempt() {
         });
         return;
     }
-    failIfNotConnected(Failure(getConnectError(e, fmt::format("{}: {}", printable(path), std::strerror(e)))));
+    failIfNotConnected(Failure(getConnectError(e, fmt::format("{}: {}", displayPath(path), std::strerror(e)))));
 }
 
 Reason Client::finishConnect() {
@@ -426,7 +427,7 @@ Reason Client::finishConnect() {
     }
     if (err == EINPROGRESS || err == EALREADY || err == EINTR) return std::nullopt;
     stopWriting();
-    failIfNotConnected(Failure(getConnectError(err, fmt::format("{}: {}", printable(peerPath_), std::strerror(err)))));
+    failIfNotConnected(Failure(getConnectError(err, fmt::format("{}: {}", displayPath(peerPath_), std::strerror(err)))));
     return std::nullopt;
 }
 
@@ -518,7 +519,7 @@ std::string Port::logPrefix() const {
 }
 
 std::string Port::repr() const {
-    if (fd_ >= 0) return fmt::format("<{} on '{}'>", logPrefix(), printable(path_));
+    if (fd_ >= 0) return fmt::format("<{} on '{}'>", logPrefix(), displayPath(path_));
     return fmt::format("<{} (not listening)>", logPrefix());
 }
 
@@ -530,24 +531,23 @@ void Port::releaseLock() noexcept {
 
 int Port::bindSocket() {
     UnixSockAddr addr;
-    if (!UnixSockAddr::fromPath(path_, addr))  // UNIX-2: too long
-        throw CannotListenError("", printable(path_), errnoCode(ENAMETOOLONG),
-                                fmt::format("AF_UNIX path too long ({} bytes, at most {})", path_.size(),
-                                            UnixSockAddr::maxPath));
+    if (!UnixSockAddr::fromPath(path_, addr)) throw listenFailure(ENAMETOOLONG);  // UNIX-2: too long
     const bool abstract = UnixSockAddr::isAbstract(path_);
     int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (s < 0) throw CannotListenError("", printable(path_), errnoCode(errno));
+    if (s < 0) throw CannotListenError("", displayPath(path_), errnoCode(errno));
     int rc = ::bind(s, addr.get(), addr.length);
     if (rc != 0 && errno == EADDRINUSE && !abstract && isDeadSocket(path_, addr)) {
-        // Better than Twisted (UNIX-2): a dead listener's socket file is
-        // replaced; a live listener or any other file is left alone.
+        // Better than Twisted (UNIX-2, UNIX-4): a dead listener's socket file
+        // is replaced; a live listener or any other file is left alone, with
+        // or without a lock of our own (a fresh lock proves nothing about
+        // a listener that takes no locks, socat's say).
         ::unlink(path_.c_str());
         rc = ::bind(s, addr.get(), addr.length);
     }
     if (rc != 0) {
         int e = errno;
         ::close(s);
-        throw CannotListenError("", printable(path_), errnoCode(e));
+        throw listenFailure(e);
     }
     // UNIX-1: exactly `mode`, whatever the umask. fchmod on a socket does not
     // reach the file, so the path is changed (it is ours: we just bound it).
@@ -555,26 +555,38 @@ int Port::bindSocket() {
         int e = errno;
         ::close(s);
         ::unlink(path_.c_str());
-        throw CannotListenError("", printable(path_), errnoCode(e));
+        throw CannotListenError("", displayPath(path_), errnoCode(e));
     }
     if (::listen(s, backlog_) != 0) {
         int e = errno;
         ::close(s);
         if (!abstract) ::unlink(path_.c_str());
-        throw CannotListenError("", printable(path_), errnoCode(e));
+        throw CannotListenError("", displayPath(path_), errnoCode(e));
     }
     return s;
+}
+
+CannotListenError Port::listenFailure(int e) const {
+    return CannotListenError("", displayPath(path_), errnoCode(e), weft::detail::pathFailure(path_, e));
 }
 
 void Port::startListening() {
     if (fd_ >= 0) return;
     if (wantPID_) {  // UNIX-4
-        if (!takeLock(path_ + ".lock"))
-            throw CannotListenError("", printable(path_), std::make_error_code(std::errc::device_or_resource_busy),
+        UnixSockAddr addr;
+        if (!UnixSockAddr::fromPath(path_, addr)) throw listenFailure(ENAMETOOLONG);  // before any lock is made
+        const std::string lockPath = path_ + ".lock";
+        if (int e = takeLock(lockPath); e == EBUSY) {
+            throw CannotListenError("", displayPath(path_), std::make_error_code(std::errc::device_or_resource_busy),
                                     "Cannot acquire lock");
+        } else if (e != 0) {
+            throw CannotListenError("", displayPath(path_), errnoCode(e),
+                                    "Cannot create the lock file: " + weft::detail::pathFailure(lockPath, e));
+        }
         lockHeld_ = true;
-        // We hold the lock, so whatever socket file is left at the path is a dead owner's.
-        if (isSocketFile(path_)) ::unlink(path_.c_str());
+        // A socket file left at the path is replaced by bindSocket only once a
+        // refused connection proves it dead (UNIX-2): holding the lock does
+        // not, since the listener there may be a program that takes no lock.
     }
     try {
         fd_ = bindSocket();
@@ -584,7 +596,7 @@ void Port::startListening() {
     }
     adopted_ = false;
     weft::detail::reserveFd(reservedFd_);
-    log::info(logPrefix(), "{} starting on '{}'", FileDescriptor::getLogPrefix(*factory_), printable(path_));
+    log::info(logPrefix(), "{} starting on '{}'", FileDescriptor::getLogPrefix(*factory_), displayPath(path_));
     factory_->doStart();  // UNIX-3, Better than Twisted: only once listening
     numberAccepts = 100;
     reactor_.addReader(shared_from_this());
@@ -595,7 +607,7 @@ void Port::adopt(int fd) {
     adopted_ = true;
     path_ = localPath(fd);
     weft::detail::reserveFd(reservedFd_);
-    log::info(logPrefix(), "{} starting on '{}'", FileDescriptor::getLogPrefix(*factory_), printable(path_));
+    log::info(logPrefix(), "{} starting on '{}'", FileDescriptor::getLogPrefix(*factory_), displayPath(path_));
     factory_->doStart();
     reactor_.addReader(shared_from_this());
 }
@@ -663,7 +675,7 @@ void Port::connectionLost(const Failure&) {
     if (!adopted_ && !UnixSockAddr::isAbstract(path_)) ::unlink(path_.c_str());
     releaseLock();
     disconnecting_ = false;
-    log::info(logPrefix(), "(UNIX Port {} Closed)", printable(path_));  // UNIX-7
+    log::info(logPrefix(), "(UNIX Port {} Closed)", displayPath(path_));  // UNIX-7
     factory_->doStop();
 }
 
@@ -739,26 +751,26 @@ void Connector::connectionLost(const Failure& reason) {
     }
 }
 
-}  // namespace unix
+}  // namespace unix_
 
 // ---- Reactor methods -------------------------------------------------------------------------
 
-std::shared_ptr<unix::Port> Reactor::listenUNIX(const std::string& path, std::shared_ptr<Factory> factory,
+std::shared_ptr<unix_::Port> Reactor::listenUNIX(const std::string& path, std::shared_ptr<Factory> factory,
                                                 int backlog, int mode, bool wantPID) {
-    auto p = std::make_shared<unix::Port>(*this, path, std::move(factory), backlog, mode, wantPID);
+    auto p = std::make_shared<unix_::Port>(*this, path, std::move(factory), backlog, mode, wantPID);
     p->startListening();
     return p;
 }
 
-std::shared_ptr<unix::Connector> Reactor::connectUNIX(const std::string& path, std::shared_ptr<ClientFactory> factory,
+std::shared_ptr<unix_::Connector> Reactor::connectUNIX(const std::string& path, std::shared_ptr<ClientFactory> factory,
                                                       double timeout, bool checkPID) {
-    auto c = std::make_shared<unix::Connector>(*this, path, std::move(factory), timeout, checkPID);
+    auto c = std::make_shared<unix_::Connector>(*this, path, std::move(factory), timeout, checkPID);
     c->connect();
     return c;
 }
 
 std::shared_ptr<IListeningPort> Reactor::adoptUNIXStreamPort(int fd, std::shared_ptr<Factory> factory) {
-    auto p = std::make_shared<unix::Port>(*this, std::string(), std::move(factory), 50, 0666, false);
+    auto p = std::make_shared<unix_::Port>(*this, std::string(), std::move(factory), 50, 0666, false);
     p->adopt(fd);
     return p;
 }
@@ -779,8 +791,8 @@ void Reactor::adoptUNIXStreamConnection(int fd, std::shared_ptr<Factory> factory
         ::close(fd);
         return;
     }
-    std::string local = unix::localPath(fd);
-    auto server = std::make_shared<unix::Server>(*this, fd, std::move(peerPath), 0, local, local);
+    std::string local = unix_::localPath(fd);
+    auto server = std::make_shared<unix_::Server>(*this, fd, std::move(peerPath), 0, local, local);
     server->start(std::move(protocol));
 }
 

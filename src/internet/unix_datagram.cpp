@@ -17,7 +17,7 @@
 #include "internet/detail/unixpath.hpp"
 #include "sys/syscalls.hpp"
 
-namespace weft::unix {
+namespace weft::unix_ {
 
 using namespace weft::error;
 using weft::detail::UnixSockAddr;
@@ -27,15 +27,8 @@ namespace {
 std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
 
 // A path fit for log lines: an abstract name's leading NUL shown as '@'.
-std::string displayPath(const std::string& path) {
-    if (UnixSockAddr::isAbstract(path)) return "@" + path.substr(1);
-    return path;
-}
-
-std::string tooLong(const std::string& path) {
-    return fmt::format("AF_UNIX path too long: {} bytes, at most {}", path.size(),
-                       UnixSockAddr::isAbstract(path) ? sizeof(sockaddr_un::sun_path) : UnixSockAddr::maxPath);
-}
+using weft::detail::displayPath;
+std::string tooLong(const std::string& path) { return weft::detail::tooLongMessage(path); }
 
 int datagramSocket() { return ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
 
@@ -80,22 +73,22 @@ void DatagramPort::startListening() {
     checkProtocolFree();
     UnixSockAddr addr;
     if (!UnixSockAddr::fromPath(path_, addr))
-        throw CannotListenError("", path_, errnoCode(ENAMETOOLONG), tooLong(path_));
+        throw CannotListenError("", displayPath(path_), errnoCode(ENAMETOOLONG), tooLong(path_));
     int s = datagramSocket();
-    if (s < 0) throw CannotListenError("", path_, errnoCode(errno));
+    if (s < 0) throw CannotListenError("", displayPath(path_), errnoCode(errno));
     // UNIX-23: an existing path — a socket or any other file — makes bind()
     // fail with EADDRINUSE and is left as it was.
     if (::bind(s, addr.get(), addr.length) != 0) {
         int e = errno;
         ::close(s);
-        throw CannotListenError("", path_, errnoCode(e));
+        throw CannotListenError("", displayPath(path_), errnoCode(e), weft::detail::pathFailure(path_, e));
     }
     const bool filesystem = !UnixSockAddr::isAbstract(path_);
     if (filesystem && ::chmod(path_.c_str(), static_cast<mode_t>(mode_)) != 0) {  // exactly `mode`, not umask'd
         int e = errno;
         ::close(s);
         unlinkOwned(path_);
-        throw CannotListenError("", path_, errnoCode(e));
+        throw CannotListenError("", displayPath(path_), errnoCode(e));
     }
     ownsFile_ = filesystem;
     lastFromRaw_.clear();
@@ -250,24 +243,24 @@ void ConnectedDatagramPort::closed() {
     log::info(logPrefix(), "(UNIX datagram port to {} closed)", displayPath(path_));
 }
 
-}  // namespace weft::unix
+}  // namespace weft::unix_
 
 // ---- Reactor methods ------------------------------------------------------------------------
 
 namespace weft {
 
-std::shared_ptr<unix::DatagramPort> Reactor::listenUNIXDatagram(const std::string& path,
+std::shared_ptr<unix_::DatagramPort> Reactor::listenUNIXDatagram(const std::string& path,
                                                                 std::shared_ptr<DatagramProtocol> protocol,
                                                                 std::size_t maxPacketSize, int mode) {
-    auto p = std::make_shared<unix::DatagramPort>(*this, path, std::move(protocol), maxPacketSize, mode);
+    auto p = std::make_shared<unix_::DatagramPort>(*this, path, std::move(protocol), maxPacketSize, mode);
     p->startListening();
     return p;
 }
 
-std::shared_ptr<unix::ConnectedDatagramPort> Reactor::connectUNIXDatagram(
+std::shared_ptr<unix_::ConnectedDatagramPort> Reactor::connectUNIXDatagram(
     const std::string& path, std::shared_ptr<ConnectedDatagramProtocol> protocol, std::size_t maxPacketSize, int mode,
     std::optional<std::string> bindAddress) {
-    auto p = std::make_shared<unix::ConnectedDatagramPort>(*this, path, std::move(protocol), maxPacketSize, mode,
+    auto p = std::make_shared<unix_::ConnectedDatagramPort>(*this, path, std::move(protocol), maxPacketSize, mode,
                                                            std::move(bindAddress));
     p->startListening();
     return p;

@@ -889,3 +889,57 @@ TEST_P(TCPTest, FD_8_abortWhileQueuingReadBufferBytesIsSafe) {
     finish(reactor(), src);
     finish(reactor(), noise);
 }
+
+namespace {
+
+// R-7, Better than Twisted (issue #10: objects leaked when the reactor shut
+// down with connections open): a transport in no reader or writer set still
+// hears connectionLost at shutdown, so it and its protocol, which hold each
+// other, are both released. Two ways to be in no set: closing while a
+// producer is still registered (FD-13 keeps it open; `weft echo` registers its
+// transport as its own producer), and paused by a consumer.
+enum class Idle { closingBehindProducer, paused };
+
+void shutdownReleases(Reactor& reactor, const std::function<void()>& run, Idle how) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor.listenTCP(0, f, 50, "127.0.0.1");
+    int c = plainConnect(portOf(port->getHost()));
+    ASSERT_GE(c, 0);
+    ASSERT_TRUE(spinUntil(reactor, [&] { return f->built.size() == 1 && f->built[0]->made == 1; }));
+    std::weak_ptr<RecordingProtocol> protocol = f->built[0];
+    std::weak_ptr<ITransport> transport = f->built[0]->transport;
+    auto* fd = dynamic_cast<FileDescriptor*>(f->built[0]->transport.get());
+    ASSERT_NE(fd, nullptr);
+    if (how == Idle::closingBehindProducer) {
+        fd->registerProducer(std::static_pointer_cast<IPushProducer>(fd->shared_from_this()), true);
+        fd->loseConnection();
+    } else {
+        fd->pauseProducing();
+    }
+    reactor.iterate(0);
+    EXPECT_FALSE(reactor.isReading(fd));
+    EXPECT_FALSE(reactor.isWriting(fd));
+    auto lostSeen = std::make_shared<int>(0);
+    f->built[0]->onLost = [lostSeen](RecordingProtocol&, const Failure&) { ++*lostSeen; };
+    f->built.clear();  // only the transport and the protocol hold each other now
+    EXPECT_FALSE(protocol.expired());
+    stopPort(reactor, *port);
+    reactor.callWhenRunning([&] { reactor.stop(); });
+    run();
+    EXPECT_EQ(*lostSeen, 1);
+    EXPECT_TRUE(protocol.expired()) << "the protocol outlived the reactor's shutdown";
+    EXPECT_TRUE(transport.expired()) << "the transport outlived the reactor's shutdown";
+    char b;
+    EXPECT_EQ(::read(c, &b, 1), 0);  // the peer sees the close
+    ::close(c);
+}
+
+}  // namespace
+
+TEST_P(TCPTest, R_7_shutdownReleasesATransportClosingBehindItsProducer) {
+    shutdownReleases(reactor(), [this] { runReactor(); }, Idle::closingBehindProducer);
+}
+
+TEST_P(TCPTest, R_7_shutdownReleasesAPausedTransport) {
+    shutdownReleases(reactor(), [this] { runReactor(); }, Idle::paused);
+}

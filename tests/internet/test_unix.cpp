@@ -69,8 +69,8 @@ protected:
     struct Pair {
         std::shared_ptr<RecordingFactory> sf = std::make_shared<RecordingFactory>();
         std::shared_ptr<RecordingClientFactory> cf = std::make_shared<RecordingClientFactory>();
-        std::shared_ptr<unix::Port> port;
-        std::shared_ptr<unix::Connector> connector;
+        std::shared_ptr<unix_::Port> port;
+        std::shared_ptr<unix_::Connector> connector;
         RecordingProtocol& server() { return *sf->built.at(0); }
         RecordingProtocol& client() { return *cf->built.at(0); }
     };
@@ -148,7 +148,7 @@ public:
     std::vector<std::string> events;
 };
 
-unix::Connection& unixTransport(RecordingProtocol& p) { return dynamic_cast<unix::Connection&>(*p.transport); }
+unix_::Connection& unixTransport(RecordingProtocol& p) { return dynamic_cast<unix_::Connection&>(*p.transport); }
 
 // ======================================================================================
 // Listening
@@ -266,7 +266,7 @@ TEST_P(UNIXTest, UNIX_4_wantPIDTakesTheLockAndReleasesItOnClose) {
     // UNIX-4: the lock "<path>.lock" names our pid; a second wantPID listener cannot take it; after the close it can.
     auto port = reactor().listenUNIX(path(), std::make_shared<RecordingFactory>(), 50, 0666, true);
     EXPECT_EQ(fs::read_symlink(path() + ".lock").string(), std::to_string(::getpid()));
-    EXPECT_TRUE(unix::isLocked(path() + ".lock"));
+    EXPECT_TRUE(unix_::isLocked(path() + ".lock"));
     try {
         reactor().listenUNIX(path(), std::make_shared<RecordingFactory>(), 50, 0666, true);
         ADD_FAILURE() << "took a held lock";
@@ -285,7 +285,7 @@ TEST_P(UNIXTest, UNIX_4_deadHoldersLockAndSocketAreTakenOver) {
     // UNIX-4: a lock naming a dead process is taken over and its leftover socket file replaced.
     leaveDeadSocket(path());
     ASSERT_EQ(::symlink(std::to_string(deadPid()).c_str(), (path() + ".lock").c_str()), 0);
-    EXPECT_FALSE(unix::isLocked(path() + ".lock"));
+    EXPECT_FALSE(unix_::isLocked(path() + ".lock"));
     auto f = std::make_shared<RecordingFactory>();
     auto port = reactor().listenUNIX(path(), f, 50, 0666, true);
     EXPECT_EQ(fs::read_symlink(path() + ".lock").string(), std::to_string(::getpid()));
@@ -396,8 +396,8 @@ TEST_P(UNIXTest, UNIX_9_serverLogPrefixAndRepr) {
     int a = rawConnect(path());
     int b = rawConnect(path());
     ASSERT_TRUE(spinUntil([&] { return f->built.size() == 2; }));
-    auto& s0 = dynamic_cast<unix::Server&>(*f->built[0]->transport);
-    auto& s1 = dynamic_cast<unix::Server&>(*f->built[1]->transport);
+    auto& s0 = dynamic_cast<unix_::Server&>(*f->built[0]->transport);
+    auto& s1 = dynamic_cast<unix_::Server&>(*f->built[1]->transport);
     EXPECT_EQ(s0.logPrefix(), "RecordingProtocol,0,");
     EXPECT_EQ(s1.logPrefix(), "RecordingProtocol,1,");
     EXPECT_EQ(s1.repr(), "<RecordingProtocol #1 on " + path() + ">");
@@ -421,13 +421,13 @@ TEST_P(UNIXTest, UNIX_10_connectorLifeCycle) {
     EXPECT_EQ(cf->startedConnectingCalls, 1);
     EXPECT_EQ(cf->started, 1);
     EXPECT_TRUE(cf->built.empty());
-    EXPECT_EQ(c->state(), unix::Connector::State::connecting);
+    EXPECT_EQ(c->state(), unix_::Connector::State::connecting);
     ASSERT_TRUE(spinUntil([&] { return cf->built.size() == 1 && sf->built.size() == 1; }));
-    EXPECT_EQ(c->state(), unix::Connector::State::connected);
+    EXPECT_EQ(c->state(), unix_::Connector::State::connected);
     EXPECT_EQ(cf->addresses[0], Address(UNIXAddress(path())));
     cf->built[0]->transport->loseConnection();
     ASSERT_TRUE(spinUntil([&] { return cf->lostCalls == 1 && sf->built[0]->lost == 1; }));
-    EXPECT_EQ(c->state(), unix::Connector::State::disconnected);
+    EXPECT_EQ(c->state(), unix_::Connector::State::disconnected);
     EXPECT_EQ(cf->stopped, 1);
     stop(*port);
 }
@@ -781,7 +781,7 @@ TEST_P(UNIXTest, UNIX_21_adoptStreamPortWrapsAListeningUNIXSocket) {
     int raw = rawUnixListener(path());
     ASSERT_GE(raw, 0);
     auto f = std::make_shared<RecordingFactory>();
-    auto port = std::dynamic_pointer_cast<unix::Port>(reactor().adoptStreamPort(raw, AF_UNIX, f));
+    auto port = std::dynamic_pointer_cast<unix_::Port>(reactor().adoptStreamPort(raw, AF_UNIX, f));
     ASSERT_NE(port, nullptr);
     EXPECT_NE(port->fileno(), raw);
     ::close(raw);
@@ -818,7 +818,7 @@ TEST_P(UNIXTest, UNIX_22_adoptStreamConnectionUsesSessionZeroAndLocalPath) {
     ::close(accepted);
     ASSERT_EQ(f->built.size(), 1u);
     EXPECT_EQ(f->addresses[0], Address(UNIXAddress("")));  // the (unbound) peer, Better than Twisted
-    auto& server = dynamic_cast<unix::Server&>(*f->built[0]->transport);
+    auto& server = dynamic_cast<unix_::Server&>(*f->built[0]->transport);
     EXPECT_EQ(server.logPrefix(), "RecordingProtocol,0," + path());
     EXPECT_EQ(server.repr(), "<RecordingProtocol #0 on " + path() + ">");
     EXPECT_EQ(f->started, 0);
@@ -872,7 +872,7 @@ TEST_P(UNIXTest, UNIX_13_peerCredentialsNameThisProcess) {
     // Peer credentials: both ends see this process's pid, uid and gid (SO_PEERCRED).
     Pair p;
     connectPair(p, path());
-    unix::PeerCredentials me{::getpid(), ::getuid(), ::getgid()};
+    unix_::PeerCredentials me{::getpid(), ::getuid(), ::getgid()};
     EXPECT_EQ(unixTransport(p.client()).getPeerCredentials(), me);
     EXPECT_EQ(unixTransport(p.server()).getPeerCredentials(), me);
     closePair(p);
@@ -970,3 +970,94 @@ TEST_P(UNIXTest, TEST_27_loopbackUNIXRunsAPairOverARealSocket) {
 }
 
 }  // namespace
+
+// ---- issue #10: defects found from outside ----------------------------------------
+
+TEST_P(UNIXTest, UNIX_4_aFreshLockDoesNotStealALiveListenersSocket) {
+    // UNIX-4 with UNIX-2: a listener that takes no lock (socat, say) bound the
+    // path relative to its directory; listenUNIX(absolute path, wantPID) takes
+    // a fresh lock but must not remove that live socket: CannotListenError
+    // (EADDRINUSE), the socket still accepts, and no lock file is left.
+    char* here = ::getcwd(nullptr, 0);
+    ASSERT_EQ(::chdir(dir.c_str()), 0);
+    int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    std::strcpy(sa.sun_path, "s");
+    ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+    ASSERT_EQ(::listen(s, 8), 0);
+    ASSERT_EQ(::chdir(here), 0);
+    std::free(here);
+    auto f = std::make_shared<RecordingFactory>();
+    try {
+        reactor().listenUNIX(path(), f, 50, 0666, true);
+        ADD_FAILURE() << "took the path of a live listener";
+    } catch (const err::CannotListenError& e) {
+        EXPECT_EQ(e.socketError().value(), EADDRINUSE);
+        EXPECT_THAT(e.what(), ::testing::HasSubstr("in use"));
+    }
+    EXPECT_EQ(f->started, 0);
+    EXPECT_TRUE(fs::is_socket(path()));
+    EXPECT_FALSE(fs::exists(fs::symlink_status(path() + ".lock")));
+    int c = rawConnect(path());
+    EXPECT_GE(c, 0) << "the live listener lost its socket";
+    if (c >= 0) ::close(c);
+    ::close(s);
+}
+
+TEST_P(UNIXTest, UNIX_2_eachPathFailureNamesItsCause) {
+    // UNIX-2: a missing directory, a path too long and a live listener each say
+    // what is wrong, with and without wantPID (never "Cannot acquire lock" for
+    // a lock file that could not be made).
+    for (bool wantPID : {false, true}) {
+        SCOPED_TRACE(wantPID ? "wantPID" : "no lock");
+        try {
+            reactor().listenUNIX(dir + "/no-such-dir/s", std::make_shared<RecordingFactory>(), 50, 0666, wantPID);
+            ADD_FAILURE() << "listened in a missing directory";
+        } catch (const err::CannotListenError& e) {
+            EXPECT_EQ(e.socketError().value(), ENOENT);
+            EXPECT_THAT(e.what(), ::testing::HasSubstr("the directory '" + dir + "/no-such-dir' does not exist"));
+            EXPECT_THAT(e.what(), ::testing::Not(::testing::HasSubstr("Cannot acquire lock")));
+        }
+        std::string huge = dir + "/" + std::string(4000, 'y');
+        try {
+            reactor().listenUNIX(huge, std::make_shared<RecordingFactory>(), 50, 0666, wantPID);
+            ADD_FAILURE() << "listened on a 4000-byte path";
+        } catch (const err::CannotListenError& e) {
+            EXPECT_EQ(e.socketError().value(), ENAMETOOLONG);
+            EXPECT_THAT(e.what(), ::testing::HasSubstr("AF_UNIX path too long (4"));
+        }
+        EXPECT_TRUE(fs::is_empty(dir));
+    }
+}
+
+TEST_P(UNIXTest, UNIX_2_unwritableDirectoryIsNamed) {
+    // UNIX-2: a directory the user may not write to: EACCES, named as such.
+    if (::geteuid() == 0) GTEST_SKIP() << "root may write anywhere (tests/tool/weft_unix.sh checks this as nobody)";
+    fs::create_directory(path("ro"));
+    fs::permissions(path("ro"), fs::perms::owner_read | fs::perms::owner_exec);
+    try {
+        reactor().listenUNIX(path("ro") + "/s", std::make_shared<RecordingFactory>(), 50, 0666, true);
+        ADD_FAILURE() << "listened in a read-only directory";
+    } catch (const err::CannotListenError& e) {
+        EXPECT_EQ(e.socketError().value(), EACCES);
+        EXPECT_THAT(e.what(), ::testing::HasSubstr("no permission to create a file in"));
+    }
+    fs::permissions(path("ro"), fs::perms::owner_all);
+}
+
+TEST_P(UNIXTest, UNIX_7_controlBytesInAPathAreEscapedInMessages) {
+    // UNIX-7: the log lines and errors name the path on one line, escaped.
+    std::string odd = path("a\nb\x1b[31m");
+    auto port = reactor().listenUNIX(odd, std::make_shared<RecordingFactory>());
+    EXPECT_EQ(port->repr().find('\n'), std::string::npos);
+    EXPECT_THAT(port->repr(), ::testing::HasSubstr("a\\nb\\x1b[31m"));
+    try {
+        reactor().listenUNIX(odd, std::make_shared<RecordingFactory>());
+        ADD_FAILURE();
+    } catch (const err::CannotListenError& e) {
+        EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+        EXPECT_EQ(std::string(e.what()).find('\x1b'), std::string::npos);
+    }
+    stop(*port);
+}

@@ -275,7 +275,7 @@ TEST_P(UNIXDatagramTest, UNIX_28_connectBindsConnectsAndStartsBeforeReturning) {
 TEST_P(UNIXDatagramTest, UNIX_28_failuresGoToConnectionFailedNotThrown) {
     // UNIX-28: a failed connect, bind or too-long path is not thrown: connectionFailed(reason), port stopped.
     auto noPeer = std::make_shared<RecordingConnectedDatagram>();
-    std::shared_ptr<unix::ConnectedDatagramPort> port;
+    std::shared_ptr<unix_::ConnectedDatagramPort> port;
     EXPECT_NO_THROW(port = reactor().connectUNIXDatagram(dir.file("nobody"), noPeer));
     EXPECT_EQ(noPeer->failed, 1);
     EXPECT_EQ(noPeer->started, 0);

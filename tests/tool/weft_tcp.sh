@@ -111,4 +111,74 @@ set -e
 [ "$rc" = 1 ] || { echo "port in use: exit $rc"; cat "$work/inuse.log"; exit 1; }
 grep -qi "address already in use" "$work/inuse.log" || { cat "$work/inuse.log"; exit 1; }
 stop "$busyPid" busy
+
+# SIGTERM while connections are open: every transport and protocol is released
+# (under the ASan+UBSan build LeakSanitizer fails the exit status otherwise),
+# and an idle client sees its connection closed. Cases: an idle echo client on
+# each backend; portforward with an idle client whose backend is connected;
+# portforward whose outbound connect is still pending (a loopback listener
+# whose accept queue is full never completes the handshake).
+idleCheck() {  # idleCheck NAME PORT: an idle nc client, then SIGTERM to weft ($PID); the client must be closed
+  local name=$1 port=$2 pid=$PID
+  rm -f "$work/idle.closed"
+  (timeout 30 nc -d 127.0.0.1 "$port" >/dev/null; echo done >"$work/idle.closed") &
+  pids+=("$!")
+  sleep 0.4
+  stop "$pid" "$name"
+  for _ in $(seq 100); do [ -e "$work/idle.closed" ] && break; sleep 0.05; done
+  [ -e "$work/idle.closed" ] || { echo "$name: the idle client was not disconnected at shutdown"; exit 1; }
+}
+for backend in epoll poll select; do
+  start "idle-$backend" --reactor "$backend" echo tcp:0:interface=127.0.0.1 --grace 1
+  idleCheck "idle-$backend" "$PORT"
+done
+start idle-target echo tcp:0:interface=127.0.0.1
+targetPid=$PID targetPort=$PORT
+start fwd-idle portforward tcp:0:interface=127.0.0.1 --to "tcp:127.0.0.1:$targetPort" --grace 1
+idleCheck fwd-idle "$PORT"
+stop "$targetPid" idle-target
+python3 -c '
+import socket, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)
+print(s.getsockname()[1], flush=True)
+held = []
+for _ in range(8):  # fill the accept queue: later handshakes stall
+    c = socket.socket(); c.setblocking(False)
+    try: c.connect(s.getsockname())
+    except BlockingIOError: pass
+    held.append(c)
+time.sleep(30)' >"$work/full.port" &
+pids+=("$!")
+for _ in $(seq 100); do [ -s "$work/full.port" ] && break; sleep 0.05; done
+start fwd-pending portforward tcp:0:interface=127.0.0.1 --to "tcp:127.0.0.1:$(cat "$work/full.port"):timeout=30" --grace 1
+idleCheck fwd-pending "$PORT"
+
+# What the user typed is quoted, not echoed raw: a newline, an escape sequence,
+# a tab or bytes that are not UTF-8 in an argument give one line, escaped, and
+# no raw control byte reaches the terminal.
+rawCheck() {  # rawCheck LABEL ARGS...: weft must fail with one clean line on stderr
+  local label=$1; shift
+  set +e
+  "$weft" "$@" >"$work/raw.out" 2>"$work/raw.err"
+  local rc=$?
+  set -e
+  [ "$rc" -ne 0 ] || { echo "$label: accepted"; exit 1; }
+  [ "$(wc -l <"$work/raw.err")" -eq 1 ] || { echo "$label: not one line:"; cat -A "$work/raw.err"; exit 1; }
+  if LC_ALL=C grep -q $'[\x01-\x09\x0b-\x1f\x7f]' "$work/raw.err"; then
+    echo "$label: raw control bytes:"; cat -A "$work/raw.err"; exit 1
+  fi
+}
+rawCheck newline echo -- $'tcp:\n80'
+grep -qF "'tcp:\n80'" "$work/raw.err" || { echo "newline not escaped:"; cat "$work/raw.err"; exit 1; }
+rawCheck escape echo -- $'tcp:\e[31m80'
+grep -qF '\x1b[31m80' "$work/raw.err" || { echo "escape not escaped:"; cat "$work/raw.err"; exit 1; }
+rawCheck keyword echo -- $'tcp:80:\e]0;title\a=1'
+rawCheck not-utf8 echo -- $'tcp:\xff\xfe'
+grep -qF '\xff\xfe' "$work/raw.err" || { echo "bytes not escaped:"; cat "$work/raw.err"; exit 1; }
+rawCheck to-endpoint portforward tcp:0 --to $'tcp:\thost'
+rawCheck interface echo -- $'tcp:0:interface=\e[31m'
+# CLI11's usage errors add a "Run with --help" line; the offending argument is still escaped.
+set +e; "$weft" --reactor $'\e[2J' echo 2>"$work/raw.err"; set -e
+grep -qF '\x1b[2J' "$work/raw.err" || { echo "--reactor: not escaped:"; cat -A "$work/raw.err"; exit 1; }
+if LC_ALL=C grep -q $'[\x01-\x09\x0b-\x1f\x7f]' "$work/raw.err"; then echo "--reactor: raw control bytes"; exit 1; fi
 echo "weft tcp tool tests OK"

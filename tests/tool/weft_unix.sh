@@ -78,4 +78,72 @@ grep -q "Couldn't listen" "$work/bad.log" || { echo "no clear error:"; cat "$wor
 long="$work/$(printf 'x%.0s' $(seq 120))"
 if "$weft" echo "unix:$long:lockfile=0" >"$work/long.log" 2>&1; then echo "listened on a path too long"; exit 1; fi
 grep -q "path too long" "$work/long.log" || { echo "no clear error:"; cat "$work/long.log"; exit 1; }
+# SIGTERM with an idle client connected: the client is closed, and nothing
+# leaks (LeakSanitizer fails the exit status in the ASan+UBSan build).
+for backend in epoll poll select; do
+  start "idle-$backend" --reactor "$backend" echo "unix:$work/idle.sock" --grace 1
+  idlePid=$PID
+  rm -f "$work/idle.closed"
+  (timeout 30 nc -d -U "$work/idle.sock" >/dev/null; echo done >"$work/idle.closed") &
+  pids+=("$!")
+  sleep 0.4
+  stop "$idlePid" "idle-$backend"
+  for _ in $(seq 100); do [ -e "$work/idle.closed" ] && break; sleep 0.05; done
+  [ -e "$work/idle.closed" ] || { echo "$backend: the idle UNIX client was not disconnected at shutdown"; exit 1; }
+done
+
+# A 4,000-byte path: "path too long", with or without the lock file, and nothing created.
+huge="$work/$(printf 'y%.0s' $(seq 4000))"
+for lf in 1 0; do
+  if "$weft" echo "unix:$huge:lockfile=$lf" >"$work/huge.log" 2>&1; then echo "listened on a 4000-byte path"; exit 1; fi
+  grep -q "path too long" "$work/huge.log" || { echo "4000-byte path (lockfile=$lf): no clear error:"; cat "$work/huge.log"; exit 1; }
+  [ "$(wc -l <"$work/huge.log")" -eq 1 ] || { echo "4000-byte path: more than one line"; cat "$work/huge.log"; exit 1; }
+done
+
+# A missing directory is named as such, with or without the lock file (never "Cannot acquire lock").
+for lf in 1 0; do
+  if (cd "$work" && "$weft" echo "unix:no-such-dir/sock:lockfile=$lf") >"$work/nodir.log" 2>&1; then
+    echo "listened in a missing directory"; exit 1
+  fi
+  grep -q "the directory 'no-such-dir' does not exist" "$work/nodir.log" \
+    || { echo "missing directory (lockfile=$lf): unclear error:"; cat "$work/nodir.log"; exit 1; }
+  if grep -q "Cannot acquire lock" "$work/nodir.log"; then echo "missing directory blamed on a lock"; exit 1; fi
+done
+
+# A directory the user may not write to is named as such. As root, the check runs as nobody.
+ro=$(mktemp -d /tmp/weft-ro-XXXXXX)
+chmod 0555 "$ro"
+asUser=()
+if [ "$(id -u)" -eq 0 ]; then asUser=(setpriv --reuid=65534 --regid=65534 --clear-groups --); fi
+if [ "$(id -u)" -ne 0 ] || command -v setpriv >/dev/null; then
+  for lf in 1 0; do
+    if "${asUser[@]}" "$weft" echo "unix:$ro/sock:lockfile=$lf" >"$work/ro.log" 2>&1; then
+      rmdir "$ro"; echo "listened in a read-only directory"; exit 1
+    fi
+    grep -q "no permission to create a file in '$ro'" "$work/ro.log" \
+      || { echo "read-only directory (lockfile=$lf): unclear error:"; cat "$work/ro.log"; rmdir "$ro"; exit 1; }
+  done
+fi
+rmdir "$ro"
+
+# A live listener that takes no lock (socat) keeps its socket: weft refuses the
+# path, whether named relatively (as socat bound it) or absolutely, and socat's
+# clients still reach it afterwards.
+mkdir "$work/live"
+(cd "$work/live" && exec socat UNIX-LISTEN:app.sock,fork EXEC:"echo hi" 2>/dev/null) &
+socatPid=$!
+pids+=("$socatPid")
+for _ in $(seq 100); do [ -S "$work/live/app.sock" ] && break; sleep 0.05; done
+[ "$(socat -t 5 - UNIX-CONNECT:"$work/live/app.sock" </dev/null 2>/dev/null)" = hi ] || { echo "socat listener not up"; exit 1; }
+for name in app.sock "$work/live/app.sock"; do
+  if (cd "$work/live" && "$weft" echo "unix:$name") >"$work/steal.log" 2>&1; then
+    echo "weft took the path of a live listener ($name)"; exit 1
+  fi
+  grep -q "in use" "$work/steal.log" || { echo "live listener ($name): unclear error:"; cat "$work/steal.log"; exit 1; }
+  [ -S "$work/live/app.sock" ] || { echo "the live listener's socket file was removed ($name)"; exit 1; }
+  [ "$(socat -t 5 - UNIX-CONNECT:"$work/live/app.sock" </dev/null 2>/dev/null)" = hi ] || { echo "socat unreachable after weft ($name)"; exit 1; }
+  [ ! -e "$work/live/app.sock.lock" ] || { echo "lock file left behind ($name)"; exit 1; }
+done
+kill "$socatPid"; wait "$socatPid" 2>/dev/null || true
+
 echo "weft unix tool tests: ok"

@@ -25,6 +25,7 @@
 #include <weft/internet/udp.hpp>
 #include <weft/log.hpp>
 #include <weft/protocols/portforward.hpp>
+#include <weft/text.hpp>
 
 #include <vector>
 
@@ -179,7 +180,8 @@ int serve(weft::Reactor& reactor, const std::string& description, const std::sha
     try {
         endpoint = weft::endpoints::serverFromString(reactor, description);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "weft %s: bad endpoint '%s': %s\n", what, description.c_str(), e.what());
+        std::fprintf(stderr, "weft %s: bad endpoint %s: %s\n", what, weft::quote(description).c_str(),
+                     weft::printable(e.what()).c_str());
         return 2;
     }
     std::shared_ptr<weft::IListeningPort> port;
@@ -188,7 +190,7 @@ int serve(weft::Reactor& reactor, const std::string& description, const std::sha
         if (r.ok()) {
             port = r.value();
         } else {
-            std::fprintf(stderr, "weft %s: %s\n", what, r.failure().getErrorMessage().c_str());
+            std::fprintf(stderr, "weft %s: %s\n", what, weft::printable(r.failure().getErrorMessage()).c_str());
             status = 1;
         }
     });
@@ -242,7 +244,8 @@ int serveDatagrams(weft::Reactor& reactor, const std::string& description) {
     try {
         endpoint = weft::endpoints::datagramServerFromString(reactor, description);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "weft echo: bad endpoint '%s': %s\n", description.c_str(), e.what());
+        std::fprintf(stderr, "weft echo: bad endpoint %s: %s\n", weft::quote(description).c_str(),
+                     weft::printable(e.what()).c_str());
         return 2;
     }
     auto protocol = std::make_shared<DatagramEcho>();
@@ -253,7 +256,7 @@ int serveDatagrams(weft::Reactor& reactor, const std::string& description) {
         if (r.ok()) {
             port = r.value();
         } else {
-            std::fprintf(stderr, "weft echo: %s\n", r.failure().getErrorMessage().c_str());
+            std::fprintf(stderr, "weft echo: %s\n", weft::printable(r.failure().getErrorMessage()).c_str());
             status = 1;
         }
     });
@@ -283,7 +286,8 @@ int runPortforward(weft::Backend backend, const std::string& description, const 
     try {
         target = weft::endpoints::clientFromString(*reactor, to);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "weft portforward: bad --to endpoint '%s': %s\n", to.c_str(), e.what());
+        std::fprintf(stderr, "weft portforward: bad --to endpoint %s: %s\n", weft::quote(to).c_str(),
+                     weft::printable(e.what()).c_str());
         return 2;
     }
     auto factory = std::make_shared<tool::ForwardFactory>(
@@ -301,6 +305,19 @@ int runPortforward(weft::Backend backend, const std::string& description, const 
 int main(int argc, char** argv) {
     CLI::App app{"weft: Twisted's event-driven I/O core in C++"};
     app.require_subcommand(1);
+    // CLI11's own errors quote the arguments too: keep each line free of raw control bytes.
+    app.failure_message([](const CLI::App* a, const CLI::Error& e) {
+        std::string text = CLI::FailureMessage::simple(a, e), out;
+        std::string_view rest = text;
+        while (!rest.empty()) {
+            auto nl = rest.find('\n');
+            out += weft::printable(rest.substr(0, nl));
+            if (nl == std::string_view::npos) break;
+            out += '\n';
+            rest.remove_prefix(nl + 1);
+        }
+        return out;
+    });
     std::string reactorName = "epoll", level = "info";
     app.add_option("--reactor", reactorName, "Reactor backend: epoll, poll or select")
         ->check(CLI::IsMember({"epoll", "poll", "select"}));

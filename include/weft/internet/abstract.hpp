@@ -232,6 +232,12 @@ private:
     bool streaming_ = false;
     bool producerPaused_ = false;
     bool lossScheduled_ = false;
+    bool listed_ = false;  // on the reactor's list below (false once the reactor is gone)
+    // The reactor's list of descriptors alive on it (Reactor::disconnectAll
+    // tells those it no longer watches; R-7, Better than Twisted).
+    friend class Reactor;
+    FileDescriptor* livePrev_ = nullptr;
+    FileDescriptor* liveNext_ = nullptr;
 };
 
 }  // namespace weft

@@ -33,6 +33,7 @@ struct RegistrationTable;
 
 /// The readiness-wait mechanism behind a reactor.
 class Factory;
+class FileDescriptor;
 class ClientFactory;
 namespace tcp {
 class Port;
@@ -45,16 +46,12 @@ namespace udp {
 class Port;
 class MulticastPort;
 }  // namespace udp
-// GNU mode predefines a macro `unix` (see weft/internet/unix.hpp).
-#ifdef unix
-#undef unix
-#endif
-namespace unix {
+namespace unix_ {
 class Port;
 class Connector;
 class DatagramPort;
 class ConnectedDatagramPort;
-}  // namespace unix
+}  // namespace unix_
 class IListeningPort;
 
 enum class Backend { epoll, poll, select };
@@ -250,7 +247,7 @@ public:
                                                std::optional<BindAddress> bindAddress = std::nullopt);
     /// Accepts on a listening socket made elsewhere (systemd, a parent process):
     /// `fd` is duplicated, the caller keeps its copy (TCP-50, UNIX-21). The
-    /// port is a tcp::Port for AF_INET/AF_INET6 and a unix::Port for AF_UNIX;
+    /// port is a tcp::Port for AF_INET/AF_INET6 and a unix_::Port for AF_UNIX;
     /// any other family throws error::UnsupportedAddressFamily.
     std::shared_ptr<IListeningPort> adoptStreamPort(int fd, int addressFamily, std::shared_ptr<Factory> factory);
     /// Wraps a connected socket made elsewhere in a server transport: `fd` is
@@ -267,12 +264,12 @@ public:
     /// acquire lock"). An existing path is replaced only if it is a socket
     /// nobody listens on; anything else throws error::CannotListenError and is
     /// left untouched, as is a path too long for sockaddr_un.
-    std::shared_ptr<unix::Port> listenUNIX(const std::string& path, std::shared_ptr<Factory> factory, int backlog = 50,
+    std::shared_ptr<unix_::Port> listenUNIX(const std::string& path, std::shared_ptr<Factory> factory, int backlog = 50,
                                            int mode = 0666, bool wantPID = false);
     /// Starts connecting to the socket at `path` (UNIX-10..UNIX-13): the
     /// connector life cycle of connectTCP. With `checkPID`, the attempt fails
     /// with BadFileError unless a live process holds "<path>.lock".
-    std::shared_ptr<unix::Connector> connectUNIX(const std::string& path, std::shared_ptr<ClientFactory> factory,
+    std::shared_ptr<unix_::Connector> connectUNIX(const std::string& path, std::shared_ptr<ClientFactory> factory,
                                                  double timeout = 30, bool checkPID = false);
 
     // ---- UDP and UNIX datagram sockets (udp.md, unix.md UNIX-23..UNIX-29; ----------
@@ -304,7 +301,7 @@ public:
     /// long for sockaddr_un, or any bind failure throws error::CannotListenError
     /// and leaves what is at the path untouched. The socket file is removed
     /// when the port closes (UNIX-26).
-    std::shared_ptr<unix::DatagramPort> listenUNIXDatagram(const std::string& path,
+    std::shared_ptr<unix_::DatagramPort> listenUNIXDatagram(const std::string& path,
                                                            std::shared_ptr<DatagramProtocol> protocol,
                                                            std::size_t maxPacketSize = 8192, int mode = 0666);
     /// A UNIX datagram socket connected to `path` (UNIX-28): bound first to
@@ -312,7 +309,7 @@ public:
     /// and reading before this returns. Failures are not thrown: the port
     /// stops and protocol->connectionFailed(reason) is called before this
     /// returns (reason: error::ConnectError or a subclass).
-    std::shared_ptr<unix::ConnectedDatagramPort> connectUNIXDatagram(
+    std::shared_ptr<unix_::ConnectedDatagramPort> connectUNIXDatagram(
         const std::string& path, std::shared_ptr<ConnectedDatagramProtocol> protocol, std::size_t maxPacketSize = 8192,
         int mode = 0666, std::optional<std::string> bindAddress = std::nullopt);
 
@@ -342,6 +339,12 @@ private:
     // with the registration found through the descriptor's fd.
     bool writeSoonIfRegistered(IWriteDescriptor* w, const IFileDescriptor* key, int fd);
     void removeWriterAt(const IFileDescriptor* key, int fd);
+    // Every FileDescriptor made on this reactor, from construction to
+    // destruction: shutdown tells those still open that are in no reader or
+    // writer set (paused, or closing behind a producer), so that no transport
+    // and protocol outlive the reactor holding each other (R-7).
+    void trackLive(FileDescriptor* d) noexcept;
+    void untrackLive(FileDescriptor* d) noexcept;
 
     // The loop
     void startRunning(bool installSignalHandlers);
@@ -391,6 +394,7 @@ private:
     bool flushing_ = false;
     std::uint32_t nextGen_ = 1;
     std::uint64_t waits_ = 0;  // readiness waits begun, numbering their events for dispatch()
+    FileDescriptor* liveHead_ = nullptr;  // trackLive's list
 
     // thread calls
     mutable std::mutex threadMu_;

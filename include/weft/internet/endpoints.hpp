@@ -204,7 +204,7 @@ class WEFT_EXPORT UNIXServerEndpoint final : public IStreamServerEndpoint {
 public:
     UNIXServerEndpoint(Reactor& reactor, std::string address, int backlog = 50, int mode = 0666,
                        bool wantPID = false);
-    /// A fired Deferred with the unix::Port, or a failed one (CannotListenError).
+    /// A fired Deferred with the unix_::Port, or a failed one (CannotListenError).
     Deferred<std::shared_ptr<IListeningPort>> listen(std::shared_ptr<Factory> factory) override;
 
     const std::string& address() const noexcept { return address_; }

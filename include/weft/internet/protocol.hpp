@@ -211,7 +211,7 @@ public:
 
 /// What a datagram protocol's transport offers (Twisted IUDPTransport,
 /// IUNIXDatagramTransport, IUNIXDatagramConnectedTransport): udp::Port,
-/// udp::MulticastPort, unix::DatagramPort and unix::ConnectedDatagramPort
+/// udp::MulticastPort, unix_::DatagramPort and unix_::ConnectedDatagramPort
 /// implement it. Datagrams leave at once: there is no send buffer.
 class WEFT_EXPORT IDatagramTransport : public IListeningPort {
 public:

@@ -16,15 +16,10 @@
 // Paths are byte strings. A name whose first byte is NUL lives in Linux's
 // abstract namespace: no file, no mode, no unlink, no lock file.
 //
-// Note for code built in GNU mode (-std=gnu++20): GCC and Clang predefine a
-// macro `unix` there, which would rename this namespace; this header removes
-// that macro (standard code tests __unix__). weft itself builds with
-// -std=c++20, where the macro does not exist.
+// The namespace is `weft::unix_`, not `weft::unix`: GCC and Clang predefine a
+// macro `unix` (as `1`) under -std=gnu++20, so no identifier in weft is named
+// `unix` or `linux`, and including weft never changes a user's macros.
 #pragma once
-
-#ifdef unix
-#undef unix
-#endif
 
 #include <sys/types.h>
 
@@ -35,6 +30,7 @@
 #include <vector>
 
 #include <weft/export.hpp>
+#include <weft/internet/error.hpp>
 #include <weft/internet/tcp.hpp>
 
 namespace weft {
@@ -60,7 +56,7 @@ public:
 
 }  // namespace weft
 
-namespace weft::unix {
+namespace weft::unix_ {
 
 class Port;
 class Connector;
@@ -218,6 +214,7 @@ private:
     friend class ::weft::Reactor;
     void adopt(int fd);
     int bindSocket();
+    error::CannotListenError listenFailure(int e) const;
     void releaseLock() noexcept;
 
     Reactor& reactor_;
@@ -282,4 +279,4 @@ private:
 /// as listenUNIX(wantPID) takes it and connectUNIX(checkPID) checks it.
 WEFT_EXPORT bool isLocked(const std::string& lockPath);
 
-}  // namespace weft::unix
+}  // namespace weft::unix_

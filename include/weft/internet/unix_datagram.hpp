@@ -14,11 +14,6 @@
 // (UNIX-26, Better than Twisted); a file weft did not create is never touched.
 #pragma once
 
-// GNU mode predefines a macro `unix` (see weft/internet/unix.hpp).
-#ifdef unix
-#undef unix
-#endif
-
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -27,7 +22,7 @@
 #include <weft/export.hpp>
 #include <weft/internet/udp.hpp>
 
-namespace weft::unix {
+namespace weft::unix_ {
 
 /// A bound UNIX datagram socket (Twisted unix.DatagramPort; UNIX-23..UNIX-27).
 class WEFT_EXPORT DatagramPort final : public udp::DatagramSocket {
@@ -121,4 +116,4 @@ private:
     mutable std::string prefix_;
 };
 
-}  // namespace weft::unix
+}  // namespace weft::unix_

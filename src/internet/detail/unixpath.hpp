@@ -56,4 +56,18 @@ struct UnixSockAddr {
     static bool isAbstract(std::string_view path) noexcept { return !path.empty() && path.front() == '\0'; }
 };
 
+/// A path for messages, on one line: an abstract name shows its NUL as "@",
+/// control bytes and invalid UTF-8 are escaped (weft::printable).
+std::string displayPath(std::string_view path);
+
+/// "AF_UNIX path too long (N bytes, at most M)".
+std::string tooLongMessage(std::string_view path);
+
+/// What went wrong when creating `path` (a socket file or its lock) failed
+/// with errno `e`, naming the real cause: the directory that does not exist,
+/// the directory the user may not write to, a path that is too long, a live
+/// listener or another file already there. For messages after "Couldn't
+/// listen on any:PATH: ".
+std::string pathFailure(const std::string& path, int e);
+
 }  // namespace weft::detail

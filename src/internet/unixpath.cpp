@@ -1,0 +1,63 @@
+// Messages about UNIX socket paths, shared by the stream and datagram
+// transports (detail/unixpath.hpp).
+#include "internet/detail/unixpath.hpp"
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include <weft/text.hpp>
+
+namespace weft::detail {
+
+std::string displayPath(std::string_view path) {
+    if (UnixSockAddr::isAbstract(path)) return "@" + weft::printable(path.substr(1));
+    return weft::printable(path);
+}
+
+std::string tooLongMessage(std::string_view path) {
+    return fmt::format("AF_UNIX path too long ({} bytes, at most {})", path.size(),
+                       UnixSockAddr::isAbstract(path) ? sizeof(sockaddr_un::sun_path) : UnixSockAddr::maxPath);
+}
+
+namespace {
+
+std::string directoryOf(const std::string& path) {
+    auto slash = path.rfind('/');
+    if (slash == std::string::npos) return ".";
+    if (slash == 0) return "/";
+    return path.substr(0, slash);
+}
+
+}  // namespace
+
+std::string pathFailure(const std::string& path, int e) {
+    const std::string dir = directoryOf(path);
+    const char* reason = std::strerror(e);
+    switch (e) {
+        case ENOENT:
+            return fmt::format("{}: the directory {} does not exist", reason, weft::quote(dir));
+        case ENOTDIR:
+            return fmt::format("{}: a component of {} is not a directory", reason, weft::quote(dir));
+        case EACCES:
+        case EPERM:
+            return fmt::format("{}: no permission to create a file in {}", reason, weft::quote(dir));
+        case EROFS:
+            return fmt::format("{}: {} is on a read-only file system", reason, weft::quote(dir));
+        case ENAMETOOLONG:
+            return tooLongMessage(path);
+        case EADDRINUSE: {
+            struct stat st{};
+            if (::lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+                return fmt::format("{}: {} exists and is not a socket (left untouched)", reason, weft::quote(path));
+            return fmt::format("{}: {} belongs to another socket that is in use", reason, weft::quote(path));
+        }
+        default:
+            return reason;
+    }
+}
+
+}  // namespace weft::detail
