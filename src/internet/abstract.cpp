@@ -280,6 +280,15 @@ void FileDescriptor::setConnected() noexcept {
     if (state_ == State::fresh) state_ = State::connected;
 }
 
+bool FileDescriptor::beginAbort() noexcept {
+    if (state_ == State::disconnected || state_ == State::aborting) return false;
+    state_ = State::aborting;
+    stopReading();
+    stopWriting();
+    discardOutput();
+    return true;
+}
+
 void FileDescriptor::discardOutput() noexcept {
     queue_.clear();
     writeHalf_ = WriteHalf::closed;

@@ -20,6 +20,7 @@
 
 #include "internet/detail/poller.hpp"
 #include "internet/detail/timerqueue.hpp"
+#include "sys/syscalls.hpp"
 
 namespace weft {
 
@@ -508,15 +509,14 @@ void Reactor::disconnectSelectable(IFileDescriptor& d, const Failure& why, bool 
 
 // ---- dispatch -----------------------------------------------------------------------
 
-namespace {
-Failure socketErrorReason(int fd) {
+Failure IFileDescriptor::errorReason() const {
     int err = 0;
     socklen_t len = sizeof err;
-    if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
+    int fd = fileno();
+    if (fd >= 0 && sys::ops.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
         return Failure(ConnectionLost(std::error_code(err, std::generic_category())));
     return Failure(ConnectionLost());
 }
-}  // namespace
 
 void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t wait) {
     if (fd < 0 || static_cast<std::size_t>(fd) >= byFd_.size()) return;
@@ -532,7 +532,7 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t w
             return;
         }
         if (ev & detail::kError) {
-            Failure why = socketErrorReason(fd);
+            Failure why = held->errorReason();
             dropReg(*r);
             try {
                 held->connectionLost(why);
@@ -577,7 +577,7 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t w
                 why = error::connectionDone();
                 inRead = true;
             } else {
-                why = socketErrorReason(fd);
+                why = d.errorReason();
             }
         } else {
             if ((ev & detail::kReadable) && r->reader) {

@@ -9,6 +9,7 @@
 #include <netinet/tcp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -19,8 +20,7 @@
 #include <weft/internet/error.hpp>
 #include <weft/log.hpp>
 
-#include "internet/detail/acceptloop.hpp"
-#include "internet/detail/scratch.hpp"
+#include "internet/detail/connecting.hpp"
 #include "internet/detail/sysutil.hpp"
 #include "sys/syscalls.hpp"
 
@@ -35,13 +35,13 @@ std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
 
 bool setFlag(int fd, int level, int option, bool on) noexcept {
     int v = on ? 1 : 0;
-    return ::setsockopt(fd, level, option, &v, sizeof v) == 0;
+    return sys::ops.setsockopt(fd, level, option, &v, sizeof v) == 0;
 }
 
 bool getFlag(int fd, int level, int option) {
     int v = 0;
     socklen_t len = sizeof v;
-    if (::getsockopt(fd, level, option, &v, &len) != 0) throw std::system_error(errnoCode(errno), "getsockopt");
+    if (sys::ops.getsockopt(fd, level, option, &v, &len) != 0) throw std::system_error(errnoCode(errno), "getsockopt");
     return v != 0;
 }
 
@@ -50,7 +50,7 @@ using weft::detail::hexId;
 SockAddr localName(int fd) {
     SockAddr a;
     a.length = SockAddr::capacity;
-    if (::getsockname(fd, a.get(), &a.length) != 0) a.length = 0;
+    if (sys::ops.getsockname(fd, a.get(), &a.length) != 0) a.length = 0;
     return a;
 }
 
@@ -145,122 +145,9 @@ std::optional<SockAddr> SockAddr::fromLiteral(const std::string& host, std::uint
 
 // ---- Connection ---------------------------------------------------------------------
 
-Connection::Connection(Reactor& reactor, int fd) : FileDescriptor(reactor), fd_(fd) {}
-
-Connection::~Connection() {
-    if (fd_ >= 0) sys::ops.close(fd_);
-}
-
-void Connection::startProtocol(std::shared_ptr<Protocol> protocol) {
-    protocol_ = std::move(protocol);
-    setConnected();
-    startReading();
-    auto keep = protocol_;
-    keep->makeConnection(shared_from_this());
-}
-
-Reason Connection::doRead() {
-    if (aborting_ || fd_ < 0) return std::nullopt;
-    std::size_t want = bufferSize ? bufferSize : 1;
-    weft::detail::BorrowedBuffer buffer(want);
-    ssize_t n;
-    do n = sys::ops.recv(fd_, buffer.data(), want, 0);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
-        return Failure(ConnectionLost(errnoCode(errno)));  // TCP-19, Better than Twisted: keep errno
-    }
-    if (n == 0) return error::connectionDone();
-    if (auto p = protocol_) p->dataReceived(Bytes(buffer.data(), static_cast<std::size_t>(n)));
-    return std::nullopt;
-}
-
-Reason Connection::doWrite() {
-    if (aborting_) return std::nullopt;
-    return FileDescriptor::doWrite();
-}
-
-WriteResult Connection::writeSomeData(std::span<const iovec> data) {
-    return writeToFD(fd_, data, FDKind::socket);  // TCP-21: MSG_NOSIGNAL, never SIGPIPE
-}
-
-Reason Connection::closeWriteConnection() {
-    if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);  // errors ignored: the peer may be gone (TCP-29)
-    if (auto* hc = dynamic_cast<IHalfCloseableProtocol*>(protocol_.get())) {
-        auto keep = protocol_;
-        try {
-            hc->writeConnectionLost();
-        } catch (...) {
-            Failure f = Failure::current();  // TCP-30: logged once, then closed with it
-            log::failure(logPrefix(), "Unhandled error in writeConnectionLost", f);
-            return f;
-        }
-    }
-    // Both halves closed (TCP-28): end the connection without waiting for the protocol.
-    if (aborting_) return std::nullopt;  // the abort reports ConnectionAborted
-    if (readLost_) return error::connectionDone();
-    return std::nullopt;
-}
-
-void Connection::readConnectionLost(const Failure&) {
-    if (disconnected() || aborting_) return;
-    stopReading();
-    readLost_ = true;
-    auto* hc = dynamic_cast<IHalfCloseableProtocol*>(protocol_.get());
-    if (!hc) {
-        // Better than Twisted (TCP-27): flush what is buffered, then ConnectionDone.
-        if (state() == State::connected) loseConnection();
-        return;
-    }
-    auto keep = protocol_;
-    try {
-        hc->readConnectionLost();
-    } catch (...) {
-        Failure f = Failure::current();  // TCP-30
-        log::failure(logPrefix(), "Unhandled error in readConnectionLost", f);
-        connectionLost(f);
-        return;
-    }
-    // TCP-28: our write half is already shut, so both halves are now closed.
-    if (!disconnected() && !aborting_ && writeHalf() == WriteHalf::closed) connectionLost(error::connectionDone());
-}
-
-void Connection::resumeProducing() {
-    if (readLost_) return;  // the peer's stream has ended: nothing more to read
-    FileDescriptor::resumeProducing();
-}
-
-void Connection::abortConnection() {
-    if (disconnected() || aborting_) return;  // TCP-33
-    aborting_ = true;
-    stopReading();
-    stopWriting();
-    discardOutput();
-    reactor().callLater(0, [self = shared_from_this()] {
-        if (!self->disconnected()) self->connectionLost(Failure(ConnectionAborted()));
-    });
-}
-
-void Connection::closeSocket(bool abort) noexcept {
-    if (fd_ < 0) return;
-    if (!host_) host_ = std::make_unique<SockAddr>(localName(fd_));  // getHost() answers after the close
-    if (abort) {
-        linger l{1, 0};  // the close sends a reset (TCP-22)
-        ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-    } else if (shouldShutdown_) {
-        ::shutdown(fd_, SHUT_RDWR);
-    }
-    sys::ops.close(fd_);
-    fd_ = -1;
-}
-
-void Connection::connectionLost(const Failure& reason) {
-    if (disconnected()) return;
-    FileDescriptor::connectionLost(reason);
-    closeSocket(reason.check<ConnectionAborted>() != 0);
-    // Let go of the protocol before it hears of the loss; this frame keeps it
-    // alive until its connectionLost() has returned (docs/ownership.md).
-    if (auto p = std::move(protocol_)) p->connectionLost(reason);
+void Connection::closeDescriptor(bool abort) noexcept {
+    if (fd_ >= 0 && !host_) host_ = std::make_unique<SockAddr>(localName(fd_));  // getHost() answers after the close
+    SocketTransport::closeDescriptor(abort);
 }
 
 Address Connection::getHost() const {
@@ -281,88 +168,81 @@ void Connection::setTcpKeepAlive(bool enabled) {
 
 // ---- Server -------------------------------------------------------------------------
 
-Server::Server(Reactor& reactor, int fd, const SockAddr& peer, int sessionno, std::uint16_t portNumber)
-    : Connection(reactor, fd), sessionno_(sessionno), portNumber_(portNumber) {
+Server::Server(Reactor& reactor, int fd, const SockAddr& peer, int sessionno, std::uint16_t portNumber,
+               const SockAddr* local)
+    : AcceptedTransport(sessionno, reactor, fd), portNumber_(portNumber) {
     peer_ = peer;
+    if (local) host_ = std::make_unique<SockAddr>(*local);
 }
 
-std::string Server::logPrefix() const {
-    if (prefix_) return *prefix_;
+std::string Server::peerName() const {
     Address a = peer_.toAddress();
-    std::string host = std::visit(
+    return std::visit(
         [](const auto& x) -> std::string {
             if constexpr (requires { x.host; }) return x.host;
             else return "?";
         },
         a);
-    if (!protocol_) return fmt::format("-,{},{}", sessionno_, host);  // never asked while connected
-    prefix_ = std::make_unique<std::string>(fmt::format("{},{},{}", getLogPrefix(*protocol_), sessionno_, host));
-    return *prefix_;
-}
-
-std::string Server::repr() const {
-    std::string name = protocol_ ? weft::className(*protocol_) : std::string("Server");
-    return fmt::format("<{} #{} on {}>", name, sessionno_, portNumber_);
 }
 
 // ---- Client -------------------------------------------------------------------------
 
-Client::Client(Reactor& reactor, std::shared_ptr<Connector> connector)
-    : Connection(reactor, -1), connector_(std::move(connector)) {}
+}  // namespace tcp
 
-std::string Client::logPrefix() const {
-    if (phase_ != Phase::done || !protocol_) return prefix_.empty() ? std::string("Uninitialized") : prefix_;
-    if (prefix_.empty()) prefix_ = getLogPrefix(*protocol_) + ",client";
-    return prefix_;
-}
+template class ConnectingTransport<tcp::Connection>;
+
+namespace tcp {
+
+Client::Client(Reactor& reactor, std::shared_ptr<Connector> connector)
+    : ConnectingTransport(std::move(connector), reactor, -1) {}
+
+const Connector& Client::connector() const noexcept { return static_cast<const Connector&>(*connector_); }
 
 std::string Client::repr() const {
     Address dest = connector_ ? connector_->getDestination() : peer_.toAddress();
     return fmt::format("<weft::tcp::Client to {} at {}>", addressStr(dest), hexId(this));
 }
 
-void Client::begin() {
-    // TCP-39: the attempt starts on a later iteration, never inside connectTCP.
-    reactor().callLater(0, [self = std::static_pointer_cast<Client>(shared_from_this())] {
-        if (self->phase_ != Phase::resolving || !self->connector_) return;
-        const std::string& host = self->connector_->host();
-        std::uint16_t port = self->connector_->port();
-        if (auto literal = SockAddr::fromLiteral(host, port)) {
-            self->resolved({*literal});
-            return;
+void Client::attempt() {
+    const std::string& host = connector().host();
+    std::uint16_t port = connector().port();
+    if (auto literal = SockAddr::fromLiteral(host, port)) {
+        resolved({*literal});
+        return;
+    }
+    // Names are resolved on the thread pool, never on the loop (Better than
+    // Twisted: both families).
+    resolving_ = true;
+    Reactor& reactor = this->reactor();
+    auto self = std::static_pointer_cast<Client>(shared_from_this());
+    reactor.callInThread([self, host, port, &reactor]() mutable {
+        addrinfo hints{};
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* result = nullptr;
+        int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &result);
+        std::vector<SockAddr> found;
+        for (addrinfo* ai = result; rc == 0 && ai; ai = ai->ai_next) {
+            if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
+            SockAddr a;
+            if (ai->ai_addrlen > SockAddr::capacity) continue;
+            std::memcpy(&a.u, ai->ai_addr, ai->ai_addrlen);
+            a.length = ai->ai_addrlen;
+            if (a.family() == AF_INET) a.u.v4.sin_port = htons(port);
+            else a.u.v6.sin6_port = htons(port);
+            found.push_back(a);
         }
-        // Names are resolved on the thread pool, never on the loop (Better than
-        // Twisted: both families).
-        Reactor& reactor = self->reactor();
-        reactor.callInThread([self, host, port, &reactor]() mutable {
-            addrinfo hints{};
-            hints.ai_family = AF_UNSPEC;
-            hints.ai_socktype = SOCK_STREAM;
-            addrinfo* result = nullptr;
-            int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &result);
-            std::vector<SockAddr> found;
-            for (addrinfo* ai = result; rc == 0 && ai; ai = ai->ai_next) {
-                if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) continue;
-                SockAddr a;
-                if (ai->ai_addrlen > SockAddr::capacity) continue;
-                std::memcpy(&a.u, ai->ai_addr, ai->ai_addrlen);
-                a.length = ai->ai_addrlen;
-                if (a.family() == AF_INET) a.u.v4.sin_port = htons(port);
-                else a.u.v6.sin6_port = htons(port);
-                found.push_back(a);
+        if (result) ::freeaddrinfo(result);
+        std::string error = rc == 0 ? std::string() : std::string(::gai_strerror(rc));
+        reactor.callFromThread([self = std::move(self), found = std::move(found), error = std::move(error),
+                                host = std::move(host)]() mutable {
+            if (!self->resolving_ || self->phase_ != Phase::waiting) return;
+            self->resolving_ = false;
+            if (found.empty()) {
+                self->failIfNotConnected(Failure(DNSLookupError(host + ": " + (error.empty() ? "no address" : error))));
+                return;
             }
-            if (result) ::freeaddrinfo(result);
-            std::string error = rc == 0 ? std::string() : std::string(::gai_strerror(rc));
-            reactor.callFromThread([self = std::move(self), found = std::move(found), error = std::move(error),
-                                    host = std::move(host)]() mutable {
-                if (self->phase_ != Phase::resolving) return;
-                if (found.empty()) {
-                    self->failIfNotConnected(
-                        Failure(DNSLookupError(host + ": " + (error.empty() ? "no address" : error))));
-                    return;
-                }
-                self->resolved(std::move(found));
-            });
+            self->resolved(std::move(found));
         });
     });
 }
@@ -374,30 +254,36 @@ void Client::resolved(std::vector<SockAddr> addresses) {
     tryNext();
 }
 
+void Client::attemptFailed(int error) {
+    lastError_ = error;
+    dropDescriptor();
+    tryNext();
+}
+
 void Client::tryNext() {
     while (phase_ == Phase::connecting && next_ < candidates_.size()) {
         const SockAddr& target = candidates_[next_++];
-        int s = ::socket(target.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int s = sys::ops.socket(target.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (s < 0) {  // TCP-38
             int e = errno;
             failIfNotConnected(Failure(ConnectBindError(e, std::strerror(e))));
             return;
         }
-        if (auto& bind = connector_->bindAddress()) {
+        if (auto& bind = connector().bindAddress()) {
             auto local = SockAddr::fromLiteral(bind->host.empty() ? (target.family() == AF_INET6 ? "::" : "0.0.0.0")
                                                                   : bind->host,
                                                bind->port);
             if (local && local->family() != target.family()) {
                 // This address is of the other family than the bind address: try the next one.
-                ::close(s);
+                sys::ops.close(s);
                 lastError_ = EAFNOSUPPORT;
                 continue;
             }
             int e = 0;
             if (!local) e = EINVAL;
-            else if (::bind(s, local->get(), local->length) != 0) e = errno;
+            else if (sys::ops.bind(s, local->get(), local->length) != 0) e = errno;
             if (e != 0) {
-                ::close(s);
+                sys::ops.close(s);
                 failIfNotConnected(
                     Failure(ConnectBindError(e, fmt::format("{}:{}: {}", bind->host, bind->port, std::strerror(e)))));
                 return;
@@ -406,24 +292,13 @@ void Client::tryNext() {
         setFlag(s, IPPROTO_TCP, TCP_NODELAY, true);  // on by default (TCP-23, Better than Twisted)
         fd_ = s;
         peer_ = target;
-        int rc = sys::ops.connect(s, target.get(), target.length);
-        if (rc == 0 || errno == EISCONN) {
-            connectDone();
-            return;
-        }
-        if (errno == EINPROGRESS || errno == EINTR || errno == EALREADY) {
-            // TCP-40: wait for real writability (not addWriterSoon), then read SO_ERROR.
-            reactor().addWriter(shared_from_this());
-            return;
-        }
-        lastError_ = errno;
-        sys::ops.close(fd_);
-        fd_ = -1;
+        connectTo(target.get(), target.length);  // done, in progress, or attemptFailed → here again
+        return;
     }
     if (phase_ != Phase::connecting) return;
     int e = lastError_ ? lastError_ : EHOSTUNREACH;
-    if (e == EAFNOSUPPORT && connector_->bindAddress()) {  // no address of the bind address's family (TCP-38)
-        auto& bind = *connector_->bindAddress();
+    if (e == EAFNOSUPPORT && connector().bindAddress()) {  // no address of the bind address's family (TCP-38)
+        auto& bind = *connector().bindAddress();
         failIfNotConnected(Failure(ConnectBindError(
             e, fmt::format("{}:{}: no destination address of the same family", bind.host, bind.port))));
         return;
@@ -431,124 +306,12 @@ void Client::tryNext() {
     failIfNotConnected(Failure(getConnectError(e, std::strerror(e))));
 }
 
-Reason Client::finishConnect() {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-    if (err == 0) {
-        // No error yet is not success: the handshake may still be running.
-        SockAddr peer;
-        peer.length = SockAddr::capacity;
-        if (::getpeername(fd_, peer.get(), &peer.length) != 0) return std::nullopt;
-    }
-    if (err == 0 || err == EISCONN) {
-        stopWriting();
-        connectDone();
-        return std::nullopt;
-    }
-    if (err == EINPROGRESS || err == EALREADY || err == EINTR) return std::nullopt;
-    lastError_ = err;
-    stopWriting();
-    sys::ops.close(fd_);
-    fd_ = -1;
-    tryNext();
-    return std::nullopt;
-}
-
-Reason Client::doRead() {
-    if (phase_ == Phase::connecting) return finishConnect();
-    return Connection::doRead();
-}
-
-Reason Client::doWrite() {
-    if (phase_ == Phase::connecting) return finishConnect();
-    return Connection::doWrite();
-}
-
-void Client::connectDone() {
-    phase_ = Phase::done;
-    auto connector = connector_;
-    connector->cancelTimeout();
-    connector->state_ = Connector::State::connected;
-    std::shared_ptr<Protocol> protocol;
-    try {
-        protocol = connector->buildProtocol(peer_.toAddress());  // TCP-41: the resolved IP
-    } catch (...) {
-        Failure f = Failure::current();
-        log::failure(logPrefix(), "Unhandled error in buildProtocol", f);
-        phase_ = Phase::connecting;
-        connector->state_ = Connector::State::connecting;
-        failIfNotConnected(f);
-        return;
-    }
-    bool placeholder = !protocol;
-    if (placeholder) protocol = std::make_shared<Protocol>();  // TCP-42 absorbs the callbacks
-    startProtocol(std::move(protocol));
-    if (placeholder) loseConnection();
-}
-
-void Client::failIfNotConnected(const Failure& reason) {
-    if (phase_ == Phase::done || disconnected()) return;
-    phase_ = Phase::done;
-    stopReading();
-    stopWriting();
-    if (fd_ >= 0) {
-        sys::ops.close(fd_);
-        fd_ = -1;
-    }
-    FileDescriptor::connectionLost(reason);
-    if (auto c = std::move(connector_)) c->connectionFailed(reason);
-}
-
-void Client::connectionLost(const Failure& reason) {
-    if (phase_ != Phase::done) {
-        if (phase_ == Phase::connecting && fd_ >= 0) {
-            // The kernel failed this attempt (an error/hang-up event): try the next address.
-            auto* lost = reason.get<ConnectionLost>();
-            if (lost && lost->code().value() != 0) {
-                lastError_ = lost->code().value();
-                stopWriting();
-                sys::ops.close(fd_);
-                fd_ = -1;
-                tryNext();
-                return;
-            }
-        }
-        // Lost before it connected (e.g. reactor shutdown): a failed attempt (TCP-49).
-        failIfNotConnected(Failure(ConnectError(0, reason.getErrorMessage())));
-        return;
-    }
-    if (disconnected()) return;
-    auto connector = std::move(connector_);
-    try {
-        Connection::connectionLost(reason);
-    } catch (...) {
-        if (connector) connector->connectionLost(reason);
-        throw;
-    }
-    if (connector) connector->connectionLost(reason);  // TCP-45: after the protocol's
-}
-
 // ---- Port -----------------------------------------------------------------------------
 
 Port::Port(Reactor& reactor, std::uint16_t port, std::shared_ptr<Factory> factory, int backlog,
            std::string interface)
-    : reactor_(reactor), requestedPort_(port), factory_(std::move(factory)), backlog_(backlog),
-      interface_(std::move(interface)) {
-    if (!factory_) throw std::invalid_argument("listenTCP: null factory");
-}
-
-Port::~Port() {
-    if (fd_ >= 0) ::close(fd_);
-    if (reservedFd_ >= 0) ::close(reservedFd_);
-}
-
-void Port::reserveFd() noexcept { weft::detail::reserveFd(reservedFd_); }
-
-std::string Port::logPrefix() const {
-    const Factory& f = *factory_;
-    return demangle(typeid(f).name());
-}
+    : StreamPort(reactor, std::move(factory), backlog, "listenTCP"), requestedPort_(port),
+      interface_(std::move(interface)) {}
 
 std::string Port::repr() const {
     std::string f = logPrefix();
@@ -556,45 +319,47 @@ std::string Port::repr() const {
     return fmt::format("<weft::tcp::Port of {} (not listening)>", f);
 }
 
+namespace {
+bool isWildcard(const SockAddr& a) {
+    if (a.family() == AF_INET) return a.u.v4.sin_addr.s_addr == htonl(INADDR_ANY);
+    if (a.family() == AF_INET6) return IN6_IS_ADDR_UNSPECIFIED(&a.u.v6.sin6_addr);
+    return true;
+}
+}  // namespace
+
 void Port::startListening() {
     if (fd_ >= 0) return;
     std::string host = interface_.empty() ? std::string("0.0.0.0") : interface_;
     auto addr = SockAddr::fromLiteral(host, requestedPort_);
     if (!addr)  // TCP-3, Better than Twisted: no name lookup on the loop
         throw CannotListenError(interface_, requestedPort_, std::make_error_code(std::errc::invalid_argument));
-    int s = ::socket(addr->family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int s = sys::ops.socket(addr->family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0) throw CannotListenError(interface_, requestedPort_, errnoCode(errno));
     setFlag(s, SOL_SOCKET, SO_REUSEADDR, true);  // TCP-2
     if (addr->family() == AF_INET6) setFlag(s, IPPROTO_IPV6, IPV6_V6ONLY, true);
-    if (::bind(s, addr->get(), addr->length) != 0 || ::listen(s, backlog_) != 0) {
+    if (sys::ops.bind(s, addr->get(), addr->length) != 0 || sys::ops.listen(s, backlog_) != 0) {
         int e = errno;
-        ::close(s);
+        sys::ops.close(s);
         throw CannotListenError(interface_, requestedPort_, errnoCode(e));
     }
-    fd_ = s;
     family_ = addr->family();
-    realPort_ = portOf(localName(s));
-    adopted_ = false;
-    reserveFd();
-    log::info(logPrefix(), "{} starting on {}", FileDescriptor::getLogPrefix(*factory_), realPort_);  // TCP-6
-    factory_->doStart();  // TCP-5
-    numberAccepts = 100;
-    reactor_.addReader(shared_from_this());
+    SockAddr bound = localName(s);
+    realPort_ = portOf(bound);
+    // Bound to one address: every accepted connection's local address is this one.
+    if (!isWildcard(bound)) local_ = bound;
+    else local_.reset();
+    beginListening(s, std::to_string(realPort_));
 }
 
 void Port::adopt(int fd, int family) {
-    fd_ = fd;
     family_ = family;
-    adopted_ = true;
-    SockAddr local = localName(fd);
-    realPort_ = portOf(local);
-    Address a = local.toAddress();
+    SockAddr bound = localName(fd);
+    realPort_ = portOf(bound);
+    Address a = bound.toAddress();
     if (auto* v4 = std::get_if<IPv4Address>(&a)) interface_ = v4->host;
     else if (auto* v6 = std::get_if<IPv6Address>(&a)) interface_ = v6->host;
-    reserveFd();
-    log::info(logPrefix(), "{} starting on {}", FileDescriptor::getLogPrefix(*factory_), realPort_);
-    factory_->doStart();
-    reactor_.addReader(shared_from_this());
+    if (!isWildcard(bound)) local_ = bound;
+    beginListening(fd, std::to_string(realPort_));
 }
 
 Address Port::getHost() const {
@@ -604,144 +369,47 @@ Address Port::getHost() const {
     return IPv4Address("TCP", host, realPort_);
 }
 
-Reason Port::doRead() {
-    if (fd_ < 0 || disconnecting_) return std::nullopt;
-    // TCP-15: what this batch logs is emitted after it, so logging cannot take
-    // the descriptor freed for EMFILE recovery.
-    std::vector<weft::detail::PendingLog> logs;
+void Port::accepted(int s, const sockaddr* peerAddress, socklen_t length) {
     SockAddr peer;
-    weft::detail::acceptBatch(
-        fd_, numberAccepts, reservedFd_, peer.get(), SockAddr::capacity, logs,
-        [&](int s, socklen_t length) {
-            peer.length = length;
-            std::shared_ptr<Protocol> protocol;
-            try {
-                protocol = factory_->buildProtocol(peer.toAddress());  // TCP-12
-            } catch (...) {
-                ::close(s);
-                throw;
-            }
-            if (!protocol) {
-                ::close(s);
-                return;
-            }
-            // From here the Server owns the socket (its destructor closes it).
-            auto server = std::make_shared<Server>(reactor_, s, peer, sessionno_++, realPort_);
-            setFlag(s, IPPROTO_TCP, TCP_NODELAY, true);  // TCP-23, Better than Twisted
-            server->start(std::move(protocol));
-        },
-        [this] { return fd_ < 0 || disconnecting_; });
-    for (auto& l : logs) {
-        if (l.failure) log::failure(logPrefix(), l.message, *l.failure);
-        else log::info(logPrefix(), "{}", l.message);
+    std::memcpy(&peer.u, peerAddress, std::min<std::size_t>(length, sizeof peer.u));
+    peer.length = length;
+    std::shared_ptr<Protocol> protocol;
+    try {
+        protocol = factory_->buildProtocol(peer.toAddress());  // TCP-12
+    } catch (...) {
+        sys::ops.close(s);
+        throw;
     }
-    return std::nullopt;
+    if (!protocol) {
+        sys::ops.close(s);
+        return;
+    }
+    // From here the Server owns the socket (its destructor closes it).
+    auto server = std::make_shared<Server>(reactor_, s, peer, sessionno_++, realPort_, local_ ? &*local_ : nullptr);
+    setFlag(s, IPPROTO_TCP, TCP_NODELAY, true);  // TCP-23, Better than Twisted
+    server->start(std::move(protocol));
 }
 
-Deferred<void> Port::stopListening() {
-    if (fd_ < 0 || disconnecting_) return succeed();
-    disconnecting_ = true;
-    reactor_.removeReader(this);  // TCP-7: stop accepting at once
-    Deferred<void> done;
-    reactor_.callLater(0, [self = shared_from_this(), done]() mutable {
-        try {
-            self->connectionLost(error::connectionDone());
-        } catch (...) {
-            done.errback(Failure::current());  // TCP-8
-            return;
-        }
-        done.callback();
-    });
-    return done;
-}
-
-void Port::connectionLost(const Failure&) {
-    if (fd_ < 0) return;
-    reactor_.removeReader(this);
-    // A listening socket is never shut down: an adopted one is shared (TCP-50).
-    ::close(fd_);
-    fd_ = -1;
-    weft::detail::releaseFd(reservedFd_);
+void Port::closed() {
     std::uint16_t was = realPort_;
     realPort_ = 0;
-    disconnecting_ = false;
     log::info(logPrefix(), "(TCP Port {} Closed)", was);  // TCP-6
-    factory_->doStop();  // TCP-8: may throw, the port is closed already
 }
 
 // ---- Connector --------------------------------------------------------------------------
 
 Connector::Connector(Reactor& reactor, std::string host, std::uint16_t port, std::shared_ptr<ClientFactory> factory,
                      double timeout, std::optional<BindAddress> bindAddress)
-    : reactor_(reactor), host_(std::move(host)), port_(port), factory_(std::move(factory)), timeout_(timeout),
-      bindAddress_(std::move(bindAddress)) {
-    if (!factory_) throw std::invalid_argument("connectTCP: null factory");
-}
+    : BaseConnector(reactor, std::move(factory), timeout, "connectTCP"), host_(std::move(host)), port_(port),
+      bindAddress_(std::move(bindAddress)) {}
 
-Connector::~Connector() { cancelTimeout(); }
-
-void Connector::connect() {
-    if (state_ != State::disconnected) throw std::logic_error("can't connect in this state");  // TCP-48
-    state_ = State::connecting;
-    if (!factoryStarted_) {
-        factory_->doStart();
-        factoryStarted_ = true;
-    }
-    transport_ = std::make_shared<Client>(reactor_, shared_from_this());
-    transport_->begin();
-    if (timeout_ > 0) {  // TCP-43: counted from connect(), resolution included
-        timeoutCall_ = reactor_.callLater(timeout_, [weak = std::weak_ptr<Client>(transport_)] {
-            if (auto t = weak.lock()) t->failIfNotConnected(Failure(TimeoutError()));
-        });
-    }
-    factory_->startedConnecting(shared_from_this());
-}
-
-void Connector::stopConnecting() {
-    if (state_ != State::connecting) throw NotConnectingError();  // TCP-46
-    state_ = State::disconnected;
-    auto t = transport_;
-    t->failIfNotConnected(Failure(UserError()));
-}
-
-void Connector::disconnect() {
-    if (state_ == State::connecting) stopConnecting();
-    else if (state_ == State::connected && transport_) transport_->loseConnection();  // TCP-47
+std::shared_ptr<IConnectingTransport> Connector::makeTransport() {
+    return std::make_shared<Client>(reactor(), std::static_pointer_cast<Connector>(shared_from_this()));
 }
 
 Address Connector::getDestination() const {
     if (isIPv6Address(host_) || host_.find(':') != std::string::npos) return IPv6Address("TCP", host_, port_);
     return IPv4Address("TCP", host_, port_);
-}
-
-std::shared_ptr<Protocol> Connector::buildProtocol(const Address& peer) { return factory_->buildProtocol(peer); }
-
-void Connector::cancelTimeout() {
-    if (timeoutCall_) {
-        if (timeoutCall_->active()) timeoutCall_->cancel();
-        timeoutCall_.reset();
-    }
-}
-
-void Connector::connectionFailed(const Failure& reason) {
-    cancelTimeout();
-    state_ = State::disconnected;
-    auto self = shared_from_this();
-    factory_->clientConnectionFailed(self, reason);
-    if (state_ == State::disconnected && factoryStarted_) {  // TCP-48
-        factoryStarted_ = false;
-        factory_->doStop();
-    }
-}
-
-void Connector::connectionLost(const Failure& reason) {
-    state_ = State::disconnected;
-    auto self = shared_from_this();
-    factory_->clientConnectionLost(self, reason);
-    if (state_ == State::disconnected && factoryStarted_) {
-        factoryStarted_ = false;
-        factory_->doStop();
-    }
 }
 
 }  // namespace tcp
@@ -794,7 +462,7 @@ int duplicateForAdoption(int fd, int addressFamily, const std::shared_ptr<Factor
     if (!factory) throw std::invalid_argument(std::string(what) + ": null factory");
     int domain = 0;
     socklen_t length = sizeof domain;
-    if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 && domain != addressFamily)
+    if (sys::ops.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 && domain != addressFamily)
         throw std::invalid_argument(fmt::format("{}: descriptor {} is a socket of family {}, not {}", what, fd, domain,
                                                 addressFamily));
     return weft::detail::duplicateNonBlocking(fd, what);
@@ -814,25 +482,25 @@ void Reactor::adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<F
     if (addressFamily == AF_UNIX) return adoptUNIXStreamConnection(copy, std::move(factory));  // UNIX-22
     tcp::SockAddr peer;
     peer.length = tcp::SockAddr::capacity;
-    if (::getpeername(copy, peer.get(), &peer.length) != 0) peer.length = 0;
+    if (sys::ops.getpeername(copy, peer.get(), &peer.length) != 0) peer.length = 0;
     std::shared_ptr<Protocol> protocol;
     try {
         protocol = factory->buildProtocol(peer.toAddress());
     } catch (...) {
-        ::close(copy);
+        sys::ops.close(copy);
         throw;
     }
     if (!protocol) {  // TCP-51
-        ::close(copy);
+        sys::ops.close(copy);
         return;
     }
     auto local = tcp::SockAddr{};
     local.length = tcp::SockAddr::capacity;
-    ::getsockname(copy, local.get(), &local.length);
+    if (sys::ops.getsockname(copy, local.get(), &local.length) != 0) local.length = 0;
     int one = 1;  // TCP-23: as for accepted sockets
-    ::setsockopt(copy, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sys::ops.setsockopt(copy, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     // Better than Twisted: session number 0 for an adopted connection.
-    auto server = std::make_shared<tcp::Server>(*this, copy, peer, 0, tcp::portOf(local));
+    auto server = std::make_shared<tcp::Server>(*this, copy, peer, 0, tcp::portOf(local), local.length ? &local : nullptr);
     server->start(std::move(protocol));
 }
 

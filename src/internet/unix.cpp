@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -21,7 +22,7 @@
 #include <weft/log.hpp>
 
 #include "internet/detail/acceptloop.hpp"
-#include "internet/detail/scratch.hpp"
+#include "internet/detail/connecting.hpp"
 #include "internet/detail/unixpath.hpp"
 #include "sys/syscalls.hpp"
 
@@ -38,7 +39,7 @@ std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
 std::string localPath(int fd) {
     UnixSockAddr a;
     a.length = UnixSockAddr::capacity;
-    if (fd < 0 || ::getsockname(fd, a.get(), &a.length) != 0) return {};
+    if (fd < 0 || sys::ops.getsockname(fd, a.get(), &a.length) != 0) return {};
     return a.path();
 }
 
@@ -84,11 +85,11 @@ std::optional<bool> listenerInTable(const std::string& path) {
 bool isDeadSocket(const std::string& path, const UnixSockAddr& addr) {
     if (!isSocketFile(path)) return false;
     if (auto live = listenerInTable(path); live && *live) return false;
-    int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int probe = sys::ops.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (probe < 0) return false;
-    int rc = ::connect(probe, addr.get(), addr.length);
+    int rc = sys::ops.connect(probe, addr.get(), addr.length);
     int e = errno;
-    ::close(probe);
+    sys::ops.close(probe);
     return rc != 0 && e == ECONNREFUSED;
 }
 
@@ -141,12 +142,12 @@ bool isLocked(const std::string& lockPath) {
 // ---- Connection ---------------------------------------------------------------------
 
 Connection::Connection(Reactor& reactor, int fd, std::string peerPath)
-    : tcp::Connection(reactor, fd), peerPath_(std::move(peerPath)) {}
+    : SocketTransport(reactor, fd), peerPath_(std::move(peerPath)) {}
 
 Connection::~Connection() { closePendingDescriptors(); }
 
 void Connection::closePendingDescriptors() noexcept {
-    for (int fd : sendFds_) ::close(fd);
+    for (int fd : sendFds_) sys::ops.close(fd);
     sendFds_.clear();
 }
 
@@ -160,7 +161,7 @@ Address Connection::getPeer() const { return UNIXAddress(peerPath_); }
 PeerCredentials Connection::getPeerCredentials() const {
     ucred cred{};
     socklen_t len = sizeof cred;
-    if (fd_ < 0 || ::getsockopt(fd_, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    if (fd_ < 0 || sys::ops.getsockopt(fd_, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
         throw std::system_error(errnoCode(fd_ < 0 ? EBADF : errno), "SO_PEERCRED");
     return {cred.pid, cred.uid, cred.gid};
 }
@@ -176,19 +177,19 @@ void Connection::sendFileDescriptor(int fd) {
 }
 
 bool Connection::isSendBufferFull() const noexcept {
-    return sendFds_.size() > fileDescriptorBufferSize || tcp::Connection::isSendBufferFull();
+    return sendFds_.size() > fileDescriptorBufferSize || SocketTransport::isSendBufferFull();
 }
 
 Reason Connection::doWrite() {
     // UNIX-15: every descriptor needs a byte to ride on.
-    if (!sendFds_.empty() && pendingBytes() < sendFds_.size() && !aborting_) {
+    if (!sendFds_.empty() && pendingBytes() < sendFds_.size() && !aborting()) {
         return Failure(FileDescriptorOverrun());
     }
-    return tcp::Connection::doWrite();
+    return SocketTransport::doWrite();
 }
 
 WriteResult Connection::writeSomeData(std::span<const iovec> data) {
-    if (sendFds_.empty()) return tcp::Connection::writeSomeData(data);
+    if (sendFds_.empty()) return SocketTransport::writeSomeData(data);
     // UNIX-14: one sendmsg per descriptor, each with the next byte of the stream.
     std::size_t sent = 0;
     std::size_t index = 0, offset = 0;  // position of the next unsent byte in `data`
@@ -223,7 +224,7 @@ WriteResult Connection::writeSomeData(std::span<const iovec> data) {
                 failure = Failure(ConnectionLost(errnoCode(errno)));
             break;
         }
-        ::close(sendFds_[done]);  // it has left: our copy goes
+        sys::ops.close(sendFds_[done]);  // it has left: our copy goes
         ++done;
         ++sent;
         advance();
@@ -244,56 +245,45 @@ WriteResult Connection::writeSomeData(std::span<const iovec> data) {
             rest[count].iov_len -= offset;
         }
     }
-    WriteResult r = tcp::Connection::writeSomeData({rest, count});
+    WriteResult r = SocketTransport::writeSomeData({rest, count});
     if (auto* n = std::get_if<std::size_t>(&r)) return sent + *n;
     if (sent > 0) return sent;
     return r;
 }
 
-Reason Connection::doRead() {
-    if (aborting_ || fd_ < 0) return std::nullopt;
-    std::size_t want = bufferSize ? bufferSize : 1;
-    weft::detail::BorrowedBuffer buffer(want);
+ssize_t Connection::readSome(std::byte* into, std::size_t room, Reason& failure) {
     // Room for the most descriptors one message can carry (SCM_MAX_FD, 253).
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 253)];
-    iovec iov{buffer.data(), want};
+    iovec iov{into, room};
     msghdr m{};
     m.msg_iov = &iov;
     m.msg_iovlen = 1;
     m.msg_control = control;
     m.msg_controllen = sizeof control;
-    ssize_t n;
-    do n = sys::ops.recvmsg(fd_, &m, MSG_CMSG_CLOEXEC);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
-        return Failure(ConnectionLost(errnoCode(errno)));
-    }
-    if (m.msg_controllen > 0) {
-        std::vector<int> fds;
-        for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (std::size_t i = 0; i < count; ++i) {
-                    int fd;
-                    std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-                    fds.push_back(fd);
-                }
-            } else {
-                log::info(logPrefix(), "Ignoring ancillary data of level {} and type {}", c->cmsg_level,
-                          c->cmsg_type);  // UNIX-18
+    ssize_t n = sys::ops.recvmsg(fd_, &m, MSG_CMSG_CLOEXEC);
+    if (n < 0 || m.msg_controllen == 0) return n;
+    std::vector<int> fds;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < count; ++i) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                fds.push_back(fd);
             }
+        } else {
+            log::info(logPrefix(), "Ignoring ancillary data of level {} and type {}", c->cmsg_level,
+                      c->cmsg_type);  // UNIX-18
         }
-        if (m.msg_flags & MSG_CTRUNC) {
-            // Better than Twisted (UNIX-20): descriptors were lost in transit.
-            for (int fd : fds) ::close(fd);
-            return Failure(ConnectionLost("ancillary data was truncated: descriptors sent by the peer were lost"));
-        }
-        deliverDescriptors(fds);
     }
-    if (n == 0) return error::connectionDone();
-    if (auto p = protocol_) p->dataReceived(Bytes(buffer.data(), static_cast<std::size_t>(n)));
-    return std::nullopt;
+    if (m.msg_flags & MSG_CTRUNC) {
+        // Better than Twisted (UNIX-20): descriptors were lost in transit.
+        for (int fd : fds) sys::ops.close(fd);
+        failure = Failure(ConnectionLost("ancillary data was truncated: descriptors sent by the peer were lost"));
+        return -1;
+    }
+    deliverDescriptors(fds);  // UNIX-18: before the bytes they came with
+    return n;
 }
 
 void Connection::deliverDescriptors(std::vector<int>& fds) {
@@ -302,7 +292,7 @@ void Connection::deliverDescriptors(std::vector<int>& fds) {
     for (std::size_t i = 0; i < fds.size(); ++i) {
         if (!receiver) {
             // UNIX-19: nobody to own it, so it is closed, never leaked.
-            ::close(fds[i]);
+            sys::ops.close(fds[i]);
             log::warn(logPrefix(), "{} received a file descriptor but is not an IFileDescriptorReceiver; closed it "
                       "(host {}, peer {})",
                       keep ? weft::className(*keep) : std::string("(no protocol)"), addressStr(getHost()),
@@ -322,70 +312,50 @@ void Connection::connectionLost(const Failure& reason) {
     // getHost() answers after the close: a server knows its name from the
     // start; a client socket weft connected was never bound.
     if (!hostPath_) hostPath_ = std::string();
-    if (!host_) host_ = std::make_unique<tcp::SockAddr>();  // tcp::Connection keeps no IP name for us
     closePendingDescriptors();
-    tcp::Connection::connectionLost(reason);
+    SocketTransport::connectionLost(reason);
 }
 
 // ---- Server -------------------------------------------------------------------------
 
 Server::Server(Reactor& reactor, int fd, std::string peerPath, int sessionno, std::string portPath,
                std::string prefixPath)
-    : Connection(reactor, fd, std::move(peerPath)), sessionno_(sessionno), portPath_(std::move(portPath)),
+    : AcceptedTransport(sessionno, reactor, fd, std::move(peerPath)), portPath_(std::move(portPath)),
       prefixPath_(std::move(prefixPath)) {
     hostPath_ = portPath_;  // an accepted socket has its listener's name (UNIX-8): no getsockname
 }
 
-std::string Server::logPrefix() const {
-    if (prefix_) return *prefix_;
-    if (!protocol_) return fmt::format("-,{},{}", sessionno_, prefixPath_);
-    prefix_ = std::make_unique<std::string>(fmt::format("{},{},{}", getLogPrefix(*protocol_), sessionno_, prefixPath_));
-    return *prefix_;
-}
-
-std::string Server::repr() const {
-    std::string name = protocol_ ? weft::className(*protocol_) : std::string("Server");
-    return fmt::format("<{} #{} on {}>", name, sessionno_, portPath_);
-}
-
 // ---- Client -------------------------------------------------------------------------
 
-Client::Client(Reactor& reactor, std::shared_ptr<Connector> connector)
-    : Connection(reactor, -1, connector->path()), connector_(std::move(connector)) {}
+}  // namespace unix_
 
-std::string Client::logPrefix() const {
-    if (phase_ != Phase::done || !protocol_) return prefix_.empty() ? std::string("Uninitialized") : prefix_;
-    if (prefix_.empty()) prefix_ = getLogPrefix(*protocol_) + ",client";
-    return prefix_;
-}
+template class ConnectingTransport<unix_::Connection>;
+
+namespace unix_ {
+
+Client::Client(Reactor& reactor, std::shared_ptr<Connector> connector)
+    : ConnectingTransport(connector, reactor, -1, connector->path()) {}
+
+const Connector& Client::connector() const noexcept { return static_cast<const Connector&>(*connector_); }
 
 std::string Client::repr() const {
     return fmt::format("<weft::unix_::Client to {} at {}>", addressStr(UNIXAddress(peerPath_)), hexId(this));
 }
 
-void Client::begin() {
-    // The attempt (and any failure) happens on a later iteration (UNIX-10, UNIX-11).
-    reactor().callLater(0, [self = std::static_pointer_cast<Client>(shared_from_this())] {
-        if (self->phase_ != Phase::waiting || !self->connector_) return;
-        self->attempt();
-    });
-}
-
 void Client::attempt() {
     const std::string& path = peerPath_;
-    if (connector_->checkPID() && !isLocked(path + ".lock")) {  // UNIX-12: no connection is attempted
+    if (connector().checkPID() && !isLocked(path + ".lock")) {  // UNIX-12: no connection is attempted
         failIfNotConnected(Failure(BadFileError(0, displayPath(path) + ": no live process holds " + path + ".lock")));
         return;
     }
     UnixSockAddr target;
     if (!UnixSockAddr::fromPath(path, target)) {  // UNIX-11, Better than Twisted
-        failIfNotConnected(Failure(ConnectError(
-            ENAMETOOLONG, fmt::format("AF_UNIX path too long ({} bytes, at most {}): {}", path.size(),
-                                      UnixSockAddr::maxPath, displayPath(path)))));
+        failIfNotConnected(
+            Failure(ConnectError(ENAMETOOLONG, weft::detail::tooLongMessage(path) + ": " + displayPath(path))));
         return;
     }
     if (fd_ < 0) {
-        int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int s = sys::ops.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (s < 0) {
             int e = errno;
             failIfNotConnected(Failure(ConnectBindError(e, std::strerror(e))));
@@ -393,130 +363,32 @@ void Client::attempt() {
         }
         fd_ = s;
     }
-    phase_ = Phase::connecting;
-    int rc = sys::ops.connect(fd_, target.get(), target.length);
-    if (rc == 0 || errno == EISCONN) {
-        connectDone();
-        return;
-    }
-    int e = errno;
-    if (e == EINPROGRESS || e == EINTR || e == EALREADY) {
-        reactor().addWriter(shared_from_this());
-        return;
-    }
-    if (e == EAGAIN) {
+    connectTo(target.get(), target.length);
+}
+
+void Client::attemptFailed(int error) {
+    if (error == EAGAIN && phase_ == Phase::connecting) {
         // The listener's backlog is full: a UNIX socket does not queue the
         // attempt, so try again shortly (the connector's timeout still applies).
         phase_ = Phase::waiting;
-        reactor().callLater(0.01, [self = std::static_pointer_cast<Client>(shared_from_this())] {
-            if (self->phase_ == Phase::waiting && self->connector_) self->attempt();
-        });
+        scheduleAttempt(0.01);
         return;
     }
-    failIfNotConnected(Failure(getConnectError(e, fmt::format("{}: {}", displayPath(path), std::strerror(e)))));
-}
-
-Reason Client::finishConnect() {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-    if (err == 0 || err == EISCONN) {
-        stopWriting();
-        connectDone();
-        return std::nullopt;
-    }
-    if (err == EINPROGRESS || err == EALREADY || err == EINTR) return std::nullopt;
-    stopWriting();
-    failIfNotConnected(Failure(getConnectError(err, fmt::format("{}: {}", displayPath(peerPath_), std::strerror(err)))));
-    return std::nullopt;
-}
-
-Reason Client::doRead() {
-    if (phase_ == Phase::connecting) return finishConnect();
-    return Connection::doRead();
-}
-
-Reason Client::doWrite() {
-    if (phase_ == Phase::connecting) return finishConnect();
-    return Connection::doWrite();
-}
-
-void Client::connectDone() {
-    phase_ = Phase::done;
-    auto connector = connector_;
-    connector->cancelTimeout();
-    connector->state_ = Connector::State::connected;
-    std::shared_ptr<Protocol> protocol;
-    try {
-        protocol = connector->factory_->buildProtocol(UNIXAddress(peerPath_));
-    } catch (...) {
-        Failure f = Failure::current();
-        log::failure(logPrefix(), "Unhandled error in buildProtocol", f);
-        phase_ = Phase::connecting;
-        connector->state_ = Connector::State::connecting;
-        failIfNotConnected(f);
-        return;
-    }
-    bool placeholder = !protocol;
-    if (placeholder) protocol = std::make_shared<Protocol>();  // TCP-42 absorbs the callbacks
-    startProtocol(std::move(protocol));
-    if (placeholder) loseConnection();
-}
-
-void Client::failIfNotConnected(const Failure& reason) {
-    if (phase_ == Phase::done || disconnected()) return;
-    phase_ = Phase::done;
-    stopReading();
-    stopWriting();
-    if (fd_ >= 0) {
-        sys::ops.close(fd_);
-        fd_ = -1;
-    }
-    FileDescriptor::connectionLost(reason);
-    if (auto c = std::move(connector_)) c->connectionFailed(reason);
-}
-
-void Client::connectionLost(const Failure& reason) {
-    if (phase_ != Phase::done) {
-        // Lost before it connected (an error event, or reactor shutdown).
-        auto* lost = reason.get<ConnectionLost>();
-        int e = lost ? lost->code().value() : 0;
-        if (e != 0) failIfNotConnected(Failure(getConnectError(e, std::strerror(e))));
-        else failIfNotConnected(Failure(ConnectError(0, reason.getErrorMessage())));  // TCP-49
-        return;
-    }
-    if (disconnected()) return;
-    auto connector = std::move(connector_);
-    try {
-        Connection::connectionLost(reason);
-    } catch (...) {
-        if (connector) connector->connectionLost(reason);
-        throw;
-    }
-    if (connector) connector->connectionLost(reason);  // TCP-45: after the protocol's
+    failIfNotConnected(
+        Failure(getConnectError(error, fmt::format("{}: {}", displayPath(peerPath_), std::strerror(error)))));
 }
 
 // ---- Port -----------------------------------------------------------------------------
 
 Port::Port(Reactor& reactor, std::string path, std::shared_ptr<Factory> factory, int backlog, int mode,
            bool wantPID)
-    : reactor_(reactor), path_(std::move(path)), factory_(std::move(factory)), backlog_(backlog), mode_(mode),
+    : StreamPort(reactor, std::move(factory), backlog, "listenUNIX"), path_(std::move(path)), mode_(mode),
       wantPID_(wantPID) {
-    if (!factory_) throw std::invalid_argument("listenUNIX: null factory");
     if (wantPID_ && UnixSockAddr::isAbstract(path_))  // UNIX-6, Better than Twisted
         throw std::invalid_argument("listenUNIX: wantPID needs a filesystem path, not an abstract name");
 }
 
-Port::~Port() {
-    if (fd_ >= 0) ::close(fd_);
-    weft::detail::releaseFd(reservedFd_);
-    releaseLock();
-}
-
-std::string Port::logPrefix() const {
-    const Factory& f = *factory_;
-    return demangle(typeid(f).name());
-}
+Port::~Port() { releaseLock(); }
 
 std::string Port::repr() const {
     if (fd_ >= 0) return fmt::format("<{} on '{}'>", logPrefix(), displayPath(path_));
@@ -529,37 +401,39 @@ void Port::releaseLock() noexcept {
     lockHeld_ = false;
 }
 
+socklen_t Port::peerCapacity() const noexcept { return UnixSockAddr::capacity; }
+
 int Port::bindSocket() {
     UnixSockAddr addr;
     if (!UnixSockAddr::fromPath(path_, addr)) throw listenFailure(ENAMETOOLONG);  // UNIX-2: too long
     const bool abstract = UnixSockAddr::isAbstract(path_);
-    int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int s = sys::ops.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0) throw CannotListenError("", displayPath(path_), errnoCode(errno));
-    int rc = ::bind(s, addr.get(), addr.length);
+    int rc = sys::ops.bind(s, addr.get(), addr.length);
     if (rc != 0 && errno == EADDRINUSE && !abstract && isDeadSocket(path_, addr)) {
         // Better than Twisted (UNIX-2, UNIX-4): a dead listener's socket file
         // is replaced; a live listener or any other file is left alone, with
         // or without a lock of our own (a fresh lock proves nothing about
         // a listener that takes no locks, socat's say).
         ::unlink(path_.c_str());
-        rc = ::bind(s, addr.get(), addr.length);
+        rc = sys::ops.bind(s, addr.get(), addr.length);
     }
     if (rc != 0) {
         int e = errno;
-        ::close(s);
+        sys::ops.close(s);
         throw listenFailure(e);
     }
     // UNIX-1: exactly `mode`, whatever the umask. fchmod on a socket does not
     // reach the file, so the path is changed (it is ours: we just bound it).
     if (!abstract && ::chmod(path_.c_str(), static_cast<mode_t>(mode_)) != 0) {
         int e = errno;
-        ::close(s);
+        sys::ops.close(s);
         ::unlink(path_.c_str());
         throw CannotListenError("", displayPath(path_), errnoCode(e));
     }
-    if (::listen(s, backlog_) != 0) {
+    if (sys::ops.listen(s, backlog_) != 0) {
         int e = errno;
-        ::close(s);
+        sys::ops.close(s);
         if (!abstract) ::unlink(path_.c_str());
         throw CannotListenError("", displayPath(path_), errnoCode(e));
     }
@@ -588,168 +462,70 @@ void Port::startListening() {
         // refused connection proves it dead (UNIX-2): holding the lock does
         // not, since the listener there may be a program that takes no lock.
     }
+    int s;
     try {
-        fd_ = bindSocket();
+        s = bindSocket();
     } catch (...) {
         releaseLock();  // UNIX-3, Better than Twisted: nothing kept on failure
         throw;
     }
     adopted_ = false;
-    weft::detail::reserveFd(reservedFd_);
-    log::info(logPrefix(), "{} starting on '{}'", FileDescriptor::getLogPrefix(*factory_), displayPath(path_));
-    factory_->doStart();  // UNIX-3, Better than Twisted: only once listening
-    numberAccepts = 100;
-    reactor_.addReader(shared_from_this());
+    beginListening(s, "'" + displayPath(path_) + "'");  // UNIX-3, Better than Twisted: doStart only once listening
 }
 
 void Port::adopt(int fd) {
-    fd_ = fd;
     adopted_ = true;
     path_ = localPath(fd);
-    weft::detail::reserveFd(reservedFd_);
-    log::info(logPrefix(), "{} starting on '{}'", FileDescriptor::getLogPrefix(*factory_), displayPath(path_));
-    factory_->doStart();
-    reactor_.addReader(shared_from_this());
+    beginListening(fd, "'" + displayPath(path_) + "'");
 }
 
 Address Port::getHost() const { return UNIXAddress(path_); }
 
-Reason Port::doRead() {
-    if (fd_ < 0 || disconnecting_) return std::nullopt;
-    std::vector<weft::detail::PendingLog> logs;
+void Port::accepted(int s, const sockaddr* peerAddress, socklen_t length) {
     UnixSockAddr peer;
-    weft::detail::acceptBatch(
-        fd_, numberAccepts, reservedFd_, peer.get(), UnixSockAddr::capacity, logs,
-        [&](int s, socklen_t length) {
-            peer.length = length;
-            std::string peerPath = peer.path();
-            std::shared_ptr<Protocol> protocol;
-            try {
-                protocol = factory_->buildProtocol(UNIXAddress(peerPath));  // UNIX-8
-            } catch (...) {
-                ::close(s);
-                throw;
-            }
-            if (!protocol) {
-                ::close(s);
-                return;
-            }
-            std::string prefixPath = peerPath;
-            auto server = std::make_shared<Server>(reactor_, s, std::move(peerPath), sessionno_++, path_,
-                                                   std::move(prefixPath));
-            server->start(std::move(protocol));
-        },
-        [this] { return fd_ < 0 || disconnecting_; });
-    for (auto& l : logs) {
-        if (l.failure) log::failure(logPrefix(), l.message, *l.failure);
-        else log::info(logPrefix(), "{}", l.message);
+    std::memcpy(&peer.u, peerAddress, std::min<std::size_t>(length, sizeof peer.u));
+    peer.length = length;
+    std::string peerPath = peer.path();
+    std::shared_ptr<Protocol> protocol;
+    try {
+        protocol = factory_->buildProtocol(UNIXAddress(peerPath));  // UNIX-8
+    } catch (...) {
+        sys::ops.close(s);
+        throw;
     }
-    return std::nullopt;
+    if (!protocol) {
+        sys::ops.close(s);
+        return;
+    }
+    std::string prefixPath = peerPath;
+    auto server =
+        std::make_shared<Server>(reactor_, s, std::move(peerPath), sessionno_++, path_, std::move(prefixPath));
+    server->start(std::move(protocol));
 }
 
-Deferred<void> Port::stopListening() {
-    if (fd_ < 0 || disconnecting_) return succeed();
-    disconnecting_ = true;
-    reactor_.removeReader(this);  // stop accepting at once
-    Deferred<void> done;
-    reactor_.callLater(0, [self = shared_from_this(), done]() mutable {
-        try {
-            self->connectionLost(error::connectionDone());
-        } catch (...) {
-            done.errback(Failure::current());
-            return;
-        }
-        done.callback();
-    });
-    return done;
-}
-
-void Port::connectionLost(const Failure&) {
-    if (fd_ < 0) return;
-    reactor_.removeReader(this);
-    ::close(fd_);
-    fd_ = -1;
-    weft::detail::releaseFd(reservedFd_);
+void Port::closed() {
     // UNIX-5: the file goes once the socket is closed (ENOENT ignored: Better
     // than Twisted). An adopted socket's file belongs to whoever made it.
     if (!adopted_ && !UnixSockAddr::isAbstract(path_)) ::unlink(path_.c_str());
     releaseLock();
-    disconnecting_ = false;
     log::info(logPrefix(), "(UNIX Port {} Closed)", displayPath(path_));  // UNIX-7
-    factory_->doStop();
 }
 
 // ---- Connector --------------------------------------------------------------------------
 
 Connector::Connector(Reactor& reactor, std::string path, std::shared_ptr<ClientFactory> factory, double timeout,
                      bool checkPID)
-    : reactor_(reactor), path_(std::move(path)), factory_(std::move(factory)), timeout_(timeout),
+    : BaseConnector(reactor, std::move(factory), timeout, "connectUNIX"), path_(std::move(path)),
       checkPID_(checkPID) {
-    if (!factory_) throw std::invalid_argument("connectUNIX: null factory");
     if (checkPID_ && UnixSockAddr::isAbstract(path_))  // UNIX-6, Better than Twisted
         throw std::invalid_argument("connectUNIX: checkPID needs a filesystem path, not an abstract name");
 }
 
-Connector::~Connector() { cancelTimeout(); }
-
-void Connector::connect() {
-    if (state_ != State::disconnected) throw std::logic_error("can't connect in this state");
-    state_ = State::connecting;
-    if (!factoryStarted_) {
-        factory_->doStart();
-        factoryStarted_ = true;
-    }
-    transport_ = std::make_shared<Client>(reactor_, shared_from_this());
-    transport_->begin();
-    if (timeout_ > 0) {
-        timeoutCall_ = reactor_.callLater(timeout_, [weak = std::weak_ptr<Client>(transport_)] {
-            if (auto t = weak.lock()) t->failIfNotConnected(Failure(TimeoutError()));
-        });
-    }
-    factory_->startedConnecting(shared_from_this());
-}
-
-void Connector::stopConnecting() {
-    if (state_ != State::connecting) throw NotConnectingError();
-    state_ = State::disconnected;
-    auto t = transport_;
-    t->failIfNotConnected(Failure(UserError()));
-}
-
-void Connector::disconnect() {
-    if (state_ == State::connecting) stopConnecting();
-    else if (state_ == State::connected && transport_) transport_->loseConnection();
+std::shared_ptr<IConnectingTransport> Connector::makeTransport() {
+    return std::make_shared<Client>(reactor(), std::static_pointer_cast<Connector>(shared_from_this()));
 }
 
 Address Connector::getDestination() const { return UNIXAddress(path_); }
-
-void Connector::cancelTimeout() {
-    if (timeoutCall_) {
-        if (timeoutCall_->active()) timeoutCall_->cancel();
-        timeoutCall_.reset();
-    }
-}
-
-void Connector::connectionFailed(const Failure& reason) {
-    cancelTimeout();
-    state_ = State::disconnected;
-    auto self = shared_from_this();
-    factory_->clientConnectionFailed(self, reason);
-    if (state_ == State::disconnected && factoryStarted_) {
-        factoryStarted_ = false;
-        factory_->doStop();
-    }
-}
-
-void Connector::connectionLost(const Failure& reason) {
-    state_ = State::disconnected;
-    auto self = shared_from_this();
-    factory_->clientConnectionLost(self, reason);
-    if (state_ == State::disconnected && factoryStarted_) {
-        factoryStarted_ = false;
-        factory_->doStop();
-    }
-}
 
 }  // namespace unix_
 
@@ -778,17 +554,17 @@ std::shared_ptr<IListeningPort> Reactor::adoptUNIXStreamPort(int fd, std::shared
 void Reactor::adoptUNIXStreamConnection(int fd, std::shared_ptr<Factory> factory) {
     weft::detail::UnixSockAddr peer;
     peer.length = weft::detail::UnixSockAddr::capacity;
-    if (::getpeername(fd, peer.get(), &peer.length) != 0) peer.length = 0;
+    if (sys::ops.getpeername(fd, peer.get(), &peer.length) != 0) peer.length = 0;
     std::string peerPath = peer.path();
     std::shared_ptr<Protocol> protocol;
     try {
         protocol = factory->buildProtocol(UNIXAddress(peerPath));  // UNIX-22, Better than Twisted: the peer
     } catch (...) {
-        ::close(fd);
+        sys::ops.close(fd);
         throw;
     }
     if (!protocol) {
-        ::close(fd);
+        sys::ops.close(fd);
         return;
     }
     std::string local = unix_::localPath(fd);

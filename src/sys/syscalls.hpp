@@ -25,6 +25,15 @@ struct Ops {
     int (*connect)(int, const sockaddr*, socklen_t);
     int (*close)(int);
     int (*recvmmsg)(int, mmsghdr*, unsigned, int, timespec*);  // UDP/UNIX datagram batches
+    // Socket set-up and tear-down: fault tests reach these too.
+    int (*socket)(int, int, int);
+    int (*bind)(int, const sockaddr*, socklen_t);
+    int (*listen)(int, int);
+    int (*shutdown)(int, int);
+    int (*setsockopt)(int, int, int, const void*, socklen_t);
+    int (*getsockopt)(int, int, int, void*, socklen_t*);
+    int (*getsockname)(int, sockaddr*, socklen_t*);
+    int (*getpeername)(int, sockaddr*, socklen_t*);
 };
 
 /// The table in use; tests swap entries, production never does.

@@ -752,7 +752,7 @@ TEST_P(UNIXTest, UNIX_20_queuedDescriptorsAreClosedWhenTheConnectionIsLost) {
     unixTransport(p.client()).sendFileDescriptor(devnull);
     ::close(devnull);
     EXPECT_EQ(openFds().size(), before.size() + 1);  // our copy
-    p.client().tcp()->abortConnection();
+    p.client().stream()->abortConnection();
     ASSERT_TRUE(spinUntil([&] { return p.client().lost == 1 && p.server().lost == 1; }));
     EXPECT_EQ(openFds().size(), before.size() - 2);  // both sockets and the copy are gone
     closePair(p);
@@ -905,7 +905,7 @@ TEST_P(UNIXTest, UNIX_10_abortConnectionResetsThePeer) {
     Pair p;
     connectPair(p, path());
     p.client().send(std::string(1 << 20, 'q'));
-    p.client().tcp()->abortConnection();
+    p.client().stream()->abortConnection();
     ASSERT_TRUE(spinUntil([&] { return p.client().lost == 1 && p.server().lost == 1; }));
     EXPECT_TRUE(p.client().lostReason->check<err::ConnectionAborted>());
     closePair(p);
@@ -919,7 +919,7 @@ TEST_P(UNIXTest, UNIX_10_closingFromInsideEveryCallbackIsSafe) {
         p.sf->onBuilt = [&, action](RecordingProtocol& proto) {
             proto.onMade = [&, action](RecordingProtocol& me) {
                 if (action == 0) me.transport->loseConnection();
-                if (action == 1) me.tcp()->abortConnection();
+                if (action == 1) me.stream()->abortConnection();
                 if (action == 2) {
                     p.port->stopListening();
                     me.transport->loseConnection();

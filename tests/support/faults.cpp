@@ -135,8 +135,44 @@ int hookRecvmmsg(int fd, mmsghdr* msgs, unsigned vlen, int flags, timespec* time
     }));
 }
 
+// Socket set-up and tear-down: a scripted errno or the kernel's answer.
+template <class Kernel>
+int plain(Call c, int fd, Kernel kernel) {
+    return static_cast<int>(run(c, fd, 0, nullptr, 0, [&](std::size_t) { return ssize_t{kernel()}; }));
+}
+int hookSocket(int domain, int type, int protocol) {
+    return plain(Call::socket, -1, [&] { return sys::kernelOps.socket(domain, type, protocol); });
+}
+int hookBind(int fd, const sockaddr* a, socklen_t n) {
+    return plain(Call::bind, fd, [&] { return sys::kernelOps.bind(fd, a, n); });
+}
+int hookListen(int fd, int backlog) {
+    return plain(Call::listen, fd, [&] { return sys::kernelOps.listen(fd, backlog); });
+}
+int hookShutdown(int fd, int how) {
+    return plain(Call::shutdown, fd, [&] { return sys::kernelOps.shutdown(fd, how); });
+}
+int hookSetsockopt(int fd, int level, int name, const void* v, socklen_t n) {
+    return plain(Call::setsockopt, fd, [&] { return sys::kernelOps.setsockopt(fd, level, name, v, n); });
+}
+int hookGetsockopt(int fd, int level, int name, void* v, socklen_t* n) {
+    return plain(Call::getsockopt, fd, [&] { return sys::kernelOps.getsockopt(fd, level, name, v, n); });
+}
+int hookGetsockname(int fd, sockaddr* a, socklen_t* n) {
+    return plain(Call::getsockname, fd, [&] { return sys::kernelOps.getsockname(fd, a, n); });
+}
+int hookGetpeername(int fd, sockaddr* a, socklen_t* n) {
+    return plain(Call::getpeername, fd, [&] { return sys::kernelOps.getpeername(fd, a, n); });
+}
+
 bool stormable(Call c) {
-    return c != Call::accept4 && c != Call::connect && c != Call::close && c != Call::recvmmsg;
+    switch (c) {
+        case Call::read: case Call::readv: case Call::write: case Call::writev:
+        case Call::recv: case Call::send: case Call::recvmsg: case Call::sendmsg:
+            return true;
+        default:
+            return false;
+    }
 }
 
 }  // namespace
@@ -146,8 +182,10 @@ ScopedFaults::ScopedFaults() {
     if (!gCurrent.compare_exchange_strong(expected, this))
         throw std::logic_error("ScopedFaults: another fault injector is already installed");
     saved_ = sys::ops;
-    sys::ops = sys::Ops{hookRead,  hookWrite,   hookReadv,   hookWritev,  hookRecv, hookSend,
-                        hookRecvmsg, hookSendmsg, hookAccept4, hookConnect, hookClose, hookRecvmmsg};
+    sys::ops = sys::Ops{hookRead,     hookWrite,      hookReadv,      hookWritev,      hookRecv,
+                        hookSend,     hookRecvmsg,    hookSendmsg,    hookAccept4,     hookConnect,
+                        hookClose,    hookRecvmmsg,   hookSocket,     hookBind,        hookListen,
+                        hookShutdown, hookSetsockopt, hookGetsockopt, hookGetsockname, hookGetpeername};
 }
 
 ScopedFaults::~ScopedFaults() {

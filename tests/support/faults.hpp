@@ -59,8 +59,12 @@
 namespace weft::test {
 
 /// The system calls the injector can script.
-enum class Call { read, readv, write, writev, recv, send, recvmsg, sendmsg, accept4, connect, close, recvmmsg };
-inline constexpr std::size_t kCallKinds = 12;
+enum class Call {
+    read, readv, write, writev, recv, send, recvmsg, sendmsg, accept4, connect, close, recvmmsg,
+    // socket set-up and tear-down (fail or pass only; `fd` is -1 for socket)
+    socket, bind, listen, shutdown, setsockopt, getsockopt, getsockname, getpeername
+};
+inline constexpr std::size_t kCallKinds = 20;
 
 /// What one scripted call does.
 struct Outcome {

@@ -25,6 +25,8 @@ public:
 
     /// The transport as a TCP connection (null if it is something else).
     tcp::Connection* tcp() const { return dynamic_cast<tcp::Connection*>(transport.get()); }
+    /// The transport as a stream (TCP, UNIX, …; null if it is something else).
+    StreamTransport* stream() const { return dynamic_cast<StreamTransport*>(transport.get()); }
     void send(std::string_view s) { transport->write(s); }
 
     std::string received;

@@ -18,6 +18,7 @@ start() {
   PID=$!
   pids+=("$PID")
   for _ in $(seq 100); do
+    [ -e "$work/$name.log" ] || { sleep 0.05; continue; }  # the background shell may not have opened it yet
     PORT=$(sed -n "s/.* on IPv4Address(TCP, '127.0.0.1', \([0-9]*\)).*/\1/p" "$work/$name.log" | head -1)
     [ -n "$PORT" ] && return 0
     sleep 0.05

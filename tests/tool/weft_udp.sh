@@ -18,6 +18,7 @@ start() {  # start NAME ARGS...: sets PID and PORT once weft logs where it liste
   PID=$!
   pids+=("$PID")
   for _ in $(seq 100); do
+    [ -e "$work/$name.log" ] || { sleep 0.05; continue; }  # the background shell may not have opened it yet
     PORT=$(sed -n "s/.* on IPv[46]Address(UDP, '[^']*', \([0-9]*\)).*/\1/p" "$work/$name.log" | head -1)
     [ -n "$PORT" ] && return 0
     sleep 0.05

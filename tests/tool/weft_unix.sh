@@ -18,6 +18,7 @@ start() {
   PID=$!
   pids+=("$PID")
   for _ in $(seq 100); do
+    [ -e "$work/$name.log" ] || { sleep 0.05; continue; }  # the background shell may not have opened it yet
     ADDR=$(sed -n "s/.* on \(IPv4Address(TCP, '127.0.0.1', [0-9]*)\|UNIXAddress('[^']*')\).*/\1/p" "$work/$name.log" | head -1)
     [ -n "$ADDR" ] && return 0
     sleep 0.05
@@ -128,20 +129,31 @@ rmdir "$ro"
 
 # A live listener that takes no lock (socat) keeps its socket: weft refuses the
 # path, whether named relatively (as socat bound it) or absolutely, and socat's
-# clients still reach it afterwards.
+# clients still reach it afterwards. (socat's EXEC child can lose a reply when
+# the child of weft's probe connection dies at the same moment, so reaching it
+# is tried three times: a stolen socket fails every try with ENOENT.)
 mkdir "$work/live"
 (cd "$work/live" && exec socat UNIX-LISTEN:app.sock,fork EXEC:"echo hi" 2>/dev/null) &
 socatPid=$!
 pids+=("$socatPid")
+reachSocat() {
+  local got
+  for _ in 1 2 3; do
+    got=$(socat -u UNIX-CONNECT:"$work/live/app.sock" STDOUT 2>/dev/null) || true
+    [ "$got" = hi ] && return 0
+    sleep 0.2
+  done
+  return 1
+}
 for _ in $(seq 100); do [ -S "$work/live/app.sock" ] && break; sleep 0.05; done
-[ "$(socat -t 5 - UNIX-CONNECT:"$work/live/app.sock" </dev/null 2>/dev/null)" = hi ] || { echo "socat listener not up"; exit 1; }
+reachSocat || { echo "socat listener not up"; exit 1; }
 for name in app.sock "$work/live/app.sock"; do
   if (cd "$work/live" && "$weft" echo "unix:$name") >"$work/steal.log" 2>&1; then
     echo "weft took the path of a live listener ($name)"; exit 1
   fi
   grep -q "in use" "$work/steal.log" || { echo "live listener ($name): unclear error:"; cat "$work/steal.log"; exit 1; }
   [ -S "$work/live/app.sock" ] || { echo "the live listener's socket file was removed ($name)"; exit 1; }
-  [ "$(socat -t 5 - UNIX-CONNECT:"$work/live/app.sock" </dev/null 2>/dev/null)" = hi ] || { echo "socat unreachable after weft ($name)"; exit 1; }
+  reachSocat || { echo "socat unreachable after weft ($name)"; exit 1; }
   [ ! -e "$work/live/app.sock.lock" ] || { echo "lock file left behind ($name)"; exit 1; }
 done
 kill "$socatPid"; wait "$socatPid" 2>/dev/null || true

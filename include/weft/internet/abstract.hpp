@@ -102,7 +102,10 @@ public:
     /// Most bytes handed to one writeSomeData() call (Twisted SEND_LIMIT).
     static constexpr std::size_t SEND_LIMIT = 128 * 1024;
 
-    enum class State : std::uint8_t { fresh, connected, disconnecting, disconnected };
+    /// fresh → connected → (disconnecting →) disconnected; aborting from any
+    /// state before disconnected (a transport's abortConnection: no more I/O,
+    /// connectionLost(ConnectionAborted) to follow).
+    enum class State : std::uint8_t { fresh, connected, disconnecting, aborting, disconnected };
     enum class WriteHalf : std::uint8_t { open, closing, closed };
 
     explicit FileDescriptor(Reactor& reactor);
@@ -117,8 +120,11 @@ public:
     Reactor& reactor() const noexcept { return reactor_; }
     State state() const noexcept { return state_; }
     WriteHalf writeHalf() const noexcept { return writeHalf_; }
-    /// True once the transport can carry bytes, until connectionLost (also while disconnecting).
-    bool connected() const noexcept { return state_ == State::connected || state_ == State::disconnecting; }
+    /// True once the transport can carry bytes, until connectionLost (also while
+    /// disconnecting or aborting: TCP-33).
+    bool connected() const noexcept {
+        return state_ == State::connected || state_ == State::disconnecting || state_ == State::aborting;
+    }
     bool disconnecting() const noexcept { return state_ == State::disconnecting; }
     bool disconnected() const noexcept { return state_ == State::disconnected; }
     /// Unsent bytes queued.
@@ -204,6 +210,9 @@ protected:
     /// Drops every queued byte and shuts the write half, so later writes are
     /// discarded (abortConnection). Does not unregister anything.
     void discardOutput() noexcept;
+    /// Enters State::aborting: stops reading and writing and drops the output.
+    /// False (nothing done) once disconnected or already aborting.
+    bool beginAbort() noexcept;
 
     /// How writeToFD writes: writev() for any descriptor; for a socket, send()
     /// of a single buffer or sendmsg() of several, both with MSG_NOSIGNAL (a

@@ -74,6 +74,13 @@ public:
     /// looks (a cross-cast); FileDescriptor answers directly, so the reactor
     /// does not walk a transport's class hierarchy at every end of input.
     virtual IHalfCloseableDescriptor* asHalfCloseable() noexcept;
+
+    /// Why the descriptor failed when the reactor reports an error condition
+    /// for it (EPOLLERR, POLLERR). The default reads a socket's pending error
+    /// (SO_ERROR) and falls back to a ConnectionLost without an errno for
+    /// other descriptors; a transport that is not a socket (a pipe, a PTY, a
+    /// serial line) answers for its own kind.
+    virtual Failure errorReason() const;
 };
 
 /// A descriptor with data to read (Twisted IReadDescriptor).

@@ -4,7 +4,7 @@
 //   Port        a listening UNIX socket (Reactor::listenUNIX, adoptStreamPort
 //               with AF_UNIX): socket-file mode, optional PID lock file, stale
 //               socket files replaced, a live listener never stolen.
-//   Connection  a tcp::Connection on a UNIX socket, plus descriptor passing
+//   Connection  a SocketTransport (stream.hpp) on a UNIX socket, plus descriptor passing
 //               (IUNIXTransport::sendFileDescriptor → fileDescriptorReceived).
 //   Server      an accepted (or adopted) connection.
 //   Client      an outgoing connection, driven by a Connector (connectUNIX).
@@ -31,7 +31,8 @@
 
 #include <weft/export.hpp>
 #include <weft/internet/error.hpp>
-#include <weft/internet/tcp.hpp>
+#include <weft/internet/address.hpp>
+#include <weft/internet/stream.hpp>
 
 namespace weft {
 
@@ -70,8 +71,8 @@ struct PeerCredentials {
     friend bool operator==(const PeerCredentials&, const PeerCredentials&) = default;
 };
 
-/// One UNIX stream connection: a tcp::Connection whose reads are recvmsg()
-/// (so descriptors can arrive) and whose writes carry queued descriptors.
+/// One UNIX stream connection: a SocketTransport (stream.hpp) whose reads are
+/// recvmsg() (so descriptors can arrive) and whose writes carry queued descriptors.
 ///
 /// Descriptor passing (UNIX-14..UNIX-20, Better than Twisted): sendFileDescriptor()
 /// duplicates the descriptor at once, so the caller may close its own; each
@@ -83,14 +84,13 @@ struct PeerCredentials {
 /// received descriptors go to the protocol's fileDescriptorReceived() before the
 /// bytes of the same read, or are closed (and logged) when the protocol is not
 /// an IFileDescriptorReceiver.
-class WEFT_EXPORT Connection : public tcp::Connection, public IUNIXTransport {
+class WEFT_EXPORT Connection : public SocketTransport, public IUNIXTransport {
 public:
     /// More queued descriptors than this count as a full send buffer (UNIX-16).
     static constexpr std::size_t fileDescriptorBufferSize = 64;
 
     ~Connection() override;
 
-    Reason doRead() override;
     Reason doWrite() override;
     void connectionLost(const Failure& reason) override;
 
@@ -109,6 +109,8 @@ public:
 
 protected:
     Connection(Reactor& reactor, int fd, std::string peerPath);
+    /// recvmsg() with room for descriptors; delivers them before the bytes.
+    ssize_t readSome(std::byte* into, std::size_t room, Reason& failure) override;
     WriteResult writeSomeData(std::span<const iovec> data) override;
     bool isSendBufferFull() const noexcept override;
 
@@ -122,62 +124,39 @@ private:
 };
 
 /// An accepted or adopted UNIX connection (Twisted unix.Server).
-class WEFT_EXPORT Server final : public Connection {
+class WEFT_EXPORT Server final : public AcceptedTransport<Connection> {
 public:
     /// `prefixPath` names the connection in logPrefix(): the peer's path for an
     /// accepted connection, the local path for an adopted one (UNIX-9, UNIX-22);
     /// `portPath` is the listening path shown by repr().
     Server(Reactor& reactor, int fd, std::string peerPath, int sessionno, std::string portPath,
            std::string prefixPath);
-    /// "<protocol logPrefix>,<session number>,<path>" (UNIX-9).
-    std::string logPrefix() const override;
-    /// "<ProtocolClassName #<session number> on <listening path>>" (UNIX-9).
-    std::string repr() const;
-    int sessionno() const noexcept { return sessionno_; }
 
 private:
     friend class Port;
     friend class ::weft::Reactor;
-    void start(std::shared_ptr<Protocol> protocol) { startProtocol(std::move(protocol)); }
-    int sessionno_;
+    std::string peerName() const override { return prefixPath_; }
+    std::string where() const override { return portPath_; }
     std::string portPath_;
     std::string prefixPath_;
-    mutable std::unique_ptr<std::string> prefix_;
 };
 
 /// An outgoing UNIX connection (Twisted unix.Client), created by a Connector.
-class WEFT_EXPORT Client final : public Connection {
+class WEFT_EXPORT Client final : public ConnectingTransport<Connection> {
 public:
     Client(Reactor& reactor, std::shared_ptr<Connector> connector);
-    /// "Uninitialized" until connected, then "<protocol logPrefix>,client".
-    std::string logPrefix() const override;
     /// "<Client to <address> at <id in hex>>".
     std::string repr() const;
-    Reason doRead() override;
-    Reason doWrite() override;
-    void connectionLost(const Failure& reason) override;
-    /// Gives up an attempt that has not connected yet: closes the socket and
-    /// reports clientConnectionFailed(reason) through the connector.
-    void failIfNotConnected(const Failure& reason);
-    bool connecting() const noexcept { return phase_ != Phase::done; }
 
 private:
-    friend class Connector;
-    enum class Phase : std::uint8_t { waiting, connecting, done };
-    void begin();
-    void attempt();
-    Reason finishConnect();
-    void connectDone();
-
-    std::shared_ptr<Connector> connector_;
-    Phase phase_ = Phase::waiting;
-    mutable std::string prefix_;
+    void attempt() override;
+    Address connectedPeer() const override { return UNIXAddress(peerPath_); }
+    void attemptFailed(int error) override;
+    const Connector& connector() const noexcept;
 };
 
 /// A listening UNIX stream socket (Twisted unix.Port).
-class WEFT_EXPORT Port final : public IListeningPort,
-                               public IReadDescriptor,
-                               public std::enable_shared_from_this<Port> {
+class WEFT_EXPORT Port final : public StreamPort {
 public:
     /// See Reactor::listenUNIX. Throws std::invalid_argument for a null factory
     /// or wantPID with an abstract-namespace path (UNIX-6).
@@ -189,26 +168,12 @@ public:
     /// (UNIX-1..UNIX-4). Throws error::CannotListenError with nothing left
     /// behind. A no-op while listening.
     void startListening() override;
-    /// As TCP-7: stops accepting now, closes on a later iteration (UNIX-5).
-    Deferred<void> stopListening() override;
     /// UNIXAddress(path) (UNIX-7).
     Address getHost() const override;
 
-    int fileno() const override { return fd_; }
-    /// The factory's class name.
-    std::string logPrefix() const override;
-    Reason doRead() override;
-    /// Closes the socket, removes the socket file (filesystem paths weft bound;
-    /// ENOENT ignored), releases the lock, then factory->doStop() (UNIX-5).
-    void connectionLost(const Failure& reason) override;
-
     /// "<FactoryClassName on '<path>'>", or "<FactoryClassName (not listening)>" (UNIX-7).
     std::string repr() const;
-    bool listening() const noexcept { return fd_ >= 0; }
     const std::string& path() const noexcept { return path_; }
-    const std::shared_ptr<Factory>& factory() const noexcept { return factory_; }
-    /// Connections one readable event may accept now (TCP-11).
-    int numberAccepts = 100;
 
 private:
     friend class ::weft::Reactor;
@@ -216,63 +181,40 @@ private:
     int bindSocket();
     error::CannotListenError listenFailure(int e) const;
     void releaseLock() noexcept;
+    /// Removes the socket file (filesystem paths weft bound; ENOENT ignored),
+    /// releases the lock, logs the close (UNIX-5, UNIX-7).
+    void closed() override;
+    void accepted(int fd, const sockaddr* peer, socklen_t length) override;
+    socklen_t peerCapacity() const noexcept override;
 
-    Reactor& reactor_;
     std::string path_;
-    std::shared_ptr<Factory> factory_;
-    int backlog_;
     int mode_;
     bool wantPID_;
-    int fd_ = -1;
-    bool adopted_ = false;
-    bool disconnecting_ = false;
+    bool adopted_ = false;   // the socket file belongs to whoever made it
     bool lockHeld_ = false;
-    int sessionno_ = 0;
-    int reservedFd_ = -1;  // spare descriptor for EMFILE recovery (TCP-14)
 };
 
 /// Drives outgoing UNIX connection attempts (Twisted unix.Connector); the life
 /// cycle is TCP's (TCP-36, TCP-41..TCP-49).
-class WEFT_EXPORT Connector final : public IConnector, public std::enable_shared_from_this<Connector> {
+class WEFT_EXPORT Connector final : public BaseConnector {
 public:
-    enum class State : std::uint8_t { disconnected, connecting, connected };
-
     Connector(Reactor& reactor, std::string path, std::shared_ptr<ClientFactory> factory, double timeout,
               bool checkPID);
-    ~Connector() override;
 
-    /// Starts an attempt (std::logic_error unless disconnected); the factory is
-    /// doStart()ed once and startedConnecting() called before this returns.
-    void connect() override;
-    /// Fails the attempt in progress with UserError (error::NotConnectingError otherwise).
-    void stopConnecting() override;
-    /// Stops an attempt, or loseConnection()s the transport.
-    void disconnect() override;
     /// UNIXAddress(path) (UNIX-10).
     Address getDestination() const override;
-
-    State state() const noexcept { return state_; }
-    const std::shared_ptr<Client>& transport() const noexcept { return transport_; }
-    const std::shared_ptr<ClientFactory>& factory() const noexcept { return factory_; }
+    /// The current (or last) transport; null before the first attempt.
+    std::shared_ptr<Client> transport() const noexcept {
+        return std::static_pointer_cast<Client>(currentTransport());
+    }
     const std::string& path() const noexcept { return path_; }
     bool checkPID() const noexcept { return checkPID_; }
-    Reactor& reactor() const noexcept { return reactor_; }
 
 private:
-    friend class Client;
-    void connectionFailed(const Failure& reason);
-    void connectionLost(const Failure& reason);
-    void cancelTimeout();
+    std::shared_ptr<IConnectingTransport> makeTransport() override;
 
-    Reactor& reactor_;
     std::string path_;
-    std::shared_ptr<ClientFactory> factory_;
-    double timeout_;
     bool checkPID_;
-    State state_ = State::disconnected;
-    bool factoryStarted_ = false;
-    std::shared_ptr<Client> transport_;
-    std::optional<DelayedCall> timeoutCall_;
 };
 
 /// True if "<path>" is held as a PID lock (a symlink naming a live process),
