@@ -20,6 +20,7 @@
 #include <weft/internet/error.hpp>
 #include <weft/log.hpp>
 
+#include "internet/detail/accepting.hpp"
 #include "internet/detail/connecting.hpp"
 #include "internet/detail/sysutil.hpp"
 #include "sys/syscalls.hpp"
@@ -47,111 +48,19 @@ bool getFlag(int fd, int level, int option) {
 
 using weft::detail::hexId;
 
-SockAddr localName(int fd) {
-    SockAddr a;
-    a.length = SockAddr::capacity;
-    if (sys::ops.getsockname(fd, a.get(), &a.length) != 0) a.length = 0;
-    return a;
-}
 
-std::uint16_t portOf(const SockAddr& a) {
-    if (a.family() == AF_INET) return ntohs(a.u.v4.sin_port);
-    if (a.family() == AF_INET6) return ntohs(a.u.v6.sin6_port);
-    return 0;
-}
 
 }  // namespace
-
-// ---- SockAddr ---------------------------------------------------------------------
-
-namespace {
-// Dotted quad by hand: glibc's inet_ntop formats IPv4 through sprintf, the
-// larger part of a datagram's cost when every one comes from a new sender.
-// Returns the end of the text (at most 15 characters).
-char* formatIPv4(const in_addr& address, char* out) {
-    const auto* b = reinterpret_cast<const unsigned char*>(&address);
-    char* p = out;
-    for (int i = 0; i < 4; ++i) {
-        if (i) *p++ = '.';
-        p = std::to_chars(p, out + 15, b[i]).ptr;
-    }
-    return p;
-}
-}  // namespace
-
-void SockAddr::assignTo(Address& a, const char* type) const {
-    auto* v4 = std::get_if<IPv4Address>(&a);
-    if (length != 0 && family() == AF_INET && v4 && v4->type == type) {
-        char text[16];
-        v4->host.assign(text, formatIPv4(u.v4.sin_addr, text));
-        v4->port = ntohs(u.v4.sin_port);
-        return;
-    }
-    a = toAddress(type);
-}
-
-Address SockAddr::toAddress(const char* type) const {
-    char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {};
-    if (length == 0) return NoAddress();
-    if (family() == AF_INET) {
-        auto* in = &u.v4;
-        return IPv4Address(type, std::string(text, formatIPv4(in->sin_addr, text)), ntohs(in->sin_port));
-    }
-    if (family() == AF_INET6) {
-        auto* in6 = &u.v6;
-        ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
-        std::string host = text;
-        if (in6->sin6_scope_id != 0) {
-            char name[IF_NAMESIZE] = {};
-            host += '%';
-            host += ::if_indextoname(in6->sin6_scope_id, name) ? std::string(name) : std::to_string(in6->sin6_scope_id);
-        }
-        return IPv6Address(type, std::move(host), ntohs(in6->sin6_port), ntohl(in6->sin6_flowinfo),
-                           in6->sin6_scope_id);
-    }
-    return NoAddress();
-}
-
-std::optional<SockAddr> SockAddr::fromLiteral(const std::string& host, std::uint16_t port) {
-    SockAddr a;
-    auto* in = &a.u.v4;
-    if (::inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) {
-        in->sin_family = AF_INET;
-        in->sin_port = htons(port);
-        a.length = sizeof(sockaddr_in);
-        return a;
-    }
-    auto* in6 = &a.u.v6;
-    std::string addr = host;
-    std::string scope;
-    if (auto pct = host.find('%'); pct != std::string::npos) {
-        addr = host.substr(0, pct);
-        scope = host.substr(pct + 1);
-        if (scope.empty()) return std::nullopt;
-    }
-    if (::inet_pton(AF_INET6, addr.c_str(), &in6->sin6_addr) != 1) return std::nullopt;
-    in6->sin6_family = AF_INET6;
-    in6->sin6_port = htons(port);
-    if (!scope.empty()) {
-        std::uint32_t id = 0;
-        auto [end, ec] = std::from_chars(scope.data(), scope.data() + scope.size(), id);
-        if (ec != std::errc() || end != scope.data() + scope.size()) id = ::if_nametoindex(scope.c_str());
-        if (id == 0) return std::nullopt;
-        in6->sin6_scope_id = id;
-    }
-    a.length = sizeof(sockaddr_in6);
-    return a;
-}
 
 // ---- Connection ---------------------------------------------------------------------
 
 void Connection::closeDescriptor(bool abort) noexcept {
-    if (fd_ >= 0 && !host_) host_ = std::make_unique<SockAddr>(localName(fd_));  // getHost() answers after the close
+    if (fd_ >= 0 && !host_) host_ = std::make_unique<SockAddr>(SockAddr::localOf(fd_));  // getHost() answers after the close
     SocketTransport::closeDescriptor(abort);
 }
 
 Address Connection::getHost() const {
-    if (!host_ && fd_ >= 0) host_ = std::make_unique<SockAddr>(localName(fd_));
+    if (!host_ && fd_ >= 0) host_ = std::make_unique<SockAddr>(SockAddr::localOf(fd_));
     return host_ ? host_->toAddress() : Address(NoAddress());
 }
 
@@ -343,8 +252,8 @@ void Port::startListening() {
         throw CannotListenError(interface_, requestedPort_, errnoCode(e));
     }
     family_ = addr->family();
-    SockAddr bound = localName(s);
-    realPort_ = portOf(bound);
+    SockAddr bound = SockAddr::localOf(s);
+    realPort_ = bound.port();
     // Bound to one address: every accepted connection's local address is this one.
     if (!isWildcard(bound)) local_ = bound;
     else local_.reset();
@@ -353,8 +262,8 @@ void Port::startListening() {
 
 void Port::adopt(int fd, int family) {
     family_ = family;
-    SockAddr bound = localName(fd);
-    realPort_ = portOf(bound);
+    SockAddr bound = SockAddr::localOf(fd);
+    realPort_ = bound.port();
     Address a = bound.toAddress();
     if (auto* v4 = std::get_if<IPv4Address>(&a)) interface_ = v4->host;
     else if (auto* v6 = std::get_if<IPv6Address>(&a)) interface_ = v6->host;
@@ -363,7 +272,7 @@ void Port::adopt(int fd, int family) {
 }
 
 Address Port::getHost() const {
-    if (fd_ >= 0) return localName(fd_).toAddress();
+    if (fd_ >= 0) return SockAddr::localOf(fd_).toAddress();
     std::string host = interface_.empty() ? std::string("0.0.0.0") : interface_;
     if (family_ == AF_INET6) return IPv6Address("TCP", host, realPort_);
     return IPv4Address("TCP", host, realPort_);
@@ -373,17 +282,8 @@ void Port::accepted(int s, const sockaddr* peerAddress, socklen_t length) {
     SockAddr peer;
     std::memcpy(&peer.u, peerAddress, std::min<std::size_t>(length, sizeof peer.u));
     peer.length = length;
-    std::shared_ptr<Protocol> protocol;
-    try {
-        protocol = factory_->buildProtocol(peer.toAddress());  // TCP-12
-    } catch (...) {
-        sys::ops.close(s);
-        throw;
-    }
-    if (!protocol) {
-        sys::ops.close(s);
-        return;
-    }
+    auto protocol = weft::detail::buildProtocolOrClose(*factory_, peer.toAddress(), s);  // TCP-12
+    if (!protocol) return;
     // From here the Server owns the socket (its destructor closes it).
     auto server = std::make_shared<Server>(reactor_, s, peer, sessionno_++, realPort_, local_ ? &*local_ : nullptr);
     setFlag(s, IPPROTO_TCP, TCP_NODELAY, true);  // TCP-23, Better than Twisted
@@ -480,27 +380,18 @@ std::shared_ptr<IListeningPort> Reactor::adoptStreamPort(int fd, int addressFami
 void Reactor::adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
     int copy = duplicateForAdoption(fd, addressFamily, factory, "adoptStreamConnection");
     if (addressFamily == AF_UNIX) return adoptUNIXStreamConnection(copy, std::move(factory));  // UNIX-22
-    tcp::SockAddr peer;
-    peer.length = tcp::SockAddr::capacity;
+    SockAddr peer;
+    peer.length = SockAddr::capacity;
     if (sys::ops.getpeername(copy, peer.get(), &peer.length) != 0) peer.length = 0;
-    std::shared_ptr<Protocol> protocol;
-    try {
-        protocol = factory->buildProtocol(peer.toAddress());
-    } catch (...) {
-        sys::ops.close(copy);
-        throw;
-    }
-    if (!protocol) {  // TCP-51
-        sys::ops.close(copy);
-        return;
-    }
-    auto local = tcp::SockAddr{};
-    local.length = tcp::SockAddr::capacity;
+    auto protocol = weft::detail::buildProtocolOrClose(*factory, peer.toAddress(), copy);  // TCP-51
+    if (!protocol) return;
+    auto local = SockAddr{};
+    local.length = SockAddr::capacity;
     if (sys::ops.getsockname(copy, local.get(), &local.length) != 0) local.length = 0;
     int one = 1;  // TCP-23: as for accepted sockets
     sys::ops.setsockopt(copy, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     // Better than Twisted: session number 0 for an adopted connection.
-    auto server = std::make_shared<tcp::Server>(*this, copy, peer, 0, tcp::portOf(local), local.length ? &local : nullptr);
+    auto server = std::make_shared<tcp::Server>(*this, copy, peer, 0, local.port(), local.length ? &local : nullptr);
     server->start(std::move(protocol));
 }
 

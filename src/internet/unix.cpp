@@ -22,6 +22,7 @@
 #include <weft/log.hpp>
 
 #include "internet/detail/acceptloop.hpp"
+#include "internet/detail/accepting.hpp"
 #include "internet/detail/connecting.hpp"
 #include "internet/detail/unixpath.hpp"
 #include "sys/syscalls.hpp"
@@ -486,17 +487,8 @@ void Port::accepted(int s, const sockaddr* peerAddress, socklen_t length) {
     std::memcpy(&peer.u, peerAddress, std::min<std::size_t>(length, sizeof peer.u));
     peer.length = length;
     std::string peerPath = peer.path();
-    std::shared_ptr<Protocol> protocol;
-    try {
-        protocol = factory_->buildProtocol(UNIXAddress(peerPath));  // UNIX-8
-    } catch (...) {
-        sys::ops.close(s);
-        throw;
-    }
-    if (!protocol) {
-        sys::ops.close(s);
-        return;
-    }
+    auto protocol = weft::detail::buildProtocolOrClose(*factory_, UNIXAddress(peerPath), s);  // UNIX-8
+    if (!protocol) return;
     std::string prefixPath = peerPath;
     auto server =
         std::make_shared<Server>(reactor_, s, std::move(peerPath), sessionno_++, path_, std::move(prefixPath));
@@ -556,17 +548,8 @@ void Reactor::adoptUNIXStreamConnection(int fd, std::shared_ptr<Factory> factory
     peer.length = weft::detail::UnixSockAddr::capacity;
     if (sys::ops.getpeername(fd, peer.get(), &peer.length) != 0) peer.length = 0;
     std::string peerPath = peer.path();
-    std::shared_ptr<Protocol> protocol;
-    try {
-        protocol = factory->buildProtocol(UNIXAddress(peerPath));  // UNIX-22, Better than Twisted: the peer
-    } catch (...) {
-        sys::ops.close(fd);
-        throw;
-    }
-    if (!protocol) {
-        sys::ops.close(fd);
-        return;
-    }
+    auto protocol = weft::detail::buildProtocolOrClose(*factory, UNIXAddress(peerPath), fd);  // UNIX-22, Better than Twisted: the peer
+    if (!protocol) return;
     std::string local = unix_::localPath(fd);
     auto server = std::make_shared<unix_::Server>(*this, fd, std::move(peerPath), 0, local, local);
     server->start(std::move(protocol));

@@ -37,34 +37,13 @@
 #include <weft/internet/defer.hpp>
 #include <weft/internet/delayedcall.hpp>
 #include <weft/internet/protocol.hpp>
+#include <weft/internet/sockaddr.hpp>
 #include <weft/internet/stream.hpp>
 
 namespace weft::tcp {
 
-/// An IPv4 or IPv6 socket address, as the kernel gives it (28 bytes, not a
-/// 128-byte sockaddr_storage: every connection keeps one).
-struct WEFT_EXPORT SockAddr {
-    union Storage {
-        sockaddr_in6 v6;  // first: value-initialisation zeroes all 28 bytes (scope id included)
-        sockaddr_in v4;
-        sockaddr sa;
-    } u{};
-    socklen_t length = 0;
-    /// The room there is, for accept/getsockname/getpeername.
-    static constexpr socklen_t capacity = sizeof(sockaddr_in6);
-
-    int family() const noexcept { return u.sa.sa_family; }
-    const sockaddr* get() const noexcept { return &u.sa; }
-    sockaddr* get() noexcept { return &u.sa; }
-    /// IPv4Address/IPv6Address("TCP", host, port); IPv6 hosts keep "%scope".
-    /// NoAddress for an empty or other-family address.
-    Address toAddress(const char* type = "TCP") const;
-    /// Makes `a` equal to toAddress(type), reusing its strings when it already
-    /// holds an IPv4 address of that type (a datagram port's sender cache).
-    void assignTo(Address& a, const char* type) const;
-    /// Parses an IPv4 or IPv6 literal ("::1", "fe80::1%lo"); nullopt if it is none.
-    static std::optional<SockAddr> fromLiteral(const std::string& host, std::uint16_t port);
-};
+/// IP socket addresses are weft::SockAddr (sockaddr.hpp), shared with UDP.
+using SockAddr = weft::SockAddr;
 
 class Port;
 class Connector;

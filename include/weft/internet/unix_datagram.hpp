@@ -7,7 +7,7 @@
 //   ConnectedDatagramPort  a UNIX datagram socket connected to one peer path
 //                          (Reactor::connectUNIXDatagram), optionally bound.
 //
-// Both are udp::DatagramSocket: the receive loop, the send path, the stop life
+// Both are DatagramSocket: the receive loop, the send path, the stop life
 // cycle and the ownership rules are UDP's (udp.hpp). Paths are byte strings; a
 // first byte of NUL names Linux's abstract namespace (no file, no mode, nothing
 // to remove). A socket file weft created is removed when the port closes
@@ -20,12 +20,12 @@
 #include <string>
 
 #include <weft/export.hpp>
-#include <weft/internet/udp.hpp>
+#include <weft/internet/datagram.hpp>
 
 namespace weft::unix_ {
 
 /// A bound UNIX datagram socket (Twisted unix.DatagramPort; UNIX-23..UNIX-27).
-class WEFT_EXPORT DatagramPort final : public udp::DatagramSocket {
+class WEFT_EXPORT DatagramPort final : public DatagramSocket {
 public:
     /// The socket is made by startListening(). Throws std::invalid_argument
     /// for a null protocol.
@@ -71,7 +71,7 @@ private:
 
 /// A UNIX datagram socket connected to one peer (Twisted
 /// unix.ConnectedDatagramPort; UNIX-28, UNIX-29).
-class WEFT_EXPORT ConnectedDatagramPort final : public udp::DatagramSocket {
+class WEFT_EXPORT ConnectedDatagramPort final : public DatagramSocket {
 public:
     ConnectedDatagramPort(Reactor& reactor, std::string path, std::shared_ptr<ConnectedDatagramProtocol> protocol,
                           std::size_t maxPacketSize = 8192, int mode = 0666,
