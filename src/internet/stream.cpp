@@ -258,6 +258,7 @@ std::string StreamPort::logPrefix() const {
 
 void StreamPort::beginListening(int fd, const std::string& where) {
     fd_ = fd;
+    state_ = State::listening;
     weft::detail::reserveFd(reservedFd_);
     log::info(logPrefix(), "{} starting on {}", FileDescriptor::getLogPrefix(*factory_), where);  // TCP-6
     factory_->doStart();  // TCP-5
@@ -266,7 +267,7 @@ void StreamPort::beginListening(int fd, const std::string& where) {
 }
 
 Reason StreamPort::doRead() {
-    if (fd_ < 0 || disconnecting_) return std::nullopt;
+    if (state_ != State::listening) return std::nullopt;
     // TCP-15: what this batch logs is emitted after it, so logging cannot take
     // the descriptor freed for EMFILE recovery.
     std::vector<weft::detail::PendingLog> logs;
@@ -274,7 +275,7 @@ Reason StreamPort::doRead() {
     weft::detail::acceptBatch(
         fd_, numberAccepts, reservedFd_, reinterpret_cast<sockaddr*>(&peer), peerCapacity(), logs,
         [&](int s, socklen_t length) { accepted(s, reinterpret_cast<const sockaddr*>(&peer), length); },
-        [this] { return fd_ < 0 || disconnecting_; });
+        [this] { return state_ != State::listening; });
     for (auto& l : logs) {
         if (l.failure) log::failure(logPrefix(), l.message, *l.failure);
         else log::info(logPrefix(), "{}", l.message);
@@ -283,8 +284,8 @@ Reason StreamPort::doRead() {
 }
 
 Deferred<void> StreamPort::stopListening() {
-    if (fd_ < 0 || disconnecting_) return succeed();
-    disconnecting_ = true;
+    if (state_ != State::listening) return succeed();
+    state_ = State::stopping;
     reactor_.removeReader(this);  // TCP-7: stop accepting at once
     Deferred<void> done;
     reactor_.callLater(0, [self = shared_from_this(), done]() mutable {
@@ -300,13 +301,13 @@ Deferred<void> StreamPort::stopListening() {
 }
 
 void StreamPort::connectionLost(const Failure&) {
-    if (fd_ < 0) return;
+    if (state_ == State::closed) return;
     reactor_.removeReader(this);
     // A listening socket is never shut down: an adopted one is shared (TCP-50).
     sys::ops.close(fd_);
     fd_ = -1;
     weft::detail::releaseFd(reservedFd_);
-    disconnecting_ = false;
+    state_ = State::closed;
     closed();
     factory_->doStop();  // TCP-8: may throw, the port is closed already
 }

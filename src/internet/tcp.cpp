@@ -224,7 +224,7 @@ Port::Port(Reactor& reactor, std::uint16_t port, std::shared_ptr<Factory> factor
 
 std::string Port::repr() const {
     std::string f = logPrefix();
-    if (fd_ >= 0) return fmt::format("<weft::tcp::Port of {} on {}>", f, realPort_);
+    if (listening()) return fmt::format("<weft::tcp::Port of {} on {}>", f, realPort_);
     return fmt::format("<weft::tcp::Port of {} (not listening)>", f);
 }
 
@@ -237,7 +237,7 @@ bool isWildcard(const SockAddr& a) {
 }  // namespace
 
 void Port::startListening() {
-    if (fd_ >= 0) return;
+    if (listening()) return;
     std::string host = interface_.empty() ? std::string("0.0.0.0") : interface_;
     auto addr = SockAddr::fromLiteral(host, requestedPort_);
     if (!addr)  // TCP-3, Better than Twisted: no name lookup on the loop
@@ -272,7 +272,7 @@ void Port::adopt(int fd, int family) {
 }
 
 Address Port::getHost() const {
-    if (fd_ >= 0) return SockAddr::localOf(fd_).toAddress();
+    if (listening()) return SockAddr::localOf(fd_).toAddress();
     std::string host = interface_.empty() ? std::string("0.0.0.0") : interface_;
     if (family_ == AF_INET6) return IPv6Address("TCP", host, realPort_);
     return IPv4Address("TCP", host, realPort_);

@@ -392,7 +392,7 @@ Port::Port(Reactor& reactor, std::string path, std::shared_ptr<Factory> factory,
 Port::~Port() { releaseLock(); }
 
 std::string Port::repr() const {
-    if (fd_ >= 0) return fmt::format("<{} on '{}'>", logPrefix(), displayPath(path_));
+    if (listening()) return fmt::format("<{} on '{}'>", logPrefix(), displayPath(path_));
     return fmt::format("<{} (not listening)>", logPrefix());
 }
 
@@ -446,7 +446,7 @@ CannotListenError Port::listenFailure(int e) const {
 }
 
 void Port::startListening() {
-    if (fd_ >= 0) return;
+    if (listening()) return;
     if (wantPID_) {  // UNIX-4
         UnixSockAddr addr;
         if (!UnixSockAddr::fromPath(path_, addr)) throw listenFailure(ENAMETOOLONG);  // before any lock is made

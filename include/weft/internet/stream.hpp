@@ -313,7 +313,11 @@ public:
     /// by stopListening.
     void connectionLost(const Failure& reason) override;
 
-    bool listening() const noexcept { return fd_ >= 0; }
+    /// closed → listening → stopping (stopListening asked; the close runs on a later iteration) → closed.
+    enum class State : std::uint8_t { closed, listening, stopping };
+    State state() const noexcept { return state_; }
+    /// True from a successful listen until the socket is closed (also while stopping).
+    bool listening() const noexcept { return state_ != State::closed; }
     const std::shared_ptr<Factory>& factory() const noexcept { return factory_; }
     /// Connections one readable event may accept now (TCP-11).
     int numberAccepts = 100;
@@ -335,11 +339,11 @@ protected:
     Reactor& reactor_;
     std::shared_ptr<Factory> factory_;
     int backlog_;
-    int fd_ = -1;
+    int fd_ = -1;  // open exactly while the state is not closed
     int sessionno_ = 0;
 
 private:
-    bool disconnecting_ = false;
+    State state_ = State::closed;
     int reservedFd_ = -1;  // spare descriptor for EMFILE recovery (TCP-14)
 };
 
