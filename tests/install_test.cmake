@@ -1,12 +1,22 @@
 # Installs the build tree into a scratch prefix, then configures and builds
 # examples/standalone as a separate project with find_package(weft) and checks
-# the pkg-config file.
+# the pkg-config file. The install must hold every public header of include/,
+# and examples/standalone also builds all_headers: one translation unit that
+# includes every installed header with -std=gnu++20 and checks that the
+# predefined macros unix and linux still expand to 1 afterwards.
 set(prefix ${BINARY_DIR}/install-test/prefix)
 set(build ${BINARY_DIR}/install-test/build)
 file(REMOVE_RECURSE ${BINARY_DIR}/install-test)
 execute_process(COMMAND ${CMAKE_COMMAND} --install ${BINARY_DIR} --prefix ${prefix} RESULT_VARIABLE rc)
 if(rc)
   message(FATAL_ERROR "cmake --install failed: ${rc}")
+endif()
+file(GLOB_RECURSE source_headers RELATIVE ${SOURCE_DIR}/include ${SOURCE_DIR}/include/weft/*.hpp)
+file(GLOB_RECURSE installed_headers RELATIVE ${prefix}/include ${prefix}/include/weft/*.hpp)
+list(SORT source_headers)
+list(SORT installed_headers)
+if(NOT source_headers STREQUAL installed_headers)
+  message(FATAL_ERROR "the installed headers differ from include/:\n  source:    ${source_headers}\n  installed: ${installed_headers}")
 endif()
 execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR}/examples/standalone -B ${build} -G Ninja
                         -DCMAKE_PREFIX_PATH=${prefix} RESULT_VARIABLE rc)
@@ -20,6 +30,10 @@ endif()
 execute_process(COMMAND ${build}/hello_reactor RESULT_VARIABLE rc OUTPUT_VARIABLE out)
 if(rc OR NOT out MATCHES "tick 3")
   message(FATAL_ERROR "the installed example did not run: rc=${rc} out=${out}")
+endif()
+execute_process(COMMAND ${build}/all_headers RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "all_headers (every installed header, -std=gnu++20) did not run: rc=${rc}")
 endif()
 file(GLOB_RECURSE pc ${prefix}/*/pkgconfig/weft.pc)
 if(NOT pc)

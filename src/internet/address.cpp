@@ -10,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include <weft/text.hpp>
+
 namespace weft {
 
 std::string IPv4Address::str() const { return fmt::format("IPv4Address({}, '{}', {})", type, host, port); }
@@ -18,6 +20,12 @@ std::string UNIXAddress::str() const {
     if (name.empty()) return "UNIXAddress(None)";
     if (name.front() == '\0') return fmt::format("UNIXAddress('\\x00{}')", name.substr(1));
     return fmt::format("UNIXAddress('{}')", name);
+}
+
+std::string TunnelAddress::str() const {
+    const char* kind = type == TunnelType::tun ? "IFF_TUN" : type == TunnelType::tap ? "IFF_TAP" : nullptr;
+    std::string typeName = kind ? kind : fmt::format("0x{:04x}", static_cast<unsigned>(type));
+    return fmt::format("<TunnelAddress type={} name={}>", typeName, quote(name));
 }
 
 namespace {

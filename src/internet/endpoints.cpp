@@ -9,17 +9,15 @@
 #include <climits>
 #include <cstdlib>
 #include <initializer_list>
-#include <set>
+#include <mutex>
+#include <typeinfo>
 #include <utility>
 
 #include <fmt/format.h>
 
-#include <weft/internet/base.hpp>
+#include <weft/internet/abstract.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/interfaces.hpp>
-#include <weft/internet/tcp.hpp>
-#include <weft/internet/udp.hpp>
-#include <weft/internet/unix.hpp>
 #include <weft/text.hpp>
 
 namespace weft {
@@ -176,25 +174,37 @@ std::string valueOr(const Bound& bound, const std::string& key, std::string fall
     throw UnknownEndpointType(fmt::format("Unknown endpoint type: {}", quote(lower(type))));
 }
 
+// The interface I of the reactor, for an endpoint of `type`; a reactor without
+// it makes the description unusable here, before any endpoint exists.
+template <class I>
+I& need(const ReactorRef& reactor, std::string_view type) {
+    if (I* i = reactor.find<I>()) return *i;
+    throw UnsupportedEndpointType(fmt::format("Endpoint type {} needs a reactor that provides {}", quote(lower(type)),
+                                              className(typeid(I))));
+}
+
 // ---- server parsers ----------------------------------------------------------------------
 
-std::shared_ptr<IStreamServerEndpoint> parseTCPServer(Reactor& reactor, const EndpointDescription& d) {
+std::shared_ptr<IStreamServerEndpoint> parseTCPServer(const ReactorRef& reactor, const EndpointDescription& d,
+                                                      const ServerParseContext&) {
     Bound b = bindArguments("tcp", d, {"port", "interface", "backlog"}, {"port"});
-    return std::make_shared<TCP4ServerEndpoint>(reactor, portArgument("tcp", b["port"]),
+    return std::make_shared<TCP4ServerEndpoint>(need<IReactorTCP>(reactor, "tcp"), portArgument("tcp", b["port"]),
                                                 intArgument("tcp", "backlog", valueOr(b, "backlog", "50")),
                                                 valueOr(b, "interface", ""));
 }
 
-std::shared_ptr<IStreamServerEndpoint> parseTCP6Server(Reactor& reactor, const EndpointDescription& d) {
+std::shared_ptr<IStreamServerEndpoint> parseTCP6Server(const ReactorRef& reactor, const EndpointDescription& d,
+                                                       const ServerParseContext&) {
     // EP-9: backlog comes before interface here, unlike "tcp".
     Bound b = bindArguments("tcp6", d, {"port", "backlog", "interface"}, {"port"});
-    return std::make_shared<TCP6ServerEndpoint>(reactor, portArgument("tcp6", b["port"]),
+    return std::make_shared<TCP6ServerEndpoint>(need<IReactorTCP>(reactor, "tcp6"), portArgument("tcp6", b["port"]),
                                                 intArgument("tcp6", "backlog", valueOr(b, "backlog", "50")),
                                                 valueOr(b, "interface", "::"));
 }
 
 // EP-7: unix:ADDRESS[:MODE[:BACKLOG[:LOCKFILE]]]; mode in octal, lockfile on by default.
-std::shared_ptr<IStreamServerEndpoint> parseUNIXServer(Reactor& reactor, const EndpointDescription& d) {
+std::shared_ptr<IStreamServerEndpoint> parseUNIXServer(const ReactorRef& reactor, const EndpointDescription& d,
+                                                       const ServerParseContext&) {
     Bound b = bindArguments("unix", d, {"address", "mode", "backlog", "lockfile"}, {"address"});
     std::string modeText = valueOr(b, "mode", "666");
     int mode = 0;
@@ -202,13 +212,13 @@ std::shared_ptr<IStreamServerEndpoint> parseUNIXServer(Reactor& reactor, const E
     if (modeText.empty() || ec != std::errc() || end != modeText.data() + modeText.size() || mode < 0 || mode > 07777)
         throw EndpointArgumentError(fmt::format("unix: mode {} is not an octal file mode", quote(modeText)));
     if (b["address"].empty()) throw EndpointArgumentError("unix: the address (a socket path) is empty");
-    return std::make_shared<UNIXServerEndpoint>(reactor, b["address"],
+    return std::make_shared<UNIXServerEndpoint>(need<IReactorUNIX>(reactor, "unix"), b["address"],
                                                 intArgument("unix", "backlog", valueOr(b, "backlog", "50")), mode,
                                                 intArgument("unix", "lockfile", valueOr(b, "lockfile", "1")) != 0);
 }
 
-std::shared_ptr<IStreamServerEndpoint> parseSystemd(Reactor& reactor, const EndpointDescription& d,
-                                                    const ListenFDs* given) {
+std::shared_ptr<IStreamServerEndpoint> parseSystemd(const ReactorRef& reactor, const EndpointDescription& d,
+                                                    const ServerParseContext& context) {
     Bound b = bindArguments("systemd", d, {"domain", "index", "name"}, {"domain"});
     bool hasIndex = b.count("index") != 0, hasName = b.count("name") != 0;
     if (hasIndex == hasName)
@@ -221,10 +231,11 @@ std::shared_ptr<IStreamServerEndpoint> parseSystemd(Reactor& reactor, const Endp
     else
         throw InvalidEndpointDescription(
             fmt::format("systemd: unknown domain {} (expected INET, INET6 or UNIX)", quote(domain)));
+    IReactorSocket& sockets = need<IReactorSocket>(reactor, "systemd");
 
     ListenFDs fromEnvironment;
-    if (!given) fromEnvironment = ListenFDs::fromEnvironment();
-    const ListenFDs& inherited = given ? *given : fromEnvironment;
+    if (!context.inherited) fromEnvironment = ListenFDs::fromEnvironment();
+    const ListenFDs& inherited = context.inherited ? *context.inherited : fromEnvironment;
     int fd;
     if (hasIndex) {
         bool overflow = false;
@@ -243,29 +254,12 @@ std::shared_ptr<IStreamServerEndpoint> parseSystemd(Reactor& reactor, const Endp
                                                          quote(b["name"]), named.size()));
         fd = it->second;
     }
-    return std::make_shared<AdoptedStreamServerEndpoint>(reactor, fd, family);
-}
-
-std::shared_ptr<IStreamServerEndpoint> parseServer(Reactor& reactor, std::string_view description,
-                                                   const ListenFDs* inherited) {
-    EndpointDescription d = parseEndpointDescription(description);
-    const std::string type = d.type();
-    // EP-5: Twisted's built-in types match only in lower case ("TCP:80" is unknown) …
-    if (type == "tcp") return parseTCPServer(reactor, d);
-    if (type == "unix") return parseUNIXServer(reactor, d);
-    if (type == "ssl") unsupported(type, "weft has no TLS");
-    // … its plugin types in any case.
-    std::string plugin = lower(type);
-    if (plugin == "tcp6") return parseTCP6Server(reactor, d);
-    if (plugin == "systemd") return parseSystemd(reactor, d, inherited);
-    if (plugin == "stdio") unsupported(plugin, "weft has no standard I/O transport");
-    if (plugin == "haproxy") unsupported(plugin, "weft has no PROXY protocol support");
-    unknown(type);
+    return std::make_shared<AdoptedStreamServerEndpoint>(sockets, fd, family);
 }
 
 // ---- client parsers ----------------------------------------------------------------------
 
-std::shared_ptr<IStreamClientEndpoint> parseTCPClient(Reactor& reactor, const EndpointDescription& d) {
+std::shared_ptr<IStreamClientEndpoint> parseTCPClient(const ReactorRef& reactor, const EndpointDescription& d) {
     // EP-13: host and port positionally or by keyword in any mix. One
     // positional field is the host, unless host= is given: then it is the port.
     Bound b;
@@ -283,18 +277,117 @@ std::shared_ptr<IStreamClientEndpoint> parseTCPClient(Reactor& reactor, const En
     requireArguments("tcp", b, {"host", "port"});
     std::optional<BindAddress> bindAddress;
     if (b.count("bindAddress")) bindAddress = BindAddress{b["bindAddress"], 0};
-    return std::make_shared<TCP4ClientEndpoint>(reactor, b["host"], portArgument("tcp", b["port"]),
+    return std::make_shared<TCP4ClientEndpoint>(need<IReactorTCP>(reactor, "tcp"), b["host"],
+                                                portArgument("tcp", b["port"]),
                                                 intArgument("tcp", "timeout", valueOr(b, "timeout", "30")),
                                                 std::move(bindAddress));
 }
 
 // EP-14: unix:PATH (or path=) with timeout= and lockfile= (checkPID, off by default).
-std::shared_ptr<IStreamClientEndpoint> parseUNIXClient(Reactor& reactor, const EndpointDescription& d) {
+std::shared_ptr<IStreamClientEndpoint> parseUNIXClient(const ReactorRef& reactor, const EndpointDescription& d) {
     Bound b = bindArguments("unix", d, {"path", "timeout", "lockfile"}, {"path"});
     if (b["path"].empty()) throw EndpointArgumentError("unix: the path is empty");
-    return std::make_shared<UNIXClientEndpoint>(reactor, b["path"],
+    return std::make_shared<UNIXClientEndpoint>(need<IReactorUNIX>(reactor, "unix"), b["path"],
                                                 intArgument("unix", "timeout", valueOr(b, "timeout", "30")),
                                                 intArgument("unix", "lockfile", valueOr(b, "lockfile", "0")) != 0);
+}
+
+// ---- datagram parsers ----------------------------------------------------------------------
+
+std::shared_ptr<IDatagramServerEndpoint> parseUDPServer(const ReactorRef& reactor, const EndpointDescription& d) {
+    Bound b = bindArguments("udp", d, {"port", "interface", "maxPacketSize"}, {"port"});
+    int size = intArgument("udp", "maxPacketSize", valueOr(b, "maxPacketSize", "8192"));
+    if (size <= 0 || size > 65535)
+        throw EndpointArgumentError(fmt::format("udp: maxPacketSize {} is outside 1..65535", size));
+    return std::make_shared<UDPServerEndpoint>(need<IReactorUDP>(reactor, "udp"), portArgument("udp", b["port"]),
+                                               valueOr(b, "interface", ""), static_cast<std::size_t>(size));
+}
+
+// ---- the registry ----------------------------------------------------------------------------
+
+// Parsers by prefix: exact ones as registered, any-case ones in lower case.
+// Lookups copy the parser out, so a parser runs without the lock (and may
+// register others).
+template <class Parser>
+class ParserTable {
+public:
+    struct Entry {
+        std::string prefix;
+        Parser parser;
+        PrefixMatch match;
+    };
+    explicit ParserTable(std::initializer_list<Entry> builtIn) {
+        for (const Entry& e : builtIn) add(e.prefix, e.parser, e.match);
+    }
+
+    void add(std::string prefix, Parser parser, PrefixMatch match) {
+        if (prefix.empty()) throw std::invalid_argument("an endpoint parser needs a non-empty prefix");
+        if (!parser) throw std::invalid_argument("no parser given for endpoint type " + quote(prefix));
+        std::lock_guard lock(mu_);
+        table(match)[key(std::move(prefix), match)] = std::move(parser);
+    }
+    bool remove(std::string_view prefix, PrefixMatch match) {
+        std::lock_guard lock(mu_);
+        return table(match).erase(key(std::string(prefix), match)) != 0;
+    }
+    // The parser for `type`: an exact prefix first, then an any-case one (EP-5).
+    Parser find(const std::string& type) const {
+        std::lock_guard lock(mu_);
+        if (auto it = exact_.find(type); it != exact_.end()) return it->second;
+        if (auto it = anyCase_.find(lower(type)); it != anyCase_.end()) return it->second;
+        return nullptr;
+    }
+
+private:
+    static std::string key(std::string prefix, PrefixMatch match) {
+        return match == PrefixMatch::anyCase ? lower(prefix) : std::move(prefix);
+    }
+    std::map<std::string, Parser>& table(PrefixMatch match) {
+        return match == PrefixMatch::exact ? exact_ : anyCase_;
+    }
+
+    mutable std::mutex mu_;
+    std::map<std::string, Parser> exact_;
+    std::map<std::string, Parser> anyCase_;
+};
+
+// Stands for a Twisted type weft does not have yet.
+template <class Parser>
+Parser notYet(std::string_view why) {
+    return [why](const ReactorRef&, const EndpointDescription& d, auto&&...) -> typename Parser::result_type {
+        unsupported(lower(d.type()), why);
+    };
+}
+
+// The built-in types, registered as anyone registers theirs. Twisted's own
+// server parsers ("tcp", "unix", "ssl") match only as written; its plugins
+// ("tcp6", "systemd", "stdio", "haproxy") and every client type in any case.
+ParserTable<ServerParser>& serverParsers() {
+    static ParserTable<ServerParser> table{
+        {"tcp", parseTCPServer, PrefixMatch::exact},
+        {"unix", parseUNIXServer, PrefixMatch::exact},
+        {"ssl", notYet<ServerParser>("weft has no TLS"), PrefixMatch::exact},
+        {"tcp6", parseTCP6Server, PrefixMatch::anyCase},
+        {"systemd", parseSystemd, PrefixMatch::anyCase},
+        {"stdio", notYet<ServerParser>("weft has no standard I/O transport"), PrefixMatch::anyCase},
+        {"haproxy", notYet<ServerParser>("weft has no PROXY protocol support"), PrefixMatch::anyCase},
+    };
+    return table;
+}
+
+ParserTable<ClientParser>& clientParsers() {
+    static ParserTable<ClientParser> table{
+        {"tcp", parseTCPClient, PrefixMatch::anyCase},
+        {"unix", parseUNIXClient, PrefixMatch::anyCase},
+        {"ssl", notYet<ClientParser>("weft has no TLS"), PrefixMatch::anyCase},
+        {"tls", notYet<ClientParser>("weft has no TLS"), PrefixMatch::anyCase},
+    };
+    return table;
+}
+
+ParserTable<DatagramServerParser>& datagramServerParsers() {
+    static ParserTable<DatagramServerParser> table{{"udp", parseUDPServer, PrefixMatch::anyCase}};
+    return table;
 }
 
 // ---- the client endpoint's factory and protocol wrappers ---------------------------------
@@ -391,7 +484,7 @@ void WrappingProtocol::connectionMade() {
 
 // ---- TCP endpoints -----------------------------------------------------------------------
 
-TCPServerEndpoint::TCPServerEndpoint(Reactor& reactor, std::uint16_t port, int backlog, std::string interface)
+TCPServerEndpoint::TCPServerEndpoint(IReactorTCP& reactor, std::uint16_t port, int backlog, std::string interface)
     : reactor_(reactor), port_(port), backlog_(backlog), interface_(std::move(interface)) {}
 
 Deferred<std::shared_ptr<IListeningPort>> TCPServerEndpoint::listen(std::shared_ptr<Factory> factory) {
@@ -403,13 +496,13 @@ Deferred<std::shared_ptr<IListeningPort>> TCPServerEndpoint::listen(std::shared_
     }
 }
 
-TCP4ServerEndpoint::TCP4ServerEndpoint(Reactor& reactor, std::uint16_t port, int backlog, std::string interface)
+TCP4ServerEndpoint::TCP4ServerEndpoint(IReactorTCP& reactor, std::uint16_t port, int backlog, std::string interface)
     : TCPServerEndpoint(reactor, port, backlog, std::move(interface)) {}
 
-TCP6ServerEndpoint::TCP6ServerEndpoint(Reactor& reactor, std::uint16_t port, int backlog, std::string interface)
+TCP6ServerEndpoint::TCP6ServerEndpoint(IReactorTCP& reactor, std::uint16_t port, int backlog, std::string interface)
     : TCPServerEndpoint(reactor, port, backlog, std::move(interface)) {}
 
-TCP4ClientEndpoint::TCP4ClientEndpoint(Reactor& reactor, std::string host, std::uint16_t port, double timeout,
+TCP4ClientEndpoint::TCP4ClientEndpoint(IReactorTCP& reactor, std::string host, std::uint16_t port, double timeout,
                                        std::optional<BindAddress> bindAddress)
     : reactor_(reactor), host_(std::move(host)), port_(port), timeout_(timeout), bindAddress_(std::move(bindAddress)) {}
 
@@ -427,7 +520,7 @@ Deferred<std::shared_ptr<Protocol>> TCP4ClientEndpoint::connect(std::shared_ptr<
 
 // ---- UNIX endpoints ------------------------------------------------------------------------
 
-UNIXServerEndpoint::UNIXServerEndpoint(Reactor& reactor, std::string address, int backlog, int mode, bool wantPID)
+UNIXServerEndpoint::UNIXServerEndpoint(IReactorUNIX& reactor, std::string address, int backlog, int mode, bool wantPID)
     : reactor_(reactor), address_(std::move(address)), backlog_(backlog), mode_(mode), wantPID_(wantPID) {}
 
 Deferred<std::shared_ptr<IListeningPort>> UNIXServerEndpoint::listen(std::shared_ptr<Factory> factory) {
@@ -440,7 +533,7 @@ Deferred<std::shared_ptr<IListeningPort>> UNIXServerEndpoint::listen(std::shared
     }
 }
 
-UNIXClientEndpoint::UNIXClientEndpoint(Reactor& reactor, std::string path, double timeout, bool checkPID)
+UNIXClientEndpoint::UNIXClientEndpoint(IReactorUNIX& reactor, std::string path, double timeout, bool checkPID)
     : reactor_(reactor), path_(std::move(path)), timeout_(timeout), checkPID_(checkPID) {}
 
 Deferred<std::shared_ptr<Protocol>> UNIXClientEndpoint::connect(std::shared_ptr<Factory> factory) {
@@ -457,7 +550,7 @@ Deferred<std::shared_ptr<Protocol>> UNIXClientEndpoint::connect(std::shared_ptr<
 
 // ---- UDP ------------------------------------------------------------------------------------
 
-UDPServerEndpoint::UDPServerEndpoint(Reactor& reactor, std::uint16_t port, std::string interface,
+UDPServerEndpoint::UDPServerEndpoint(IReactorUDP& reactor, std::uint16_t port, std::string interface,
                                      std::size_t maxPacketSize)
     : reactor_(reactor), port_(port), interface_(std::move(interface)), maxPacketSize_(maxPacketSize) {}
 
@@ -468,18 +561,6 @@ Deferred<std::shared_ptr<IListeningPort>> UDPServerEndpoint::listen(std::shared_
     } catch (...) {
         return fail<std::shared_ptr<IListeningPort>>(Failure::current());
     }
-}
-
-std::shared_ptr<IDatagramServerEndpoint> datagramServerFromString(Reactor& reactor, std::string_view description) {
-    EndpointDescription d = parseEndpointDescription(description);
-    std::string type = lower(d.type());
-    if (type != "udp") unknown(d.type());
-    Bound b = bindArguments("udp", d, {"port", "interface", "maxPacketSize"}, {"port"});
-    int size = intArgument("udp", "maxPacketSize", valueOr(b, "maxPacketSize", "8192"));
-    if (size <= 0 || size > 65535)
-        throw EndpointArgumentError(fmt::format("udp: maxPacketSize {} is outside 1..65535", size));
-    return std::make_shared<UDPServerEndpoint>(reactor, portArgument("udp", b["port"]), valueOr(b, "interface", ""),
-                                               static_cast<std::size_t>(size));
 }
 
 // ---- systemd -------------------------------------------------------------------------------
@@ -517,7 +598,7 @@ std::map<std::string, int> ListenFDs::inheritedNamedDescriptors() const {
     return out;
 }
 
-AdoptedStreamServerEndpoint::AdoptedStreamServerEndpoint(Reactor& reactor, int fileno, int addressFamily)
+AdoptedStreamServerEndpoint::AdoptedStreamServerEndpoint(IReactorSocket& reactor, int fileno, int addressFamily)
     : reactor_(reactor), fileno_(fileno), addressFamily_(addressFamily) {}
 
 Deferred<std::shared_ptr<IListeningPort>> AdoptedStreamServerEndpoint::listen(std::shared_ptr<Factory> factory) {
@@ -532,25 +613,61 @@ Deferred<std::shared_ptr<IListeningPort>> AdoptedStreamServerEndpoint::listen(st
     }
 }
 
-// ---- descriptions → endpoints ---------------------------------------------------------------
+// ---- the registry and descriptions → endpoints -----------------------------------------------
 
-std::shared_ptr<IStreamServerEndpoint> serverFromString(Reactor& reactor, std::string_view description) {
-    return parseServer(reactor, description, nullptr);
+void registerServerParser(std::string prefix, ServerParser parser, PrefixMatch match) {
+    serverParsers().add(std::move(prefix), std::move(parser), match);
+}
+bool unregisterServerParser(std::string_view prefix, PrefixMatch match) {
+    return serverParsers().remove(prefix, match);
+}
+void registerClientParser(std::string prefix, ClientParser parser, PrefixMatch match) {
+    clientParsers().add(std::move(prefix), std::move(parser), match);
+}
+bool unregisterClientParser(std::string_view prefix, PrefixMatch match) {
+    return clientParsers().remove(prefix, match);
+}
+void registerDatagramServerParser(std::string prefix, DatagramServerParser parser, PrefixMatch match) {
+    datagramServerParsers().add(std::move(prefix), std::move(parser), match);
+}
+bool unregisterDatagramServerParser(std::string_view prefix, PrefixMatch match) {
+    return datagramServerParsers().remove(prefix, match);
 }
 
-std::shared_ptr<IStreamServerEndpoint> serverFromString(Reactor& reactor, std::string_view description,
-                                                        const ListenFDs& inherited) {
-    return parseServer(reactor, description, &inherited);
-}
+namespace {
 
-std::shared_ptr<IStreamClientEndpoint> clientFromString(Reactor& reactor, std::string_view description) {
+std::shared_ptr<IStreamServerEndpoint> parseServer(const ReactorRef& reactor, std::string_view description,
+                                                   const ServerParseContext& context) {
     EndpointDescription d = parseEndpointDescription(description);
-    // EP-12: client types match in any case.
-    std::string type = lower(d.type());
-    if (type == "tcp") return parseTCPClient(reactor, d);
-    if (type == "unix") return parseUNIXClient(reactor, d);
-    if (type == "ssl" || type == "tls") unsupported(type, "weft has no TLS");
-    unknown(type);
+    auto parser = serverParsers().find(d.type());
+    if (!parser) unknown(d.type());
+    return parser(reactor, d, context);
+}
+
+}  // namespace
+
+std::shared_ptr<IStreamServerEndpoint> serverFromString(const ReactorRef& reactor, std::string_view description) {
+    return parseServer(reactor, description, ServerParseContext{});
+}
+
+std::shared_ptr<IStreamServerEndpoint> serverFromString(const ReactorRef& reactor, std::string_view description,
+                                                        const ListenFDs& inherited) {
+    return parseServer(reactor, description, ServerParseContext{&inherited});
+}
+
+std::shared_ptr<IStreamClientEndpoint> clientFromString(const ReactorRef& reactor, std::string_view description) {
+    EndpointDescription d = parseEndpointDescription(description);
+    auto parser = clientParsers().find(d.type());
+    if (!parser) unknown(d.type());
+    return parser(reactor, d);
+}
+
+std::shared_ptr<IDatagramServerEndpoint> datagramServerFromString(const ReactorRef& reactor,
+                                                                  std::string_view description) {
+    EndpointDescription d = parseEndpointDescription(description);
+    auto parser = datagramServerParsers().find(d.type());
+    if (!parser) unknown(d.type());
+    return parser(reactor, d);
 }
 
 }  // namespace endpoints

@@ -6,7 +6,6 @@
 #include <string>
 
 #include <weft/internet/error.hpp>
-#include <weft/internet/tcp.hpp>
 #include <weft/log.hpp>
 
 namespace weft {
@@ -52,7 +51,7 @@ void ReconnectingClientFactory::clientConnectionLost(const std::shared_ptr<IConn
 
 IReactorTime* ReconnectingClientFactory::resolveClock(const std::shared_ptr<IConnector>& c) const {
     if (clock) return clock;
-    if (auto* tcpConnector = dynamic_cast<tcp::Connector*>(c.get())) return &tcpConnector->reactor();
+    if (IReactorTime* connectorClock = c ? c->clock() : nullptr) return connectorClock;
     return fallbackClock_;
 }
 

@@ -316,20 +316,26 @@ void MemoryReactor::fireSystemEvent(const std::string&) { notSupported("fireSyst
 void MemoryReactor::iterate(double) { notSupported("iterate"); }
 Deferred<std::string> MemoryReactor::resolve(const std::string&, double) { notSupported("resolve"); }
 
-std::shared_ptr<IListeningPort> MemoryReactor::listenTCP(std::uint16_t port, std::shared_ptr<Factory> factory,
-                                                         int backlog, const std::string& interface) {
+std::shared_ptr<FakeConnector> MemoryReactor::makeConnector(Address destination,
+                                                            const std::shared_ptr<ClientFactory>& factory) {
+    // A MemoryReactorClock's connectors answer it as their clock (RCF-1).
+    auto conn = std::make_shared<FakeConnector>(std::move(destination), dynamic_cast<IReactorTime*>(this));
+    if (factory) factory->startedConnecting(conn);
+    connectors.push_back(conn);
+    return conn;
+}
+
+std::shared_ptr<IListeningPort> MemoryReactor::doListenTCP(std::uint16_t port, std::shared_ptr<Factory> factory,
+                                                           int backlog, const std::string& interface) {
     tcpServers.push_back({port, std::move(factory), backlog, interface});
     return std::make_shared<FakePort>(listenAddress("TCP", interface, port));
 }
 
-std::shared_ptr<IConnector> MemoryReactor::connectTCP(const std::string& host, std::uint16_t port,
-                                                      std::shared_ptr<ClientFactory> factory, double timeout,
-                                                      std::optional<BindAddress> bindAddress) {
+std::shared_ptr<IConnector> MemoryReactor::doConnectTCP(const std::string& host, std::uint16_t port,
+                                                        std::shared_ptr<ClientFactory> factory, double timeout,
+                                                        std::optional<BindAddress> bindAddress) {
     tcpClients.push_back({host, port, factory, timeout, std::move(bindAddress)});
-    auto conn = std::make_shared<FakeConnector>(connectAddress(host, port));
-    if (factory) factory->startedConnecting(conn);
-    connectors.push_back(conn);
-    return conn;
+    return makeConnector(connectAddress(host, port), factory);
 }
 
 std::shared_ptr<IListeningPort> MemoryReactor::listenSSL(std::uint16_t port, std::shared_ptr<Factory> factory,
@@ -344,49 +350,68 @@ std::shared_ptr<IConnector> MemoryReactor::connectSSL(const std::string& host, s
                                                       std::shared_ptr<void> contextFactory, double timeout,
                                                       std::optional<BindAddress> bindAddress) {
     sslClients.push_back({host, port, factory, std::move(contextFactory), timeout, std::move(bindAddress)});
-    auto conn = std::make_shared<FakeConnector>(IPv4Address("TCP", host, port));
-    if (factory) factory->startedConnecting(conn);
-    connectors.push_back(conn);
-    return conn;
+    return makeConnector(IPv4Address("TCP", host, port), factory);
 }
 
-std::shared_ptr<IListeningPort> MemoryReactor::listenUNIX(const std::string& address, std::shared_ptr<Factory> factory,
-                                                          int backlog, int mode, bool wantPID) {
+std::shared_ptr<IListeningPort> MemoryReactor::doListenUNIX(const std::string& address,
+                                                            std::shared_ptr<Factory> factory, int backlog, int mode,
+                                                            bool wantPID) {
     unixServers.push_back({address, std::move(factory), backlog, mode, wantPID});
     return std::make_shared<FakePort>(UNIXAddress(address));
 }
 
-std::shared_ptr<IConnector> MemoryReactor::connectUNIX(const std::string& address,
-                                                       std::shared_ptr<ClientFactory> factory, double timeout,
-                                                       bool checkPID) {
+std::shared_ptr<IConnector> MemoryReactor::doConnectUNIX(const std::string& address,
+                                                         std::shared_ptr<ClientFactory> factory, double timeout,
+                                                         bool checkPID) {
     unixClients.push_back({address, factory, timeout, checkPID});
-    auto conn = std::make_shared<FakeConnector>(UNIXAddress(address));
-    if (factory) factory->startedConnecting(conn);
-    connectors.push_back(conn);
-    return conn;
+    return makeConnector(UNIXAddress(address), factory);
 }
 
-std::shared_ptr<IListeningPort> MemoryReactor::listenUDP(std::uint16_t port,
-                                                         std::shared_ptr<AbstractDatagramProtocol> protocol,
-                                                         const std::string& interface, std::size_t maxPacketSize) {
+std::shared_ptr<IListeningPort> MemoryReactor::doListenUNIXDatagram(const std::string& address,
+                                                                    std::shared_ptr<DatagramProtocol> protocol,
+                                                                    std::size_t maxPacketSize, int mode) {
+    unixDatagramServers.push_back({address, std::move(protocol), maxPacketSize, mode});
+    return std::make_shared<FakePort>(UNIXAddress(address));
+}
+
+std::shared_ptr<IListeningPort> MemoryReactor::doConnectUNIXDatagram(const std::string& address,
+                                                                     std::shared_ptr<ConnectedDatagramProtocol> protocol,
+                                                                     std::size_t maxPacketSize, int mode,
+                                                                     std::optional<std::string> bindAddress) {
+    Address host = UNIXAddress(bindAddress.value_or(""));
+    unixDatagramClients.push_back({address, std::move(protocol), maxPacketSize, mode, std::move(bindAddress)});
+    return std::make_shared<FakePort>(std::move(host));
+}
+
+std::shared_ptr<IListeningPort> MemoryReactor::doListenUDP(std::uint16_t port,
+                                                           std::shared_ptr<DatagramProtocol> protocol,
+                                                           const std::string& interface, std::size_t maxPacketSize) {
     udpServers.push_back({port, std::move(protocol), interface, maxPacketSize});
     return std::make_shared<FakePort>(listenAddress("UDP", interface, port));
 }
 
-std::shared_ptr<IListeningPort> MemoryReactor::adoptStreamPort(int fd, int addressFamily,
-                                                               std::shared_ptr<Factory> factory) {
+std::shared_ptr<IListeningPort> MemoryReactor::doListenMulticast(std::uint16_t port,
+                                                                 std::shared_ptr<DatagramProtocol> protocol,
+                                                                 const std::string& interface,
+                                                                 std::size_t maxPacketSize, bool listenMultiple) {
+    multicastServers.push_back({port, std::move(protocol), interface, maxPacketSize, listenMultiple});
+    return std::make_shared<FakePort>(listenAddress("UDP", interface, port));
+}
+
+std::shared_ptr<IListeningPort> MemoryReactor::doAdoptStreamPort(int fd, int addressFamily,
+                                                                 std::shared_ptr<Factory> factory) {
     Address addr = adoptedAddress("TCP", addressFamily);
     adoptedPorts.push_back({fd, addressFamily, std::move(factory)});
     return std::make_shared<FakePort>(std::move(addr));
 }
 
-void MemoryReactor::adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
+void MemoryReactor::doAdoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
     adoptedStreamConnections.push_back({fd, addressFamily, std::move(factory)});
 }
 
-std::shared_ptr<IListeningPort> MemoryReactor::adoptDatagramPort(int fd, int addressFamily,
-                                                                 std::shared_ptr<AbstractDatagramProtocol> protocol,
-                                                                 std::size_t maxPacketSize) {
+std::shared_ptr<IListeningPort> MemoryReactor::doAdoptDatagramPort(int fd, int addressFamily,
+                                                                   std::shared_ptr<DatagramProtocol> protocol,
+                                                                   std::size_t maxPacketSize) {
     Address addr = adoptedAddress("UDP", addressFamily);
     adoptedDatagramPorts.push_back({fd, addressFamily, std::move(protocol), maxPacketSize});
     return std::make_shared<FakePort>(std::move(addr));
@@ -427,15 +452,6 @@ void RaisingMemoryReactor::raise(const std::exception_ptr& e) const {
     std::rethrow_exception(e);
 }
 
-std::shared_ptr<IListeningPort> RaisingMemoryReactor::listenTCP(std::uint16_t, std::shared_ptr<Factory>, int,
-                                                                const std::string&) {
-    raise(listenException_);
-}
-std::shared_ptr<IConnector> RaisingMemoryReactor::connectTCP(const std::string&, std::uint16_t,
-                                                             std::shared_ptr<ClientFactory>, double,
-                                                             std::optional<BindAddress>) {
-    raise(connectException_);
-}
 std::shared_ptr<IListeningPort> RaisingMemoryReactor::listenSSL(std::uint16_t, std::shared_ptr<Factory>,
                                                                 std::shared_ptr<void>, int, const std::string&) {
     raise(listenException_);
@@ -445,26 +461,49 @@ std::shared_ptr<IConnector> RaisingMemoryReactor::connectSSL(const std::string&,
                                                              double, std::optional<BindAddress>) {
     raise(connectException_);
 }
-std::shared_ptr<IListeningPort> RaisingMemoryReactor::listenUNIX(const std::string&, std::shared_ptr<Factory>, int,
-                                                                 int, bool) {
+std::shared_ptr<IListeningPort> RaisingMemoryReactor::doListenTCP(std::uint16_t, std::shared_ptr<Factory>, int,
+                                                                  const std::string&) {
     raise(listenException_);
 }
-std::shared_ptr<IConnector> RaisingMemoryReactor::connectUNIX(const std::string&, std::shared_ptr<ClientFactory>,
-                                                              double, bool) {
+std::shared_ptr<IConnector> RaisingMemoryReactor::doConnectTCP(const std::string&, std::uint16_t,
+                                                               std::shared_ptr<ClientFactory>, double,
+                                                               std::optional<BindAddress>) {
     raise(connectException_);
 }
-std::shared_ptr<IListeningPort> RaisingMemoryReactor::listenUDP(std::uint16_t,
-                                                                std::shared_ptr<AbstractDatagramProtocol>,
-                                                                const std::string&, std::size_t) {
+std::shared_ptr<IListeningPort> RaisingMemoryReactor::doListenUNIX(const std::string&, std::shared_ptr<Factory>, int,
+                                                                   int, bool) {
     raise(listenException_);
 }
-std::shared_ptr<IListeningPort> RaisingMemoryReactor::adoptStreamPort(int, int, std::shared_ptr<Factory>) {
+std::shared_ptr<IConnector> RaisingMemoryReactor::doConnectUNIX(const std::string&, std::shared_ptr<ClientFactory>,
+                                                                double, bool) {
+    raise(connectException_);
+}
+std::shared_ptr<IListeningPort> RaisingMemoryReactor::doListenUNIXDatagram(const std::string&,
+                                                                           std::shared_ptr<DatagramProtocol>,
+                                                                           std::size_t, int) {
     raise(listenException_);
 }
-void RaisingMemoryReactor::adoptStreamConnection(int, int, std::shared_ptr<Factory>) { raise(connectException_); }
-std::shared_ptr<IListeningPort> RaisingMemoryReactor::adoptDatagramPort(int, int,
-                                                                        std::shared_ptr<AbstractDatagramProtocol>,
-                                                                        std::size_t) {
+std::shared_ptr<IListeningPort> RaisingMemoryReactor::doConnectUNIXDatagram(const std::string&,
+                                                                            std::shared_ptr<ConnectedDatagramProtocol>,
+                                                                            std::size_t, int,
+                                                                            std::optional<std::string>) {
+    raise(connectException_);
+}
+std::shared_ptr<IListeningPort> RaisingMemoryReactor::doListenUDP(std::uint16_t, std::shared_ptr<DatagramProtocol>,
+                                                                  const std::string&, std::size_t) {
+    raise(listenException_);
+}
+std::shared_ptr<IListeningPort> RaisingMemoryReactor::doListenMulticast(std::uint16_t,
+                                                                        std::shared_ptr<DatagramProtocol>,
+                                                                        const std::string&, std::size_t, bool) {
+    raise(listenException_);
+}
+std::shared_ptr<IListeningPort> RaisingMemoryReactor::doAdoptStreamPort(int, int, std::shared_ptr<Factory>) {
+    raise(listenException_);
+}
+void RaisingMemoryReactor::doAdoptStreamConnection(int, int, std::shared_ptr<Factory>) { raise(connectException_); }
+std::shared_ptr<IListeningPort> RaisingMemoryReactor::doAdoptDatagramPort(int, int, std::shared_ptr<DatagramProtocol>,
+                                                                          std::size_t) {
     raise(connectException_);
 }
 

@@ -1,19 +1,31 @@
 #include <weft/protocols/portforward.hpp>
 
-#include <weft/internet/abstract.hpp>
 #include <weft/log.hpp>
 
 namespace weft::portforward {
 
+// The transports are asked for what they offer through interfaces
+// (cross-casts), so any stream transport can be forwarded.
 namespace {
 IPushProducer* asPushProducer(const std::shared_ptr<ITransport>& t) { return dynamic_cast<IPushProducer*>(t.get()); }
 IConsumer* asConsumer(const std::shared_ptr<ITransport>& t) { return dynamic_cast<IConsumer*>(t.get()); }
+
 // True once a side can no longer be linked: no transport, or one that is closing
 // or closed (the protocol holds its transport after the loss; someone may hold it).
 bool gone(const std::shared_ptr<ITransport>& t) {
     if (!t) return true;
-    auto* fd = dynamic_cast<FileDescriptor*>(t.get());
-    return fd && fd->state() != FileDescriptor::State::connected;
+    if (auto* status = dynamic_cast<const ITransportStatus*>(t.get()))
+        return !status->isConnected() || status->isDisconnecting();
+    return false;
+}
+
+// Shuts t's write half if it can be shut alone; false if it cannot.
+bool loseWriteConnection(ITransport& t) {
+    if (auto* halfCloseable = dynamic_cast<IHalfCloseableTransport*>(&t)) {
+        halfCloseable->loseWriteConnection();
+        return true;
+    }
+    return false;
 }
 }  // namespace
 
@@ -24,8 +36,7 @@ void Proxy::dataReceived(Bytes data) {
 void Proxy::readConnectionLost() {
     // Pass the half-close on; our own write half stays open for the answer.
     if (peer && peer->transport) {
-        if (auto* fd = dynamic_cast<FileDescriptor*>(peer->transport.get())) fd->loseWriteConnection();
-        else peer->transport->loseConnection();
+        if (!loseWriteConnection(*peer->transport)) peer->transport->loseConnection();
     } else if (transport) {
         transport->loseConnection();
     }
@@ -87,7 +98,7 @@ void ProxyClientFactory::clientConnectionFailed(const std::shared_ptr<IConnector
     if (server->transport) server->transport->loseConnection();
 }
 
-ProxyFactory::ProxyFactory(Reactor& reactor, std::string host, std::uint16_t port)
+ProxyFactory::ProxyFactory(IReactorTCP& reactor, std::string host, std::uint16_t port)
     : connect_([&reactor, host = std::move(host), port](const std::shared_ptr<ProxyClientFactory>& f) {
           reactor.connectTCP(host, port, f);
       }) {}

@@ -590,6 +590,275 @@ TEST_F(EndpointParsing, EP_13_badPortOrTimeoutThrowsValueErrorKind) {
               "tcp: timeout '1.5' is not a number");
 }
 
+// ---- endpoints against a MemoryReactor: each takes the reactor interface it needs --------
+
+namespace {
+
+namespace wt = weft::testing;
+using weft::Failure;
+using weft::Protocol;
+
+// Tells its test when it was made.
+struct Hello : weft::Protocol {
+    bool made = false;
+    void connectionMade() override { made = true; }
+};
+
+// A reactor that has IReactorTCP and nothing else: it records the listenTCP.
+struct TCPOnlyReactor : weft::IReactorTCP {
+    std::vector<std::uint16_t> listened;
+
+protected:
+    std::shared_ptr<weft::IListeningPort> doListenTCP(std::uint16_t port, std::shared_ptr<weft::Factory>, int,
+                                                      const std::string&) override {
+        listened.push_back(port);
+        return std::make_shared<wt::FakePort>(weft::IPv4Address("TCP", "0.0.0.0", port));
+    }
+    std::shared_ptr<weft::IConnector> doConnectTCP(const std::string&, std::uint16_t,
+                                                   std::shared_ptr<weft::ClientFactory>, double,
+                                                   std::optional<weft::BindAddress>) override {
+        throw std::logic_error("not used");
+    }
+};
+
+// An endpoint a plugin builds: it remembers what it was parsed from.
+struct NamedServerEndpoint : weft::IStreamServerEndpoint {
+    std::string type, argument;
+    weft::IReactorTCP* reactor = nullptr;
+    weft::Deferred<std::shared_ptr<weft::IListeningPort>> listen(std::shared_ptr<weft::Factory> f) override {
+        return weft::succeed(reactor->listenTCP(80, std::move(f)));
+    }
+};
+struct NamedClientEndpoint : weft::IStreamClientEndpoint {
+    std::string type;
+    weft::Deferred<std::shared_ptr<Protocol>> connect(std::shared_ptr<weft::Factory>) override {
+        return weft::fail<std::shared_ptr<Protocol>>(Failure(std::runtime_error("not connected")));
+    }
+};
+
+// Registers a parser for the length of a test, so the registry is left as found.
+class ScopedServerParser {
+public:
+    ScopedServerParser(std::string prefix, ep::ServerParser parser, ep::PrefixMatch match = ep::PrefixMatch::anyCase)
+        : prefix_(std::move(prefix)), match_(match) {
+        ep::registerServerParser(prefix_, std::move(parser), match_);
+    }
+    ~ScopedServerParser() { ep::unregisterServerParser(prefix_, match_); }
+    ScopedServerParser(const ScopedServerParser&) = delete;
+    ScopedServerParser& operator=(const ScopedServerParser&) = delete;
+
+private:
+    std::string prefix_;
+    ep::PrefixMatch match_;
+};
+
+// A plugin parser for the type "greeting": greeting:ARGUMENT.
+ep::ServerParser greetingParser() {
+    return [](const weft::ReactorRef& reactor, const EndpointDescription& d, const ep::ServerParseContext&) {
+        auto e = std::make_shared<NamedServerEndpoint>();
+        e->type = d.type();
+        e->argument = d.args.size() > 1 ? d.args[1] : "";
+        e->reactor = &reactor.get<weft::IReactorTCP>();
+        return std::static_pointer_cast<weft::IStreamServerEndpoint>(e);
+    };
+}
+
+}  // namespace
+
+class MemoryReactorEndpoints : public weft::test::LeakCheckedTest {
+protected:
+    wt::MemoryReactor reactor;
+};
+
+TEST_F(MemoryReactorEndpoints, EP_6_tcpServerEndpointListensThroughIReactorTCP) {
+    // EP-6: "tcp:PORT:INTERFACE:BACKLOG" listens with listenTCP(port, factory, backlog, interface) on any IReactorTCP; a MemoryReactor records it.
+    auto endpoint = ep::serverFromString(reactor, "tcp:8080:interface=127.0.0.1:backlog=7");
+    EXPECT_TRUE(reactor.tcpServers.empty());  // nothing until listen()
+    auto factory = weft::Factory::forProtocol<Hello>();
+    auto port = wt::successResultOf(endpoint->listen(factory));
+    ASSERT_EQ(reactor.tcpServers.size(), 1u);
+    EXPECT_EQ(reactor.tcpServers[0].port, 8080);
+    EXPECT_EQ(reactor.tcpServers[0].factory, factory);
+    EXPECT_EQ(reactor.tcpServers[0].backlog, 7);
+    EXPECT_EQ(reactor.tcpServers[0].interface, "127.0.0.1");
+    EXPECT_EQ(std::get<weft::IPv4Address>(port->getHost()), weft::IPv4Address("TCP", "0.0.0.0", 8080));
+    auto tcp = std::dynamic_pointer_cast<ep::TCP4ServerEndpoint>(endpoint);
+    ASSERT_TRUE(tcp);
+    EXPECT_EQ(&tcp->reactor(), static_cast<weft::IReactorTCP*>(&reactor));
+
+    wt::successResultOf(ep::serverFromString(reactor, R"(tcp6:9090:interface=\:\:1)")->listen(factory));
+    ASSERT_EQ(reactor.tcpServers.size(), 2u);
+    EXPECT_EQ(reactor.tcpServers[1].interface, "::1");
+    EXPECT_EQ(reactor.tcpServers[1].backlog, 50);
+}
+
+TEST_F(MemoryReactorEndpoints, EP_14_unixClientEndpointConnectsThroughIReactorUNIX) {
+    // EP-14: "unix:PATH:timeout=T:lockfile=1" connects with connectUNIX(path, …, timeout, checkPID) on any IReactorUNIX; the Deferred fires once the protocol is connected.
+    auto endpoint = ep::clientFromString(reactor, "unix:/run/app.sock:timeout=9:lockfile=1");
+    EXPECT_TRUE(reactor.unixClients.empty());  // nothing until connect()
+    auto d = endpoint->connect(weft::Factory::forProtocol<Hello>());
+    ASSERT_EQ(reactor.unixClients.size(), 1u);
+    const auto& call = reactor.unixClients[0];
+    EXPECT_EQ(call.address, "/run/app.sock");
+    EXPECT_EQ(call.timeout, 9);
+    EXPECT_TRUE(call.checkPID);
+    ASSERT_EQ(reactor.connectors.size(), 1u);
+    EXPECT_EQ(std::get<weft::UNIXAddress>(reactor.connectors[0]->getDestination()), weft::UNIXAddress("/run/app.sock"));
+    wt::assertNoResult(d);
+
+    // The test completes the connection (TEST-12): the endpoint's factory builds the protocol.
+    auto built = call.factory->buildProtocol(weft::UNIXAddress("/run/app.sock"));
+    ASSERT_TRUE(built);
+    built->makeConnection(std::make_shared<wt::StringTransport>());
+    auto protocol = std::dynamic_pointer_cast<Hello>(wt::successResultOf(d));
+    ASSERT_TRUE(protocol);
+    EXPECT_TRUE(protocol->made);
+    built->connectionLost(Failure(weft::error::ConnectionDone()));
+}
+
+TEST_F(MemoryReactorEndpoints, EP_13_tcpClientEndpointConnectsThroughIReactorTCP) {
+    // EP-13: "tcp:HOST:PORT:timeout=T:bindAddress=IP" connects with connectTCP(host, port, …, timeout, {IP, 0}).
+    auto d = ep::clientFromString(reactor, "tcp:example.com:443:timeout=5:bindAddress=10.0.0.2")
+                 ->connect(weft::Factory::forProtocol<Hello>());
+    ASSERT_EQ(reactor.tcpClients.size(), 1u);
+    EXPECT_EQ(reactor.tcpClients[0].host, "example.com");
+    EXPECT_EQ(reactor.tcpClients[0].port, 443);
+    EXPECT_EQ(reactor.tcpClients[0].timeout, 5);
+    EXPECT_EQ(reactor.tcpClients[0].bindAddress, (weft::BindAddress{"10.0.0.2", 0}));
+    wt::assertNoResult(d);
+}
+
+TEST_F(MemoryReactorEndpoints, EP_7_unixServerAndUdpEndpointsListenThroughTheirInterfaces) {
+    // EP-7: "unix:ADDRESS:MODE:BACKLOG:LOCKFILE" listens with listenUNIX(address, factory, backlog, mode, wantPID); "udp:…" with listenUDP.
+    auto factory = weft::Factory::forProtocol<Hello>();
+    wt::successResultOf(ep::serverFromString(reactor, "unix:/tmp/s.sock:600:9:0")->listen(factory));
+    ASSERT_EQ(reactor.unixServers.size(), 1u);
+    EXPECT_EQ(reactor.unixServers[0].address, "/tmp/s.sock");
+    EXPECT_EQ(reactor.unixServers[0].mode, 0600);
+    EXPECT_EQ(reactor.unixServers[0].backlog, 9);
+    EXPECT_FALSE(reactor.unixServers[0].wantPID);
+
+    auto protocol = std::make_shared<weft::DatagramProtocol>();
+    wt::successResultOf(ep::datagramServerFromString(reactor, R"(udp:5353:interface=\:\:1:maxPacketSize=512)")->listen(protocol));
+    ASSERT_EQ(reactor.udpServers.size(), 1u);
+    EXPECT_EQ(reactor.udpServers[0].port, 5353);
+    EXPECT_EQ(reactor.udpServers[0].protocol, protocol);
+    EXPECT_EQ(reactor.udpServers[0].interface, "::1");
+    EXPECT_EQ(reactor.udpServers[0].maxPacketSize, 512u);
+}
+
+TEST_F(MemoryReactorEndpoints, EP_11_systemdEndpointAdoptsThroughIReactorSocket) {
+    // EP-11: a systemd endpoint listens with adoptStreamPort(fd, family, factory) on any IReactorSocket, then closes the inherited descriptor.
+    int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    ep::ListenFDs fds{{fd}, {"web"}};
+    auto factory = weft::Factory::forProtocol<Hello>();
+    wt::successResultOf(ep::serverFromString(reactor, "systemd:domain=INET6:name=web", fds)->listen(factory));
+    ASSERT_EQ(reactor.adoptedPorts.size(), 1u);
+    EXPECT_EQ(reactor.adoptedPorts[0].fd, fd);
+    EXPECT_EQ(reactor.adoptedPorts[0].addressFamily, AF_INET6);
+    EXPECT_EQ(reactor.adoptedPorts[0].factory, factory);
+    errno = 0;
+    EXPECT_EQ(::fcntl(fd, F_GETFD), -1);  // the port would listen on its own duplicate
+    EXPECT_EQ(errno, EBADF);
+}
+
+TEST_F(MemoryReactorEndpoints, EP_5_aTypeWhoseInterfaceTheReactorLacksIsUnsupported) {
+    // EP-5: each parser asks the reactor for the interface its type needs: a reactor with IReactorTCP only parses tcp, and a unix description throws UnsupportedEndpointType naming IReactorUNIX, before any endpoint exists.
+    TCPOnlyReactor tcpOnly;
+    wt::successResultOf(ep::serverFromString(tcpOnly, "tcp:81")->listen(weft::Factory::forProtocol<Hello>()));
+    EXPECT_EQ(tcpOnly.listened, std::vector<std::uint16_t>{81});
+    std::string message;
+    try {
+        ep::serverFromString(tcpOnly, "unix:/tmp/s");
+        ADD_FAILURE() << "no exception";
+    } catch (const UnsupportedEndpointType& e) {
+        message = e.what();
+    }
+    EXPECT_NE(message.find("'unix'"), std::string::npos) << message;
+    EXPECT_NE(message.find("IReactorUNIX"), std::string::npos) << message;
+    EXPECT_THROW(ep::clientFromString(tcpOnly, "unix:/tmp/s"), UnsupportedEndpointType);
+    EXPECT_THROW(ep::datagramServerFromString(tcpOnly, "udp:53"), UnsupportedEndpointType);
+    EXPECT_THROW(ep::serverFromString(tcpOnly, "systemd:domain=INET:index=0", ep::ListenFDs{{3}, {}}),
+                 UnsupportedEndpointType);
+
+    // Seen through one interface, a reactor still offers the others it has (a cross-cast).
+    weft::IReactorTCP& asTCP = reactor;
+    weft::ReactorRef ref(asTCP);
+    EXPECT_EQ(ref.find<weft::IReactorUNIX>(), static_cast<weft::IReactorUNIX*>(&reactor));
+    EXPECT_EQ(ref.find<weft::IReactorThreads>(), nullptr);
+    EXPECT_THROW(ref.get<weft::IReactorThreads>(), std::invalid_argument);
+    EXPECT_TRUE(std::dynamic_pointer_cast<ep::UNIXClientEndpoint>(ep::clientFromString(asTCP, "unix:/x")));
+}
+
+// ---- the parser registry (Twisted's endpoint string parser plugins) ----------------------------
+
+TEST_F(MemoryReactorEndpoints, EP_5_aRegisteredServerTypeIsParsedByItsParserInAnyCase) {
+    // EP-5: a user-registered server type is a plugin type: it matches in any case and its parser gets the reactor and the description; unregistered, it is unknown again.
+    {
+        ScopedServerParser plugin("greeting", greetingParser());
+        for (const char* d : {"greeting:hi", "GREETING:hi", "Greeting:hi"}) {
+            auto e = std::dynamic_pointer_cast<NamedServerEndpoint>(ep::serverFromString(reactor, d));
+            ASSERT_TRUE(e) << d;
+            EXPECT_EQ(e->type, weft::parseEndpointDescription(d).type());
+            EXPECT_EQ(e->argument, "hi");
+            EXPECT_EQ(e->reactor, static_cast<weft::IReactorTCP*>(&reactor));
+        }
+        wt::successResultOf(ep::serverFromString(reactor, "greeting:x")->listen(weft::Factory::forProtocol<Hello>()));
+        EXPECT_EQ(reactor.tcpServers.size(), 1u);
+    }
+    EXPECT_THROW(ep::serverFromString(reactor, "greeting:hi"), UnknownEndpointType);
+    EXPECT_FALSE(ep::unregisterServerParser("greeting"));
+}
+
+TEST_F(MemoryReactorEndpoints, EP_5_exactTypesAreLookedUpBeforeAnyCaseOnes) {
+    // EP-5: like Twisted's built-in "tcp", a type registered PrefixMatch::exact matches only as written, and is found before an any-case (plugin) type: a plugin named "tcp" gets "TCP:80" but never "tcp:80".
+    {
+        ScopedServerParser exact("Shout", greetingParser(), ep::PrefixMatch::exact);
+        EXPECT_TRUE(std::dynamic_pointer_cast<NamedServerEndpoint>(ep::serverFromString(reactor, "Shout:1")));
+        EXPECT_THROW(ep::serverFromString(reactor, "shout:1"), UnknownEndpointType);
+        EXPECT_THROW(ep::serverFromString(reactor, "SHOUT:1"), UnknownEndpointType);
+    }
+    {
+        ScopedServerParser plugin("tcp", greetingParser());
+        EXPECT_TRUE(std::dynamic_pointer_cast<NamedServerEndpoint>(ep::serverFromString(reactor, "TCP:80")));
+        EXPECT_TRUE(std::dynamic_pointer_cast<ep::TCP4ServerEndpoint>(ep::serverFromString(reactor, "tcp:80")));
+    }
+    EXPECT_THROW(ep::serverFromString(reactor, "TCP:80"), UnknownEndpointType);  // the built-ins are as they were
+    EXPECT_THROW(ep::registerServerParser("", greetingParser()), std::invalid_argument);
+    EXPECT_THROW(ep::registerServerParser("empty", nullptr), std::invalid_argument);
+}
+
+TEST_F(MemoryReactorEndpoints, EP_12_aRegisteredClientTypeIsParsedByItsParser) {
+    // EP-12: client types (built-in and registered) match in any case; a registered client type's parser builds the endpoint.
+    ep::registerClientParser("Relay", [](const weft::ReactorRef&, const EndpointDescription& d) {
+        auto e = std::make_shared<NamedClientEndpoint>();
+        e->type = d.type();
+        return std::static_pointer_cast<weft::IStreamClientEndpoint>(e);
+    });
+    auto e = std::dynamic_pointer_cast<NamedClientEndpoint>(ep::clientFromString(reactor, "RELAY:somewhere"));
+    ASSERT_TRUE(e);
+    EXPECT_EQ(e->type, "RELAY");
+    EXPECT_TRUE(ep::unregisterClientParser("relay"));  // any-case prefixes are kept in lower case
+    EXPECT_THROW(ep::clientFromString(reactor, "relay:somewhere"), UnknownEndpointType);
+}
+
+TEST_F(MemoryReactorEndpoints, EP_6_aRegisteredDatagramTypeIsParsedByItsParser) {
+    // EP-6 (weft's datagram descriptions): datagramServerFromString looks types up in its own registry, "udp" included.
+    struct Named : ep::IDatagramServerEndpoint {
+        weft::Deferred<std::shared_ptr<weft::IListeningPort>> listen(std::shared_ptr<weft::DatagramProtocol>) override {
+            return weft::succeed(std::shared_ptr<weft::IListeningPort>());
+        }
+    };
+    ep::registerDatagramServerParser("beacon", [](const weft::ReactorRef&, const EndpointDescription&) {
+        return std::static_pointer_cast<ep::IDatagramServerEndpoint>(std::make_shared<Named>());
+    });
+    EXPECT_TRUE(std::dynamic_pointer_cast<Named>(ep::datagramServerFromString(reactor, "Beacon:1")));
+    EXPECT_TRUE(std::dynamic_pointer_cast<ep::UDPServerEndpoint>(ep::datagramServerFromString(reactor, "UDP:53")));
+    EXPECT_TRUE(ep::unregisterDatagramServerParser("BEACON"));
+    EXPECT_THROW(ep::datagramServerFromString(reactor, "beacon:1"), UnknownEndpointType);
+}
+
 // ---- endpoints doing I/O (every backend) ------------------------------------------------
 
 namespace {

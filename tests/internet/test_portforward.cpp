@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -21,6 +22,7 @@
 
 #include <weft/internet/error.hpp>
 #include <weft/internet/tcp.hpp>
+#include <weft/internet/testing.hpp>
 #include <weft/protocols/portforward.hpp>
 
 #include "support/reactortest.hpp"
@@ -203,6 +205,42 @@ bool hasLine(const std::vector<LogCapture::Entry>& entries, std::string_view sta
 }
 
 }  // namespace
+
+// ---- PF-1, PF-2 in memory: a MemoryReactor and StringTransports (Twisted test_registerProducers) ----
+
+TEST(PortforwardInMemory, PF_2_linkedThroughAMemoryReactorEachTransportProducesForTheOther) {
+    // PF-1/PF-2: ProxyFactory(reactor, host, port) takes any IReactorTCP: the server pauses its transport and asks the reactor for one connectTCP(host, port); once the test completes that connection, each transport is the other's streaming producer, the server's transport is resumed and bytes pass both ways.
+    weft::testing::MemoryReactor reactor;
+    auto factory = std::make_shared<ProxyFactory>(reactor, "backend.example", 8080);
+    auto server = factory->buildProtocol(IPv4Address("TCP", "10.0.0.1", 5555));
+    auto serverTransport = std::make_shared<weft::testing::StringTransport>();
+    server->makeConnection(serverTransport);
+    EXPECT_EQ(serverTransport->producerState, weft::testing::StringTransport::ProducerState::paused);
+    ASSERT_EQ(reactor.tcpClients.size(), 1u);
+    EXPECT_EQ(reactor.tcpClients[0].host, "backend.example");
+    EXPECT_EQ(reactor.tcpClients[0].port, 8080);
+
+    auto client = reactor.tcpClients[0].factory->buildProtocol(IPv4Address("TCP", "192.0.2.1", 8080));
+    ASSERT_TRUE(client);
+    auto clientTransport = std::make_shared<weft::testing::StringTransport>();
+    client->makeConnection(clientTransport);
+    EXPECT_EQ(serverTransport->producer, clientTransport);
+    EXPECT_EQ(serverTransport->streaming, std::optional<bool>(true));
+    EXPECT_EQ(clientTransport->producer, serverTransport);
+    EXPECT_EQ(clientTransport->streaming, std::optional<bool>(true));
+    EXPECT_EQ(serverTransport->producerState, weft::testing::StringTransport::ProducerState::producing);
+
+    server->dataReceived(asBytes("request"));
+    client->dataReceived(asBytes("answer"));
+    EXPECT_EQ(clientTransport->value(), "request");
+    EXPECT_EQ(serverTransport->value(), "answer");
+
+    // PF-4: the end of one side closes the other; a transport that cannot half-close is closed.
+    std::dynamic_pointer_cast<IHalfCloseableProtocol>(client)->readConnectionLost();
+    EXPECT_TRUE(serverTransport->disconnecting);
+    client->connectionLost(Failure(ConnectionDone()));
+    server->connectionLost(Failure(ConnectionDone()));
+}
 
 // ---- PF-1 ------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -20,6 +21,7 @@
 #include <weft/internet/task.hpp>
 #include <weft/internet/tcp.hpp>
 #include <weft/internet/testing.hpp>
+#include <weft/internet/unix.hpp>
 
 #include "support/reactortest.hpp"
 
@@ -595,4 +597,62 @@ TEST_P(ReconnectTCPTest, RCF_2_reconnectsARefusedTCPConnectorUntilMaxRetries) {
     EXPECT_EQ(f->numPorts, 0);
 }
 
+TEST_P(ReconnectTCPTest, RCF_1_reconnectsOverUNIXSocketsWithNoClockGiven) {
+    // RCF-1: with no clock set and none given at construction, a unix_::Connector's retries are scheduled on its reactor (IConnector::clock()), as a tcp::Connector's are.
+    char dir[] = "/tmp/weft-rcf-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    std::string path = std::string(dir) + "/nobody-listens";
+    struct Counting : ReconnectingClientFactory {
+        int failures = 0;
+        std::optional<std::string> noClock;
+        Reactor* reactor = nullptr;
+        void clientConnectionFailed(const std::shared_ptr<IConnector>& c, const Failure& reason) override {
+            ++failures;
+            try {
+                ReconnectingClientFactory::clientConnectionFailed(c, reason);
+            } catch (const std::logic_error& e) {  // "no clock to schedule the retry on"
+                noClock = e.what();
+                reactor->stop();
+                return;
+            }
+            if (!callID()) reactor->stop();  // gave up
+        }
+    };
+    auto f = std::make_shared<Counting>();
+    f->reactor = &reactor();
+    f->initialDelay = 0.01;
+    f->delay = 0.01;
+    f->factor = 1;
+    f->jitter = 0;
+    f->maxRetries = 2;
+    f->noisy = false;
+    f->protocol = [] { return std::make_shared<Protocol>(); };
+    ASSERT_EQ(f->clock, nullptr);
+    std::weak_ptr<IConnector> weakConnector = std::shared_ptr<IConnector>(reactor().connectUNIX(path, f));
+    runReactor();
+    ::rmdir(dir);
+    EXPECT_FALSE(f->noClock) << *f->noClock;
+    EXPECT_EQ(f->failures, 3);  // the first attempt and two reconnects
+    EXPECT_EQ(f->retries, 3);
+    EXPECT_TRUE(weakConnector.expired()) << "the loop ended: nothing keeps the connector";
+    EXPECT_EQ(f->numPorts, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ReconnectTCPTest, weft::test::allBackends(), weft::test::backendParamName);
+
+TEST_F(ReconnectTest, RCF_1_aMemoryReactorClocksConnectorSchedulesOnThatClock) {
+    // RCF-1: with `clock` unset, the connector's clock() is used before the fallback: a MemoryReactorClock's connector schedules the retry on the MemoryReactorClock.
+    weft::testing::MemoryReactorClock memory;
+    task::Clock fallback;
+    auto f = std::make_shared<ReconnectingClientFactory>(&fallback);
+    f->noisy = false;
+    f->jitter = 0;
+    auto connector = memory.connectTCP("h", 1, f);
+    f->clientConnectionFailed(connector, refused());
+    ASSERT_EQ(memory.getDelayedCalls().size(), 1u);
+    EXPECT_TRUE(fallback.getDelayedCalls().empty());
+    EXPECT_EQ(memory.getDelayedCalls().front(), *f->callID());
+    memory.advance(f->delay);  // FakeConnector::connect() does nothing
+    EXPECT_TRUE(memory.getDelayedCalls().empty());
+    EXPECT_EQ(f->retries, 1);
+}

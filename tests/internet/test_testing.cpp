@@ -668,6 +668,126 @@ TEST_F(TestingTest, TEST_18_raisingMemoryReactorThrowsTheGivenExceptions) {
     EXPECT_THROW(asMemory.listenTCP(1, f), error::CannotListenError);
 }
 
+TEST_F(TestingTest, TEST_18_raisingMemoryReactorThrowsThroughEveryInterface) {
+    // TEST-18: however it is reached (an interface, a ReactorRef), every listen* throws listenException and every connect* connectException; the datagram and multicast methods too.
+    RaisingMemoryReactor r(std::make_exception_ptr(error::CannotListenError("", 80, std::make_error_code(std::errc::address_in_use))),
+                           std::make_exception_ptr(error::ConnectionRefusedError()));
+    auto f = Factory::forProtocol<Recorder>();
+    auto cf = std::make_shared<CountingClientFactory>();
+    IReactorTCP& tcp = r;
+    IReactorUNIX& unixStream = r;
+    IReactorUNIXDatagram& unixDatagram = r;
+    IReactorUDP& udp = r;
+    IReactorMulticast& multicast = r;
+    IReactorSocket& sockets = r;
+    EXPECT_THROW(tcp.listenTCP(80, f), error::CannotListenError);
+    EXPECT_THROW(tcp.connectTCP("h", 1, cf), error::ConnectionRefusedError);
+    EXPECT_THROW(unixStream.listenUNIX("/x", f), error::CannotListenError);
+    EXPECT_THROW(unixStream.connectUNIX("/x", cf), error::ConnectionRefusedError);
+    EXPECT_THROW(unixDatagram.listenUNIXDatagram("/x", nullptr), error::CannotListenError);
+    EXPECT_THROW(unixDatagram.connectUNIXDatagram("/x", nullptr), error::ConnectionRefusedError);
+    EXPECT_THROW(r.listenUNIXDatagram("/x", nullptr), error::CannotListenError);
+    EXPECT_THROW(udp.listenUDP(53, nullptr), error::CannotListenError);
+    EXPECT_THROW(multicast.listenMulticast(53, nullptr), error::CannotListenError);
+    EXPECT_THROW(sockets.adoptStreamPort(3, AF_INET, f), error::CannotListenError);
+    EXPECT_THROW(sockets.adoptDatagramPort(3, AF_INET, nullptr), error::ConnectionRefusedError);
+    EXPECT_THROW(ReactorRef(r).get<IReactorTCP>().listenTCP(80, f), error::CannotListenError);
+    EXPECT_EQ(cf->started, 0);
+    EXPECT_TRUE(r.unixDatagramServers.empty());
+    EXPECT_TRUE(r.unixDatagramClients.empty());
+    EXPECT_TRUE(r.multicastServers.empty());
+}
+
+TEST_F(TestingTest, TEST_11_memoryReactorProvidesTheReactorInterfaces) {
+    // TEST-11: MemoryReactor provides the reactor interfaces a real reactor does, threads and time aside (Twisted test_memoryReactorProvides); MemoryReactorClock adds IReactorTime.
+    static_assert(std::is_base_of_v<IReactorTCP, MemoryReactor>);
+    static_assert(std::is_base_of_v<IReactorUNIX, MemoryReactor>);
+    static_assert(std::is_base_of_v<IReactorUNIXDatagram, MemoryReactor>);
+    static_assert(std::is_base_of_v<IReactorUDP, MemoryReactor>);
+    static_assert(std::is_base_of_v<IReactorMulticast, MemoryReactor>);
+    static_assert(std::is_base_of_v<IReactorSocket, MemoryReactor>);
+    static_assert(std::is_base_of_v<IReactorFDSet, MemoryReactor>);
+    static_assert(!std::is_base_of_v<IReactorThreads, MemoryReactor>);
+    static_assert(std::is_base_of_v<IReactorThreads, Reactor> && std::is_base_of_v<IReactorSocket, Reactor>);
+    MemoryReactor r;
+    ReactorRef ref(r);
+    EXPECT_EQ(ref.find<IReactorTCP>(), static_cast<IReactorTCP*>(&r));
+    EXPECT_EQ(ref.find<IReactorSocket>(), static_cast<IReactorSocket*>(&r));
+    EXPECT_EQ(ref.find<IReactorTime>(), nullptr);
+    EXPECT_EQ(ref.find<IReactorThreads>(), nullptr);
+    MemoryReactorClock clock;
+    EXPECT_EQ(ReactorRef(clock).find<IReactorTime>(), static_cast<IReactorTime*>(&clock));
+
+    // Through the interface, the port and connector are the interfaces' types.
+    IReactorTCP& tcp = r;
+    std::shared_ptr<IListeningPort> port = tcp.listenTCP(80, Factory::forProtocol<Recorder>(), 5, "::1");
+    EXPECT_EQ(std::get<IPv6Address>(port->getHost()), IPv6Address("TCP", "::1", 80));
+    EXPECT_EQ(r.tcpServers.at(0).backlog, 5);
+}
+
+TEST_F(TestingTest, TEST_11_listenUNIXDatagramAndMulticastRecord) {
+    // TEST-11: listenUNIXDatagram records (path, protocol, maxPacketSize, mode) with a port at UNIXAddress(path); listenMulticast records like listenUDP plus listenMultiple. Neither starts the protocol.
+    MemoryReactor r;
+    auto p = std::make_shared<DatagramProtocol>();
+    auto ux = r.listenUNIXDatagram("/tmp/dgram", p, 512, 0600);
+    ASSERT_EQ(r.unixDatagramServers.size(), 1u);
+    EXPECT_EQ(r.unixDatagramServers[0].address, "/tmp/dgram");
+    EXPECT_EQ(r.unixDatagramServers[0].protocol, p);
+    EXPECT_EQ(r.unixDatagramServers[0].maxPacketSize, 512u);
+    EXPECT_EQ(r.unixDatagramServers[0].mode, 0600);
+    EXPECT_EQ(std::get<UNIXAddress>(ux->getHost()), UNIXAddress("/tmp/dgram"));
+    auto mc = r.listenMulticast(5353, p, "::1", 1024, true);
+    ASSERT_EQ(r.multicastServers.size(), 1u);
+    EXPECT_EQ(r.multicastServers[0].port, 5353);
+    EXPECT_EQ(r.multicastServers[0].interface, "::1");
+    EXPECT_EQ(r.multicastServers[0].maxPacketSize, 1024u);
+    EXPECT_TRUE(r.multicastServers[0].listenMultiple);
+    EXPECT_EQ(std::get<IPv6Address>(mc->getHost()), IPv6Address("UDP", "::1", 5353));
+    r.listenMulticast(5354, p);
+    EXPECT_FALSE(r.multicastServers[1].listenMultiple);
+    EXPECT_EQ(r.multicastServers[1].maxPacketSize, 8192u);
+    EXPECT_EQ(p->numPorts, 0);
+    EXPECT_FALSE(p->transport);
+    EXPECT_TRUE(r.udpServers.empty());
+}
+
+TEST_F(TestingTest, TEST_12_connectUNIXDatagramRecordsAndNeverCallsTheProtocol) {
+    // TEST-12: connectUNIXDatagram records (path, protocol, maxPacketSize, mode, bindAddress) and returns a port at UNIXAddress(bindAddress); the protocol is neither started nor told of a failure.
+    struct Connected : ConnectedDatagramProtocol {
+        int failed = 0;
+        void connectionFailed(const Failure&) override { ++failed; }
+    };
+    MemoryReactor r;
+    auto p = std::make_shared<Connected>();
+    auto port = r.connectUNIXDatagram("/tmp/peer", p, 256, 0640, std::string("/tmp/me"));
+    ASSERT_EQ(r.unixDatagramClients.size(), 1u);
+    const auto& call = r.unixDatagramClients[0];
+    EXPECT_EQ(call.address, "/tmp/peer");
+    EXPECT_EQ(call.protocol, p);
+    EXPECT_EQ(call.maxPacketSize, 256u);
+    EXPECT_EQ(call.mode, 0640);
+    EXPECT_EQ(call.bindAddress, std::optional<std::string>("/tmp/me"));
+    EXPECT_EQ(std::get<UNIXAddress>(port->getHost()), UNIXAddress("/tmp/me"));
+    auto unbound = r.connectUNIXDatagram("/tmp/peer", p);
+    EXPECT_EQ(std::get<UNIXAddress>(unbound->getHost()), UNIXAddress(""));
+    EXPECT_FALSE(r.unixDatagramClients[1].bindAddress);
+    EXPECT_EQ(p->failed, 0);
+    EXPECT_EQ(p->numPorts, 0);
+    EXPECT_TRUE(r.connectors.empty());
+}
+
+TEST_F(TestingTest, TEST_17_memoryReactorClockConnectorsAnswerTheClock) {
+    // TEST-17: the connectors of a MemoryReactorClock answer it as their IConnector::clock(); a plain MemoryReactor's answer none.
+    MemoryReactorClock r;
+    auto f = std::make_shared<CountingClientFactory>();
+    auto tcp = r.connectTCP("h", 1, f);
+    auto ux = r.connectUNIX("/x", f);
+    EXPECT_EQ(tcp->clock(), static_cast<IReactorTime*>(&r));
+    EXPECT_EQ(ux->clock(), static_cast<IReactorTime*>(&r));
+    MemoryReactor plain;
+    EXPECT_EQ(plain.connectTCP("h", 1, f)->clock(), nullptr);
+}
+
 // ---- Clock ---------------------------------------------------------------------------------
 
 TEST_F(TestingTest, TEST_19_clockMovesOnlyWhenAdvanced) {

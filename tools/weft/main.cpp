@@ -15,18 +15,17 @@
 #include <cstdio>
 #include <string>
 
-#include <weft/internet/abstract.hpp>
 #include <weft/internet/base.hpp>
 #include <weft/internet/defer.hpp>
 #include <weft/internet/endpoints.hpp>
 #include <weft/internet/error.hpp>
+#include <weft/internet/interfaces.hpp>
 #include <weft/internet/protocol.hpp>
-#include <weft/internet/tcp.hpp>
-#include <weft/internet/udp.hpp>
 #include <weft/log.hpp>
 #include <weft/protocols/portforward.hpp>
 #include <weft/text.hpp>
 
+#include <algorithm>
 #include <vector>
 
 namespace {
@@ -107,38 +106,43 @@ int runDemo(weft::Backend backend, double seconds) {
     return 0;
 }
 
-// Closes every TCP connection of the reactor gracefully at shutdown. It looks
-// them up in the reactor's reader and writer sets instead of keeping a list,
-// so an idle connection costs the tool nothing.
+// Closes every stream connection of the reactor gracefully at shutdown. It
+// looks them up in the reactor's reader and writer sets (every registered
+// ITransport is one) instead of keeping a list, so an idle connection costs
+// the tool nothing.
 class Tracker {
 public:
     /// Asks every open connection to close (flushing first) and fires once none
-    /// is left or `grace` seconds have passed.
-    weft::Deferred<void> closeAll(weft::Reactor& reactor, double grace) {
-        for (auto& c : connections(reactor)) c->loseConnection();
+    /// is left or `grace` seconds have passed on `clock`.
+    weft::Deferred<void> closeAll(weft::IReactorFDSet& descriptors, weft::IReactorTime& clock, double grace) {
+        for (auto* c : connections(descriptors)) c->loseConnection();
         weft::Deferred<void> done;
-        poll(reactor, done, reactor.seconds() + grace);
+        poll(descriptors, clock, done, clock.seconds() + grace);
         return done;
     }
 
 private:
-    static std::vector<std::shared_ptr<weft::tcp::Connection>> connections(weft::Reactor& reactor) {
-        std::vector<std::shared_ptr<weft::tcp::Connection>> out;
-        for (auto& r : reactor.getReaders())
-            if (auto c = std::dynamic_pointer_cast<weft::tcp::Connection>(r)) out.push_back(std::move(c));
-        for (auto& w : reactor.getWriters())  // those not listed already (writing, not reading)
-            if (auto c = std::dynamic_pointer_cast<weft::tcp::Connection>(w); c && !reactor.isReading(c.get()))
-                out.push_back(std::move(c));
+    // The transports among the registered descriptors, each once. Raw
+    // pointers: the reactor holds them while they are registered.
+    static std::vector<weft::ITransport*> connections(weft::IReactorFDSet& descriptors) {
+        std::vector<weft::ITransport*> out;
+        auto add = [&](weft::IFileDescriptor* d) {
+            if (auto* t = dynamic_cast<weft::ITransport*>(d); t && std::find(out.begin(), out.end(), t) == out.end())
+                out.push_back(t);
+        };
+        for (auto& r : descriptors.getReaders()) add(r.get());
+        for (auto& w : descriptors.getWriters()) add(w.get());  // writing, perhaps no longer reading
         return out;
     }
-    void poll(weft::Reactor& reactor, weft::Deferred<void> done, double deadline) {
-        std::size_t n = connections(reactor).size();
-        if (n == 0 || reactor.seconds() >= deadline) {
+    void poll(weft::IReactorFDSet& descriptors, weft::IReactorTime& clock, weft::Deferred<void> done,
+              double deadline) {
+        std::size_t n = connections(descriptors).size();
+        if (n == 0 || clock.seconds() >= deadline) {
             if (n) weft::log::warn("weft", "{} connection(s) still open after the grace period", n);
             done.callback();
             return;
         }
-        reactor.callLater(0.02, [this, &reactor, done, deadline] { poll(reactor, done, deadline); });
+        clock.callLater(0.02, [this, &descriptors, &clock, done, deadline] { poll(descriptors, clock, done, deadline); });
     }
 };
 
@@ -149,9 +153,11 @@ class Echo final : public weft::Protocol, public weft::IHalfCloseableProtocol {
 public:
     void connectionMade() override {
         // The transport produces what it echoes: reading pauses while the output is full.
-        if (auto fd = std::dynamic_pointer_cast<weft::FileDescriptor>(transport)) {
-            fd->registerProducer(std::static_pointer_cast<weft::IPushProducer>(fd), true);
-            consumer_ = fd.get();
+        auto consumer = std::dynamic_pointer_cast<weft::IConsumer>(transport);
+        auto producer = std::dynamic_pointer_cast<weft::IPushProducer>(transport);
+        if (consumer && producer) {
+            consumer->registerProducer(std::move(producer), true);
+            consumer_ = consumer.get();
         }
     }
     void dataReceived(weft::Bytes data) override { transport->write(data); }
@@ -162,7 +168,7 @@ public:
     void writeConnectionLost() override {}
 
 private:
-    weft::FileDescriptor* consumer_ = nullptr;  // the transport, while connected (it owns us)
+    weft::IConsumer* consumer_ = nullptr;  // the transport, while connected (it owns us)
 };
 
 template <class Base>
@@ -199,7 +205,7 @@ int serve(weft::Reactor& reactor, const std::string& description, const std::sha
                     weft::addressStr(port->getHost()), weft::backendName(reactor.backend()));
     reactor.addSystemEventTrigger("before", "shutdown", [&]() -> weft::Deferred<void> {
         weft::log::info("weft", "shutting down: closing the listener and draining connections");
-        auto closed = factory->tracker.closeAll(reactor, grace);
+        auto closed = factory->tracker.closeAll(reactor, reactor, grace);
         weft::Deferred<void> all;
         port->stopListening().addBoth([closed, all](weft::Result<void>) mutable {
             closed.addBoth([all](weft::Result<void>) mutable { all.callback(); });
@@ -266,8 +272,9 @@ int serveDatagrams(weft::Reactor& reactor, const std::string& description) {
     reactor.addSystemEventTrigger("before", "shutdown", [&]() -> weft::Deferred<void> { return port->stopListening(); });
     reactor.run();
     if (reactor.exitSignal()) weft::log::info("weft", "stopped by signal {}", *reactor.exitSignal());
-    if (auto* udp = dynamic_cast<weft::udp::Port*>(port.get()); udp && udp->droppedDatagrams())
-        weft::log::info("weft", "{} datagram(s) dropped: the socket's send buffer was full", udp->droppedDatagrams());
+    if (auto* datagrams = dynamic_cast<weft::IDatagramTransport*>(port.get()); datagrams && datagrams->droppedDatagrams())
+        weft::log::info("weft", "{} datagram(s) dropped: the socket's send buffer was full",
+                        datagrams->droppedDatagrams());
     return 0;
 }
 

@@ -94,6 +94,8 @@ private:
 /// caller's stack (FD-14, Better than Twisted).
 class WEFT_EXPORT FileDescriptor : public IReadWriteDescriptor,
                                    public IHalfCloseableDescriptor,
+                                   public virtual IHalfCloseableTransport,
+                                   public ITransportStatus,
                                    public IConsumer,
                                    public IPushProducer,
                                    public ITransport,
@@ -127,6 +129,8 @@ public:
     }
     bool disconnecting() const noexcept { return state_ == State::disconnecting; }
     bool disconnected() const noexcept { return state_ == State::disconnected; }
+    bool isConnected() const noexcept override { return connected(); }
+    bool isDisconnecting() const noexcept override { return disconnecting(); }
     /// Unsent bytes queued.
     std::size_t pendingBytes() const noexcept { return queue_.size(); }
 
@@ -142,7 +146,7 @@ public:
     /// Closes once the queue is flushed and any producer unregistered (FD-9..FD-13).
     void loseConnection() override;
     /// Shuts the write half once the queue is flushed; reading goes on (FD-31).
-    void loseWriteConnection();
+    void loseWriteConnection() override;
     /// Registers the producer feeding this transport (FD-22): throws
     /// std::runtime_error naming both producers if one is registered, and
     /// std::invalid_argument if `producer` is null or not the kind `streaming`

@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 
 #include <weft/export.hpp>
@@ -84,7 +85,40 @@ public:
     friend bool operator==(const NoAddress&, const NoAddress&) { return true; }
 };
 
-/// Any of weft's addresses, by value. std::visit it, or call addressStr().
+/// The address of either end of a pipe: standard I/O and process pipes have
+/// no other (Twisted PipeAddress). It has no fields; all are equal.
+class WEFT_EXPORT PipeAddress final : public IAddress {
+public:
+    /// "PipeAddress()".
+    std::string str() const override { return "PipeAddress()"; }
+    friend bool operator==(const PipeAddress&, const PipeAddress&) { return true; }
+};
+
+/// The kind of a tun/tap device: the IFF_TUN and IFF_TAP values of Twisted's
+/// TunnelFlags (the enumerators are not named IFF_*, which <linux/if_tun.h>
+/// defines as macros).
+enum class TunnelType : std::uint16_t {
+    tun = 0x0001,  ///< IFF_TUN: carries IP packets.
+    tap = 0x0002,  ///< IFF_TAP: carries Ethernet frames.
+};
+
+/// The tunnel device a tun/tap port is bound to (Twisted
+/// twisted.pair.tuntap.TunnelAddress; pair.md TUN-12): its type and its
+/// system name. Two are equal exactly when type and name are.
+class WEFT_EXPORT TunnelAddress final : public IAddress {
+public:
+    TunnelAddress(TunnelType type_, std::string name_) : type(type_), name(std::move(name_)) {}
+    /// "<TunnelAddress type=IFF_TUN name='tun0'>", as Twisted's repr (the
+    /// name quoted as weft::quote does, so control bytes stay readable).
+    std::string str() const override;
+    friend bool operator==(const TunnelAddress& a, const TunnelAddress& b) {
+        return a.type == b.type && a.name == b.name;
+    }
+    TunnelType type;
+    /// The interface name, as bytes ("tun0").
+    std::string name;
+};
+
 /// A (host, port) pair to bind a client socket to before it connects
 /// (connectTCP's bindAddress): host an IPv4 or IPv6 literal, port 0 for any.
 struct WEFT_EXPORT BindAddress {
@@ -96,7 +130,10 @@ struct WEFT_EXPORT BindAddress {
     friend bool operator==(const BindAddress&, const BindAddress&) = default;
 };
 
-using Address = std::variant<NoAddress, IPv4Address, IPv6Address, UNIXAddress>;
+/// Any of weft's addresses, by value. std::visit it, or call addressStr().
+/// Kinds will be added as transports come (a visitor should have a generic
+/// case, e.g. `[](const IAddress& a)`, rather than list every alternative).
+using Address = std::variant<NoAddress, IPv4Address, IPv6Address, UNIXAddress, PipeAddress, TunnelAddress>;
 
 /// The str() of whichever address `a` holds.
 WEFT_EXPORT std::string addressStr(const Address& a);
@@ -149,4 +186,14 @@ struct std::hash<weft::UNIXAddress> {
 template <>
 struct std::hash<weft::NoAddress> {
     std::size_t operator()(const weft::NoAddress&) const noexcept { return 0x6e6f6e65; }
+};
+template <>
+struct std::hash<weft::PipeAddress> {
+    std::size_t operator()(const weft::PipeAddress&) const noexcept { return 0x70697065; }
+};
+template <>
+struct std::hash<weft::TunnelAddress> {
+    std::size_t operator()(const weft::TunnelAddress& a) const noexcept {
+        return weft::detail::hashCombine(static_cast<std::size_t>(a.type), std::hash<std::string>{}(a.name));
+    }
 };

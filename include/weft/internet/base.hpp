@@ -84,7 +84,19 @@ using Trigger = Function<void()>;
 /// extra reference while dispatching to it; descriptors are released when removed.
 /// Destroying a reactor that is running is undefined; destroy it after run()
 /// returns. Pending DelayedCalls become inert when the reactor is destroyed.
-class WEFT_EXPORT Reactor : public IReactorTime, public IReactorFDSet {
+///
+/// Interfaces (interfaces.hpp): the listen*/connect*/adopt* methods below
+/// return the concrete ports and connectors; through IReactorTCP&,
+/// IReactorUNIX& … the same calls return IListeningPort/IConnector.
+class WEFT_EXPORT Reactor : public IReactorTime,
+                            public IReactorFDSet,
+                            public IReactorTCP,
+                            public IReactorUNIX,
+                            public IReactorUNIXDatagram,
+                            public IReactorUDP,
+                            public IReactorMulticast,
+                            public IReactorSocket,
+                            public IReactorThreads {
 public:
     /// Builds a reactor on the given backend, or — when none is given — on the one
     /// named by the WEFT_REACTOR environment variable, defaulting to epoll.
@@ -210,15 +222,15 @@ public:
 
     /// Queues f to run on the reactor thread, FIFO; safe from any thread and from
     /// a signal-free context. Wakes a blocked wait.
-    void callFromThread(Function<void()> f);
+    void callFromThread(Function<void()> f) override;
     /// Wakes the readiness wait (thread-safe).
     void wakeUp() noexcept;
     /// Runs f on the reactor's thread pool (created lazily, 0..10 threads).
-    void callInThread(Function<void()> f);
+    void callInThread(Function<void()> f) override;
     /// The reactor's pool; the same one until shutdown.
-    ThreadPool& getThreadPool();
+    ThreadPool& getThreadPool() override;
     /// Sets the pool's maximum size.
-    void suggestThreadPoolSize(std::size_t n);
+    void suggestThreadPoolSize(std::size_t n) override;
     /// True on the thread running run() (or, before run(), the creating thread).
     bool isInIOThread() const noexcept;
 
@@ -320,6 +332,36 @@ protected:
     Reactor(Backend backend, std::unique_ptr<detail::Poller> poller);
 
 private:
+    // The reactor interfaces' hooks: each calls the concrete method of the same
+    // name above (src/internet/reactor_interfaces.cpp).
+    std::shared_ptr<IListeningPort> doListenTCP(std::uint16_t port, std::shared_ptr<Factory> factory, int backlog,
+                                                const std::string& interface) override;
+    std::shared_ptr<IConnector> doConnectTCP(const std::string& host, std::uint16_t port,
+                                             std::shared_ptr<ClientFactory> factory, double timeout,
+                                             std::optional<BindAddress> bindAddress) override;
+    std::shared_ptr<IListeningPort> doListenUNIX(const std::string& address, std::shared_ptr<Factory> factory,
+                                                 int backlog, int mode, bool wantPID) override;
+    std::shared_ptr<IConnector> doConnectUNIX(const std::string& address, std::shared_ptr<ClientFactory> factory,
+                                              double timeout, bool checkPID) override;
+    std::shared_ptr<IListeningPort> doListenUNIXDatagram(const std::string& address,
+                                                         std::shared_ptr<DatagramProtocol> protocol,
+                                                         std::size_t maxPacketSize, int mode) override;
+    std::shared_ptr<IListeningPort> doConnectUNIXDatagram(const std::string& address,
+                                                          std::shared_ptr<ConnectedDatagramProtocol> protocol,
+                                                          std::size_t maxPacketSize, int mode,
+                                                          std::optional<std::string> bindAddress) override;
+    std::shared_ptr<IListeningPort> doListenUDP(std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
+                                                const std::string& interface, std::size_t maxPacketSize) override;
+    std::shared_ptr<IListeningPort> doListenMulticast(std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
+                                                      const std::string& interface, std::size_t maxPacketSize,
+                                                      bool listenMultiple) override;
+    std::shared_ptr<IListeningPort> doAdoptStreamPort(int fd, int addressFamily,
+                                                      std::shared_ptr<Factory> factory) override;
+    void doAdoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) override;
+    std::shared_ptr<IListeningPort> doAdoptDatagramPort(int fd, int addressFamily,
+                                                        std::shared_ptr<DatagramProtocol> protocol,
+                                                        std::size_t maxPacketSize) override;
+
     // AF_UNIX halves of adoptStream*; `fd` is already a duplicate they own.
     std::shared_ptr<IListeningPort> adoptUNIXStreamPort(int fd, std::shared_ptr<Factory> factory);
     void adoptUNIXStreamConnection(int fd, std::shared_ptr<Factory> factory);

@@ -5,20 +5,34 @@
 //   parseEndpointDescription, quoteStringArgument   the grammar (EP-1 … EP-4)
 //   IStreamServerEndpoint, IStreamClientEndpoint    what an endpoint is
 //   endpoints::TCP4ServerEndpoint, TCP6ServerEndpoint (TCPServerEndpoint), TCP4ClientEndpoint,
+//   UNIXServerEndpoint, UNIXClientEndpoint, UDPServerEndpoint,
 //   AdoptedStreamServerEndpoint, ListenFDs          the endpoint types
-//   endpoints::serverFromString, clientFromString   description → endpoint (EP-5 … EP-13)
+//   endpoints::serverFromString, clientFromString,
+//   datagramServerFromString                        description → endpoint (EP-5 … EP-14)
+//   endpoints::registerServerParser, registerClientParser,
+//   registerDatagramServerParser                    the parser registry (Twisted's
+//                                                   IStreamServerEndpointStringParser plugins)
 //
-// Types weft does not have yet: "unix" (server and client, EP-7/EP-14, issue
-// #5), "ssl"/"tls" (EP-8, EP-15, EP-16) and "stdio" (EP-10). Their
-// descriptions throw UnsupportedEndpointType naming the type.
+// Each endpoint takes the narrowest reactor interface it uses (IReactorTCP&,
+// IReactorUNIX&, IReactorUDP&, IReactorSocket&; interfaces.hpp), so it works
+// on a weft::Reactor and on a testing::MemoryReactor alike. The *FromString
+// functions take a ReactorRef — any reactor converts to one — and each
+// parser asks it for the interface its type needs.
+//
+// Types weft does not have yet: "ssl"/"tls" (EP-8, EP-15, EP-16), "stdio"
+// (EP-10) and "haproxy". Their descriptions throw UnsupportedEndpointType
+// naming the type (they are registered as parsers that do so, and are
+// replaced when the transports land).
 //
 // Errors: a description Twisted rejects with ValueError throws
 // InvalidEndpointDescription (or its UnknownEndpointType and
 // UnsupportedEndpointType subclasses); one it rejects with TypeError (an
 // unknown keyword, a missing or doubly given argument) throws
 // EndpointArgumentError. Both derive from std::invalid_argument and what()
-// names the bad part. When a string throws, no endpoint exists and nothing
-// was done.
+// names the bad part. A type whose endpoint needs a reactor interface the
+// given reactor lacks throws UnsupportedEndpointType naming both. What a
+// registered parser throws reaches the caller as it is. When a string throws,
+// no endpoint exists and nothing was done.
 //
 // Ownership: an endpoint keeps a reference to its reactor, which must outlive
 // it. The Deferreds returned by listen()/connect() hold what they deliver.
@@ -37,11 +51,10 @@
 #include <weft/export.hpp>
 #include <weft/internet/address.hpp>
 #include <weft/internet/defer.hpp>
+#include <weft/internet/interfaces.hpp>
 #include <weft/internet/protocol.hpp>
 
 namespace weft {
-
-class Reactor;
 
 // ---- the description grammar (EP-1 … EP-4) ------------------------------------------
 
@@ -71,7 +84,9 @@ public:
 };
 
 /// The description names a Twisted endpoint type that weft does not provide
-/// yet ("unix", "ssl", "tls", "stdio", "haproxy"); what() names it.
+/// yet ("ssl", "tls", "stdio", "haproxy"), or a type whose endpoint needs a
+/// reactor interface the given reactor lacks; what() names the type (and the
+/// interface).
 class WEFT_EXPORT UnsupportedEndpointType : public InvalidEndpointDescription {
 public:
     using InvalidEndpointDescription::InvalidEndpointDescription;
@@ -130,24 +145,25 @@ using weft::UnsupportedEndpointType;
 // ---- TCP ------------------------------------------------------------------------------
 
 /// Listens on a TCP port (Twisted _TCPServerEndpoint): listen() is
-/// Reactor::listenTCP(port, factory, backlog, interface), whose family follows
-/// the interface literal. Use TCP4ServerEndpoint or TCP6ServerEndpoint.
+/// IReactorTCP::listenTCP(port, factory, backlog, interface), whose family
+/// follows the interface literal. Use TCP4ServerEndpoint or TCP6ServerEndpoint.
 class WEFT_EXPORT TCPServerEndpoint : public IStreamServerEndpoint {
 public:
-    /// A fired Deferred with the tcp::Port, or a failed one (CannotListenError).
+    /// A fired Deferred with the port (a tcp::Port on a weft::Reactor), or a
+    /// failed one (CannotListenError).
     Deferred<std::shared_ptr<IListeningPort>> listen(std::shared_ptr<Factory> factory) override;
 
-    Reactor& reactor() const noexcept { return reactor_; }
+    IReactorTCP& reactor() const noexcept { return reactor_; }
     /// The port asked for (0: the kernel chooses).
     std::uint16_t port() const noexcept { return port_; }
     int backlog() const noexcept { return backlog_; }
     const std::string& interface() const noexcept { return interface_; }
 
 protected:
-    TCPServerEndpoint(Reactor& reactor, std::uint16_t port, int backlog, std::string interface);
+    TCPServerEndpoint(IReactorTCP& reactor, std::uint16_t port, int backlog, std::string interface);
 
 private:
-    Reactor& reactor_;
+    IReactorTCP& reactor_;
     std::uint16_t port_;
     int backlog_;
     std::string interface_;
@@ -157,23 +173,23 @@ private:
 /// defaults to "" (every IPv4 address).
 class WEFT_EXPORT TCP4ServerEndpoint final : public TCPServerEndpoint {
 public:
-    TCP4ServerEndpoint(Reactor& reactor, std::uint16_t port, int backlog = 50, std::string interface = "");
+    TCP4ServerEndpoint(IReactorTCP& reactor, std::uint16_t port, int backlog = 50, std::string interface = "");
 };
 
 /// Listens on an IPv6 TCP port (Twisted TCP6ServerEndpoint); the interface
 /// defaults to "::" (every IPv6 address; the port is IPv6-only).
 class WEFT_EXPORT TCP6ServerEndpoint final : public TCPServerEndpoint {
 public:
-    TCP6ServerEndpoint(Reactor& reactor, std::uint16_t port, int backlog = 50, std::string interface = "::");
+    TCP6ServerEndpoint(IReactorTCP& reactor, std::uint16_t port, int backlog = 50, std::string interface = "::");
 };
 
 /// Connects over TCP (Twisted TCP4ClientEndpoint): connect() is
-/// Reactor::connectTCP(host, port, …, timeout, bindAddress). `host` may be a
+/// IReactorTCP::connectTCP(host, port, …, timeout, bindAddress). `host` may be a
 /// name (resolved to both families), an IPv4 or an IPv6 literal.
 class WEFT_EXPORT TCP4ClientEndpoint : public IStreamClientEndpoint {
 public:
     /// `timeout` in seconds (<= 0: none).
-    TCP4ClientEndpoint(Reactor& reactor, std::string host, std::uint16_t port, double timeout = 30,
+    TCP4ClientEndpoint(IReactorTCP& reactor, std::string host, std::uint16_t port, double timeout = 30,
                        std::optional<BindAddress> bindAddress = std::nullopt);
     /// Starts connecting. The factory is wrapped: its doStart()/doStop() run
     /// when the attempt starts and ends, it builds the protocol, and the
@@ -182,14 +198,14 @@ public:
     /// with error::NoProtocol; one that throws fails it with that exception.
     Deferred<std::shared_ptr<Protocol>> connect(std::shared_ptr<Factory> factory) override;
 
-    Reactor& reactor() const noexcept { return reactor_; }
+    IReactorTCP& reactor() const noexcept { return reactor_; }
     const std::string& host() const noexcept { return host_; }
     std::uint16_t port() const noexcept { return port_; }
     double timeout() const noexcept { return timeout_; }
     const std::optional<BindAddress>& bindAddress() const noexcept { return bindAddress_; }
 
 private:
-    Reactor& reactor_;
+    IReactorTCP& reactor_;
     std::string host_;
     std::uint16_t port_;
     double timeout_;
@@ -199,21 +215,23 @@ private:
 // ---- UNIX (EP-7, EP-14) ----------------------------------------------------------------
 
 /// Listens on a UNIX socket (Twisted UNIXServerEndpoint): listen() is
-/// Reactor::listenUNIX(address, factory, backlog, mode, wantPID).
+/// IReactorUNIX::listenUNIX(address, factory, backlog, mode, wantPID).
 class WEFT_EXPORT UNIXServerEndpoint final : public IStreamServerEndpoint {
 public:
-    UNIXServerEndpoint(Reactor& reactor, std::string address, int backlog = 50, int mode = 0666,
+    UNIXServerEndpoint(IReactorUNIX& reactor, std::string address, int backlog = 50, int mode = 0666,
                        bool wantPID = false);
-    /// A fired Deferred with the unix_::Port, or a failed one (CannotListenError).
+    /// A fired Deferred with the port (a unix_::Port on a weft::Reactor), or a
+    /// failed one (CannotListenError).
     Deferred<std::shared_ptr<IListeningPort>> listen(std::shared_ptr<Factory> factory) override;
 
+    IReactorUNIX& reactor() const noexcept { return reactor_; }
     const std::string& address() const noexcept { return address_; }
     int backlog() const noexcept { return backlog_; }
     int mode() const noexcept { return mode_; }
     bool wantPID() const noexcept { return wantPID_; }
 
 private:
-    Reactor& reactor_;
+    IReactorUNIX& reactor_;
     std::string address_;
     int backlog_;
     int mode_;
@@ -221,19 +239,20 @@ private:
 };
 
 /// Connects to a UNIX socket (Twisted UNIXClientEndpoint): connect() is
-/// Reactor::connectUNIX(path, …, timeout, checkPID), with the factory wrapped
-/// as TCP4ClientEndpoint wraps it.
+/// IReactorUNIX::connectUNIX(path, …, timeout, checkPID), with the factory
+/// wrapped as TCP4ClientEndpoint wraps it.
 class WEFT_EXPORT UNIXClientEndpoint final : public IStreamClientEndpoint {
 public:
-    UNIXClientEndpoint(Reactor& reactor, std::string path, double timeout = 30, bool checkPID = false);
+    UNIXClientEndpoint(IReactorUNIX& reactor, std::string path, double timeout = 30, bool checkPID = false);
     Deferred<std::shared_ptr<Protocol>> connect(std::shared_ptr<Factory> factory) override;
 
+    IReactorUNIX& reactor() const noexcept { return reactor_; }
     const std::string& path() const noexcept { return path_; }
     double timeout() const noexcept { return timeout_; }
     bool checkPID() const noexcept { return checkPID_; }
 
 private:
-    Reactor& reactor_;
+    IReactorUNIX& reactor_;
     std::string path_;
     double timeout_;
     bool checkPID_;
@@ -250,30 +269,25 @@ public:
     virtual Deferred<std::shared_ptr<IListeningPort>> listen(std::shared_ptr<DatagramProtocol> protocol) = 0;
 };
 
-/// Listens on a UDP port: listen() is Reactor::listenUDP(port, protocol,
+/// Listens on a UDP port: listen() is IReactorUDP::listenUDP(port, protocol,
 /// interface, maxPacketSize); the family follows the interface literal.
 class WEFT_EXPORT UDPServerEndpoint final : public IDatagramServerEndpoint {
 public:
-    UDPServerEndpoint(Reactor& reactor, std::uint16_t port, std::string interface = "",
+    UDPServerEndpoint(IReactorUDP& reactor, std::uint16_t port, std::string interface = "",
                       std::size_t maxPacketSize = 8192);
     Deferred<std::shared_ptr<IListeningPort>> listen(std::shared_ptr<DatagramProtocol> protocol) override;
 
+    IReactorUDP& reactor() const noexcept { return reactor_; }
     std::uint16_t port() const noexcept { return port_; }
     const std::string& interface() const noexcept { return interface_; }
     std::size_t maxPacketSize() const noexcept { return maxPacketSize_; }
 
 private:
-    Reactor& reactor_;
+    IReactorUDP& reactor_;
     std::uint16_t port_;
     std::string interface_;
     std::size_t maxPacketSize_;
 };
-
-/// Parses a datagram server description: "udp:PORT[:interface=ADDR][:maxPacketSize=N]"
-/// (fields also by position, in that order). The grammar and errors are those
-/// of serverFromString; any other type throws UnknownEndpointType.
-WEFT_EXPORT std::shared_ptr<IDatagramServerEndpoint> datagramServerFromString(Reactor& reactor,
-                                                                              std::string_view description);
 
 // ---- systemd socket activation (EP-11) ------------------------------------------------
 
@@ -305,56 +319,129 @@ struct WEFT_EXPORT ListenFDs {
 };
 
 /// Listens by adopting a listening socket made elsewhere (Twisted
-/// AdoptedStreamServerEndpoint): listen() is Reactor::adoptStreamPort(fileno,
+/// AdoptedStreamServerEndpoint): listen() is IReactorSocket::adoptStreamPort(fileno,
 /// addressFamily, factory), after which this endpoint closes `fileno` (the
 /// port has its own duplicate). It can listen once: a second listen() fails
-/// with error::AlreadyListened. An address family other than AF_INET or
-/// AF_INET6 fails with error::UnsupportedAddressFamily.
+/// with error::AlreadyListened. An address family the reactor cannot adopt
+/// fails with error::UnsupportedAddressFamily (weft::Reactor takes AF_INET,
+/// AF_INET6 and AF_UNIX); `fileno` is then left open.
 class WEFT_EXPORT AdoptedStreamServerEndpoint : public IStreamServerEndpoint {
 public:
-    AdoptedStreamServerEndpoint(Reactor& reactor, int fileno, int addressFamily);
+    AdoptedStreamServerEndpoint(IReactorSocket& reactor, int fileno, int addressFamily);
     Deferred<std::shared_ptr<IListeningPort>> listen(std::shared_ptr<Factory> factory) override;
 
-    Reactor& reactor() const noexcept { return reactor_; }
+    IReactorSocket& reactor() const noexcept { return reactor_; }
     int fileno() const noexcept { return fileno_; }
     int addressFamily() const noexcept { return addressFamily_; }
 
 private:
-    Reactor& reactor_;
+    IReactorSocket& reactor_;
     int fileno_;
     int addressFamily_;
     bool used_ = false;
 };
 
+// ---- the parser registry (Twisted IStreamServerEndpointStringParser, …) ----------------
+
+/// How a registered prefix matches a description's type (EP-5, EP-12).
+enum class PrefixMatch {
+    /// In any case ("TCP6", "tcp6", "Tcp6"): Twisted's plugins, and every client type.
+    anyCase,
+    /// Only exactly as registered: Twisted's built-in server types "tcp",
+    /// "unix" and "ssl" ("TCP:80" is an unknown type).
+    exact,
+};
+
+/// What serverFromString hands a server parser besides the reactor and the description.
+struct WEFT_EXPORT ServerParseContext {
+    /// The systemd descriptors serverFromString was given, or null when it
+    /// was given none (a parser that wants them then reads
+    /// ListenFDs::fromEnvironment()).
+    const ListenFDs* inherited = nullptr;
+};
+
+/// Makes a server endpoint from a parsed description (Twisted
+/// IStreamServerEndpointStringParser.parseStreamServer). `description.args[0]`
+/// is the type as written; the other fields are the type's arguments. It asks
+/// `reactor` for the interface it needs (reactor.find<IReactorTCP>()) and
+/// throws as the file comment describes; it must not listen yet.
+using ServerParser = std::function<std::shared_ptr<IStreamServerEndpoint>(
+    const ReactorRef& reactor, const EndpointDescription& description, const ServerParseContext& context)>;
+/// Makes a client endpoint (Twisted IStreamClientEndpointStringParserWithReactor).
+using ClientParser = std::function<std::shared_ptr<IStreamClientEndpoint>(const ReactorRef& reactor,
+                                                                          const EndpointDescription& description)>;
+/// Makes a datagram server endpoint (weft's own).
+using DatagramServerParser = std::function<std::shared_ptr<IDatagramServerEndpoint>(
+    const ReactorRef& reactor, const EndpointDescription& description)>;
+
+/// Registers `parser` for the server type `prefix`: serverFromString hands it
+/// every description whose type matches. Exact prefixes are looked up first,
+/// then any-case ones (as Twisted looks at its built-in parsers before its
+/// plugins). A parser registered for the same prefix and match replaces the
+/// earlier one — a built-in one too. Throws std::invalid_argument for an
+/// empty prefix or parser. Thread-safe; a parser may register others.
+WEFT_EXPORT void registerServerParser(std::string prefix, ServerParser parser,
+                                      PrefixMatch match = PrefixMatch::anyCase);
+/// Removes what registerServerParser(prefix, …, match) registered; false if
+/// there was nothing.
+WEFT_EXPORT bool unregisterServerParser(std::string_view prefix, PrefixMatch match = PrefixMatch::anyCase);
+/// registerServerParser for clientFromString.
+WEFT_EXPORT void registerClientParser(std::string prefix, ClientParser parser,
+                                      PrefixMatch match = PrefixMatch::anyCase);
+/// unregisterServerParser for clientFromString.
+WEFT_EXPORT bool unregisterClientParser(std::string_view prefix, PrefixMatch match = PrefixMatch::anyCase);
+/// registerServerParser for datagramServerFromString.
+WEFT_EXPORT void registerDatagramServerParser(std::string prefix, DatagramServerParser parser,
+                                              PrefixMatch match = PrefixMatch::anyCase);
+/// unregisterServerParser for datagramServerFromString.
+WEFT_EXPORT bool unregisterDatagramServerParser(std::string_view prefix, PrefixMatch match = PrefixMatch::anyCase);
+
 // ---- descriptions → endpoints ---------------------------------------------------------
 
-/// A server endpoint from a description (EP-5, EP-6, EP-9, EP-11):
+/// A server endpoint from a description (EP-5, EP-6, EP-7, EP-9, EP-11),
+/// built by the parser registered for its type. The built-in ones:
 ///   tcp:PORT[:INTERFACE[:BACKLOG]]   (keywords port, interface="", backlog=50) → TCP4ServerEndpoint
 ///   tcp6:PORT[:BACKLOG[:INTERFACE]]  (keywords port, backlog=50, interface="::") → TCP6ServerEndpoint
+///   unix:ADDRESS[:MODE[:BACKLOG[:LOCKFILE]]] (mode octal, 666; lockfile=1)  → UNIXServerEndpoint
 ///   systemd:domain=INET|INET6|UNIX:index=N or :name=NAME            → AdoptedStreamServerEndpoint
-/// "tcp" matches only in lower case; "tcp6" and "systemd" in any case. Port
-/// and backlog are base-10 integers (an optional sign, then digits). Better
-/// than Twisted: a port outside 0..65535 is rejected here, not at listen().
-/// Throws as described in the file comment; "systemd:" also throws
-/// InvalidEndpointDescription for an index or name that was not inherited.
-/// Nothing is listened on until listen(). systemd descriptors come from
-/// ListenFDs::fromEnvironment(), read at each call.
-WEFT_EXPORT std::shared_ptr<IStreamServerEndpoint> serverFromString(Reactor& reactor, std::string_view description);
+/// "tcp" and "unix" match only in lower case (PrefixMatch::exact); "tcp6" and
+/// "systemd" in any case. Port and backlog are base-10 integers (an optional
+/// sign, then digits). Better than Twisted: a port outside 0..65535 is
+/// rejected here, not at listen(). Throws as described in the file comment;
+/// "systemd:" also throws InvalidEndpointDescription for an index or name
+/// that was not inherited. Nothing is listened on until listen(). systemd
+/// descriptors come from ListenFDs::fromEnvironment(), read at each call.
+/// tcp/tcp6 need IReactorTCP, unix IReactorUNIX, systemd IReactorSocket.
+WEFT_EXPORT std::shared_ptr<IStreamServerEndpoint> serverFromString(const ReactorRef& reactor,
+                                                                    std::string_view description);
 /// The same, with the systemd descriptors given (for tests and for programs
 /// that read the environment themselves).
-WEFT_EXPORT std::shared_ptr<IStreamServerEndpoint> serverFromString(Reactor& reactor, std::string_view description,
+WEFT_EXPORT std::shared_ptr<IStreamServerEndpoint> serverFromString(const ReactorRef& reactor,
+                                                                    std::string_view description,
                                                                     const ListenFDs& inherited);
 
-/// A client endpoint from a description (EP-12, EP-13): the type matches in
-/// any case;
+/// A client endpoint from a description (EP-12, EP-13, EP-14): the type
+/// matches in any case;
 ///   tcp:HOST:PORT, tcp:host=HOST:port=PORT or any mix ("tcp:h:port=80",
 ///   "tcp:host=h:80"), optional timeout=SECONDS (an integer, default 30) and
 ///   bindAddress=IP (→ {IP, 0})                                   → TCP4ClientEndpoint
+///   unix:PATH (or path=), optional timeout= (30) and lockfile=0|1 (checkPID,
+///   default 0)                                                    → UNIXClientEndpoint
 /// A missing host or port, an unknown keyword, an extra positional field or
 /// an argument given twice throws EndpointArgumentError; a port that is not a
 /// number in 0..65535 or a timeout that is not an integer throws
-/// InvalidEndpointDescription. "tcp6" is not a client type.
-WEFT_EXPORT std::shared_ptr<IStreamClientEndpoint> clientFromString(Reactor& reactor, std::string_view description);
+/// InvalidEndpointDescription. "tcp6" is not a client type. tcp needs
+/// IReactorTCP, unix IReactorUNIX.
+WEFT_EXPORT std::shared_ptr<IStreamClientEndpoint> clientFromString(const ReactorRef& reactor,
+                                                                    std::string_view description);
+
+/// A datagram server endpoint from a description (weft's own; the type
+/// matches in any case): "udp:PORT[:interface=ADDR][:maxPacketSize=N]"
+/// (fields also by position, in that order; maxPacketSize 1..65535, default
+/// 8192) → UDPServerEndpoint, which needs IReactorUDP. The grammar and errors
+/// are those of serverFromString.
+WEFT_EXPORT std::shared_ptr<IDatagramServerEndpoint> datagramServerFromString(const ReactorRef& reactor,
+                                                                              std::string_view description);
 
 }  // namespace endpoints
 }  // namespace weft

@@ -5,11 +5,15 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string_view>
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
 #include <vector>
 
 #include <weft/export.hpp>
@@ -140,6 +144,254 @@ public:
     void removeWriter(const std::shared_ptr<IWriteDescriptor>& w) { removeWriter(w.get()); }
 };
 
+// ---- what a reactor offers (Twisted IReactorTCP, IReactorUNIX, …) --------------
+//
+// Each interface below has Twisted's method names as public non-virtual
+// members, with the default arguments, that forward to protected pure virtual
+// do* hooks. A concrete reactor keeps public methods of the same names that
+// return its concrete port and connector types: they hide the interface's, so
+// `reactor.listenTCP(…)` on a weft::Reactor still gives a
+// std::shared_ptr<tcp::Port>, while code written against IReactorTCP& gets an
+// IListeningPort (C++ has no covariant smart pointers). Implementations
+// override the do* hooks only. When a call fails synchronously (it throws),
+// none of the protocol's or factory's callbacks runs for it.
+
+class Factory;
+class ClientFactory;
+class DatagramProtocol;
+class ConnectedDatagramProtocol;
+class IListeningPort;
+class IConnector;
+class ThreadPool;
+
+/// TCP (Twisted IReactorTCP). weft::Reactor and testing::MemoryReactor
+/// implement it; tcp.md TCP-1 … TCP-49 is the contract of the real one.
+class WEFT_EXPORT IReactorTCP {
+public:
+    virtual ~IReactorTCP() = default;
+
+    /// Listens on `port` (0: a kernel-chosen one) on `interface` ("": every
+    /// IPv4 address; an IPv4 or IPv6 literal selects the family) with
+    /// `backlog`; factory->doStart() runs once listening. Throws
+    /// error::CannotListenError when the port cannot be bound or listened on.
+    std::shared_ptr<IListeningPort> listenTCP(std::uint16_t port, std::shared_ptr<Factory> factory,
+                                              int backlog = 50, const std::string& interface = "") {
+        return doListenTCP(port, std::move(factory), backlog, interface);
+    }
+    /// Starts connecting to host:port: factory->startedConnecting(connector)
+    /// runs before this returns, everything else later (buildProtocol, or
+    /// clientConnectionFailed). `timeout` seconds (<= 0: none) bounds the
+    /// attempt; `bindAddress` is bound first when given.
+    std::shared_ptr<IConnector> connectTCP(const std::string& host, std::uint16_t port,
+                                           std::shared_ptr<ClientFactory> factory, double timeout = 30,
+                                           std::optional<BindAddress> bindAddress = std::nullopt) {
+        return doConnectTCP(host, port, std::move(factory), timeout, std::move(bindAddress));
+    }
+
+protected:
+    virtual std::shared_ptr<IListeningPort> doListenTCP(std::uint16_t port, std::shared_ptr<Factory> factory,
+                                                        int backlog, const std::string& interface) = 0;
+    virtual std::shared_ptr<IConnector> doConnectTCP(const std::string& host, std::uint16_t port,
+                                                     std::shared_ptr<ClientFactory> factory, double timeout,
+                                                     std::optional<BindAddress> bindAddress) = 0;
+};
+
+/// UNIX stream sockets (Twisted IReactorUNIX); unix.md UNIX-1 … UNIX-13.
+class WEFT_EXPORT IReactorUNIX {
+public:
+    virtual ~IReactorUNIX() = default;
+
+    /// Listens on the socket at `address` (a first byte of NUL: Linux's
+    /// abstract namespace), whose file gets exactly `mode`; with `wantPID`
+    /// "<address>.lock" is taken first. Throws error::CannotListenError.
+    std::shared_ptr<IListeningPort> listenUNIX(const std::string& address, std::shared_ptr<Factory> factory,
+                                               int backlog = 50, int mode = 0666, bool wantPID = false) {
+        return doListenUNIX(address, std::move(factory), backlog, mode, wantPID);
+    }
+    /// Starts connecting to the socket at `address`, with connectTCP's
+    /// connector life cycle; with `checkPID` the attempt fails unless a live
+    /// process holds "<address>.lock".
+    std::shared_ptr<IConnector> connectUNIX(const std::string& address, std::shared_ptr<ClientFactory> factory,
+                                            double timeout = 30, bool checkPID = false) {
+        return doConnectUNIX(address, std::move(factory), timeout, checkPID);
+    }
+
+protected:
+    virtual std::shared_ptr<IListeningPort> doListenUNIX(const std::string& address, std::shared_ptr<Factory> factory,
+                                                         int backlog, int mode, bool wantPID) = 0;
+    virtual std::shared_ptr<IConnector> doConnectUNIX(const std::string& address,
+                                                      std::shared_ptr<ClientFactory> factory, double timeout,
+                                                      bool checkPID) = 0;
+};
+
+/// UNIX datagram sockets (Twisted IReactorUNIXDatagram); unix.md UNIX-23 … UNIX-29.
+class WEFT_EXPORT IReactorUNIXDatagram {
+public:
+    virtual ~IReactorUNIXDatagram() = default;
+
+    /// Binds a datagram socket at `address` (file mode exactly `mode`) and
+    /// attaches `protocol`, which is started before this returns. Throws
+    /// error::CannotListenError; the protocol is then not started.
+    std::shared_ptr<IListeningPort> listenUNIXDatagram(const std::string& address,
+                                                       std::shared_ptr<DatagramProtocol> protocol,
+                                                       std::size_t maxPacketSize = 8192, int mode = 0666) {
+        return doListenUNIXDatagram(address, std::move(protocol), maxPacketSize, mode);
+    }
+    /// A datagram socket connected to `address`, bound first to `bindAddress`
+    /// when given. A failure is not thrown: protocol->connectionFailed(reason)
+    /// runs before this returns.
+    std::shared_ptr<IListeningPort> connectUNIXDatagram(const std::string& address,
+                                                        std::shared_ptr<ConnectedDatagramProtocol> protocol,
+                                                        std::size_t maxPacketSize = 8192, int mode = 0666,
+                                                        std::optional<std::string> bindAddress = std::nullopt) {
+        return doConnectUNIXDatagram(address, std::move(protocol), maxPacketSize, mode, std::move(bindAddress));
+    }
+
+protected:
+    virtual std::shared_ptr<IListeningPort> doListenUNIXDatagram(const std::string& address,
+                                                                 std::shared_ptr<DatagramProtocol> protocol,
+                                                                 std::size_t maxPacketSize, int mode) = 0;
+    virtual std::shared_ptr<IListeningPort> doConnectUNIXDatagram(const std::string& address,
+                                                                  std::shared_ptr<ConnectedDatagramProtocol> protocol,
+                                                                  std::size_t maxPacketSize, int mode,
+                                                                  std::optional<std::string> bindAddress) = 0;
+};
+
+/// UDP (Twisted IReactorUDP); udp.md UDP-1 … UDP-22.
+class WEFT_EXPORT IReactorUDP {
+public:
+    virtual ~IReactorUDP() = default;
+
+    /// Binds a UDP socket to `port` (0: kernel-chosen) on `interface` ("":
+    /// every IPv4 address; an IPv6 literal selects IPv6) and starts
+    /// `protocol` before returning. Throws error::InvalidAddressError for an
+    /// interface that is no literal and error::CannotListenError when the
+    /// socket cannot be bound; the protocol is then not started.
+    std::shared_ptr<IListeningPort> listenUDP(std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
+                                              const std::string& interface = "", std::size_t maxPacketSize = 8192) {
+        return doListenUDP(port, std::move(protocol), interface, maxPacketSize);
+    }
+
+protected:
+    virtual std::shared_ptr<IListeningPort> doListenUDP(std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
+                                                        const std::string& interface, std::size_t maxPacketSize) = 0;
+};
+
+/// UDP multicast (Twisted IReactorMulticast); udp.md UDP-23 … UDP-29.
+class WEFT_EXPORT IReactorMulticast {
+public:
+    virtual ~IReactorMulticast() = default;
+
+    /// listenUDP for a port that can join multicast groups; with
+    /// `listenMultiple` several sockets may bind the same port.
+    std::shared_ptr<IListeningPort> listenMulticast(std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
+                                                    const std::string& interface = "",
+                                                    std::size_t maxPacketSize = 8192, bool listenMultiple = false) {
+        return doListenMulticast(port, std::move(protocol), interface, maxPacketSize, listenMultiple);
+    }
+
+protected:
+    virtual std::shared_ptr<IListeningPort> doListenMulticast(std::uint16_t port,
+                                                              std::shared_ptr<DatagramProtocol> protocol,
+                                                              const std::string& interface, std::size_t maxPacketSize,
+                                                              bool listenMultiple) = 0;
+};
+
+/// Sockets made elsewhere (Twisted IReactorSocket): systemd, a parent process.
+/// tcp.md TCP-50, TCP-51, udp.md UDP-22, unix.md UNIX-21, UNIX-22.
+class WEFT_EXPORT IReactorSocket {
+public:
+    virtual ~IReactorSocket() = default;
+
+    /// Accepts on the listening socket `fd` of `addressFamily` with
+    /// `factory`; `fd` is duplicated, the caller keeps (and closes) its own.
+    /// An unsupported family throws error::UnsupportedAddressFamily.
+    std::shared_ptr<IListeningPort> adoptStreamPort(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
+        return doAdoptStreamPort(fd, addressFamily, std::move(factory));
+    }
+    /// Serves the connected socket `fd` (duplicated) with a protocol from
+    /// `factory`; the factory is neither started nor stopped.
+    void adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
+        doAdoptStreamConnection(fd, addressFamily, std::move(factory));
+    }
+    /// Serves the bound datagram socket `fd` (duplicated) with `protocol`.
+    std::shared_ptr<IListeningPort> adoptDatagramPort(int fd, int addressFamily,
+                                                      std::shared_ptr<DatagramProtocol> protocol,
+                                                      std::size_t maxPacketSize = 8192) {
+        return doAdoptDatagramPort(fd, addressFamily, std::move(protocol), maxPacketSize);
+    }
+
+protected:
+    virtual std::shared_ptr<IListeningPort> doAdoptStreamPort(int fd, int addressFamily,
+                                                              std::shared_ptr<Factory> factory) = 0;
+    virtual void doAdoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) = 0;
+    virtual std::shared_ptr<IListeningPort> doAdoptDatagramPort(int fd, int addressFamily,
+                                                                std::shared_ptr<DatagramProtocol> protocol,
+                                                                std::size_t maxPacketSize) = 0;
+};
+
+/// Handing work between threads (Twisted IReactorThreads, which joins
+/// IReactorFromThreads and IReactorInThreads). reactor.md R-45 … R-51.
+/// weft::Reactor implements it; testing::MemoryReactor does not (it has no
+/// threads). No covariance is involved, so these are plain virtuals.
+class WEFT_EXPORT IReactorThreads {
+public:
+    virtual ~IReactorThreads() = default;
+    /// Queues f to run on the reactor thread, FIFO; safe from any thread.
+    virtual void callFromThread(Function<void()> f) = 0;
+    /// Runs f on the reactor's thread pool.
+    virtual void callInThread(Function<void()> f) = 0;
+    /// The reactor's pool (created on first use, on the reactor thread).
+    virtual ThreadPool& getThreadPool() = 0;
+    /// Sets the pool's maximum size.
+    virtual void suggestThreadPoolSize(std::size_t n) = 0;
+};
+
+/// A reactor seen through the interfaces it provides, without owning it: what
+/// code takes that asks a reactor for whichever interface it turns out to need
+/// (Twisted passes `reactor` and asks `IReactorUNIX.providedBy(reactor)`).
+/// Endpoint string parsers take one (weft/internet/endpoints.hpp).
+///
+/// Any reactor converts to it implicitly: each interface its static type
+/// derives from is found at compile time, any other one by a cross-cast of
+/// its dynamic type. The reactor must outlive the ReactorRef.
+class WEFT_EXPORT ReactorRef {
+public:
+    template <class R>
+        requires(std::is_polymorphic_v<R> && !std::is_const_v<R> && !std::is_base_of_v<ReactorRef, R>)
+    ReactorRef(R& reactor) noexcept  // NOLINT(google-explicit-constructor): a reactor is a ReactorRef
+        : interfaces_(pick<IReactorTime>(reactor), pick<IReactorFDSet>(reactor), pick<IReactorTCP>(reactor),
+                      pick<IReactorUNIX>(reactor), pick<IReactorUNIXDatagram>(reactor), pick<IReactorUDP>(reactor),
+                      pick<IReactorMulticast>(reactor), pick<IReactorSocket>(reactor),
+                      pick<IReactorThreads>(reactor)) {}
+
+    /// The reactor as interface I, or null if it does not provide it.
+    template <class I>
+    I* find() const noexcept {
+        return std::get<I*>(interfaces_);
+    }
+    /// The reactor as interface I; throws std::invalid_argument ("the reactor
+    /// does not provide IReactorUNIX") if it does not provide it.
+    template <class I>
+    I& get() const {
+        if (I* i = find<I>()) return *i;
+        missing(typeid(I));
+    }
+
+private:
+    template <class I, class R>
+    static I* pick(R& reactor) noexcept {
+        if constexpr (std::is_convertible_v<R*, I*>) return &reactor;
+        else if constexpr (std::is_base_of_v<I, R>) return nullptr;  // ambiguous or inaccessible
+        else return dynamic_cast<I*>(&reactor);
+    }
+    [[noreturn]] static void missing(const std::type_info& interface);
+
+    std::tuple<IReactorTime*, IReactorFDSet*, IReactorTCP*, IReactorUNIX*, IReactorUNIXDatagram*, IReactorUDP*,
+               IReactorMulticast*, IReactorSocket*, IReactorThreads*>
+        interfaces_;
+};
+
 // ---- producers and consumers (filedescriptor.md FD-42, FD-43) ------------------
 
 /// Something that produces data for a consumer (Twisted IProducer).
@@ -216,6 +468,64 @@ public:
     virtual Address getHost() const = 0;
 
     void write(std::string_view s) { write(asBytes(s)); }
+};
+
+// ---- what a stream transport offers besides ITransport ---------------------------
+//
+// These are mixins, not ITransports: a transport already is an ITransport
+// (FileDescriptor derives from it once), so code holding a
+// std::shared_ptr<ITransport> asks for them with a cross-cast
+// (dynamic_cast<IHalfCloseableTransport*>(transport.get())).
+
+/// A transport whose write half can be shut on its own (Twisted
+/// ITCPTransport.loseWriteConnection; the transport side of
+/// IHalfCloseableDescriptor). FileDescriptor implements it.
+class WEFT_EXPORT IHalfCloseableTransport {
+public:
+    virtual ~IHalfCloseableTransport() = default;
+    /// Shuts the write half once everything queued is sent; reading goes on,
+    /// and an IHalfCloseableProtocol then hears writeConnectionLost() (FD-31).
+    virtual void loseWriteConnection() = 0;
+};
+
+/// Where a transport is in its life, for code that holds only an ITransport
+/// (weft's: Twisted code reads the `connected` and `disconnecting` attributes
+/// every transport has). FileDescriptor implements it.
+class WEFT_EXPORT ITransportStatus {
+public:
+    virtual ~ITransportStatus() = default;
+    /// True from the moment the transport carries bytes until it is aborted
+    /// or connectionLost runs; still true while a loseConnection() is pending
+    /// (Twisted `connected`).
+    virtual bool isConnected() const noexcept = 0;
+    /// True once loseConnection() was asked for, until connectionLost (Twisted
+    /// `disconnecting`).
+    virtual bool isDisconnecting() const noexcept = 0;
+};
+
+/// A TCP connection (Twisted ITCPTransport, less what ITransport has):
+/// half-close, abort and the socket options. tcp::Connection implements it.
+class WEFT_EXPORT ITCPTransport : public virtual IHalfCloseableTransport {
+public:
+    /// Drops what is queued, stops all I/O and reports
+    /// connectionLost(ConnectionAborted) later, from the reactor; the peer
+    /// sees a reset. A no-op once disconnected or aborting (TCP-32, TCP-33).
+    virtual void abortConnection() = 0;
+    /// TCP_NODELAY (Nagle's algorithm off when true). Throws std::system_error
+    /// once the socket is closed.
+    virtual bool getTcpNoDelay() const = 0;
+    virtual void setTcpNoDelay(bool enabled) = 0;
+    /// SO_KEEPALIVE. Throws std::system_error once the socket is closed.
+    virtual bool getTcpKeepAlive() const = 0;
+    virtual void setTcpKeepAlive(bool enabled) = 0;
+};
+
+/// A transport that can pass descriptors (Twisted IUNIXTransport).
+class WEFT_EXPORT IUNIXTransport {
+public:
+    virtual ~IUNIXTransport() = default;
+    /// Queues a copy of `fd` to travel with the next byte written (UNIX-14).
+    virtual void sendFileDescriptor(int fd) = 0;
 };
 
 /// A protocol that wants to hear about each half of a connection closing on its

@@ -54,7 +54,8 @@ std::string className(const T& object) {
 /// A pending or established outgoing connection (Twisted IConnector). The
 /// reactor's connect* methods return one and hand it to the factory's
 /// startedConnecting(), clientConnectionFailed() and clientConnectionLost().
-/// tcp::Connector implements it (weft/internet/tcp.hpp).
+/// tcp::Connector and unix_::Connector implement it (weft/internet/tcp.hpp,
+/// unix.hpp), testing::FakeConnector stands in for them.
 class WEFT_EXPORT IConnector {
 public:
     virtual ~IConnector() = default;
@@ -66,6 +67,11 @@ public:
     virtual void connect() = 0;
     /// The address this connector connects to.
     virtual Address getDestination() const = 0;
+    /// The clock of the reactor this connector runs on, or null when it knows
+    /// none (the default). A reactor's connectors answer their reactor; code
+    /// that schedules around a connector (ReconnectingClientFactory, RCF-1)
+    /// asks here instead of knowing the connector's class. Not owned.
+    virtual IReactorTime* clock() const noexcept { return nullptr; }
 };
 
 /// A listening port (Twisted IListeningPort); tcp::Port implements it.

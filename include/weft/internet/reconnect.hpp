@@ -69,14 +69,15 @@ public:
     /// clientConnectionLost(), held weakly (see the file comment) (RCF-2).
     std::weak_ptr<IConnector> connector;
     /// The clock retries are scheduled on. Null (the default) means: the
-    /// connector's reactor when the connector is a tcp::Connector, otherwise
-    /// the fallback clock given to the constructor (RCF-1). Not owned; it must
-    /// outlive any pending retry.
+    /// connector's clock() — a reactor's connectors answer their reactor, a
+    /// MemoryReactorClock's its clock — or, when it answers null, the fallback
+    /// clock given to the constructor (RCF-1). Not owned; it must outlive any
+    /// pending retry.
     IReactorTime* clock = nullptr;
 
-    /// `fallbackClock` is used when `clock` is unset and the connector is not
-    /// one that knows its reactor (any IConnector other than tcp::Connector,
-    /// such as testing::FakeConnector). Not owned.
+    /// `fallbackClock` is used when `clock` is unset and the connector knows
+    /// no clock (IConnector::clock() is null, as for a testing::FakeConnector
+    /// made by hand). Not owned.
     explicit ReconnectingClientFactory(IReactorTime* fallbackClock = nullptr);
     /// Cancels a pending retry.
     ~ReconnectingClientFactory() override;

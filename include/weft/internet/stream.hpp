@@ -266,6 +266,8 @@ public:
     State state() const noexcept { return state_; }
     const std::shared_ptr<ClientFactory>& factory() const noexcept { return factory_; }
     Reactor& reactor() const noexcept { return reactor_; }
+    /// The reactor's clock, for a ReconnectingClientFactory's retries.
+    IReactorTime* clock() const noexcept override { return &reactor_; }
     double timeout() const noexcept { return timeout_; }
 
 protected:

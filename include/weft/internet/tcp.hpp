@@ -51,7 +51,7 @@ class Connector;
 /// One TCP connection (Twisted tcp.Connection), the transport a protocol sees:
 /// a SocketTransport (reads, writes, half-close, abort, the close; see
 /// stream.hpp) with what only TCP has: IP addresses, TCP_NODELAY, keep-alive.
-class WEFT_EXPORT Connection : public SocketTransport {
+class WEFT_EXPORT Connection : public SocketTransport, public ITCPTransport {
 public:
     /// The local address (getsockname; cached after the first call and at the
     /// close, so it answers after the close too).
@@ -59,10 +59,12 @@ public:
     /// The peer's address (as accepted or connected to).
     Address getPeer() const override;
 
-    bool getTcpNoDelay() const;
-    void setTcpNoDelay(bool enabled);
-    bool getTcpKeepAlive() const;
-    void setTcpKeepAlive(bool enabled);
+    bool getTcpNoDelay() const override;
+    void setTcpNoDelay(bool enabled) override;
+    bool getTcpKeepAlive() const override;
+    void setTcpKeepAlive(bool enabled) override;
+    /// See StreamTransport::abortConnection (TCP-32, TCP-33).
+    void abortConnection() override { SocketTransport::abortConnection(); }
 
 protected:
     Connection(Reactor& reactor, int fd) noexcept : SocketTransport(reactor, fd) {}

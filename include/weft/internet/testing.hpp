@@ -326,8 +326,10 @@ private:
 /// (TEST-13).
 class WEFT_EXPORT FakeConnector : public IConnector {
 public:
-    /// A connector to `destination`.
-    explicit FakeConnector(Address destination) : destination_(std::move(destination)) {}
+    /// A connector to `destination`; clock() answers `clock` (MemoryReactor
+    /// passes itself when it is a MemoryReactorClock, else null). Not owned.
+    explicit FakeConnector(Address destination, IReactorTime* clock = nullptr)
+        : destination_(std::move(destination)), clock_(clock) {}
     /// Set by stopConnecting().
     bool stoppedConnecting = false;
     /// Set by disconnect() (Twisted `_disconnected`).
@@ -340,9 +342,13 @@ public:
     void connect() override {}
     /// The destination given to the constructor.
     Address getDestination() const override { return destination_; }
+    /// The clock given to the constructor (RCF-1: a ReconnectingClientFactory
+    /// without a clock of its own schedules on it).
+    IReactorTime* clock() const noexcept override { return clock_; }
 
 private:
     Address destination_;
+    IReactorTime* clock_;
 };
 
 /// A (host, port) pair to bind a client socket to (weft/internet/address.hpp).
@@ -442,6 +448,47 @@ struct UDPServer {
     std::size_t maxPacketSize;
 };
 
+/// One listenMulticast() call (a weft addition, as listenUDP).
+struct MulticastServer {
+    /// The port asked for.
+    std::uint16_t port;
+    /// The protocol given.
+    std::shared_ptr<AbstractDatagramProtocol> protocol;
+    /// The interface given.
+    std::string interface;
+    /// The maximum packet size given.
+    std::size_t maxPacketSize;
+    /// The listenMultiple flag given.
+    bool listenMultiple;
+};
+
+/// One listenUNIXDatagram() call (a weft addition: Twisted's MemoryReactor
+/// has no IReactorUNIXDatagram; recorded as listenUNIX is).
+struct UNIXDatagramServer {
+    /// The socket path given.
+    std::string address;
+    /// The protocol given.
+    std::shared_ptr<AbstractDatagramProtocol> protocol;
+    /// The maximum packet size given.
+    std::size_t maxPacketSize;
+    /// The file mode given.
+    int mode;
+};
+
+/// One connectUNIXDatagram() call (a weft addition, as listenUNIXDatagram).
+struct UNIXDatagramClient {
+    /// The peer's socket path given.
+    std::string address;
+    /// The protocol given.
+    std::shared_ptr<AbstractDatagramProtocol> protocol;
+    /// The maximum packet size given.
+    std::size_t maxPacketSize;
+    /// The file mode given.
+    int mode;
+    /// The path to bind to first, if one was given.
+    std::optional<std::string> bindAddress;
+};
+
 /// One adoptStreamPort() or adoptStreamConnection() call.
 struct AdoptedStream {
     /// The descriptor given (not owned: MemoryReactor never closes it).
@@ -471,9 +518,19 @@ struct AdoptedDatagram {
 /// (factory->buildProtocol(addr) plus a StringTransport). Reader/writer sets are
 /// kept but never dispatched. Not thread-safe.
 ///
-/// The listen*/connect*/adopt* methods are virtual so RaisingMemoryReactor can
-/// stand in wherever a MemoryReactor& is taken.
-class WEFT_EXPORT MemoryReactor : public IReactorFDSet {
+/// It provides the reactor interfaces a weft::Reactor does except
+/// IReactorThreads and IReactorTime (MemoryReactorClock adds the clock), so it
+/// stands in for a reactor wherever code takes an interface (IReactorTCP&,
+/// ReactorRef, …). listenTCP, connectTCP, … are the interfaces' methods; what
+/// they do is in the do* hooks, which RaisingMemoryReactor overrides, and
+/// listenSSL/connectSSL are virtual for the same reason.
+class WEFT_EXPORT MemoryReactor : public IReactorFDSet,
+                                  public IReactorTCP,
+                                  public IReactorUNIX,
+                                  public IReactorUNIXDatagram,
+                                  public IReactorUDP,
+                                  public IReactorMulticast,
+                                  public IReactorSocket {
 public:
     MemoryReactor() = default;
     ~MemoryReactor() override = default;
@@ -509,6 +566,12 @@ public:
     std::vector<UNIXClient> unixClients;
     /// listenUDP() calls.
     std::vector<UDPServer> udpServers;
+    /// listenMulticast() calls.
+    std::vector<MulticastServer> multicastServers;
+    /// listenUNIXDatagram() calls.
+    std::vector<UNIXDatagramServer> unixDatagramServers;
+    /// connectUNIXDatagram() calls.
+    std::vector<UNIXDatagramClient> unixDatagramClients;
     /// adoptStreamPort() calls.
     std::vector<AdoptedStream> adoptedPorts;
     /// adoptStreamConnection() calls.
@@ -544,17 +607,31 @@ public:
     Deferred<std::string> resolve(const std::string& name, double timeout = 10);
 
     // ---- IReactorTCP / SSL / UNIX / UDP / Socket (TEST-11, TEST-12, TEST-14) -------
-    /// Records (port, factory, backlog, interface); the port's getHost() is
-    /// IPv6Address("TCP", interface, port) for an IPv6 literal interface, else
-    /// IPv4Address("TCP", "0.0.0.0", port).
-    virtual std::shared_ptr<IListeningPort> listenTCP(std::uint16_t port, std::shared_ptr<Factory> factory,
-                                                      int backlog = 50, const std::string& interface = "");
-    /// Records the call, creates a FakeConnector to IPv4/IPv6Address("TCP",
-    /// host, port) (by literal), calls factory->startedConnecting(connector),
-    /// appends it to `connectors` and returns it. Never connects.
-    virtual std::shared_ptr<IConnector> connectTCP(const std::string& host, std::uint16_t port,
-                                                   std::shared_ptr<ClientFactory> factory, double timeout = 30,
-                                                   std::optional<BindAddress> bindAddress = std::nullopt);
+    //
+    // listenTCP(port, factory, backlog = 50, interface = ""): records (port,
+    //   factory, backlog, interface); the port's getHost() is IPv6Address("TCP",
+    //   interface, port) for an IPv6 literal interface, else IPv4Address("TCP",
+    //   "0.0.0.0", port).
+    // connectTCP(host, port, factory, timeout = 30, bindAddress = none): records
+    //   the call, creates a FakeConnector to IPv4/IPv6Address("TCP", host, port)
+    //   (by literal), calls factory->startedConnecting(connector), appends it to
+    //   `connectors` and returns it. Never connects.
+    // listenUNIX / connectUNIX: the same with unixServers / unixClients and
+    //   UNIXAddress(address).
+    // listenUNIXDatagram / connectUNIXDatagram: record into unixDatagramServers
+    //   / unixDatagramClients; the port's getHost() is UNIXAddress(address), or
+    //   UNIXAddress(bindAddress or "") for a connected one. The protocol is
+    //   neither started nor told of a failure.
+    // listenUDP / listenMulticast: record into udpServers / multicastServers;
+    //   getHost() is IPv6/IPv4Address("UDP", …, port) as for listenTCP.
+    // adoptStreamPort(fd, family, factory): records in adoptedPorts and returns
+    //   a FakePort at IPv4Address("TCP", "0.0.0.0", 1234) or IPv6Address("TCP",
+    //   "::", 1234); any other family throws error::UnsupportedAddressFamily
+    //   (nothing recorded).
+    // adoptStreamConnection: records in adoptedStreamConnections.
+    // adoptDatagramPort: records in adoptedDatagramPorts and returns a "UDP"
+    //   FakePort at port 1234 (families as adoptStreamPort).
+
     /// Like listenTCP, recording into sslServers; getHost() is IPv4Address("TCP", "0.0.0.0", port).
     virtual std::shared_ptr<IListeningPort> listenSSL(std::uint16_t port, std::shared_ptr<Factory> factory,
                                                       std::shared_ptr<void> contextFactory, int backlog = 50,
@@ -564,29 +641,6 @@ public:
                                                    std::shared_ptr<ClientFactory> factory,
                                                    std::shared_ptr<void> contextFactory, double timeout = 30,
                                                    std::optional<BindAddress> bindAddress = std::nullopt);
-    /// Records into unixServers; getHost() is UNIXAddress(address).
-    virtual std::shared_ptr<IListeningPort> listenUNIX(const std::string& address, std::shared_ptr<Factory> factory,
-                                                       int backlog = 50, int mode = 0666, bool wantPID = false);
-    /// Like connectTCP, recording into unixClients; destination UNIXAddress(address).
-    virtual std::shared_ptr<IConnector> connectUNIX(const std::string& address, std::shared_ptr<ClientFactory> factory,
-                                                    double timeout = 30, bool checkPID = false);
-    /// Records into udpServers; getHost() is IPv6/IPv4Address("UDP", …, port) like listenTCP.
-    virtual std::shared_ptr<IListeningPort> listenUDP(std::uint16_t port,
-                                                      std::shared_ptr<AbstractDatagramProtocol> protocol,
-                                                      const std::string& interface = "",
-                                                      std::size_t maxPacketSize = 8192);
-    /// Records (fd, family, factory) in adoptedPorts and returns a FakePort at
-    /// IPv4Address("TCP", "0.0.0.0", 1234) or IPv6Address("TCP", "::", 1234);
-    /// any other family throws error::UnsupportedAddressFamily (nothing recorded).
-    virtual std::shared_ptr<IListeningPort> adoptStreamPort(int fd, int addressFamily,
-                                                            std::shared_ptr<Factory> factory);
-    /// Records (fd, family, factory) in adoptedStreamConnections.
-    virtual void adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory);
-    /// Records in adoptedDatagramPorts and returns a "UDP" FakePort at port 1234
-    /// (families as adoptStreamPort).
-    virtual std::shared_ptr<IListeningPort> adoptDatagramPort(int fd, int addressFamily,
-                                                              std::shared_ptr<AbstractDatagramProtocol> protocol,
-                                                              std::size_t maxPacketSize = 8192);
 
     // ---- IReactorFDSet (TEST-16) ------------------------------------------------------
     /// Adds to the reader set (twice = once). Never dispatched; fileno() is not checked.
@@ -607,7 +661,50 @@ public:
     /// The writers, in the order they were added.
     std::vector<std::shared_ptr<IWriteDescriptor>> getWriters() const override { return writers_; }
 
+protected:
+    /// listenTCP(), as described above.
+    std::shared_ptr<IListeningPort> doListenTCP(std::uint16_t port, std::shared_ptr<Factory> factory, int backlog,
+                                                const std::string& interface) override;
+    /// connectTCP().
+    std::shared_ptr<IConnector> doConnectTCP(const std::string& host, std::uint16_t port,
+                                             std::shared_ptr<ClientFactory> factory, double timeout,
+                                             std::optional<BindAddress> bindAddress) override;
+    /// listenUNIX().
+    std::shared_ptr<IListeningPort> doListenUNIX(const std::string& address, std::shared_ptr<Factory> factory,
+                                                 int backlog, int mode, bool wantPID) override;
+    /// connectUNIX().
+    std::shared_ptr<IConnector> doConnectUNIX(const std::string& address, std::shared_ptr<ClientFactory> factory,
+                                              double timeout, bool checkPID) override;
+    /// listenUNIXDatagram().
+    std::shared_ptr<IListeningPort> doListenUNIXDatagram(const std::string& address,
+                                                         std::shared_ptr<DatagramProtocol> protocol,
+                                                         std::size_t maxPacketSize, int mode) override;
+    /// connectUNIXDatagram().
+    std::shared_ptr<IListeningPort> doConnectUNIXDatagram(const std::string& address,
+                                                          std::shared_ptr<ConnectedDatagramProtocol> protocol,
+                                                          std::size_t maxPacketSize, int mode,
+                                                          std::optional<std::string> bindAddress) override;
+    /// listenUDP().
+    std::shared_ptr<IListeningPort> doListenUDP(std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
+                                                const std::string& interface, std::size_t maxPacketSize) override;
+    /// listenMulticast().
+    std::shared_ptr<IListeningPort> doListenMulticast(std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
+                                                      const std::string& interface, std::size_t maxPacketSize,
+                                                      bool listenMultiple) override;
+    /// adoptStreamPort().
+    std::shared_ptr<IListeningPort> doAdoptStreamPort(int fd, int addressFamily,
+                                                      std::shared_ptr<Factory> factory) override;
+    /// adoptStreamConnection().
+    void doAdoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) override;
+    /// adoptDatagramPort().
+    std::shared_ptr<IListeningPort> doAdoptDatagramPort(int fd, int addressFamily,
+                                                        std::shared_ptr<DatagramProtocol> protocol,
+                                                        std::size_t maxPacketSize) override;
+
 private:
+    // A FakeConnector to `destination`, started and remembered as connect* do.
+    std::shared_ptr<FakeConnector> makeConnector(Address destination, const std::shared_ptr<ClientFactory>& factory);
+
     std::vector<std::shared_ptr<IReadDescriptor>> readers_;
     std::vector<std::shared_ptr<IWriteDescriptor>> writers_;
     std::uint64_t nextTriggerId_ = 1;
@@ -624,6 +721,8 @@ public:
 /// `listenException` and whose connect* methods, adoptStreamConnection and
 /// adoptDatagramPort throw `connectException`, recording nothing (Twisted
 /// RaisingMemoryReactor; TEST-18). A null exception_ptr throws std::logic_error.
+/// It overrides the interfaces' do* hooks, so it throws however it is reached
+/// (as a MemoryReactor, an IReactorTCP, a ReactorRef, …).
 class WEFT_EXPORT RaisingMemoryReactor : public MemoryReactor {
 public:
     /// The exceptions to throw.
@@ -632,34 +731,39 @@ public:
         : listenException_(std::move(listenException)), connectException_(std::move(connectException)) {}
 
     /// Throws listenException.
-    std::shared_ptr<IListeningPort> listenTCP(std::uint16_t, std::shared_ptr<Factory>, int = 50,
-                                              const std::string& = "") override;
-    /// Throws connectException.
-    std::shared_ptr<IConnector> connectTCP(const std::string&, std::uint16_t, std::shared_ptr<ClientFactory>,
-                                           double = 30, std::optional<BindAddress> = std::nullopt) override;
-    /// Throws listenException.
     std::shared_ptr<IListeningPort> listenSSL(std::uint16_t, std::shared_ptr<Factory>, std::shared_ptr<void>,
                                               int = 50, const std::string& = "") override;
     /// Throws connectException.
     std::shared_ptr<IConnector> connectSSL(const std::string&, std::uint16_t, std::shared_ptr<ClientFactory>,
                                            std::shared_ptr<void>, double = 30,
                                            std::optional<BindAddress> = std::nullopt) override;
-    /// Throws listenException.
-    std::shared_ptr<IListeningPort> listenUNIX(const std::string&, std::shared_ptr<Factory>, int = 50, int = 0666,
-                                               bool = false) override;
-    /// Throws connectException.
-    std::shared_ptr<IConnector> connectUNIX(const std::string&, std::shared_ptr<ClientFactory>, double = 30,
-                                            bool = false) override;
-    /// Throws listenException.
-    std::shared_ptr<IListeningPort> listenUDP(std::uint16_t, std::shared_ptr<AbstractDatagramProtocol>,
-                                              const std::string& = "", std::size_t = 8192) override;
-    /// Throws listenException.
-    std::shared_ptr<IListeningPort> adoptStreamPort(int, int, std::shared_ptr<Factory>) override;
-    /// Throws connectException.
-    void adoptStreamConnection(int, int, std::shared_ptr<Factory>) override;
-    /// Throws connectException.
-    std::shared_ptr<IListeningPort> adoptDatagramPort(int, int, std::shared_ptr<AbstractDatagramProtocol>,
-                                                      std::size_t = 8192) override;
+
+protected:
+    // listenTCP, listenUNIX, listenUNIXDatagram, listenUDP, listenMulticast and
+    // adoptStreamPort throw listenException; connectTCP, connectUNIX,
+    // connectUNIXDatagram, adoptStreamConnection and adoptDatagramPort throw
+    // connectException.
+    std::shared_ptr<IListeningPort> doListenTCP(std::uint16_t, std::shared_ptr<Factory>, int,
+                                                const std::string&) override;
+    std::shared_ptr<IConnector> doConnectTCP(const std::string&, std::uint16_t, std::shared_ptr<ClientFactory>, double,
+                                             std::optional<BindAddress>) override;
+    std::shared_ptr<IListeningPort> doListenUNIX(const std::string&, std::shared_ptr<Factory>, int, int,
+                                                 bool) override;
+    std::shared_ptr<IConnector> doConnectUNIX(const std::string&, std::shared_ptr<ClientFactory>, double,
+                                              bool) override;
+    std::shared_ptr<IListeningPort> doListenUNIXDatagram(const std::string&, std::shared_ptr<DatagramProtocol>,
+                                                         std::size_t, int) override;
+    std::shared_ptr<IListeningPort> doConnectUNIXDatagram(const std::string&,
+                                                          std::shared_ptr<ConnectedDatagramProtocol>, std::size_t,
+                                                          int, std::optional<std::string>) override;
+    std::shared_ptr<IListeningPort> doListenUDP(std::uint16_t, std::shared_ptr<DatagramProtocol>, const std::string&,
+                                                std::size_t) override;
+    std::shared_ptr<IListeningPort> doListenMulticast(std::uint16_t, std::shared_ptr<DatagramProtocol>,
+                                                      const std::string&, std::size_t, bool) override;
+    std::shared_ptr<IListeningPort> doAdoptStreamPort(int, int, std::shared_ptr<Factory>) override;
+    void doAdoptStreamConnection(int, int, std::shared_ptr<Factory>) override;
+    std::shared_ptr<IListeningPort> doAdoptDatagramPort(int, int, std::shared_ptr<DatagramProtocol>,
+                                                        std::size_t) override;
 
 private:
     [[noreturn]] void raise(const std::exception_ptr& e) const;

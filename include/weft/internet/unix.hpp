@@ -47,14 +47,6 @@ public:
     virtual void fileDescriptorReceived(int fd) = 0;
 };
 
-/// A transport that can pass descriptors (Twisted IUNIXTransport).
-class WEFT_EXPORT IUNIXTransport {
-public:
-    virtual ~IUNIXTransport() = default;
-    /// Queues a copy of `fd` to travel with the next byte written (UNIX-14).
-    virtual void sendFileDescriptor(int fd) = 0;
-};
-
 }  // namespace weft
 
 namespace weft::unix_ {

@@ -18,7 +18,7 @@
 #include <string>
 
 #include <weft/export.hpp>
-#include <weft/internet/base.hpp>
+#include <weft/internet/interfaces.hpp>
 #include <weft/internet/protocol.hpp>
 
 namespace weft::portforward {
@@ -75,8 +75,10 @@ public:
     /// the given factory builds; report failure through its clientConnectionFailed.
     using Connect = std::function<void(const std::shared_ptr<ProxyClientFactory>&)>;
 
-    /// Proxies to host:port over TCP with `reactor`.
-    ProxyFactory(Reactor& reactor, std::string host, std::uint16_t port);
+    /// Proxies to host:port over TCP with `reactor` (a weft::Reactor, or a
+    /// testing::MemoryReactor that records the connectTCP), which must outlive
+    /// the factory.
+    ProxyFactory(IReactorTCP& reactor, std::string host, std::uint16_t port);
     /// Proxies through `connect` (e.g. a client endpoint).
     explicit ProxyFactory(Connect connect);
 
