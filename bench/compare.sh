@@ -30,6 +30,8 @@
 #   --build-dir DIR      CMake build directory for loadgen and the peers (default build/release;
 #                        configured with the release preset, or as a Release build elsewhere)
 #   --weft PATH          the weft tool to measure (default: DIR/weft, built there first)
+#   --weft-ref PATH      a second weft tool (say, an earlier commit's) measured in the same run as
+#                        the server "weft-ref" (tcp and unix scenarios), for before/after ratios
 #   --reactor R          run weft with --reactor R (epoll, poll or select)
 #   --no-build           use the binaries already in DIR
 #   --busy-poll          loadgen never sleeps in epoll_wait (fewer cross-core wake-ups)
@@ -41,7 +43,7 @@ cd "$(dirname "$0")/.."
 rounds=4 rounds_set=0 seconds=2 seconds_set=0 warmup=0.5 hold=1 quick=0 build=1 busy=()
 servers_arg="weft,libuv,asio,libevent,epoll,raw"
 scenarios_arg="tcp,unix,udp"
-build_dir=build/release weft="" reactor="" out=""
+build_dir=build/release weft="" weft_ref="" reactor="" out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
@@ -51,6 +53,7 @@ while [ $# -gt 0 ]; do
     --scenarios) scenarios_arg=$2; shift ;;
     --build-dir) build_dir=${2%/}; shift ;;
     --weft) weft=$2; shift ;;
+    --weft-ref) weft_ref=$2; shift ;;
     --reactor) reactor=$2; shift ;;
     --no-build) build=0 ;;
     --busy-poll) busy=(--busy-poll) ;;
@@ -65,6 +68,7 @@ if [ "$quick" = 1 ]; then
   [ "$rounds_set" = 1 ] || rounds=1
   [ "$seconds_set" = 1 ] || seconds=0.5
 fi
+[ -n "$weft_ref" ] && [[ ",$servers_arg," != *,weft-ref,* ]] && servers_arg+=",weft-ref"
 IFS=, read -r -a servers <<<"$servers_arg"
 scenarios=()
 for sc in ${scenarios_arg//,/ }; do
@@ -126,6 +130,8 @@ server_cmd() {
         udp) echo "$weft ${weft_args[*]} echo udp:$3:interface=127.0.0.1" ;;
         unix) echo "$weft ${weft_args[*]} echo unix:$3:backlog=4096" ;;
       esac ;;
+    weft-ref\|tcp) [ -x "$weft_ref" ] && echo "$weft_ref echo tcp:$3:interface=127.0.0.1:backlog=4096" ;;
+    weft-ref\|unix) [ -x "$weft_ref" ] && echo "$weft_ref echo unix:$3:backlog=4096" ;;
     libuv\|udp) [ -x "${bin}_udp" ] && echo "${bin}_udp $3" ;;
     raw\|udp) bin=$build_dir/bench/peers/echo_udp_raw; [ -x "$bin" ] && echo "$bin $3" ;;
     libuv\|tcp|asio\|tcp|libevent\|tcp|epoll\|tcp) [ -x "$bin" ] && echo "$bin $3" ;;

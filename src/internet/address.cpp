@@ -12,6 +12,8 @@
 
 #include <weft/text.hpp>
 
+#include "sys/syscalls.hpp"
+
 namespace weft {
 
 std::string IPv4Address::str() const { return fmt::format("IPv4Address({}, '{}', {})", type, host, port); }
@@ -33,7 +35,7 @@ namespace {
 std::optional<std::pair<dev_t, ino_t>> fileIdentity(const std::string& name) {
     if (name.empty() || name.front() == '\0' || name.find('\0') != std::string::npos) return std::nullopt;
     struct stat st{};
-    if (::stat(name.c_str(), &st) != 0) return std::nullopt;
+    if (sys::ops.stat(name.c_str(), &st) != 0) return std::nullopt;
     return std::pair{st.st_dev, st.st_ino};
 }
 }  // namespace

@@ -98,8 +98,10 @@ extern "C" void weftSignalHandler(int signo) {
     gPendingSignal = signo;
     int fd = gSignalFd.load(std::memory_order_relaxed);
     if (fd >= 0) {
+        // Not through sys::ops: a handler may interrupt a fault-injector hook that
+        // holds its mutex (src/sys/syscalls.hpp). write(2) is async-signal-safe.
         std::uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
+        [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);  // syscall-seam: exempt (async-signal handler)
     }
     errno = saved;
 }
@@ -109,17 +111,17 @@ extern "C" void weftSignalHandler(int signo) {
 /// and the signal handlers (R-47: one fd, non-blocking, close-on-exec).
 class Waker final : public IReadDescriptor {
 public:
-    explicit Waker(Reactor& r) : reactor_(r), fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-        if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+    explicit Waker(Reactor& r) : reactor_(r), fd_(sys::ops.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+        if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd (the reactor's waker)");
     }
-    ~Waker() override { ::close(fd_); }
+    ~Waker() override { sys::ops.close(fd_); }
     int fileno() const override { return fd_; }
     std::string logPrefix() const override { return "Waker"; }
     void connectionLost(const Failure&) override {}
     void wake() noexcept {
         std::uint64_t one = 1;
         // EAGAIN means the counter is saturated: a wake-up is already pending.
-        [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+        [[maybe_unused]] auto n = sys::ops.write(fd_, &one, sizeof one);
     }
     Reason doRead() override {
         // Drain first, then clear the flag. Clearing first loses wake-ups: a
@@ -130,7 +132,7 @@ public:
         // iteration that follows runs it. The RMW (not a plain store) makes that
         // push visible to this thread.
         std::uint64_t v;
-        [[maybe_unused]] auto n = ::read(fd_, &v, sizeof v);
+        [[maybe_unused]] auto n = sys::ops.read(fd_, &v, sizeof v);
         reactor_.wakePending_.exchange(false, std::memory_order_acq_rel);
         reactor_.checkSignals();
         return std::nullopt;
@@ -165,11 +167,11 @@ void ignoreSigpipeOnce() {
     // at start-up. Only the default disposition is changed, never a user's handler.
     static const bool done = [] {
         struct sigaction old {};
-        if (::sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
+        if (sys::ops.sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) {
             struct sigaction ign {};
             ign.sa_handler = SIG_IGN;
             sigemptyset(&ign.sa_mask);
-            ::sigaction(SIGPIPE, &ign, nullptr);
+            sys::ops.sigaction(SIGPIPE, &ign, nullptr);
         }
         return true;
     }();
@@ -227,7 +229,7 @@ Registration* Reactor::regAt(std::uint64_t token) const {
     return r && r->token == token ? r : nullptr;
 }
 
-Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd) {
+Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd, bool armedNow) {
     const IFileDescriptor* key = d.get();
     if (auto* r = findReg(key)) {
         if (r->owner) return *r;
@@ -241,7 +243,10 @@ Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd) {
         dropReg(*r);
     }
     if (fd < 0) throw std::invalid_argument(d->logPrefix() + ": fileno() is -1; cannot register a closed descriptor");
-    if (::fcntl(fd, F_GETFD) < 0)
+    // A closed descriptor is refused here, before anything is registered. On epoll
+    // the EPOLL_CTL_ADD that follows at once (addReader, addWriter) refuses it by
+    // itself, so the check would be one more system call per connection.
+    if (!(armedNow && poller_->checksNewDescriptors()) && sys::ops.fcntl(fd, F_GETFD, 0) < 0)
         throw std::system_error(errno, std::generic_category(),
                                 d->logPrefix() + ": cannot register descriptor " + std::to_string(fd));
     if (static_cast<std::size_t>(fd) >= byFd_.size()) byFd_.resize(static_cast<std::size_t>(fd) + 1, nullptr);
@@ -303,9 +308,18 @@ void Reactor::setPollerInterest(Registration& r, unsigned interest, bool removin
         if (gainsRead) r.readArmedAt = waits_;
         r.inPoller = true;
         r.polled = static_cast<std::uint8_t>(interest);
-    } catch (...) {
+    } catch (const std::system_error& e) {
         // Removing interest never fails: if the backend refuses (the fd was closed
         // behind the reactor's back, R-43), the registration is dead, so forget it.
+        const bool fresh = !r.inPoller;
+        std::string what = fresh && r.owner ? r.owner->logPrefix() + ": cannot register descriptor " +
+                                                  std::to_string(r.fd())
+                                            : std::string();
+        if (removing || interest == 0 || fresh) dropReg(r);
+        if (removing) return;
+        if (!what.empty()) throw std::system_error(e.code(), what);  // as regFor's own check says it
+        throw;
+    } catch (...) {
         if (removing || interest == 0 || !r.inPoller) dropReg(r);
         if (removing) return;
         throw;
@@ -371,7 +385,7 @@ void Reactor::addWriter(std::shared_ptr<IWriteDescriptor> writer) {
 void Reactor::addWriterSoon(std::shared_ptr<IWriteDescriptor> writer) {
     if (!writer) throw std::invalid_argument("addWriterSoon: null descriptor");
     IWriteDescriptor* raw = writer.get();
-    auto& r = regFor(std::shared_ptr<IFileDescriptor>(writer, raw), raw->fileno());
+    auto& r = regFor(std::shared_ptr<IFileDescriptor>(writer, raw), raw->fileno(), false);
     if (r.writer) return;
     r.writer = raw;
     if (!r.flushPending) {
@@ -562,7 +576,7 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t w
             if (current == -1 || current != fd) why = Failure(ConnectionFdescWentAway());
             else {
                 // Closed behind our back (EBADF), or open but unwatchable: select's fd >= FD_SETSIZE.
-                int err = ::fcntl(fd, F_GETFD) < 0 ? EBADF : EINVAL;
+                int err = sys::ops.fcntl(fd, F_GETFD, 0) < 0 ? EBADF : EINVAL;
                 why = Failure(ConnectionLost(std::error_code(err, std::generic_category())));
             }
         } else if ((ev & (detail::kHangup | detail::kError)) && !(ev & detail::kReadable)) {
@@ -968,18 +982,18 @@ void Reactor::installSignals() {
     sa.sa_flags = SA_RESTART;
     detail::gPendingSignal = 0;
     detail::gSignalFd.store(waker_->fileno());
-    if (::sigaction(SIGTERM, &sa, &savedSignals_->term) == 0) savedSignals_->haveTerm = true;
+    if (sys::ops.sigaction(SIGTERM, &sa, &savedSignals_->term) == 0) savedSignals_->haveTerm = true;
     struct sigaction cur {};
-    if (::sigaction(SIGINT, nullptr, &cur) == 0 && cur.sa_handler == SIG_DFL) {
-        if (::sigaction(SIGINT, &sa, &savedSignals_->intr) == 0) savedSignals_->haveInt = true;
+    if (sys::ops.sigaction(SIGINT, nullptr, &cur) == 0 && cur.sa_handler == SIG_DFL) {
+        if (sys::ops.sigaction(SIGINT, &sa, &savedSignals_->intr) == 0) savedSignals_->haveInt = true;
     }
     signalsInstalled_ = true;
 }
 
 void Reactor::restoreSignals() {
     if (!signalsInstalled_) return;
-    if (savedSignals_->haveTerm) ::sigaction(SIGTERM, &savedSignals_->term, nullptr);
-    if (savedSignals_->haveInt) ::sigaction(SIGINT, &savedSignals_->intr, nullptr);
+    if (savedSignals_->haveTerm) sys::ops.sigaction(SIGTERM, &savedSignals_->term, nullptr);
+    if (savedSignals_->haveInt) sys::ops.sigaction(SIGINT, &savedSignals_->intr, nullptr);
     int expected = waker_->fileno();
     detail::gSignalFd.compare_exchange_strong(expected, -1);
     savedSignals_.reset();

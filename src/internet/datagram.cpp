@@ -172,7 +172,7 @@ void DatagramSocket::readConnectionLost(const Failure& reason) {
     if (fd_ < 0 || state_ != State::listening) return;
     int err = 0;
     socklen_t len = sizeof err;
-    if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) {
+    if (sys::ops.getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) {
         connectionLost(reason);  // a hang-up with nothing pending: the socket is done
         return;
     }

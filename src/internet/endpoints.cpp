@@ -20,6 +20,8 @@
 #include <weft/internet/interfaces.hpp>
 #include <weft/text.hpp>
 
+#include "sys/syscalls.hpp"
+
 namespace weft {
 
 // ---- grammar ---------------------------------------------------------------------------
@@ -572,7 +574,7 @@ ListenFDs ListenFDs::fromEnvironment(const Environment& environment, int start) 
     };
     ListenFDs out;
     auto pid = env("LISTEN_PID");
-    if (!pid || *pid != std::to_string(::getpid())) return out;
+    if (!pid || *pid != std::to_string(sys::ops.getpid())) return out;
     auto count = env("LISTEN_FDS");
     bool overflow = false;
     auto n = count ? parseInteger(*count, overflow) : std::nullopt;
@@ -606,7 +608,7 @@ Deferred<std::shared_ptr<IListeningPort>> AdoptedStreamServerEndpoint::listen(st
     used_ = true;
     try {
         std::shared_ptr<IListeningPort> port = reactor_.adoptStreamPort(fileno_, addressFamily_, std::move(factory));
-        ::close(fileno_);  // the port listens on its own duplicate
+        sys::ops.close(fileno_);  // the port listens on its own duplicate
         return succeed(std::move(port));
     } catch (...) {
         return fail<std::shared_ptr<IListeningPort>>(Failure::current());

@@ -12,6 +12,8 @@
 #include <weft/internet/tcp.hpp>
 #include <weft/internet/unix.hpp>
 
+#include "sys/syscalls.hpp"
+
 namespace weft::loopback {
 
 namespace {
@@ -406,7 +408,7 @@ Deferred<void> loopbackUNIX(Reactor& reactor, std::shared_ptr<Protocol> server, 
     if (path.empty()) {
         // A fresh abstract-namespace name: nothing is left in the filesystem.
         static std::atomic<unsigned> counter{0};
-        path = std::string(1, '\0') + "weft-loopback-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
+        path = std::string(1, '\0') + "weft-loopback-" + std::to_string(sys::ops.getpid()) + "-" + std::to_string(++counter);
     }
     return loopbackOver(
         "loopbackUNIX", std::move(server), std::move(client),

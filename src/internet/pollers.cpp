@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "internet/detail/poller.hpp"
+#include "sys/syscalls.hpp"
 
 namespace weft::detail {
 
@@ -30,11 +31,11 @@ namespace {
 
 class EpollPoller final : public Poller {
 public:
-    EpollPoller() : ep_(::epoll_create1(EPOLL_CLOEXEC)) {
+    EpollPoller() : ep_(sys::ops.epoll_create1(EPOLL_CLOEXEC)) {
         if (ep_ < 0) throwErrno("epoll_create1");
         events_.resize(256);
     }
-    ~EpollPoller() override { ::close(ep_); }
+    ~EpollPoller() override { sys::ops.close(ep_); }
 
     void set(int fd, std::uint64_t token, unsigned interest, bool present) override {
         epoll_event ev{};
@@ -44,7 +45,7 @@ public:
             it->second = {token, interest};
             return;
         }
-        if (::epoll_ctl(ep_, present ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == 0) return;
+        if (sys::ops.epoll_ctl(ep_, present ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) == 0) return;
         if (errno == EPERM) {
             // Regular files cannot be polled; they are always ready (R-43, Twisted's
             // _ContinuousPolling): report them every iteration while registered.
@@ -52,21 +53,21 @@ public:
             return;
         }
         if (present && errno == ENOENT) {  // the kernel dropped it (fd closed and reopened)
-            if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) == 0) return;
+            if (sys::ops.epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) == 0) return;
         }
         throwErrno("epoll_ctl");
     }
 
     void remove(int fd) override {
         if (continuous_.erase(fd)) return;
-        ::epoll_ctl(ep_, EPOLL_CTL_DEL, fd, nullptr);  // ENOENT/EBADF: already gone
+        sys::ops.epoll_ctl(ep_, EPOLL_CTL_DEL, fd, nullptr);  // ENOENT/EBADF: already gone
     }
 
     void wait(std::optional<double> timeout, std::vector<ReadyEvent>& out) override {
         for (auto& [fd, st] : continuous_)
             if (st.second) out.push_back({fd, st.first, st.second});
         int ms = out.empty() ? timeoutMillis(timeout) : 0;
-        int n = ::epoll_wait(ep_, events_.data(), static_cast<int>(events_.size()), ms);
+        int n = sys::ops.epoll_wait(ep_, events_.data(), static_cast<int>(events_.size()), ms);
         if (n < 0) {
             if (errno == EINTR) return;
             throwErrno("epoll_wait");
@@ -80,6 +81,7 @@ public:
         if (static_cast<std::size_t>(n) == events_.size() && events_.size() < 65536) events_.resize(events_.size() * 2);
     }
 
+    bool checksNewDescriptors() const override { return true; }
     bool reportsHangup() const override { return true; }
 
 private:
@@ -120,7 +122,7 @@ public:
     }
 
     void wait(std::optional<double> timeout, std::vector<ReadyEvent>& out) override {
-        int n = ::poll(fds_.data(), fds_.size(), timeoutMillis(timeout));
+        int n = sys::ops.poll(fds_.data(), fds_.size(), timeoutMillis(timeout));
         if (n < 0) {
             if (errno == EINTR) return;
             throwErrno("poll");
@@ -179,12 +181,12 @@ public:
             }
             tvp = &tv;
         }
-        int n = ::select(maxfd + 1, &r, &w, nullptr, tvp);
+        int n = sys::ops.select(maxfd + 1, &r, &w, nullptr, tvp);
         if (n < 0) {
             if (errno == EINTR) return;
             if (errno == EBADF) {  // probe each descriptor alone (Twisted's _preenDescriptors)
                 for (auto& [fd, st] : fds_)
-                    if (::fcntl(fd, F_GETFD) < 0) out.push_back({fd, st.first, kInvalid});
+                    if (sys::ops.fcntl(fd, F_GETFD, 0) < 0) out.push_back({fd, st.first, kInvalid});
                 return;
             }
             throwErrno("select");

@@ -259,11 +259,31 @@ std::string StreamPort::logPrefix() const {
 void StreamPort::beginListening(int fd, const std::string& where) {
     fd_ = fd;
     state_ = State::listening;
+    numberAccepts = 100;
+    // On failure nothing is kept (TCP-1): the socket closed, nothing registered,
+    // the factory not started. Registering comes first because the backend may
+    // refuse it (epoll_ctl: ENOMEM, ENOSPC).
+    auto undo = [this] {
+        reactor_.removeReader(this);
+        sys::ops.close(fd_);
+        fd_ = -1;
+        weft::detail::releaseFd(reservedFd_);
+        state_ = State::closed;
+    };
+    try {
+        reactor_.addReader(shared_from_this());
+    } catch (...) {
+        undo();
+        throw;
+    }
     weft::detail::reserveFd(reservedFd_);
     log::info(logPrefix(), "{} starting on {}", FileDescriptor::getLogPrefix(*factory_), where);  // TCP-6
-    factory_->doStart();  // TCP-5
-    numberAccepts = 100;
-    reactor_.addReader(shared_from_this());
+    try {
+        factory_->doStart();  // TCP-5
+    } catch (...) {
+        undo();
+        throw;
+    }
 }
 
 Reason StreamPort::doRead() {

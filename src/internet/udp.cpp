@@ -39,12 +39,12 @@ std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
 int intOption(int fd, int level, int option) {
     int v = 0;
     socklen_t len = sizeof v;
-    if (::getsockopt(fd, level, option, &v, &len) != 0) throw std::system_error(errnoCode(errno), "getsockopt");
+    if (sys::ops.getsockopt(fd, level, option, &v, &len) != 0) throw std::system_error(errnoCode(errno), "getsockopt");
     return v;
 }
 
 void setIntOption(int fd, int level, int option, int v, const char* what) {
-    if (::setsockopt(fd, level, option, &v, sizeof v) != 0) throw std::system_error(errnoCode(errno), what);
+    if (sys::ops.setsockopt(fd, level, option, &v, sizeof v) != 0) throw std::system_error(errnoCode(errno), what);
 }
 
 
@@ -163,18 +163,18 @@ void Port::startListening() {
     auto addr = SockAddr::fromLiteral(host, requestedPort_);
     if (!addr) throw InvalidAddressError(interface_, "not an IPv4 or IPv6 address (or an unknown scope)");
     // UDP-2: non-blocking and close-on-exec from the start; no SO_REUSEADDR.
-    int s = ::socket(addr->family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int s = sys::ops.socket(addr->family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0) throw CannotListenError(interface_, requestedPort_, errnoCode(errno));
     try {
         if (addr->family() == AF_INET6) setIntOption(s, IPPROTO_IPV6, IPV6_V6ONLY, 1, "IPV6_V6ONLY");
         configureSocket(s);
     } catch (const std::system_error& e) {
-        ::close(s);
+        sys::ops.close(s);
         throw CannotListenError(interface_, requestedPort_, e.code());
     }
-    if (::bind(s, addr->get(), addr->length) != 0) {
+    if (sys::ops.bind(s, addr->get(), addr->length) != 0) {
         int e = errno;
-        ::close(s);
+        sys::ops.close(s);
         throw CannotListenError(interface_, requestedPort_, errnoCode(e));
     }
     family_ = addr->family();
@@ -193,7 +193,7 @@ void Port::adopt(int fd) {
     // An adopted socket may already be connected (UDP-22: "bound where the socket is bound").
     SockAddr peer;
     peer.length = SockAddr::capacity;
-    if (::getpeername(fd, peer.get(), &peer.length) == 0) peer_ = peer;
+    if (sys::ops.getpeername(fd, peer.get(), &peer.length) == 0) peer_ = peer;
     attach(fd, std::to_string(realPort_));
 }
 
@@ -317,7 +317,7 @@ void MulticastPort::configureSocket(int fd) {
     if (!listenMultiple_) return;
     setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");  // UDP-23
     int one = 1;
-    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 && errno != ENOPROTOOPT)
+    if (sys::ops.setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 && errno != ENOPROTOOPT)
         throw std::system_error(errnoCode(errno), "SO_REUSEPORT");
 }
 
@@ -351,7 +351,7 @@ std::string MulticastPort::getOutgoingInterface() const {
     }
     in_addr a{};
     socklen_t len = sizeof a;
-    if (::getsockopt(fd_, IPPROTO_IP, IP_MULTICAST_IF, &a, &len) != 0)
+    if (sys::ops.getsockopt(fd_, IPPROTO_IP, IP_MULTICAST_IF, &a, &len) != 0)
         throw std::system_error(errnoCode(errno), "getsockopt IP_MULTICAST_IF");
     char text[INET_ADDRSTRLEN] = {};
     ::inet_ntop(AF_INET, &a, text, sizeof text);
@@ -374,7 +374,7 @@ Deferred<void> MulticastPort::setOutgoingInterface(const std::string& addr) {
     return resolveHost(reactor_, addr, AF_INET).addCallback([self](std::string resolved) {
         in_addr a{};
         ::inet_pton(AF_INET, resolved.c_str(), &a);
-        if (::setsockopt(self->fd_, IPPROTO_IP, IP_MULTICAST_IF, &a, sizeof a) != 0)
+        if (sys::ops.setsockopt(self->fd_, IPPROTO_IP, IP_MULTICAST_IF, &a, sizeof a) != 0)
             throw std::system_error(errnoCode(errno), "IP_MULTICAST_IF " + resolved);
     });
 }
@@ -400,7 +400,7 @@ Deferred<void> MulticastPort::membership(const std::string& group, const std::st
             if (!ok) throw MulticastJoinError(g, interface, "no such interface");
             ::inet_pton(AF_INET6, g.c_str(), &m.ipv6mr_multiaddr);
             if (self->fd_ < 0) throw MulticastJoinError(g, interface, "the port is closed");
-            if (::setsockopt(self->fd_, IPPROTO_IPV6, join ? IPV6_JOIN_GROUP : IPV6_LEAVE_GROUP, &m, sizeof m) != 0) {
+            if (sys::ops.setsockopt(self->fd_, IPPROTO_IPV6, join ? IPV6_JOIN_GROUP : IPV6_LEAVE_GROUP, &m, sizeof m) != 0) {
                 int e = errno;
                 throw MulticastJoinError(g, interface, std::strerror(e));
             }
@@ -414,7 +414,7 @@ Deferred<void> MulticastPort::membership(const std::string& group, const std::st
             ::inet_pton(AF_INET, g.c_str(), &m.imr_multiaddr);
             ::inet_pton(AF_INET, i.c_str(), &m.imr_interface);
             if (self->fd_ < 0) throw MulticastJoinError(g, i, "the port is closed");
-            if (::setsockopt(self->fd_, IPPROTO_IP, join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP, &m, sizeof m) != 0) {
+            if (sys::ops.setsockopt(self->fd_, IPPROTO_IP, join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP, &m, sizeof m) != 0) {
                 int e = errno;
                 throw MulticastJoinError(g, i, std::strerror(e));
             }

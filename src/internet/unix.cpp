@@ -50,7 +50,7 @@ using weft::detail::displayPath;
 
 bool isSocketFile(const std::string& path) {
     struct stat st{};
-    return ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+    return sys::ops.lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 /// Whether a socket bound to `path` is listening, from /proc/net/unix (whose
@@ -59,22 +59,35 @@ bool isSocketFile(const std::string& path) {
 /// a relative path (the table shows names as they were bound).
 std::optional<bool> listenerInTable(const std::string& path) {
     if (path.empty() || path.front() != '/') return std::nullopt;
-    FILE* table = std::fopen("/proc/net/unix", "re");
-    if (!table) return std::nullopt;
-    bool listening = false;
-    char* line = nullptr;
-    std::size_t size = 0;
-    while (!listening && ::getline(&line, &size, table) > 0) {
-        std::string_view text(line);
-        while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+    // Read whole through the seam (open + read), so fault tests reach it.
+    int table = sys::ops.open("/proc/net/unix", O_RDONLY | O_CLOEXEC, 0);
+    if (table < 0) return std::nullopt;
+    std::string contents;
+    char chunk[16384];
+    for (;;) {
+        ssize_t n = sys::ops.read(table, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            sys::ops.close(table);
+            return std::nullopt;  // a table read in part proves nothing
+        }
+        if (n == 0) break;
+        contents.append(chunk, static_cast<std::size_t>(n));
+    }
+    sys::ops.close(table);
+    std::string_view rest(contents);
+    while (!rest.empty()) {
+        std::size_t eol = rest.find('\n');
+        std::string_view text = rest.substr(0, eol);
+        rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 1);
+        while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
         if (text.size() < path.size() || text.substr(text.size() - path.size()) != path) continue;
         if (text.size() > path.size() && text[text.size() - path.size() - 1] != ' ') continue;
+        const std::string line(text);  // NUL-terminated, for sscanf
         unsigned long flags = 0;
-        if (std::sscanf(line, "%*s %*s %*s %lx", &flags) == 1 && (flags & 0x10000UL)) listening = true;
+        if (std::sscanf(line.c_str(), "%*s %*s %*s %lx", &flags) == 1 && (flags & 0x10000UL)) return true;
     }
-    std::free(line);
-    std::fclose(table);
-    return listening;
+    return false;
 }
 
 /// True when `path` is a socket file that nobody listens on. Asks the kernel's
@@ -100,7 +113,7 @@ bool isDeadSocket(const std::string& path, const UnixSockAddr& addr) {
 
 std::optional<pid_t> lockOwner(const std::string& lockPath) {
     char buffer[32];
-    ssize_t n = ::readlink(lockPath.c_str(), buffer, sizeof buffer);
+    ssize_t n = sys::ops.readlink(lockPath.c_str(), buffer, sizeof buffer);
     if (n <= 0 || n >= static_cast<ssize_t>(sizeof buffer)) return std::nullopt;
     long pid = 0;
     auto [end, ec] = std::from_chars(buffer, buffer + n, pid);
@@ -108,29 +121,29 @@ std::optional<pid_t> lockOwner(const std::string& lockPath) {
     return static_cast<pid_t>(pid);
 }
 
-bool processAlive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+bool processAlive(pid_t pid) { return sys::ops.kill(pid, 0) == 0 || errno == EPERM; }
 
 /// Takes the lock: 0 when taken, EBUSY when a live process holds it, or the
 /// errno that kept the lock file from being made (ENOENT for a missing
 /// directory, EACCES, ...). A lock left by a dead process (or one that is not
 /// a PID symlink) is taken over.
 int takeLock(const std::string& lockPath) {
-    const std::string me = std::to_string(::getpid());
+    const std::string me = std::to_string(sys::ops.getpid());
     for (int attempt = 0; attempt < 8; ++attempt) {
-        if (::symlink(me.c_str(), lockPath.c_str()) == 0) return 0;
+        if (sys::ops.symlink(me.c_str(), lockPath.c_str()) == 0) return 0;
         if (errno != EEXIST) return errno;
         auto owner = lockOwner(lockPath);
         if (owner && processAlive(*owner)) return EBUSY;
         // Dead (or unreadable) owner: remove the stale lock and try again. Two
         // processes racing here both unlink and both retry; symlink() picks one.
-        if (::unlink(lockPath.c_str()) != 0 && errno != ENOENT) return errno;
+        if (sys::ops.unlink(lockPath.c_str()) != 0 && errno != ENOENT) return errno;
     }
     return EBUSY;
 }
 
 void dropLock(const std::string& lockPath) noexcept {
     auto owner = lockOwner(lockPath);
-    if (owner && *owner == ::getpid()) ::unlink(lockPath.c_str());
+    if (owner && *owner == sys::ops.getpid()) sys::ops.unlink(lockPath.c_str());
 }
 
 }  // namespace
@@ -169,7 +182,7 @@ PeerCredentials Connection::getPeerCredentials() const {
 
 void Connection::sendFileDescriptor(int fd) {
     if (!connected() || writeHalf() == WriteHalf::closed) return;
-    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);  // Better than Twisted (UNIX-20): the caller may close its own
+    int copy = sys::ops.fcntl(fd, F_DUPFD_CLOEXEC, 0);  // Better than Twisted (UNIX-20): the caller may close its own
     if (copy < 0)
         throw std::system_error(errnoCode(errno), fmt::format("sendFileDescriptor: descriptor {} cannot be sent", fd));
     sendFds_.push_back(copy);
@@ -411,31 +424,32 @@ int Port::bindSocket() {
     int s = sys::ops.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0) throw CannotListenError("", displayPath(path_), errnoCode(errno));
     int rc = sys::ops.bind(s, addr.get(), addr.length);
-    if (rc != 0 && errno == EADDRINUSE && !abstract && isDeadSocket(path_, addr)) {
+    int bindError = rc != 0 ? errno : 0;  // before isDeadSocket's own calls overwrite errno
+    if (bindError == EADDRINUSE && !abstract && isDeadSocket(path_, addr)) {
         // Better than Twisted (UNIX-2, UNIX-4): a dead listener's socket file
         // is replaced; a live listener or any other file is left alone, with
         // or without a lock of our own (a fresh lock proves nothing about
         // a listener that takes no locks, socat's say).
-        ::unlink(path_.c_str());
+        sys::ops.unlink(path_.c_str());
         rc = sys::ops.bind(s, addr.get(), addr.length);
+        bindError = rc != 0 ? errno : 0;
     }
     if (rc != 0) {
-        int e = errno;
         sys::ops.close(s);
-        throw listenFailure(e);
+        throw listenFailure(bindError);
     }
     // UNIX-1: exactly `mode`, whatever the umask. fchmod on a socket does not
     // reach the file, so the path is changed (it is ours: we just bound it).
-    if (!abstract && ::chmod(path_.c_str(), static_cast<mode_t>(mode_)) != 0) {
+    if (!abstract && sys::ops.chmod(path_.c_str(), static_cast<mode_t>(mode_)) != 0) {
         int e = errno;
         sys::ops.close(s);
-        ::unlink(path_.c_str());
+        sys::ops.unlink(path_.c_str());
         throw CannotListenError("", displayPath(path_), errnoCode(e));
     }
     if (sys::ops.listen(s, backlog_) != 0) {
         int e = errno;
         sys::ops.close(s);
-        if (!abstract) ::unlink(path_.c_str());
+        if (!abstract) sys::ops.unlink(path_.c_str());
         throw CannotListenError("", displayPath(path_), errnoCode(e));
     }
     return s;
@@ -471,7 +485,14 @@ void Port::startListening() {
         throw;
     }
     adopted_ = false;
-    beginListening(s, "'" + displayPath(path_) + "'");  // UNIX-3, Better than Twisted: doStart only once listening
+    try {
+        beginListening(s, "'" + displayPath(path_) + "'");  // UNIX-3, Better than Twisted: doStart only once listening
+    } catch (...) {
+        // beginListening closed the socket; the file is ours (just bound) and goes too.
+        if (!UnixSockAddr::isAbstract(path_)) sys::ops.unlink(path_.c_str());
+        releaseLock();
+        throw;
+    }
 }
 
 void Port::adopt(int fd) {
@@ -498,7 +519,7 @@ void Port::accepted(int s, const sockaddr* peerAddress, socklen_t length) {
 void Port::closed() {
     // UNIX-5: the file goes once the socket is closed (ENOENT ignored: Better
     // than Twisted). An adopted socket's file belongs to whoever made it.
-    if (!adopted_ && !UnixSockAddr::isAbstract(path_)) ::unlink(path_.c_str());
+    if (!adopted_ && !UnixSockAddr::isAbstract(path_)) sys::ops.unlink(path_.c_str());
     releaseLock();
     log::info(logPrefix(), "(UNIX Port {} Closed)", displayPath(path_));  // UNIX-7
 }

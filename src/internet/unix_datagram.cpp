@@ -30,20 +30,20 @@ std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
 using weft::detail::displayPath;
 std::string tooLong(const std::string& path) { return weft::detail::tooLongMessage(path); }
 
-int datagramSocket() { return ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
+int datagramSocket() { return sys::ops.socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
 
 // The bound name of a socket ("" if unbound or closed).
 std::string boundName(int fd) {
     if (fd < 0) return {};
     UnixSockAddr a;
     a.length = UnixSockAddr::capacity;
-    if (::getsockname(fd, a.get(), &a.length) != 0) return {};
+    if (sys::ops.getsockname(fd, a.get(), &a.length) != 0) return {};
     return a.path();
 }
 
 // Removes a socket file weft created (UNIX-26); someone else may have removed it.
 void unlinkOwned(const std::string& path) {
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    if (sys::ops.unlink(path.c_str()) != 0 && errno != ENOENT)
         log::warn("", "Could not remove the socket file {}: {}", path, std::strerror(errno));
 }
 
@@ -78,15 +78,15 @@ void DatagramPort::startListening() {
     if (s < 0) throw CannotListenError("", displayPath(path_), errnoCode(errno));
     // UNIX-23: an existing path — a socket or any other file — makes bind()
     // fail with EADDRINUSE and is left as it was.
-    if (::bind(s, addr.get(), addr.length) != 0) {
+    if (sys::ops.bind(s, addr.get(), addr.length) != 0) {
         int e = errno;
-        ::close(s);
+        sys::ops.close(s);
         throw CannotListenError("", displayPath(path_), errnoCode(e), weft::detail::pathFailure(path_, e));
     }
     const bool filesystem = !UnixSockAddr::isAbstract(path_);
-    if (filesystem && ::chmod(path_.c_str(), static_cast<mode_t>(mode_)) != 0) {  // exactly `mode`, not umask'd
+    if (filesystem && sys::ops.chmod(path_.c_str(), static_cast<mode_t>(mode_)) != 0) {  // exactly `mode`, not umask'd
         int e = errno;
-        ::close(s);
+        sys::ops.close(s);
         unlinkOwned(path_);
         throw CannotListenError("", displayPath(path_), errnoCode(e));
     }
@@ -174,13 +174,13 @@ void ConnectedDatagramPort::startListening() {
         const std::string& local = *bindAddress_;
         UnixSockAddr a;
         if (!UnixSockAddr::fromPath(local, a)) return failed(Failure(ConnectBindError(ENAMETOOLONG, tooLong(local))));
-        if (::bind(s, a.get(), a.length) != 0) {
+        if (sys::ops.bind(s, a.get(), a.length) != 0) {
             int e = errno;
             return failed(Failure(ConnectBindError(e, fmt::format("{}: {}", displayPath(local), std::strerror(e)))));
         }
         if (!UnixSockAddr::isAbstract(local)) {
             ownsFile_ = true;
-            if (::chmod(local.c_str(), static_cast<mode_t>(mode_)) != 0) {
+            if (sys::ops.chmod(local.c_str(), static_cast<mode_t>(mode_)) != 0) {
                 int e = errno;
                 return failed(Failure(ConnectBindError(e, fmt::format("chmod {}: {}", local, std::strerror(e)))));
             }

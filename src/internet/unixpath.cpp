@@ -11,6 +11,8 @@
 
 #include <weft/text.hpp>
 
+#include "sys/syscalls.hpp"
+
 namespace weft::detail {
 
 std::string displayPath(std::string_view path) {
@@ -51,7 +53,7 @@ std::string pathFailure(const std::string& path, int e) {
             return tooLongMessage(path);
         case EADDRINUSE: {
             struct stat st{};
-            if (::lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+            if (sys::ops.lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
                 return fmt::format("{}: {} exists and is not a socket (left untouched)", reason, weft::quote(path));
             return fmt::format("{}: {} belongs to another socket that is in use", reason, weft::quote(path));
         }

@@ -1,10 +1,35 @@
-// Private: the syscall seam. Every read/write/writev/accept/connect/... that
-// weft's transports make goes through `sys::ops`, so tests can script EINTR,
-// EAGAIN, short counts, ECONNRESET, EPIPE or EMFILE per call
-// (tests/support/faults.hpp). The default table calls the kernel directly.
+// Private: the syscall seam. Every system call weft's library makes goes
+// through `sys::ops` — the transports' read/write/writev/accept/connect/...,
+// socket set-up and tear-down, the UNIX socket and lock files, descriptor
+// duplication, the reactor's eventfd and signal dispositions, and the pollers'
+// epoll/poll/select — so tests can script EINTR, EAGAIN, short counts,
+// ECONNRESET, EPIPE, EMFILE or EACCES per call (tests/support/faults.hpp). The
+// default table calls the kernel directly. tests/tool/no_direct_syscalls.sh
+// (ctest label `lint`) fails when a source outside src/sys calls one directly.
+//
+// Not system calls, so not here: the resolver (getaddrinfo, freeaddrinfo,
+// gai_strerror, getservbyname_r: libc and NSS, which may read files and talk
+// to other processes on their own, behind one library call); if_nametoindex and
+// if_indextoname (libc, one lookup each); inet_pton/inet_ntop, strerror and
+// the like (pure libc); the log sink's stdio on stderr (src/log.cpp).
+//
+// One exemption: the signal handler (src/internet/base.cpp) writes to the
+// reactor's eventfd with ::write directly. A handler may interrupt any code,
+// including a fault-injector hook that holds the injector's mutex or is
+// allocating, so it must not call through a table whose entries may be such
+// hooks; the kernel's write(2) is async-signal-safe.
+//
+// Threads: `ops` is a plain table. Tests replace it only on the main thread,
+// while no other thread is calling through it (the thread pool calls through
+// the seam only via the reactor's wake-up, callFromThread).
 #pragma once
 
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -34,6 +59,29 @@ struct Ops {
     int (*getsockopt)(int, int, int, void*, socklen_t*);
     int (*getsockname)(int, sockaddr*, socklen_t*);
     int (*getpeername)(int, sockaddr*, socklen_t*);
+    // Files and descriptors: the accept loop's spare descriptor, /proc/net/unix,
+    // UNIX socket files and PID lock files, descriptor duplication and probes.
+    int (*open)(const char*, int, mode_t);  // open(2) with a fixed signature (it is variadic)
+    int (*fcntl)(int, int, long);           // fcntl(2) with a fixed signature (it is variadic)
+    int (*unlink)(const char*);
+    int (*chmod)(const char*, mode_t);
+    int (*symlink)(const char* target, const char* linkPath);
+    ssize_t (*readlink)(const char*, char*, size_t);
+    int (*stat)(const char*, struct stat*);
+    int (*lstat)(const char*, struct stat*);
+    // Processes: a lock's owner is probed with kill(pid, 0).
+    int (*kill)(pid_t, int);
+    pid_t (*getpid)();
+    // The reactor's waker and its signal dispositions (the handler itself writes
+    // with ::write directly: see the file comment).
+    int (*eventfd)(unsigned, int);
+    int (*sigaction)(int, const struct sigaction*, struct sigaction*);
+    // The pollers (one indirect call per wait; no other cost).
+    int (*epoll_create1)(int);
+    int (*epoll_ctl)(int, int, int, epoll_event*);
+    int (*epoll_wait)(int, epoll_event*, int, int);
+    int (*poll)(pollfd*, nfds_t, int);
+    int (*select)(int, fd_set*, fd_set*, fd_set*, timeval*);
 };
 
 /// The table in use; tests swap entries, production never does.

@@ -10,6 +10,9 @@ namespace weft::test {
 
 namespace {
 
+// One Call kind per seam entry: a new sys::Ops member needs a kind and a hook.
+static_assert(sizeof(sys::Ops) == kCallKinds * sizeof(void (*)()), "every sys::Ops entry has a Call kind");
+
 std::atomic<ScopedFaults*> gCurrent{nullptr};
 
 std::size_t idx(Call c) { return static_cast<std::size_t>(c); }
@@ -36,13 +39,15 @@ std::vector<iovec> capIov(const iovec* iov, int n, std::size_t limit) {
 // Every hook: decide, act, record. `Kernel` performs the real call with a byte
 // cap (SIZE_MAX for none).
 template <class Kernel>
-ssize_t run(Call c, int fd, std::size_t asked, const iovec* iov, int iovcnt, Kernel kernel) {
+ssize_t run(Call c, int fd, std::size_t asked, const iovec* iov, int iovcnt, Kernel kernel,
+            const char* path = nullptr) {
     ScopedFaults* f = ScopedFaults::current();
     if (!f) return kernel(SIZE_MAX);
     auto d = f->decide(c, fd, asked);
     if (!d.affected) return kernel(SIZE_MAX);
     CallRecord rec{c, fd, asked, {}, 0, 0, d.outcome.kind != Outcome::Kind::pass};
     if (iov) rec.iov.assign(iov, iov + iovcnt);
+    if (path) rec.path = path;
     ssize_t r;
     if (d.outcome.kind == Outcome::Kind::fail) {
         r = -1;
@@ -165,6 +170,66 @@ int hookGetpeername(int fd, sockaddr* a, socklen_t* n) {
     return plain(Call::getpeername, fd, [&] { return sys::kernelOps.getpeername(fd, a, n); });
 }
 
+// Files, descriptors and processes.
+template <class Kernel>
+int onPath(Call c, const char* path, Kernel kernel) {
+    return static_cast<int>(run(c, -1, 0, nullptr, 0, [&](std::size_t) { return ssize_t{kernel()}; }, path));
+}
+int hookOpen(const char* path, int flags, mode_t mode) {
+    return onPath(Call::open, path, [&] { return sys::kernelOps.open(path, flags, mode); });
+}
+int hookFcntl(int fd, int cmd, long arg) {
+    return plain(Call::fcntl, fd, [&] { return sys::kernelOps.fcntl(fd, cmd, arg); });
+}
+int hookUnlink(const char* path) {
+    return onPath(Call::unlink, path, [&] { return sys::kernelOps.unlink(path); });
+}
+int hookChmod(const char* path, mode_t mode) {
+    return onPath(Call::chmod, path, [&] { return sys::kernelOps.chmod(path, mode); });
+}
+int hookSymlink(const char* target, const char* linkPath) {
+    return onPath(Call::symlink, linkPath, [&] { return sys::kernelOps.symlink(target, linkPath); });
+}
+ssize_t hookReadlink(const char* path, char* buf, size_t n) {
+    return run(Call::readlink, -1, n, nullptr, 0,
+               [&](std::size_t) { return sys::kernelOps.readlink(path, buf, n); }, path);
+}
+int hookStat(const char* path, struct stat* st) {
+    return onPath(Call::stat, path, [&] { return sys::kernelOps.stat(path, st); });
+}
+int hookLstat(const char* path, struct stat* st) {
+    return onPath(Call::lstat, path, [&] { return sys::kernelOps.lstat(path, st); });
+}
+int hookKill(pid_t pid, int sig) {
+    return plain(Call::kill, -1, [&] { return sys::kernelOps.kill(pid, sig); });
+}
+pid_t hookGetpid() {
+    return static_cast<pid_t>(plain(Call::getpid, -1, [&] { return static_cast<int>(sys::kernelOps.getpid()); }));
+}
+
+// The reactor's waker and signal dispositions, and the pollers.
+int hookEventfd(unsigned initval, int flags) {
+    return plain(Call::eventfd, -1, [&] { return sys::kernelOps.eventfd(initval, flags); });
+}
+int hookSigaction(int sig, const struct sigaction* act, struct sigaction* old) {
+    return plain(Call::sigaction, -1, [&] { return sys::kernelOps.sigaction(sig, act, old); });
+}
+int hookEpollCreate1(int flags) {
+    return plain(Call::epoll_create1, -1, [&] { return sys::kernelOps.epoll_create1(flags); });
+}
+int hookEpollCtl(int ep, int op, int fd, epoll_event* ev) {  // filed under the target fd
+    return plain(Call::epoll_ctl, fd, [&] { return sys::kernelOps.epoll_ctl(ep, op, fd, ev); });
+}
+int hookEpollWait(int ep, epoll_event* events, int max, int timeout) {
+    return plain(Call::epoll_wait, ep, [&] { return sys::kernelOps.epoll_wait(ep, events, max, timeout); });
+}
+int hookPoll(pollfd* fds, nfds_t n, int timeout) {
+    return plain(Call::poll, -1, [&] { return sys::kernelOps.poll(fds, n, timeout); });
+}
+int hookSelect(int n, fd_set* r, fd_set* w, fd_set* e, timeval* timeout) {
+    return plain(Call::select, -1, [&] { return sys::kernelOps.select(n, r, w, e, timeout); });
+}
+
 bool stormable(Call c) {
     switch (c) {
         case Call::read: case Call::readv: case Call::write: case Call::writev:
@@ -182,10 +247,14 @@ ScopedFaults::ScopedFaults() {
     if (!gCurrent.compare_exchange_strong(expected, this))
         throw std::logic_error("ScopedFaults: another fault injector is already installed");
     saved_ = sys::ops;
-    sys::ops = sys::Ops{hookRead,     hookWrite,      hookReadv,      hookWritev,      hookRecv,
-                        hookSend,     hookRecvmsg,    hookSendmsg,    hookAccept4,     hookConnect,
-                        hookClose,    hookRecvmmsg,   hookSocket,     hookBind,        hookListen,
-                        hookShutdown, hookSetsockopt, hookGetsockopt, hookGetsockname, hookGetpeername};
+    sys::ops = sys::Ops{hookRead,     hookWrite,      hookReadv,        hookWritev,      hookRecv,
+                        hookSend,     hookRecvmsg,    hookSendmsg,      hookAccept4,     hookConnect,
+                        hookClose,    hookRecvmmsg,   hookSocket,       hookBind,        hookListen,
+                        hookShutdown, hookSetsockopt, hookGetsockopt,   hookGetsockname, hookGetpeername,
+                        hookOpen,     hookFcntl,      hookUnlink,       hookChmod,       hookSymlink,
+                        hookReadlink, hookStat,       hookLstat,        hookKill,        hookGetpid,
+                        hookEventfd,  hookSigaction,  hookEpollCreate1, hookEpollCtl,    hookEpollWait,
+                        hookPoll,     hookSelect};
 }
 
 ScopedFaults::~ScopedFaults() {

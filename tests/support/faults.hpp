@@ -23,14 +23,28 @@
 //    for readv/writev/recvmsg/sendmsg) capped at n, so at most n bytes move; the
 //    kernel may still move fewer, or fail on its own. n = 0 makes a read return 0
 //    (a fake EOF) and a write return 0. For accept4/connect/close it passes through;
-//    for recvmmsg, n caps the number of messages (n = 0: one).
+//    for recvmmsg, n caps the number of messages (n = 0: one). Every kind from
+//    socket on (socket set-up, files, processes, the reactor's eventfd and
+//    signal dispositions, the pollers) is fail-or-pass only: a cap passes through.
 //  * storm(seed, …): for calls with an empty script, a seeded PRNG picks EINTR,
 //    EAGAIN, a random short count in [1, asked) or a pass-through with the given
 //    probabilities. Storms apply to the byte-moving calls only (read, readv,
 //    write, writev, recv, send, recvmsg, sendmsg). Same seed, same sequence.
 //  * onlyFd(fd)…: restrict every fault (scripted and storm) to the listed
 //    descriptors; calls on other fds pass through untouched and uncounted. By
-//    default every fd is affected — mind the reactor's own descriptors.
+//    default every fd is affected — mind the reactor's own descriptors: its
+//    waker (an eventfd, read and written through the seam) and its poller
+//    (epoll_ctl, epoll_wait) go through the injector too, so a storm or a
+//    read/write script without onlyFd can lose a wake-up. (The signal handler
+//    alone writes the eventfd directly, never through the injector.)
+//    The fd a call is filed under: its descriptor argument; for epoll_ctl the
+//    descriptor being added, changed or removed (not the epoll fd); for
+//    epoll_wait the epoll fd; -1 for calls with none (socket, open, eventfd,
+//    epoll_create1, poll, select, the path calls, kill, getpid, sigaction), so
+//    onlyFd(-1) selects exactly those.
+//  * The path calls (open, unlink, chmod, symlink, readlink, stat, lstat) record
+//    the path in CallRecord::path (symlink: the link's own path). A failed
+//    getpid returns -1, which the kernel never does.
 //  * Every affected call is recorded (history()): kind, fd, bytes asked, the
 //    iovecs handed in (for readv/writev/recvmsg/sendmsg: base and length, so a
 //    test can check a gather write used the caller's buffers, no copy), the
@@ -52,19 +66,24 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "sys/syscalls.hpp"
 
 namespace weft::test {
 
-/// The system calls the injector can script.
+/// The system calls the injector can script, in sys::Ops order.
 enum class Call {
     read, readv, write, writev, recv, send, recvmsg, sendmsg, accept4, connect, close, recvmmsg,
     // socket set-up and tear-down (fail or pass only; `fd` is -1 for socket)
-    socket, bind, listen, shutdown, setsockopt, getsockopt, getsockname, getpeername
+    socket, bind, listen, shutdown, setsockopt, getsockopt, getsockname, getpeername,
+    // files, descriptors and processes (fail or pass only)
+    open, fcntl, unlink, chmod, symlink, readlink, stat, lstat, kill, getpid,
+    // the reactor's waker and signal dispositions, and the pollers (fail or pass only)
+    eventfd, sigaction, epoll_create1, epoll_ctl, epoll_wait, poll, select
 };
-inline constexpr std::size_t kCallKinds = 20;
+inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::select) + 1;
 
 /// What one scripted call does.
 struct Outcome {
@@ -94,6 +113,7 @@ struct CallRecord {
     ssize_t result;
     int err;                  ///< errno when result < 0, else 0
     bool injected;            ///< a scripted or storm outcome other than pass-through
+    std::string path = {};    ///< the path, for open/unlink/chmod/symlink/readlink/stat/lstat
 };
 
 /// Installs the fault injector for its lifetime. See the file comment.

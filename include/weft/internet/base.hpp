@@ -408,7 +408,9 @@ private:
     detail::Registration* findReg(const IFileDescriptor* d, int fd) const;
     /// The registration a token names, if it is still the one at its fd.
     detail::Registration* regAt(std::uint64_t token) const;
-    detail::Registration& regFor(std::shared_ptr<IFileDescriptor> d, int fd);
+    // `armedNow`: the caller gives the poller interest at once (addReader,
+    // addWriter), so a poller that checks new descriptors does the closed-fd check.
+    detail::Registration& regFor(std::shared_ptr<IFileDescriptor> d, int fd, bool armedNow = true);
     void updateInterest(detail::Registration& r, bool removing = false);
     void setPollerInterest(detail::Registration& r, unsigned interest, bool removing);
     void applyPendingReductions();

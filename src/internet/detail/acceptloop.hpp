@@ -30,11 +30,11 @@ struct PendingLog {
 
 /// Keeps a spare descriptor in `fd` (for EMFILE recovery, TCP-14), if one can be had.
 inline void reserveFd(int& fd) noexcept {
-    if (fd < 0) fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fd = sys::ops.open("/dev/null", O_RDONLY | O_CLOEXEC, 0);
 }
 /// Gives the spare descriptor back.
 inline void releaseFd(int& fd) noexcept {
-    if (fd >= 0) ::close(fd);
+    if (fd >= 0) sys::ops.close(fd);
     fd = -1;
 }
 
@@ -71,7 +71,7 @@ void acceptBatch(int listenFd, int& numberAccepts, int& reservedFd, sockaddr* pe
                         if (errno == EINTR) continue;
                         break;
                     }
-                    ::close(t);
+                    sys::ops.close(t);
                     ++closed;
                     ++used;
                 }

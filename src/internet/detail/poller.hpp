@@ -40,6 +40,10 @@ public:
     virtual void wait(std::optional<double> timeout, std::vector<ReadyEvent>& out) = 0;
     /// Whether hang-up is reported apart from readability (false for select, R-41).
     virtual bool reportsHangup() const = 0;
+    /// Whether set() on a descriptor not yet present refuses a closed one (EBADF),
+    /// so registering it needs no check of its own (epoll_ctl does this; poll and
+    /// select learn of a closed descriptor only at the next wait).
+    virtual bool checksNewDescriptors() const { return false; }
 };
 
 std::unique_ptr<Poller> makeEpollPoller();

@@ -12,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "sys/syscalls.hpp"
+
 namespace weft::detail {
 
 /// "ECONNRESET" for an errno value, or its number when it has no name.
@@ -26,9 +28,14 @@ inline std::string hexId(const void* p) { return fmt::format("{:#x}", reinterpre
 /// A non-blocking, close-on-exec duplicate of `fd` (the adopt* methods: the
 /// caller keeps its own copy). Throws std::system_error naming `what`.
 inline int duplicateNonBlocking(int fd, const char* what) {
-    int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int copy = sys::ops.fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (copy < 0) throw std::system_error(errno, std::generic_category(), std::string(what) + ": dup");
-    ::fcntl(copy, F_SETFL, ::fcntl(copy, F_GETFL) | O_NONBLOCK);
+    int flags = sys::ops.fcntl(copy, F_GETFL, 0);
+    if (flags < 0 || sys::ops.fcntl(copy, F_SETFL, flags | O_NONBLOCK) != 0) {
+        int e = errno;
+        sys::ops.close(copy);
+        throw std::system_error(e, std::generic_category(), std::string(what) + ": O_NONBLOCK");
+    }
     return copy;
 }
 
