@@ -62,7 +62,8 @@ void BM_TimerFire(benchmark::State& state) {
         state.ResumeTiming();
         r->iterate(0);
     }
-    if (fired != state.range(0) * static_cast<std::int64_t>(state.iterations())) state.SkipWithError("not all calls fired");
+    if (fired != state.range(0) * static_cast<std::int64_t>(state.iterations()))
+        state.SkipWithError("not all calls fired");
     state.SetItemsProcessed(fired);
 }
 

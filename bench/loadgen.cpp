@@ -56,13 +56,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-Clock::duration secs(double s) {
-    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
-}
+Clock::duration secs(double s) { return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s)); }
 
-double secondsBetween(Clock::time_point a, Clock::time_point b) {
-    return std::chrono::duration<double>(b - a).count();
-}
+double secondsBetween(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 
 // ---- options -------------------------------------------------------------------------------
 
@@ -70,7 +66,7 @@ struct Options {
     std::string scenario;
     std::string host = "127.0.0.1";
     int port = 0;
-    std::string unixPath;  // --unix: a UNIX stream socket instead of host:port
+    std::string unixPath;     // --unix: a UNIX stream socket instead of host:port
     std::uint32_t conns = 0;  // 0: the scenario's default
     std::size_t size = 0;     // 0: the scenario's default
     std::uint32_t depth = 16;
@@ -82,13 +78,13 @@ struct Options {
     std::uint32_t setupConcurrency = 128;  // connections being opened at once
     double timeout = 30.0;                 // setup deadline and stall limit, seconds
     long serverPid = 0;
-    bool busyPoll = false;                 // epoll_wait without sleeping (keeps loadgen's core awake)
-    std::uint32_t window = 1;              // udp: datagrams in flight per client
-    double dgramTimeout = 0.2;             // udp: seconds before an unanswered datagram is lost
+    bool busyPoll = false;      // epoll_wait without sleeping (keeps loadgen's core awake)
+    std::uint32_t window = 1;   // udp: datagrams in flight per client
+    double dgramTimeout = 0.2;  // udp: seconds before an unanswered datagram is lost
 };
 
-constexpr std::size_t kUdpHeader = 8;     // udp: client id and sequence number, little-endian
-constexpr std::size_t kUdpMax = 65507;    // the largest UDP payload over IPv4
+constexpr std::size_t kUdpHeader = 8;   // udp: client id and sequence number, little-endian
+constexpr std::size_t kUdpMax = 65507;  // the largest UDP payload over IPv4
 
 [[noreturn]] void usage(int status) {
     std::fputs(
@@ -160,8 +156,7 @@ Options parseOptions(int argc, char** argv) {
         else if (a == "--unix") {
             o.unixPath = v;
             ok = !v.empty() && v.size() < sizeof(sockaddr_un::sun_path);
-        }
-        else if (a == "--window") ok = parseInteger(v, o.window) && o.window > 0 && o.window <= 4096;
+        } else if (a == "--window") ok = parseInteger(v, o.window) && o.window > 0 && o.window <= 4096;
         else if (a == "--dgram-timeout") ok = parseNumber(v, o.dgramTimeout) && o.dgramTimeout > 0;
         else if (a == "--conns") ok = parseInteger(v, o.conns) && o.conns > 0;
         else if (a == "--size") ok = parseInteger(v, o.size) && o.size > 0;
@@ -491,7 +486,8 @@ private:
         }
         const auto got = static_cast<std::uint64_t>(n);
         if (c.recvd + got > c.sent) {
-            return failConn(i, "server echoed " + std::to_string(c.recvd + got - c.sent) + " more bytes than were sent");
+            return failConn(i,
+                            "server echoed " + std::to_string(c.recvd + got - c.sent) + " more bytes than were sent");
         }
         const unsigned char* want = pattern_.at(c.start, c.recvd);
         if (std::memcmp(readBuf_.data(), want, got) != 0) {
@@ -633,8 +629,7 @@ private:
         const auto rssOpen = serverRssKb(o_.serverPid);
         const auto cpuOpen = serverCpuUs(o_.serverPid);
         // Hold: any byte or close from the server is an error (onReadable reports both).
-        ok = ok && pollUntil(Clock::now() + secs(o_.hold),
-                             [this](const epoll_event& ev) { onConnEvent(ev); });
+        ok = ok && pollUntil(Clock::now() + secs(o_.hold), [this](const epoll_event& ev) { onConnEvent(ev); });
         const auto cpuHeld = serverCpuUs(o_.serverPid);
         const auto rssHeld = serverRssKb(o_.serverPid);
         // Second round trip on every connection: the server still serves them all.
@@ -792,8 +787,8 @@ private:
         std::uint32_t nextSeq = 0;
         std::uint32_t inFlight = 0;
         bool outArmed = false;
-        std::vector<Slot> slots;           // --window of them
-        std::vector<std::uint32_t> lost;   // timed-out sequence numbers not echoed yet (bounded)
+        std::vector<Slot> slots;          // --window of them
+        std::vector<std::uint32_t> lost;  // timed-out sequence numbers not echoed yet (bounded)
     };
     static constexpr std::size_t kMaxLostKept = 4096;  // per client; older ones are forgotten
 
@@ -865,16 +860,16 @@ private:
                 return failClient(i, errno == ECONNREFUSED ? "recv (nothing listens on the port)" : "recv", errno);
             }
             if (static_cast<std::size_t>(n) != o_.size) {
-                return failClient(i, "echoed datagram of " + std::to_string(n) + " bytes, sent " +
-                                         std::to_string(o_.size));
+                return failClient(
+                    i, "echoed datagram of " + std::to_string(n) + " bytes, sent " + std::to_string(o_.size));
             }
             const std::uint32_t who = getLe32(readBuf_.data()), seq = getLe32(readBuf_.data() + 4);
             if (who != id) return failClient(i, "received client " + std::to_string(who) + "'s datagram");
             if (std::memcmp(readBuf_.data() + kUdpHeader, udpBody(id, seq), o_.size - kUdpHeader) != 0) {
                 return failClient(i, "echo mismatch in datagram " + std::to_string(seq));
             }
-            auto slot = std::find_if(c.slots.begin(), c.slots.end(),
-                                     [seq](const Slot& s) { return s.busy && s.seq == seq; });
+            auto slot =
+                std::find_if(c.slots.begin(), c.slots.end(), [seq](const Slot& s) { return s.busy && s.seq == seq; });
             if (slot != c.slots.end()) {
                 slot->busy = false;
                 --c.inFlight;
@@ -976,7 +971,8 @@ private:
         line.add("msgs", msgs).add("bytes", bytes).add("seconds", secs, 3);
         line.add("sent", sent).add("lost", lost).add("late", lateB - lateA);
         // Lost among the datagrams whose fate was settled in the window (echoed or timed out).
-        line.add("lost_pct", msgs + lost ? 100.0 * static_cast<double>(lost) / static_cast<double>(msgs + lost) : 0.0, 3);
+        line.add("lost_pct", msgs + lost ? 100.0 * static_cast<double>(lost) / static_cast<double>(msgs + lost) : 0.0,
+                 3);
         line.add("msgs_per_s", secs > 0 ? static_cast<double>(msgs) / secs : 0.0, 0);
         line.add("MB_per_s", secs > 0 ? static_cast<double>(bytes) / 1e6 / secs : 0.0, 2);
         addCpu(line, a, b, msgs, static_cast<double>(bytes) / 1e6);

@@ -12,10 +12,11 @@ int main() {
     tick = [&] {
         std::printf("tick %d\n", ++ticks);
         if (ticks < 3) reactor->callLater(0.01, [&] { tick(); });
-        else reactor->callInThread([&] {
-            // Runs on the pool; results go back to the reactor thread.
-            reactor->callFromThread([&] { reactor->stop(); });
-        });
+        else
+            reactor->callInThread([&] {
+                // Runs on the pool; results go back to the reactor thread.
+                reactor->callFromThread([&] { reactor->stop(); });
+            });
     };
     reactor->callWhenRunning([&] { tick(); });
     reactor->addSystemEventTrigger("after", "shutdown", [] { std::printf("stopped\n"); });

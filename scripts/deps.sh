@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config python3 libfmt-dev libcli11-dev
       libgtest-dev libgmock-dev libbenchmark-dev
-      ccache
+      ccache clang-format
       socat netcat-openbsd curl)  # real clients in the tool tests (tests/tool/weft_tcp.sh)
 missing=()
 for p in "${pkgs[@]}"; do

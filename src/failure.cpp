@@ -7,8 +7,7 @@
 
 namespace weft {
 
-NoCurrentExceptionError::NoCurrentExceptionError()
-    : std::logic_error("Failure() with no exception being handled") {}
+NoCurrentExceptionError::NoCurrentExceptionError() : std::logic_error("Failure() with no exception being handled") {}
 
 Failure::Failure(std::exception_ptr e) : value_(std::move(e)) {
     if (!value_) throw std::invalid_argument("weft::Failure needs a non-null exception_ptr");
@@ -56,8 +55,7 @@ const std::type_info& Failure::type() const noexcept {
 
 std::string demangle(const char* mangled) {
     int status = 0;
-    std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
-                                               std::free);
+    std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
     return status == 0 && out ? std::string(out.get()) : std::string(mangled);
 }
 

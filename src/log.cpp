@@ -84,8 +84,8 @@ void emit(Level l, std::string_view prefix, std::string_view message, const Fail
             // One record, one line: bytes that came from outside (a path, a
             // peer's data in an error) cannot break the line or reach the
             // terminal raw. A traceback keeps its own lines, each escaped.
-            std::string line = fmt::format("[{}] {}{}{}\n", levelName(l), printable(prefix),
-                                           prefix.empty() ? "" : ": ", printable(message));
+            std::string line = fmt::format("[{}] {}{}{}\n", levelName(l), printable(prefix), prefix.empty() ? "" : ": ",
+                                           printable(message));
             if (f) {
                 const std::string traceback = f->getTraceback();
                 std::string_view tb = traceback;

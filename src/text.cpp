@@ -33,8 +33,7 @@ std::size_t utf8Length(std::string_view s, std::size_t i) noexcept {
         if ((b & 0xC0u) != 0x80u) return 0;
         cp = (cp << 6) | (b & 0x3Fu);
     }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
     // C1 control characters (U+0080..U+009F) can act on terminals too.
     if (cp >= 0x80 && cp <= 0x9F) return 0;
     return n;
@@ -70,12 +69,8 @@ std::string escape(std::string_view text, bool quoting) {
             case '\n': out += "\\n"; continue;
             case '\r': out += "\\r"; continue;
             case '\t': out += "\\t"; continue;
-            case '\\':
-                out += quoting ? "\\\\" : "\\";
-                continue;
-            case '\'':
-                out += quoting ? "\\'" : "'";
-                continue;
+            case '\\': out += quoting ? "\\\\" : "\\"; continue;
+            case '\'': out += quoting ? "\\'" : "'"; continue;
             default: break;
         }
         if (b < 0x20 || b == 0x7F) appendHex(out, b);

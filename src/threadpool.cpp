@@ -93,11 +93,29 @@ void ThreadPool::workerMain() {
     --live_;
 }
 
-std::size_t ThreadPool::min() const { std::lock_guard lk(mu_); return min_; }
-std::size_t ThreadPool::max() const { std::lock_guard lk(mu_); return max_; }
-bool ThreadPool::started() const { std::lock_guard lk(mu_); return started_; }
-bool ThreadPool::joined() const { std::lock_guard lk(mu_); return joined_; }
-std::size_t ThreadPool::workers() const { std::lock_guard lk(mu_); return live_; }
-std::size_t ThreadPool::pending() const { std::lock_guard lk(mu_); return queue_.size(); }
+std::size_t ThreadPool::min() const {
+    std::lock_guard lk(mu_);
+    return min_;
+}
+std::size_t ThreadPool::max() const {
+    std::lock_guard lk(mu_);
+    return max_;
+}
+bool ThreadPool::started() const {
+    std::lock_guard lk(mu_);
+    return started_;
+}
+bool ThreadPool::joined() const {
+    std::lock_guard lk(mu_);
+    return joined_;
+}
+std::size_t ThreadPool::workers() const {
+    std::lock_guard lk(mu_);
+    return live_;
+}
+std::size_t ThreadPool::pending() const {
+    std::lock_guard lk(mu_);
+    return queue_.size();
+}
 
 }  // namespace weft

@@ -31,9 +31,9 @@ public:
 
     /// Wraps a copy of the exception object `e` (any throwable type).
     template <class E>
-        requires(!std::is_same_v<std::remove_cvref_t<E>, Failure> &&
-                 !std::is_same_v<std::remove_cvref_t<E>, std::exception_ptr>)
-    explicit Failure(E&& e) : value_(std::make_exception_ptr(std::forward<E>(e))) {}
+    requires(!std::is_same_v<std::remove_cvref_t<E>, Failure> &&
+             !std::is_same_v<std::remove_cvref_t<E>, std::exception_ptr>) explicit Failure(E&& e)
+        : value_(std::make_exception_ptr(std::forward<E>(e))) {}
 
     /// The exception currently being handled (the innermost one in nested
     /// handlers). Throws NoCurrentExceptionError outside any handler.
@@ -77,8 +77,7 @@ public:
             std::rethrow_exception(value_);
         } catch (const E& e) {
             return &e;
-        } catch (...) {
-        }
+        } catch (...) {}
         return nullptr;
     }
 

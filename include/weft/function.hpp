@@ -55,9 +55,8 @@ public:
     Function(std::nullptr_t) noexcept {}
 
     template <class F>
-        requires(!std::is_same_v<std::remove_cvref_t<F>, Function> &&
-                 std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
-    Function(F&& f) {  // NOLINT: implicit like std::function
+    requires(!std::is_same_v<std::remove_cvref_t<F>, Function> && std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
+        Function(F&& f) {  // NOLINT: implicit like std::function
         using D = std::decay_t<F>;
         if constexpr (std::is_pointer_v<D> || std::is_member_pointer_v<D>) {
             if (f == nullptr) return;

@@ -43,7 +43,7 @@ constexpr std::size_t kMaxPooledChunks = 16;
 constexpr std::size_t kMaxPooledBytes = 4u << 20;
 
 Chunk* newInlineChunk(std::size_t capacity) {
-    void* raw = ::operator new(sizeof(Chunk) + capacity, std::align_val_t{alignof(Chunk)});
+    void* raw = ::operator new (sizeof(Chunk) + capacity, std::align_val_t{alignof(Chunk)});
     auto* c = new (raw) Chunk;
     c->data = c->storage();
     c->capacity = capacity;
@@ -52,7 +52,7 @@ Chunk* newInlineChunk(std::size_t capacity) {
 
 void destroyChunk(Chunk* c) noexcept {
     c->~Chunk();
-    ::operator delete(static_cast<void*>(c), std::align_val_t{alignof(Chunk)});
+    ::operator delete (static_cast<void*>(c), std::align_val_t{alignof(Chunk)});
 }
 
 // Drained inline chunks of this thread, reused by the next writes. The state
@@ -344,12 +344,9 @@ WriteResult FileDescriptor::writeToFD(int fd, std::span<const iovec> data, FDKin
     m.msg_iovlen = data.size();
     for (;;) {
         ssize_t n;
-        if (kind != FDKind::socket)
-            n = sys::ops.writev(fd, data.data(), static_cast<int>(data.size()));
-        else if (data.size() == 1)
-            n = sys::ops.send(fd, data[0].iov_base, data[0].iov_len, MSG_NOSIGNAL);
-        else
-            n = sys::ops.sendmsg(fd, &m, MSG_NOSIGNAL);
+        if (kind != FDKind::socket) n = sys::ops.writev(fd, data.data(), static_cast<int>(data.size()));
+        else if (data.size() == 1) n = sys::ops.send(fd, data[0].iov_base, data[0].iov_len, MSG_NOSIGNAL);
+        else n = sys::ops.sendmsg(fd, &m, MSG_NOSIGNAL);
         if (n >= 0) return static_cast<std::size_t>(n);
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) return std::size_t{0};
@@ -420,9 +417,8 @@ void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool 
     if (producer_) {
         const IProducer& mine = *producer_;
         const IProducer& theirs = *producer;
-        throw std::runtime_error("Cannot register producer " + demangle(typeid(theirs).name()) +
-                                 ", because producer " + demangle(typeid(mine).name()) +
-                                 " was never unregistered.");
+        throw std::runtime_error("Cannot register producer " + demangle(typeid(theirs).name()) + ", because producer " +
+                                 demangle(typeid(mine).name()) + " was never unregistered.");
     }
     IPushProducer* push = streaming ? producer->asPushProducer() : nullptr;
     IPullProducer* pull = streaming ? nullptr : producer->asPullProducer();
@@ -470,7 +466,7 @@ void FileDescriptor::connectionLost(const Failure&) {
     queue_.clear();
     if (auto p = std::move(producer_)) {  // FD-2, FD-30: before the protocol hears of it
         pushProducer_ = nullptr;
-            p->stopProducing();
+        p->stopProducing();
     }
 }
 

@@ -34,7 +34,7 @@ namespace {
 // The identity of the file a filesystem name refers to, if it exists.
 std::optional<std::pair<dev_t, ino_t>> fileIdentity(const std::string& name) {
     if (name.empty() || name.front() == '\0' || name.find('\0') != std::string::npos) return std::nullopt;
-    struct stat st{};
+    struct stat st {};
     if (sys::ops.stat(name.c_str(), &st) != 0) return std::nullopt;
     return std::pair{st.st_dev, st.st_ino};
 }
@@ -56,9 +56,7 @@ std::string addressStr(const Address& a) {
 }
 
 namespace {
-std::string_view asText(std::span<const std::byte> s) {
-    return {reinterpret_cast<const char*>(s.data()), s.size()};
-}
+std::string_view asText(std::span<const std::byte> s) { return {reinterpret_cast<const char*>(s.data()), s.size()}; }
 }  // namespace
 
 bool isIPAddress(std::string_view s, int family) {

@@ -76,9 +76,9 @@ struct Registration {
     std::uint64_t token = 0;  // generation << 32 | fd
     bool inPoller = false;
     bool internal = false;
-    bool flushPending = false;  // added by addWriterSoon, not yet armed in the poller
+    bool flushPending = false;      // added by addWriterSoon, not yet armed in the poller
     bool reductionPending = false;  // the poller has more interest than this; fixed before the next wait
-    std::uint8_t polled = 0;    // the interest the poller has (valid while inPoller)
+    std::uint8_t polled = 0;        // the interest the poller has (valid while inPoller)
     std::uint64_t readArmedAt = 0;  // Reactor::waits_ when the poller was last given read interest
 
     int fd() const noexcept { return static_cast<int>(static_cast<std::uint32_t>(token)); }
@@ -149,8 +149,8 @@ using detail::Registration;
 
 struct Reactor::EventState {
     std::vector<TriggerRecord> before, during, after;
-    Phase phase = Phase::none;        // phase being fired, none when idle
-    std::size_t pendingBefore = 0;    // async before triggers not yet done
+    Phase phase = Phase::none;             // phase being fired, none when idle
+    std::size_t pendingBefore = 0;         // async before triggers not yet done
     std::vector<std::uint64_t> ranBefore;  // before triggers run in the current firing
 };
 
@@ -182,12 +182,10 @@ void ignoreSigpipeOnce() {
 // ---- construction ---------------------------------------------------------------
 
 Reactor::Reactor(Backend backend, std::unique_ptr<detail::Poller> poller)
-    : backend_(backend),
-      poller_(std::move(poller)),
+    : backend_(backend), poller_(std::move(poller)),
       timers_(std::make_unique<detail::TimerQueue>(
           [](const void* self) { return static_cast<const Reactor*>(self)->seconds(); }, this)),
-      regs_(std::make_unique<detail::RegistrationTable>()),
-      ioThread_(std::this_thread::get_id()) {
+      regs_(std::make_unique<detail::RegistrationTable>()), ioThread_(std::this_thread::get_id()) {
     ignoreSigpipeOnce();
     waker_ = std::make_shared<detail::Waker>(*this);
     addInternalReader(waker_);
@@ -205,7 +203,6 @@ Reactor::~Reactor() {
     while (liveHead_) untrackLive(liveHead_);  // descriptors that outlive us must not reach back
     byFd_.clear();
 }
-
 
 // ---- registrations ----------------------------------------------------------------
 
@@ -258,9 +255,7 @@ Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd, bool a
         bool wasActive = stale->reader || stale->writer;
         dropReg(*stale);
         if (held && wasActive)
-            callLater(0, [this, held] {
-                disconnectSelectable(*held, Failure(ConnectionFdescWentAway()), false);
-            });
+            callLater(0, [this, held] { disconnectSelectable(*held, Failure(ConnectionFdescWentAway()), false); });
     }
     auto [it, inserted] = regs_->try_emplace(key);
     Registration* raw = &it->second;
@@ -285,7 +280,7 @@ void Reactor::updateInterest(Registration& r, bool removing) {
             r.owner.reset();
         }
     }
-    if (r.flushPending && interest != 0) return;  // armed before the next wait
+    if (r.flushPending && interest != 0) return;     // armed before the next wait
     if (r.inPoller && r.polled == interest) return;  // nothing changes: no system call
     if (r.inPoller && (interest & ~static_cast<unsigned>(r.polled)) == 0) {
         // Less interest than the poller has: it is told just before the next wait,
@@ -312,9 +307,9 @@ void Reactor::setPollerInterest(Registration& r, unsigned interest, bool removin
         // Removing interest never fails: if the backend refuses (the fd was closed
         // behind the reactor's back, R-43), the registration is dead, so forget it.
         const bool fresh = !r.inPoller;
-        std::string what = fresh && r.owner ? r.owner->logPrefix() + ": cannot register descriptor " +
-                                                  std::to_string(r.fd())
-                                            : std::string();
+        std::string what = fresh && r.owner
+                               ? r.owner->logPrefix() + ": cannot register descriptor " + std::to_string(r.fd())
+                               : std::string();
         if (removing || interest == 0 || fresh) dropReg(r);
         if (removing) return;
         if (!what.empty()) throw std::system_error(e.code(), what);  // as regFor's own check says it
@@ -335,7 +330,7 @@ void Reactor::applyPendingReductions() {
         if (!r || !r->reductionPending) continue;
         r->reductionPending = false;
         unsigned interest = (r->reader ? detail::kReadable : 0u) | (r->writer ? detail::kWritable : 0u);
-        if (r->flushPending && interest != 0) continue;  // the flush arms it
+        if (r->flushPending && interest != 0) continue;      // the flush arms it
         if (r->inPoller && r->polled == interest) continue;  // asked again meanwhile
         setPollerInterest(*r, interest, true);
     }
@@ -352,7 +347,7 @@ void Reactor::dropReg(Registration& r) {
     auto it = regs_->find(r.key);
     if (it != regs_->end()) {
         auto doomed = std::move(it->second.owner);  // the descriptor may be released here:
-        regs_->erase(it);                          // erase first so its destructor sees a consistent table
+        regs_->erase(it);                           // erase first so its destructor sees a consistent table
     }
 }
 
@@ -706,9 +701,10 @@ ThreadPool& Reactor::getThreadPool() {
     if (!pool_) {
         pool_ = std::make_unique<ThreadPool>(0, poolMax_, "weft-reactor-pool");
         if (running_) pool_->start();
-        else callWhenRunning([this] {
-            if (pool_) pool_->start();
-        });
+        else
+            callWhenRunning([this] {
+                if (pool_) pool_->start();
+            });
         addSystemEventTrigger("during", "shutdown", [this] { stopThreadPool(); });
     }
     return *pool_;
@@ -744,8 +740,9 @@ TriggerId Reactor::addTrigger(std::string_view phase, std::string eventType, Fun
     if (phase == "before") p = Phase::before;
     else if (phase == "during") p = Phase::during;
     else if (phase == "after") p = Phase::after;
-    else throw std::invalid_argument("addSystemEventTrigger: unknown phase '" + std::string(phase) +
-                                     "' (expected before, during or after)");
+    else
+        throw std::invalid_argument("addSystemEventTrigger: unknown phase '" + std::string(phase) +
+                                    "' (expected before, during or after)");
     if (!f) throw std::invalid_argument("addSystemEventTrigger: empty callable");
     auto& ev = eventState(eventType);
     std::uint64_t id = nextTriggerId_++;

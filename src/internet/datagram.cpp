@@ -225,8 +225,7 @@ std::size_t DatagramSocket::sendDatagram(const sockaddr* to, socklen_t toLength,
         if (n >= 0) return static_cast<std::size_t>(n);
         int e = errno;
         switch (e) {
-            case EINTR:
-                continue;  // UDP-14
+            case EINTR: continue;  // UDP-14
             case EAGAIN:
 #if EWOULDBLOCK != EAGAIN
             case EWOULDBLOCK:
@@ -250,8 +249,7 @@ std::size_t DatagramSocket::sendDatagram(const sockaddr* to, socklen_t toLength,
                 }
                 if (ignoreUnconnectedRefusal_) return 0;
                 [[fallthrough]];
-            default:
-                throw std::system_error(errnoCode(e), fmt::format("sending a datagram to {}", describe()));
+            default: throw std::system_error(errnoCode(e), fmt::format("sending a datagram to {}", describe()));
         }
     }
 }
@@ -297,7 +295,7 @@ Deferred<void> DatagramSocket::stopListening() {
 void DatagramSocket::loseConnection() { stopListening(); }
 
 void DatagramSocket::connectionLost(const Failure&) {
-    if (fd_ < 0) return;  // once
+    if (fd_ < 0) return;             // once
     auto self = shared_from_this();  // doStop() lets go of the protocol's reference to us
     stopReading();
     sys::ops.close(fd_);

@@ -45,8 +45,7 @@ TimeoutError::TimeoutError(double timeout)
 
 FirstError::FirstError(Failure subFailure, std::size_t index)
     : std::runtime_error(fmt::format("FirstError[#{}, {}]", index, subFailure.str())),
-      subFailure_(std::move(subFailure)),
-      index_(index) {}
+      subFailure_(std::move(subFailure)), index_(index) {}
 
 FailureGroup::FailureGroup(std::vector<Failure> failures)
     : std::runtime_error(describeFailures(failures)), failures_(std::move(failures)) {}
@@ -127,9 +126,9 @@ std::string Core::debugText() const {
 
 void Core::checkOutput(const std::type_info& t) const {
     if (*outType_ != t)
-        throw std::logic_error(fmt::format(
-            "weft::Deferred: stale handle: the chain's current result type is {}, the handle's is {}",
-            demangle(outType_->name()), demangle(t.name())));
+        throw std::logic_error(
+            fmt::format("weft::Deferred: stale handle: the chain's current result type is {}, the handle's is {}",
+                        demangle(outType_->name()), demangle(t.name())));
 }
 
 void Core::checkCreated(const std::type_info& t) const {
@@ -228,8 +227,8 @@ bool Core::absorb(StepOut&& out) {
     Core& x = *out.wait;
     if (&x == this) {
         // DEF-15, better than Twisted: a step that returned its own Deferred.
-        result = Slot::failed(Failure(std::logic_error(
-            "Callback returned the Deferred it was attached to; this breaks the callback chain")));
+        result = Slot::failed(Failure(
+            std::logic_error("Callback returned the Deferred it was attached to; this breaks the callback chain")));
         return false;
     }
     if (x.ready()) {  // DEF-12: take it now; x is left empty and never reports it

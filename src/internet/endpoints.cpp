@@ -135,7 +135,8 @@ void bindKeywords(std::string_view type, const EndpointDescription& d, std::init
         if (std::find(params.begin(), params.end(), key) == params.end())
             throw EndpointArgumentError(fmt::format("{}: unknown keyword {}", type, quote(key)));
         if (bound.count(key))
-            throw EndpointArgumentError(fmt::format("{}: argument {} given both positionally and as a keyword", type, quote(key)));
+            throw EndpointArgumentError(
+                fmt::format("{}: argument {} given both positionally and as a keyword", type, quote(key)));
         bound[key] = value;
     }
 }
@@ -181,8 +182,8 @@ std::string valueOr(const Bound& bound, const std::string& key, std::string fall
 template <class I>
 I& need(const ReactorRef& reactor, std::string_view type) {
     if (I* i = reactor.find<I>()) return *i;
-    throw UnsupportedEndpointType(fmt::format("Endpoint type {} needs a reactor that provides {}", quote(lower(type)),
-                                              className(typeid(I))));
+    throw UnsupportedEndpointType(
+        fmt::format("Endpoint type {} needs a reactor that provides {}", quote(lower(type)), className(typeid(I))));
 }
 
 // ---- server parsers ----------------------------------------------------------------------
@@ -252,8 +253,8 @@ std::shared_ptr<IStreamServerEndpoint> parseSystemd(const ReactorRef& reactor, c
         auto named = inherited.inheritedNamedDescriptors();
         auto it = named.find(b["name"]);
         if (it == named.end())
-            throw InvalidEndpointDescription(fmt::format("systemd: no inherited descriptor named {} ({} named)",
-                                                         quote(b["name"]), named.size()));
+            throw InvalidEndpointDescription(
+                fmt::format("systemd: no inherited descriptor named {} ({} named)", quote(b["name"]), named.size()));
         fd = it->second;
     }
     return std::make_shared<AdoptedStreamServerEndpoint>(sockets, fd, family);
@@ -279,10 +280,9 @@ std::shared_ptr<IStreamClientEndpoint> parseTCPClient(const ReactorRef& reactor,
     requireArguments("tcp", b, {"host", "port"});
     std::optional<BindAddress> bindAddress;
     if (b.count("bindAddress")) bindAddress = BindAddress{b["bindAddress"], 0};
-    return std::make_shared<TCP4ClientEndpoint>(need<IReactorTCP>(reactor, "tcp"), b["host"],
-                                                portArgument("tcp", b["port"]),
-                                                intArgument("tcp", "timeout", valueOr(b, "timeout", "30")),
-                                                std::move(bindAddress));
+    return std::make_shared<TCP4ClientEndpoint>(
+        need<IReactorTCP>(reactor, "tcp"), b["host"], portArgument("tcp", b["port"]),
+        intArgument("tcp", "timeout", valueOr(b, "timeout", "30")), std::move(bindAddress));
 }
 
 // EP-14: unix:PATH (or path=) with timeout= and lockfile= (checkPID, off by default).
@@ -344,9 +344,7 @@ private:
     static std::string key(std::string prefix, PrefixMatch match) {
         return match == PrefixMatch::anyCase ? lower(prefix) : std::move(prefix);
     }
-    std::map<std::string, Parser>& table(PrefixMatch match) {
-        return match == PrefixMatch::exact ? exact_ : anyCase_;
-    }
+    std::map<std::string, Parser>& table(PrefixMatch match) { return match == PrefixMatch::exact ? exact_ : anyCase_; }
 
     mutable std::mutex mu_;
     std::map<std::string, Parser> exact_;
@@ -356,9 +354,8 @@ private:
 // Stands for a Twisted type weft does not have yet.
 template <class Parser>
 Parser notYet(std::string_view why) {
-    return [why](const ReactorRef&, const EndpointDescription& d, auto&&...) -> typename Parser::result_type {
-        unsupported(lower(d.type()), why);
-    };
+    return [why](const ReactorRef&, const EndpointDescription& d, auto&&...) ->
+           typename Parser::result_type { unsupported(lower(d.type()), why); };
 }
 
 // The built-in types, registered as anyone registers theirs. Twisted's own
@@ -558,7 +555,8 @@ UDPServerEndpoint::UDPServerEndpoint(IReactorUDP& reactor, std::uint16_t port, s
 
 Deferred<std::shared_ptr<IListeningPort>> UDPServerEndpoint::listen(std::shared_ptr<DatagramProtocol> protocol) {
     try {
-        std::shared_ptr<IListeningPort> port = reactor_.listenUDP(port_, std::move(protocol), interface_, maxPacketSize_);
+        std::shared_ptr<IListeningPort> port =
+            reactor_.listenUDP(port_, std::move(protocol), interface_, maxPacketSize_);
         return succeed(std::move(port));
     } catch (...) {
         return fail<std::shared_ptr<IListeningPort>>(Failure::current());

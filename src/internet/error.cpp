@@ -42,10 +42,8 @@ std::string processText(std::optional<int> exitCode, std::optional<int> signal) 
 
 ProcessTerminated::ProcessTerminated(std::optional<int> exitCode_, std::optional<int> signal_,
                                      std::optional<int> status_)
-    : ConnectionLost(detail::describe(MESSAGE, {processText(exitCode_, signal_)})),
-      exitCode(exitCode_),
-      signal(signal_),
-      status(status_) {}
+    : ConnectionLost(detail::describe(MESSAGE, {processText(exitCode_, signal_)})), exitCode(exitCode_),
+      signal(signal_), status(status_) {}
 
 ConnectError::ConnectError(std::string_view message, int osError, std::string string)
     : std::system_error(std::error_code(osError, std::generic_category())), string_(std::move(string)) {
@@ -80,13 +78,12 @@ CannotListenError::CannotListenError(std::string interface_, std::string port_, 
 CannotListenError::CannotListenError(std::string interface_, std::string port_, std::error_code socketError,
                                      std::string detail)
     : CannotListenError(std::move(interface_), std::move(port_), socketError) {
-    text_ = "Couldn't listen on " + (interface.empty() ? std::string("any") : interface) + ":" + port + ": " +
-            detail + ".";
+    text_ =
+        "Couldn't listen on " + (interface.empty() ? std::string("any") : interface) + ":" + port + ": " + detail + ".";
 }
 
 InvalidAddressError::InvalidAddressError(std::string address_, std::string message_)
-    : std::invalid_argument("Invalid address " + address_ + ": " + message_),
-      address(std::move(address_)),
+    : std::invalid_argument("Invalid address " + address_ + ": " + message_), address(std::move(address_)),
       message(std::move(message_)) {}
 
 }  // namespace weft::error

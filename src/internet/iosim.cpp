@@ -15,9 +15,7 @@ std::atomic<std::uint64_t> gNextSerial{0};
 
 FakeTransport::FakeTransport(std::shared_ptr<Protocol> p, bool server, std::optional<Address> host,
                              std::optional<Address> peer)
-    : protocol(p),
-      isServer(server),
-      serial(gNextSerial.fetch_add(1)),
+    : protocol(p), isServer(server), serial(gNextSerial.fetch_add(1)),
       disconnectReason(error::ConnectionDone("Connection done")),
       hostAddress(host ? std::move(*host) : Address(NoAddress{})),
       peerAddress(peer ? std::move(*peer) : Address(NoAddress{})) {}
@@ -89,10 +87,7 @@ std::shared_ptr<FakeTransport> makeFakeServer(std::shared_ptr<Protocol> serverPr
 
 IOPump::IOPump(std::shared_ptr<Protocol> c, std::shared_ptr<Protocol> s, std::shared_ptr<FakeTransport> cio,
                std::shared_ptr<FakeTransport> sio, std::shared_ptr<task::Clock> clk)
-    : client(std::move(c)),
-      server(std::move(s)),
-      clientIO(std::move(cio)),
-      serverIO(std::move(sio)),
+    : client(std::move(c)), server(std::move(s)), clientIO(std::move(cio)), serverIO(std::move(sio)),
       clock(clk ? std::move(clk) : std::make_shared<task::Clock>()) {}
 
 bool IOPump::pump() {

@@ -80,9 +80,10 @@ struct Session : std::enable_shared_from_this<Session> {
     bool finished = false;  // connection over (or pumping failed)
 
     void armNotifications() {
-        for (auto& q : out) q.onPut_ = [w = weak_from_this()] {
-            if (auto s = w.lock()) s->notify();
-        };
+        for (auto& q : out)
+            q.onPut_ = [w = weak_from_this()] {
+                if (auto s = w.lock()) s->notify();
+            };
     }
 
     void notify() {
@@ -200,9 +201,9 @@ void LoopbackTransport::loseConnection() {
 }
 
 void LoopbackTransport::registerProducer(std::shared_ptr<IProducer> producer, bool streaming) {
-    if (producer_) throw std::runtime_error("Cannot register producer " + className(*producer) +
-                                            ": producer " + className(*producer_) +
-                                            " is already registered");
+    if (producer_)
+        throw std::runtime_error("Cannot register producer " + className(*producer) + ": producer " +
+                                 className(*producer_) + " is already registered");
     if (session_->finished) {  // FD-22: a finished transport stops it at once
         producer->stopProducing();
         return;
@@ -408,7 +409,8 @@ Deferred<void> loopbackUNIX(Reactor& reactor, std::shared_ptr<Protocol> server, 
     if (path.empty()) {
         // A fresh abstract-namespace name: nothing is left in the filesystem.
         static std::atomic<unsigned> counter{0};
-        path = std::string(1, '\0') + "weft-loopback-" + std::to_string(sys::ops.getpid()) + "-" + std::to_string(++counter);
+        path = std::string(1, '\0') + "weft-loopback-" + std::to_string(sys::ops.getpid()) + "-" +
+               std::to_string(++counter);
     }
     return loopbackOver(
         "loopbackUNIX", std::move(server), std::move(client),

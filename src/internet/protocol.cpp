@@ -42,8 +42,8 @@ std::shared_ptr<Protocol> Factory::buildProtocol(const Address&) {
     if (!protocol) throw std::logic_error(fmt::format("{}.protocol is not set", logPrefix()));
     auto self = weak_from_this().lock();
     if (!self)
-        throw std::logic_error(fmt::format("{} must be owned by a std::shared_ptr (use std::make_shared or forProtocol)",
-                                           logPrefix()));
+        throw std::logic_error(
+            fmt::format("{} must be owned by a std::shared_ptr (use std::make_shared or forProtocol)", logPrefix()));
     auto p = protocol();
     if (p) p->factory = std::move(self);
     return p;

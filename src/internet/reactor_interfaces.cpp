@@ -19,8 +19,8 @@ void ReactorRef::missing(const std::type_info& interface) {
     throw std::invalid_argument("the reactor does not provide " + className(interface));
 }
 
-std::shared_ptr<IListeningPort> Reactor::doListenTCP(std::uint16_t port, std::shared_ptr<Factory> factory,
-                                                     int backlog, const std::string& interface) {
+std::shared_ptr<IListeningPort> Reactor::doListenTCP(std::uint16_t port, std::shared_ptr<Factory> factory, int backlog,
+                                                     const std::string& interface) {
     return listenTCP(port, std::move(factory), backlog, interface);
 }
 

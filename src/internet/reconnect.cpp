@@ -32,8 +32,7 @@ ReconnectingClientFactory::~ReconnectingClientFactory() {
     if (callID_ && callID_->active()) {
         try {
             callID_->cancel();
-        } catch (...) {
-        }
+        } catch (...) {}
     }
 }
 
@@ -108,8 +107,7 @@ void ReconnectingClientFactory::stopTrying() {
     if (auto c = connector.lock()) {
         try {
             c->stopConnecting();
-        } catch (const error::NotConnectingError&) {
-        }
+        } catch (const error::NotConnectingError&) {}
     }
 }
 

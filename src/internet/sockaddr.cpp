@@ -67,8 +67,7 @@ Address SockAddr::toAddress(const char* type) const {
             host += '%';
             host += ::if_indextoname(in6->sin6_scope_id, name) ? std::string(name) : std::to_string(in6->sin6_scope_id);
         }
-        return IPv6Address(type, std::move(host), ntohs(in6->sin6_port), ntohl(in6->sin6_flowinfo),
-                           in6->sin6_scope_id);
+        return IPv6Address(type, std::move(host), ntohs(in6->sin6_port), ntohl(in6->sin6_flowinfo), in6->sin6_scope_id);
     }
     return NoAddress();
 }

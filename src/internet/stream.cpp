@@ -46,9 +46,7 @@ void StreamTransport::startProtocol(std::shared_ptr<Protocol> protocol) {
     keep->makeConnection(shared_from_this());
 }
 
-ssize_t StreamTransport::readSome(std::byte* into, std::size_t room, Reason&) {
-    return sys::ops.read(fd_, into, room);
-}
+ssize_t StreamTransport::readSome(std::byte* into, std::size_t room, Reason&) { return sys::ops.read(fd_, into, room); }
 
 Reason StreamTransport::doRead() {
     if (aborting() || fd_ < 0) return std::nullopt;
@@ -172,8 +170,7 @@ void SocketTransport::closeDescriptor(bool abort) noexcept {
 
 // ---- BaseConnector ------------------------------------------------------------------------
 
-BaseConnector::BaseConnector(Reactor& reactor, std::shared_ptr<ClientFactory> factory, double timeout,
-                             const char* what)
+BaseConnector::BaseConnector(Reactor& reactor, std::shared_ptr<ClientFactory> factory, double timeout, const char* what)
     : reactor_(reactor), factory_(std::move(factory)), timeout_(timeout) {
     if (!factory_) throw std::invalid_argument(std::string(what) + ": null factory");
 }

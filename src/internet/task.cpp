@@ -151,8 +151,7 @@ LoopingCall::~LoopingCall() {
 Deferred<LoopingCall*> LoopingCall::start(double interval, bool now) {
     auto s = state_;
     if (s->running) throw std::logic_error("LoopingCall::start: the loop is already running");
-    if (s->inProgress)
-        throw std::logic_error("LoopingCall::start: the previous run's call has not finished yet");
+    if (s->inProgress) throw std::logic_error("LoopingCall::start: the previous run's call has not finished yet");
     if (!(interval >= 0) || std::isinf(interval))
         throw std::invalid_argument("LoopingCall::start: interval must be finite and >= 0");
     s->running = true;
@@ -440,14 +439,13 @@ void CooperativeTask::oneWorkUnit() {
 }
 
 Cooperator::Cooperator(IReactorTime& clock, bool started, TerminationPredicateFactory terminationPredicateFactory)
-    : Cooperator(
-          Scheduler([&clock](Function<void()> tick) -> Function<void()> {
-              DelayedCall call = clock.callLater(kTickDelay, std::move(tick));
-              return [call]() mutable {
-                  if (call.active()) call.cancel();
-              };
-          }),
-          started, std::move(terminationPredicateFactory)) {}
+    : Cooperator(Scheduler([&clock](Function<void()> tick) -> Function<void()> {
+                     DelayedCall call = clock.callLater(kTickDelay, std::move(tick));
+                     return [call]() mutable {
+                         if (call.active()) call.cancel();
+                     };
+                 }),
+                 started, std::move(terminationPredicateFactory)) {}
 
 Cooperator::Cooperator(Scheduler scheduler, bool started, TerminationPredicateFactory terminationPredicateFactory)
     : state_(std::make_shared<detail::CooperatorState>(std::move(scheduler), started,

@@ -48,14 +48,13 @@ bool getFlag(int fd, int level, int option) {
 
 using weft::detail::hexId;
 
-
-
 }  // namespace
 
 // ---- Connection ---------------------------------------------------------------------
 
 void Connection::closeDescriptor(bool abort) noexcept {
-    if (fd_ >= 0 && !host_) host_ = std::make_unique<SockAddr>(SockAddr::localOf(fd_));  // getHost() answers after the close
+    if (fd_ >= 0 && !host_)
+        host_ = std::make_unique<SockAddr>(SockAddr::localOf(fd_));  // getHost() answers after the close
     SocketTransport::closeDescriptor(abort);
 }
 
@@ -179,9 +178,8 @@ void Client::tryNext() {
             return;
         }
         if (auto& bind = connector().bindAddress()) {
-            auto local = SockAddr::fromLiteral(bind->host.empty() ? (target.family() == AF_INET6 ? "::" : "0.0.0.0")
-                                                                  : bind->host,
-                                               bind->port);
+            auto local = SockAddr::fromLiteral(
+                bind->host.empty() ? (target.family() == AF_INET6 ? "::" : "0.0.0.0") : bind->host, bind->port);
             if (local && local->family() != target.family()) {
                 // This address is of the other family than the bind address: try the next one.
                 sys::ops.close(s);
@@ -217,8 +215,7 @@ void Client::tryNext() {
 
 // ---- Port -----------------------------------------------------------------------------
 
-Port::Port(Reactor& reactor, std::uint16_t port, std::shared_ptr<Factory> factory, int backlog,
-           std::string interface)
+Port::Port(Reactor& reactor, std::uint16_t port, std::shared_ptr<Factory> factory, int backlog, std::string interface)
     : StreamPort(reactor, std::move(factory), backlog, "listenTCP"), requestedPort_(port),
       interface_(std::move(interface)) {}
 
@@ -363,8 +360,8 @@ int duplicateForAdoption(int fd, int addressFamily, const std::shared_ptr<Factor
     int domain = 0;
     socklen_t length = sizeof domain;
     if (sys::ops.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 && domain != addressFamily)
-        throw std::invalid_argument(fmt::format("{}: descriptor {} is a socket of family {}, not {}", what, fd, domain,
-                                                addressFamily));
+        throw std::invalid_argument(
+            fmt::format("{}: descriptor {} is a socket of family {}, not {}", what, fd, domain, addressFamily));
     return weft::detail::duplicateNonBlocking(fd, what);
 }
 }  // namespace

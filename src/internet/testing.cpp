@@ -15,13 +15,10 @@ namespace weft::testing {
 
 // ---- StringTransport ----------------------------------------------------------------
 
-StringTransport::StringTransport(std::optional<Address> hostAddress, std::optional<Address> peerAddress,
-                                 bool lenient)
+StringTransport::StringTransport(std::optional<Address> hostAddress, std::optional<Address> peerAddress, bool lenient)
     : hostAddr(std::move(hostAddress)), peerAddr(std::move(peerAddress)), lenient_(lenient) {}
 
-void StringTransport::write(Bytes data) {
-    io_.append(reinterpret_cast<const char*>(data.data()), data.size());
-}
+void StringTransport::write(Bytes data) { io_.append(reinterpret_cast<const char*>(data.data()), data.size()); }
 
 void StringTransport::writeSequence(std::span<const Bytes> chunks) {
     for (Bytes c : chunks) write(c);
@@ -81,9 +78,7 @@ void StringTransportWithDisconnection::disconnectWith(const Failure& reason) {
     p->connectionLost(reason);
 }
 
-void StringTransportWithDisconnection::loseConnection() {
-    disconnectWith(Failure(error::ConnectionDone("Bye.")));
-}
+void StringTransportWithDisconnection::loseConnection() { disconnectWith(Failure(error::ConnectionDone("Bye."))); }
 
 void StringTransportWithDisconnection::abortConnection() {
     disconnected = true;
@@ -180,8 +175,9 @@ struct DisconnectWaiter : std::enable_shared_from_this<DisconnectWaiter> {
     Deferred<void> done;
 
     void check() {
-        bool any = std::any_of(protocols.begin(), protocols.end(),
-                               [](const auto& p) { return p && transportConnected(p->transport.get()).value_or(true); });
+        bool any = std::any_of(protocols.begin(), protocols.end(), [](const auto& p) {
+            return p && transportConnected(p->transport.get()).value_or(true);
+        });
         if (!any) {
             protocols.clear();
             done.callback();
@@ -196,8 +192,8 @@ struct DisconnectWaiter : std::enable_shared_from_this<DisconnectWaiter> {
 Deferred<void> waitUntilAllDisconnected(IReactorTime& clock, std::vector<std::shared_ptr<Protocol>> protocols) {
     for (const auto& p : protocols)
         if (p && !transportConnected(p->transport.get()))
-            throw std::invalid_argument("waitUntilAllDisconnected: cannot tell whether a " +
-                                        className(*p->transport) + " is connected");
+            throw std::invalid_argument("waitUntilAllDisconnected: cannot tell whether a " + className(*p->transport) +
+                                        " is connected");
     auto waiter = std::make_shared<DisconnectWaiter>(clock, std::move(protocols));
     Deferred<void> d = waiter->done;
     waiter->check();
@@ -374,10 +370,9 @@ std::shared_ptr<IListeningPort> MemoryReactor::doListenUNIXDatagram(const std::s
     return std::make_shared<FakePort>(UNIXAddress(address));
 }
 
-std::shared_ptr<IListeningPort> MemoryReactor::doConnectUNIXDatagram(const std::string& address,
-                                                                     std::shared_ptr<ConnectedDatagramProtocol> protocol,
-                                                                     std::size_t maxPacketSize, int mode,
-                                                                     std::optional<std::string> bindAddress) {
+std::shared_ptr<IListeningPort> MemoryReactor::doConnectUNIXDatagram(
+    const std::string& address, std::shared_ptr<ConnectedDatagramProtocol> protocol, std::size_t maxPacketSize,
+    int mode, std::optional<std::string> bindAddress) {
     Address host = UNIXAddress(bindAddress.value_or(""));
     unixDatagramClients.push_back({address, std::move(protocol), maxPacketSize, mode, std::move(bindAddress)});
     return std::make_shared<FakePort>(std::move(host));

@@ -47,8 +47,6 @@ void setIntOption(int fd, int level, int option, int v, const char* what) {
     if (sys::ops.setsockopt(fd, level, option, &v, sizeof v) != 0) throw std::system_error(errnoCode(errno), what);
 }
 
-
-
 bool sameSockAddr(const SockAddr& a, const sockaddr* b, socklen_t bLength) {
     return a.length == bLength && std::memcmp(a.get(), b, bLength) == 0;
 }
@@ -96,20 +94,21 @@ Deferred<std::string> resolveHost(Reactor& reactor, const std::string& name, int
         std::string found, error;
         if (rc == 0 && result) {
             char text[INET6_ADDRSTRLEN] = {};
-            const void* where = family == AF_INET
-                                    ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(result->ai_addr)->sin_addr)
-                                    : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(result->ai_addr)->sin6_addr);
+            const void* where =
+                family == AF_INET
+                    ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(result->ai_addr)->sin_addr)
+                    : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(result->ai_addr)->sin6_addr);
             ::inet_ntop(family, where, text, sizeof text);
             found = text;
         } else {
             error = rc == 0 ? "no address" : ::gai_strerror(rc);
         }
         if (result) ::freeaddrinfo(result);
-        reactor.callFromThread([d = std::move(d), found = std::move(found), error = std::move(error),
-                                name = std::move(name)]() mutable {
-            if (error.empty()) d.callback(std::move(found));
-            else d.errback(DNSLookupError(name + ": " + error));
-        });
+        reactor.callFromThread(
+            [d = std::move(d), found = std::move(found), error = std::move(error), name = std::move(name)]() mutable {
+                if (error.empty()) d.callback(std::move(found));
+                else d.errback(DNSLookupError(name + ": " + error));
+            });
     });
     return d;
 }
@@ -141,7 +140,9 @@ Port::Port(Reactor& reactor, std::uint16_t port, std::shared_ptr<DatagramProtoco
     else throw InvalidAddressError(interface_, "not an IPv4 or IPv6 address");
 }
 
-std::shared_ptr<DatagramProtocol> Port::protocol() const { return std::static_pointer_cast<DatagramProtocol>(protocol_); }
+std::shared_ptr<DatagramProtocol> Port::protocol() const {
+    return std::static_pointer_cast<DatagramProtocol>(protocol_);
+}
 
 std::string Port::logPrefix() const {
     if (prefix_.empty()) prefix_ = protocolPrefix() + " (UDP)";
@@ -338,7 +339,8 @@ bool MulticastPort::getLoopbackMode() const {
 }
 
 void MulticastPort::setLoopbackMode(bool enabled) {
-    if (addressFamily() == AF_INET6) setIntOption(fd_, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, enabled, "IPV6_MULTICAST_LOOP");
+    if (addressFamily() == AF_INET6)
+        setIntOption(fd_, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, enabled, "IPV6_MULTICAST_LOOP");
     else setIntOption(fd_, IPPROTO_IP, IP_MULTICAST_LOOP, enabled, "IP_MULTICAST_LOOP");
 }
 
@@ -400,7 +402,8 @@ Deferred<void> MulticastPort::membership(const std::string& group, const std::st
             if (!ok) throw MulticastJoinError(g, interface, "no such interface");
             ::inet_pton(AF_INET6, g.c_str(), &m.ipv6mr_multiaddr);
             if (self->fd_ < 0) throw MulticastJoinError(g, interface, "the port is closed");
-            if (sys::ops.setsockopt(self->fd_, IPPROTO_IPV6, join ? IPV6_JOIN_GROUP : IPV6_LEAVE_GROUP, &m, sizeof m) != 0) {
+            if (sys::ops.setsockopt(self->fd_, IPPROTO_IPV6, join ? IPV6_JOIN_GROUP : IPV6_LEAVE_GROUP, &m, sizeof m) !=
+                0) {
                 int e = errno;
                 throw MulticastJoinError(g, interface, std::strerror(e));
             }
@@ -414,7 +417,8 @@ Deferred<void> MulticastPort::membership(const std::string& group, const std::st
             ::inet_pton(AF_INET, g.c_str(), &m.imr_multiaddr);
             ::inet_pton(AF_INET, i.c_str(), &m.imr_interface);
             if (self->fd_ < 0) throw MulticastJoinError(g, i, "the port is closed");
-            if (sys::ops.setsockopt(self->fd_, IPPROTO_IP, join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP, &m, sizeof m) != 0) {
+            if (sys::ops.setsockopt(self->fd_, IPPROTO_IP, join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP, &m,
+                                    sizeof m) != 0) {
                 int e = errno;
                 throw MulticastJoinError(g, i, std::strerror(e));
             }

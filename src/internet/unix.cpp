@@ -49,7 +49,7 @@ using weft::detail::hexId;
 using weft::detail::displayPath;
 
 bool isSocketFile(const std::string& path) {
-    struct stat st{};
+    struct stat st {};
     return sys::ops.lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
@@ -307,7 +307,8 @@ void Connection::deliverDescriptors(std::vector<int>& fds) {
         if (!receiver) {
             // UNIX-19: nobody to own it, so it is closed, never leaked.
             sys::ops.close(fds[i]);
-            log::warn(logPrefix(), "{} received a file descriptor but is not an IFileDescriptorReceiver; closed it "
+            log::warn(logPrefix(),
+                      "{} received a file descriptor but is not an IFileDescriptorReceiver; closed it "
                       "(host {}, peer {})",
                       keep ? weft::className(*keep) : std::string("(no protocol)"), addressStr(getHost()),
                       addressStr(getPeer()));
@@ -394,8 +395,7 @@ void Client::attemptFailed(int error) {
 
 // ---- Port -----------------------------------------------------------------------------
 
-Port::Port(Reactor& reactor, std::string path, std::shared_ptr<Factory> factory, int backlog, int mode,
-           bool wantPID)
+Port::Port(Reactor& reactor, std::string path, std::shared_ptr<Factory> factory, int backlog, int mode, bool wantPID)
     : StreamPort(reactor, std::move(factory), backlog, "listenUNIX"), path_(std::move(path)), mode_(mode),
       wantPID_(wantPID) {
     if (wantPID_ && UnixSockAddr::isAbstract(path_))  // UNIX-6, Better than Twisted
@@ -528,8 +528,7 @@ void Port::closed() {
 
 Connector::Connector(Reactor& reactor, std::string path, std::shared_ptr<ClientFactory> factory, double timeout,
                      bool checkPID)
-    : BaseConnector(reactor, std::move(factory), timeout, "connectUNIX"), path_(std::move(path)),
-      checkPID_(checkPID) {
+    : BaseConnector(reactor, std::move(factory), timeout, "connectUNIX"), path_(std::move(path)), checkPID_(checkPID) {
     if (checkPID_ && UnixSockAddr::isAbstract(path_))  // UNIX-6, Better than Twisted
         throw std::invalid_argument("connectUNIX: checkPID needs a filesystem path, not an abstract name");
 }
@@ -544,15 +543,15 @@ Address Connector::getDestination() const { return UNIXAddress(path_); }
 
 // ---- Reactor methods -------------------------------------------------------------------------
 
-std::shared_ptr<unix_::Port> Reactor::listenUNIX(const std::string& path, std::shared_ptr<Factory> factory,
-                                                int backlog, int mode, bool wantPID) {
+std::shared_ptr<unix_::Port> Reactor::listenUNIX(const std::string& path, std::shared_ptr<Factory> factory, int backlog,
+                                                 int mode, bool wantPID) {
     auto p = std::make_shared<unix_::Port>(*this, path, std::move(factory), backlog, mode, wantPID);
     p->startListening();
     return p;
 }
 
 std::shared_ptr<unix_::Connector> Reactor::connectUNIX(const std::string& path, std::shared_ptr<ClientFactory> factory,
-                                                      double timeout, bool checkPID) {
+                                                       double timeout, bool checkPID) {
     auto c = std::make_shared<unix_::Connector>(*this, path, std::move(factory), timeout, checkPID);
     c->connect();
     return c;
@@ -569,7 +568,8 @@ void Reactor::adoptUNIXStreamConnection(int fd, std::shared_ptr<Factory> factory
     peer.length = weft::detail::UnixSockAddr::capacity;
     if (sys::ops.getpeername(fd, peer.get(), &peer.length) != 0) peer.length = 0;
     std::string peerPath = peer.path();
-    auto protocol = weft::detail::buildProtocolOrClose(*factory, UNIXAddress(peerPath), fd);  // UNIX-22, Better than Twisted: the peer
+    auto protocol = weft::detail::buildProtocolOrClose(*factory, UNIXAddress(peerPath),
+                                                       fd);  // UNIX-22, Better than Twisted: the peer
     if (!protocol) return;
     std::string local = unix_::localPath(fd);
     auto server = std::make_shared<unix_::Server>(*this, fd, std::move(peerPath), 0, local, local);

@@ -119,7 +119,9 @@ void DatagramPort::deliver(Bytes datagram, const sockaddr* from, socklen_t fromL
     static_cast<DatagramProtocol&>(*protocol_).datagramReceived(datagram, lastFromAddress_);
 }
 
-std::size_t DatagramPort::write(Bytes datagram, const Address& addr) { return writeSequence(std::span(&datagram, 1), addr); }
+std::size_t DatagramPort::write(Bytes datagram, const Address& addr) {
+    return writeSequence(std::span(&datagram, 1), addr);
+}
 
 std::size_t DatagramPort::write(Bytes datagram, const std::string& path) { return write(datagram, UNIXAddress(path)); }
 
@@ -250,8 +252,8 @@ void ConnectedDatagramPort::closed() {
 namespace weft {
 
 std::shared_ptr<unix_::DatagramPort> Reactor::listenUNIXDatagram(const std::string& path,
-                                                                std::shared_ptr<DatagramProtocol> protocol,
-                                                                std::size_t maxPacketSize, int mode) {
+                                                                 std::shared_ptr<DatagramProtocol> protocol,
+                                                                 std::size_t maxPacketSize, int mode) {
     auto p = std::make_shared<unix_::DatagramPort>(*this, path, std::move(protocol), maxPacketSize, mode);
     p->startListening();
     return p;
@@ -261,7 +263,7 @@ std::shared_ptr<unix_::ConnectedDatagramPort> Reactor::connectUNIXDatagram(
     const std::string& path, std::shared_ptr<ConnectedDatagramProtocol> protocol, std::size_t maxPacketSize, int mode,
     std::optional<std::string> bindAddress) {
     auto p = std::make_shared<unix_::ConnectedDatagramPort>(*this, path, std::move(protocol), maxPacketSize, mode,
-                                                           std::move(bindAddress));
+                                                            std::move(bindAddress));
     p->startListening();
     return p;
 }

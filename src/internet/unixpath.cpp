@@ -40,25 +40,19 @@ std::string pathFailure(const std::string& path, int e) {
     const std::string dir = directoryOf(path);
     const char* reason = std::strerror(e);
     switch (e) {
-        case ENOENT:
-            return fmt::format("{}: the directory {} does not exist", reason, weft::quote(dir));
-        case ENOTDIR:
-            return fmt::format("{}: a component of {} is not a directory", reason, weft::quote(dir));
+        case ENOENT: return fmt::format("{}: the directory {} does not exist", reason, weft::quote(dir));
+        case ENOTDIR: return fmt::format("{}: a component of {} is not a directory", reason, weft::quote(dir));
         case EACCES:
-        case EPERM:
-            return fmt::format("{}: no permission to create a file in {}", reason, weft::quote(dir));
-        case EROFS:
-            return fmt::format("{}: {} is on a read-only file system", reason, weft::quote(dir));
-        case ENAMETOOLONG:
-            return tooLongMessage(path);
+        case EPERM: return fmt::format("{}: no permission to create a file in {}", reason, weft::quote(dir));
+        case EROFS: return fmt::format("{}: {} is on a read-only file system", reason, weft::quote(dir));
+        case ENAMETOOLONG: return tooLongMessage(path);
         case EADDRINUSE: {
-            struct stat st{};
+            struct stat st {};
             if (sys::ops.lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
                 return fmt::format("{}: {} exists and is not a socket (left untouched)", reason, weft::quote(path));
             return fmt::format("{}: {} belongs to another socket that is in use", reason, weft::quote(path));
         }
-        default:
-            return reason;
+        default: return reason;
     }
 }
 

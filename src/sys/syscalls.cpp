@@ -14,12 +14,11 @@ int fcntlCall(int fd, int cmd, long arg) { return ::fcntl(fd, cmd, arg); }
 
 // constexpr: both tables are filled in before any code runs (no initialization order).
 constexpr Ops kernelOps{
-    ::read, ::write, ::readv, ::writev, ::recv, ::send, ::recvmsg, ::sendmsg, ::accept4, ::connect, ::close, ::recvmmsg,
-    ::socket, ::bind, ::listen, ::shutdown, ::setsockopt, ::getsockopt, ::getsockname, ::getpeername,
-    openFile, fcntlCall, ::unlink, ::chmod, ::symlink, ::readlink, ::stat, ::lstat,
-    ::kill, ::getpid,
-    ::eventfd, ::sigaction,
-    ::epoll_create1, ::epoll_ctl, ::epoll_wait, ::poll, ::select,
+    ::read,          ::write,      ::readv,       ::writev,      ::recv,   ::send,    ::recvmsg, ::sendmsg,
+    ::accept4,       ::connect,    ::close,       ::recvmmsg,    ::socket, ::bind,    ::listen,  ::shutdown,
+    ::setsockopt,    ::getsockopt, ::getsockname, ::getpeername, openFile, fcntlCall, ::unlink,  ::chmod,
+    ::symlink,       ::readlink,   ::stat,        ::lstat,       ::kill,   ::getpid,  ::eventfd, ::sigaction,
+    ::epoll_create1, ::epoll_ctl,  ::epoll_wait,  ::poll,        ::select,
 };
 
 Ops ops = kernelOps;

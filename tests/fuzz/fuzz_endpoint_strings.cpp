@@ -132,7 +132,7 @@ auto canonically(const std::string& description, F&& parse) {
 }
 
 std::shared_ptr<weft::IStreamServerEndpoint> serverAgain(wt::MemoryReactor& reactor, const std::string& description,
-                                                       const ep::ListenFDs* fds = nullptr) {
+                                                         const ep::ListenFDs* fds = nullptr) {
     return canonically(description, [&](const std::string& d) {
         return fds ? ep::serverFromString(reactor, d, *fds) : ep::serverFromString(reactor, d);
     });
@@ -142,14 +142,14 @@ std::shared_ptr<weft::IStreamClientEndpoint> clientAgain(wt::MemoryReactor& reac
     return canonically(description, [&](const std::string& d) { return ep::clientFromString(reactor, d); });
 }
 
-std::shared_ptr<ep::IDatagramServerEndpoint> datagramAgain(wt::MemoryReactor& reactor,
-                                                           const std::string& description) {
+std::shared_ptr<ep::IDatagramServerEndpoint> datagramAgain(wt::MemoryReactor& reactor, const std::string& description) {
     return canonically(description, [&](const std::string& d) { return ep::datagramServerFromString(reactor, d); });
 }
 
 void checkTCPServer(wt::MemoryReactor& reactor, ep::TCPServerEndpoint& e, bool v6) {
-    std::string canonical = v6 ? "tcp6:port=" + num(e.port()) + ":backlog=" + num(e.backlog()) + ":interface=" + q(e.interface())
-                               : "tcp:port=" + num(e.port()) + ":interface=" + q(e.interface()) + ":backlog=" + num(e.backlog());
+    std::string canonical =
+        v6 ? "tcp6:port=" + num(e.port()) + ":backlog=" + num(e.backlog()) + ":interface=" + q(e.interface())
+           : "tcp:port=" + num(e.port()) + ":interface=" + q(e.interface()) + ":backlog=" + num(e.backlog());
     auto again = std::dynamic_pointer_cast<ep::TCPServerEndpoint>(serverAgain(reactor, canonical));
     if (!again || again->port() != e.port() || again->backlog() != e.backlog() || again->interface() != e.interface())
         __builtin_trap();
@@ -159,7 +159,8 @@ void checkTCPServer(wt::MemoryReactor& reactor, ep::TCPServerEndpoint& e, bool v
     auto port = succeeded(e.listen(factory));
     if (reactor.tcpServers.size() != 1 || !port) __builtin_trap();
     const auto& call = reactor.tcpServers[0];
-    if (call.port != e.port() || call.factory != factory || call.backlog != e.backlog() || call.interface != e.interface())
+    if (call.port != e.port() || call.factory != factory || call.backlog != e.backlog() ||
+        call.interface != e.interface())
         __builtin_trap();
     // TEST-11: the fake port is at the interface for an IPv6 literal, else at 0.0.0.0.
     auto host = port->getHost();
@@ -185,8 +186,8 @@ void checkUNIXServer(wt::MemoryReactor& reactor, ep::UNIXServerEndpoint& e) {
     auto port = succeeded(e.listen(factory));
     if (reactor.unixServers.size() != 1 || !port) __builtin_trap();
     const auto& call = reactor.unixServers[0];
-    if (call.address != e.address() || call.factory != factory || call.backlog != e.backlog() || call.mode != e.mode() ||
-        call.wantPID != e.wantPID())
+    if (call.address != e.address() || call.factory != factory || call.backlog != e.backlog() ||
+        call.mode != e.mode() || call.wantPID != e.wantPID())
         __builtin_trap();
     if (port->getHost() != weft::Address(weft::UNIXAddress(e.address()))) __builtin_trap();
 }
@@ -293,7 +294,8 @@ void checkClient(std::string_view text) {
         std::string canonical = "unix:path=" + q(e->path()) + ":timeout=" + num(static_cast<long long>(e->timeout())) +
                                 ":lockfile=" + (e->checkPID() ? "1" : "0");
         auto again = std::dynamic_pointer_cast<ep::UNIXClientEndpoint>(clientAgain(reactor, canonical));
-        if (!again || again->path() != e->path() || again->timeout() != e->timeout() || again->checkPID() != e->checkPID())
+        if (!again || again->path() != e->path() || again->timeout() != e->timeout() ||
+            again->checkPID() != e->checkPID())
             __builtin_trap();
         if (!untouched(reactor)) __builtin_trap();
 
@@ -301,7 +303,8 @@ void checkClient(std::string_view text) {
         wt::assertNoResult(connecting);
         if (reactor.unixClients.size() != 1 || reactor.connectors.size() != 1) __builtin_trap();
         const auto& call = reactor.unixClients[0];
-        if (call.address != e->path() || call.timeout != e->timeout() || call.checkPID != e->checkPID() || !call.factory)
+        if (call.address != e->path() || call.timeout != e->timeout() || call.checkPID != e->checkPID() ||
+            !call.factory)
             __builtin_trap();
         if (reactor.connectors[0]->getDestination() != weft::Address(weft::UNIXAddress(e->path()))) __builtin_trap();
     } else {

@@ -19,8 +19,10 @@ TEST_P(CoreTest, R_1_runFiresStartupThenReturnsAfterShutdown) {
     // run() fires startup before->during->after, loops, and returns after the whole shutdown event.
     std::vector<std::string> order;
     for (auto phase : {"before", "during", "after"}) {
-        reactor().addSystemEventTrigger(phase, "startup", [&, phase] { order.push_back(std::string("startup-") + phase); });
-        reactor().addSystemEventTrigger(phase, "shutdown", [&, phase] { order.push_back(std::string("shutdown-") + phase); });
+        reactor().addSystemEventTrigger(phase, "startup",
+                                        [&, phase] { order.push_back(std::string("startup-") + phase); });
+        reactor().addSystemEventTrigger(phase, "shutdown",
+                                        [&, phase] { order.push_back(std::string("shutdown-") + phase); });
     }
     reactor().callWhenRunning([&] { reactor().stop(); });
     runReactor();

@@ -31,7 +31,8 @@ struct Captured {
 struct LogCapture {
     std::vector<Captured> events;
     weft::log::ScopedObserver observer{[this](const weft::log::Event& e) {
-        events.push_back({e.level, std::string(e.message), e.failure ? std::optional<Failure>(*e.failure) : std::nullopt});
+        events.push_back(
+            {e.level, std::string(e.message), e.failure ? std::optional<Failure>(*e.failure) : std::nullopt});
     }};
     std::size_t unhandled() const {
         std::size_t n = 0;
@@ -66,8 +67,14 @@ TEST(Deferred, DEF_1_newDeferredStoresStepsAndFiringRunsThemSynchronously) {
     Deferred<int> d;
     EXPECT_FALSE(d.called());
     std::vector<int> seen;
-    d.addCallback([&](int v) { seen.push_back(v); return v + 1; });
-    d.addCallback([&](int v) { seen.push_back(v); return v; });
+    d.addCallback([&](int v) {
+        seen.push_back(v);
+        return v + 1;
+    });
+    d.addCallback([&](int v) {
+        seen.push_back(v);
+        return v;
+    });
     EXPECT_TRUE(seen.empty());
     d.callback(1);
     EXPECT_TRUE(d.called());
@@ -78,13 +85,25 @@ TEST(Deferred, DEF_2_stepsRunOldestFirstWithExtraArgumentsAndAddReturnsSameDefer
     // DEF-2: ordered (cb, eb) pairs; missing halves pass through; extra args follow the result; add returns the same Deferred.
     Deferred<int> d;
     std::vector<std::string> log;
-    auto a = d.addCallback([&](int v, int extra, std::string tag) {
-        log.push_back(tag + std::to_string(v + extra));
-        return v;
-    }, 10, std::string("cb"));
-    auto b = a.addErrback([&](Failure) { log.push_back("eb-not-run"); return 0; });
-    auto c = b.addCallbacks([&](int v) { log.push_back("pair" + std::to_string(v)); return v; },
-                            [&](Failure) { log.push_back("pair-eb"); return 0; });
+    auto a = d.addCallback(
+        [&](int v, int extra, std::string tag) {
+            log.push_back(tag + std::to_string(v + extra));
+            return v;
+        },
+        10, std::string("cb"));
+    auto b = a.addErrback([&](Failure) {
+        log.push_back("eb-not-run");
+        return 0;
+    });
+    auto c = b.addCallbacks(
+        [&](int v) {
+            log.push_back("pair" + std::to_string(v));
+            return v;
+        },
+        [&](Failure) {
+            log.push_back("pair-eb");
+            return 0;
+        });
     EXPECT_EQ(a.id(), d.id());
     EXPECT_EQ(b.id(), d.id());
     EXPECT_EQ(c.id(), d.id());
@@ -95,7 +114,10 @@ TEST(Deferred, DEF_2_stepsRunOldestFirstWithExtraArgumentsAndAddReturnsSameDefer
     Deferred<int> e;
     auto ep = boom();
     std::optional<Failure> got;
-    e.addCallback([](int v) { return v; }).addErrback([&](Failure f) { got = f; return 0; });
+    e.addCallback([](int v) { return v; }).addErrback([&](Failure f) {
+        got = f;
+        return 0;
+    });
     e.errback(ep);
     ASSERT_TRUE(got);
     EXPECT_EQ(got->value(), ep);
@@ -110,11 +132,23 @@ TEST(Deferred, DEF_3_throwOrReturnedFailureSwitchesPathsAndErrbackCanRecover) {
     std::vector<int> values;
     auto ep = boom("thrown");
     d.addCallback([&](int) -> int { std::rethrow_exception(ep); })
-        .addErrback([&](Failure f) { first = f; return returned; })
-        .addErrback([&](Failure f) -> int { second = f; return 7; })
-        .addCallback([&](int v) { values.push_back(v); return v; })
+        .addErrback([&](Failure f) {
+            first = f;
+            return returned;
+        })
+        .addErrback([&](Failure f) -> int {
+            second = f;
+            return 7;
+        })
+        .addCallback([&](int v) {
+            values.push_back(v);
+            return v;
+        })
         .addErrback([&](Failure f) -> int { f.raiseException(); })  // rethrow keeps the error path…
-        .addCallback([&](int v) { values.push_back(v); return v; });
+        .addCallback([&](int v) {
+            values.push_back(v);
+            return v;
+        });
     d.callback(0);
     ASSERT_TRUE(first && second);
     EXPECT_EQ(first->value(), ep);  // the thrown object, wrapped
@@ -123,7 +157,10 @@ TEST(Deferred, DEF_3_throwOrReturnedFailureSwitchesPathsAndErrbackCanRecover) {
 
     Deferred<int> e;
     std::optional<Failure> last;
-    e.addErrback([](Failure f) -> int { f.raiseException(); }).addErrback([&](Failure f) { last = f; return 0; });
+    e.addErrback([](Failure f) -> int { f.raiseException(); }).addErrback([&](Failure f) {
+        last = f;
+        return 0;
+    });
     auto ep2 = boom();
     e.errback(ep2);
     ASSERT_TRUE(last);
@@ -134,12 +171,33 @@ TEST(Deferred, DEF_4_aStepNeverFeedsTheOtherHalfOfItsPair) {
     // DEF-4: when cb of addCallbacks(cb, eb) throws, eb is skipped; the next pair's errback gets it.
     Deferred<int> d;
     std::vector<std::string> ran;
-    d.addCallbacks([&](int) -> int { ran.push_back("cb1"); throw std::runtime_error("x"); },
-                   [&](Failure) { ran.push_back("eb1"); return 0; })
-        .addCallbacks([&](int v) { ran.push_back("cb2"); return v; },
-                      [&](Failure) { ran.push_back("eb2"); return 5; })
-        .addCallbacks([&](int v) { ran.push_back("cb3:" + std::to_string(v)); return v; },
-                      [&](Failure) { ran.push_back("eb3"); return 0; });
+    d.addCallbacks(
+         [&](int) -> int {
+             ran.push_back("cb1");
+             throw std::runtime_error("x");
+         },
+         [&](Failure) {
+             ran.push_back("eb1");
+             return 0;
+         })
+        .addCallbacks(
+            [&](int v) {
+                ran.push_back("cb2");
+                return v;
+            },
+            [&](Failure) {
+                ran.push_back("eb2");
+                return 5;
+            })
+        .addCallbacks(
+            [&](int v) {
+                ran.push_back("cb3:" + std::to_string(v));
+                return v;
+            },
+            [&](Failure) {
+                ran.push_back("eb3");
+                return 0;
+            });
     d.callback(1);
     EXPECT_EQ(ran, (std::vector<std::string>{"cb1", "eb2", "cb3:5"}));
 }
@@ -148,15 +206,24 @@ TEST(Deferred, DEF_5_addingToAFiredDeferredRunsTheStepInsideTheAddCall) {
     // DEF-5: a step added to a fired, unpaused, non-waiting Deferred runs inside the add call.
     auto d = weft::succeed(3);
     int seen = 0;
-    auto d2 = d.addCallback([&](int v) { seen = v; return v * 2; });
+    auto d2 = d.addCallback([&](int v) {
+        seen = v;
+        return v * 2;
+    });
     EXPECT_EQ(seen, 3);
     int next = 0;
-    d2.addCallback([&](int v) { next = v; return v; });
+    d2.addCallback([&](int v) {
+        next = v;
+        return v;
+    });
     EXPECT_EQ(next, 6);
 
     auto f = weft::fail<int>(std::runtime_error("x"));
     bool handled = false;
-    f.addErrback([&](Failure) { handled = true; return 0; });
+    f.addErrback([&](Failure) {
+        handled = true;
+        return 0;
+    });
     EXPECT_TRUE(handled);
 }
 
@@ -193,7 +260,10 @@ TEST(Deferred, DEF_7_stepsAddedByARunningCallbackRunAfterItInTheSamePass) {
     });
     std::optional<Failure> f;
     d.callback(1);
-    d.addErrback([&](Failure x) { f = x; return 0; });
+    d.addErrback([&](Failure x) {
+        f = x;
+        return 0;
+    });
     EXPECT_EQ(order, (std::vector<std::string>{"first", "added depth=0"}));
     ASSERT_TRUE(f);
     EXPECT_EQ(f->getErrorMessage(), "from added");
@@ -203,7 +273,8 @@ TEST(Deferred, DEF_8_firingTwiceThrowsAlreadyCalledInAllFourOrders) {
     // DEF-8: callback/errback after a fire throws AlreadyCalledError and leaves the result; from inside the chain it becomes the Failure.
     auto check = [](bool firstOk, bool secondOk) {
         Deferred<int> d;
-        if (firstOk) d.callback(1); else d.errback(std::runtime_error("first"));
+        if (firstOk) d.callback(1);
+        else d.errback(std::runtime_error("first"));
         if (secondOk) {
             EXPECT_THROW(d.callback(2), defer::AlreadyCalledError);
         } else {
@@ -224,7 +295,13 @@ TEST(Deferred, DEF_8_firingTwiceThrowsAlreadyCalledInAllFourOrders) {
 
     Deferred<int> d;
     std::optional<Failure> f;
-    d.addCallback([&d](int v) { d.callback(v); return v; }).addErrback([&](Failure x) { f = x; return 0; });
+    d.addCallback([&d](int v) {
+         d.callback(v);
+         return v;
+     }).addErrback([&](Failure x) {
+        f = x;
+        return 0;
+    });
     d.callback(1);
     ASSERT_TRUE(f);
     EXPECT_TRUE(f->check<defer::AlreadyCalledError>());
@@ -265,7 +342,10 @@ TEST(Deferred, DEF_10_pauseHoldsStepsUntilTheLastUnpause) {
     std::vector<int> seen;
     d.pause();
     d.pause();
-    d.addCallback([&](int v) { seen.push_back(v); return v; });
+    d.addCallback([&](int v) {
+        seen.push_back(v);
+        return v;
+    });
     d.callback(1);
     EXPECT_TRUE(seen.empty());
     d.unpause();
@@ -277,14 +357,23 @@ TEST(Deferred, DEF_10_pauseHoldsStepsUntilTheLastUnpause) {
     // Better than Twisted: unpause() without pause() throws and changes nothing.
     EXPECT_THROW(d.unpause(), std::logic_error);
     EXPECT_EQ(d.paused(), 0);
-    d.addCallback([&](int v) { seen.push_back(v + 1); return v; });
+    d.addCallback([&](int v) {
+        seen.push_back(v + 1);
+        return v;
+    });
     EXPECT_EQ(seen, (std::vector<int>{1, 2}));
 
     // Better than Twisted: a pause() from a running callback stops the pass when it returns.
     Deferred<int> e;
     std::vector<std::string> order;
-    e.addCallback([&](int v) { e.pause(); order.push_back("pauser"); return v; })
-        .addCallback([&](int v) { order.push_back("after"); return v; });
+    e.addCallback([&](int v) {
+         e.pause();
+         order.push_back("pauser");
+         return v;
+     }).addCallback([&](int v) {
+        order.push_back("after");
+        return v;
+    });
     e.callback(1);
     EXPECT_EQ(order, std::vector<std::string>{"pauser"});
     e.unpause();
@@ -299,12 +388,25 @@ TEST(Deferred, DEF_11_returningAnUnfiredDeferredMakesTheOuterWait) {
     Deferred<int> outer;
     Deferred<int> x;
     std::vector<std::string> order;
-    x.addCallback([&](int v) { order.push_back("x-step"); return v * 10; });
-    outer.addCallback([&](int) { order.push_back("returns-x"); return x; })
-        .addCallback([&](int v) { order.push_back("outer-" + std::to_string(v)); return v; });
+    x.addCallback([&](int v) {
+        order.push_back("x-step");
+        return v * 10;
+    });
+    outer
+        .addCallback([&](int) {
+            order.push_back("returns-x");
+            return x;
+        })
+        .addCallback([&](int v) {
+            order.push_back("outer-" + std::to_string(v));
+            return v;
+        });
     outer.callback(1);
     EXPECT_TRUE(outer.called());
-    outer.addCallback([&](int v) { order.push_back("added-while-waiting-" + std::to_string(v)); return v; });
+    outer.addCallback([&](int v) {
+        order.push_back("added-while-waiting-" + std::to_string(v));
+        return v;
+    });
     EXPECT_EQ(order, std::vector<std::string>{"returns-x"});
     x.callback(4);
     EXPECT_EQ(order, (std::vector<std::string>{"returns-x", "x-step", "outer-40", "added-while-waiting-40"}));
@@ -314,7 +416,10 @@ TEST(Deferred, DEF_11_returningAnUnfiredDeferredMakesTheOuterWait) {
     Deferred<void> outer2;
     Deferred<int> failing;
     std::optional<Failure> f;
-    outer2.addCallback([&] { return failing; }).addErrback([&](Failure e) { f = e; return 0; });
+    outer2.addCallback([&] { return failing; }).addErrback([&](Failure e) {
+        f = e;
+        return 0;
+    });
     outer2.callback();
     auto ep = boom();
     failing.errback(ep);
@@ -330,8 +435,16 @@ TEST(Deferred, DEF_12_aFiredDeferredReturnedByAStepIsTakenAtOnce) {
         Deferred<int> outer;
         auto x = weft::fail<int>(std::runtime_error("inner"));
         int steps = 0;
-        outer.addCallback([&](int) { ++steps; return x; })
-            .addErrback([&](Failure e) { ++steps; f = e; return 1; });
+        outer
+            .addCallback([&](int) {
+                ++steps;
+                return x;
+            })
+            .addErrback([&](Failure e) {
+                ++steps;
+                f = e;
+                return 1;
+            });
         outer.callback(0);
         EXPECT_EQ(steps, 2);
         EXPECT_EQ(x.repr().find("current result: None") != std::string::npos, true);
@@ -347,14 +460,30 @@ TEST(Deferred, DEF_13_handOffOrderIsTransitiveAndRespectsPauses) {
     Deferred<int> a;
     Deferred<int> b;
     Deferred<int> c;
-    c.addCallback([&](int v) { order.push_back("c1"); return v + 1; });
-    b.addCallback([&](int) { order.push_back("b->c"); return c; })
-        .addCallback([&](int v) { order.push_back("b2:" + std::to_string(v)); return v + 1; });
-    a.addCallback([&](int) { order.push_back("a->b"); return b; })
-        .addCallback([&](int v) { order.push_back("a2:" + std::to_string(v)); return v; });
+    c.addCallback([&](int v) {
+        order.push_back("c1");
+        return v + 1;
+    });
+    b.addCallback([&](int) {
+         order.push_back("b->c");
+         return c;
+     }).addCallback([&](int v) {
+        order.push_back("b2:" + std::to_string(v));
+        return v + 1;
+    });
+    a.addCallback([&](int) {
+         order.push_back("a->b");
+         return b;
+     }).addCallback([&](int v) {
+        order.push_back("a2:" + std::to_string(v));
+        return v;
+    });
     a.callback(0);
     b.callback(0);
-    a.addCallback([&](int v) { order.push_back("a-late:" + std::to_string(v)); return v; });
+    a.addCallback([&](int v) {
+        order.push_back("a-late:" + std::to_string(v));
+        return v;
+    });
     c.callback(1);
     EXPECT_EQ(order, (std::vector<std::string>{"a->b", "b->c", "c1", "b2:2", "a2:3", "a-late:3"}));
 
@@ -363,7 +492,10 @@ TEST(Deferred, DEF_13_handOffOrderIsTransitiveAndRespectsPauses) {
     auto x = weft::succeed(5);
     x.pause();
     std::optional<int> got;
-    outer.addCallback([&](int) { return x; }).addCallback([&](int v) { got = v; return v; });
+    outer.addCallback([&](int) { return x; }).addCallback([&](int v) {
+        got = v;
+        return v;
+    });
     outer.callback(0);
     EXPECT_FALSE(got);
     x.unpause();
@@ -374,8 +506,14 @@ TEST(Deferred, DEF_13_handOffOrderIsTransitiveAndRespectsPauses) {
     Deferred<int> x2;
     bool xRan = false;
     std::optional<int> got2;
-    x2.addCallback([&](int v) { xRan = true; return v; });
-    outer2.addCallback([&](int) { return x2; }).addCallback([&](int v) { got2 = v; return v; });
+    x2.addCallback([&](int v) {
+        xRan = true;
+        return v;
+    });
+    outer2.addCallback([&](int) { return x2; }).addCallback([&](int v) {
+        got2 = v;
+        return v;
+    });
     outer2.callback(0);
     outer2.pause();
     x2.callback(9);
@@ -420,10 +558,15 @@ TEST(Deferred, DEF_15_aStepReturningItsOwnDeferredFailsWithLogicError) {
     Deferred<int> d;
     std::optional<Failure> f;
     bool later = false;
-    d.addCallback([&d](int) { return d; }).addErrback([&](Failure e) { f = e; return 1; }).addCallback([&](int v) {
-        later = true;
-        return v;
-    });
+    d.addCallback([&d](int) { return d; })
+        .addErrback([&](Failure e) {
+            f = e;
+            return 1;
+        })
+        .addCallback([&](int v) {
+            later = true;
+            return v;
+        });
     d.callback(0);
     ASSERT_TRUE(f);
     EXPECT_TRUE(f->check<std::logic_error>());
@@ -436,7 +579,10 @@ TEST(Deferred, DEF_16_waitingIsNotPausing) {
     Deferred<int> outer;
     Deferred<int> x;
     std::optional<int> got;
-    outer.addCallback([&](int) { return x; }).addCallback([&](int v) { got = v; return v; });
+    outer.addCallback([&](int) { return x; }).addCallback([&](int v) {
+        got = v;
+        return v;
+    });
     outer.callback(0);
     EXPECT_TRUE(outer.called());
     EXPECT_EQ(outer.paused(), 0);
@@ -451,7 +597,10 @@ TEST(Deferred, DEF_17_chainDeferredFiresTheSecondAndContinuesEmpty) {
     Deferred<int> d1;
     Deferred<int> d2;
     std::vector<std::string> order;
-    d2.addCallback([&](int v) { order.push_back("d2:" + std::to_string(v)); return v; });
+    d2.addCallback([&](int v) {
+        order.push_back("d2:" + std::to_string(v));
+        return v;
+    });
     Deferred<void> rest = d1.chainDeferred(d2);
     EXPECT_EQ(rest.id(), d1.id());
     rest.addCallback([&] { order.push_back("d1-after"); });
@@ -485,11 +634,17 @@ TEST(Deferred, DEF_17_longExplicitChainDeliversInOrderWithoutRecursion) {
     std::vector<std::size_t> order;
     order.reserve(n);
     for (std::size_t i = 0; i < n; ++i) {
-        ds[i].addCallback([&order, i](int v) { order.push_back(i); return v; });
+        ds[i].addCallback([&order, i](int v) {
+            order.push_back(i);
+            return v;
+        });
         if (i + 1 < n) ds[i].chainDeferred(ds[i + 1]);
     }
     std::optional<int> last;
-    ds.back().addCallback([&](int v) { last = v; return v; });
+    ds.back().addCallback([&](int v) {
+        last = v;
+        return v;
+    });
     ds.front().callback(42);
     EXPECT_EQ(last, 42);
     ASSERT_EQ(order.size(), n);
@@ -507,7 +662,10 @@ TEST(Deferred, DEF_18_cancelCallsTheCancellerOnceThenErrbacksCancelled) {
 
     int calls = 0;
     const void* arg = nullptr;
-    Deferred<int> d([&](Deferred<int>& self) { ++calls; arg = self.id(); });
+    Deferred<int> d([&](Deferred<int>& self) {
+        ++calls;
+        arg = self.id();
+    });
     d.cancel();
     EXPECT_EQ(calls, 1);
     EXPECT_EQ(arg, d.id());
@@ -535,7 +693,10 @@ TEST(Deferred, DEF_19_cancelOnAFiredDeferredIsANoOpUnlessItWaits) {
     Deferred<int> x([&](Deferred<int>&) { ++innerCancels; });
     Deferred<int> outer;
     std::optional<Failure> f;
-    outer.addCallback([&](int) { return x; }).addErrback([&](Failure e) { f = e; return 0; });
+    outer.addCallback([&](int) { return x; }).addErrback([&](Failure e) {
+        f = e;
+        return 0;
+    });
     outer.callback(0);
     outer.cancel();
     EXPECT_EQ(innerCancels, 1);
@@ -671,7 +832,10 @@ TEST(Deferred, DEF_24_resultBeforeTheTimerCancelsTheTimer) {
     // DEF-24: reaching the timeout steps first cancels the timer, skips onTimeoutCancel, and leaves an explicit CancelledError alone.
     weft::task::Clock clock;
     bool called = false;
-    auto onTimeout = [&](Result<int> r, double) { called = true; return r; };
+    auto onTimeout = [&](Result<int> r, double) {
+        called = true;
+        return r;
+    };
 
     Deferred<int> ok;
     ok.addTimeout(5, clock, onTimeout);
@@ -739,7 +903,10 @@ TEST(Deferred, DEF_26_logErrorLogsAndPassesTheFailureOn) {
     std::optional<Failure> after;
     {
         Deferred<int> d;
-        d.addErrback(weft::logError).addErrback([&](Failure f) { after = f; return f; });
+        d.addErrback(weft::logError).addErrback([&](Failure f) {
+            after = f;
+            return f;
+        });
         d.errback(ep);
         EXPECT_EQ(logs.events.size(), 1u);
         ASSERT_TRUE(logs.events[0].failure);
@@ -852,13 +1019,21 @@ TEST(Deferred, DEF_29_maybeDeferredWrapsEveryOutcomeAndNeverThrows) {
 
 namespace {
 template <class D, class G>
-concept CanAddErrback = requires(D d, G g) { d.addErrback(g); };
+concept CanAddErrback = requires(D d, G g) {
+    d.addErrback(g);
+};
 template <class D, class F>
-concept CanAddCallback = requires(D d, F f) { d.addCallback(f); };
+concept CanAddCallback = requires(D d, F f) {
+    d.addCallback(f);
+};
 template <class D, class F, class G>
-concept CanAddCallbacks = requires(D d, F f, G g) { d.addCallbacks(f, g); };
+concept CanAddCallbacks = requires(D d, F f, G g) {
+    d.addCallbacks(f, g);
+};
 template <class T>
-concept CanMakeDeferred = requires { typename Deferred<T>; };
+concept CanMakeDeferred = requires {
+    typename Deferred<T>;
+};
 }  // namespace
 
 TEST(Deferred, DEF_30_stepsHaveStaticOutputTypes) {
@@ -1039,7 +1214,10 @@ TEST(Failure, DEF_36_trapRethrowsTheWrappedExceptionWhenNothingMatches) {
     }
     Deferred<int> d;
     std::optional<Failure> next;
-    d.addErrback([](Failure x) { x.trap<std::out_of_range>(); return 0; }).addErrback([&](Failure x) {
+    d.addErrback([](Failure x) {
+         x.trap<std::out_of_range>();
+         return 0;
+     }).addErrback([&](Failure x) {
         next = x;
         return 0;
     });
@@ -1188,7 +1366,10 @@ TEST(Deferred, DEF_59_testHelpersReportAndTakeResults) {
     EXPECT_NO_THROW(weft::testing::assertNoResult(pending));
     EXPECT_FALSE(pending.called());
     int after = 0;
-    pending.addCallback([&](int v) { after = v; return v; });
+    pending.addCallback([&](int v) {
+        after = v;
+        return v;
+    });
     pending.callback(8);
     EXPECT_EQ(after, 8);
     {

@@ -190,8 +190,7 @@ namespace {
 Deferred<int> swallows(Deferred<int> d) {
     try {
         co_await std::move(d);
-    } catch (const std::exception&) {
-    }
+    } catch (const std::exception&) {}
     co_return 0;
 }
 }  // namespace
@@ -382,7 +381,9 @@ struct Foreign {
 Foreign foreignAwaits(Deferred<int> d, int* out) { *out = co_await std::move(d); }
 
 template <class X>
-concept Ensurable = requires(X x) { weft::ensureDeferred(x); };
+concept Ensurable = requires(X x) {
+    weft::ensureDeferred(x);
+};
 }  // namespace
 
 TEST(DeferredCoroutine, DEF_52_ensureDeferredAndForeignCoroutines) {

@@ -29,8 +29,7 @@ struct LogCapture {
     weft::log::ScopedObserver observer{[this](const weft::log::Event& e) {
         if (e.level == weft::log::Level::critical && std::string_view(e.message).starts_with("Unhandled error"))
             ++unhandled;
-        else if (e.level >= weft::log::Level::error)
-            ++errors;
+        else if (e.level >= weft::log::Level::error) ++errors;
     }};
 };
 
@@ -138,7 +137,10 @@ TEST(DeferredList, DEF_40_memberFailuresAreReportedUnlessConsumed) {
         auto list = DeferredList<int>::fireOnOneCallback({other, m}, consume);
         other.callback(1);  // the list has fired
         m.errback(std::runtime_error("after firing"));
-        m.addErrback([&](Failure f) { later = f; return f; });  // later errbacks still see it
+        m.addErrback([&](Failure f) {
+            later = f;
+            return f;
+        });  // later errbacks still see it
         (void)successResultOf(list);
     }
     ASSERT_TRUE(later);
@@ -154,7 +156,10 @@ TEST(DeferredList, DEF_41_cancelCancelsEveryOriginalMemberOnce) {
         order.push_back(1);
         throw std::runtime_error("canceller");
     });
-    Deferred<int> c([&](Deferred<int>& self) { order.push_back(2); self.callback(5); });
+    Deferred<int> c([&](Deferred<int>& self) {
+        order.push_back(2);
+        self.callback(5);
+    });
     std::vector<Deferred<int>> ds{a, b, c};
     DeferredList<int> list(ds);
     int notCancelled = 0;
@@ -176,10 +181,9 @@ TEST(DeferredList, DEF_41_cancelCancelsEveryOriginalMemberOnce) {
     Deferred<int> y;
     DeferredList<int> errs({x, y}, fireOnOneErrback());
     errs.cancel();
-    EXPECT_EQ(failureResultOf<defer::FirstError>(Deferred<std::vector<Result<int>>>(errs))
-                  .get<defer::FirstError>()
-                  ->index(),
-              0u);
+    EXPECT_EQ(
+        failureResultOf<defer::FirstError>(Deferred<std::vector<Result<int>>>(errs)).get<defer::FirstError>()->index(),
+        0u);
     (void)failureResultOf(x);
     (void)failureResultOf(y);
 

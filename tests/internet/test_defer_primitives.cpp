@@ -103,7 +103,11 @@ TEST(DeferredSemaphore, DEF_54_tokensLimitAndFifoHandOver) {
     DeferredSemaphore one(1);
     (void)successResultOf(one.acquire());
     std::size_t ran = 0;
-    for (int i = 0; i < 100000; ++i) one.acquire().addCallback([&](DeferredSemaphore* s) { ++ran; s->release(); });
+    for (int i = 0; i < 100000; ++i)
+        one.acquire().addCallback([&](DeferredSemaphore* s) {
+            ++ran;
+            s->release();
+        });
     one.release();
     EXPECT_EQ(ran, 100000u);
     EXPECT_EQ(one.tokens(), 1u);
@@ -122,7 +126,12 @@ TEST(DeferredLock, DEF_55_runAndScopedReleaseOnSuccessAndFailure) {
     // DEF-55: run() acquires, calls f via maybeDeferred and releases on either outcome before its Deferred fires; scoped() guards release on exit.
     DeferredLock lock;
     bool lockedDuring = false;
-    auto ok = lock.run([&](int x) { lockedDuring = lock.locked(); return x * 2; }, 21);
+    auto ok = lock.run(
+        [&](int x) {
+            lockedDuring = lock.locked();
+            return x * 2;
+        },
+        21);
     EXPECT_TRUE(lockedDuring);
     EXPECT_FALSE(lock.locked());
     EXPECT_EQ(successResultOf(ok), 42);

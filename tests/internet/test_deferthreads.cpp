@@ -23,14 +23,18 @@ TEST_P(DeferThreadsTest, R_51_deferToThreadFiresOnReactorThreadWithResult) {
     std::thread::id ranOn, firedOn;
     int got = 0;
     reactor().callWhenRunning([&] {
-        deferToThread(reactor(), [&](int a, int b) {
-            ranOn = std::this_thread::get_id();
-            return a * b;
-        }, 6, 7).addCallback([&](int v) {
-            got = v;
-            firedOn = std::this_thread::get_id();
-            reactor().stop();
-        });
+        deferToThread(
+            reactor(),
+            [&](int a, int b) {
+                ranOn = std::this_thread::get_id();
+                return a * b;
+            },
+            6, 7)
+            .addCallback([&](int v) {
+                got = v;
+                firedOn = std::this_thread::get_id();
+                reactor().stop();
+            });
     });
     runReactor();
     EXPECT_EQ(got, 42);
@@ -42,13 +46,14 @@ TEST_P(DeferThreadsTest, R_51_deferToThreadFailsWithWhatFThrew) {
     // deferToThread's Deferred fails, in the reactor thread, with f's exception.
     std::string message;
     reactor().callWhenRunning([&] {
-        deferToThread(reactor(), []() -> int { throw std::domain_error("worker failed"); })
-            .addErrback([&](Failure f) -> int {
-                EXPECT_TRUE(f.check<std::domain_error>());
-                message = f.getErrorMessage();
-                reactor().stop();
-                return 0;
-            });
+        deferToThread(reactor(), []() -> int {
+            throw std::domain_error("worker failed");
+        }).addErrback([&](Failure f) -> int {
+            EXPECT_TRUE(f.check<std::domain_error>());
+            message = f.getErrorMessage();
+            reactor().stop();
+            return 0;
+        });
     });
     runReactor();
     EXPECT_EQ(message, "worker failed");
@@ -142,7 +147,8 @@ TEST_P(DeferThreadsTest, R_15_beforeShutdownDeferredHoldsDuringPhase) {
 TEST_P(DeferThreadsTest, R_15_failedBeforeDeferredStillLetsShutdownFinish) {
     // the during phase starts when every before Deferred has fired, success or failure (failure logged).
     bool during = false;
-    reactor().addSystemEventTrigger("before", "shutdown", [&] { return fail<void>(std::runtime_error("cleanup failed")); });
+    reactor().addSystemEventTrigger("before", "shutdown",
+                                    [&] { return fail<void>(std::runtime_error("cleanup failed")); });
     reactor().addSystemEventTrigger("during", "shutdown", [&] { during = true; });
     reactor().callWhenRunning([&] { reactor().stop(); });
     runReactor();

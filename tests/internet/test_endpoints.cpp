@@ -232,8 +232,9 @@ TEST_F(EndpointParsing, EP_7_unixServerModeIsOctalAndLockfileAndBacklogParse) {
 
 TEST_F(EndpointParsing, EP_7_unixServerBadArgumentsNameTheProblem) {
     // EP-7 (bad input): a mode that is not octal, an empty path, or an unknown keyword is an argument error naming it.
-    EXPECT_NE(messageOf<ep::EndpointArgumentError>([&] { ep::serverFromString(*reactor, "unix:/tmp/s:mode=999"); })
-                  .find("mode '999'"),
+    EXPECT_NE(messageOf<ep::EndpointArgumentError>([&] {
+                  ep::serverFromString(*reactor, "unix:/tmp/s:mode=999");
+              }).find("mode '999'"),
               std::string::npos);
     EXPECT_THROW(ep::serverFromString(*reactor, "unix:"), ep::EndpointArgumentError);
     EXPECT_THROW(ep::serverFromString(*reactor, "unix:/tmp/s:timeout=3"), ep::EndpointArgumentError);
@@ -289,7 +290,8 @@ TEST_F(EndpointParsing, EP_6_portOutsideZeroTo65535IsRejectedAtParseTime) {
     EXPECT_EQ(messageOf<InvalidEndpointDescription>(serve("tcp:-1")), "tcp: port '-1' is out of range 0..65535");
     EXPECT_EQ(messageOf<InvalidEndpointDescription>(serve("tcp:99999999999999999999999")),
               "tcp: port '99999999999999999999999' is out of range 0..65535");
-    EXPECT_EQ(messageOf<InvalidEndpointDescription>(serve("tcp6:70000")), "tcp6: port '70000' is out of range 0..65535");
+    EXPECT_EQ(messageOf<InvalidEndpointDescription>(serve("tcp6:70000")),
+              "tcp6: port '70000' is out of range 0..65535");
     EXPECT_EQ(server<ep::TCP4ServerEndpoint>("tcp:65535")->port(), 65535);
     EXPECT_EQ(server<ep::TCP4ServerEndpoint>("tcp:0")->port(), 0);
 }
@@ -308,8 +310,7 @@ TEST_F(EndpointParsing, EP_6_unknownKeywordOrBadArgumentsThrowTypeErrorKind) {
         ep::serverFromString(*reactor, "tcp:80:bogus=1");
     } catch (const InvalidEndpointDescription&) {
         ADD_FAILURE() << "an argument error is not a ValueError kind";
-    } catch (const std::invalid_argument&) {
-    }
+    } catch (const std::invalid_argument&) {}
 }
 
 // ---- EP-9 -------------------------------------------------------------------------------
@@ -398,9 +399,9 @@ TEST_F(EndpointParsing, EP_11_domainIsRequiredAndMustBeKnown) {
     ep::ListenFDs fds{{3}, {"web"}};
     EXPECT_EQ(messageOf<EndpointArgumentError>([&] { ep::serverFromString(*reactor, "systemd:index=0", fds); }),
               "systemd: missing argument 'domain'");
-    EXPECT_NE(messageOf<InvalidEndpointDescription>(
-                  [&] { ep::serverFromString(*reactor, "systemd:domain=IPX:index=0", fds); })
-                  .find("'IPX'"),
+    EXPECT_NE(messageOf<InvalidEndpointDescription>([&] {
+                  ep::serverFromString(*reactor, "systemd:domain=IPX:index=0", fds);
+              }).find("'IPX'"),
               std::string::npos);
     EXPECT_THROW(ep::serverFromString(*reactor, "systemd:domain=inet:index=0", fds), InvalidEndpointDescription);
     EXPECT_THROW(ep::serverFromString(*reactor, "systemd:domain=INET:index=0:port=1", fds), EndpointArgumentError);
@@ -739,7 +740,8 @@ TEST_F(MemoryReactorEndpoints, EP_7_unixServerAndUdpEndpointsListenThroughTheirI
     EXPECT_FALSE(reactor.unixServers[0].wantPID);
 
     auto protocol = std::make_shared<weft::DatagramProtocol>();
-    wt::successResultOf(ep::datagramServerFromString(reactor, R"(udp:5353:interface=\:\:1:maxPacketSize=512)")->listen(protocol));
+    wt::successResultOf(
+        ep::datagramServerFromString(reactor, R"(udp:5353:interface=\:\:1:maxPacketSize=512)")->listen(protocol));
     ASSERT_EQ(reactor.udpServers.size(), 1u);
     EXPECT_EQ(reactor.udpServers[0].port, 5353);
     EXPECT_EQ(reactor.udpServers[0].protocol, protocol);
@@ -950,9 +952,8 @@ TEST_P(EndpointsTest, EP_6_listenAndConnectRoundTripOverLoopback) {
             madeWhenFired = clientProtocol->made && clientProtocol->transport != nullptr;
             EXPECT_EQ(clientProtocol->factory, clientFactory);
             clientProtocol->closedDeferred.emplace();
-            clientProtocol->closedDeferred->addCallback([&] {
-                port->stopListening().addCallback([&] { reactor().stop(); });
-            });
+            clientProtocol->closedDeferred->addCallback(
+                [&] { port->stopListening().addCallback([&] { reactor().stop(); }); });
             clientProtocol->transport->write("hello");
         },
         [&](Failure f) {
@@ -1034,8 +1035,8 @@ TEST_P(EndpointsTest, EP_6_portInUseFailsTheListenDeferredWithCannotListenError)
     factory->protocol = [] { return std::make_shared<Protocol>(); };
     auto first = wt::successResultOf(ep::serverFromString(reactor(), "tcp:0:interface=127.0.0.1")->listen(factory));
     std::uint16_t number = portOf(*first);
-    auto second = ep::serverFromString(reactor(), "tcp:" + std::to_string(number) + ":interface=127.0.0.1")
-                      ->listen(factory);
+    auto second =
+        ep::serverFromString(reactor(), "tcp:" + std::to_string(number) + ":interface=127.0.0.1")->listen(factory);
     ASSERT_TRUE(second.called());
     Failure f = wt::failureResultOf<weft::error::CannotListenError>(second);
     EXPECT_EQ(f.get<weft::error::CannotListenError>()->port, std::to_string(number));
@@ -1049,7 +1050,8 @@ TEST_P(EndpointsTest, EP_13_factoryReturningNoProtocolFailsTheDeferred) {
     auto serverFactory = std::make_shared<weft::ServerFactory>();
     serverFactory->noisy = false;
     serverFactory->protocol = [] { return std::make_shared<wt::AccumulatingProtocol>(); };
-    auto port = wt::successResultOf(ep::serverFromString(reactor(), "tcp:0:interface=127.0.0.1")->listen(serverFactory));
+    auto port =
+        wt::successResultOf(ep::serverFromString(reactor(), "tcp:0:interface=127.0.0.1")->listen(serverFactory));
     auto refusing = std::make_shared<CountingFactory>();
     refusing->noisy = false;
     refusing->protocol = [] { return std::shared_ptr<Protocol>(); };
@@ -1093,7 +1095,8 @@ TEST_P(EndpointsTest, EP_13_halfCloseableProtocolStillHearsReadConnectionLost) {
     auto serverFactory = std::make_shared<weft::ServerFactory>();
     serverFactory->noisy = false;
     serverFactory->protocol = [&] { return server = std::make_shared<HalfServer>(); };
-    auto port = wt::successResultOf(ep::serverFromString(reactor(), "tcp:0:interface=127.0.0.1")->listen(serverFactory));
+    auto port =
+        wt::successResultOf(ep::serverFromString(reactor(), "tcp:0:interface=127.0.0.1")->listen(serverFactory));
     auto clientFactory = weft::Factory::forProtocol<HalfClient>();
     clientFactory->noisy = false;
     std::shared_ptr<HalfClient> client;

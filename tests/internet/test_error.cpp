@@ -33,9 +33,14 @@ class ErrorTest : public LeakCheckedTest {};
 TEST_F(ErrorTest, R_70_everyConnectionEndReasonIsAConnectionClosed) {
     // check<ConnectionClosed>() matches every connection-end reason.
     const Failure reasons[] = {
-        Failure(ConnectionClosed()),        Failure(ConnectionDone()),          Failure(ProcessDone(0)),
-        Failure(ConnectionLost()),          Failure(ConnectionAborted()),       Failure(FileDescriptorOverrun()),
-        Failure(ConnectionFdescWentAway()), Failure(ProcessTerminated(1, std::nullopt, 256)),
+        Failure(ConnectionClosed()),
+        Failure(ConnectionDone()),
+        Failure(ProcessDone(0)),
+        Failure(ConnectionLost()),
+        Failure(ConnectionAborted()),
+        Failure(FileDescriptorOverrun()),
+        Failure(ConnectionFdescWentAway()),
+        Failure(ProcessTerminated(1, std::nullopt, 256)),
         Failure(ConnectionLost(errc(ECONNRESET))),
     };
     for (const auto& f : reasons) EXPECT_TRUE(f.check<ConnectionClosed>()) << f.typeName();
@@ -103,11 +108,16 @@ TEST_F(ErrorTest, R_70_processReasonsCarryTheirStatus) {
 
 TEST_F(ErrorTest, R_71_connectErrorSubclassesDeriveFromConnectError) {
     // every connection-attempt error is a ConnectError (TimeoutError through UserError).
-    const Failure all[] = {Failure(ConnectBindError()),        Failure(UnknownHostError()),
-                           Failure(NoRouteError()),            Failure(ConnectionRefusedError()),
-                           Failure(TCPTimedOutError()),        Failure(BadFileError()),
-                           Failure(ServiceNameUnknownError()), Failure(UserError()),
-                           Failure(TimeoutError()),            Failure(SSLError())};
+    const Failure all[] = {Failure(ConnectBindError()),
+                           Failure(UnknownHostError()),
+                           Failure(NoRouteError()),
+                           Failure(ConnectionRefusedError()),
+                           Failure(TCPTimedOutError()),
+                           Failure(BadFileError()),
+                           Failure(ServiceNameUnknownError()),
+                           Failure(UserError()),
+                           Failure(TimeoutError()),
+                           Failure(SSLError())};
     for (const auto& f : all) {
         EXPECT_TRUE(f.check<ConnectError>()) << f.typeName();
         EXPECT_TRUE(f.check<std::system_error>()) << f.typeName();
@@ -163,8 +173,7 @@ TEST_F(ErrorTest, R_71_connectErrorText) {
     EXPECT_STREQ(ConnectionRefusedError(111, "Connection refused").what(),
                  "Connection was refused by other side: 111: Connection refused.");
     EXPECT_STREQ(TimeoutError().what(), "User timeout caused connection failure.");
-    EXPECT_STREQ(NoRouteError(ENETUNREACH).what(),
-                 ("No route to host: " + std::to_string(ENETUNREACH) + ".").c_str());
+    EXPECT_STREQ(NoRouteError(ENETUNREACH).what(), ("No route to host: " + std::to_string(ENETUNREACH) + ".").c_str());
 }
 
 // ---- R-72 ------------------------------------------------------------------
@@ -234,8 +243,7 @@ TEST_F(ErrorTest, R_73_fixedSentencesMatchTwisted) {
     EXPECT_STREQ(AlreadyCalled().what(), "Tried to cancel an already-called event.");
     EXPECT_STREQ(AlreadyCalled("x").what(), "Tried to cancel an already-called event: x.");
     EXPECT_STREQ(AlreadyCancelled().what(), "Tried to cancel an already-cancelled event.");
-    EXPECT_STREQ(NotConnectingError().what(),
-                 "The Connector was not connecting when it was asked to stop connecting.");
+    EXPECT_STREQ(NotConnectingError().what(), "The Connector was not connecting when it was asked to stop connecting.");
     EXPECT_STREQ(NotListeningError().what(), "The Port was not listening when it was asked to stop listening.");
     EXPECT_STREQ(ReactorNotRunning().what(), "Can't stop reactor that isn't running.");
     EXPECT_STREQ(MessageLengthError("too", "big").what(), "Message is too long to send: too big.");

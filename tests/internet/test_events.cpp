@@ -49,10 +49,11 @@ TEST_P(EventsTest, R_13_unknownPhaseThrowsAndRegistersNothing) {
     EXPECT_THROW(reactor().addSystemEventTrigger("xxx", "test", [&] { ran = true; }), std::invalid_argument);
     EXPECT_THROW(reactor().addSystemEventTrigger("", "test", [&] { ran = true; }), std::invalid_argument);
     EXPECT_THROW(reactor().addSystemEventTrigger("Before", "test", [&] { ran = true; }), std::invalid_argument);
-    EXPECT_THROW(reactor().addSystemEventTriggerAsync("sometime", "test", [&](Function<void()> done) {
-        ran = true;
-        done();
-    }),
+    EXPECT_THROW(reactor().addSystemEventTriggerAsync("sometime", "test",
+                                                      [&](Function<void()> done) {
+                                                          ran = true;
+                                                          done();
+                                                      }),
                  std::invalid_argument);
     reactor().fireSystemEvent("test");
     EXPECT_FALSE(ran);

@@ -61,8 +61,8 @@ struct TcpPair {
         addr.sin_family = AF_INET;
         addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         socklen_t len = sizeof addr;
-        if (::bind(listener.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(listener.fd, 1) != 0 ||
-            ::getsockname(listener.fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+        if (::bind(listener.fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+            ::listen(listener.fd, 1) != 0 || ::getsockname(listener.fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
             throw std::system_error(errno, std::generic_category(), "listen on 127.0.0.1:0");
         client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (client < 0 || ::connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
@@ -772,7 +772,8 @@ TEST_P(FdSetTest, R_37_errorOnWriterOnlyDescriptorIsConnectionLost) {
     Pipe p;
     auto d = std::make_shared<FakeDescriptor>(p.writeFd);
     d->onWrite = [&]() -> Reason {
-        if (::write(p.writeFd, "x", 1) < 0) return Failure(ConnectionLost(std::error_code(errno, std::generic_category())));
+        if (::write(p.writeFd, "x", 1) < 0)
+            return Failure(ConnectionLost(std::error_code(errno, std::generic_category())));
         return std::nullopt;
     };
     reactor().addWriter(d);
@@ -865,8 +866,8 @@ TEST_P(FdSetTest, R_38_resumedByAnEarlierEventOfTheSameWaitStillReadsBeforeTheHa
     // a paused socket whose peer wrote and closed is reported by the wait with hang-up only (it asked
     // for no data). If an earlier event of the same wait resumes it, that stale hang-up must not end the read side:
     // the data it could not report is read first (a forwarder lost the tail of a stream this way).
-    Pipe first;                 // ready first in the wait, resumes `paused` from its doRead
-    SocketPair sp;              // sp.a: the paused descriptor; sp.b: its peer, writes then closes
+    Pipe first;     // ready first in the wait, resumes `paused` from its doRead
+    SocketPair sp;  // sp.a: the paused descriptor; sp.b: its peer, writes then closes
     auto d = std::make_shared<FakeDescriptor>(sp.a);
     std::string received, atEnd;
     d->onRead = [&] { return drain(sp.a, &received); };

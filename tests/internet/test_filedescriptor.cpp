@@ -95,8 +95,8 @@ public:
 /// A FileDescriptor that overrides only what is pure virtual; fileno() can be set.
 class BareFD : public FileDescriptor {
 public:
-    using FileDescriptor::FileDescriptor;
     using FileDescriptor::closeWriteConnection;
+    using FileDescriptor::FileDescriptor;
     using FileDescriptor::setConnected;
     int fileno() const override { return fd < -1 ? FileDescriptor::fileno() : fd; }
     Reason doRead() override { return std::nullopt; }
@@ -464,7 +464,8 @@ TEST_P(FileDescriptorTest, FD_7_queuedChunksLeaveInOneWritevWithoutCopy) {
     auto rec = faults.history(Call::writev).at(0);
     ASSERT_EQ(rec.iov.size(), 25u);
     for (int i = 0; i < 20; ++i) {
-        EXPECT_EQ(rec.iov[static_cast<std::size_t>(i)].iov_base, owned[static_cast<std::size_t>(i)]) << "chunk " << i << " was copied";
+        EXPECT_EQ(rec.iov[static_cast<std::size_t>(i)].iov_base, owned[static_cast<std::size_t>(i)])
+            << "chunk " << i << " was copied";
         EXPECT_EQ(rec.iov[static_cast<std::size_t>(i)].iov_len, 5000u);
     }
     EXPECT_EQ(rec.asked, 20u * 5000u + 4500 * 5 + 10);
@@ -549,15 +550,17 @@ TEST_P(FileDescriptorTest, FD_8_readBytesExactUnderStorm) {
     std::uint32_t seed = 3;
     std::string expected = pattern((4u << 20) + 77, seed);
     std::size_t sent = 0;
-    spinUntil([&] {
-        while (sent < expected.size()) {
-            std::size_t n = std::min<std::size_t>(1 + rng() % 50000, expected.size() - sent);
-            ssize_t w = ::write(peer, expected.data() + sent, n);
-            if (w <= 0) break;
-            sent += static_cast<std::size_t>(w);
-        }
-        return t->received.size() >= expected.size();
-    }, 60);
+    spinUntil(
+        [&] {
+            while (sent < expected.size()) {
+                std::size_t n = std::min<std::size_t>(1 + rng() % 50000, expected.size() - sent);
+                ssize_t w = ::write(peer, expected.data() + sent, n);
+                if (w <= 0) break;
+                sent += static_cast<std::size_t>(w);
+            }
+            return t->received.size() >= expected.size();
+        },
+        60);
     EXPECT_TRUE(t->received == expected) << "first difference at byte " << firstDifference(t->received, expected);
     EXPECT_GT(faults.injected(Call::read), 20u);
     faults.stopStorm();
@@ -1551,9 +1554,7 @@ TEST_P(FileDescriptorTest, FD_39_closeWriteOrDropInsideEveryCallbackIsSafe) {
                     a->registerProducer(push, true);
                     a->abortConnection();
                     break;
-                case Cb::lost:
-                    a->loseConnection();
-                    break;
+                case Cb::lost: a->loseConnection(); break;
             }
             --depth;
             spinUntil([&] { return acted; });
@@ -1755,7 +1756,8 @@ TEST_P(FileDescriptorTest, FD_42_fileDescriptorImplementsTheInterfaces) {
     static_assert(std::is_abstract_v<FileDescriptor>);
     static_assert(!std::is_abstract_v<BareFD>);
     // IConsumer's members, as a consumer user sees them.
-    static_assert(std::is_same_v<decltype(&IConsumer::registerProducer), void (IConsumer::*)(std::shared_ptr<IProducer>, bool)>);
+    static_assert(
+        std::is_same_v<decltype(&IConsumer::registerProducer), void (IConsumer::*)(std::shared_ptr<IProducer>, bool)>);
     static_assert(std::is_same_v<decltype(&IConsumer::unregisterProducer), void (IConsumer::*)()>);
     static_assert(std::is_same_v<decltype(&IConsumer::write), void (IConsumer::*)(Bytes)>);
     // Used through the interface: write buffers, registerProducer throws on a second one.
@@ -1773,7 +1775,8 @@ TEST_P(FileDescriptorTest, FD_42_fileDescriptorImplementsTheInterfaces) {
 
 TEST_P(FileDescriptorTest, FD_43_producerInterfaces) {
     // FD-43: IPushProducer has pause/resume/stopProducing; IPullProducer has resume/stopProducing; both are IProducers.
-    static_assert(std::is_abstract_v<IProducer> && std::is_abstract_v<IPushProducer> && std::is_abstract_v<IPullProducer>);
+    static_assert(std::is_abstract_v<IProducer> && std::is_abstract_v<IPushProducer> &&
+                  std::is_abstract_v<IPullProducer>);
     static_assert(std::is_base_of_v<IProducer, IPushProducer> && std::is_base_of_v<IProducer, IPullProducer>);
     static_assert(std::is_same_v<decltype(&IPushProducer::pauseProducing), void (IPushProducer::*)()>);
     static_assert(std::is_same_v<decltype(&IPushProducer::resumeProducing), void (IPushProducer::*)()>);
@@ -1881,9 +1884,12 @@ TEST(AddressHelpers, FD_47_isIPAddressDottedQuadOnly) {
     // FD-47: isIPAddress is true only for four decimal parts 0..255; bytes accepted; other families throw.
     EXPECT_TRUE(isIPAddress("0.1.2.3"));
     EXPECT_TRUE(isIPAddress("252.253.254.255"));
-    for (const char* bad : {"0", "0.1", "0.1.2", "0.1.2.3.4", "a.2.3.4", "1.b.3.4", ",", "1,2", "1,2,3", "1.,.3,4", "",
-                            "-1", "1.-2", "1.2.-3", "1.2.-3.4", "256.0.0.0", "0.256.0.0", "0.0.256.0", "0.0.0.256",
-                            "256.256.256.256", "1.2.3.4 ", " 1.2.3.4", "1..2.3", "\xe2\x88\xa2.1.2.3"})
+    for (const char* bad : {"0",         "0.1",       "0.1.2",     "0.1.2.3.4",
+                            "a.2.3.4",   "1.b.3.4",   ",",         "1,2",
+                            "1,2,3",     "1.,.3,4",   "",          "-1",
+                            "1.-2",      "1.2.-3",    "1.2.-3.4",  "256.0.0.0",
+                            "0.256.0.0", "0.0.256.0", "0.0.0.256", "256.256.256.256",
+                            "1.2.3.4 ",  " 1.2.3.4",  "1..2.3",    "\xe2\x88\xa2.1.2.3"})
         EXPECT_FALSE(isIPAddress(bad)) << bad;
     EXPECT_FALSE(isIPAddress(std::string_view("1.2.3.4\0junk", 12)));
     EXPECT_FALSE(isIPAddress("01.2.3.4"));  // as inet_pton, so as Twisted on Linux
@@ -1896,8 +1902,8 @@ TEST(AddressHelpers, FD_47_isIPAddressDottedQuadOnly) {
 
 TEST(AddressHelpers, FD_48_isIPv6AddressWithOptionalScope) {
     // FD-48: isIPv6Address is true for an IPv6 literal optionally followed by %scope; false for "", ":", "%eth0", junk, non-ASCII.
-    for (const char* good : {"::1", "fe80::1%eth0", "fe80::2%1", "fe80::3%en2", "::", "2001:db8::ff00:42:8329",
-                             "::ffff:1.2.3.4"})
+    for (const char* good :
+         {"::1", "fe80::1%eth0", "fe80::2%1", "fe80::3%en2", "::", "2001:db8::ff00:42:8329", "::ffff:1.2.3.4"})
         EXPECT_TRUE(isIPv6Address(good)) << good;
     for (const char* bad : {"", ":", "%eth0", ":%eth0", "hello%eth0", "\xe4\x8c\xa1", "1.2.3.4", ":::1"})
         EXPECT_FALSE(isIPv6Address(bad)) << bad;

@@ -580,8 +580,8 @@ TEST_P(PortforwardTest, PF_4_clientGoneBeforeTheBackendConnects) {
     // closed at once and nothing is left behind.
     listenBackend();
     std::shared_ptr<ProxyClientFactory> pending;
-    listenProxy(std::make_shared<RecordingProxyFactory>(
-        [&](const std::shared_ptr<ProxyClientFactory>& f) { pending = f; }));
+    listenProxy(
+        std::make_shared<RecordingProxyFactory>([&](const std::shared_ptr<ProxyClientFactory>& f) { pending = f; }));
     std::shared_ptr<tcp::Connection> s;
     {
         PlainClient c(proxyNumber());
@@ -603,8 +603,8 @@ TEST_P(PortforwardTest, PF_4_clientGoneBeforeTheBackendConnects_serverKeptAlive)
     // still be closed, not linked to the dead client side.
     listenBackend();
     std::shared_ptr<ProxyClientFactory> pending;
-    listenProxy(std::make_shared<RecordingProxyFactory>(
-        [&](const std::shared_ptr<ProxyClientFactory>& f) { pending = f; }));
+    listenProxy(
+        std::make_shared<RecordingProxyFactory>([&](const std::shared_ptr<ProxyClientFactory>& f) { pending = f; }));
     std::shared_ptr<ProxyServer> kept;
     std::shared_ptr<tcp::Connection> s;
     {

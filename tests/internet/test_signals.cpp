@@ -34,7 +34,8 @@ Handler handlerOf(int sig) { return current(sig).sa_handler; }
 
 /// Handler and the flags a program chooses (the C library adds SA_RESTORER itself).
 bool sameDisposition(const struct sigaction& a, const struct sigaction& b) {
-    constexpr int kFlags = SA_RESTART | SA_SIGINFO | SA_NODEFER | SA_RESETHAND | SA_ONSTACK | SA_NOCLDSTOP | SA_NOCLDWAIT;
+    constexpr int kFlags =
+        SA_RESTART | SA_SIGINFO | SA_NODEFER | SA_RESETHAND | SA_ONSTACK | SA_NOCLDSTOP | SA_NOCLDWAIT;
     return a.sa_handler == b.sa_handler && (a.sa_flags & kFlags) == (b.sa_flags & kFlags);
 }
 
@@ -189,8 +190,7 @@ TEST_P(SignalTest, R_54_sigchldIsNeverTouchedAndChildrenAreNotReaped) {
         if (child == 0) ::_exit(7);
         // Wait for the exit without reaping; the SIGCHLD it raises goes through the loop's next iterations.
         siginfo_t info{};
-        while (::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
-        }
+        while (::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {}
         reactor().callLater(0, [&] { reactor().callLater(0, [&] { reactor().stop(); }); });
     });
     runReactor(5.0, true);

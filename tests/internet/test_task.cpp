@@ -23,8 +23,8 @@
 
 using namespace weft;
 using weft::task::Clock;
-using weft::task::Cooperator;
 using weft::task::CooperativeTask;
+using weft::task::Cooperator;
 using weft::task::LoopingCall;
 using weft::task::Step;
 using weft::test::LeakCheckedTest;
@@ -114,7 +114,8 @@ TEST_F(LoopingCallTest, R_59_startWithNowCallsSynchronously) {
 TEST_F(LoopingCallTest, R_59_basicFunctionWithArguments) {
     // LoopingCall(f, args...) calls f(args...) each time; stop() fires the Deferred with the LoopingCall.
     std::vector<std::pair<std::string, int>> calls;
-    LoopingCall lc(clock, [&](const std::string& a, int b) { calls.emplace_back(a, b); }, std::string("a"), 7);
+    LoopingCall lc(
+        clock, [&](const std::string& a, int b) { calls.emplace_back(a, b); }, std::string("a"), 7);
     Deferred<LoopingCall*> d = lc.start(0.1);
     clock.pump({0.05, 0.1, 0.1});
     ASSERT_EQ(calls.size(), 3u);
@@ -315,12 +316,12 @@ TEST_F(LoopingCallTest, R_61_returnedDeferredDelaysTheNextCall) {
     EXPECT_TRUE(clock.getDelayedCalls().empty());  // nothing scheduled while f's Deferred is pending
     clock.pump({0.2, 0.2, 0.2, 0.2, 0.2});
     EXPECT_EQ(times.size(), 1u);
-    pending[0].callback(42);                       // at t=1.0: next multiple strictly later is 1.2
+    pending[0].callback(42);  // at t=1.0: next multiple strictly later is 1.2
     ASSERT_EQ(clock.getDelayedCalls().size(), 1u);
     EXPECT_DOUBLE_EQ(clock.getDelayedCalls()[0].getTime(), 1.2);
     clock.advance(0.2);
     EXPECT_EQ(times.size(), 2u);
-    lc.stop();                                     // stopped while the second Deferred is pending
+    lc.stop();  // stopped while the second Deferred is pending
     pending[1].callback(0);
     EXPECT_TRUE(clock.getDelayedCalls().empty());
 }
@@ -872,9 +873,8 @@ TEST_F(CooperatorTest, R_66_aTickEndsAfterAboutTenMilliseconds) {
 TEST_F(CooperatorTest, R_66_cheapStepsShareOneTick) {
     // a tick keeps stepping while the termination predicate allows it.
     int budget = 7;
-    Cooperator coop(sched.scheduler(), true, [&budget] {
-        return Function<bool()>([left = budget]() mutable { return --left == 0; });
-    });
+    Cooperator coop(sched.scheduler(), true,
+                    [&budget] { return Function<bool()>([left = budget]() mutable { return --left == 0; }); });
     int a = 0, b = 0;
     auto ta = coop.cooperate(counter(a));
     auto tb = coop.cooperate(counter(b));
@@ -1410,7 +1410,9 @@ TEST_P(CooperatorReactorTest, R_66_runsOnTheReactor) {
     Cooperator coop(reactor());
     std::vector<std::string> out;
     coop.coiterate(appender({"a", "b"}, out));
-    coop.coiterate(appender({"1", "2", "3"}, out)).addCallback([&](std::shared_ptr<task::Iterator>) { reactor().stop(); });
+    coop.coiterate(appender({"1", "2", "3"}, out)).addCallback([&](std::shared_ptr<task::Iterator>) {
+        reactor().stop();
+    });
     runReactor();
     EXPECT_EQ(out, (std::vector<std::string>{"a", "1", "b", "2", "3"}));
 }

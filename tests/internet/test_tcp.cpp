@@ -25,10 +25,10 @@
 using namespace weft;
 using namespace weft::test;
 using weft::error::CannotListenError;
+using weft::error::ConnectionAborted;
 using weft::error::ConnectionDone;
 using weft::error::ConnectionLost;
 using weft::error::ConnectionRefusedError;
-using weft::error::ConnectionAborted;
 
 namespace {
 
@@ -155,9 +155,7 @@ TEST_P(TCPTest, TCP_25_writeThenLoseConnectionDeliversEverything) {
     };
     auto port = reactor().listenTCP(0, server, 50, "127.0.0.1");
     auto client = std::make_shared<RecordingClientFactory>();
-    client->onLost = [&](auto&, auto&) {
-        port->stopListening().addBoth([this](Result<void>) { reactor().stop(); });
-    };
+    client->onLost = [&](auto&, auto&) { port->stopListening().addBoth([this](Result<void>) { reactor().stop(); }); };
     auto connector = reactor().connectTCP("127.0.0.1", portNumber(*port), client);
     runReactor(30);
     ASSERT_EQ(client->built.size(), 1u);
@@ -274,7 +272,8 @@ TEST_P(TCPTest, TCP_5_factoryStartStopCountsPorts) {
 // the port's logPrefix() is the factory's qualified class name.
 TEST_P(TCPTest, TCP_6_portLogMessages) {
     std::vector<std::string> lines;
-    log::ScopedObserver obs([&](const log::Event& e) { lines.push_back(std::string(e.prefix) + "|" + std::string(e.message)); });
+    log::ScopedObserver obs(
+        [&](const log::Event& e) { lines.push_back(std::string(e.prefix) + "|" + std::string(e.message)); });
     auto f = std::make_shared<RecordingFactory>();
     auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
     std::string number = std::to_string(portNumber(*port));
@@ -394,7 +393,9 @@ TEST_P(TCPTest, TCP_12_buildProtocolNullAndSessionNumbers) {
         return ++calls == 1 ? nullptr : std::make_shared<RecordingProtocol>();
     };
     std::vector<std::size_t> builtAtMade;
-    f->onBuilt = [&](RecordingProtocol& p) { p.onMade = [&](RecordingProtocol&) { builtAtMade.push_back(f->built.size()); }; };
+    f->onBuilt = [&](RecordingProtocol& p) {
+        p.onMade = [&](RecordingProtocol&) { builtAtMade.push_back(f->built.size()); };
+    };
     auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
     int refused = plainConnect(portNumber(*port));
     int c1 = plainConnect(portNumber(*port));
@@ -542,7 +543,8 @@ TEST_P(TCPTest, TCP_17_serverGetPeerAndGetHost) {
     EXPECT_EQ(server->getHost(), Address(IPv4Address("TCP", "127.0.0.1", portNumber(*port))));
     ::close(c);
     ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost == 1; }));
-    EXPECT_EQ(server->getPeer(), Address(IPv4Address("TCP", "127.0.0.1", ntohs(local.sin_port))));  // after the close too
+    EXPECT_EQ(server->getPeer(),
+              Address(IPv4Address("TCP", "127.0.0.1", ntohs(local.sin_port))));  // after the close too
     stopPort(reactor(), *port);
 }
 
@@ -670,7 +672,8 @@ TEST_P(TCPTest, TCP_21_sendErrorsAndNoSigpipe) {
         EXPECT_GE(faults.calls(Call::sendmsg), 3u);
     }
     // The peer resets; with SIGPIPE at its default disposition a plain write would kill us.
-    struct sigaction old {}, dfl {};
+    struct sigaction old {
+    }, dfl{};
     dfl.sa_handler = SIG_DFL;
     ::sigaction(SIGPIPE, &dfl, &old);
     linger l{1, 0};
@@ -680,7 +683,8 @@ TEST_P(TCPTest, TCP_21_sendErrorsAndNoSigpipe) {
     std::string big = pattern(1 << 20);
     for (int i = 0; i < 4 && one.proto().lost == 0; ++i) {
         one.proto().send(big);
-        spinUntil(reactor(), [&] { return one.proto().lost == 1; }, 1);
+        spinUntil(
+            reactor(), [&] { return one.proto().lost == 1; }, 1);
     }
     ::sigaction(SIGPIPE, &old, nullptr);
     ASSERT_EQ(one.proto().lost, 1);
@@ -700,7 +704,7 @@ TEST_P(TCPTest, TCP_22_closeOrderlyOrWithReset) {
     one.proto().transport->loseConnection();
     ASSERT_TRUE(spinUntil(reactor(), [&] { return one.proto().lost == 1; }));
     char b;
-    EXPECT_EQ(::read(one.client, &b, 1), 0);  // FIN
+    EXPECT_EQ(::read(one.client, &b, 1), 0);      // FIN
     EXPECT_EQ(one.server().protocol(), nullptr);  // released
     one.server().connectionLost(Failure(ConnectionDone()));
     EXPECT_EQ(one.proto().lost, 1);
@@ -761,10 +765,13 @@ TEST_P(TCPTest, TCP_26_closingReleasesDescriptors) {
             };
         };
         auto connector = reactor().connectTCP("127.0.0.1", portNumber(*port), client);
-        ASSERT_TRUE(spinUntil(reactor(), [&] {
-            return client->lostCalls == 1 && server->built.size() == static_cast<std::size_t>(i + 1) &&
-                   server->built.back()->lost == 1;
-        })) << "round " << i;
+        ASSERT_TRUE(spinUntil(reactor(),
+                              [&] {
+                                  return client->lostCalls == 1 &&
+                                         server->built.size() == static_cast<std::size_t>(i + 1) &&
+                                         server->built.back()->lost == 1;
+                              }))
+            << "round " << i;
         lastHandle = dynamic_cast<tcp::Connection*>(client->built[0]->transport.get())->getHandle();
         EXPECT_TRUE(client->built[0]->lostReason->check<error::ConnectionClosed>());
         EXPECT_TRUE(server->built.back()->lostReason->check<error::ConnectionClosed>());
@@ -844,11 +851,13 @@ TEST_P(TCPTest, FD_8_bytesWrittenFromTheReadBufferSurviveLaterReads) {
         // The destination could not take it all: part of it waits in weft's queue.
         EXPECT_GT(dynamic_cast<FileDescriptor&>(*destination).pendingBytes(), 0u);
         // Everything the source sent is now queued or in flight: drain it at the destination.
-        ASSERT_TRUE(spinUntil(reactor(), [&] {
-            echoed += readAvailable(destinationPeer);
-            readAvailable(noise.client);
-            return echoed.size() >= data.size();
-        })) << echoed.size() << " of " << data.size() << " bytes came back";
+        ASSERT_TRUE(spinUntil(reactor(),
+                              [&] {
+                                  echoed += readAvailable(destinationPeer);
+                                  readAvailable(noise.client);
+                                  return echoed.size() >= data.size();
+                              }))
+            << echoed.size() << " of " << data.size() << " bytes came back";
         EXPECT_EQ(echoed.size(), data.size());
         EXPECT_TRUE(echoed == data) << "the forwarded bytes differ from what was sent";
         EXPECT_EQ(src.proto().received.size(), data.size());
@@ -937,9 +946,11 @@ void shutdownReleases(Reactor& reactor, const std::function<void()>& run, Idle h
 }  // namespace
 
 TEST_P(TCPTest, R_7_shutdownReleasesATransportClosingBehindItsProducer) {
-    shutdownReleases(reactor(), [this] { runReactor(); }, Idle::closingBehindProducer);
+    shutdownReleases(
+        reactor(), [this] { runReactor(); }, Idle::closingBehindProducer);
 }
 
 TEST_P(TCPTest, R_7_shutdownReleasesAPausedTransport) {
-    shutdownReleases(reactor(), [this] { runReactor(); }, Idle::paused);
+    shutdownReleases(
+        reactor(), [this] { runReactor(); }, Idle::paused);
 }

@@ -526,7 +526,8 @@ TEST_P(TCPClientTest, TCP_32_abortDropsOutputStopsIOAndReportsLaterWithReset) {
     EXPECT_FALSE(writingAfter);
     EXPECT_EQ(pendingAfter, 0u);
     EXPECT_EQ(t.server().lost, 1);
-    EXPECT_TRUE(t.server().lostReason && t.server().lostReason->check<ConnectionAborted>()) << why(t.server().lostReason);
+    EXPECT_TRUE(t.server().lostReason && t.server().lostReason->check<ConnectionAborted>())
+        << why(t.server().lostReason);
     ASSERT_EQ(t.cf->built.size(), 1u);
     EXPECT_EQ(t.client().received, "");
     auto& r = t.client().lostReason;
@@ -551,7 +552,8 @@ TEST_P(TCPClientTest, TCP_32_abortInDataReceivedIgnoresFurtherPendingInput) {
     ASSERT_EQ(t.sf->built.size(), 1u);
     EXPECT_EQ(t.server().received, "a");
     EXPECT_EQ(t.server().lost, 1);
-    EXPECT_TRUE(t.server().lostReason && t.server().lostReason->check<ConnectionAborted>()) << why(t.server().lostReason);
+    EXPECT_TRUE(t.server().lostReason && t.server().lostReason->check<ConnectionAborted>())
+        << why(t.server().lostReason);
 }
 
 TEST_P(TCPClientTest, TCP_32_abortInsideReadConnectionLostReportsConnectionAborted) {
@@ -575,7 +577,8 @@ TEST_P(TCPClientTest, TCP_32_abortInsideReadConnectionLostReportsConnectionAbort
     EXPECT_EQ(half(t.server()).readLost, 1);
     EXPECT_EQ(lostInsideCall, 0);
     EXPECT_EQ(t.server().lost, 1);
-    EXPECT_TRUE(t.server().lostReason && t.server().lostReason->check<ConnectionAborted>()) << why(t.server().lostReason);
+    EXPECT_TRUE(t.server().lostReason && t.server().lostReason->check<ConnectionAborted>())
+        << why(t.server().lostReason);
 }
 
 TEST_P(TCPClientTest, TCP_32_abortInsideWriteConnectionLostAfterPeerEOFReportsConnectionAborted) {
@@ -595,7 +598,8 @@ TEST_P(TCPClientTest, TCP_32_abortInsideWriteConnectionLostAfterPeerEOFReportsCo
     ASSERT_EQ(t.sf->built.size(), 1u);
     EXPECT_EQ(half(t.server()).writeLost, 1);
     EXPECT_EQ(t.server().lost, 1);
-    EXPECT_TRUE(t.server().lostReason && t.server().lostReason->check<ConnectionAborted>()) << why(t.server().lostReason);
+    EXPECT_TRUE(t.server().lostReason && t.server().lostReason->check<ConnectionAborted>())
+        << why(t.server().lostReason);
 }
 
 TEST_P(TCPClientTest, TCP_33_abortTwiceAbortThenLoseAbortThenWriteOnBothSides) {
@@ -604,7 +608,9 @@ TEST_P(TCPClientTest, TCP_33_abortTwiceAbortThenLoseAbortThenWriteOnBothSides) {
     for (bool serverActs : {true, false}) {
         for (Then then : {Then::abortAgain, Then::loseConnection, Then::write}) {
             SCOPED_TRACE(std::string(serverActs ? "server" : "client") + " aborts, then " +
-                         (then == Then::abortAgain ? "aborts again" : then == Then::loseConnection ? "loses" : "writes"));
+                         (then == Then::abortAgain       ? "aborts again"
+                          : then == Then::loseConnection ? "loses"
+                                                         : "writes"));
             auto r = makeReactor();
             {
                 Pair t(*r);
@@ -626,7 +632,9 @@ TEST_P(TCPClientTest, TCP_33_abortTwiceAbortThenLoseAbortThenWriteOnBothSides) {
                         self.tcp()->abortConnection();  // disconnected: a no-op
                     };
                 };
-                auto greet = [](RecordingProtocol& p) { p.onMade = [](RecordingProtocol& self) { self.send("hello"); }; };
+                auto greet = [](RecordingProtocol& p) {
+                    p.onMade = [](RecordingProtocol& self) { self.send("hello"); };
+                };
                 if (serverActs) {
                     t.onServer = act;
                     t.onClient = greet;
@@ -736,7 +744,8 @@ TEST_P(TCPClientTest, TCP_35_abortFromPullProducerStopsProducerFirstWithoutReent
     EXPECT_FALSE(producer->reentered);
     EXPECT_EQ(producer->stops, 1);
     EXPECT_EQ(order, (std::vector<std::string>{"stopProducing", "connectionLost"}));
-    EXPECT_TRUE(t.server().lostReason && t.server().lostReason->check<ConnectionAborted>()) << why(t.server().lostReason);
+    EXPECT_TRUE(t.server().lostReason && t.server().lostReason->check<ConnectionAborted>())
+        << why(t.server().lostReason);
     producer->onResume = nullptr;
 }
 
@@ -768,7 +777,8 @@ TEST_P(TCPClientTest, TCP_35_abortWorksWhileBothKernelBuffersAreFull) {
     EXPECT_GT(clientPending, 0u);
     ASSERT_EQ(t.sf->built.size(), 1u);
     EXPECT_EQ(t.server().lost, 1);
-    EXPECT_TRUE(t.server().lostReason && t.server().lostReason->check<ConnectionAborted>()) << why(t.server().lostReason);
+    EXPECT_TRUE(t.server().lostReason && t.server().lostReason->check<ConnectionAborted>())
+        << why(t.server().lostReason);
     ASSERT_EQ(t.cf->built.size(), 1u);
     EXPECT_EQ(t.client().lost, 1);
     EXPECT_TRUE(t.client().lostReason && t.client().lostReason->check<ConnectionLost>()) << why(t.client().lostReason);
@@ -783,12 +793,12 @@ enum class Act { close, abort, stopListening, dropRefs };
 
 const char* cbName(Cb c) {
     switch (c) {
-    case Cb::made: return "connectionMade";
-    case Cb::data: return "dataReceived";
-    case Cb::lost: return "connectionLost";
-    case Cb::readLost: return "readConnectionLost";
-    case Cb::writeLost: return "writeConnectionLost";
-    case Cb::resume: return "resumeProducing";
+        case Cb::made: return "connectionMade";
+        case Cb::data: return "dataReceived";
+        case Cb::lost: return "connectionLost";
+        case Cb::readLost: return "readConnectionLost";
+        case Cb::writeLost: return "writeConnectionLost";
+        case Cb::resume: return "resumeProducing";
     }
     return "?";
 }
@@ -866,7 +876,8 @@ struct OwnCase {
 
     std::shared_ptr<Protocol> build(int s) {
         std::shared_ptr<OwnProtocol> p;
-        if (s == actor && (cb == Cb::readLost || cb == Cb::writeLost)) p = std::make_shared<OwnHalfCloseProtocol>(*this, s);
+        if (s == actor && (cb == Cb::readLost || cb == Cb::writeLost))
+            p = std::make_shared<OwnHalfCloseProtocol>(*this, s);
         else p = std::make_shared<OwnProtocol>(*this, s);
         side[s].protocol = p;
         return p;
@@ -920,23 +931,23 @@ struct OwnCase {
         auto t = side[s].transport.lock();
         auto* c = dynamic_cast<tcp::Connection*>(t.get());
         switch (act) {
-        case Act::close: break;
-        case Act::abort: c->abortConnection(); return;
-        case Act::stopListening:
-            if (port) {
-                stopped = port->stopListening();
-                stopped->addBoth([this](Result<void>) {
-                    portClosed = true;
-                    maybeFinish();
-                });
-            }
-            port.reset();
-            break;
-        case Act::dropRefs:
-            connector.reset();
-            sf.reset();
-            cf.reset();
-            break;
+            case Act::close: break;
+            case Act::abort: c->abortConnection(); return;
+            case Act::stopListening:
+                if (port) {
+                    stopped = port->stopListening();
+                    stopped->addBoth([this](Result<void>) {
+                        portClosed = true;
+                        maybeFinish();
+                    });
+                }
+                port.reset();
+                break;
+            case Act::dropRefs:
+                connector.reset();
+                sf.reset();
+                cf.reset();
+                break;
         }
         if (cb == Cb::resume) c->unregisterProducer();
         if (cb != Cb::lost) t->loseConnection();
@@ -1122,7 +1133,7 @@ TEST_P(TCPClientTest, TCP_37_serviceNameIsResolvedFromTheServicesDatabase) {
     auto http = reactor().connectTCP("127.0.0.1", std::string("http"), a);
     EXPECT_EQ(http->port(), 80);
     EXPECT_EQ(http->getDestination(), Address(IPv4Address("TCP", "127.0.0.1", 80)));
-    http->stopConnecting();  // never actually connect anywhere
+    http->stopConnecting();                                               // never actually connect anywhere
     auto www = reactor().connectTCP("127.0.0.1", std::string("www"), b);  // an alias of http
     EXPECT_EQ(www->port(), 80);
     www->stopConnecting();

@@ -292,7 +292,8 @@ TEST_F(TestingTest, TEST_7_connectionMadeFiresFactoryDeferredOnce) {
     auto factory = std::make_shared<AccumulatingServerFactory>();
     Deferred<std::shared_ptr<AccumulatingProtocol>> made;
     factory->protocolConnectionMade = made;
-    auto first = std::static_pointer_cast<AccumulatingProtocol>(factory->buildProtocol(IPv4Address("TCP", "1.2.3.4", 5)));
+    auto first =
+        std::static_pointer_cast<AccumulatingProtocol>(factory->buildProtocol(IPv4Address("TCP", "1.2.3.4", 5)));
     first->makeConnection(std::make_shared<StringTransport>());
     EXPECT_EQ(successResultOf(made), first);
     EXPECT_FALSE(factory->protocolConnectionMade.has_value());
@@ -548,7 +549,10 @@ TEST_F(TestingTest, TEST_15_runCallsHooksInOrderThenStops) {
     EXPECT_FALSE(r.hasCrashed);
     std::vector<int> order;
     bool runningInside = false;
-    r.callWhenRunning([&] { order.push_back(1); runningInside = r.running; });
+    r.callWhenRunning([&] {
+        order.push_back(1);
+        runningInside = r.running;
+    });
     r.callWhenRunning([&] { order.push_back(2); });
     EXPECT_TRUE(order.empty());  // only recorded
     r.run();
@@ -647,8 +651,9 @@ TEST_F(TestingTest, TEST_17_memoryReactorClockIsAClock) {
 
 TEST_F(TestingTest, TEST_18_raisingMemoryReactorThrowsTheGivenExceptions) {
     // TEST-18: listen* and adoptStreamPort throw listenException; connect*, adoptStreamConnection and adoptDatagramPort throw connectException.
-    RaisingMemoryReactor r(std::make_exception_ptr(error::CannotListenError("", 80, std::make_error_code(std::errc::address_in_use))),
-                           std::make_exception_ptr(error::ConnectionRefusedError()));
+    RaisingMemoryReactor r(
+        std::make_exception_ptr(error::CannotListenError("", 80, std::make_error_code(std::errc::address_in_use))),
+        std::make_exception_ptr(error::ConnectionRefusedError()));
     auto f = Factory::forProtocol<Recorder>();
     auto cf = std::make_shared<CountingClientFactory>();
     EXPECT_THROW(r.listenTCP(80, f), error::CannotListenError);
@@ -670,8 +675,9 @@ TEST_F(TestingTest, TEST_18_raisingMemoryReactorThrowsTheGivenExceptions) {
 
 TEST_F(TestingTest, TEST_18_raisingMemoryReactorThrowsThroughEveryInterface) {
     // TEST-18: however it is reached (an interface, a ReactorRef), every listen* throws listenException and every connect* connectException; the datagram and multicast methods too.
-    RaisingMemoryReactor r(std::make_exception_ptr(error::CannotListenError("", 80, std::make_error_code(std::errc::address_in_use))),
-                           std::make_exception_ptr(error::ConnectionRefusedError()));
+    RaisingMemoryReactor r(
+        std::make_exception_ptr(error::CannotListenError("", 80, std::make_error_code(std::errc::address_in_use))),
+        std::make_exception_ptr(error::ConnectionRefusedError()));
     auto f = Factory::forProtocol<Recorder>();
     auto cf = std::make_shared<CountingClientFactory>();
     IReactorTCP& tcp = r;

@@ -23,10 +23,10 @@ TEST(Text, quoteKeepsValidUtf8AndEscapesInvalidBytes) {
     EXPECT_EQ(weft::quote("\xe2\x82\xac"), "'\xe2\x82\xac'");          // €
     EXPECT_EQ(weft::quote("\xf0\x9f\x98\x80"), "'\xf0\x9f\x98\x80'");  // an emoji
     EXPECT_EQ(weft::quote("\xff\xfe"), "'\\xff\\xfe'");
-    EXPECT_EQ(weft::quote("\xc0\xaf"), "'\\xc0\\xaf'");          // overlong '/'
+    EXPECT_EQ(weft::quote("\xc0\xaf"), "'\\xc0\\xaf'");           // overlong '/'
     EXPECT_EQ(weft::quote("\xed\xa0\x80"), "'\\xed\\xa0\\x80'");  // a surrogate
-    EXPECT_EQ(weft::quote("\xc3"), "'\\xc3'");                  // truncated
-    EXPECT_EQ(weft::quote("\xc2\x9b"), "'\\xc2\\x9b'");          // C1 CSI: a terminal control
+    EXPECT_EQ(weft::quote("\xc3"), "'\\xc3'");                    // truncated
+    EXPECT_EQ(weft::quote("\xc2\x9b"), "'\\xc2\\x9b'");           // C1 CSI: a terminal control
 }
 
 TEST(Text, printableLeavesQuotesAndBackslashesButNoControlByte) {

@@ -533,7 +533,6 @@ TEST_F(ThreadPoolTest, R_49_growingThePoolSpawnsOnlyForQueuedWork) {
     pool.stop();
 }
 
-
 TEST_P(ThreadsTest, R_49_poolLifecycleFollowsStartupAndShutdown) {
     // same pool until shutdown; started after startup; stopped (joined) during shutdown, waiting for work.
     auto baseline = weft::test::threadCount();
@@ -600,8 +599,7 @@ TEST_P(ThreadsTest, R_49_suggestedSizeBoundsConcurrentWorkers) {
             reactor().callInThread([&] {
                 int now = ++running;
                 int p = peak.load();
-                while (now > p && !peak.compare_exchange_weak(p, now)) {
-                }
+                while (now > p && !peak.compare_exchange_weak(p, now)) {}
                 std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the work itself
                 --running;
                 if (++done == kItems) reactor().callFromThread([&] { reactor().stop(); });

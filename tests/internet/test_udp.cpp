@@ -201,7 +201,8 @@ TEST_P(UDPTest, UDP_6_oneEventReadsAtMostMaxThroughput) {
     EXPECT_EQ(port->maxThroughput, 256u * 1024);
     port->maxThroughput = 16 * 1024;
     PlainSocket client(AF_INET);
-    for (int i = 0; i < 10; ++i) ASSERT_EQ(client.sendTo(std::string(4096, 'a' + i), "127.0.0.1", portOfHost(*port)), 4096);
+    for (int i = 0; i < 10; ++i)
+        ASSERT_EQ(client.sendTo(std::string(4096, 'a' + i), "127.0.0.1", portOfHost(*port)), 4096);
     reactor().iterate(0);
     EXPECT_EQ(p->received.size(), 4u);
     reactor().iterate(0);

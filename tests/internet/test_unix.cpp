@@ -77,8 +77,9 @@ protected:
     void connectPair(Pair& p, const std::string& where) {
         p.port = reactor().listenUNIX(where, p.sf);
         p.connector = reactor().connectUNIX(where, p.cf);
-        ASSERT_TRUE(spinUntil([&] { return p.sf->built.size() == 1 && p.cf->built.size() == 1 &&
-                                           p.server().made == 1 && p.client().made == 1; }));
+        ASSERT_TRUE(spinUntil([&] {
+            return p.sf->built.size() == 1 && p.cf->built.size() == 1 && p.server().made == 1 && p.client().made == 1;
+        }));
     }
     void closePair(Pair& p) {
         if (!p.cf->built.empty() && p.client().lost == 0) p.client().transport->loseConnection();
@@ -160,7 +161,7 @@ TEST_P(UNIXTest, UNIX_1_listenBindsWithExactModeAndAcceptsBeforeReturning) {
     auto f = std::make_shared<RecordingFactory>();
     auto port = reactor().listenUNIX(path(), f, 50, 0640);
     ::umask(old);
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::stat(path().c_str(), &st), 0);
     EXPECT_TRUE(S_ISSOCK(st.st_mode));
     EXPECT_EQ(st.st_mode & 0777, 0640u);
@@ -178,7 +179,7 @@ TEST_P(UNIXTest, UNIX_1_defaultModeIs0666) {
     mode_t old = ::umask(022);
     auto port = reactor().listenUNIX(path(), std::make_shared<RecordingFactory>());
     ::umask(old);
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::stat(path().c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0666u);
     stop(*port);
@@ -352,7 +353,8 @@ TEST_P(UNIXTest, UNIX_7_portHostLogMessagesAndRepr) {
     EXPECT_EQ(port->repr(), "<weft::test::RecordingFactory on '" + path() + "'>");
     stop(*port);
     EXPECT_EQ(port->repr(), "<weft::test::RecordingFactory (not listening)>");
-    EXPECT_THAT(lines, ::testing::Contains("weft::test::RecordingFactory|RecordingFactory starting on '" + path() + "'"));
+    EXPECT_THAT(lines,
+                ::testing::Contains("weft::test::RecordingFactory|RecordingFactory starting on '" + path() + "'"));
     EXPECT_THAT(lines, ::testing::Contains("weft::test::RecordingFactory|(UNIX Port " + path() + " Closed)"));
 }
 

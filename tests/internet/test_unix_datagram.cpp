@@ -39,7 +39,7 @@ std::string slurp(const std::string& path) {
 }
 
 mode_t modeOf(const std::string& path) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(path.c_str(), &st) != 0) return 0;
     return st.st_mode;
 }
@@ -203,7 +203,10 @@ TEST_P(UNIXDatagramTest, UNIX_25_writeOutcomes) {
         EXPECT_EQ(e.code().value(), ENOENT);
         EXPECT_NE(std::string(e.what()).find(nobody), std::string::npos);
     }
-    { PlainSocket gone(AF_UNIX); gone.bind(dir.file("gone")); }
+    {
+        PlainSocket gone(AF_UNIX);
+        gone.bind(dir.file("gone"));
+    }
     try {
         port->write(asBytes("x"), dir.file("gone"));
         FAIL() << "expected an error";

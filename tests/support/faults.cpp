@@ -124,8 +124,8 @@ int hookAccept4(int fd, sockaddr* addr, socklen_t* len, int flags) {
                                 [&](std::size_t) { return ssize_t{sys::kernelOps.accept4(fd, addr, len, flags)}; }));
 }
 int hookConnect(int fd, const sockaddr* addr, socklen_t len) {
-    return static_cast<int>(
-        run(Call::connect, fd, 0, nullptr, 0, [&](std::size_t) { return ssize_t{sys::kernelOps.connect(fd, addr, len)}; }));
+    return static_cast<int>(run(Call::connect, fd, 0, nullptr, 0,
+                                [&](std::size_t) { return ssize_t{sys::kernelOps.connect(fd, addr, len)}; }));
 }
 int hookClose(int fd) {
     return static_cast<int>(
@@ -173,7 +173,8 @@ int hookGetpeername(int fd, sockaddr* a, socklen_t* n) {
 // Files, descriptors and processes.
 template <class Kernel>
 int onPath(Call c, const char* path, Kernel kernel) {
-    return static_cast<int>(run(c, -1, 0, nullptr, 0, [&](std::size_t) { return ssize_t{kernel()}; }, path));
+    return static_cast<int>(run(
+        c, -1, 0, nullptr, 0, [&](std::size_t) { return ssize_t{kernel()}; }, path));
 }
 int hookOpen(const char* path, int flags, mode_t mode) {
     return onPath(Call::open, path, [&] { return sys::kernelOps.open(path, flags, mode); });
@@ -191,8 +192,8 @@ int hookSymlink(const char* target, const char* linkPath) {
     return onPath(Call::symlink, linkPath, [&] { return sys::kernelOps.symlink(target, linkPath); });
 }
 ssize_t hookReadlink(const char* path, char* buf, size_t n) {
-    return run(Call::readlink, -1, n, nullptr, 0,
-               [&](std::size_t) { return sys::kernelOps.readlink(path, buf, n); }, path);
+    return run(
+        Call::readlink, -1, n, nullptr, 0, [&](std::size_t) { return sys::kernelOps.readlink(path, buf, n); }, path);
 }
 int hookStat(const char* path, struct stat* st) {
     return onPath(Call::stat, path, [&] { return sys::kernelOps.stat(path, st); });
@@ -232,11 +233,15 @@ int hookSelect(int n, fd_set* r, fd_set* w, fd_set* e, timeval* timeout) {
 
 bool stormable(Call c) {
     switch (c) {
-        case Call::read: case Call::readv: case Call::write: case Call::writev:
-        case Call::recv: case Call::send: case Call::recvmsg: case Call::sendmsg:
-            return true;
-        default:
-            return false;
+        case Call::read:
+        case Call::readv:
+        case Call::write:
+        case Call::writev:
+        case Call::recv:
+        case Call::send:
+        case Call::recvmsg:
+        case Call::sendmsg: return true;
+        default: return false;
     }
 }
 
@@ -247,14 +252,13 @@ ScopedFaults::ScopedFaults() {
     if (!gCurrent.compare_exchange_strong(expected, this))
         throw std::logic_error("ScopedFaults: another fault injector is already installed");
     saved_ = sys::ops;
-    sys::ops = sys::Ops{hookRead,     hookWrite,      hookReadv,        hookWritev,      hookRecv,
-                        hookSend,     hookRecvmsg,    hookSendmsg,      hookAccept4,     hookConnect,
-                        hookClose,    hookRecvmmsg,   hookSocket,       hookBind,        hookListen,
-                        hookShutdown, hookSetsockopt, hookGetsockopt,   hookGetsockname, hookGetpeername,
-                        hookOpen,     hookFcntl,      hookUnlink,       hookChmod,       hookSymlink,
-                        hookReadlink, hookStat,       hookLstat,        hookKill,        hookGetpid,
-                        hookEventfd,  hookSigaction,  hookEpollCreate1, hookEpollCtl,    hookEpollWait,
-                        hookPoll,     hookSelect};
+    sys::ops = sys::Ops{
+        hookRead,    hookWrite,    hookReadv,      hookWritev,     hookRecv,         hookSend,        hookRecvmsg,
+        hookSendmsg, hookAccept4,  hookConnect,    hookClose,      hookRecvmmsg,     hookSocket,      hookBind,
+        hookListen,  hookShutdown, hookSetsockopt, hookGetsockopt, hookGetsockname,  hookGetpeername, hookOpen,
+        hookFcntl,   hookUnlink,   hookChmod,      hookSymlink,    hookReadlink,     hookStat,        hookLstat,
+        hookKill,    hookGetpid,   hookEventfd,    hookSigaction,  hookEpollCreate1, hookEpollCtl,    hookEpollWait,
+        hookPoll,    hookSelect};
 }
 
 ScopedFaults::~ScopedFaults() {

@@ -75,13 +75,46 @@ namespace weft::test {
 
 /// The system calls the injector can script, in sys::Ops order.
 enum class Call {
-    read, readv, write, writev, recv, send, recvmsg, sendmsg, accept4, connect, close, recvmmsg,
+    read,
+    readv,
+    write,
+    writev,
+    recv,
+    send,
+    recvmsg,
+    sendmsg,
+    accept4,
+    connect,
+    close,
+    recvmmsg,
     // socket set-up and tear-down (fail or pass only; `fd` is -1 for socket)
-    socket, bind, listen, shutdown, setsockopt, getsockopt, getsockname, getpeername,
+    socket,
+    bind,
+    listen,
+    shutdown,
+    setsockopt,
+    getsockopt,
+    getsockname,
+    getpeername,
     // files, descriptors and processes (fail or pass only)
-    open, fcntl, unlink, chmod, symlink, readlink, stat, lstat, kill, getpid,
+    open,
+    fcntl,
+    unlink,
+    chmod,
+    symlink,
+    readlink,
+    stat,
+    lstat,
+    kill,
+    getpid,
     // the reactor's waker and signal dispositions, and the pollers (fail or pass only)
-    eventfd, sigaction, epoll_create1, epoll_ctl, epoll_wait, poll, select
+    eventfd,
+    sigaction,
+    epoll_create1,
+    epoll_ctl,
+    epoll_wait,
+    poll,
+    select
 };
 inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::select) + 1;
 
@@ -108,12 +141,12 @@ struct StormOptions {
 struct CallRecord {
     Call call;
     int fd;
-    std::size_t asked;        ///< bytes asked for (iovec total for vector calls)
-    std::vector<iovec> iov;   ///< the caller's iovecs (vector calls only)
+    std::size_t asked;       ///< bytes asked for (iovec total for vector calls)
+    std::vector<iovec> iov;  ///< the caller's iovecs (vector calls only)
     ssize_t result;
-    int err;                  ///< errno when result < 0, else 0
-    bool injected;            ///< a scripted or storm outcome other than pass-through
-    std::string path = {};    ///< the path, for open/unlink/chmod/symlink/readlink/stat/lstat
+    int err;                ///< errno when result < 0, else 0
+    bool injected;          ///< a scripted or storm outcome other than pass-through
+    std::string path = {};  ///< the path, for open/unlink/chmod/symlink/readlink/stat/lstat
 };
 
 /// Installs the fault injector for its lifetime. See the file comment.

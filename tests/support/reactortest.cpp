@@ -35,8 +35,8 @@ void checkLeaks(const std::set<int>& fdsBefore, std::size_t threadsBefore) {
     std::vector<int> leaked;
     for (int fd : fds)
         if (!fdsBefore.count(fd)) leaked.push_back(fd);
-    EXPECT_TRUE(leaked.empty()) << "the test leaked " << leaked.size() << " descriptor(s), first: "
-                                << (leaked.empty() ? -1 : leaked.front());
+    EXPECT_TRUE(leaked.empty()) << "the test leaked " << leaked.size()
+                                << " descriptor(s), first: " << (leaked.empty() ? -1 : leaked.front());
 }
 
 void checkLogs(LogCapture& logs) {

@@ -128,7 +128,8 @@ bool spinUntil(Reactor& r, const std::function<bool()>& pred, double seconds) {
 bool stopAndWait(Reactor& r, IListeningPort& port, double seconds) {
     bool done = false;
     port.stopListening().addBoth([&](Result<void>) { done = true; });
-    return spinUntil(r, [&] { return done; }, seconds);
+    return spinUntil(
+        r, [&] { return done; }, seconds);
 }
 
 std::uint16_t unusedUDPPort() {

@@ -34,7 +34,9 @@ namespace {
 class PipeReader final : public weft::IReadDescriptor {
 public:
     explicit PipeReader(int fd) : fd_(fd) {}
-    ~PipeReader() override { if (fd_ >= 0) ::close(fd_); }
+    ~PipeReader() override {
+        if (fd_ >= 0) ::close(fd_);
+    }
     int fileno() const override { return fd_; }
     std::string logPrefix() const override { return "PipeReader," + std::to_string(fd_); }
     weft::Reason doRead() override {
@@ -74,10 +76,8 @@ int runDemo(weft::Backend backend, double seconds) {
     auto reader = std::make_shared<PipeReader>(p[0]);
     int writeFd = p[1];
     reactor->addReader(reader);
-    if (seconds > 0)
-        weft::log::info("weft", "demo on the {} reactor for {} s", weft::backendName(backend), seconds);
-    else
-        weft::log::info("weft", "demo on the {} reactor until Ctrl-C or SIGTERM", weft::backendName(backend));
+    if (seconds > 0) weft::log::info("weft", "demo on the {} reactor for {} s", weft::backendName(backend), seconds);
+    else weft::log::info("weft", "demo on the {} reactor until Ctrl-C or SIGTERM", weft::backendName(backend));
 
     reactor->suggestThreadPoolSize(1);  // one worker: lines stay in order, the close comes last
     int n = 0;
@@ -134,15 +134,15 @@ private:
         for (auto& w : descriptors.getWriters()) add(w.get());  // writing, perhaps no longer reading
         return out;
     }
-    void poll(weft::IReactorFDSet& descriptors, weft::IReactorTime& clock, weft::Deferred<void> done,
-              double deadline) {
+    void poll(weft::IReactorFDSet& descriptors, weft::IReactorTime& clock, weft::Deferred<void> done, double deadline) {
         std::size_t n = connections(descriptors).size();
         if (n == 0 || clock.seconds() >= deadline) {
             if (n) weft::log::warn("weft", "{} connection(s) still open after the grace period", n);
             done.callback();
             return;
         }
-        clock.callLater(0.02, [this, &descriptors, &clock, done, deadline] { poll(descriptors, clock, done, deadline); });
+        clock.callLater(0.02,
+                        [this, &descriptors, &clock, done, deadline] { poll(descriptors, clock, done, deadline); });
     }
 };
 
@@ -269,10 +269,12 @@ int serveDatagrams(weft::Reactor& reactor, const std::string& description) {
     if (!port) return status ? status : 1;
     weft::log::info("weft", "echo on {} ({} reactor); stop with Ctrl-C or SIGTERM", weft::addressStr(port->getHost()),
                     weft::backendName(reactor.backend()));
-    reactor.addSystemEventTrigger("before", "shutdown", [&]() -> weft::Deferred<void> { return port->stopListening(); });
+    reactor.addSystemEventTrigger("before", "shutdown",
+                                  [&]() -> weft::Deferred<void> { return port->stopListening(); });
     reactor.run();
     if (reactor.exitSignal()) weft::log::info("weft", "stopped by signal {}", *reactor.exitSignal());
-    if (auto* datagrams = dynamic_cast<weft::IDatagramTransport*>(port.get()); datagrams && datagrams->droppedDatagrams())
+    if (auto* datagrams = dynamic_cast<weft::IDatagramTransport*>(port.get());
+        datagrams && datagrams->droppedDatagrams())
         weft::log::info("weft", "{} datagram(s) dropped: the socket's send buffer was full",
                         datagrams->droppedDatagrams());
     return 0;
@@ -344,9 +346,10 @@ int main(int argc, char** argv) {
                      "udp:8000:interface=127.0.0.1")
         ->capture_default_str();
     echo->add_option("--grace", grace, "Seconds to let connections flush on shutdown")->capture_default_str();
-    echo->footer("Examples: weft echo tcp:8000:interface=127.0.0.1  then  nc 127.0.0.1 8000\n"
-                 "          weft echo unix:/tmp/echo.sock           then  nc -U /tmp/echo.sock\n"
-                 "          weft echo udp:8000:interface=127.0.0.1  then  nc -u 127.0.0.1 8000");
+    echo->footer(
+        "Examples: weft echo tcp:8000:interface=127.0.0.1  then  nc 127.0.0.1 8000\n"
+        "          weft echo unix:/tmp/echo.sock           then  nc -U /tmp/echo.sock\n"
+        "          weft echo udp:8000:interface=127.0.0.1  then  nc -u 127.0.0.1 8000");
 
     auto* forward = app.add_subcommand("portforward", "Forward each connection to another endpoint");
     forward->add_option("endpoint", listenOn, "Server endpoint to listen on")->capture_default_str();

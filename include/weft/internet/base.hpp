@@ -144,8 +144,8 @@ public:
     /// a Deferred: a "before" trigger's Deferred holds the during phase back until
     /// it fires; a failure it ends with is logged.
     template <class F>
-        requires std::is_invocable_v<F&>
-    TriggerId addSystemEventTrigger(std::string_view phase, std::string eventType, F f) {
+    requires std::is_invocable_v<F&> TriggerId addSystemEventTrigger(std::string_view phase, std::string eventType,
+                                                                     F f) {
         using R = std::invoke_result_t<F&>;
         if constexpr (std::is_void_v<R>) {
             return addTrigger(phase, std::move(eventType), [fn = std::move(f)](Function<void()> done) mutable {
@@ -277,12 +277,12 @@ public:
     /// nobody listens on; anything else throws error::CannotListenError and is
     /// left untouched, as is a path too long for sockaddr_un.
     std::shared_ptr<unix_::Port> listenUNIX(const std::string& path, std::shared_ptr<Factory> factory, int backlog = 50,
-                                           int mode = 0666, bool wantPID = false);
+                                            int mode = 0666, bool wantPID = false);
     /// Starts connecting to the socket at `path` (UNIX-10..UNIX-13): the
     /// connector life cycle of connectTCP. With `checkPID`, the attempt fails
     /// with BadFileError unless a live process holds "<path>.lock".
     std::shared_ptr<unix_::Connector> connectUNIX(const std::string& path, std::shared_ptr<ClientFactory> factory,
-                                                 double timeout = 30, bool checkPID = false);
+                                                  double timeout = 30, bool checkPID = false);
 
     // ---- UDP and UNIX datagram sockets (udp.md, unix.md UNIX-23..UNIX-29; ----------
     // ---- defined in src/internet/udp.cpp and src/internet/unix_datagram.cpp) --------
@@ -314,8 +314,8 @@ public:
     /// and leaves what is at the path untouched. The socket file is removed
     /// when the port closes (UNIX-26).
     std::shared_ptr<unix_::DatagramPort> listenUNIXDatagram(const std::string& path,
-                                                           std::shared_ptr<DatagramProtocol> protocol,
-                                                           std::size_t maxPacketSize = 8192, int mode = 0666);
+                                                            std::shared_ptr<DatagramProtocol> protocol,
+                                                            std::size_t maxPacketSize = 8192, int mode = 0666);
     /// A UNIX datagram socket connected to `path` (UNIX-28): bound first to
     /// `bindAddress` if given (its file gets `mode`), then connected, attached
     /// and reading before this returns. Failures are not thrown: the port
@@ -437,7 +437,7 @@ private:
     std::vector<std::uint64_t> pendingReductions_;  // tokens whose poller interest is to shrink
     bool flushing_ = false;
     std::uint32_t nextGen_ = 1;
-    std::uint64_t waits_ = 0;  // readiness waits begun, numbering their events for dispatch()
+    std::uint64_t waits_ = 0;             // readiness waits begun, numbering their events for dispatch()
     FileDescriptor* liveHead_ = nullptr;  // trackLive's list
 
     // thread calls

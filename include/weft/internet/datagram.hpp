@@ -125,8 +125,8 @@ protected:
     class Describe {
     public:
         template <class F>
-            requires(!std::is_same_v<F, Describe>)
-        Describe(const F& f) noexcept  // NOLINT: implicit, from a lambda at the call
+        requires(!std::is_same_v<F, Describe>) Describe(const F& f)
+        noexcept  // NOLINT: implicit, from a lambda at the call
             : context_(&f), call_([](const void* c) -> std::string { return (*static_cast<const F*>(c))(); }) {}
         std::string operator()() const { return call_(context_); }
 
@@ -167,7 +167,7 @@ private:
     bool attached_ = false;  // makeConnection() succeeded; doStop() owed
     bool reading_ = false;   // registered with the reactor for reading
     bool paused_ = false;
-    bool inRead_ = false;    // doRead() is on the stack (a nested loop must not reuse the buffer)
+    bool inRead_ = false;  // doRead() is on the stack (a nested loop must not reuse the buffer)
 };
 
 }  // namespace weft

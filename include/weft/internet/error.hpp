@@ -34,17 +34,16 @@ WEFT_EXPORT Text describe(std::string_view message, std::initializer_list<std::s
 
 // Declares an error class with a fixed sentence. Each class accepts any number
 // of extra string arguments, appended to the sentence as Twisted does.
-#define WEFT_DETAIL_ERROR(Name, Base, Message)                                                  \
-    class WEFT_EXPORT Name : public Base {                                                      \
-    public:                                                                                     \
-        static constexpr std::string_view MESSAGE = Message;                                    \
-        template <class... A>                                                                   \
-            requires(std::is_convertible_v<const A&, std::string_view> && ...)                  \
-        explicit Name(const A&... args)                                                         \
-            : Base(detail::describe(MESSAGE, {std::string_view(args)...})) {}                   \
-                                                                                                \
-    protected:                                                                                  \
-        explicit Name(detail::Text t) : Base(std::move(t)) {}                                   \
+#define WEFT_DETAIL_ERROR(Name, Base, Message)                                                             \
+    class WEFT_EXPORT Name : public Base {                                                                 \
+    public:                                                                                                \
+        static constexpr std::string_view MESSAGE = Message;                                               \
+        template <class... A>                                                                              \
+        requires(std::is_convertible_v<const A&, std::string_view> && ...) explicit Name(const A&... args) \
+            : Base(detail::describe(MESSAGE, {std::string_view(args)...})) {}                              \
+                                                                                                           \
+    protected:                                                                                             \
+        explicit Name(detail::Text t) : Base(std::move(t)) {}                                              \
     }
 
 /// Root of the errors that carry a fixed sentence; derives from Std.
@@ -68,8 +67,8 @@ class WEFT_EXPORT ConnectionLost : public ConnectionClosed {
 public:
     static constexpr std::string_view MESSAGE = "Connection to the other side was lost in a non-clean fashion";
     template <class... A>
-        requires(std::is_convertible_v<const A&, std::string_view> && ...)
-    explicit ConnectionLost(const A&... args) : ConnectionClosed(detail::describe(MESSAGE, {std::string_view(args)...})) {}
+    requires(std::is_convertible_v<const A&, std::string_view>&&...) explicit ConnectionLost(const A&... args)
+        : ConnectionClosed(detail::describe(MESSAGE, {std::string_view(args)...})) {}
     /// A loss caused by a failed system call; what() ends with the errno's text.
     explicit ConnectionLost(std::error_code ec);
     /// The errno behind the loss, or an empty code.
@@ -84,7 +83,8 @@ private:
 };
 
 /// The connection was aborted locally with abortConnection().
-WEFT_DETAIL_ERROR(ConnectionAborted, ConnectionLost, "Connection was aborted locally using ITCPTransport.abortConnection");
+WEFT_DETAIL_ERROR(ConnectionAborted, ConnectionLost,
+                  "Connection was aborted locally using ITCPTransport.abortConnection");
 /// More descriptors than bytes were sent over a UNIX socket.
 WEFT_DETAIL_ERROR(FileDescriptorOverrun, ConnectionLost,
                   "A mis-use of IUNIXTransport.sendFileDescriptor caused the connection to be closed");
@@ -133,15 +133,14 @@ private:
     std::string text_;
 };
 
-#define WEFT_DETAIL_CONNECT_ERROR(Name, Base, Message)                                           \
-    class WEFT_EXPORT Name : public Base {                                                       \
-    public:                                                                                      \
-        static constexpr std::string_view MESSAGE = Message;                                     \
-        explicit Name(int osError = 0, std::string string = {})                                  \
-            : Base(MESSAGE, osError, std::move(string)) {}                                       \
-                                                                                                 \
-    protected:                                                                                   \
-        Name(std::string_view m, int e, std::string s) : Base(m, e, std::move(s)) {}             \
+#define WEFT_DETAIL_CONNECT_ERROR(Name, Base, Message)                                                         \
+    class WEFT_EXPORT Name : public Base {                                                                     \
+    public:                                                                                                    \
+        static constexpr std::string_view MESSAGE = Message;                                                   \
+        explicit Name(int osError = 0, std::string string = {}) : Base(MESSAGE, osError, std::move(string)) {} \
+                                                                                                               \
+    protected:                                                                                                 \
+        Name(std::string_view m, int e, std::string s) : Base(m, e, std::move(s)) {}                           \
     }
 
 WEFT_DETAIL_CONNECT_ERROR(ConnectBindError, ConnectError, "Couldn't bind");
@@ -190,7 +189,8 @@ public:
 WEFT_DETAIL_ERROR(MessageLengthError, Described<std::runtime_error>, "Message is too long to send");
 WEFT_DETAIL_ERROR(DNSLookupError, Described<std::runtime_error>, "DNS lookup failed");
 WEFT_DETAIL_ERROR(MulticastJoinError, Described<std::runtime_error>, "An attempt to join a multicast group failed");
-WEFT_DETAIL_ERROR(ConnectInProgressError, Described<std::runtime_error>, "A connect operation was started and isn't done yet");
+WEFT_DETAIL_ERROR(ConnectInProgressError, Described<std::runtime_error>,
+                  "A connect operation was started and isn't done yet");
 WEFT_DETAIL_ERROR(UnsupportedAddressFamily, Described<std::runtime_error>, "Unsupported address family");
 WEFT_DETAIL_ERROR(UnsupportedSocketType, Described<std::runtime_error>, "Unsupported socket type");
 WEFT_DETAIL_ERROR(AlreadyListened, Described<std::runtime_error>, "This file descriptor was already listened on");
@@ -217,7 +217,8 @@ WEFT_DETAIL_ERROR(NotListeningError, Described<std::runtime_error>,
 /// stop() on a reactor that is not running (or already stopping).
 WEFT_DETAIL_ERROR(ReactorNotRunning, Described<std::runtime_error>, "Can't stop reactor that isn't running");
 /// run() on a reactor that was stopped: reactors are not restartable.
-WEFT_DETAIL_ERROR(ReactorNotRestartable, Described<std::runtime_error>, "The reactor was stopped and cannot be restarted");
+WEFT_DETAIL_ERROR(ReactorNotRestartable, Described<std::runtime_error>,
+                  "The reactor was stopped and cannot be restarted");
 /// run() on a reactor that is already running.
 WEFT_DETAIL_ERROR(ReactorAlreadyRunning, Described<std::runtime_error>, "The reactor is already running");
 

@@ -174,8 +174,8 @@ public:
     /// IPv4 address; an IPv4 or IPv6 literal selects the family) with
     /// `backlog`; factory->doStart() runs once listening. Throws
     /// error::CannotListenError when the port cannot be bound or listened on.
-    std::shared_ptr<IListeningPort> listenTCP(std::uint16_t port, std::shared_ptr<Factory> factory,
-                                              int backlog = 50, const std::string& interface = "") {
+    std::shared_ptr<IListeningPort> listenTCP(std::uint16_t port, std::shared_ptr<Factory> factory, int backlog = 50,
+                                              const std::string& interface = "") {
         return doListenTCP(port, std::move(factory), backlog, interface);
     }
     /// Starts connecting to host:port: factory->startedConnecting(connector)
@@ -285,8 +285,8 @@ public:
     /// listenUDP for a port that can join multicast groups; with
     /// `listenMultiple` several sockets may bind the same port.
     std::shared_ptr<IListeningPort> listenMulticast(std::uint16_t port, std::shared_ptr<DatagramProtocol> protocol,
-                                                    const std::string& interface = "",
-                                                    std::size_t maxPacketSize = 8192, bool listenMultiple = false) {
+                                                    const std::string& interface = "", std::size_t maxPacketSize = 8192,
+                                                    bool listenMultiple = false) {
         return doListenMulticast(port, std::move(protocol), interface, maxPacketSize, listenMultiple);
     }
 
@@ -358,12 +358,13 @@ public:
 class WEFT_EXPORT ReactorRef {
 public:
     template <class R>
-        requires(std::is_polymorphic_v<R> && !std::is_const_v<R> && !std::is_base_of_v<ReactorRef, R>)
-    ReactorRef(R& reactor) noexcept  // NOLINT(google-explicit-constructor): a reactor is a ReactorRef
+    requires(std::is_polymorphic_v<R> && !std::is_const_v<R> && !std::is_base_of_v<ReactorRef, R>)
+        ReactorRef(R& reactor)
+    noexcept  // NOLINT(google-explicit-constructor): a reactor is a ReactorRef
         : interfaces_(pick<IReactorTime>(reactor), pick<IReactorFDSet>(reactor), pick<IReactorTCP>(reactor),
                       pick<IReactorUNIX>(reactor), pick<IReactorUNIXDatagram>(reactor), pick<IReactorUDP>(reactor),
-                      pick<IReactorMulticast>(reactor), pick<IReactorSocket>(reactor),
-                      pick<IReactorThreads>(reactor)) {}
+                      pick<IReactorMulticast>(reactor), pick<IReactorSocket>(reactor), pick<IReactorThreads>(reactor)) {
+    }
 
     /// The reactor as interface I, or null if it does not provide it.
     template <class I>
@@ -432,9 +433,7 @@ public:
 using Bytes = std::span<const std::byte>;
 
 /// Views text as bytes (no copy).
-inline Bytes asBytes(std::string_view s) noexcept {
-    return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
+inline Bytes asBytes(std::string_view s) noexcept { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
 
 /// A sink for bytes with flow control (Twisted IConsumer).
 class WEFT_EXPORT IConsumer {

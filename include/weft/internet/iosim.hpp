@@ -161,9 +161,9 @@ struct ConnectedPair {
 /// make_shared), gives each a FakeTransport and connect()s them (Twisted
 /// connectedServerAndClient; TEST-30).
 template <class ServerClass, class ClientClass>
-    requires std::is_base_of_v<Protocol, ServerClass> && std::is_base_of_v<Protocol, ClientClass>
-ConnectedPair<ClientClass, ServerClass> connectedServerAndClient(bool greet = true,
-                                                                 std::shared_ptr<task::Clock> clock = nullptr) {
+requires std::is_base_of_v<Protocol, ServerClass> && std::is_base_of_v<Protocol, ClientClass>
+    ConnectedPair<ClientClass, ServerClass> connectedServerAndClient(bool greet = true,
+                                                                     std::shared_ptr<task::Clock> clock = nullptr) {
     auto c = std::make_shared<ClientClass>();
     auto s = std::make_shared<ServerClass>();
     auto cio = makeFakeClient(c);

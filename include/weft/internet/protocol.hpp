@@ -46,10 +46,7 @@ WEFT_EXPORT std::string className(const std::type_info& type);
 
 /// The unqualified class name of the dynamic type of `object`.
 template <class T>
-    requires std::is_polymorphic_v<T>
-std::string className(const T& object) {
-    return className(typeid(object));
-}
+requires std::is_polymorphic_v<T> std::string className(const T& object) { return className(typeid(object)); }
 
 /// A pending or established outgoing connection (Twisted IConnector). The
 /// reactor's connect* methods return one and hand it to the factory's
@@ -157,8 +154,7 @@ public:
     /// std::make_shared<P>() (PROTO-4): Factory::forProtocol<Echo>(), or
     /// Factory::forProtocol<Echo, MyFactory>(arg1, arg2).
     template <class P, class F = Factory, class... A>
-        requires std::is_base_of_v<Protocol, P> && std::is_base_of_v<Factory, F> &&
-                 std::is_default_constructible_v<P>
+    requires std::is_base_of_v<Protocol, P> && std::is_base_of_v<Factory, F> && std::is_default_constructible_v<P>
     static std::shared_ptr<F> forProtocol(A&&... args) {
         auto f = std::make_shared<F>(std::forward<A>(args)...);
         f->protocol = [] { return std::static_pointer_cast<Protocol>(std::make_shared<P>()); };

@@ -42,7 +42,8 @@ Deferred<void> callIgnoringValue(F& f, A&... args) {
 
 /// What LoopingCall accepts: anything callable with its bound arguments.
 template <class F, class... A>
-concept Loopable = std::invocable<std::decay_t<F>&, std::decay_t<A>&...>;
+concept Loopable = std::invocable < std::decay_t<F>
+&, std::decay_t<A>&... > ;
 
 }  // namespace weft::detail
 
@@ -112,13 +113,12 @@ public:
     /// Loops f(args...). Arguments are stored and passed as lvalues on every call.
     /// Nothing runs until start().
     template <class F, class... A>
-        requires detail::Loopable<F, A...>
-    LoopingCall(IReactorTime& clock, F&& f, A&&... args)
-        : LoopingCall(clock, false,
-                      [f = std::decay_t<F>(std::forward<F>(f)),
-                       args = std::make_tuple(std::forward<A>(args)...)](int) mutable {
-                          return std::apply([&](auto&... a) { return detail::callIgnoringValue(f, a...); }, args);
-                      }) {}
+    requires detail::Loopable<F, A...> LoopingCall(IReactorTime& clock, F&& f, A&&... args)
+        : LoopingCall(
+              clock, false,
+              [f = std::decay_t<F>(std::forward<F>(f)), args = std::make_tuple(std::forward<A>(args)...)](int) mutable {
+                  return std::apply([&](auto&... a) { return detail::callIgnoringValue(f, a...); }, args);
+              }) {}
 
     /// Twisted LoopingCall.withCount: a loop that calls g(n), where n >= 1
     /// is the number of intervals that elapsed since the previous call (since
@@ -127,8 +127,8 @@ public:
     /// interval 0. When less than one whole interval has elapsed (an early
     /// reset), g is not called at that tick. g may return what f may.
     template <class G>
-        requires std::invocable<std::decay_t<G>&, int>
-    static LoopingCall withCount(IReactorTime& clock, G&& g) {
+    requires std::invocable < std::decay_t<G>
+    &, int > static LoopingCall withCount(IReactorTime& clock, G&& g) {
         return LoopingCall(clock, true, [g = std::decay_t<G>(std::forward<G>(g))](int n) mutable {
             return detail::callIgnoringValue(g, n);
         });
@@ -206,8 +206,8 @@ WEFT_EXPORT Deferred<void> deferLater(IReactorTime& clock, double delay);
 /// with defer::CancelledError. f and args are owned by the Deferred's chain
 /// until f has run or the chain was cancelled.
 template <class F, class... A>
-    requires std::invocable<std::decay_t<F>&, std::decay_t<A>&...>
-auto deferLater(IReactorTime& clock, double delay, F&& f, A&&... args) {
+requires std::invocable < std::decay_t<F>
+&, std::decay_t<A>&... > auto deferLater(IReactorTime& clock, double delay, F&& f, A&&... args) {
     return deferLater(clock, delay)
         .addCallback([f = std::decay_t<F>(std::forward<F>(f)),
                       args = std::make_tuple(std::forward<A>(args)...)]() mutable -> decltype(auto) {
@@ -409,7 +409,8 @@ public:
     /// A cooperator that ticks with clock.callLater(kTickDelay, …). With
     /// `started` false, tasks queue up until start(). An empty
     /// factory means "at most kMaxSlice seconds of steady_clock time per tick".
-    explicit Cooperator(IReactorTime& clock, bool started = true, TerminationPredicateFactory terminationPredicateFactory = {});
+    explicit Cooperator(IReactorTime& clock, bool started = true,
+                        TerminationPredicateFactory terminationPredicateFactory = {});
     /// A cooperator that ticks through `scheduler` (Twisted's scheduler argument).
     explicit Cooperator(Scheduler scheduler, bool started = true,
                         TerminationPredicateFactory terminationPredicateFactory = {});

@@ -118,8 +118,7 @@ private:
 /// A listening TCP port (Twisted tcp.Port).
 class WEFT_EXPORT Port final : public StreamPort {
 public:
-    Port(Reactor& reactor, std::uint16_t port, std::shared_ptr<Factory> factory, int backlog,
-         std::string interface);
+    Port(Reactor& reactor, std::uint16_t port, std::shared_ptr<Factory> factory, int backlog, std::string interface);
 
     /// Binds, listens, starts accepting, factory->doStart() (TCP-1..TCP-5, TCP-9).
     /// Throws error::CannotListenError. A no-op while listening.
@@ -152,9 +151,7 @@ public:
     /// IPv4Address/IPv6Address("TCP", host as given, port) (TCP-36).
     Address getDestination() const override;
     /// The current (or last) transport; null before the first attempt.
-    std::shared_ptr<Client> transport() const noexcept {
-        return std::static_pointer_cast<Client>(currentTransport());
-    }
+    std::shared_ptr<Client> transport() const noexcept { return std::static_pointer_cast<Client>(currentTransport()); }
     const std::string& host() const noexcept { return host_; }
     std::uint16_t port() const noexcept { return port_; }
     const std::optional<BindAddress>& bindAddress() const noexcept { return bindAddress_; }

@@ -731,8 +731,8 @@ public:
         : listenException_(std::move(listenException)), connectException_(std::move(connectException)) {}
 
     /// Throws listenException.
-    std::shared_ptr<IListeningPort> listenSSL(std::uint16_t, std::shared_ptr<Factory>, std::shared_ptr<void>,
-                                              int = 50, const std::string& = "") override;
+    std::shared_ptr<IListeningPort> listenSSL(std::uint16_t, std::shared_ptr<Factory>, std::shared_ptr<void>, int = 50,
+                                              const std::string& = "") override;
     /// Throws connectException.
     std::shared_ptr<IConnector> connectSSL(const std::string&, std::uint16_t, std::shared_ptr<ClientFactory>,
                                            std::shared_ptr<void>, double = 30,
@@ -747,15 +747,14 @@ protected:
                                                 const std::string&) override;
     std::shared_ptr<IConnector> doConnectTCP(const std::string&, std::uint16_t, std::shared_ptr<ClientFactory>, double,
                                              std::optional<BindAddress>) override;
-    std::shared_ptr<IListeningPort> doListenUNIX(const std::string&, std::shared_ptr<Factory>, int, int,
-                                                 bool) override;
+    std::shared_ptr<IListeningPort> doListenUNIX(const std::string&, std::shared_ptr<Factory>, int, int, bool) override;
     std::shared_ptr<IConnector> doConnectUNIX(const std::string&, std::shared_ptr<ClientFactory>, double,
                                               bool) override;
     std::shared_ptr<IListeningPort> doListenUNIXDatagram(const std::string&, std::shared_ptr<DatagramProtocol>,
                                                          std::size_t, int) override;
     std::shared_ptr<IListeningPort> doConnectUNIXDatagram(const std::string&,
-                                                          std::shared_ptr<ConnectedDatagramProtocol>, std::size_t,
-                                                          int, std::optional<std::string>) override;
+                                                          std::shared_ptr<ConnectedDatagramProtocol>, std::size_t, int,
+                                                          std::optional<std::string>) override;
     std::shared_ptr<IListeningPort> doListenUDP(std::uint16_t, std::shared_ptr<DatagramProtocol>, const std::string&,
                                                 std::size_t) override;
     std::shared_ptr<IListeningPort> doListenMulticast(std::uint16_t, std::shared_ptr<DatagramProtocol>,

@@ -42,8 +42,8 @@ auto deferToThread(Reactor& reactor, F f, A... args) -> Deferred<std::invoke_res
     using R = std::invoke_result_t<F&, A&...>;
     Deferred<R> d;
     reactor.callInThread([&reactor, d, call = [f = std::move(f), ... args = std::move(args)]() mutable {
-                              return std::invoke(f, args...);
-                          }]() mutable {
+        return std::invoke(f, args...);
+    }]() mutable {
         Result<R> r = detail::captureResult<R>(call);
         reactor.callFromThread([d = std::move(d), r = std::move(r)]() mutable {
             if (!r.ok()) d.errback(r.failure());

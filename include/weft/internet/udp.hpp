@@ -114,10 +114,10 @@ private:
     std::string interface_;
     int family_ = AF_INET;
     std::uint16_t realPort_ = 0;
-    SockAddr peer_;            // length 0 until connect()
-    mutable std::string prefix_;    // logPrefix(), made once
-    SockAddr lastFrom_;        // the last sender, and its Address: a
-    Address lastFromAddress_;       // steady peer costs no formatting per datagram
+    SockAddr peer_;               // length 0 until connect()
+    mutable std::string prefix_;  // logPrefix(), made once
+    SockAddr lastFrom_;           // the last sender, and its Address: a
+    Address lastFromAddress_;     // steady peer costs no formatting per datagram
 };
 
 /// A UDP port with multicast control (Twisted udp.MulticastPort, MulticastMixin;

@@ -121,8 +121,7 @@ public:
     /// `prefixPath` names the connection in logPrefix(): the peer's path for an
     /// accepted connection, the local path for an adopted one (UNIX-9, UNIX-22);
     /// `portPath` is the listening path shown by repr().
-    Server(Reactor& reactor, int fd, std::string peerPath, int sessionno, std::string portPath,
-           std::string prefixPath);
+    Server(Reactor& reactor, int fd, std::string peerPath, int sessionno, std::string portPath, std::string prefixPath);
 
 private:
     friend class Port;
@@ -182,7 +181,7 @@ private:
     std::string path_;
     int mode_;
     bool wantPID_;
-    bool adopted_ = false;   // the socket file belongs to whoever made it
+    bool adopted_ = false;  // the socket file belongs to whoever made it
     bool lockHeld_ = false;
 };
 
@@ -196,9 +195,7 @@ public:
     /// UNIXAddress(path) (UNIX-10).
     Address getDestination() const override;
     /// The current (or last) transport; null before the first attempt.
-    std::shared_ptr<Client> transport() const noexcept {
-        return std::static_pointer_cast<Client>(currentTransport());
-    }
+    std::shared_ptr<Client> transport() const noexcept { return std::static_pointer_cast<Client>(currentTransport()); }
     const std::string& path() const noexcept { return path_; }
     bool checkPID() const noexcept { return checkPID_; }
 

@@ -46,8 +46,8 @@ inline void releaseFd(int& fd) noexcept {
 /// (a callback may have stopped the port). What the batch has to say is
 /// appended to `logs`, to be emitted after the batch.
 template <class Accepted, class Stop>
-void acceptBatch(int listenFd, int& numberAccepts, int& reservedFd, sockaddr* peer, socklen_t capacity, std::vector<PendingLog>& logs,
-                 Accepted&& accepted, Stop&& stop) {
+void acceptBatch(int listenFd, int& numberAccepts, int& reservedFd, sockaddr* peer, socklen_t capacity,
+                 std::vector<PendingLog>& logs, Accepted&& accepted, Stop&& stop) {
     const int quota = numberAccepts > 0 ? numberAccepts : 1;
     int used = 0;
     while (used < quota) {

@@ -57,8 +57,7 @@ Reason ConnectingTransport<Connection>::finishConnect() {
         // No error yet is not success: the handshake may still be running.
         sockaddr_storage peer;
         socklen_t peerLength = sizeof peer;
-        if (sys::ops.getpeername(this->fd_, reinterpret_cast<sockaddr*>(&peer), &peerLength) != 0)
-            return std::nullopt;
+        if (sys::ops.getpeername(this->fd_, reinterpret_cast<sockaddr*>(&peer), &peerLength) != 0) return std::nullopt;
     }
     if (err == 0 || err == EISCONN) {
         this->stopWriting();

@@ -190,7 +190,7 @@ template <class T>
 concept DeferredValueType = !std::is_reference_v<T> && !isWeftDeferred(static_cast<std::remove_cv_t<T>*>(nullptr));
 
 template <class T = void>
-    requires DeferredValueType<T>
+requires DeferredValueType<T>
 class Deferred;
 
 namespace detail {
@@ -281,10 +281,10 @@ struct StepOut {
 using StepFn = Function<StepOut(Core&, Slot&)>;
 
 enum class StepKind : unsigned char {
-    call,      ///< run cb on a value, eb on a Failure (either may be empty: pass through)
-    both,      ///< run cb on anything
-    handOff,   ///< give the result to `other`, which waits on this one (DEF-11)
-    fire,      ///< fire `other` with the result (chainDeferred, DEF-17)
+    call,     ///< run cb on a value, eb on a Failure (either may be empty: pass through)
+    both,     ///< run cb on anything
+    handOff,  ///< give the result to `other`, which waits on this one (DEF-11)
+    fire,     ///< fire `other` with the result (chainDeferred, DEF-17)
 };
 
 struct Step {
@@ -375,8 +375,8 @@ private:
 
 /// The part of a weft coroutine's promise that Core::cancel() needs.
 struct PromiseBase {
-    CorePtr core;                 ///< the coroutine's own Deferred (owned by the frame)
-    std::weak_ptr<Core> awaiting; ///< what the frame is suspended on (non-owning)
+    CorePtr core;                  ///< the coroutine's own Deferred (owned by the frame)
+    std::weak_ptr<Core> awaiting;  ///< what the frame is suspended on (non-owning)
     PromiseBase() = default;
     PromiseBase(const PromiseBase&) = delete;
     PromiseBase& operator=(const PromiseBase&) = delete;

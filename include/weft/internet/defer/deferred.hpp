@@ -46,7 +46,9 @@ template <class U>
 U deferredValueOf(const Deferred<U>*);  // finds Deferred<U> also as a base class
 
 template <class R>
-concept DeferredLike = requires(std::remove_cvref_t<R>* p) { detail::deferredValueOf(p); };
+concept DeferredLike = requires(std::remove_cvref_t<R>* p) {
+    detail::deferredValueOf(p);
+};
 
 template <class R>
 using DeferredValueT = decltype(detail::deferredValueOf(static_cast<std::remove_cvref_t<R>*>(nullptr)));
@@ -70,7 +72,7 @@ struct StepOutput<void, T> {
     using type = void;
 };
 template <class R, class T>
-    requires DeferredLike<R>
+requires DeferredLike<R>
 struct StepOutput<R, T> {
     using type = DeferredValueT<R>;
 };
@@ -139,12 +141,15 @@ concept CallbackOn = (std::is_void_v<T> && std::is_invocable_v<std::decay_t<F>&,
 /// g can be an errback producing type U: U, Deferred<U>, Result<U>, a Failure,
 /// or nothing for void (DEF-30).
 template <class G, class U, class... A>
-concept ErrbackTo = std::is_invocable_v<std::decay_t<G>&, Failure&&, std::decay_t<A>&&...> &&
-                    std::is_same_v<StepOutputT<std::invoke_result_t<std::decay_t<G>&, Failure&&, std::decay_t<A>&&...>, U>, U>;
+concept ErrbackTo = std::is_invocable_v < std::decay_t<G>
+&, Failure&&,
+    std::decay_t<A>&&... >
+        &&std::is_same_v<StepOutputT<std::invoke_result_t<std::decay_t<G>&, Failure&&, std::decay_t<A>&&...>, U>, U>;
 
 /// h can be an addBoth step on a chain whose current type is T.
 template <class H, class T, class... A>
-concept BothOn = std::is_invocable_v<std::decay_t<H>&, Result<T>&&, std::decay_t<A>&&...>;
+concept BothOn = std::is_invocable_v < std::decay_t<H>
+&, Result<T>&&, std::decay_t<A>&&... > ;
 
 template <class T>
 struct Promise;
@@ -189,12 +194,13 @@ private:
 /// result is a Failure go away, that Failure is logged once at critical level
 /// as "Unhandled error in Deferred:" (DEF-25).
 template <class T>
-    requires DeferredValueType<T>
+requires DeferredValueType<T>
 class Deferred {
     template <class F, class... A>
     struct Invoke {
-        using type = typename std::conditional_t<std::is_void_v<T>, std::invoke_result<std::decay_t<F>&, std::decay_t<A>&&...>,
-                                                 std::invoke_result<std::decay_t<F>&, std::add_rvalue_reference_t<T>, std::decay_t<A>&&...>>::type;
+        using type = typename std::conditional_t<
+            std::is_void_v<T>, std::invoke_result<std::decay_t<F>&, std::decay_t<A>&&...>,
+            std::invoke_result<std::decay_t<F>&, std::add_rvalue_reference_t<T>, std::decay_t<A>&&...>>::type;
     };
 
 public:
@@ -213,8 +219,8 @@ public:
     /// CancelledError is delivered. It is destroyed as soon as the Deferred fires
     /// by any route (DEF-21). An exception it throws propagates out of cancel().
     template <class C>
-        requires std::invocable<C&, Deferred<T>&>
-    explicit Deferred(C canceller, SourceLocation loc = SourceLocation::current()) : Deferred(loc) {
+    requires std::invocable < C&, Deferred<T>
+    & > explicit Deferred(C canceller, SourceLocation loc = SourceLocation::current()) : Deferred(loc) {
         core_->canceller = [c = std::move(canceller)](detail::Core& core) mutable {
             Deferred<T> self(core.shared_from_this(), detail::FromCore{});
             c(self);
@@ -230,15 +236,13 @@ public:
     /// after a cancel() without canceller (DEF-20) — and std::logic_error through
     /// a handle whose T is not the type the Deferred was created with (DEF-31).
     template <class V = T>
-        requires(!std::is_void_v<V>)
-    void callback(std::type_identity_t<V> v, SourceLocation loc = SourceLocation::current()) {
+    requires(!std::is_void_v<V>) void callback(std::type_identity_t<V> v,
+                                               SourceLocation loc = SourceLocation::current()) {
         core_->checkCreated(typeid(T));
         core_->fire(detail::Slot::of<T>(std::move(v)), loc);
     }
     /// Fires a Deferred<void> (DEF-1); throws like callback(v).
-    void callback(SourceLocation loc = SourceLocation::current())
-        requires std::is_void_v<T>
-    {
+    void callback(SourceLocation loc = SourceLocation::current()) requires std::is_void_v<T> {
         core_->checkCreated(typeid(T));
         core_->fire(detail::Slot{}, loc);
     }
@@ -255,10 +259,11 @@ public:
     }
     /// Fires the error path with a new Failure wrapping a copy of e.
     template <class E>
-        requires(!std::is_same_v<std::remove_cvref_t<E>, Failure> &&
-                 !std::is_same_v<std::remove_cvref_t<E>, std::exception_ptr> &&
-                 !std::is_same_v<std::remove_cvref_t<E>, SourceLocation>)
-    void errback(E&& e, SourceLocation loc = SourceLocation::current()) {
+    requires(!std::is_same_v<std::remove_cvref_t<E>, Failure> &&
+             !std::is_same_v<std::remove_cvref_t<E>, std::exception_ptr> &&
+             !std::is_same_v<std::remove_cvref_t<E>, SourceLocation>) void errback(E&& e,
+                                                                                   SourceLocation loc =
+                                                                                       SourceLocation::current()) {
         errback(Failure(std::forward<E>(e)), loc);
     }
     /// Fires the error path with the exception being handled; outside any
@@ -272,7 +277,7 @@ public:
     /// once if a result is available (DEF-5). Throws std::logic_error through a
     /// stale handle (DEF-31).
     template <class F, class... A>
-        requires detail::CallbackOn<F, T, A...>
+    requires detail::CallbackOn<F, T, A...>
     auto addCallback(F&& f, A&&... args) {
         using R = typename Invoke<F, A...>::type;
         using U = detail::StepOutputT<R, T>;
@@ -286,8 +291,7 @@ public:
     /// and must produce the current type: T, Deferred<T>, Result<T>, a Failure
     /// (stays on the error path) or — for void — nothing; or throw (DEF-30).
     template <class G, class... A>
-        requires detail::ErrbackTo<G, T, A...>
-    Deferred<T> addErrback(G&& g, A&&... args) {
+    requires detail::ErrbackTo<G, T, A...> Deferred<T> addErrback(G&& g, A&&... args) {
         core_->checkOutput(typeid(T));
         detail::Step s;
         s.eb = makeErrback(std::forward<G>(g), std::forward<A>(args)...);
@@ -297,15 +301,15 @@ public:
     /// Appends (h, h) (DEF-2): h takes a Result<T> followed by `args` and its
     /// output type decides the returned handle's type, as for addCallback.
     template <class H, class... A>
-        requires detail::BothOn<H, T, A...>
+    requires detail::BothOn<H, T, A...>
     auto addBoth(H&& h, A&&... args) {
         using R = std::invoke_result_t<std::decay_t<H>&, Result<T>&&, std::decay_t<A>&&...>;
         using U = detail::StepOutputT<R, T>;
         core_->checkOutput(typeid(T));
         detail::Step s;
         s.kind = detail::StepKind::both;
-        s.cb = [h = std::decay_t<H>(std::forward<H>(h)),
-                args = std::make_tuple(std::forward<A>(args)...)](detail::Core&, detail::Slot& in) mutable {
+        s.cb = [h = std::decay_t<H>(std::forward<H>(h)), args = std::make_tuple(std::forward<A>(args)...)](
+                   detail::Core&, detail::Slot& in) mutable {
             Result<T> r = detail::takeResult<T>(in);
             return detail::invokeToStepOut<U>([&]() -> decltype(auto) {
                 return std::apply(
@@ -321,7 +325,7 @@ public:
     /// Appends (f, g) as one pair (DEF-2, DEF-4): exactly one of them runs, and
     /// neither sees the other's output. Both must produce the same type U.
     template <class F, class G>
-        requires detail::CallbackOn<F, T> && detail::ErrbackTo<G, detail::StepOutputT<typename Invoke<F>::type, T>>
+    requires detail::CallbackOn<F, T> && detail::ErrbackTo<G, detail::StepOutputT<typename Invoke<F>::type, T>>
     auto addCallbacks(F&& f, G&& g) {
         using R = typename Invoke<F>::type;
         using U = detail::StepOutputT<R, T>;
@@ -413,7 +417,6 @@ public:
     Awaiter operator co_await() & noexcept { return Awaiter{core_}; }
 
 private:
-
     template <class U>
     Deferred<U> append(detail::Step s) {
         core_->setOutput(typeid(U));
@@ -424,8 +427,8 @@ private:
 
     template <class U, class F, class... A>
     static detail::StepFn makeCallback(F&& f, A&&... args) {
-        return [f = std::decay_t<F>(std::forward<F>(f)),
-                args = std::make_tuple(std::forward<A>(args)...)](detail::Core&, detail::Slot& in) mutable {
+        return [f = std::decay_t<F>(std::forward<F>(f)), args = std::make_tuple(std::forward<A>(args)...)](
+                   detail::Core&, detail::Slot& in) mutable {
             if constexpr (std::is_void_v<T>) {
                 return detail::invokeToStepOut<U>([&]() -> decltype(auto) { return std::apply(f, std::move(args)); });
             } else {
@@ -452,8 +455,8 @@ private:
         static_assert(std::is_same_v<detail::StepOutputT<R, U>, U>,
                       "an errback must produce the chain's current type: T, Deferred<T>, Result<T>, a Failure, "
                       "or nothing for void (DEF-30)");
-        return [g = std::decay_t<G>(std::forward<G>(g)),
-                args = std::make_tuple(std::forward<A>(args)...)](detail::Core&, detail::Slot& in) mutable {
+        return [g = std::decay_t<G>(std::forward<G>(g)), args = std::make_tuple(std::forward<A>(args)...)](
+                   detail::Core&, detail::Slot& in) mutable {
             Failure f = std::move(in.failure());
             return detail::invokeToStepOut<U>([&]() -> decltype(auto) {
                 return std::apply(
@@ -553,7 +556,7 @@ struct Promise : PromiseValue<T> {
 /// destroyed unfired, the frame is destroyed without resuming. Works from
 /// other coroutine types too (no ownership, no cancel propagation).
 template <class T>
-    requires DeferredValueType<T>
+requires DeferredValueType<T>
 struct Deferred<T>::Awaiter {
     detail::CorePtr awaited;
     detail::Slot slot{};
@@ -576,8 +579,7 @@ struct Deferred<T>::Awaiter {
         }
         detail::Step s;
         s.kind = detail::StepKind::both;
-        s.cb = [owner = detail::FrameOwner(h, ours), self = this, promise](detail::Core& core,
-                                                                            detail::Slot&) mutable {
+        s.cb = [owner = detail::FrameOwner(h, ours), self = this, promise](detail::Core& core, detail::Slot&) mutable {
             self->slot = core.take();
             if (promise) promise->awaiting.reset();
             owner.release().resume();
@@ -622,10 +624,10 @@ Deferred<T> fail(std::exception_ptr e, SourceLocation loc = SourceLocation::curr
 }
 /// fail() with a new Failure wrapping a copy of e.
 template <class T = void, class E>
-    requires(!std::is_same_v<std::remove_cvref_t<E>, Failure> &&
-             !std::is_same_v<std::remove_cvref_t<E>, std::exception_ptr> &&
-             !std::is_same_v<std::remove_cvref_t<E>, SourceLocation>)
-Deferred<T> fail(E&& e, SourceLocation loc = SourceLocation::current()) {
+requires(!std::is_same_v<std::remove_cvref_t<E>, Failure> &&
+         !std::is_same_v<std::remove_cvref_t<E>, std::exception_ptr> &&
+         !std::is_same_v<std::remove_cvref_t<E>, SourceLocation>)
+    Deferred<T> fail(E&& e, SourceLocation loc = SourceLocation::current()) {
     return fail<T>(Failure(std::forward<E>(e)), loc);
 }
 /// fail() with the exception being handled; throws NoCurrentExceptionError
@@ -647,7 +649,8 @@ struct MaybeDeferredType {
 /// gives fail(f) (a Deferred<void>); a Result<U> gives succeed/fail; a throw
 /// gives fail; a value v gives succeed(v); void gives succeed().
 template <class F, class... A>
-auto maybeDeferred(F&& f, A&&... args) -> Deferred<typename detail::MaybeDeferredType<std::invoke_result_t<F, A...>>::type> {
+auto maybeDeferred(F&& f, A&&... args)
+    -> Deferred<typename detail::MaybeDeferredType<std::invoke_result_t<F, A...>>::type> {
     using R = std::invoke_result_t<F, A...>;
     using U = typename detail::MaybeDeferredType<R>::type;
     try {
@@ -699,8 +702,7 @@ Deferred<T> ensureDeferred(Deferred<T> d) {
 /// (DEF-52). Anything that is neither a Deferred nor awaitable does not
 /// compile (Twisted: NotACoroutineError).
 template <class A>
-    requires(detail::Awaitable<A> && !detail::DeferredLike<A>)
-Deferred<detail::AwaitResultT<A>> ensureDeferred(A a) {
+requires(detail::Awaitable<A> && !detail::DeferredLike<A>) Deferred<detail::AwaitResultT<A>> ensureDeferred(A a) {
     if constexpr (std::is_void_v<detail::AwaitResultT<A>>) {
         co_await std::move(a);
     } else {

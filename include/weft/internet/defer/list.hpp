@@ -149,10 +149,8 @@ public:
     /// defer::FailureGroup (Failures in input order) when every member fails, or
     /// with defer::FirstError at the first Failure under fireOnOneErrback.
     template <class V = T>
-        requires(!std::is_void_v<V>)
-    static Deferred<std::pair<V, std::size_t>> fireOnOneCallback(std::vector<Deferred<V>> ds,
-                                                                 DeferredListOptions options = {},
-                                                                 SourceLocation loc = SourceLocation::current()) {
+    requires(!std::is_void_v<V>) static Deferred<std::pair<V, std::size_t>> fireOnOneCallback(
+        std::vector<Deferred<V>> ds, DeferredListOptions options = {}, SourceLocation loc = SourceLocation::current()) {
         using R = std::pair<V, std::size_t>;
         return detail::buildList<V, R, true>(std::move(ds), options, Deferred<R>(loc));
     }
@@ -208,8 +206,7 @@ struct GatherState {
 /// values, or defer::FirstError at the first Failure (DEF-42). Member values
 /// pass on unchanged (copied).
 template <class... A>
-    requires(sizeof...(A) > 0 && (!std::is_void_v<A> && ...))
-Deferred<std::tuple<A...>> gatherResults(Deferred<A>... ds) {
+requires(sizeof...(A) > 0 && (!std::is_void_v<A> && ...)) Deferred<std::tuple<A...>> gatherResults(Deferred<A>... ds) {
     Deferred<std::tuple<A...>> out;
     out.detailCore()->cancelOverride = [members = std::vector<std::weak_ptr<detail::Core>>{ds.detailCore()...}](
                                            detail::Core&) { detail::cancelMembers(members); };
@@ -281,7 +278,8 @@ struct RaceState {
 /// cancels every member. With no members it never fires.
 template <class T>
 auto race(std::vector<Deferred<T>> ds, SourceLocation loc = SourceLocation::current()) {
-    using R = std::conditional_t<std::is_void_v<T>, std::size_t, std::pair<std::size_t, std::conditional_t<std::is_void_v<T>, int, T>>>;
+    using R = std::conditional_t<std::is_void_v<T>, std::size_t,
+                                 std::pair<std::size_t, std::conditional_t<std::is_void_v<T>, int, T>>>;
     auto weakState = std::make_shared<std::weak_ptr<detail::RaceState<T, R>>>();
     Deferred<R> out(
         [weakState](Deferred<R>&) {
