@@ -273,7 +273,7 @@ void WriteQueue::clear() noexcept {
 FileDescriptor::FileDescriptor(Reactor& reactor) : reactor_(reactor) { reactor_.trackLive(this); }
 
 FileDescriptor::~FileDescriptor() {
-    if (listed_) reactor_.untrackLive(this);
+    if (liveIndex_ != kNotLive) reactor_.untrackLive(this);
 }
 
 void FileDescriptor::setConnected() noexcept {

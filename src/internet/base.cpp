@@ -200,7 +200,9 @@ Reactor::~Reactor() {
     if (pool_) pool_->stop();
     // Drop registrations before the poller; descriptors are released, not notified.
     regs_->clear();
-    while (liveHead_) untrackLive(liveHead_);  // descriptors that outlive us must not reach back
+    for (FileDescriptor* d : live_)
+        d->liveIndex_ = FileDescriptor::kNotLive;  // those that outlive us must not reach back
+    live_.clear();
     byFd_.clear();
 }
 
@@ -903,25 +905,25 @@ void Reactor::disconnectAll() {
     // closing while a producer is still registered) is told too. Otherwise it
     // and its protocol, which hold each other, would outlive the reactor.
     std::vector<std::shared_ptr<FileDescriptor>> open;
-    for (FileDescriptor* d = liveHead_; d; d = d->liveNext_)
+    for (FileDescriptor* d : live_)
         if (!d->disconnected())
             if (auto held = d->weak_from_this().lock()) open.push_back(std::move(held));
     for (auto& d : open) tell(*d);
 }
 
-void Reactor::trackLive(FileDescriptor* d) noexcept {
-    d->listed_ = true;
-    d->liveNext_ = liveHead_;
-    if (liveHead_) liveHead_->livePrev_ = d;
-    liveHead_ = d;
+void Reactor::trackLive(FileDescriptor* d) {
+    d->liveIndex_ = static_cast<std::uint32_t>(live_.size());
+    live_.push_back(d);
 }
 
 void Reactor::untrackLive(FileDescriptor* d) noexcept {
-    if (d->livePrev_) d->livePrev_->liveNext_ = d->liveNext_;
-    else if (liveHead_ == d) liveHead_ = d->liveNext_;
-    if (d->liveNext_) d->liveNext_->livePrev_ = d->livePrev_;
-    d->livePrev_ = d->liveNext_ = nullptr;
-    d->listed_ = false;
+    std::uint32_t i = d->liveIndex_;
+    if (i >= live_.size() || live_[i] != d) return;
+    FileDescriptor* last = live_.back();
+    live_[i] = last;
+    last->liveIndex_ = i;
+    live_.pop_back();
+    d->liveIndex_ = FileDescriptor::kNotLive;
 }
 
 void Reactor::runUntilCurrent() {

@@ -14,9 +14,7 @@ IConsumer* asConsumer(const std::shared_ptr<ITransport>& t) { return dynamic_cas
 // or closed (the protocol holds its transport after the loss; someone may hold it).
 bool gone(const std::shared_ptr<ITransport>& t) {
     if (!t) return true;
-    if (auto* status = dynamic_cast<const ITransportStatus*>(t.get()))
-        return !status->isConnected() || status->isDisconnecting();
-    return false;
+    return !t->isConnected() || t->isDisconnecting();
 }
 
 // Shuts t's write half if it can be shut alone; false if it cannot.

@@ -94,8 +94,7 @@ private:
 /// caller's stack (FD-14, Better than Twisted).
 class WEFT_EXPORT FileDescriptor : public IReadWriteDescriptor,
                                    public IHalfCloseableDescriptor,
-                                   public virtual IHalfCloseableTransport,
-                                   public ITransportStatus,
+                                   public IHalfCloseableTransport,
                                    public IConsumer,
                                    public IPushProducer,
                                    public ITransport,
@@ -240,17 +239,18 @@ private:
     detail::WriteQueue queue_;
     std::shared_ptr<IProducer> producer_;
     IPushProducer* pushProducer_ = nullptr;
+    // Where this descriptor is in the reactor's list of descriptors alive on it
+    // (Reactor::disconnectAll tells those it no longer watches; R-7, Better
+    // than Twisted); kNotLive once the reactor is gone. With the one-byte
+    // fields below it fills one word, as the flags alone did before.
+    friend class Reactor;
+    static constexpr std::uint32_t kNotLive = UINT32_MAX;
+    std::uint32_t liveIndex_ = kNotLive;
     State state_ = State::fresh;
     WriteHalf writeHalf_ = WriteHalf::open;
-    bool streaming_ = false;
-    bool producerPaused_ = false;
-    bool lossScheduled_ = false;
-    bool listed_ = false;  // on the reactor's list below (false once the reactor is gone)
-    // The reactor's list of descriptors alive on it (Reactor::disconnectAll
-    // tells those it no longer watches; R-7, Better than Twisted).
-    friend class Reactor;
-    FileDescriptor* livePrev_ = nullptr;
-    FileDescriptor* liveNext_ = nullptr;
+    bool streaming_ : 1 = false;
+    bool producerPaused_ : 1 = false;
+    bool lossScheduled_ : 1 = false;
 };
 
 }  // namespace weft

@@ -385,7 +385,7 @@ private:
     // destruction: shutdown tells those still open that are in no reader or
     // writer set (paused, or closing behind a producer), so that no transport
     // and protocol outlive the reactor holding each other.
-    void trackLive(FileDescriptor* d) noexcept;
+    void trackLive(FileDescriptor* d);
     void untrackLive(FileDescriptor* d) noexcept;
 
     // The loop
@@ -437,8 +437,8 @@ private:
     std::vector<std::uint64_t> pendingReductions_;  // tokens whose poller interest is to shrink
     bool flushing_ = false;
     std::uint32_t nextGen_ = 1;
-    std::uint64_t waits_ = 0;             // readiness waits begun, numbering their events for dispatch()
-    FileDescriptor* liveHead_ = nullptr;  // trackLive's list
+    std::uint64_t waits_ = 0;            // readiness waits begun, numbering their events for dispatch()
+    std::vector<FileDescriptor*> live_;  // trackLive's list (each knows its index)
 
     // thread calls
     mutable std::mutex threadMu_;

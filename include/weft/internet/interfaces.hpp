@@ -465,6 +465,13 @@ public:
     /// The remote and local addresses; still answered after the connection is lost.
     virtual Address getPeer() const = 0;
     virtual Address getHost() const = 0;
+    /// True from the moment the transport carries bytes until it is aborted
+    /// or connectionLost runs; still true while a loseConnection() is pending
+    /// (Twisted's `connected` attribute). The default: always connected.
+    virtual bool isConnected() const noexcept { return true; }
+    /// True once loseConnection() was asked for, until connectionLost
+    /// (Twisted's `disconnecting` attribute). The default: never.
+    virtual bool isDisconnecting() const noexcept { return false; }
 
     void write(std::string_view s) { write(asBytes(s)); }
 };
@@ -487,25 +494,14 @@ public:
     virtual void loseWriteConnection() = 0;
 };
 
-/// Where a transport is in its life, for code that holds only an ITransport
-/// (weft's: Twisted code reads the `connected` and `disconnecting` attributes
-/// every transport has). FileDescriptor implements it.
-class WEFT_EXPORT ITransportStatus {
-public:
-    virtual ~ITransportStatus() = default;
-    /// True from the moment the transport carries bytes until it is aborted
-    /// or connectionLost runs; still true while a loseConnection() is pending
-    /// (Twisted `connected`).
-    virtual bool isConnected() const noexcept = 0;
-    /// True once loseConnection() was asked for, until connectionLost (Twisted
-    /// `disconnecting`).
-    virtual bool isDisconnecting() const noexcept = 0;
-};
-
 /// A TCP connection (Twisted ITCPTransport, less what ITransport has):
 /// half-close, abort and the socket options. tcp::Connection implements it.
-class WEFT_EXPORT ITCPTransport : public virtual IHalfCloseableTransport {
+class WEFT_EXPORT ITCPTransport {
 public:
+    virtual ~ITCPTransport() = default;
+    /// As IHalfCloseableTransport's (declared again, not inherited: a transport
+    /// implements both, and one more base costs every connection a pointer).
+    virtual void loseWriteConnection() = 0;
     /// Drops what is queued, stops all I/O and reports
     /// connectionLost(ConnectionAborted) later, from the reactor; the peer
     /// sees a reset. A no-op once disconnected or aborting (TCP-32, TCP-33).

@@ -117,8 +117,9 @@ protected:
     /// Closes `fd_` without ending the stream (a connect attempt that failed).
     void dropDescriptor() noexcept;
 
-    int fd_;
+    // The protocol first: the descriptor and the read half then share one word.
     std::shared_ptr<Protocol> protocol_;
+    int fd_;
 
 private:
     ReadHalf readHalf_ = ReadHalf::open;
@@ -175,8 +176,8 @@ protected:
     void start(std::shared_ptr<Protocol> protocol) { this->startProtocol(std::move(protocol)); }
 
 private:
-    int sessionno_;
     mutable std::unique_ptr<std::string> prefix_;  // made on first use: idle connections stay small
+    int sessionno_;                                // last: a derived class's small fields fit in the padding after it
 };
 
 class BaseConnector;

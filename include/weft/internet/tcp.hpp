@@ -63,6 +63,8 @@ public:
     void setTcpNoDelay(bool enabled) override;
     bool getTcpKeepAlive() const override;
     void setTcpKeepAlive(bool enabled) override;
+    /// See FileDescriptor::loseWriteConnection (FD-31, TCP-28).
+    void loseWriteConnection() override { SocketTransport::loseWriteConnection(); }
     /// See StreamTransport::abortConnection (TCP-32, TCP-33).
     void abortConnection() override { SocketTransport::abortConnection(); }
 
