@@ -53,13 +53,15 @@ using weft::detail::hexId;
 // ---- Connection ---------------------------------------------------------------------
 
 void Connection::closeDescriptor(bool abort) noexcept {
-    if (fd_ >= 0 && !host_)
-        host_ = std::make_unique<SockAddr>(SockAddr::localOf(fd_));  // getHost() answers after the close
+    // getHost() answers after the close: from what is known, or from the kernel now.
+    if (fd_ >= 0 && !host_ && knownLocal().length == 0) host_ = std::make_unique<SockAddr>(SockAddr::localOf(fd_));
     SocketTransport::closeDescriptor(abort);
 }
 
 Address Connection::getHost() const {
-    if (!host_ && fd_ >= 0) host_ = std::make_unique<SockAddr>(SockAddr::localOf(fd_));
+    if (host_) return host_->toAddress();
+    if (SockAddr known = knownLocal(); known.length != 0) return known.toAddress();
+    if (fd_ >= 0) host_ = std::make_unique<SockAddr>(SockAddr::localOf(fd_));
     return host_ ? host_->toAddress() : Address(NoAddress());
 }
 
@@ -80,7 +82,22 @@ Server::Server(Reactor& reactor, int fd, const SockAddr& peer, int sessionno, st
                const SockAddr* local)
     : AcceptedTransport(sessionno, reactor, fd), portNumber_(portNumber) {
     peer_ = peer;
-    if (local) host_ = std::make_unique<SockAddr>(*local);
+    // An IPv4 local address costs the connection 4 bytes instead of a getsockname
+    // at the close; another is asked for when needed.
+    if (local && local->family() == AF_INET && local->port() == portNumber) {
+        localKnown_ = true;
+        localIPv4_ = local->u.v4.sin_addr.s_addr;
+    }
+}
+
+SockAddr Server::knownLocal() const noexcept {
+    SockAddr a;
+    if (!localKnown_) return a;
+    a.u.v4.sin_family = AF_INET;
+    a.u.v4.sin_port = htons(portNumber_);
+    a.u.v4.sin_addr.s_addr = localIPv4_;
+    a.length = sizeof(sockaddr_in);
+    return a;
 }
 
 std::string Server::peerName() const {

@@ -72,9 +72,12 @@ protected:
     Connection(Reactor& reactor, int fd) noexcept : SocketTransport(reactor, fd) {}
     /// Keeps the local address for getHost() before the socket goes.
     void closeDescriptor(bool abort) noexcept override;
+    /// The local address when it is known without asking the kernel (an
+    /// accepted connection on a port bound to one IPv4 address); length 0 otherwise.
+    virtual SockAddr knownLocal() const noexcept { return {}; }
 
     SockAddr peer_;
-    mutable std::unique_ptr<SockAddr> host_;  // asked for, known from the port, or kept at the close
+    mutable std::unique_ptr<SockAddr> host_;  // asked for, or kept at the close
 };
 
 /// An accepted connection (Twisted tcp.Server).
@@ -91,7 +94,10 @@ private:
     friend class ::weft::Reactor;
     std::string peerName() const override;
     std::string where() const override { return std::to_string(portNumber_); }
+    SockAddr knownLocal() const noexcept override;
     std::uint16_t portNumber_;
+    bool localKnown_ = false;
+    std::uint32_t localIPv4_ = 0;  // network order; with portNumber_, the local address when localKnown_
 };
 
 /// An outgoing connection (Twisted tcp.Client), created by a Connector: the
