@@ -123,11 +123,6 @@ Client::Client(Reactor& reactor, std::shared_ptr<Connector> connector)
 
 const Connector& Client::connector() const noexcept { return static_cast<const Connector&>(*connector_); }
 
-std::string Client::repr() const {
-    Address dest = connector_ ? connector_->getDestination() : peer_.toAddress();
-    return fmt::format("<weft::tcp::Client to {} at {}>", addressStr(dest), hexId(this));
-}
-
 void Client::attempt() {
     const std::string& host = connector().host();
     std::uint16_t port = connector().port();

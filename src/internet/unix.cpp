@@ -353,10 +353,6 @@ Client::Client(Reactor& reactor, std::shared_ptr<Connector> connector)
 
 const Connector& Client::connector() const noexcept { return static_cast<const Connector&>(*connector_); }
 
-std::string Client::repr() const {
-    return fmt::format("<weft::unix_::Client to {} at {}>", addressStr(UNIXAddress(peerPath_)), hexId(this));
-}
-
 void Client::attempt() {
     const std::string& path = peerPath_;
     if (connector().checkPID() && !isLocked(path + ".lock")) {  // UNIX-12: no connection is attempted

@@ -211,6 +211,8 @@ class ConnectingTransport : public Connection, public IConnectingTransport {
 public:
     /// "Uninitialized" until connected, then "<protocol logPrefix>,client" (TCP-41).
     std::string logPrefix() const override;
+    /// "<weft::tcp::Client to <destination> at <id in hex>>" (TCP-44).
+    std::string repr() const;
     Reason doRead() override;
     Reason doWrite() override;
     void connectionLost(const Failure& reason) override;

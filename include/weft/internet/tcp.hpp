@@ -106,8 +106,6 @@ private:
 class WEFT_EXPORT Client final : public ConnectingTransport<Connection> {
 public:
     Client(Reactor& reactor, std::shared_ptr<Connector> connector);
-    /// "<Client to <address> at <id in hex>>" (TCP-44).
-    std::string repr() const;
 
 private:
     void attempt() override;

@@ -136,8 +136,6 @@ private:
 class WEFT_EXPORT Client final : public ConnectingTransport<Connection> {
 public:
     Client(Reactor& reactor, std::shared_ptr<Connector> connector);
-    /// "<Client to <address> at <id in hex>>".
-    std::string repr() const;
 
 private:
     void attempt() override;

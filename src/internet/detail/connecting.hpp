@@ -7,11 +7,13 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <typeinfo>
 
 #include <weft/internet/error.hpp>
 #include <weft/internet/stream.hpp>
 #include <weft/log.hpp>
 
+#include "internet/detail/sysutil.hpp"
 #include "sys/syscalls.hpp"
 
 namespace weft {
@@ -21,6 +23,14 @@ std::string ConnectingTransport<Connection>::logPrefix() const {
     if (phase_ != Phase::done || !this->protocol_) return prefix_.empty() ? std::string("Uninitialized") : prefix_;
     if (prefix_.empty()) prefix_ = FileDescriptor::getLogPrefix(*this->protocol_) + ",client";
     return prefix_;
+}
+
+template <class Connection>
+std::string ConnectingTransport<Connection>::repr() const {
+    Address destination = connector_ ? connector_->getDestination() : connectedPeer();
+    const auto& self = *this;
+    return "<" + demangle(typeid(self).name()) + " to " + addressStr(destination) + " at " + weft::detail::hexId(this) +
+           ">";
 }
 
 template <class Connection>
