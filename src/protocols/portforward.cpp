@@ -7,8 +7,8 @@ namespace weft::portforward {
 // The transports are asked for what they offer through interfaces
 // (cross-casts), so any stream transport can be forwarded.
 namespace {
-IPushProducer* asPushProducer(const std::shared_ptr<ITransport>& t) { return dynamic_cast<IPushProducer*>(t.get()); }
-IConsumer* asConsumer(const std::shared_ptr<ITransport>& t) { return dynamic_cast<IConsumer*>(t.get()); }
+IPushProducer* asPushProducer(const std::shared_ptr<ITransport>& t) { return t ? t->asInputProducer() : nullptr; }
+IConsumer* asConsumer(const std::shared_ptr<ITransport>& t) { return t ? t->asConsumer() : nullptr; }
 
 // True once a side can no longer be linked: no transport, or one that is closing
 // or closed (the protocol holds its transport after the loss; someone may hold it).
@@ -62,8 +62,8 @@ void ProxyClient::connectionMade() {
     auto* mine = asPushProducer(transport);
     auto* theirs = asPushProducer(peer->transport);
     if (mine && theirs) {
-        asConsumer(peer->transport)->registerProducer(std::dynamic_pointer_cast<IProducer>(transport), true);
-        asConsumer(transport)->registerProducer(std::dynamic_pointer_cast<IProducer>(peer->transport), true);
+        asConsumer(peer->transport)->registerProducer(std::shared_ptr<IProducer>(transport, mine), true);
+        asConsumer(transport)->registerProducer(std::shared_ptr<IProducer>(peer->transport, theirs), true);
     }
     if (theirs) theirs->resumeProducing();
 }

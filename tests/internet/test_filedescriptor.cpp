@@ -26,6 +26,7 @@
 
 #include <weft/internet/abstract.hpp>
 #include <weft/internet/address.hpp>
+#include <weft/internet/testing.hpp>
 #include <weft/internet/error.hpp>
 
 #include "support/faults.hpp"
@@ -1744,6 +1745,19 @@ TEST_P(FileDescriptorTest, FD_41_closedTransportIsInertAndStillAnswersAddresses)
 // =====================================================================================
 // Interfaces
 // =====================================================================================
+
+TEST_P(FileDescriptorTest, FD_42_itsRolesAreReachedFromITransportWithoutACast) {
+    // FD-42: code holding only an ITransport reaches the transport's consumer and
+    // input-producer roles through ITransport (what the port forwarder and the tool use).
+    auto t = std::make_shared<BareFD>(reactor());
+    ITransport& asTransport = *t;
+    EXPECT_EQ(asTransport.asConsumer(), static_cast<IConsumer*>(t.get()));
+    EXPECT_EQ(asTransport.asInputProducer(), static_cast<IPushProducer*>(t.get()));
+    weft::testing::StringTransport plain;
+    ITransport& other = plain;
+    EXPECT_EQ(other.asConsumer(), static_cast<IConsumer*>(&plain));
+    EXPECT_EQ(other.asInputProducer(), static_cast<IPushProducer*>(&plain));
+}
 
 TEST_P(FileDescriptorTest, FD_42_fileDescriptorImplementsTheInterfaces) {
     // FD-42/FD-46: FileDescriptor is an IConsumer, IPushProducer, ITransport, IReadWriteDescriptor, IHalfCloseableDescriptor, ILoggingContext.

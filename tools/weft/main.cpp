@@ -153,11 +153,11 @@ class Echo final : public weft::Protocol, public weft::IHalfCloseableProtocol {
 public:
     void connectionMade() override {
         // The transport produces what it echoes: reading pauses while the output is full.
-        auto consumer = std::dynamic_pointer_cast<weft::IConsumer>(transport);
-        auto producer = std::dynamic_pointer_cast<weft::IPushProducer>(transport);
+        auto* consumer = transport->asConsumer();
+        auto* producer = transport->asInputProducer();
         if (consumer && producer) {
-            consumer->registerProducer(std::move(producer), true);
-            consumer_ = consumer.get();
+            consumer->registerProducer(std::shared_ptr<weft::IPushProducer>(transport, producer), true);
+            consumer_ = consumer;
         }
     }
     void dataReceived(weft::Bytes data) override { transport->write(data); }

@@ -130,6 +130,8 @@ public:
     bool disconnected() const noexcept { return state_ == State::disconnected; }
     bool isConnected() const noexcept override { return connected(); }
     bool isDisconnecting() const noexcept override { return disconnecting(); }
+    IConsumer* asConsumer() noexcept override { return this; }
+    IPushProducer* asInputProducer() noexcept override { return this; }
     /// Unsent bytes queued.
     std::size_t pendingBytes() const noexcept { return queue_.size(); }
 

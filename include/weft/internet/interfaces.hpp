@@ -472,6 +472,13 @@ public:
     /// True once loseConnection() was asked for, until connectionLost
     /// (Twisted's `disconnecting` attribute). The default: never.
     virtual bool isDisconnecting() const noexcept { return false; }
+    /// The transport as the consumer of what is written to it (to register a
+    /// producer), or null. A virtual call instead of a cross-cast, which walks
+    /// a transport's class hierarchy (measured: ≈ 1 200 instructions each).
+    virtual IConsumer* asConsumer() noexcept { return nullptr; }
+    /// The transport as the push producer of what it reads (to pause and
+    /// resume reading, or to register as another consumer's producer), or null.
+    virtual IPushProducer* asInputProducer() noexcept { return nullptr; }
 
     void write(std::string_view s) { write(asBytes(s)); }
 };

@@ -33,6 +33,8 @@ class WEFT_EXPORT FakeTransport : public ITransport,
                                   public IPushProducer,
                                   public virtual ILoggingContext {
 public:
+    IConsumer* asConsumer() noexcept override { return this; }
+    IPushProducer* asInputProducer() noexcept override { return this; }
     /// A transport delivering to `protocol`; isServer: the accepting side.
     /// hostAddress/peerAddress: what getHost()/getPeer() return (NoAddress
     /// when not given, Twisted's FakeAddress).

@@ -88,6 +88,7 @@ WEFT_EXPORT void collapsingPumpPolicy(LoopbackQueue& queue, Protocol& target);
 /// the transport is inert: writes are ignored.
 class WEFT_EXPORT LoopbackTransport : public ITransport, public IConsumer {
 public:
+    IConsumer* asConsumer() noexcept override { return this; }
     /// Internal: made by loopbackAsync().
     LoopbackTransport(std::shared_ptr<detail::Session> session, int side);
 
@@ -193,6 +194,7 @@ WEFT_EXPORT Deferred<void> loopbackUNIX(Reactor& reactor, std::shared_ptr<Protoc
 /// it); clearBuffer() does nothing for a target that is gone.
 class WEFT_EXPORT LoopbackRelay : public ITransport, public IConsumer, public virtual ILoggingContext {
 public:
+    IConsumer* asConsumer() noexcept override { return this; }
     /// A relay delivering to target.
     explicit LoopbackRelay(std::shared_ptr<Protocol> target);
 

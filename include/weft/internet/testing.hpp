@@ -49,6 +49,10 @@ namespace weft::testing {
 /// under test must use only ITransport/IConsumer/IPushProducer.
 class WEFT_EXPORT StringTransport : public ITransport, public IConsumer, public IPushProducer {
 public:
+    /// ITransport's ways to this object's other roles (no cross-cast needed).
+    IConsumer* asConsumer() noexcept override { return this; }
+    IPushProducer* asInputProducer() noexcept override { return this; }
+
     /// Its state in its role as a push producer (Twisted `producerState`).
     enum class ProducerState { producing, paused, stopped };
 
