@@ -305,21 +305,22 @@ void Reactor::setPollerInterest(Registration& r, unsigned interest, bool removin
         if (gainsRead) r.readArmedAt = waits_;
         r.inPoller = true;
         r.polled = static_cast<std::uint8_t>(interest);
-    } catch (const std::system_error& e) {
+    } catch (...) {
         // Removing interest never fails: if the backend refuses (the fd was closed
-        // behind the reactor's back, R-43), the registration is dead, so forget it.
+        // behind the reactor's back, R-43), the registration is dead, so forget it. A
+        // descriptor refused at its first registration is named as regFor's check names it.
         const bool fresh = !r.inPoller;
         std::string what = fresh && r.owner
                                ? r.owner->logPrefix() + ": cannot register descriptor " + std::to_string(r.fd())
                                : std::string();
         if (removing || interest == 0 || fresh) dropReg(r);
         if (removing) return;
-        if (!what.empty()) throw std::system_error(e.code(), what);  // as regFor's own check says it
-        throw;
-    } catch (...) {
-        if (removing || interest == 0 || !r.inPoller) dropReg(r);
-        if (removing) return;
-        throw;
+        if (what.empty()) throw;
+        try {
+            throw;
+        } catch (const std::system_error& e) {
+            throw std::system_error(e.code(), what);
+        }
     }
 }
 

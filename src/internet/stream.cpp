@@ -139,14 +139,6 @@ void StreamTransport::connectionLost(const Failure& reason) {
 
 // ---- SocketTransport ------------------------------------------------------------------
 
-Failure SocketTransport::errorReason() const {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (fd_ >= 0 && sys::ops.getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0)
-        return Failure(ConnectionLost(errnoCode(err)));
-    return Failure(ConnectionLost());
-}
-
 ssize_t SocketTransport::readSome(std::byte* into, std::size_t room, Reason&) {
     return sys::ops.recv(fd_, into, room, 0);
 }

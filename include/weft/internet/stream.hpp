@@ -9,7 +9,7 @@
 //                    StreamTransports; nothing here assumes a socket.
 //   SocketTransport  a StreamTransport on a stream socket: recv/send with
 //                    MSG_NOSIGNAL, shutdown(SHUT_WR) for half-close, a reset
-//                    on abort, the pending error from SO_ERROR. TCP and UNIX
+//                    on abort. TCP and UNIX
 //                    stream connections derive from it.
 //   AcceptedTransport<Connection>
 //                    what an accepted socket adds: its session number and
@@ -126,11 +126,8 @@ private:
 };
 
 /// A StreamTransport on a stream socket (TCP or UNIX).
+/// (IFileDescriptor's default errorReason() already reads SO_ERROR.)
 class WEFT_EXPORT SocketTransport : public StreamTransport {
-public:
-    /// The socket's pending error (SO_ERROR) as ConnectionLost(errno).
-    Failure errorReason() const override;
-
 protected:
     using StreamTransport::StreamTransport;
     /// recv(2) through the seam.
