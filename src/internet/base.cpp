@@ -362,6 +362,14 @@ void Reactor::addInternalReader(std::shared_ptr<IReadDescriptor> reader) {
     updateInterest(r);
 }
 
+void Reactor::removeInternalReader(IReadDescriptor* reader) {
+    if (!reader) return;
+    auto* r = findReg(reader);
+    if (!r || !r->internal) return;
+    r->reader = nullptr;
+    updateInterest(*r, true);  // no interest left: the registration goes
+}
+
 void Reactor::addReader(std::shared_ptr<IReadDescriptor> reader) {
     if (!reader) throw std::invalid_argument("addReader: null descriptor");
     IReadDescriptor* raw = reader.get();

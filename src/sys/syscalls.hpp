@@ -32,10 +32,13 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 
 #include <weft/export.hpp>
 
 namespace weft::sys {
+
+struct SpawnRequest;  // src/sys/spawn.hpp
 
 struct Ops {
     ssize_t (*read)(int, void*, size_t);
@@ -82,6 +85,19 @@ struct Ops {
     int (*epoll_wait)(int, epoll_event*, int, int);
     int (*poll)(pollfd*, nfds_t, int);
     int (*select)(int, fd_set*, fd_set*, fd_set*, timeval*);
+    // Child processes (process.cpp): pipes, the search for a program, the
+    // spawn itself (src/sys/spawn.cpp: a clone(CLONE_VM|CLONE_VFORK) child
+    // that execs; -1 with errno for a failure of the parent or the child),
+    // pidfds, waiting, terminals and the ids a child inherits.
+    int (*pipe2)(int*, int);
+    int (*access)(const char*, int);
+    pid_t (*spawn)(SpawnRequest*);
+    int (*pidfd_open)(pid_t, unsigned);
+    int (*pidfd_send_signal)(int, int, siginfo_t*, unsigned);
+    int (*waitid)(idtype_t, id_t, siginfo_t*, int);
+    int (*ioctl)(int, unsigned long, void*);  // ioctl(2) with a fixed signature (it is variadic)
+    uid_t (*geteuid)();
+    gid_t (*getegid)();
 };
 
 /// The table in use; tests swap entries, production never does.

@@ -231,6 +231,36 @@ int hookSelect(int n, fd_set* r, fd_set* w, fd_set* e, timeval* timeout) {
     return plain(Call::select, -1, [&] { return sys::kernelOps.select(n, r, w, e, timeout); });
 }
 
+// Child processes.
+int hookPipe2(int* fds, int flags) {
+    return plain(Call::pipe2, -1, [&] { return sys::kernelOps.pipe2(fds, flags); });
+}
+int hookAccess(const char* path, int mode) {
+    return onPath(Call::access, path, [&] { return sys::kernelOps.access(path, mode); });
+}
+pid_t hookSpawn(sys::SpawnRequest* req) {
+    return static_cast<pid_t>(plain(Call::spawn, -1, [&] { return static_cast<int>(sys::kernelOps.spawn(req)); }));
+}
+int hookPidfdOpen(pid_t pid, unsigned flags) {
+    return plain(Call::pidfd_open, -1, [&] { return sys::kernelOps.pidfd_open(pid, flags); });
+}
+int hookPidfdSendSignal(int pidfd, int sig, siginfo_t* info, unsigned flags) {
+    return plain(Call::pidfd_send_signal, pidfd,
+                 [&] { return sys::kernelOps.pidfd_send_signal(pidfd, sig, info, flags); });
+}
+int hookWaitid(idtype_t type, id_t id, siginfo_t* info, int options) {
+    return plain(Call::waitid, -1, [&] { return sys::kernelOps.waitid(type, id, info, options); });
+}
+int hookIoctl(int fd, unsigned long request, void* arg) {
+    return plain(Call::ioctl, fd, [&] { return sys::kernelOps.ioctl(fd, request, arg); });
+}
+uid_t hookGeteuid() {
+    return static_cast<uid_t>(plain(Call::geteuid, -1, [&] { return static_cast<int>(sys::kernelOps.geteuid()); }));
+}
+gid_t hookGetegid() {
+    return static_cast<gid_t>(plain(Call::getegid, -1, [&] { return static_cast<int>(sys::kernelOps.getegid()); }));
+}
+
 bool stormable(Call c) {
     switch (c) {
         case Call::read:
@@ -252,13 +282,15 @@ ScopedFaults::ScopedFaults() {
     if (!gCurrent.compare_exchange_strong(expected, this))
         throw std::logic_error("ScopedFaults: another fault injector is already installed");
     saved_ = sys::ops;
-    sys::ops = sys::Ops{
-        hookRead,    hookWrite,    hookReadv,      hookWritev,     hookRecv,         hookSend,        hookRecvmsg,
-        hookSendmsg, hookAccept4,  hookConnect,    hookClose,      hookRecvmmsg,     hookSocket,      hookBind,
-        hookListen,  hookShutdown, hookSetsockopt, hookGetsockopt, hookGetsockname,  hookGetpeername, hookOpen,
-        hookFcntl,   hookUnlink,   hookChmod,      hookSymlink,    hookReadlink,     hookStat,        hookLstat,
-        hookKill,    hookGetpid,   hookEventfd,    hookSigaction,  hookEpollCreate1, hookEpollCtl,    hookEpollWait,
-        hookPoll,    hookSelect};
+    sys::ops =
+        sys::Ops{hookRead,        hookWrite,       hookReadv,        hookWritev,   hookRecv,       hookSend,
+                 hookRecvmsg,     hookSendmsg,     hookAccept4,      hookConnect,  hookClose,      hookRecvmmsg,
+                 hookSocket,      hookBind,        hookListen,       hookShutdown, hookSetsockopt, hookGetsockopt,
+                 hookGetsockname, hookGetpeername, hookOpen,         hookFcntl,    hookUnlink,     hookChmod,
+                 hookSymlink,     hookReadlink,    hookStat,         hookLstat,    hookKill,       hookGetpid,
+                 hookEventfd,     hookSigaction,   hookEpollCreate1, hookEpollCtl, hookEpollWait,  hookPoll,
+                 hookSelect,      hookPipe2,       hookAccess,       hookSpawn,    hookPidfdOpen,  hookPidfdSendSignal,
+                 hookWaitid,      hookIoctl,       hookGeteuid,      hookGetegid};
 }
 
 ScopedFaults::~ScopedFaults() {

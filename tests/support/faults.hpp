@@ -114,9 +114,20 @@ enum class Call {
     epoll_ctl,
     epoll_wait,
     poll,
-    select
+    select,
+    // child processes (fail or pass only; `fd` is the pidfd for pidfd_send_signal,
+    // the descriptor for ioctl, -1 for the others)
+    pipe2,
+    access,
+    spawn,
+    pidfd_open,
+    pidfd_send_signal,
+    waitid,
+    ioctl,
+    geteuid,
+    getegid
 };
-inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::select) + 1;
+inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::getegid) + 1;
 
 /// What one scripted call does.
 struct Outcome {

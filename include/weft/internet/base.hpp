@@ -96,7 +96,8 @@ class WEFT_EXPORT Reactor : public IReactorTime,
                             public IReactorUDP,
                             public IReactorMulticast,
                             public IReactorSocket,
-                            public IReactorThreads {
+                            public IReactorThreads,
+                            public IReactorProcess {
 public:
     /// Builds a reactor on the given backend, or — when none is given — on the one
     /// named by the WEFT_REACTOR environment variable, defaulting to epoll.
@@ -325,6 +326,23 @@ public:
         const std::string& path, std::shared_ptr<ConnectedDatagramProtocol> protocol, std::size_t maxPacketSize = 8192,
         int mode = 0666, std::optional<std::string> bindAddress = std::nullopt);
 
+    // ---- child processes (process.md; defined in src/internet/process.cpp) --------
+
+    /// IReactorProcess::spawnProcess: a process::Process, or a
+    /// process::PTYProcess with options.usePTY (weft/internet/process.hpp).
+    std::shared_ptr<IProcessTransport> spawnProcess(std::shared_ptr<ProcessProtocol> protocol,
+                                                    const std::string& executable, const std::vector<std::string>& args,
+                                                    const ProcessOptions& options = {});
+
+    // ---- the reactor's own machinery ----------------------------------------------
+
+    /// Serves `reader` like addReader, but as part of the reactor: getReaders()
+    /// does not list it, removeAll() and removeReader() leave it, and shutdown
+    /// does not disconnect it (the waker; a child's pidfd). Remove it with
+    /// removeInternalReader.
+    void addInternalReader(std::shared_ptr<IReadDescriptor> reader);
+    void removeInternalReader(IReadDescriptor* reader);
+
     /// The signal that stopped the reactor, if one did.
     std::optional<int> exitSignal() const noexcept { return exitSignal_; }
 
@@ -358,6 +376,10 @@ private:
     std::shared_ptr<IListeningPort> doAdoptStreamPort(int fd, int addressFamily,
                                                       std::shared_ptr<Factory> factory) override;
     void doAdoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) override;
+    std::shared_ptr<IProcessTransport> doSpawnProcess(std::shared_ptr<ProcessProtocol> protocol,
+                                                      const std::string& executable,
+                                                      const std::vector<std::string>& args,
+                                                      const ProcessOptions& options) override;
     std::shared_ptr<IListeningPort> doAdoptDatagramPort(int fd, int addressFamily,
                                                         std::shared_ptr<DatagramProtocol> protocol,
                                                         std::size_t maxPacketSize) override;
@@ -415,7 +437,6 @@ private:
     void setPollerInterest(detail::Registration& r, unsigned interest, bool removing);
     void applyPendingReductions();
     void dropReg(detail::Registration& r);
-    void addInternalReader(std::shared_ptr<IReadDescriptor> r);
     void flushPendingWriters();
 
     // Events

@@ -3,8 +3,11 @@
 // implementations document which contract IDs (spec/*.md) they meet.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -347,6 +350,111 @@ public:
     virtual void suggestThreadPoolSize(std::size_t n) = 0;
 };
 
+// ---- child processes (process.md; weft/internet/process.hpp) ------------------------
+
+class ProcessProtocol;
+class IProcessTransport;
+
+/// What one descriptor of a child is (a value of Twisted's `childFDs`):
+/// "r" — a pipe the child writes on that fd and the parent reads
+/// (childDataReceived); "w" — a pipe the child reads and the parent feeds
+/// (writeToChild); an integer — a duplicate of that parent descriptor, which
+/// the parent neither watches nor closes (FDMAP-2).
+class WEFT_EXPORT ChildFD {
+public:
+    enum class Kind : std::uint8_t { parentReads, parentWrites, inherit };
+    /// "r" or "w"; anything else throws std::invalid_argument.
+    ChildFD(const char* mode);  // NOLINT(google-explicit-constructor): {1, "r"} as in Twisted
+    /// A parent descriptor for the child to inherit (>= 0, else std::invalid_argument).
+    ChildFD(int parentFd);  // NOLINT(google-explicit-constructor): {2, 2} as in Twisted
+    static ChildFD parentReads() { return ChildFD("r"); }
+    static ChildFD parentWrites() { return ChildFD("w"); }
+    static ChildFD inherit(int parentFd) { return ChildFD(parentFd); }
+
+    Kind kind() const noexcept { return kind_; }
+    /// The parent descriptor for Kind::inherit, -1 otherwise.
+    int parentFd() const noexcept { return parentFd_; }
+    friend bool operator==(const ChildFD&, const ChildFD&) = default;
+
+private:
+    Kind kind_;
+    int parentFd_ = -1;
+};
+
+/// Child fd number → what it is. The default (no map given) is
+/// {0: "w", 1: "r", 2: "r"} (FDMAP-1).
+using ChildFDs = std::map<int, ChildFD>;
+/// A child's environment, name → value.
+using Environment = std::map<std::string, std::string>;
+
+/// A terminal's size in character cells.
+struct WindowSize {
+    std::uint16_t rows = 24;
+    std::uint16_t cols = 80;
+    friend bool operator==(const WindowSize&, const WindowSize&) = default;
+};
+
+/// A pseudo-terminal made by the caller (Twisted's usePTY triple, PTY-2):
+/// the master and slave descriptors and the slave's name. spawnProcess
+/// duplicates what it keeps and never closes these.
+struct PTYDescriptors {
+    int master = -1;
+    int slave = -1;
+    std::string ttyName;
+};
+
+/// How spawnProcess starts a child; every field has Twisted's default.
+struct ProcessOptions {
+    /// The child's environment: exactly these variables (the default: none,
+    /// PROC-3); std::nullopt: a copy of the parent's, taken at spawn time.
+    std::optional<Environment> env = Environment{};
+    /// The child's working directory; the parent's when absent (PROC-4).
+    std::optional<std::string> path;
+    /// Run the child as this user / group; the one not given defaults to the
+    /// parent's effective id, and the user's supplementary groups are set (PROC-8).
+    std::optional<uid_t> uid;
+    std::optional<gid_t> gid;
+    /// Run the child on a new pseudo-terminal (PTY-1): its session leader, with
+    /// the terminal as controlling terminal and fds 0, 1 and 2.
+    bool usePTY = false;
+    /// With usePTY: use this terminal instead of opening a new one (PTY-2).
+    std::optional<PTYDescriptors> pty;
+    /// The terminal's initial size (usePTY only; Better than Twisted).
+    WindowSize window;
+    /// The child's descriptors (FDMAP-1..FDMAP-4); not with usePTY (PTY-3).
+    std::optional<ChildFDs> childFDs;
+    /// Start the child in a process group of its own (its pid), so that
+    /// IProcessTransport::signalProcessGroup reaches it and everything it
+    /// starts (Python's start_new_session, tokio's process_group). A PTY child
+    /// always leads its own session and group.
+    bool newProcessGroup = false;
+};
+
+/// Starting child processes (Twisted IReactorProcess). weft::Reactor and
+/// testing::MemoryReactor implement it. process.md PROC-*, FDMAP-*, PTY-*.
+class WEFT_EXPORT IReactorProcess {
+public:
+    virtual ~IReactorProcess() = default;
+
+    /// Starts `executable` with argv `args` (argv[0] included, PROC-2) and
+    /// connects `protocol` to it: makeConnection() has run when this returns
+    /// (PROC-1). A name without "/" is looked up on the PATH of the child's
+    /// environment (PROC-5). Anything that keeps the program from starting
+    /// throws std::system_error with the child's errno, after every pipe was
+    /// closed and the child reaped, and no protocol method has run (PROC-6).
+    std::shared_ptr<IProcessTransport> spawnProcess(std::shared_ptr<ProcessProtocol> protocol,
+                                                    const std::string& executable, const std::vector<std::string>& args,
+                                                    const ProcessOptions& options = {}) {
+        return doSpawnProcess(std::move(protocol), executable, args, options);
+    }
+
+protected:
+    virtual std::shared_ptr<IProcessTransport> doSpawnProcess(std::shared_ptr<ProcessProtocol> protocol,
+                                                              const std::string& executable,
+                                                              const std::vector<std::string>& args,
+                                                              const ProcessOptions& options) = 0;
+};
+
 /// A reactor seen through the interfaces it provides, without owning it: what
 /// code takes that asks a reactor for whichever interface it turns out to need
 /// (Twisted passes `reactor` and asks `IReactorUNIX.providedBy(reactor)`).
@@ -363,8 +471,8 @@ public:
     noexcept  // NOLINT(google-explicit-constructor): a reactor is a ReactorRef
         : interfaces_(pick<IReactorTime>(reactor), pick<IReactorFDSet>(reactor), pick<IReactorTCP>(reactor),
                       pick<IReactorUNIX>(reactor), pick<IReactorUNIXDatagram>(reactor), pick<IReactorUDP>(reactor),
-                      pick<IReactorMulticast>(reactor), pick<IReactorSocket>(reactor), pick<IReactorThreads>(reactor)) {
-    }
+                      pick<IReactorMulticast>(reactor), pick<IReactorSocket>(reactor), pick<IReactorThreads>(reactor),
+                      pick<IReactorProcess>(reactor)) {}
 
     /// The reactor as interface I, or null if it does not provide it.
     template <class I>
@@ -389,7 +497,7 @@ private:
     [[noreturn]] static void missing(const std::type_info& interface);
 
     std::tuple<IReactorTime*, IReactorFDSet*, IReactorTCP*, IReactorUNIX*, IReactorUNIXDatagram*, IReactorUDP*,
-               IReactorMulticast*, IReactorSocket*, IReactorThreads*>
+               IReactorMulticast*, IReactorSocket*, IReactorThreads*, IReactorProcess*>
         interfaces_;
 };
 
@@ -528,6 +636,45 @@ public:
     virtual ~IUNIXTransport() = default;
     /// Queues a copy of `fd` to travel with the next byte written (UNIX-14).
     virtual void sendFileDescriptor(int fd) = 0;
+};
+
+/// A child process as its transport sees it (Twisted IProcessTransport, less
+/// what ITransport has): a mixin, like ITCPTransport, on process::Process
+/// (pipes) and process::PTYProcess (a terminal). asTransport() is the
+/// ITransport side: write() goes to the child's fd 0 (or the terminal).
+class WEFT_EXPORT IProcessTransport {
+public:
+    virtual ~IProcessTransport() = default;
+    /// The child's pid until it has been reaped; std::nullopt afterwards (CB-4).
+    virtual std::optional<pid_t> pid() const noexcept = 0;
+    /// The raw wait status once reaped; -1 before (PROC-1, CB-7).
+    virtual int status() const noexcept = 0;
+    /// Flushes what was written, then closes the child's stdin (PROC-13).
+    virtual void closeStdin() = 0;
+    /// Stops reading the child's stdout / stderr and closes them (PROC-14).
+    virtual void closeStdout() = 0;
+    virtual void closeStderr() = 0;
+    /// closeStdin / closeStdout for whichever kind of pipe is at child fd `fd`;
+    /// nothing for an fd that is not (or no longer) a pipe (PROC-15).
+    virtual void closeChildFD(int fd) = 0;
+    /// Queues data for the parent-written pipe at child fd `fd`; throws
+    /// std::out_of_range if there is none (PROC-11).
+    virtual void writeToChild(int fd, Bytes data) = 0;
+    /// Sends signal `sig` to the child (through its pidfd where the kernel has
+    /// them, so it can never reach a recycled pid). Throws
+    /// error::ProcessExitedAlready once it has been reaped or is gone, and
+    /// std::system_error for any other failure (SIG-2).
+    virtual void signalProcess(int sig) = 0;
+    /// signalProcess by name: "TERM", "SIGTERM", "KILL", … (any standard name,
+    /// with or without "SIG"); an unknown name throws std::invalid_argument (SIG-1).
+    void signalProcess(std::string_view name);
+    /// Sends `sig` to the child's whole process group (ProcessOptions::
+    /// newProcessGroup, or a PTY child). Throws std::logic_error for a child
+    /// that shares its parent's group (that would signal the parent too),
+    /// error::ProcessExitedAlready once the group is empty.
+    virtual void signalProcessGroup(int sig) = 0;
+    /// The transport side: write, writeSequence, loseConnection (PROC-16), …
+    virtual ITransport& asTransport() noexcept = 0;
 };
 
 /// A protocol that wants to hear about each half of a connection closing on its

@@ -1,0 +1,55 @@
+// Private: what the seam's spawn entry needs to start a child (src/sys/spawn.cpp).
+//
+// Everything is prepared by the parent (src/internet/process.cpp) before the
+// child exists, so the child does no allocation and no library call that is
+// not a plain system call: it runs on a stack of its own inside the parent's
+// memory (clone with CLONE_VM | CLONE_VFORK) while the parent waits, until
+// execve replaces it or it exits.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+
+namespace weft::sys {
+
+struct SpawnRequest {
+    // What to run: a path (already looked up on PATH), argv and envp, each
+    // ending with a null pointer.
+    const char* file = nullptr;
+    char* const* argv = nullptr;
+    char* const* envp = nullptr;
+    // The working directory, or null for the parent's.
+    const char* cwd = nullptr;
+    // The child's descriptors: child fd to[i] becomes a copy of parent fd
+    // from[i]. Every from[i] is above maxTarget (the parent duplicated them
+    // there), so no dup2 can overwrite a source another one still needs.
+    // Every other descriptor is closed: those above maxTarget with
+    // close_range, those at or below it that are not a target one by one.
+    const int* from = nullptr;
+    const int* to = nullptr;
+    int count = 0;
+    int maxTarget = -1;
+    // Sessions and groups: a new session (a terminal's child), or a process
+    // group of its own. ctty: the child fd that is its terminal (TIOCSCTTY after
+    // setsid), or -1.
+    bool newSession = false;
+    bool newGroup = false;
+    int ctty = -1;
+    // Ids, in this order: setgroups(groups), then gid, then uid (PROC-8).
+    bool setIds = false;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    const gid_t* groups = nullptr;
+    std::size_t groupCount = 0;
+
+    // Filled in when the child fails before exec: its errno and the step.
+    enum class Step : int { none, signals, session, descriptors, terminal, directory, groups, gid, uid, exec };
+    int error = 0;
+    Step failedStep = Step::none;
+};
+
+/// The name of a step, for messages ("chdir", "setuid", "execve", …).
+const char* stepName(SpawnRequest::Step step) noexcept;
+
+}  // namespace weft::sys
