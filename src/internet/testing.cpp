@@ -6,6 +6,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include <fmt/format.h>
+
 #include <weft/internet/abstract.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/iosim.hpp>
@@ -440,6 +442,136 @@ std::vector<std::shared_ptr<IFileDescriptor>> MemoryReactor::removeAll() {
     return out;
 }
 
+std::shared_ptr<IProcessTransport> MemoryReactor::doSpawnProcess(std::shared_ptr<ProcessProtocol> protocol,
+                                                                 const std::string& executable,
+                                                                 const std::vector<std::string>& args,
+                                                                 const ProcessOptions& options) {
+    if (options.usePTY && options.childFDs)
+        throw std::invalid_argument("spawnProcess: usePTY with childFDs is not supported (PTY-3)");
+    if (!protocol) {
+        bool pipes = options.usePTY || !options.childFDs;
+        if (options.childFDs)
+            for (const auto& [fd, what] : *options.childFDs) pipes = pipes || what.kind() != ChildFD::Kind::inherit;
+        if (pipes) throw std::invalid_argument("spawnProcess: a null protocol needs childFDs without \"r\" or \"w\"");
+        protocol = std::make_shared<ProcessProtocol>();  // FDMAP-6
+    }
+    auto pid = static_cast<pid_t>(4242 + processes.size());
+    auto transport = std::make_shared<FakeProcessTransport>(protocol, pid, options);
+    processes.push_back({protocol, executable, args, options, transport});
+    protocol->makeProcessConnection(transport);  // PROC-1: before spawnProcess returns
+    return transport;
+}
+
+// ---- FakeProcessTransport -----------------------------------------------------------------
+
+FakeProcessTransport::FakeProcessTransport(const std::shared_ptr<ProcessProtocol>& protocol, pid_t pid,
+                                           ProcessOptions options)
+    : protocol_(protocol), options_(std::move(options)), pid_(pid) {
+    if (options_.usePTY) {
+        pipes_.emplace(1, ChildFD::Kind::parentReads);  // the terminal
+        return;
+    }
+    const ChildFDs fds = options_.childFDs ? *options_.childFDs : ChildFDs{{0, "w"}, {1, "r"}, {2, "r"}};
+    for (const auto& [fd, what] : fds)
+        if (what.kind() != ChildFD::Kind::inherit) pipes_.emplace(fd, what.kind());
+}
+
+std::set<int> FakeProcessTransport::openPipes() const {
+    std::set<int> out;
+    for (const auto& [fd, kind] : pipes_) out.insert(fd);
+    return out;
+}
+
+bool FakeProcessTransport::isOpenPipe(int fd, ChildFD::Kind kind) const {
+    auto it = pipes_.find(fd);
+    return it != pipes_.end() && it->second == kind;
+}
+
+std::optional<pid_t> FakeProcessTransport::pid() const noexcept {
+    if (exited_) return std::nullopt;
+    return pid_;
+}
+
+void FakeProcessTransport::childData(int fd, std::string_view bytes) {
+    if (!isOpenPipe(fd, ChildFD::Kind::parentReads))
+        throw std::logic_error(
+            fmt::format("FakeProcessTransport::childData: child fd {} is no open pipe the child "
+                        "writes{}",
+                        fd, options_.usePTY ? " (a PTY child writes on fd 1)" : ""));
+    if (auto p = protocol_.lock()) p->childDataReceived(fd, asBytes(bytes));
+}
+
+void FakeProcessTransport::closePipe(int fd) {
+    if (pipes_.erase(fd) == 0)
+        throw std::logic_error(fmt::format("FakeProcessTransport::closePipe: child fd {} is no open pipe", fd));
+    if (!options_.usePTY)
+        if (auto p = protocol_.lock()) p->childConnectionLost(fd);
+    maybeEnd();
+}
+
+void FakeProcessTransport::exit(int waitStatus) {
+    if (exited_) throw std::logic_error("FakeProcessTransport::exit: the child has exited already");
+    exited_ = true;
+    status_ = waitStatus;
+    reason_ = processExitReason(waitStatus);
+    if (auto p = protocol_.lock()) p->processExited(*reason_);
+    maybeEnd();
+}
+
+void FakeProcessTransport::kill(int sig) {
+    if (sig <= 0 || sig >= 128)
+        throw std::invalid_argument(fmt::format("FakeProcessTransport::kill: {} is not a signal", sig));
+    exit(sig);  // the wait status of a death by `sig`, without a core dump
+}
+
+void FakeProcessTransport::maybeEnd() {
+    if (!exited_ || ended_ || !pipes_.empty()) return;
+    ended_ = true;
+    auto p = protocol_.lock();
+    protocol_.reset();  // CB-5: nothing is called afterwards
+    if (p) p->processEnded(*reason_);
+}
+
+void FakeProcessTransport::closeChildFD(int fd) {
+    if (options_.usePTY)
+        throw std::logic_error(
+            fmt::format("closeChildFD({}): a PTY process has one terminal, not per-fd pipes (PTY-5)", fd));
+    closedChildFDs.push_back(fd);
+}
+
+void FakeProcessTransport::writeToChild(int fd, Bytes data) {
+    if (options_.usePTY)
+        throw std::logic_error(
+            fmt::format("writeToChild({}): a PTY process has one terminal; use write() (PTY-5)", fd));
+    if (!isOpenPipe(fd, ChildFD::Kind::parentWrites))
+        throw std::out_of_range(fmt::format("writeToChild: child fd {} is not a pipe the parent writes", fd));
+    written[fd].append(reinterpret_cast<const char*>(data.data()), data.size());
+}
+
+void FakeProcessTransport::write(Bytes data) {
+    // PROC-11, PROC-17: dropped without an open stdin; a PTY child's terminal takes writes while open.
+    if (options_.usePTY ? pipes_.empty() : !isOpenPipe(0, ChildFD::Kind::parentWrites)) return;
+    written[0].append(reinterpret_cast<const char*>(data.data()), data.size());
+}
+
+void FakeProcessTransport::writeSequence(std::span<const Bytes> chunks) {
+    for (Bytes c : chunks) write(c);
+}
+
+void FakeProcessTransport::signalProcess(int sig) {
+    if (exited_) throw error::ProcessExitedAlready();
+    signals.push_back(sig);
+}
+
+void FakeProcessTransport::signalProcessGroup(int sig) {
+    if (!options_.newProcessGroup && !options_.usePTY)
+        throw std::logic_error(
+            "signalProcessGroup: the child shares its parent's process group "
+            "(spawn it with newProcessGroup or usePTY)");
+    if (exited_) throw error::ProcessExitedAlready();
+    groupSignals.push_back(sig);
+}
+
 // ---- RaisingMemoryReactor -------------------------------------------------------------------
 
 void RaisingMemoryReactor::raise(const std::exception_ptr& e) const {
@@ -499,6 +631,12 @@ std::shared_ptr<IListeningPort> RaisingMemoryReactor::doAdoptStreamPort(int, int
 void RaisingMemoryReactor::doAdoptStreamConnection(int, int, std::shared_ptr<Factory>) { raise(connectException_); }
 std::shared_ptr<IListeningPort> RaisingMemoryReactor::doAdoptDatagramPort(int, int, std::shared_ptr<DatagramProtocol>,
                                                                           std::size_t) {
+    raise(connectException_);
+}
+std::shared_ptr<IProcessTransport> RaisingMemoryReactor::doSpawnProcess(std::shared_ptr<ProcessProtocol>,
+                                                                        const std::string&,
+                                                                        const std::vector<std::string>&,
+                                                                        const ProcessOptions&) {
     raise(connectException_);
 }
 

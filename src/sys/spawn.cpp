@@ -31,6 +31,12 @@
 
 #include "sys/syscalls.hpp"
 
+// glibc's clone under its own name: the sanitizers' runtimes intercept
+// `clone` and treat any child as a fork of the whole process (TSan then marks
+// the parent "after a multi-threaded fork" and refuses new threads). This
+// child never runs instrumented code, so they need not know of it.
+extern "C" int __clone(int (*fn)(void*), void* stack, int flags, void* arg, ...);
+
 namespace weft::sys {
 
 const char* stepName(SpawnRequest::Step step) noexcept {
@@ -91,8 +97,13 @@ WEFT_CHILD_CODE int childMain(void* arg) {
     }
 
     step = Step::descriptors;
+    for (int i = 0; i < req->count; ++i) {
+        long copy = ::syscall(SYS_fcntl, req->from[i], F_DUPFD, req->maxTarget + 1);
+        if (copy < 0) goto fail;
+        req->scratch[i] = static_cast<int>(copy);
+    }
     for (int i = 0; i < req->count; ++i)
-        if (::syscall(SYS_dup2, req->from[i], req->to[i]) < 0) goto fail;
+        if (::syscall(SYS_dup2, req->scratch[i], req->to[i]) < 0) goto fail;
     // Everything above the targets (the parent's copies included) ...
     if (::syscall(SYS_close_range, static_cast<unsigned>(req->maxTarget + 1), ~0U, 0U) != 0) {
         // Kernels before 5.9: close each one up to the descriptor limit.
@@ -141,6 +152,7 @@ constexpr std::size_t kChildStack = 64 * 1024;
 
 }  // namespace
 
+
 pid_t kernelSpawn(SpawnRequest* req) {
     void* stack = ::mmap(nullptr, kChildStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED) return -1;
@@ -151,7 +163,7 @@ pid_t kernelSpawn(SpawnRequest* req) {
     sigset_t all, saved;
     sigfillset(&all);
     ::pthread_sigmask(SIG_SETMASK, &all, &saved);
-    pid_t pid = ::clone(childMain, static_cast<char*>(stack) + kChildStack, CLONE_VM | CLONE_VFORK | SIGCHLD, req);
+    pid_t pid = ::__clone(childMain, static_cast<char*>(stack) + kChildStack, CLONE_VM | CLONE_VFORK | SIGCHLD, req);
     int cloneError = errno;
     ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
     ::munmap(stack, kChildStack);

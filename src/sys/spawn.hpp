@@ -22,12 +22,14 @@ struct SpawnRequest {
     // The working directory, or null for the parent's.
     const char* cwd = nullptr;
     // The child's descriptors: child fd to[i] becomes a copy of parent fd
-    // from[i]. Every from[i] is above maxTarget (the parent duplicated them
-    // there), so no dup2 can overwrite a source another one still needs.
+    // from[i]. The child first copies every source above maxTarget (into
+    // scratch[i]), so no dup2 can overwrite a source another one still
+    // needs: swaps, aliases and descriptors that stay put all work (FDMAP-4).
     // Every other descriptor is closed: those above maxTarget with
     // close_range, those at or below it that are not a target one by one.
     const int* from = nullptr;
     const int* to = nullptr;
+    int* scratch = nullptr;  // count entries, written by the child
     int count = 0;
     int maxTarget = -1;
     // Sessions and groups: a new session (a terminal's child), or a process

@@ -3,7 +3,9 @@
 // loopback and iosim. Everything runs on a task::Clock; no sockets, no sleeps.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 
 #include <memory>
 #include <stdexcept>
@@ -1381,4 +1383,266 @@ TEST_F(TestingTest, TEST_30_connectedServerAndClientReturnsClientServerPump) {
     EXPECT_EQ(pump.client, client);
     EXPECT_EQ(pump.server, server);
     EXPECT_EQ(std::dynamic_pointer_cast<iosim::FakeTransport>(server->transport), pump.serverIO);
+}
+
+// ---- MemoryReactor as IReactorProcess ------------------------------------------------------
+//
+// No TEST-* contract covers spawnProcess (Twisted's MemoryReactor has none);
+// these tests check weft's FakeProcessTransport against process.md's
+// callback-order contracts (PROC-1, CB-2 … CB-5, CB-7).
+
+namespace {
+
+// Records every ProcessProtocol call as one line, and what the transport said during it.
+struct ScriptedChildProtocol : ProcessProtocol {
+    std::vector<std::string> events;
+    std::optional<pid_t> pidAtMade, pidAtExited;
+    int statusAtMade = 0;
+    std::optional<Failure> exitedReason, endedReason;
+    void connectionMade() override {
+        events.push_back("made");
+        pidAtMade = processTransport->pid();
+        statusAtMade = processTransport->status();
+    }
+    void childDataReceived(int fd, Bytes data) override {
+        events.push_back("data " + std::to_string(fd) + " " + str(data));
+        ProcessProtocol::childDataReceived(fd, data);
+    }
+    void outReceived(Bytes) override { events.emplace_back("out"); }
+    void errReceived(Bytes) override { events.emplace_back("err"); }
+    void childConnectionLost(int fd) override {
+        events.push_back("lost " + std::to_string(fd));
+        ProcessProtocol::childConnectionLost(fd);
+    }
+    void inConnectionLost() override { events.emplace_back("in lost"); }
+    void processExited(const Failure& reason) override {
+        events.emplace_back("exited");
+        exitedReason = reason;
+        pidAtExited = processTransport->pid();
+    }
+    void processEnded(const Failure& reason) override {
+        events.emplace_back("ended");
+        endedReason = reason;
+    }
+};
+
+}  // namespace
+
+TEST_F(TestingTest, MemoryReactor_spawnProcessRecordsTheCallAndConnectsBeforeReturning) {
+    // PROC-1 on the double: the call is recorded and connectionMade has run, with a fake pid and status -1.
+    static_assert(std::is_base_of_v<IReactorProcess, MemoryReactor>);
+    MemoryReactor r;
+    EXPECT_EQ(ReactorRef(r).find<IReactorProcess>(), static_cast<IReactorProcess*>(&r));
+    auto proto = std::make_shared<ScriptedChildProtocol>();
+    ProcessOptions o;
+    o.env = Environment{{"K", "v"}};
+    o.path = "/srv";
+    IReactorProcess& processes = r;
+    std::shared_ptr<IProcessTransport> t = processes.spawnProcess(proto, "prog", {"prog", "a", "b c"}, o);
+    ASSERT_EQ(r.processes.size(), 1u);
+    const SpawnedProcess& spawned = r.processes[0];
+    EXPECT_EQ(spawned.protocol, proto);
+    EXPECT_EQ(spawned.executable, "prog");
+    EXPECT_EQ(spawned.args, (std::vector<std::string>{"prog", "a", "b c"}));
+    EXPECT_EQ(spawned.options.env, o.env);
+    EXPECT_EQ(spawned.options.path, o.path);
+    EXPECT_EQ(spawned.transport, t);
+    EXPECT_EQ(spawned.transport->options().path, o.path);
+    EXPECT_EQ(proto->events, std::vector<std::string>{"made"});
+    EXPECT_EQ(proto->pidAtMade, std::optional<pid_t>(4242));
+    EXPECT_EQ(proto->statusAtMade, -1);
+    EXPECT_EQ(proto->processTransport, t);
+    EXPECT_EQ(proto->transport.get(), &t->asTransport());
+    EXPECT_EQ(&t->asTransport(), static_cast<ITransport*>(spawned.transport.get()));
+    EXPECT_EQ(spawned.transport->openPipes(), (std::set<int>{0, 1, 2}));
+    EXPECT_TRUE(std::holds_alternative<PipeAddress>(t->asTransport().getPeer()));
+
+    // The next child gets the next pid; nothing happens until the test says so.
+    auto other = std::make_shared<ScriptedChildProtocol>();
+    r.spawnProcess(other, "/bin/other", {"other"});
+    ASSERT_EQ(r.processes.size(), 2u);
+    EXPECT_EQ(r.processes[1].transport->pid(), std::optional<pid_t>(4243));
+    EXPECT_EQ(r.processes[1].options.env, Environment{});
+    EXPECT_EQ(other->events, std::vector<std::string>{"made"});
+    EXPECT_EQ(proto->events, std::vector<std::string>{"made"});
+}
+
+TEST_F(TestingTest, MemoryReactor_spawnProcessScriptedChildDeliversTheFullCallbackOrder) {
+    // CB-2 … CB-5, CB-7: data per fd until its close, processExited once (pid already gone), processEnded last.
+    MemoryReactor r;
+    auto proto = std::make_shared<ScriptedChildProtocol>();
+    r.spawnProcess(proto, "prog", {"prog"});
+    auto child = r.processes.at(0).transport;
+    child->childData(1, "hello");
+    child->childData(2, "oops");
+    child->closePipe(2);
+    EXPECT_THROW(child->childData(2, "late"), std::logic_error) << "no data after the pipe's close";
+    EXPECT_THROW(child->closePipe(2), std::logic_error) << "one childConnectionLost per pipe";
+    child->exit(W_EXITCODE(3, 0));
+    EXPECT_EQ(proto->pidAtExited, std::nullopt);
+    EXPECT_EQ(child->status(), W_EXITCODE(3, 0));
+    EXPECT_FALSE(child->ended()) << "pipes 0 and 1 are still open";
+    EXPECT_TRUE(child->isConnected());
+    child->childData(1, " again");  // output may follow processExited (CB-4)
+    child->closePipe(1);
+    child->closePipe(0);
+    EXPECT_EQ(proto->events,
+              (std::vector<std::string>{"made", "data 1 hello", "out", "data 2 oops", "err", "lost 2", "exited",
+                                        "data 1  again", "out", "lost 1", "lost 0", "in lost", "ended"}));
+    ASSERT_TRUE(proto->exitedReason && proto->endedReason);
+    EXPECT_EQ(*proto->exitedReason, *proto->endedReason);
+    const auto* why = proto->endedReason->get<error::ProcessTerminated>();
+    ASSERT_NE(why, nullptr);
+    EXPECT_EQ(why->exitCode, std::optional<int>(3));
+    EXPECT_EQ(why->signal, std::nullopt);
+    EXPECT_TRUE(child->ended());
+    EXPECT_FALSE(child->isConnected());
+    EXPECT_THROW(child->exit(0), std::logic_error);
+    EXPECT_THROW(child->kill(SIGKILL), std::logic_error);
+    EXPECT_EQ(proto->events.size(), 13u) << "nothing after processEnded";
+
+    // The exit may also come last: processEnded follows it at once. A signal gives ProcessTerminated(signal).
+    auto killed = std::make_shared<ScriptedChildProtocol>();
+    r.spawnProcess(killed, "prog", {"prog"});
+    auto second = r.processes.at(1).transport;
+    for (int fd : {0, 1, 2}) second->closePipe(fd);
+    EXPECT_EQ(killed->events, (std::vector<std::string>{"made", "lost 0", "in lost", "lost 1", "lost 2"}));
+    second->kill(SIGKILL);
+    EXPECT_EQ(killed->events.back(), "ended");
+    EXPECT_EQ(killed->events.at(killed->events.size() - 2), "exited");
+    EXPECT_EQ(second->status(), SIGKILL);
+    EXPECT_EQ(killed->endedReason->get<error::ProcessTerminated>()->signal, std::optional<int>(SIGKILL));
+    EXPECT_THROW(second->kill(0), std::invalid_argument);
+
+    // Exit status 0: ProcessDone.
+    auto done = std::make_shared<ScriptedChildProtocol>();
+    r.spawnProcess(done, "prog", {"prog"});
+    auto third = r.processes.at(2).transport;
+    third->exit(0);
+    for (int fd : {2, 1, 0}) third->closePipe(fd);
+    EXPECT_TRUE(done->endedReason->check<error::ProcessDone>());
+}
+
+TEST_F(TestingTest, MemoryReactor_spawnProcessRecordsWritesClosesAndSignals) {
+    // What code under test does to the child is recorded, never acted on; PROC-11 / SIG-2 errors as a real transport.
+    MemoryReactor r;
+    auto proto = std::make_shared<ScriptedChildProtocol>();
+    ProcessOptions o;
+    o.childFDs = ChildFDs{{0, "w"}, {1, "r"}, {3, "w"}};
+    auto t = r.spawnProcess(proto, "prog", {"prog"}, o);
+    auto child = r.processes.at(0).transport;
+    t->asTransport().write("abc");
+    Bytes seq[] = {asBytes("de"), asBytes("f")};
+    t->asTransport().writeSequence(seq);
+    t->writeToChild(3, asBytes("three"));
+    t->writeToChild(0, asBytes("!"));
+    EXPECT_THROW(t->writeToChild(1, asBytes("x")), std::out_of_range) << "fd 1 is read by the parent";
+    EXPECT_THROW(t->writeToChild(7, asBytes("x")), std::out_of_range) << "no pipe at fd 7";
+    EXPECT_EQ(child->written, (std::map<int, std::string>{{0, "abcdef!"}, {3, "three"}}));
+    t->closeStdin();
+    t->closeChildFD(3);
+    t->closeStderr();  // recorded even though fd 2 is no pipe here
+    EXPECT_EQ(child->closedChildFDs, (std::vector<int>{0, 3, 2}));
+    EXPECT_EQ(child->openPipes(), (std::set<int>{0, 1, 3})) << "closing is the test's to report";
+    EXPECT_FALSE(child->disconnecting);
+    t->asTransport().loseConnection();
+    EXPECT_TRUE(child->disconnecting);
+    EXPECT_TRUE(t->asTransport().isDisconnecting());
+    t->signalProcess(SIGTERM);
+    t->signalProcess("KILL");
+    EXPECT_EQ(child->signals, (std::vector<int>{SIGTERM, SIGKILL}));
+    EXPECT_TRUE(child->pid().has_value()) << "a signal kills nobody until the test says so";
+    EXPECT_THROW(t->signalProcessGroup(SIGTERM), std::logic_error) << "no process group of its own";
+    child->closePipe(0);
+    t->asTransport().write("dropped");  // PROC-17: stdin is gone
+    EXPECT_EQ(child->written[0], "abcdef!");
+    EXPECT_THROW(t->writeToChild(0, asBytes("x")), std::out_of_range);
+    child->kill(SIGTERM);
+    EXPECT_THROW(t->signalProcess(SIGTERM), error::ProcessExitedAlready);
+    EXPECT_EQ(child->signals.size(), 2u);
+    EXPECT_EQ(proto->events.back(), "exited");
+    child->closePipe(1);
+    child->closePipe(3);
+    EXPECT_EQ(proto->events.back(), "ended");
+
+    ProcessOptions grouped;
+    grouped.newProcessGroup = true;
+    auto g = r.spawnProcess(std::make_shared<ScriptedChildProtocol>(), "prog", {"prog"}, grouped);
+    g->signalProcessGroup(SIGHUP);
+    EXPECT_EQ(r.processes.at(1).transport->groupSignals, std::vector<int>{SIGHUP});
+}
+
+TEST_F(TestingTest, MemoryReactor_spawnProcessPipesFollowChildFDsAndPTY) {
+    // FDMAP-1/2: the pipes are the "r"/"w" entries of childFDs; PTY-5: a terminal child reports no childConnectionLost.
+    MemoryReactor r;
+    auto proto = std::make_shared<ScriptedChildProtocol>();
+    ProcessOptions o;
+    o.childFDs = ChildFDs{{0, "w"}, {3, "r"}, {4, 7}};
+    r.spawnProcess(proto, "prog", {"prog"}, o);
+    auto child = r.processes.at(0).transport;
+    EXPECT_EQ(child->openPipes(), (std::set<int>{0, 3}));
+    child->childData(3, "three");
+    EXPECT_THROW(child->childData(0, "x"), std::logic_error) << "fd 0 is written by the parent";
+    EXPECT_THROW(child->childData(4, "x"), std::logic_error) << "fd 4 is inherited, not a pipe";
+    EXPECT_THROW(child->closePipe(4), std::logic_error);
+    child->exit(0);
+    child->closePipe(3);
+    child->closePipe(0);
+    EXPECT_EQ(proto->events,
+              (std::vector<std::string>{"made", "data 3 three", "exited", "lost 3", "lost 0", "in lost", "ended"}));
+
+    auto tty = std::make_shared<ScriptedChildProtocol>();
+    ProcessOptions pty;
+    pty.usePTY = true;
+    auto t = r.spawnProcess(tty, "prog", {"prog"}, pty);
+    auto term = r.processes.at(1).transport;
+    EXPECT_EQ(term->openPipes(), std::set<int>{1});
+    t->closeStdin();  // does nothing on a terminal (PTY-5)
+    EXPECT_TRUE(term->closedChildFDs.empty());
+    EXPECT_THROW(t->closeChildFD(0), std::logic_error);
+    EXPECT_THROW(t->writeToChild(0, asBytes("x")), std::logic_error);
+    t->asTransport().write("typed");
+    EXPECT_EQ(term->written[0], "typed");
+    term->childData(1, "echo");
+    EXPECT_THROW(term->childData(2, "x"), std::logic_error) << "a terminal child writes on fd 1";
+    t->signalProcessGroup(SIGWINCH);  // a terminal child leads its own group
+    EXPECT_EQ(term->groupSignals, std::vector<int>{SIGWINCH});
+    term->kill(SIGHUP);
+    term->closePipe(1);
+    EXPECT_EQ(tty->events, (std::vector<std::string>{"made", "data 1 echo", "out", "exited", "ended"}));
+    EXPECT_THROW(t->signalProcessGroup(SIGWINCH), error::ProcessExitedAlready);
+}
+
+TEST_F(TestingTest, MemoryReactor_spawnProcessChecksItsArgumentsLikeAReactor) {
+    // FDMAP-6: a null protocol only without pipes; PTY-3: usePTY with childFDs is refused. Nothing is recorded.
+    MemoryReactor r;
+    EXPECT_THROW(r.spawnProcess(nullptr, "prog", {"prog"}), std::invalid_argument);
+    ProcessOptions both;
+    both.usePTY = true;
+    both.childFDs = ChildFDs{{1, "r"}};
+    EXPECT_THROW(r.spawnProcess(std::make_shared<ScriptedChildProtocol>(), "prog", {"prog"}, both),
+                 std::invalid_argument);
+    EXPECT_TRUE(r.processes.empty());
+    ProcessOptions none;
+    none.childFDs = ChildFDs{{2, 2}};
+    auto t = r.spawnProcess(nullptr, "prog", {"prog"}, none);
+    ASSERT_EQ(r.processes.size(), 1u);
+    EXPECT_NE(r.processes[0].protocol, nullptr);
+    EXPECT_TRUE(r.processes[0].transport->openPipes().empty());
+    r.processes[0].transport->exit(0);
+    EXPECT_TRUE(r.processes[0].transport->ended());
+}
+
+TEST_F(TestingTest, MemoryReactor_spawnProcessOnRaisingMemoryReactorThrowsConnectException) {
+    // Like its connect* methods (TEST-18), RaisingMemoryReactor's spawnProcess throws connectException and records nothing.
+    RaisingMemoryReactor r(nullptr, std::make_exception_ptr(error::ConnectionRefusedError()));
+    auto proto = std::make_shared<ScriptedChildProtocol>();
+    IReactorProcess& processes = r;
+    EXPECT_THROW(processes.spawnProcess(proto, "prog", {"prog"}), error::ConnectionRefusedError);
+    EXPECT_THROW(ReactorRef(r).get<IReactorProcess>().spawnProcess(proto, "prog", {"prog"}),
+                 error::ConnectionRefusedError);
+    EXPECT_TRUE(r.processes.empty());
+    EXPECT_TRUE(proto->events.empty());
+    RaisingMemoryReactor unset;
+    EXPECT_THROW(unset.spawnProcess(proto, "prog", {"prog"}), std::logic_error);
 }

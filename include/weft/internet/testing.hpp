@@ -10,6 +10,8 @@
 //   EventLoggingObserver               records weft::log events (TEST-10)
 //   MemoryReactor, MemoryReactorClock, RaisingMemoryReactor
 //                                      record what a protocol asks of the reactor (TEST-11 … TEST-18)
+//   FakeProcessTransport               the child MemoryReactor::spawnProcess "starts": records
+//                                      what is done to it, and the test scripts its life
 //
 // These doubles are deliberately simpler than real transports: nothing is
 // ever sent, no callback is ever scheduled, and they keep every call's
@@ -25,7 +27,9 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <weft/export.hpp>
@@ -35,6 +39,7 @@
 #include <weft/internet/base.hpp>
 #include <weft/internet/defer.hpp>
 #include <weft/internet/interfaces.hpp>
+#include <weft/internet/process.hpp>
 #include <weft/internet/protocol.hpp>
 #include <weft/internet/task.hpp>
 #include <weft/log.hpp>
@@ -515,12 +520,163 @@ struct AdoptedDatagram {
     std::size_t maxPacketSize;
 };
 
+/// The IProcessTransport MemoryReactor::spawnProcess returns: a child that
+/// never runs. It records what the code under test does to it, and the test
+/// acts the child out with childData(), closePipe(), exit() and kill(), which
+/// call the protocol synchronously in the order a real transport guarantees
+/// (CB-*): processExited once, then processEnded after the exit *and* after
+/// every pipe has been reported lost with childConnectionLost (CB-5).
+///
+/// Its pipes are the child fds of ProcessOptions::childFDs whose value is
+/// "r" or "w" ({0: "w", 1: "r", 2: "r"} without childFDs, FDMAP-1). A usePTY
+/// child has one stream, the terminal, scripted as fd 1: childData(1, …) and
+/// closePipe(1), which calls no childConnectionLost (PTY-5).
+///
+/// Like every double in this header it closes nothing by itself and schedules
+/// nothing: closeStdin(), closeChildFD(), loseConnection() and signalProcess()
+/// are only recorded; the test reports their effect when it chooses (say
+/// closePipe(0) after closeStdin(), kill(SIGTERM) after signalProcess). The
+/// protocol is held weakly (see the file comment); the scripting calls do
+/// nothing to it once it is gone. A scripting call that breaks the order of
+/// events (data on a closed or unknown pipe, a second close, a second exit)
+/// throws std::logic_error and changes nothing; an exception thrown by a
+/// protocol callback propagates out of the scripting call (a real transport
+/// logs it, CB-8).
+class WEFT_EXPORT FakeProcessTransport : public IProcessTransport, public ITransport {
+public:
+    /// A child with pid `pid` spawned with `options`, talking to `protocol`.
+    /// MemoryReactor makes these; the protocol's makeProcessConnection() is
+    /// not called here.
+    FakeProcessTransport(const std::shared_ptr<ProcessProtocol>& protocol, pid_t pid, ProcessOptions options);
+
+    // ---- recorded state -------------------------------------------------------------
+    /// Bytes written while the pipe was open, by child fd: write() and
+    /// writeSequence() go to fd 0 (dropped without an open "w" pipe there,
+    /// PROC-11, PROC-17; a PTY child's terminal counts as fd 0), writeToChild(fd, …)
+    /// to fd.
+    std::map<int, std::string> written;
+    /// The child fds of closeChildFD(), closeStdin() (0), closeStdout() (1) and
+    /// closeStderr() (2) calls, in order, whether or not a pipe was there
+    /// (loseConnection() is recorded in `disconnecting` only). Empty for a PTY
+    /// child, where those calls do nothing (PTY-5).
+    std::vector<int> closedChildFDs;
+    /// The signals given to signalProcess() (names as numbers), in order.
+    std::vector<int> signals;
+    /// The signals given to signalProcessGroup(), in order.
+    std::vector<int> groupSignals;
+    /// Set by loseConnection().
+    bool disconnecting = false;
+
+    /// The options the child was spawned with.
+    const ProcessOptions& options() const noexcept { return options_; }
+    /// The pipes (child fds) not yet reported lost; {1} for a PTY child's
+    /// open terminal.
+    std::set<int> openPipes() const;
+    /// True once exit() or kill() ran / once processEnded was called.
+    bool exited() const noexcept { return exited_; }
+    bool ended() const noexcept { return ended_; }
+
+    // ---- scripting the child ---------------------------------------------------------
+    /// The child wrote `bytes` on `fd`: calls childDataReceived(fd, bytes).
+    /// `fd` must be an open "r" pipe (fd 1 for a PTY child), else
+    /// std::logic_error (CB-2: no data after a pipe's close).
+    void childData(int fd, std::string_view bytes);
+    /// The pipe at `fd` closed: calls childConnectionLost(fd) (not for a PTY
+    /// child), then processEnded if the child has exited and this was the last
+    /// open pipe. std::logic_error if `fd` is no open pipe (CB-3: one loss each).
+    void closePipe(int fd);
+    /// The child was reaped with raw wait status `waitStatus` (W_EXITCODE(3, 0)
+    /// = 3 << 8 for exit code 3, a signal number for a death by that signal):
+    /// pid() becomes empty and status() `waitStatus`, processExited(reason) is
+    /// called with weft::processExitReason(waitStatus) (CB-7), then
+    /// processEnded(reason) if no pipe is open (CB-4, CB-5). std::logic_error
+    /// if the child has exited already.
+    void exit(int waitStatus);
+    /// exit() with the wait status of a death by signal `sig` (1 … 127, else
+    /// std::invalid_argument).
+    void kill(int sig);
+
+    // ---- IProcessTransport -----------------------------------------------------------
+    /// The fake pid until exit(), then empty (CB-4).
+    std::optional<pid_t> pid() const noexcept override;
+    /// -1 until exit(), then the wait status given to it.
+    int status() const noexcept override { return status_; }
+    /// Record 0 / 1 / 2 in closedChildFDs (nothing for a PTY child).
+    void closeStdin() override { closeStandard(0); }
+    void closeStdout() override { closeStandard(1); }
+    void closeStderr() override { closeStandard(2); }
+    /// Records `fd` in closedChildFDs; throws std::logic_error for a PTY child (PTY-5).
+    void closeChildFD(int fd) override;
+    /// Records into written[fd]; throws std::out_of_range unless `fd` is an
+    /// open "w" pipe (PROC-11), std::logic_error for a PTY child (PTY-5).
+    void writeToChild(int fd, Bytes data) override;
+    using IProcessTransport::signalProcess;
+    /// Records `sig` in `signals`; throws error::ProcessExitedAlready once the
+    /// child has exited (SIG-2). The child does not die: call kill().
+    void signalProcess(int sig) override;
+    /// Records `sig` in groupSignals; throws std::logic_error for a child
+    /// spawned without newProcessGroup or usePTY, error::ProcessExitedAlready
+    /// once it has exited.
+    void signalProcessGroup(int sig) override;
+    /// Itself.
+    ITransport& asTransport() noexcept override { return *this; }
+
+    // ---- ITransport ------------------------------------------------------------------
+    using ITransport::write;
+    /// Records into written[0] (see `written`).
+    void write(Bytes data) override;
+    /// Records the concatenation into written[0].
+    void writeSequence(std::span<const Bytes> chunks) override;
+    /// Sets `disconnecting`; closes nothing (see above).
+    void loseConnection() override { disconnecting = true; }
+    /// PipeAddress, as a real process transport (PROC-20).
+    Address getPeer() const override { return PipeAddress{}; }
+    Address getHost() const override { return PipeAddress{}; }
+    /// True until processEnded.
+    bool isConnected() const noexcept override { return !ended_; }
+    bool isDisconnecting() const noexcept override { return disconnecting && !ended_; }
+
+private:
+    void closeStandard(int fd) {
+        if (!options_.usePTY) closeChildFD(fd);
+    }
+    bool isOpenPipe(int fd, ChildFD::Kind kind) const;
+    void maybeEnd();
+
+    std::weak_ptr<ProcessProtocol> protocol_;
+    ProcessOptions options_;
+    std::map<int, ChildFD::Kind> pipes_;  // open pipes; a PTY's terminal is {1: parentReads}
+    std::optional<Failure> reason_;
+    pid_t pid_;
+    int status_ = -1;
+    bool exited_ = false;
+    bool ended_ = false;
+};
+
+/// One spawnProcess() call.
+struct SpawnedProcess {
+    /// The protocol given (a plain ProcessProtocol when null was given
+    /// without pipes, FDMAP-6).
+    std::shared_ptr<ProcessProtocol> protocol;
+    /// The executable given.
+    std::string executable;
+    /// The argv given (argv[0] included).
+    std::vector<std::string> args;
+    /// The options given.
+    ProcessOptions options;
+    /// What spawnProcess returned: the test's handle on the child.
+    std::shared_ptr<FakeProcessTransport> transport;
+};
+
 /// A fake reactor that records what it is asked to do and does none of it
 /// (Twisted MemoryReactor; TEST-11 … TEST-16): listen* record and return a
 /// FakePort, connect* record, call factory->startedConnecting() and return a
 /// FakeConnector that never connects; the test completes a connection itself
 /// (factory->buildProtocol(addr) plus a StringTransport). Reader/writer sets are
 /// kept but never dispatched. Not thread-safe.
+///
+/// spawnProcess records the call and returns a FakeProcessTransport that the
+/// test scripts (see there).
 ///
 /// It provides the reactor interfaces a weft::Reactor does except
 /// IReactorThreads and IReactorTime (MemoryReactorClock adds the clock), so it
@@ -534,7 +690,8 @@ class WEFT_EXPORT MemoryReactor : public IReactorFDSet,
                                   public IReactorUNIXDatagram,
                                   public IReactorUDP,
                                   public IReactorMulticast,
-                                  public IReactorSocket {
+                                  public IReactorSocket,
+                                  public IReactorProcess {
 public:
     MemoryReactor() = default;
     ~MemoryReactor() override = default;
@@ -585,6 +742,8 @@ public:
     std::vector<AdoptedDatagram> adoptedDatagramPorts;
     /// Every connector returned by connect*, in order.
     std::vector<std::shared_ptr<FakeConnector>> connectors;
+    /// spawnProcess() calls, in order.
+    std::vector<SpawnedProcess> processes;
 
     // ---- IReactorCore subset (TEST-15) ----------------------------------------
     /// Sets hasInstalled.
@@ -635,6 +794,13 @@ public:
     // adoptStreamConnection: records in adoptedStreamConnections.
     // adoptDatagramPort: records in adoptedDatagramPorts and returns a "UDP"
     //   FakePort at port 1234 (families as adoptStreamPort).
+    // spawnProcess(protocol, executable, args, options): checks the arguments as
+    //   a reactor does (usePTY with childFDs, PTY-3, or a null protocol with
+    //   pipes, FDMAP-6, throw std::invalid_argument and record nothing),
+    //   records the call in `processes` with a FakeProcessTransport whose pid is
+    //   4242 + its index there, then calls protocol->makeProcessConnection(it)
+    //   before returning it (PROC-1); an exception from connectionMade
+    //   propagates (the call stays recorded). Nothing runs.
 
     /// Like listenTCP, recording into sslServers; getHost() is IPv4Address("TCP", "0.0.0.0", port).
     virtual std::shared_ptr<IListeningPort> listenSSL(std::uint16_t port, std::shared_ptr<Factory> factory,
@@ -704,6 +870,11 @@ protected:
     std::shared_ptr<IListeningPort> doAdoptDatagramPort(int fd, int addressFamily,
                                                         std::shared_ptr<DatagramProtocol> protocol,
                                                         std::size_t maxPacketSize) override;
+    /// spawnProcess().
+    std::shared_ptr<IProcessTransport> doSpawnProcess(std::shared_ptr<ProcessProtocol> protocol,
+                                                      const std::string& executable,
+                                                      const std::vector<std::string>& args,
+                                                      const ProcessOptions& options) override;
 
 private:
     // A FakeConnector to `destination`, started and remembered as connect* do.
@@ -722,8 +893,9 @@ public:
 };
 
 /// A MemoryReactor whose listen* methods and adoptStreamPort throw
-/// `listenException` and whose connect* methods, adoptStreamConnection and
-/// adoptDatagramPort throw `connectException`, recording nothing (Twisted
+/// `listenException` and whose connect* methods, adoptStreamConnection,
+/// adoptDatagramPort and spawnProcess throw `connectException`, recording
+/// nothing (spawnProcess: a weft addition; Twisted
 /// RaisingMemoryReactor; TEST-18). A null exception_ptr throws std::logic_error.
 /// It overrides the interfaces' do* hooks, so it throws however it is reached
 /// (as a MemoryReactor, an IReactorTCP, a ReactorRef, …).
@@ -745,8 +917,8 @@ public:
 protected:
     // listenTCP, listenUNIX, listenUNIXDatagram, listenUDP, listenMulticast and
     // adoptStreamPort throw listenException; connectTCP, connectUNIX,
-    // connectUNIXDatagram, adoptStreamConnection and adoptDatagramPort throw
-    // connectException.
+    // connectUNIXDatagram, adoptStreamConnection, adoptDatagramPort and
+    // spawnProcess throw connectException (no protocol method runs).
     std::shared_ptr<IListeningPort> doListenTCP(std::uint16_t, std::shared_ptr<Factory>, int,
                                                 const std::string&) override;
     std::shared_ptr<IConnector> doConnectTCP(const std::string&, std::uint16_t, std::shared_ptr<ClientFactory>, double,
@@ -767,6 +939,8 @@ protected:
     void doAdoptStreamConnection(int, int, std::shared_ptr<Factory>) override;
     std::shared_ptr<IListeningPort> doAdoptDatagramPort(int, int, std::shared_ptr<DatagramProtocol>,
                                                         std::size_t) override;
+    std::shared_ptr<IProcessTransport> doSpawnProcess(std::shared_ptr<ProcessProtocol>, const std::string&,
+                                                      const std::vector<std::string>&, const ProcessOptions&) override;
 
 private:
     [[noreturn]] void raise(const std::exception_ptr& e) const;
