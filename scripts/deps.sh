@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config python3 libfmt-dev libcli11-dev
       libgtest-dev libgmock-dev libbenchmark-dev
       ccache clang-format
-      socat netcat-openbsd curl)  # real clients in the tool tests (tests/tool/weft_tcp.sh)
+      socat netcat-openbsd curl   # real clients in the tool tests (tests/tool/weft_tcp.sh)
+      bc)                         # a real child program for weft exec (tests/tool/weft_exec.sh)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

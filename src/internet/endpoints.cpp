@@ -18,6 +18,7 @@
 #include <weft/internet/abstract.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/interfaces.hpp>
+#include <weft/internet/stdio.hpp>
 #include <weft/text.hpp>
 
 #include "sys/syscalls.hpp"
@@ -152,6 +153,8 @@ Bound bindArguments(std::string_view type, const EndpointDescription& d, std::in
     Bound bound;
     std::size_t positional = d.args.size() - 1;  // args[0] is the type
     if (positional > params.size()) {
+        if (params.size() == 0)
+            throw EndpointArgumentError(fmt::format("{}: takes no arguments ({} given)", type, positional));
         std::string names;
         for (auto p : params) names += (names.empty() ? "" : ", ") + std::string(p);
         throw EndpointArgumentError(fmt::format("{}: too many positional arguments ({} given, at most {}: {})", type,
@@ -218,6 +221,18 @@ std::shared_ptr<IStreamServerEndpoint> parseUNIXServer(const ReactorRef& reactor
     return std::make_shared<UNIXServerEndpoint>(need<IReactorUNIX>(reactor, "unix"), b["address"],
                                                 intArgument("unix", "backlog", valueOr(b, "backlog", "50")), mode,
                                                 intArgument("unix", "lockfile", valueOr(b, "lockfile", "1")) != 0);
+}
+
+// EP-10: stdio (no arguments). Standard I/O runs on a weft::Reactor only.
+std::shared_ptr<IStreamServerEndpoint> parseStdioServer(const ReactorRef& reactor, const EndpointDescription& d,
+                                                        const ServerParseContext&) {
+    // "stdio" and "stdio:" alike (EP-10): one empty positional argument is no argument.
+    EndpointDescription bare = d;
+    if (bare.args.size() == 2 && bare.args[1].empty()) bare.args.pop_back();
+    bindArguments("stdio", bare, {}, {});
+    auto* reactorImpl = dynamic_cast<Reactor*>(reactor.find<IReactorFDSet>());
+    if (!reactorImpl) throw UnsupportedEndpointType("Endpoint type 'stdio' needs a weft::Reactor");
+    return std::make_shared<stdio::StandardIOEndpoint>(*reactorImpl);
 }
 
 std::shared_ptr<IStreamServerEndpoint> parseSystemd(const ReactorRef& reactor, const EndpointDescription& d,
@@ -368,7 +383,7 @@ ParserTable<ServerParser>& serverParsers() {
         {"ssl", notYet<ServerParser>("weft has no TLS"), PrefixMatch::exact},
         {"tcp6", parseTCP6Server, PrefixMatch::anyCase},
         {"systemd", parseSystemd, PrefixMatch::anyCase},
-        {"stdio", notYet<ServerParser>("weft has no standard I/O transport"), PrefixMatch::anyCase},
+        {"stdio", parseStdioServer, PrefixMatch::anyCase},
         {"haproxy", notYet<ServerParser>("weft has no PROXY protocol support"), PrefixMatch::anyCase},
     };
     return table;

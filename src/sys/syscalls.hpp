@@ -98,6 +98,8 @@ struct Ops {
     int (*ioctl)(int, unsigned long, void*);  // ioctl(2) with a fixed signature (it is variadic)
     uid_t (*geteuid)();
     gid_t (*getegid)();
+    // Standard I/O: stdout is replaced by /dev/null once closed (stdio.cpp).
+    int (*dup3)(int, int, int);
 };
 
 /// The table in use; tests swap entries, production never does.

@@ -261,6 +261,10 @@ gid_t hookGetegid() {
     return static_cast<gid_t>(plain(Call::getegid, -1, [&] { return static_cast<int>(sys::kernelOps.getegid()); }));
 }
 
+int hookDup3(int from, int to, int flags) {
+    return plain(Call::dup3, to, [&] { return sys::kernelOps.dup3(from, to, flags); });
+}
+
 bool stormable(Call c) {
     switch (c) {
         case Call::read:
@@ -290,7 +294,7 @@ ScopedFaults::ScopedFaults() {
                  hookSymlink,     hookReadlink,    hookStat,         hookLstat,    hookKill,       hookGetpid,
                  hookEventfd,     hookSigaction,   hookEpollCreate1, hookEpollCtl, hookEpollWait,  hookPoll,
                  hookSelect,      hookPipe2,       hookAccess,       hookSpawn,    hookPidfdOpen,  hookPidfdSendSignal,
-                 hookWaitid,      hookIoctl,       hookGeteuid,      hookGetegid};
+                 hookWaitid,      hookIoctl,       hookGeteuid,      hookGetegid,      hookDup3};
 }
 
 ScopedFaults::~ScopedFaults() {

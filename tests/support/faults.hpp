@@ -125,9 +125,10 @@ enum class Call {
     waitid,
     ioctl,
     geteuid,
-    getegid
+    getegid,
+    dup3  // filed under the new descriptor
 };
-inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::getegid) + 1;
+inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::dup3) + 1;
 
 /// What one scripted call does.
 struct Outcome {

@@ -2,6 +2,7 @@
 //
 //   weft echo ENDPOINT                     echo every byte back (tcp:, tcp6:, systemd:)
 //   weft portforward ENDPOINT --to CLIENT  proxy each connection to CLIENT (tcp:HOST:PORT)
+//   weft connect CLIENT                    stdin and stdout joined to a connection, as nc does
 //   weft demo                              timers, a worker thread and a pipe
 //
 // SIGINT/SIGTERM stop the reactor through its shutdown triggers: listeners are
@@ -27,6 +28,9 @@
 
 #include <algorithm>
 #include <vector>
+
+#include "connect.hpp"
+#include "exec.hpp"
 
 namespace {
 
@@ -356,11 +360,18 @@ int main(int argc, char** argv) {
     forward->add_option("--to", to, "Client endpoint to forward to, e.g. tcp:localhost:8080")->required();
     forward->add_option("--grace", grace, "Seconds to let connections flush on shutdown")->capture_default_str();
 
+    tool::ConnectOptions connectOptions;
+    auto* connect = tool::addConnectCommand(app, connectOptions);
+
+    auto execCmd = tool::addExecCommand(app);
+
     CLI11_PARSE(app, argc, argv);
     weft::log::setLevel(*weft::log::parseLevel(level));
     auto backend = *weft::parseBackend(reactorName);
     if (*demo) return runDemo(backend, seconds);
     if (*echo) return runEcho(backend, listenOn, grace);
     if (*forward) return runPortforward(backend, listenOn, to, grace);
+    if (*connect) return tool::runConnect(backend, connectOptions);
+    if (execCmd->parsed()) return tool::runExec(backend, *execCmd);
     return 0;
 }

@@ -19,8 +19,8 @@
 // functions take a ReactorRef — any reactor converts to one — and each
 // parser asks it for the interface its type needs.
 //
-// Types weft does not have yet: "ssl"/"tls" (EP-8, EP-15, EP-16), "stdio"
-// (EP-10) and "haproxy". Their descriptions throw UnsupportedEndpointType
+// Types weft does not have yet: "ssl"/"tls" (EP-8, EP-15, EP-16) and
+// "haproxy". ("stdio", EP-10, needs a weft::Reactor.) Their descriptions throw UnsupportedEndpointType
 // naming the type (they are registered as parsers that do so, and are
 // replaced when the transports land).
 //
@@ -84,7 +84,7 @@ public:
 };
 
 /// The description names a Twisted endpoint type that weft does not provide
-/// yet ("ssl", "tls", "stdio", "haproxy"), or a type whose endpoint needs a
+/// yet ("ssl", "tls", "haproxy"), or a type whose endpoint needs a
 /// reactor interface the given reactor lacks; what() names the type (and the
 /// interface).
 class WEFT_EXPORT UnsupportedEndpointType : public InvalidEndpointDescription {

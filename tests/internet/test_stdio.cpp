@@ -1,0 +1,441 @@
+// stdio.md STDIO-1..STDIO-22: StandardIO on pipes, sockets, terminals and
+// regular files standing in for fds 0 and 1, on every backend. The
+// descriptors are the test's own (StandardIO takes any two), so every case
+// runs in-process; `weft connect` (tests/tool/weft_connect.sh) uses the real
+// fds 0 and 1.
+#include <fcntl.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include <weft/internet/endpoints.hpp>
+#include <weft/internet/error.hpp>
+#include <weft/internet/stdio.hpp>
+#include <weft/internet/testing.hpp>
+
+#include "support/processhelpers.hpp"
+#include "support/reactortest.hpp"
+
+using namespace weft;
+using namespace weft::test;
+namespace err = weft::error;
+using weft::stdio::StandardIO;
+
+namespace {
+
+// Records every call; optionally half-closeable.
+class Recorder : public Protocol, public IHalfCloseableProtocol {
+public:
+    explicit Recorder(bool halfCloseable = false) : halfCloseable_(halfCloseable) {}
+    std::vector<std::string> events;
+    std::string received;
+    std::optional<Failure> lostReason;
+    std::function<void(Recorder&)> onMade;
+    std::function<void(Recorder&)> onReadLost;
+    bool throwInReadLost = false, throwInWriteLost = false;
+
+    void connectionMade() override {
+        events.emplace_back("made");
+        if (onMade) onMade(*this);
+    }
+    void dataReceived(Bytes data) override {
+        if (events.empty() || events.back() != "data") events.emplace_back("data");
+        received.append(reinterpret_cast<const char*>(data.data()), data.size());
+    }
+    void connectionLost(const Failure& reason) override {
+        events.emplace_back("lost");
+        lostReason = reason;
+    }
+    void readConnectionLost() override {
+        events.emplace_back("readLost");
+        if (throwInReadLost) throw std::runtime_error("readConnectionLost fails");
+        if (onReadLost) onReadLost(*this);
+    }
+    void writeConnectionLost() override {
+        events.emplace_back("writeLost");
+        if (throwInWriteLost) throw std::runtime_error("writeConnectionLost fails");
+    }
+    bool halfCloseable() const { return halfCloseable_; }
+
+private:
+    bool halfCloseable_;
+};
+
+// A plain protocol: the same recorder seen without IHalfCloseableProtocol.
+class PlainRecorder : public Protocol {
+public:
+    std::vector<std::string> events;
+    std::string received;
+    std::optional<Failure> lostReason;
+    std::function<void(PlainRecorder&)> onMade, onData;
+    void connectionMade() override {
+        events.emplace_back("made");
+        if (onMade) onMade(*this);
+    }
+    void dataReceived(Bytes data) override {
+        received.append(reinterpret_cast<const char*>(data.data()), data.size());
+        if (onData) onData(*this);
+    }
+    void connectionLost(const Failure& reason) override {
+        events.emplace_back("lost");
+        lostReason = reason;
+    }
+};
+
+class StdioTest : public ReactorTest {
+protected:
+    template <class P>
+    bool spinUntil(P pred, double seconds = 10) {
+        double end = reactor().seconds() + seconds;
+        while (!pred()) {
+            if (reactor().seconds() > end) return false;
+            reactor().iterate(0.01);
+        }
+        return true;
+    }
+    // Everything readable on fd now (non-blocking), until EOF or EAGAIN.
+    static std::string drain(int fd, bool* eof = nullptr) {
+        std::string out;
+        char buf[65536];
+        while (true) {
+            ssize_t n = ::read(fd, buf, sizeof buf);
+            if (n > 0) {
+                out.append(buf, static_cast<std::size_t>(n));
+                continue;
+            }
+            if (eof) *eof = n == 0;
+            return out;
+        }
+    }
+    // Two pipes: the test writes `in.writeFd`, StandardIO reads `in.readFd`;
+    // StandardIO writes `out.writeFd`, the test reads `out.readFd`.
+    Pipe in, out;
+};
+
+INSTANTIATE_TEST_SUITE_P(Backends, StdioTest, allBackends(), backendParamName);
+
+TEST_P(StdioTest, STDIO_1_STDIO_3_STDIO_4_connectedBeforeReturnDataInOrderWritesOut) {
+    auto proto = std::make_shared<Recorder>();
+    proto->onMade = [](Recorder& r) {
+        Bytes parts[] = {asBytes("o"), asBytes("k"), asBytes("!")};
+        r.transport->writeSequence(parts);
+    };
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    ASSERT_EQ(proto->events, std::vector<std::string>{"made"});
+    ASSERT_EQ(::write(in.writeFd, "abc", 3), 3);
+    ASSERT_EQ(::write(in.writeFd, "def", 3), 3);
+    ASSERT_TRUE(spinUntil([&] { return proto->received == "abcdef"; }));
+    io->write(asBytes(" more"));
+    std::string got;
+    ASSERT_TRUE(spinUntil([&] { return (got += drain(out.readFd)) == "ok! more"; }));
+    io->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+}
+
+TEST_P(StdioTest, STDIO_2_STDIO_16_aSocketAndARegularFileServeAsStdinAndStdout) {
+    SocketPair pair;
+    TempDir dir;
+    std::string file = dir.path + "/out";
+    int fileFd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ASSERT_GE(fileFd, 0);
+    auto proto = std::make_shared<PlainRecorder>();
+    proto->onData = [](PlainRecorder& r) { r.transport->write(asBytes(r.received)); };
+    auto io = StandardIO::create(reactor(), proto, pair.a, fileFd);
+    ASSERT_EQ(::write(pair.b, "to a file", 9), 9);
+    ASSERT_TRUE(spinUntil([&] { return proto->received == "to a file"; }));
+    io->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    EXPECT_TRUE(proto->lostReason->check<err::ConnectionDone>()) << "a file is not a closed pipe";
+    ::close(fileFd);
+    std::ifstream f(file);
+    std::string content((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(content, "to a file");
+}
+
+TEST_P(StdioTest, STDIO_5_hostAndPeerArePipeAddresses) {
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    EXPECT_TRUE(std::holds_alternative<PipeAddress>(io->getHost()));
+    EXPECT_TRUE(std::holds_alternative<PipeAddress>(io->getPeer()));
+    io->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+}
+
+TEST_P(StdioTest, STDIO_6_afterStdoutClosedWritesDropAndProducersStop) {
+    struct Producer : IPushProducer {
+        int stops = 0;
+        void pauseProducing() override {}
+        void resumeProducing() override {}
+        void stopProducing() override { ++stops; }
+    };
+    auto proto = std::make_shared<Recorder>(true);
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    io->loseWriteConnection();
+    ASSERT_TRUE(spinUntil([&] { return std::count(proto->events.begin(), proto->events.end(), "writeLost") == 1; }));
+    io->write(asBytes("dropped"));
+    auto producer = std::make_shared<Producer>();
+    io->registerProducer(producer, true);
+    EXPECT_EQ(producer->stops, 1);
+    bool eof = false;
+    EXPECT_EQ(drain(out.readFd, &eof), "");
+    EXPECT_TRUE(eof) << "stdout's reader saw EOF";
+    in.closeWrite();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+}
+
+TEST_P(StdioTest, STDIO_7_loseConnectionFlushesClosesStdoutAndLeavesStdinOpen) {
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    std::string big(300000, 'x');
+    io->write(asBytes(big));
+    io->loseConnection();
+    io->loseConnection();
+    std::string got;
+    bool eof = false;
+    ASSERT_TRUE(spinUntil([&] {
+        got += drain(out.readFd, &eof);
+        return eof;
+    }));
+    EXPECT_EQ(got.size(), big.size());
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    EXPECT_TRUE(proto->lostReason->check<err::ConnectionDone>());
+    EXPECT_EQ(std::count(proto->events.begin(), proto->events.end(), "lost"), 1);
+    EXPECT_GE(::fcntl(in.readFd, F_GETFD), 0) << "stdin is still open";
+    EXPECT_EQ(::write(in.writeFd, "x", 1), 1) << "its writer gets no EPIPE";
+    struct stat st {};
+    ASSERT_EQ(::fstat(out.writeFd, &st), 0);
+    EXPECT_TRUE(S_ISCHR(st.st_mode)) << "stdout is /dev/null now, the number still taken";
+}
+
+TEST_P(StdioTest, STDIO_8_theLastWriteBeforeLoseConnectionReachesAPty) {
+    int master = -1, slave = -1;
+    ASSERT_EQ(::openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
+    struct termios raw {};
+    ::tcgetattr(slave, &raw);
+    ::cfmakeraw(&raw);
+    ::tcsetattr(slave, TCSANOW, &raw);
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, in.readFd, slave);
+    std::string last = patternBytes(0, 3000);
+    io->write(asBytes(last));
+    io->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    ::fcntl(master, F_SETFL, O_NONBLOCK);
+    std::string got = drain(master);
+    EXPECT_TRUE(got == last) << got.size() << " bytes";
+    ::close(master);
+    ::close(slave);
+}
+
+TEST_P(StdioTest, STDIO_9_endOfStdinWithAPlainProtocolFlushesThenEnds) {
+    auto proto = std::make_shared<PlainRecorder>();
+    std::string reply(1 << 20, 'r');
+    proto->onData = [&](PlainRecorder& r) { r.transport->write(asBytes(reply)); };
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    ASSERT_EQ(::write(in.writeFd, "hi\n", 3), 3);
+    in.closeWrite();
+    std::string got;
+    bool eof = false;
+    ASSERT_TRUE(spinUntil([&] {
+        got += drain(out.readFd, &eof);
+        return eof;
+    }));
+    EXPECT_EQ(got.size(), reply.size()) << "the queued answer was written before the end (Better than Twisted)";
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    EXPECT_TRUE(proto->lostReason->check<err::ConnectionDone>());
+}
+
+TEST_P(StdioTest, STDIO_10_endOfStdinWithAHalfCloseableProtocolKeepsWriting) {
+    auto proto = std::make_shared<Recorder>(true);
+    proto->onReadLost = [](Recorder& r) { r.transport->write(asBytes("after eof")); };
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    in.closeWrite();
+    std::string got;
+    ASSERT_TRUE(spinUntil([&] { return (got += drain(out.readFd)) == "after eof"; }));
+    EXPECT_EQ(proto->events, (std::vector<std::string>{"made", "readLost"}));
+    io->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+
+    Pipe in2, out2;
+    auto buggy = std::make_shared<Recorder>(true);
+    buggy->throwInReadLost = true;
+    auto io2 = StandardIO::create(reactor(), buggy, in2.readFd, out2.writeFd);
+    in2.closeWrite();
+    ASSERT_TRUE(spinUntil([&] { return buggy->lostReason.has_value(); }));
+    EXPECT_TRUE(buggy->lostReason->check<std::runtime_error>());
+    EXPECT_EQ(logs.flushLoggedErrors<std::runtime_error>().size(), 1u);
+}
+
+TEST_P(StdioTest, STDIO_11_theStdoutReaderGoingAwayIsNoticedWithoutWriting) {
+    auto proto = std::make_shared<Recorder>(true);
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    out.closeRead();
+    ASSERT_TRUE(spinUntil([&] { return std::count(proto->events.begin(), proto->events.end(), "writeLost") == 1; }));
+    ASSERT_EQ(::write(in.writeFd, "still read", 10), 10);
+    ASSERT_TRUE(spinUntil([&] { return proto->received == "still read"; }));
+    in.closeWrite();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+
+    Pipe in2, out2;
+    auto buggy = std::make_shared<Recorder>(true);
+    buggy->throwInWriteLost = true;
+    auto io2 = StandardIO::create(reactor(), buggy, in2.readFd, out2.writeFd);
+    out2.closeRead();
+    ASSERT_TRUE(spinUntil([&] { return buggy->lostReason.has_value(); }));
+    EXPECT_TRUE(buggy->lostReason->check<std::runtime_error>());
+    EXPECT_EQ(logs.flushLoggedErrors<std::runtime_error>().size(), 1u);
+}
+
+TEST_P(StdioTest, STDIO_12_aPlainProtocolLosesTheConnectionWhenStdoutsReaderGoes) {
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    out.closeRead();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    const auto* lost = proto->lostReason->get<err::ConnectionLost>();
+    ASSERT_NE(lost, nullptr);
+    EXPECT_THAT(lost->what(), ::testing::HasSubstr("pipe")) << "carries EPIPE";
+}
+
+TEST_P(StdioTest, STDIO_13_bothHalvesClosingOnTheirOwnEndTheConnectionOnce) {
+    auto proto = std::make_shared<Recorder>(true);
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    in.closeWrite();
+    ASSERT_TRUE(spinUntil([&] { return std::count(proto->events.begin(), proto->events.end(), "readLost") == 1; }));
+    out.closeRead();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    EXPECT_TRUE(proto->lostReason->check<err::ConnectionDone>());
+    EXPECT_EQ(proto->events, (std::vector<std::string>{"made", "readLost", "writeLost", "lost"}));
+}
+
+TEST_P(StdioTest, STDIO_14_loseWriteConnectionClosesOnlyStdout) {
+    auto proto = std::make_shared<Recorder>(true);
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    io->write(asBytes("last words"));
+    io->loseWriteConnection();
+    std::string got;
+    bool eof = false;
+    ASSERT_TRUE(spinUntil([&] {
+        got += drain(out.readFd, &eof);
+        return eof;
+    }));
+    EXPECT_EQ(got, "last words");
+    ASSERT_TRUE(spinUntil([&] { return std::count(proto->events.begin(), proto->events.end(), "writeLost") == 1; }));
+    ASSERT_EQ(::write(in.writeFd, "more", 4), 4);
+    ASSERT_TRUE(spinUntil([&] { return proto->received == "more"; }));
+    in.closeWrite();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+}
+
+TEST_P(StdioTest, STDIO_15_STDIO_20_connectionLostOnceAndTheFlagsAreRestored) {
+    int inFlags = ::fcntl(in.readFd, F_GETFL) & ~O_NONBLOCK;
+    ::fcntl(in.readFd, F_SETFL, inFlags);
+    int outFlags = ::fcntl(out.writeFd, F_GETFL) & ~O_NONBLOCK;
+    ::fcntl(out.writeFd, F_SETFL, outFlags);
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    EXPECT_TRUE(::fcntl(in.readFd, F_GETFL) & O_NONBLOCK);
+    in.closeWrite();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    for (int i = 0; i < 5; ++i) reactor().iterate(0.01);
+    EXPECT_EQ(std::count(proto->events.begin(), proto->events.end(), "lost"), 1);
+    EXPECT_EQ(::fcntl(in.readFd, F_GETFL), inFlags) << "stdin's flags are back";
+}
+
+TEST_P(StdioTest, STDIO_17_aRegularFileAsStdinIsReadWholeThenEnds) {
+    TempDir dir;
+    std::string file = dir.path + "/in";
+    std::string content = patternBytes(0, 500000);
+    std::ofstream(file, std::ios::binary) << content;
+    int fileFd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(fileFd, 0);
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, fileFd, out.writeFd);
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    EXPECT_TRUE(proto->received == content) << proto->received.size() << " bytes";
+    EXPECT_TRUE(proto->lostReason->check<err::ConnectionDone>());
+    ::close(fileFd);
+}
+
+TEST_P(StdioTest, STDIO_18_theReadersAreVisibleToTheReactor) {
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    bool reading = false;
+    for (auto& r : reactor().getReaders())
+        if (r->fileno() == in.readFd) reading = true;
+    EXPECT_TRUE(reading);
+    io->write(asBytes("queued"));
+    io->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    EXPECT_TRUE(reactor().getReaders().empty());
+    EXPECT_TRUE(reactor().getWriters().empty());
+}
+
+TEST_P(StdioTest, STDIO_21_pausedStdinDeliversNothingUntilResumed) {
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    io->pauseProducing();
+    ASSERT_EQ(::write(in.writeFd, "held", 4), 4);
+    for (int i = 0; i < 10; ++i) reactor().iterate(0.01);
+    EXPECT_EQ(proto->received, "");
+    io->resumeProducing();
+    ASSERT_TRUE(spinUntil([&] { return proto->received == "held"; }));
+    io->stopProducing();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+}
+
+TEST_P(StdioTest, STDIO_22_aPullProducerStreamsAWholeFileToStdout) {
+    struct FileSender : IPullProducer {
+        std::string data;
+        std::size_t at = 0;
+        IConsumer* consumer = nullptr;
+        void resumeProducing() override {
+            if (at >= data.size()) {
+                consumer->unregisterProducer();
+                return;
+            }
+            std::size_t n = std::min<std::size_t>(16384, data.size() - at);
+            consumer->write(Bytes(reinterpret_cast<const std::byte*>(data.data() + at), n));
+            at += n;
+        }
+        void stopProducing() override {}
+    };
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    auto sender = std::make_shared<FileSender>();
+    sender->data = patternBytes(0, 400000);
+    sender->consumer = io.get();
+    io->registerProducer(sender, false);
+    std::string got;
+    ASSERT_TRUE(spinUntil([&] { return (got += drain(out.readFd)).size() >= sender->data.size(); }));
+    EXPECT_TRUE(got == sender->data);
+    io->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+}
+
+TEST_P(StdioTest, EP_10_theStdioEndpointRunsTheFactorysProtocol) {
+    auto factory = std::make_shared<Factory>();
+    auto proto = std::make_shared<PlainRecorder>();
+    factory->protocol = [&] { return std::static_pointer_cast<Protocol>(proto); };
+    stdio::StandardIOEndpoint endpoint(reactor(), in.readFd, out.writeFd);
+    std::shared_ptr<IListeningPort> port;
+    endpoint.listen(factory).addCallback([&](std::shared_ptr<IListeningPort> p) { port = p; });
+    ASSERT_NE(port, nullptr);
+    EXPECT_EQ(proto->events, std::vector<std::string>{"made"});
+    port->stopListening();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+
+    auto parsed = endpoints::serverFromString(reactor(), "stdio:");
+    EXPECT_NE(dynamic_cast<stdio::StandardIOEndpoint*>(parsed.get()), nullptr);
+    EXPECT_THROW(endpoints::serverFromString(reactor(), "stdio:extra"), EndpointArgumentError);
+    weft::testing::MemoryReactor memory;
+    EXPECT_THROW(endpoints::serverFromString(memory, "stdio"), endpoints::UnsupportedEndpointType);
+}
+
+}  // namespace

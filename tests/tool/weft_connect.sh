@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# `weft connect` for real (issue #11): stdin and stdout joined to a connection
+# through `weft echo`, over TCP and UNIX sockets, on every backend; 1 GiB both
+# ways byte-exact; end of stdin half-closes (the echo's answer still arrives);
+# a peer that closes first; refused and bad endpoints.
+set -euo pipefail
+weft=$1
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# start NAME ARGS... : runs weft in the background until it logs where it listens; sets PID and ADDR.
+start() {
+  local name=$1; shift
+  "$weft" "$@" >"$work/$name.log" 2>&1 &
+  PID=$!
+  pids+=("$PID")
+  for _ in $(seq 100); do
+    [ -e "$work/$name.log" ] || { sleep 0.05; continue; }
+    ADDR=$(sed -n "s/.* on \(IPv4Address(TCP, '127.0.0.1', [0-9]*)\|UNIXAddress('[^']*')\).*/\1/p" "$work/$name.log" | head -1)
+    [ -n "$ADDR" ] && return 0
+    sleep 0.05
+  done
+  echo "$name did not start:"; cat "$work/$name.log"; exit 1
+}
+tcpPort() { sed -n "s/IPv4Address(TCP, '127.0.0.1', \([0-9]*\))/\1/p" <<<"$1"; }
+
+head -c 4194304 /dev/urandom >"$work/payload"
+start echo echo tcp:0:interface=127.0.0.1
+port=$(tcpPort "$ADDR")
+start uecho echo "unix:$work/echo.sock"
+
+for backend in epoll poll select; do
+  timeout 60 "$weft" --reactor "$backend" connect "tcp:127.0.0.1:$port" <"$work/payload" >"$work/out" \
+    || { echo "$backend: weft connect failed"; exit 1; }
+  cmp "$work/payload" "$work/out" || { echo "$backend: TCP round trip differs"; exit 1; }
+  timeout 60 "$weft" --reactor "$backend" connect "unix:$work/echo.sock" <"$work/payload" >"$work/out" \
+    || { echo "$backend: weft connect over UNIX failed"; exit 1; }
+  cmp "$work/payload" "$work/out" || { echo "$backend: UNIX round trip differs"; exit 1; }
+done
+
+# 1 GiB both ways, byte-exact (a 64 MiB block 16 times; both sides hashed as they stream).
+head -c 67108864 /dev/urandom >"$work/block"
+want=$(for _ in $(seq 16); do cat "$work/block"; done | sha256sum | cut -d' ' -f1)
+got=$(for _ in $(seq 16); do cat "$work/block"; done | timeout 300 "$weft" connect "tcp:127.0.0.1:$port" | sha256sum | cut -d' ' -f1)
+[ "$want" = "$got" ] || { echo "1 GiB through weft connect and weft echo differs"; exit 1; }
+
+# End of stdin half-closes: a server that answers only after EOF still gets its answer through.
+python3 - "$work/eof.port" <<'PY' &
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+c, _ = s.accept()
+data = b""
+while True:
+    chunk = c.recv(65536)
+    if not chunk: break
+    data += chunk
+c.sendall(b"got %d bytes\n" % len(data)); c.close()
+PY
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/eof.port" ] && break; sleep 0.05; done
+answer=$(printf 'twelve bytes' | timeout 20 "$weft" connect "tcp:127.0.0.1:$(cat "$work/eof.port")")
+[ "$answer" = "got 12 bytes" ] || { echo "half-close: got '$answer'"; exit 1; }
+
+# A peer that closes first: what it sent is written out and weft exits 0 while stdin stays open.
+python3 - "$work/first.port" <<'PY' &
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+open(sys.argv[1], "w").write(str(s.getsockname()[1]))
+c, _ = s.accept(); c.sendall(b"bye\n" * 10000); c.close()
+PY
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/first.port" ] && break; sleep 0.05; done
+( sleep 30 | timeout 20 "$weft" connect "tcp:127.0.0.1:$(cat "$work/first.port")" >"$work/first.out" ) \
+  || { echo "peer closing first: weft connect did not exit 0"; exit 1; }
+[ "$(wc -l <"$work/first.out")" = 10000 ] || { echo "peer closing first: output lost"; exit 1; }
+
+# Refused and bad endpoints: non-zero, one line naming the endpoint.
+if "$weft" connect tcp:127.0.0.1:1 </dev/null >"$work/refused.out" 2>"$work/refused.err"; then
+  echo "a refused connection exited 0"; exit 1
+fi
+grep -q "cannot connect to 'tcp:127.0.0.1:1'" "$work/refused.err" || { echo "refused: message"; cat "$work/refused.err"; exit 1; }
+[ "$(wc -l <"$work/refused.err")" = 1 ] || { echo "refused: more than one line"; cat "$work/refused.err"; exit 1; }
+if "$weft" connect "unix:$work/none.sock" </dev/null 2>"$work/nounix.err"; then echo "missing UNIX socket exited 0"; exit 1; fi
+grep -q "none.sock" "$work/nounix.err" || { echo "missing UNIX socket: message"; cat "$work/nounix.err"; exit 1; }
+set +e
+"$weft" connect 'nope:x' </dev/null 2>"$work/bad.err"; status=$?
+set -e
+[ "$status" = 2 ] || { echo "bad endpoint: exit $status"; exit 1; }
+grep -q "Unknown endpoint type" "$work/bad.err" || { echo "bad endpoint: message"; cat "$work/bad.err"; exit 1; }
+"$weft" connect --help | grep -q "half-closes" || { echo "no --help"; exit 1; }
+echo "weft connect: all checks passed"

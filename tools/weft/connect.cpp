@@ -1,0 +1,182 @@
+// weft connect: nc over any client endpoint, built from StandardIO.
+//
+//   stdin  ──StandardIO──▶ connection      end of stdin: the connection's write half closes
+//   stdout ◀─StandardIO─── connection      the peer's end: stdout is flushed, then weft exits 0
+//
+// Each side is the other's producer, so neither buffers more than a socket's
+// worth when the other is slow.
+#include "connect.hpp"
+
+#include <cstdio>
+#include <memory>
+
+#include <weft/internet/endpoints.hpp>
+#include <weft/internet/error.hpp>
+#include <weft/internet/protocol.hpp>
+#include <weft/internet/stdio.hpp>
+#include <weft/log.hpp>
+#include <weft/text.hpp>
+
+namespace tool {
+
+namespace {
+
+struct Session;
+
+// The connection's side: what the peer sends goes to stdout.
+class NetSide final : public weft::Protocol, public weft::IHalfCloseableProtocol {
+public:
+    explicit NetSide(std::shared_ptr<Session> s) : session(std::move(s)) {}
+    void connectionMade() override;
+    void dataReceived(weft::Bytes data) override;
+    void readConnectionLost() override;
+    void writeConnectionLost() override {}
+    void connectionLost(const weft::Failure& reason) override;
+    std::shared_ptr<Session> session;
+};
+
+// Standard I/O's side: what stdin gives goes to the peer.
+class StdioSide final : public weft::Protocol, public weft::IHalfCloseableProtocol {
+public:
+    explicit StdioSide(std::shared_ptr<Session> s) : session(std::move(s)) {}
+    void dataReceived(weft::Bytes data) override;
+    void readConnectionLost() override;
+    void writeConnectionLost() override;
+    void connectionLost(const weft::Failure& reason) override;
+    std::shared_ptr<Session> session;
+};
+
+struct Session {
+    weft::Reactor& reactor;
+    std::string endpoint;
+    std::shared_ptr<weft::ITransport> net;
+    std::shared_ptr<weft::stdio::StandardIO> io;
+    bool netDone = false, ioDone = false;
+    bool peerDone = false;  // the peer's end of stream arrived: a later reset is no failure
+    int status = 0;
+
+    void maybeStop() {
+        if (netDone && ioDone && reactor.running()) reactor.stop();
+    }
+    // Half-closes the connection (what nc -N does at the end of stdin).
+    void closeNetWrite() {
+        if (auto* half = dynamic_cast<weft::IHalfCloseableTransport*>(net.get())) half->loseWriteConnection();
+        else net->loseConnection();
+    }
+};
+
+void NetSide::connectionMade() {
+    auto& s = *session;
+    s.net = transport;
+    s.io = weft::stdio::StandardIO::create(s.reactor, std::make_shared<StdioSide>(session));
+    // Flow control both ways: a slow stdout pauses the socket, a slow peer pauses stdin.
+    if (auto* input = transport->asInputProducer())
+        s.io->registerProducer(std::shared_ptr<weft::IProducer>(transport, input), true);
+    if (auto* consumer = transport->asConsumer())
+        consumer->registerProducer(std::shared_ptr<weft::IProducer>(s.io, s.io->asInputProducer()), true);
+}
+
+void NetSide::dataReceived(weft::Bytes data) {
+    if (session->io) session->io->write(data);
+}
+
+void NetSide::readConnectionLost() {
+    // The peer is done sending: flush stdout and finish (nc exits here too).
+    // Neither close waits for the other side's producer.
+    session->peerDone = true;
+    if (auto* consumer = transport->asConsumer()) consumer->unregisterProducer();
+    if (session->io) {
+        session->io->unregisterProducer();
+        session->io->loseConnection();
+    }
+    transport->loseConnection();
+}
+
+void NetSide::connectionLost(const weft::Failure& reason) {
+    auto& s = *session;
+    s.netDone = true;
+    if (!reason.check<weft::error::ConnectionDone>() && !s.peerDone) {
+        weft::log::error("connect", "connection to {} lost: {}", weft::quote(s.endpoint), reason.getErrorMessage());
+        s.status = 1;
+    }
+    if (s.io) {
+        s.io->unregisterProducer();
+        s.io->loseConnection();  // stdout flushed first; then the session ends
+    } else {
+        s.ioDone = true;
+    }
+    s.maybeStop();
+    session.reset();
+}
+
+void StdioSide::dataReceived(weft::Bytes data) {
+    if (session->net) session->net->write(data);
+}
+
+void StdioSide::readConnectionLost() {
+    if (!session->net || session->netDone) return;
+    if (auto* consumer = session->net->asConsumer()) consumer->unregisterProducer();  // stdin has ended
+    session->closeNetWrite();
+}
+
+void StdioSide::writeConnectionLost() {
+    // Nobody reads our stdout any more: nothing the peer sends can go anywhere.
+    if (session->net && !session->netDone) session->net->loseConnection();
+}
+
+void StdioSide::connectionLost(const weft::Failure&) {
+    auto& s = *session;
+    s.ioDone = true;
+    if (s.net && !s.netDone) {
+        if (auto* consumer = s.net->asConsumer()) consumer->unregisterProducer();
+        s.net->loseConnection();
+    }
+    s.maybeStop();
+    session.reset();
+}
+
+}  // namespace
+
+CLI::App* addConnectCommand(CLI::App& app, ConnectOptions& options) {
+    auto* cmd = app.add_subcommand("connect", "Join standard input and output to a connection, as nc does");
+    cmd->add_option("endpoint", options.endpoint,
+                    "Client endpoint, e.g. tcp:127.0.0.1:8000, tcp:host=localhost:port=8000, unix:/tmp/echo.sock")
+        ->required();
+    cmd->footer(
+        "End of standard input half-closes the connection (shutdown of its write side); when the peer\n"
+        "closes, everything it sent is written to standard output and weft exits 0. A connection that\n"
+        "cannot be made, or is lost, exits 1 naming the endpoint; a bad endpoint exits 2.\n"
+        "Example: weft echo tcp:8000:interface=127.0.0.1 &  echo hi | weft connect tcp:127.0.0.1:8000");
+    return cmd;
+}
+
+int runConnect(weft::Backend backend, const ConnectOptions& options) {
+    auto reactor = weft::Reactor::create(backend);
+    std::shared_ptr<weft::IStreamClientEndpoint> endpoint;
+    try {
+        endpoint = weft::endpoints::clientFromString(*reactor, options.endpoint);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "weft connect: bad endpoint %s: %s\n", weft::quote(options.endpoint).c_str(),
+                     weft::printable(e.what()).c_str());
+        return 2;
+    }
+    auto session = std::make_shared<Session>(Session{*reactor, options.endpoint, nullptr, nullptr});
+    auto factory = std::make_shared<weft::Factory>();
+    factory->noisy = false;
+    factory->protocol = [session] { return std::static_pointer_cast<weft::Protocol>(std::make_shared<NetSide>(session)); };
+    reactor->callWhenRunning([&, session] {
+        endpoint->connect(factory).addBoth([&, session](weft::Result<std::shared_ptr<weft::Protocol>> r) {
+            if (r.ok()) return;
+            std::fprintf(stderr, "weft connect: cannot connect to %s: %s\n", weft::quote(options.endpoint).c_str(),
+                         weft::printable(r.failure().getErrorMessage()).c_str());
+            session->status = 1;
+            if (reactor->running()) reactor->stop();
+        });
+    });
+    reactor->run();
+    int status = session->status;
+    if (reactor->exitSignal()) status = 128 + *reactor->exitSignal();
+    return status;
+}
+
+}  // namespace tool
