@@ -46,7 +46,8 @@ void restoreAllAtExit() {
 // Makes fd non-blocking and remembers how it was.
 void makeNonBlocking(int fd) {
     int flags = sys::ops.fcntl(fd, F_GETFL, 0);
-    if (flags < 0) throw std::system_error(errno, std::generic_category(), fmt::format("StandardIO: descriptor {}", fd));
+    if (flags < 0)
+        throw std::system_error(errno, std::generic_category(), fmt::format("StandardIO: descriptor {}", fd));
     if (flags & O_NONBLOCK) return;  // nothing to restore
     if (sys::ops.fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
         throw std::system_error(errno, std::generic_category(), fmt::format("StandardIO: O_NONBLOCK on {}", fd));
@@ -298,7 +299,8 @@ void StandardIO::halfClosed(bool readSide) {
         else hc->writeConnectionLost();          // STDIO-11, STDIO-14
     } catch (...) {
         Failure f = Failure::current();
-        log::failure("StandardIO", readSide ? "Unhandled error in readConnectionLost" : "Unhandled error in writeConnectionLost", f);
+        log::failure("StandardIO",
+                     readSide ? "Unhandled error in readConnectionLost" : "Unhandled error in writeConnectionLost", f);
         connectionLost(f);
         return;
     }

@@ -152,7 +152,6 @@ constexpr std::size_t kChildStack = 64 * 1024;
 
 }  // namespace
 
-
 pid_t kernelSpawn(SpawnRequest* req) {
     void* stack = ::mmap(nullptr, kChildStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (stack == MAP_FAILED) return -1;

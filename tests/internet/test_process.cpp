@@ -600,7 +600,7 @@ TEST(ProcessProtocolTest, CB_1_theBaseRoutesFdsToTheNamedCallbacks) {
     base.processEnded(Failure(err::ProcessDone(0)));
 }
 
-TEST_P(ProcessTest, CB_2_CB_3_dataInOrderBeforeEachPipesSingleClose) {
+TEST_P(ProcessTest, CB_2_dataInOrderBeforeEachPipesSingleClose) {
     auto proto = std::make_shared<RecordingProcess>();
     child(proto, {"write", "1", "3000000", "--", "write", "2", "1000"});
     waitEnded(proto);
@@ -608,6 +608,36 @@ TEST_P(ProcessTest, CB_2_CB_3_dataInOrderBeforeEachPipesSingleClose) {
     EXPECT_EQ(proto->err(), patternBytes(0, 1000));
     EXPECT_EQ(proto->lostFds(), (std::multiset<int>{0, 1, 2}));
     EXPECT_FALSE(proto->dataAfterLoss);
+}
+
+TEST_P(ProcessTest, CB_3_eachPipeClosesOnceWhoeverClosedItAndInheritedFdsNever) {
+    Pipe inherited;
+    auto proto = std::make_shared<RecordingProcess>();
+    ProcessOptions o;
+    o.childFDs = ChildFDs{{0, "w"}, {1, "r"}, {2, "r"}, {3, "r"}, {4, inherited.writeFd}};
+    // fd 3 closed by the child, fd 1 by the parent, 0 and 2 at the exit.
+    auto p = child(proto, {"close", "3", "--", "sleep", "0.2", "--", "exit", "0"}, o);
+    p->closeStdout();
+    waitEnded(proto);
+    EXPECT_EQ(proto->lostFds(), (std::multiset<int>{0, 1, 2, 3}));
+}
+
+TEST_P(ProcessTest, CB_6_theGuaranteedOrder) {
+    for (int round = 0; round < 5; ++round) {
+        auto proto = std::make_shared<RecordingProcess>();
+        child(proto, {"fdwrite", "1", "out", "--", "fdwrite", "2", "err", "--", "exit", "0"});
+        waitEnded(proto);
+        const auto& e = proto->events;
+        ASSERT_FALSE(e.empty());
+        EXPECT_EQ(e.front(), "made");
+        EXPECT_EQ(e.back(), "ended");
+        auto at = [&](const std::string& name) { return std::find(e.begin(), e.end(), name) - e.begin(); };
+        EXPECT_LT(at("exited"), at("ended"));
+        for (const char* lost : {"lost 0", "lost 1", "lost 2"}) EXPECT_LT(at(lost), at("ended")) << lost;
+        EXPECT_EQ(proto->out(), "out\n");
+        EXPECT_EQ(proto->err(), "err\n");
+        EXPECT_FALSE(proto->dataAfterLoss);
+    }
 }
 
 TEST_P(ProcessTest, CB_4_processExitedComesAtReapingEvenWithPipesStillOpen) {
@@ -872,8 +902,8 @@ TEST_P(ProcessTest, REAP_6_aThousandChildrenEachEndOnceWithTheirStatus) {
         auto proto = std::make_shared<RecordingProcess>();
         std::vector<std::string> steps;
         switch (kind) {
-            case 0: steps = {"exit", std::to_string(i % 200)}; break;                    // gone at once
-            case 1: steps = {"pause-until-signal"}; break;                               // killed below
+            case 0: steps = {"exit", std::to_string(i % 200)}; break;                     // gone at once
+            case 1: steps = {"pause-until-signal"}; break;                                // killed below
             case 2: steps = {"spawn-grandchild", "0.05", "g", "--", "exit", "1"}; break;  // pipes outlive it
             default: steps = {"write", "1", "5000", "--", "exit", "0"}; break;
         }

@@ -103,9 +103,12 @@ TEST_P(PTYTest, PTY_4_outputArrivesOnFdOneAfterTerminalProcessing) {
     auto proto = std::make_shared<RecordingProcess>();
     auto p = pty(proto, {"stdin-echo-lines"});
     p->asTransport().write(asBytes("hello world!\n"));
-    ASSERT_TRUE(spinUntil([&] { return proto->out().find("got:") != std::string::npos &&
-                                       proto->out().find("\r\n", proto->out().find("got:")) != std::string::npos; }));
-    EXPECT_EQ(proto->out(), "hello world!\r\ngot:hello world!\r\n") << "echoed input, then the child's line, \\n as \\r\\n";
+    ASSERT_TRUE(spinUntil([&] {
+        return proto->out().find("got:") != std::string::npos &&
+               proto->out().find("\r\n", proto->out().find("got:")) != std::string::npos;
+    }));
+    EXPECT_EQ(proto->out(), "hello world!\r\ngot:hello world!\r\n")
+        << "echoed input, then the child's line, \\n as \\r\\n";
     p->asTransport().write(asBytes("\x04"));  // ^D: end of input in cooked mode
     waitEnded(proto);
     EXPECT_TRUE(proto->data.count(2) == 0) << "stderr arrives on fd 1 too";
@@ -133,7 +136,7 @@ TEST_P(PTYTest, PTY_6_loseConnectionHangsUpTheChildsSession) {
     EXPECT_EQ(proto->signal(), SIGHUP);
 }
 
-TEST_P(PTYTest, PTY_7_PTY_8_everythingBeforeTheExitArrivesThenTheEnd) {
+TEST_P(PTYTest, PTY_7_eioAtTheEndIsTheEndOfTheStream) {
     auto proto = std::make_shared<RecordingProcess>();
     pty(proto, {"raw-mode", "--", "write", "1", "300000", "--", "exit", "2"});
     waitEnded(proto);
@@ -144,14 +147,24 @@ TEST_P(PTYTest, PTY_7_PTY_8_everythingBeforeTheExitArrivesThenTheEnd) {
     EXPECT_TRUE(logs.entries().empty()) << "EIO at the end is not an error";
 }
 
+TEST_P(PTYTest, PTY_8_outputWrittenJustBeforeTheExitArrives) {
+    for (int round = 0; round < 5; ++round) {
+        auto proto = std::make_shared<RecordingProcess>();
+        pty(proto, {"raw-mode", "--", "fdwrite", "1", "the last line", "--", "exit", "0"});
+        waitEnded(proto);
+        EXPECT_EQ(proto->out(), "raw\nthe last line\n");
+    }
+}
+
 TEST_P(PTYTest, windowSizeIsSetAtSpawnAndChangedLater) {
     auto proto = std::make_shared<RecordingProcess>();
     ProcessOptions o;
     o.window = WindowSize{40, 132};
     o.env = Environment{{"PATH", "/usr/bin:/bin"}};
     auto p = reactor().spawnProcess(proto, "sh",
-                                    {"sh", "-c", "stty size; trap 'stty size; exit 0' WINCH; echo armed; "
-                                                 "while :; do sleep 0.05; done"},
+                                    {"sh", "-c",
+                                     "stty size; trap 'stty size; exit 0' WINCH; echo armed; "
+                                     "while :; do sleep 0.05; done"},
                                     [&] {
                                         ProcessOptions f = o;
                                         f.usePTY = true;

@@ -294,7 +294,7 @@ ScopedFaults::ScopedFaults() {
                  hookSymlink,     hookReadlink,    hookStat,         hookLstat,    hookKill,       hookGetpid,
                  hookEventfd,     hookSigaction,   hookEpollCreate1, hookEpollCtl, hookEpollWait,  hookPoll,
                  hookSelect,      hookPipe2,       hookAccess,       hookSpawn,    hookPidfdOpen,  hookPidfdSendSignal,
-                 hookWaitid,      hookIoctl,       hookGeteuid,      hookGetegid,      hookDup3};
+                 hookWaitid,      hookIoctl,       hookGeteuid,      hookGetegid,  hookDup3};
 }
 
 ScopedFaults::~ScopedFaults() {

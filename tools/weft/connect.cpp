@@ -163,7 +163,9 @@ int runConnect(weft::Backend backend, const ConnectOptions& options) {
     auto session = std::make_shared<Session>(Session{*reactor, options.endpoint, nullptr, nullptr});
     auto factory = std::make_shared<weft::Factory>();
     factory->noisy = false;
-    factory->protocol = [session] { return std::static_pointer_cast<weft::Protocol>(std::make_shared<NetSide>(session)); };
+    factory->protocol = [session] {
+        return std::static_pointer_cast<weft::Protocol>(std::make_shared<NetSide>(session));
+    };
     reactor->callWhenRunning([&, session] {
         endpoint->connect(factory).addBoth([&, session](weft::Result<std::shared_ptr<weft::Protocol>> r) {
             if (r.ok()) return;
