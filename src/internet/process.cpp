@@ -28,7 +28,7 @@
 #include <weft/log.hpp>
 #include <weft/text.hpp>
 
-#include "internet/detail/scratch.hpp"
+#include "internet/detail/readchunk.hpp"
 #include "sys/spawn.hpp"
 #include "sys/syscalls.hpp"
 
@@ -379,7 +379,7 @@ void BaseProcess::watchChild(std::shared_ptr<BaseProcess> self, pid_t pid, int p
 }
 
 void BaseProcess::pollLater(double delay) {
-    reactor_.callLater(delay, [weak = self_, delay] {
+    pollCall_ = reactor_.callLater(delay, [weak = self_, delay] {
         auto self = weak.lock();
         if (!self || self->phase_ != Phase::running) return;
         self->reapNow();
@@ -432,6 +432,7 @@ void BaseProcess::reaped(std::optional<int> waitStatus) {
         auto released = watcher_->release();
         watcher_.reset();
     }
+    if (pollCall_.active()) pollCall_.cancel();
     pollHold_.reset();
     if (auto p = protocol_) {
         try {
@@ -511,20 +512,10 @@ ProcessReader::ProcessReader(Reactor& reactor, std::shared_ptr<Process> process,
 }
 
 Reason ProcessReader::doRead() {
-    if (fd_ < 0) return std::nullopt;
-    const std::size_t want = bufferSize ? bufferSize : 1;
-    weft::detail::BorrowedBuffer buffer(want);
-    ssize_t n;
-    do n = sys::ops.read(fd_, buffer.data(), want);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
-        return Failure(error::ConnectionLost(std::error_code(errno, std::generic_category())));
-    }
-    if (n == 0) return error::connectionDone();
-    // An exception here is logged by the reactor and closes this pipe (CB-8).
-    if (process_) process_->childDataReceived(childFD_, Bytes(buffer.data(), static_cast<std::size_t>(n)));
-    return std::nullopt;
+    // An exception from the protocol is logged by the reactor and closes this pipe (CB-8).
+    return weft::detail::readChunk(fd_, bufferSize, weft::detail::EioMeans::error, [this](Bytes data) {
+        if (process_) process_->childDataReceived(childFD_, data);
+    });
 }
 
 ProcessWriter::ProcessWriter(Reactor& reactor, std::shared_ptr<Process> process, int childFD, int fd)
@@ -812,20 +803,10 @@ void PTYProcess::setWindowSize(WindowSize size) {
 }
 
 Reason PTYProcess::doRead() {
-    if (master_ < 0) return std::nullopt;
-    const std::size_t want = bufferSize ? bufferSize : 1;
-    weft::detail::BorrowedBuffer buffer(want);
-    ssize_t n;
-    do n = sys::ops.read(master_, buffer.data(), want);
-    while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
-        if (errno == EIO) return error::connectionDone();  // PTY-7: the last slave closed
-        return Failure(error::ConnectionLost(std::error_code(errno, std::generic_category())));
-    }
-    if (n == 0) return error::connectionDone();
-    if (auto p = protocol()) p->childDataReceived(1, Bytes(buffer.data(), static_cast<std::size_t>(n)));  // PTY-4
-    return std::nullopt;
+    // PTY-7: EIO once the last slave closed is the end of the stream.
+    return weft::detail::readChunk(master_, bufferSize, weft::detail::EioMeans::end, [this](Bytes data) {
+        if (auto p = protocol()) p->childDataReceived(1, data);  // PTY-4
+    });
 }
 
 WriteResult PTYProcess::writeSomeData(std::span<const iovec> data) { return writeToFD(master_, data); }

@@ -17,7 +17,7 @@
 #include <weft/internet/error.hpp>
 #include <weft/log.hpp>
 
-#include "internet/detail/scratch.hpp"
+#include "internet/detail/readchunk.hpp"
 #include "sys/syscalls.hpp"
 
 namespace weft::stdio {
@@ -95,19 +95,9 @@ public:
     Address getHost() const override { return PipeAddress{}; }
 
     Reason doRead() override {
-        if (fd_ < 0) return std::nullopt;
-        const std::size_t want = bufferSize ? bufferSize : 1;
-        weft::detail::BorrowedBuffer buffer(want);
-        ssize_t n;
-        do n = sys::ops.read(fd_, buffer.data(), want);
-        while (n < 0 && errno == EINTR);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
-            return Failure(error::ConnectionLost(std::error_code(errno, std::generic_category())));
-        }
-        if (n == 0) return error::connectionDone();
-        if (owner_) owner_->dataReceived(Bytes(buffer.data(), static_cast<std::size_t>(n)));
-        return std::nullopt;
+        return weft::detail::readChunk(fd_, bufferSize, weft::detail::EioMeans::error, [this](Bytes data) {
+            if (owner_) owner_->dataReceived(data);
+        });
     }
 
     void connectionLost(const Failure& reason) override {

@@ -64,6 +64,9 @@ protected:
 
 INSTANTIATE_TEST_SUITE_P(Backends, ProcessTest, allBackends(), backendParamName);
 
+class PTYReentrancy : public ProcessTest {};
+INSTANTIATE_TEST_SUITE_P(Backends, PTYReentrancy, allBackends(), backendParamName);
+
 // ---- spawning --------------------------------------------------------------------------
 
 TEST_P(ProcessTest, PROC_1_transportReturnedAfterConnectionMadeWithPositivePid) {
@@ -959,6 +962,99 @@ TEST(ProcessThreads, PROC_10_severalThreadsSpawnAtOnce) {
         });
     for (auto& t : threads) t.join();
     EXPECT_EQ(ok.load(), 40);
+}
+
+}  // namespace
+
+namespace {
+
+// Re-entrancy (the brief's classic failure): from inside every callback, a
+// protocol closes, writes, signals, closes pipes or drops its transport; each
+// child still ends exactly once, nothing leaks (the fixture checks
+// descriptors; ASan checks memory) and nothing is called after processEnded.
+class ReentrantProcess final : public ProcessProtocol {
+public:
+    enum Where { made, data, pipeLost, exited, endedCb, kWhere };
+    enum What { lose, write, kill, closePipes, drop, kWhat };
+    ReentrantProcess(Where w, What a) : where(w), what(a) {}
+    Where where;
+    What what;
+    int endedCount = 0, afterEnd = 0;
+    std::weak_ptr<IProcessTransport> weak;
+
+    void act(Where now) {
+        if (endedCount) ++afterEnd;
+        if (now != where) return;
+        auto p = processTransport;
+        if (!p) return;
+        switch (what) {
+            case lose: p->asTransport().loseConnection(); break;
+            case write: p->asTransport().write(asBytes("more")); break;
+            case kill:
+                try {
+                    p->signalProcess(SIGKILL);
+                } catch (const error::ProcessExitedAlready&) {}
+                break;
+            case closePipes:
+                p->closeStdin();
+                p->closeStdout();
+                p->closeChildFD(2);
+                break;
+            case drop:
+                processTransport.reset();
+                transport.reset();
+                break;
+            default: break;
+        }
+    }
+    void connectionMade() override {
+        weak = processTransport;
+        act(made);
+    }
+    void childDataReceived(int, Bytes) override { act(data); }
+    void childConnectionLost(int) override { act(pipeLost); }
+    void processExited(const Failure&) override { act(exited); }
+    void processEnded(const Failure&) override {
+        act(endedCb);
+        ++endedCount;
+    }
+};
+
+TEST_P(ProcessTest, PROC_OWN_everyCallInsideEveryCallbackIsSafe) {
+    for (int w = 0; w < ReentrantProcess::kWhere; ++w) {
+        for (int a = 0; a < ReentrantProcess::kWhat; ++a) {
+            auto proto = std::make_shared<ReentrantProcess>(static_cast<ReentrantProcess::Where>(w),
+                                                            static_cast<ReentrantProcess::What>(a));
+            std::weak_ptr<ReentrantProcess> weakProto = proto;
+            reactor().spawnProcess(proto, childHelper(),
+                                   {childHelper(), "fdwrite", "1", "x", "--", "fdwrite", "2", "y", "--", "sleep", "0.05"});
+            ASSERT_TRUE(spinUntil([&] { return proto->endedCount > 0; })) << "where " << w << " what " << a;
+            for (int i = 0; i < 3; ++i) reactor().iterate(0);
+            EXPECT_EQ(proto->endedCount, 1) << "where " << w << " what " << a;
+            EXPECT_EQ(proto->afterEnd, 0);
+            proto.reset();
+            EXPECT_TRUE(weakProto.expired()) << "where " << w << " what " << a << ": the protocol was kept";
+        }
+    }
+    EXPECT_EQ(zombieChildren(), 0);
+}
+
+TEST_P(PTYReentrancy, PTY_OWN_everyCallInsideEveryCallbackIsSafe) {
+    for (int w = 0; w < ReentrantProcess::kWhere; ++w) {
+        for (int a = 0; a < ReentrantProcess::kWhat; ++a) {
+            if (a == ReentrantProcess::closePipes) continue;  // closeChildFD throws on a PTY (PTY-5)
+            auto proto = std::make_shared<ReentrantProcess>(static_cast<ReentrantProcess::Where>(w),
+                                                            static_cast<ReentrantProcess::What>(a));
+            ProcessOptions o;
+            o.usePTY = true;
+            reactor().spawnProcess(proto, childHelper(),
+                                   {childHelper(), "fdwrite", "1", "x", "--", "sleep", "0.05"}, o);
+            ASSERT_TRUE(spinUntil([&] { return proto->endedCount > 0; })) << "where " << w << " what " << a;
+            for (int i = 0; i < 3; ++i) reactor().iterate(0);
+            EXPECT_EQ(proto->endedCount, 1);
+            EXPECT_EQ(proto->afterEnd, 0);
+        }
+    }
 }
 
 }  // namespace

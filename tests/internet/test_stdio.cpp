@@ -507,3 +507,71 @@ TEST_P(StdioTest, EP_10_theStdioEndpointRunsTheFactorysProtocol) {
 }
 
 }  // namespace
+
+namespace {
+
+// Re-entrancy: from inside every callback the protocol closes, half-closes,
+// writes or drops its transport; connectionLost comes exactly once and the
+// protocol is released.
+class ReentrantStdio final : public Protocol, public IHalfCloseableProtocol {
+public:
+    enum Where { made, data, readLost, writeLost, lostCb, kWhere };
+    enum What { lose, loseWrite, write, pause, drop, kWhat };
+    ReentrantStdio(Where w, What a) : where(w), what(a) {}
+    Where where;
+    What what;
+    int lostCount = 0, afterLost = 0;
+    void act(Where now) {
+        if (lostCount) ++afterLost;
+        if (now != where || !transport) return;
+        auto t = transport;
+        switch (what) {
+            case lose: t->loseConnection(); break;
+            case loseWrite: dynamic_cast<IHalfCloseableTransport&>(*t).loseWriteConnection(); break;
+            case write: t->write(asBytes("reply")); break;
+            case pause: t->asInputProducer()->pauseProducing(); break;
+            case drop: transport.reset(); break;
+            default: break;
+        }
+    }
+    void connectionMade() override { act(made); }
+    void dataReceived(Bytes) override { act(data); }
+    void readConnectionLost() override { act(readLost); }
+    void writeConnectionLost() override { act(writeLost); }
+    void connectionLost(const Failure&) override {
+        act(lostCb);
+        ++lostCount;
+    }
+};
+
+TEST_P(StdioTest, STDIO_OWN_everyCallInsideEveryCallbackIsSafe) {
+    for (int w = 0; w < ReentrantStdio::kWhere; ++w) {
+        for (int a = 0; a < ReentrantStdio::kWhat; ++a) {
+            Pipe i, o;
+            auto proto = std::make_shared<ReentrantStdio>(static_cast<ReentrantStdio::Where>(w),
+                                                          static_cast<ReentrantStdio::What>(a));
+            std::weak_ptr<ReentrantStdio> weak = proto;
+            auto io = StandardIO::create(reactor(), proto, i.readFd, o.writeFd);
+            std::weak_ptr<StandardIO> weakIo = io;
+            io.reset();
+            ASSERT_EQ(::write(i.writeFd, "data", 4), 4);
+            for (int k = 0; k < 3; ++k) reactor().iterate(0.01);
+            i.closeWrite();
+            for (int k = 0; k < 3; ++k) reactor().iterate(0.01);
+            o.closeRead();
+            bool paused = a == ReentrantStdio::pause;
+            if (!proto->lostCount && paused) {
+                if (auto live = weakIo.lock()) live->loseConnection();  // a paused reader never sees EOF
+            }
+            ASSERT_TRUE(spinUntil([&] { return proto->lostCount > 0; })) << "where " << w << " what " << a;
+            for (int k = 0; k < 3; ++k) reactor().iterate(0);
+            EXPECT_EQ(proto->lostCount, 1) << "where " << w << " what " << a;
+            EXPECT_EQ(proto->afterLost, 0);
+            proto.reset();
+            EXPECT_TRUE(weak.expired()) << "where " << w << " what " << a;
+            EXPECT_TRUE(weakIo.expired()) << "where " << w << " what " << a;
+        }
+    }
+}
+
+}  // namespace

@@ -56,17 +56,6 @@ std::string fnv1a(const std::string& data) {
     return buf;
 }
 
-TempDir::TempDir() {
-    char tmpl[] = "/tmp/weft-proc-XXXXXX";
-    if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-    path = tmpl;
-}
-
-TempDir::~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-}
-
 int RecordingProcess::exitCode() const {
     if (!endedReason) return -1;
     if (endedReason->check<error::ProcessDone>()) return 0;

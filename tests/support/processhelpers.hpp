@@ -14,6 +14,8 @@
 
 #include <weft/internet/process.hpp>
 
+#include "support/udphelpers.hpp"  // TempDir
+
 namespace weft::test {
 
 /// tests/helpers/weft_child.cpp, built next to the tests.
@@ -27,14 +29,6 @@ std::string patternBytes(std::size_t offset, std::size_t count);
 /// weft_child's `fdread` hash: FNV-1a 64, 16 lowercase hex digits.
 std::string fnv1a(const std::string& data);
 
-/// A temporary directory, removed with its contents.
-struct TempDir {
-    TempDir();
-    ~TempDir();
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    std::string path;
-};
 
 /// Records every ProcessProtocol call, in order.
 class RecordingProcess : public ProcessProtocol {

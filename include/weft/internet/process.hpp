@@ -180,6 +180,7 @@ private:
     std::weak_ptr<BaseProcess> self_;
     std::shared_ptr<Watcher> watcher_;       // holds this process until the child is reaped
     std::shared_ptr<BaseProcess> pollHold_;  // the same, without a pidfd
+    DelayedCall pollCall_;                   // the next poll, without a pidfd
     std::optional<Failure> reason_;
     pid_t pid_ = 0;
     pid_t group_ = 0;  // the child's own process group, or 0
