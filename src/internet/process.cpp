@@ -647,21 +647,23 @@ void Process::closeChildFD(int fd) {
     end->loseConnection();
 }
 
-void Process::writeToChild(int fd, Bytes data) {
+detail::PipeEnd* Process::writerAt(int fd) const noexcept {
     auto it = pipes_.find(fd);
-    if (it == pipes_.end() || !dynamic_cast<ProcessWriter*>(it->second.get()))
-        throw std::out_of_range(fmt::format("writeToChild: child fd {} is not a pipe the parent writes", fd));
-    it->second->write(data);
+    return it != pipes_.end() && it->second->parentWrites() ? it->second.get() : nullptr;
+}
+
+void Process::writeToChild(int fd, Bytes data) {
+    auto* writer = writerAt(fd);
+    if (!writer) throw std::out_of_range(fmt::format("writeToChild: child fd {} is not a pipe the parent writes", fd));
+    writer->write(data);
 }
 
 void Process::write(Bytes data) {
-    auto it = pipes_.find(0);
-    if (it != pipes_.end() && dynamic_cast<ProcessWriter*>(it->second.get())) it->second->write(data);
+    if (auto* writer = writerAt(0)) writer->write(data);  // no stdin pipe: dropped (PROC-11)
 }
 
 void Process::writeSequence(std::span<const Bytes> chunks) {
-    auto it = pipes_.find(0);
-    if (it != pipes_.end() && dynamic_cast<ProcessWriter*>(it->second.get())) it->second->writeSequence(chunks);
+    if (auto* writer = writerAt(0)) writer->writeSequence(chunks);
 }
 
 void Process::loseConnection() {
@@ -671,28 +673,27 @@ void Process::loseConnection() {
 }
 
 void Process::registerProducer(std::shared_ptr<IProducer> producer, bool streaming) {
-    auto it = pipes_.find(0);
-    if (it == pipes_.end() || !dynamic_cast<ProcessWriter*>(it->second.get())) {
+    auto* writer = writerAt(0);
+    if (!writer) {
         if (producer) producer->stopProducing();  // PROC-19: nothing to feed
         return;
     }
-    it->second->registerProducer(std::move(producer), streaming);
+    writer->registerProducer(std::move(producer), streaming);
 }
 
 void Process::unregisterProducer() {
-    auto it = pipes_.find(0);
-    if (it != pipes_.end()) it->second->unregisterProducer();
+    if (auto* writer = writerAt(0)) writer->unregisterProducer();
 }
 
 void Process::pauseProducing() {
     for (auto& [fd, end] : pipes_)
-        if (dynamic_cast<ProcessReader*>(end.get())) end->pauseProducing();
+        if (!end->parentWrites()) end->pauseProducing();
 }
 
 void Process::resumeProducing() {
-    auto copy = pipes_;
+    auto copy = pipes_;  // resuming may deliver, and a delivery may close a pipe
     for (auto& [fd, end] : copy)
-        if (dynamic_cast<ProcessReader*>(end.get())) end->resumeProducing();
+        if (!end->parentWrites()) end->resumeProducing();
 }
 
 // ---- PTYProcess ---------------------------------------------------------------------------

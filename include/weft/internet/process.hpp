@@ -95,6 +95,8 @@ public:
     Address getHost() const override { return PipeAddress{}; }
     /// The child's fd number this pipe serves.
     int childFD() const noexcept { return childFD_; }
+    /// True for a pipe the parent writes (the child reads it).
+    virtual bool parentWrites() const noexcept = 0;
     /// Closes the descriptor and tells the process (once).
     void connectionLost(const Failure& reason) override;
 
@@ -113,6 +115,7 @@ class WEFT_EXPORT ProcessReader final : public detail::PipeEnd {
 public:
     ProcessReader(Reactor& reactor, std::shared_ptr<Process> process, int childFD, int fd);
     Reason doRead() override;
+    bool parentWrites() const noexcept override { return false; }
 
 protected:
     WriteResult writeSomeData(std::span<const iovec>) override { return std::size_t{0}; }
@@ -127,6 +130,7 @@ class WEFT_EXPORT ProcessWriter final : public detail::PipeEnd {
 public:
     ProcessWriter(Reactor& reactor, std::shared_ptr<Process> process, int childFD, int fd);
     Reason doRead() override;
+    bool parentWrites() const noexcept override { return true; }
 
 protected:
     WriteResult writeSomeData(std::span<const iovec> data) override;
@@ -248,6 +252,8 @@ public:
 
 private:
     bool streamsClosed() const noexcept override { return pipes_.empty(); }
+    /// The parent-written pipe at child fd `fd`, or null.
+    detail::PipeEnd* writerAt(int fd) const noexcept;
 
     std::map<int, std::shared_ptr<detail::PipeEnd>> pipes_;
 };
