@@ -2,7 +2,9 @@
 #include <weft/internet/stdio.hpp>
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <termios.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -73,6 +75,11 @@ bool isKind(int fd, mode_t kind) {
     struct stat st {};
     std::string path = fmt::format("/proc/self/fd/{}", fd);
     return sys::ops.stat(path.c_str(), &st) == 0 && (st.st_mode & S_IFMT) == kind;
+}
+
+bool isTerminal(int fd) {
+    termios t{};
+    return sys::ops.ioctl(fd, TCGETS, &t) == 0;
 }
 
 Failure brokenPipe() { return Failure(error::ConnectionLost(std::error_code(EPIPE, std::generic_category()))); }
@@ -192,7 +199,16 @@ std::shared_ptr<StandardIO> StandardIO::create(Reactor& reactor, std::shared_ptr
     io->reader_ = std::make_shared<detail::StdinReader>(reactor, io, stdinFd);
     io->writer_ = std::make_shared<detail::StdoutWriter>(reactor, io, outFd, sameFd);
     io->reader_->startReading();
-    if (!sameFd && isKind(outFd, S_IFIFO)) io->writer_->startReading();  // STDIO-11, STDIO-16
+    if (!sameFd && isKind(outFd, S_IFIFO)) {
+        io->writer_->startReading();  // STDIO-11, STDIO-16
+    } else if (!sameFd && isTerminal(outFd)) {
+        // STDIO-19: a terminal polls readable whenever input waits, so it is
+        // not watched for reading; registered and paused at once, the reactor
+        // keeps watching it for a hang-up (R-38; epoll and poll report one
+        // without interest, select cannot).
+        reactor.addReader(io->writer_);
+        reactor.removeReader(io->writer_.get());
+    }
     io->protocol_->makeConnection(io);
     return io;
 }

@@ -399,6 +399,23 @@ TEST_P(StdioTest, STDIO_16_aRegularFileAsStdoutIsNotTakenForAClosedPipe) {
     EXPECT_TRUE(content == data) << content.size() << " bytes";
 }
 
+TEST_P(StdioTest, STDIO_19_aVanishedTerminalIsNoticedWithoutWriting) {
+    if (GetParam() == Backend::select) GTEST_SKIP() << "select reports no hang-up without interest";
+    int master = -1, slave = -1;
+    ASSERT_EQ(::openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
+    ::fcntl(slave, F_SETFD, FD_CLOEXEC);
+    auto proto = std::make_shared<Recorder>(true);
+    auto io = StandardIO::create(reactor(), proto, in.readFd, slave);
+    for (int i = 0; i < 5; ++i) reactor().iterate(0.01);
+    EXPECT_EQ(std::count(proto->events.begin(), proto->events.end(), "writeLost"), 0);
+    ::close(master);  // the terminal goes away
+    ASSERT_TRUE(spinUntil([&] { return std::count(proto->events.begin(), proto->events.end(), "writeLost") == 1; }, 5))
+        << "noticed without a write";
+    in.closeWrite();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    ::close(slave);
+}
+
 TEST_P(StdioTest, STDIO_20_bothDescriptorsGetTheirOriginalFlagsBack) {
     for (int fd : {in.readFd, out.writeFd}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     int inFlags = ::fcntl(in.readFd, F_GETFL), outFlags = ::fcntl(out.writeFd, F_GETFL);
