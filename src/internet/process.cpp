@@ -269,6 +269,30 @@ Ids idsFor(const ProcessOptions& options) {
     return ids;
 }
 
+// Everything about the program both kinds of child need, resolved in the
+// parent before the child exists: the path, argv, the environment, the ids.
+struct Program {
+    Program(const std::string& executable, const std::vector<std::string>& args, const ProcessOptions& options)
+        : file(resolveExecutable(executable, options.env)), argv(argvOf(args)), envp(environmentOf(options.env)),
+          ids(idsFor(options)) {}
+    /// Points the request at this program (and options.path); descriptors are the caller's.
+    void describe(sys::SpawnRequest& req, const ProcessOptions& options) const {
+        req.file = file.c_str();
+        req.argv = argv.pointers.data();
+        req.envp = envp.pointers.data();
+        req.cwd = options.path ? options.path->c_str() : nullptr;
+        req.setIds = ids.set;
+        req.uid = ids.uid;
+        req.gid = ids.gid;
+        req.groups = ids.groups.data();
+        req.groupCount = ids.groups.size();
+    }
+
+    std::string file;
+    CStrings argv, envp;
+    Ids ids;
+};
+
 // Runs the child; throws std::system_error with the child's errno.
 pid_t runSpawn(sys::SpawnRequest& req, const std::string& executable) {
     pid_t pid = sys::ops.spawn(&req);
@@ -548,10 +572,7 @@ std::shared_ptr<Process> Process::spawn(Reactor& reactor, std::shared_ptr<Proces
             throw std::invalid_argument("spawnProcess: a null protocol needs childFDs without \"r\" or \"w\"");
         protocol = std::make_shared<ProcessProtocol>();
     }
-    const std::string file = resolveExecutable(executable, options.env);
-    CStrings argv = argvOf(args);
-    CStrings envp = environmentOf(options.env);
-    Ids ids = idsFor(options);
+    const Program program(executable, args, options);
 
     const int maxTarget = fds.empty() ? -1 : fds.rbegin()->first;
     struct Planned {
@@ -586,10 +607,7 @@ std::shared_ptr<Process> Process::spawn(Reactor& reactor, std::shared_ptr<Proces
     }
 
     sys::SpawnRequest req;
-    req.file = file.c_str();
-    req.argv = argv.pointers.data();
-    req.envp = envp.pointers.data();
-    req.cwd = options.path ? options.path->c_str() : nullptr;
+    program.describe(req, options);
     req.from = from.data();
     req.to = to.data();
     std::vector<int> scratch(from.size());
@@ -597,11 +615,6 @@ std::shared_ptr<Process> Process::spawn(Reactor& reactor, std::shared_ptr<Proces
     req.count = static_cast<int>(from.size());
     req.maxTarget = maxTarget;
     req.newGroup = options.newProcessGroup;
-    req.setIds = ids.set;
-    req.uid = ids.uid;
-    req.gid = ids.gid;
-    req.groups = ids.groups.data();
-    req.groupCount = ids.groups.size();
 
     auto proc = std::make_shared<Process>(Token{}, reactor, std::move(protocol));
     pid_t pid = runSpawn(req, executable);
@@ -710,10 +723,7 @@ std::shared_ptr<PTYProcess> PTYProcess::spawn(Reactor& reactor, std::shared_ptr<
                                               const ProcessOptions& options) {
     if (options.childFDs) throw std::invalid_argument("spawnProcess: usePTY with childFDs is not supported (PTY-3)");
     if (!protocol) protocol = std::make_shared<ProcessProtocol>();
-    const std::string file = resolveExecutable(executable, options.env);
-    CStrings argv = argvOf(args);
-    CStrings envp = environmentOf(options.env);
-    Ids ids = idsFor(options);
+    const Program program(executable, args, options);
 
     Fd master, slave;
     std::string ttyName;
@@ -747,10 +757,7 @@ std::shared_ptr<PTYProcess> PTYProcess::spawn(Reactor& reactor, std::shared_ptr<
     const int to[3] = {0, 1, 2};
     int scratch[3] = {};
     sys::SpawnRequest req;
-    req.file = file.c_str();
-    req.argv = argv.pointers.data();
-    req.envp = envp.pointers.data();
-    req.cwd = options.path ? options.path->c_str() : nullptr;
+    program.describe(req, options);
     req.from = from;
     req.to = to;
     req.scratch = scratch;
@@ -758,11 +765,6 @@ std::shared_ptr<PTYProcess> PTYProcess::spawn(Reactor& reactor, std::shared_ptr<
     req.maxTarget = 2;
     req.newSession = true;  // PTY-1: a session of its own, the terminal as its controlling one
     req.ctty = 0;
-    req.setIds = ids.set;
-    req.uid = ids.uid;
-    req.gid = ids.gid;
-    req.groups = ids.groups.data();
-    req.groupCount = ids.groups.size();
 
     auto proc = std::make_shared<PTYProcess>(Token{}, reactor, std::move(protocol));
     pid_t pid = runSpawn(req, executable);

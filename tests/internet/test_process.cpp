@@ -38,15 +38,6 @@ namespace {
 
 class ProcessTest : public ReactorTest {
 protected:
-    template <class P>
-    bool spinUntil(P pred, double seconds = 10) {
-        double end = reactor().seconds() + seconds;
-        while (!pred()) {
-            if (reactor().seconds() > end) return false;
-            reactor().iterate(0.01);
-        }
-        return true;
-    }
     std::shared_ptr<IProcessTransport> spawn(const std::shared_ptr<RecordingProcess>& proto,
                                              std::vector<std::string> args, ProcessOptions options = {}) {
         std::string exe = args.at(0);

@@ -29,15 +29,6 @@ protected:
         ReactorTest::SetUp();
         if (::access("/dev/ptmx", R_OK | W_OK) != 0) GTEST_SKIP() << "no /dev/ptmx on this machine";
     }
-    template <class P>
-    bool spinUntil(P pred, double seconds = 10) {
-        double end = reactor().seconds() + seconds;
-        while (!pred()) {
-            if (reactor().seconds() > end) return false;
-            reactor().iterate(0.01);
-        }
-        return true;
-    }
     std::shared_ptr<IProcessTransport> pty(const std::shared_ptr<RecordingProcess>& proto,
                                            std::vector<std::string> steps, ProcessOptions options = {}) {
         steps.insert(steps.begin(), childHelper());

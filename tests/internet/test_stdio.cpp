@@ -91,15 +91,6 @@ public:
 
 class StdioTest : public ReactorTest {
 protected:
-    template <class P>
-    bool spinUntil(P pred, double seconds = 10) {
-        double end = reactor().seconds() + seconds;
-        while (!pred()) {
-            if (reactor().seconds() > end) return false;
-            reactor().iterate(0.01);
-        }
-        return true;
-    }
     // Everything readable on fd now (non-blocking), until EOF or EAGAIN.
     static std::string drain(int fd, bool* eof = nullptr) {
         std::string out;

@@ -51,15 +51,6 @@ protected:
         static std::atomic<int> n{0};
         return std::string(1, '\0') + "weft-test-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
     }
-    template <class P>
-    bool spinUntil(P pred, double seconds = 5) {
-        double end = reactor().seconds() + seconds;
-        while (!pred()) {
-            if (reactor().seconds() > end) return false;
-            reactor().iterate(0.01);
-        }
-        return true;
-    }
     void stop(IListeningPort& port) {
         bool done = false;
         port.stopListening().addBoth([&](Result<void>) { done = true; });

@@ -37,15 +37,6 @@ namespace {
 
 class UtilsTest : public ReactorTest {
 protected:
-    template <class P>
-    bool spinUntil(P pred, double seconds = 10) {
-        double end = reactor().seconds() + seconds;
-        while (!pred()) {
-            if (reactor().seconds() > end) return false;
-            reactor().iterate(0.01);
-        }
-        return true;
-    }
     /// Runs the reactor until d has fired; false after `seconds`.
     template <class T>
     bool fired(const Deferred<T>& d, double seconds = 10) {

@@ -92,6 +92,18 @@ protected:
     /// Same, for another reactor.
     static void runReactor(Reactor& r, double timeoutSeconds = 5.0, bool installSignalHandlers = false);
 
+    /// Iterates the reactor (10 ms waits) until pred() holds; false if it still
+    /// does not after `seconds`.
+    template <class P>
+    bool spinUntil(P pred, double seconds = 10) {
+        double end = reactor().seconds() + seconds;
+        while (!pred()) {
+            if (reactor().seconds() > end) return false;
+            reactor().iterate(0.01);
+        }
+        return true;
+    }
+
     /// Leave the reactor alone in TearDown's leak checks (it is checked anyway
     /// for descriptors and threads).
     LogCapture logs;
