@@ -248,6 +248,7 @@ std::string StreamPort::logPrefix() const {
 void StreamPort::beginListening(int fd, const std::string& where) {
     fd_ = fd;
     state_ = State::listening;
+    acceptPaused_ = false;
     numberAccepts = 100;
     // On failure nothing is kept (TCP-1): the socket closed, nothing registered,
     // the factory not started. Registering comes first because the backend may
@@ -276,7 +277,7 @@ void StreamPort::beginListening(int fd, const std::string& where) {
 }
 
 Reason StreamPort::doRead() {
-    if (state_ != State::listening) return std::nullopt;
+    if (state_ != State::listening || acceptPaused_) return std::nullopt;
     // TCP-15: what this batch logs is emitted after it, so logging cannot take
     // the descriptor freed for EMFILE recovery.
     std::vector<weft::detail::PendingLog> logs;
@@ -284,12 +285,24 @@ Reason StreamPort::doRead() {
     weft::detail::acceptBatch(
         fd_, numberAccepts, reservedFd_, reinterpret_cast<sockaddr*>(&peer), peerCapacity(), logs,
         [&](int s, socklen_t length) { accepted(s, reinterpret_cast<const sockaddr*>(&peer), length); },
-        [this] { return state_ != State::listening; });
+        [this] { return state_ != State::listening || acceptPaused_; });
     for (auto& l : logs) {
         if (l.failure) log::failure(logPrefix(), l.message, *l.failure);
         else log::info(logPrefix(), "{}", l.message);
     }
     return std::nullopt;
+}
+
+void StreamPort::pauseAccepting() {
+    if (state_ != State::listening || acceptPaused_) return;
+    acceptPaused_ = true;
+    reactor_.removeReader(this);
+}
+
+void StreamPort::resumeAccepting() {
+    if (!acceptPaused_) return;
+    if (state_ == State::listening) reactor_.addReader(shared_from_this());  // may throw: still paused then
+    acceptPaused_ = false;
 }
 
 Deferred<void> StreamPort::stopListening() {
@@ -312,6 +325,7 @@ Deferred<void> StreamPort::stopListening() {
 void StreamPort::connectionLost(const Failure&) {
     if (state_ == State::closed) return;
     reactor_.removeReader(this);
+    acceptPaused_ = false;
     // A listening socket is never shut down: an adopted one is shared (TCP-50).
     sys::ops.close(fd_);
     fd_ = -1;

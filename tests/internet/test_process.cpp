@@ -981,9 +981,7 @@ public:
         switch (what) {
             case lose: p->asTransport().loseConnection(); break;
             case write: p->asTransport().write(asBytes("more")); break;
-            case kill:
-                try {
-                    p->signalProcess(SIGKILL);
+            case kill: try { p->signalProcess(SIGKILL);
                 } catch (const error::ProcessExitedAlready&) {}
                 break;
             case closePipes:
@@ -1017,8 +1015,9 @@ TEST_P(ProcessTest, PROC_OWN_everyCallInsideEveryCallbackIsSafe) {
             auto proto = std::make_shared<ReentrantProcess>(static_cast<ReentrantProcess::Where>(w),
                                                             static_cast<ReentrantProcess::What>(a));
             std::weak_ptr<ReentrantProcess> weakProto = proto;
-            reactor().spawnProcess(proto, childHelper(),
-                                   {childHelper(), "fdwrite", "1", "x", "--", "fdwrite", "2", "y", "--", "sleep", "0.05"});
+            reactor().spawnProcess(
+                proto, childHelper(),
+                {childHelper(), "fdwrite", "1", "x", "--", "fdwrite", "2", "y", "--", "sleep", "0.05"});
             ASSERT_TRUE(spinUntil([&] { return proto->endedCount > 0; })) << "where " << w << " what " << a;
             for (int i = 0; i < 3; ++i) reactor().iterate(0);
             EXPECT_EQ(proto->endedCount, 1) << "where " << w << " what " << a;
@@ -1038,8 +1037,8 @@ TEST_P(PTYReentrancy, PTY_OWN_everyCallInsideEveryCallbackIsSafe) {
                                                             static_cast<ReentrantProcess::What>(a));
             ProcessOptions o;
             o.usePTY = true;
-            reactor().spawnProcess(proto, childHelper(),
-                                   {childHelper(), "fdwrite", "1", "x", "--", "sleep", "0.05"}, o);
+            reactor().spawnProcess(proto, childHelper(), {childHelper(), "fdwrite", "1", "x", "--", "sleep", "0.05"},
+                                   o);
             ASSERT_TRUE(spinUntil([&] { return proto->endedCount > 0; })) << "where " << w << " what " << a;
             for (int i = 0; i < 3; ++i) reactor().iterate(0);
             EXPECT_EQ(proto->endedCount, 1);

@@ -717,6 +717,77 @@ TEST_P(StreamTest, FD_35_pauseProducingStopsDeliveryAndResumeProducingRestartsIt
     closePair(p);
 }
 
+// ---- pausing the listener -------------------------------------------------------------------------
+
+TEST_P(StreamTest, STREAM_pauseAcceptingHoldsConnectionsInTheBacklog) {
+    // StreamPort::pauseAccepting stops watching the listening socket: a client still connects (the kernel queues it), nothing is accepted until resumeAccepting, then it is.
+    Pair p;
+    listenAndConnect(p);
+    p.port->pauseAccepting();  // the attempt runs on a later iteration: nothing accepted yet
+    EXPECT_TRUE(p.port->acceptingPaused());
+    EXPECT_FALSE(reactor().isReading(p.port.get()));
+    ASSERT_TRUE(spinUntil([&] { return p.cf->built.size() == 1 && p.client().made == 1; }))
+        << "the client did not connect to the paused listener";
+    spinFor(0.2);
+    EXPECT_TRUE(p.sf->built.empty()) << "a connection was accepted while paused";
+    p.port->pauseAccepting();  // twice is once
+    p.port->resumeAccepting();
+    EXPECT_FALSE(p.port->acceptingPaused());
+    EXPECT_TRUE(reactor().isReading(p.port.get()));
+    ASSERT_TRUE(spinUntil([&] { return p.sf->built.size() == 1 && p.server().made == 1; }))
+        << "the waiting connection was not accepted after resumeAccepting";
+    p.port->resumeAccepting();  // not paused: nothing happens
+    EXPECT_TRUE(reactor().isReading(p.port.get()));
+    closePair(p);
+}
+
+TEST_P(StreamTest, STREAM_pauseAcceptingFromBuildProtocolEndsTheAcceptBatch) {
+    // Three connections wait in the backlog; a factory that pauses the port when it builds a protocol gets exactly one per resumeAccepting, although one batch may accept up to numberAccepts.
+    Pair p;
+    listenAndConnect(p);
+    p.port->pauseAccepting();
+    std::vector<std::shared_ptr<IConnector>> more;
+    for (int i = 0; i < 2; ++i) {
+        if (transport() == Transport::tcp)
+            more.push_back(reactor().connectTCP("127.0.0.1", portOf(*p.destination), p.cf));
+        else more.push_back(reactor().connectUNIX(std::get<UNIXAddress>(*p.destination).name, p.cf));
+    }
+    ASSERT_TRUE(spinUntil([&] {
+        return p.cf->built.size() == 3 &&
+               std::all_of(p.cf->built.begin(), p.cf->built.end(), [](auto& c) { return c->made == 1; });
+    })) << "the clients did not connect to the paused listener";
+    p.sf->onBuilt = [&](RecordingProtocol&) { p.port->pauseAccepting(); };
+    for (std::size_t accepted = 1; accepted <= 3; ++accepted) {
+        p.port->resumeAccepting();
+        ASSERT_TRUE(spinUntil([&] { return p.sf->built.size() >= accepted; })) << "nothing accepted after resume";
+        spinFor(0.1);
+        EXPECT_EQ(p.sf->built.size(), accepted) << "the batch went on accepting after pauseAccepting";
+        EXPECT_TRUE(p.port->acceptingPaused());
+    }
+    p.port->resumeAccepting();
+    closePair(p);
+    more.clear();
+}
+
+TEST_P(StreamTest, STREAM_pauseAcceptingThenStopListeningClosesAndPauseResumeAreHarmlessOnceClosed) {
+    // stopListening closes a paused port (its waiting client is dropped by the kernel); afterwards pauseAccepting/resumeAccepting register nothing.
+    Pair p;
+    listenAndConnect(p);
+    p.port->pauseAccepting();
+    ASSERT_TRUE(spinUntil([&] { return p.cf->built.size() == 1 && p.client().made == 1; }));
+    stopListening(*p.port);
+    EXPECT_FALSE(p.port->listening());
+    EXPECT_FALSE(p.port->acceptingPaused());
+    EXPECT_EQ(p.sf->stopped, 1);
+    p.port->pauseAccepting();
+    EXPECT_FALSE(p.port->acceptingPaused());
+    p.port->resumeAccepting();
+    EXPECT_FALSE(reactor().isReading(p.port.get()));
+    EXPECT_TRUE(p.sf->built.empty());
+    p.client().transport->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return p.client().lost == 1 && p.cf->lostCalls + p.cf->failed >= 1; }));
+}
+
 // ---- the connector ---------------------------------------------------------------------------------
 
 TEST_P(StreamTest, TCP_36_connectCallsStartedConnectingBeforeReturning) {

@@ -29,7 +29,6 @@ std::string patternBytes(std::size_t offset, std::size_t count);
 /// weft_child's `fdread` hash: FNV-1a 64, 16 lowercase hex digits.
 std::string fnv1a(const std::string& data);
 
-
 /// Records every ProcessProtocol call, in order.
 class RecordingProcess : public ProcessProtocol {
 public:

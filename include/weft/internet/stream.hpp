@@ -324,6 +324,21 @@ public:
     /// Connections one readable event may accept now (TCP-11).
     int numberAccepts = 100;
 
+    /// Stops accepting while the socket stays open: the listening socket is
+    /// no longer watched, so new connections wait in the kernel's backlog
+    /// (clients still connect, up to the backlog), and an accept batch in
+    /// progress ends after the connection being accepted (a buildProtocol or
+    /// connectionMade may call it). Harmless when not listening or already
+    /// paused. stopListening() still closes a paused port; the reactor's own
+    /// shutdown does not reach it, as it is not registered.
+    void pauseAccepting();
+    /// Undoes pauseAccepting(): watches the socket again, so what waits in the
+    /// backlog is accepted on a later iteration. Harmless when not listening
+    /// or not paused.
+    void resumeAccepting();
+    /// True between pauseAccepting() and resumeAccepting() (or the close).
+    bool acceptingPaused() const noexcept { return acceptPaused_; }
+
 protected:
     StreamPort(Reactor& reactor, std::shared_ptr<Factory> factory, int backlog, const char* what);
     /// Starts accepting on `fd` (bound and listening): reserves the EMFILE
@@ -346,6 +361,7 @@ protected:
 
 private:
     State state_ = State::closed;
+    bool acceptPaused_ = false;
     int reservedFd_ = -1;  // spare descriptor for EMFILE recovery (TCP-14)
 };
 
