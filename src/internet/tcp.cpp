@@ -379,6 +379,18 @@ int duplicateForAdoption(int fd, int addressFamily, const std::shared_ptr<Factor
 }  // namespace
 
 std::shared_ptr<IListeningPort> Reactor::adoptStreamPort(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
+    // Only a listening stream socket can be served (a systemd: index that names
+    // a plain file or a connected socket must fail here, not at the first wait).
+    int listening = 0;
+    socklen_t size = sizeof listening;
+    if (sys::ops.getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0) {
+        if (errno == ENOTSOCK)
+            throw std::invalid_argument(fmt::format("adoptStreamPort: descriptor {} is not a socket", fd));
+        throw std::system_error(errno, std::generic_category(), fmt::format("adoptStreamPort: descriptor {}", fd));
+    }
+    if (!listening)
+        throw std::invalid_argument(
+            fmt::format("adoptStreamPort: descriptor {} is a socket that is not listening", fd));
     int copy = duplicateForAdoption(fd, addressFamily, factory, "adoptStreamPort");
     if (addressFamily == AF_UNIX) return adoptUNIXStreamPort(copy, std::move(factory));  // UNIX-21
     auto p = std::make_shared<tcp::Port>(*this, 0, std::move(factory), 50, "");

@@ -1832,6 +1832,31 @@ TEST_P(TCPClientTest, TCP_50_adoptStreamPortDuplicatesAndAcceptsAtOnce) {
     EXPECT_EQ(t.sf->stopped, 1);
 }
 
+TEST_P(TCPClientTest, TCP_50_onlyAListeningSocketCanBeAdoptedAsAPort) {
+    // TCP-50, Better than Twisted: a descriptor that is not a listening socket (a file, a socket never
+    // listened on) is refused at once with a message naming it; nothing is registered or started.
+    auto factory = std::make_shared<Factory>();
+    int file = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int idle = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(file, 0);
+    ASSERT_GE(idle, 0);
+    try {
+        reactor().adoptStreamPort(file, AF_INET, factory);
+        ADD_FAILURE() << "a file was adopted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("is not a socket"), std::string::npos) << e.what();
+    }
+    try {
+        reactor().adoptStreamPort(idle, AF_INET, factory);
+        ADD_FAILURE() << "a socket that does not listen was adopted";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_NE(std::string(e.what()).find("not listening"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(reactor().getReaders().empty());
+    ::close(file);
+    ::close(idle);
+}
+
 TEST_P(TCPClientTest, TCP_50_closingAnAdoptedPortDoesNotShutDownTheSharedSocket) {
     // TCP-50: closing an adopted port does not shutdown() the shared socket: the caller's copy still accepts connections.
     int raw = rawListener(AF_INET);
