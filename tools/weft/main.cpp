@@ -3,14 +3,11 @@
 //   weft echo ENDPOINT                     echo every byte back (tcp:, tcp6:, systemd:)
 //   weft portforward ENDPOINT --to CLIENT  proxy each connection to CLIENT (tcp:HOST:PORT)
 //   weft connect CLIENT                    stdin and stdout joined to a connection, as nc does
-//   weft demo                              timers, a worker thread and a pipe
+//   weft demo                              timers, a worker thread and a child process (cat)
 //
 // SIGINT/SIGTERM stop the reactor through its shutdown triggers: listeners are
 // closed, every connection is asked to close after flushing what it has
 // buffered (bounded by --grace seconds), then the process exits 0.
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
 #include <cctype>
 #include <cstdio>
@@ -21,6 +18,7 @@
 #include <weft/internet/endpoints.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/interfaces.hpp>
+#include <weft/internet/process.hpp>
 #include <weft/internet/protocol.hpp>
 #include <weft/log.hpp>
 #include <weft/protocols/portforward.hpp>
@@ -34,75 +32,62 @@
 
 namespace {
 
-// Reads lines from a pipe and echoes them to stdout with a prefix.
-class PipeReader final : public weft::IReadDescriptor {
+// The demo's child: `cat`, whose output (what the worker threads' lines
+// became after a trip through its pipes) goes to our stdout.
+class DemoChild final : public weft::ProcessProtocol {
 public:
-    explicit PipeReader(int fd) : fd_(fd) {}
-    ~PipeReader() override {
-        if (fd_ >= 0) ::close(fd_);
+    void outReceived(weft::Bytes data) override {
+        bytes_ += data.size();
+        std::fwrite(data.data(), 1, data.size(), stdout);
+        std::fflush(stdout);
     }
-    int fileno() const override { return fd_; }
-    std::string logPrefix() const override { return "PipeReader," + std::to_string(fd_); }
-    weft::Reason doRead() override {
-        char buf[4096];
-        ssize_t n = ::read(fd_, buf, sizeof buf);
-        if (n > 0) {
-            bytes_ += static_cast<std::size_t>(n);
-            std::fwrite(buf, 1, static_cast<std::size_t>(n), stdout);
-            std::fflush(stdout);
-            return std::nullopt;
-        }
-        if (n == 0) return weft::Failure(weft::ConnectionDone());
-        if (errno == EAGAIN || errno == EINTR) return std::nullopt;
-        return weft::Failure(weft::ConnectionLost(std::error_code(errno, std::generic_category())));
+    void processEnded(const weft::Failure& why) override {
+        weft::log::info("demo", "cat ended after echoing {} bytes: {}", bytes_, why.getErrorMessage());
+        ended.callback();
     }
-    void connectionLost(const weft::Failure& why) override {
-        weft::log::info(logPrefix(), "pipe closed after {} bytes: {}", bytes_, why.getErrorMessage());
-        ::close(fd_);
-        fd_ = -1;
-        closed.callback();
-    }
-    /// Fires when the pipe has been read to its end (or lost).
-    weft::Deferred<void> closed;
+    /// Fires once the child has ended and its pipes are drained.
+    weft::Deferred<void> ended;
 
 private:
-    int fd_;
     std::size_t bytes_ = 0;
 };
 
 int runDemo(weft::Backend backend, double seconds) {
     auto reactor = weft::Reactor::create(backend);
-    int p[2];
-    if (::pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
-        std::perror("pipe2");
+    auto child = std::make_shared<DemoChild>();
+    std::shared_ptr<weft::IProcessTransport> cat;
+    try {
+        weft::ProcessOptions options;
+        options.env = std::nullopt;  // our PATH finds cat
+        cat = reactor->spawnProcess(child, "cat", {"cat"}, options);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "weft demo: cannot start cat: %s\n", weft::printable(e.what()).c_str());
         return 1;
     }
-    auto reader = std::make_shared<PipeReader>(p[0]);
-    int writeFd = p[1];
-    reactor->addReader(reader);
     if (seconds > 0) weft::log::info("weft", "demo on the {} reactor for {} s", weft::backendName(backend), seconds);
     else weft::log::info("weft", "demo on the {} reactor until Ctrl-C or SIGTERM", weft::backendName(backend));
 
-    reactor->suggestThreadPoolSize(1);  // one worker: lines stay in order, the close comes last
+    reactor->suggestThreadPoolSize(1);  // one worker: lines stay in order
     int n = 0;
     weft::Function<void()> tick;
     tick = [&] {
         ++n;
-        // A pool thread produces the line; the reactor thread reads it from the pipe.
-        reactor->callInThread([writeFd, n] {
-            std::string line = "tick " + std::to_string(n) + " from a worker thread, through a pipe\n";
-            [[maybe_unused]] auto w = ::write(writeFd, line.data(), line.size());
+        // A pool thread makes the line; the reactor thread writes it to cat,
+        // whose echo comes back through its stdout pipe.
+        reactor->callInThread([&reactor = *reactor, &cat, n] {
+            std::string line = "tick " + std::to_string(n) + " from a worker thread, through a child's pipes\n";
+            reactor.callFromThread([&cat, line] { cat->asTransport().write(line); });
         });
         reactor->callLater(0.5, [&] { tick(); });
     };
     reactor->callWhenRunning([&] { tick(); });
     if (seconds > 0) reactor->callLater(seconds, [&] { reactor->stop(); });
-    // Shutdown waits (a before trigger returning a Deferred) until the reader has
-    // drained the pipe to its end, so nothing written is lost.
+    // Shutdown waits (a before trigger returning a Deferred) until cat has
+    // echoed everything and ended, so nothing written is lost.
     reactor->addSystemEventTrigger("before", "shutdown", [&] {
-        // Closed by the one pool worker, after every line it still has to write.
-        reactor->callInThread([writeFd] { ::close(writeFd); });
-        return reader->closed;
+        // Queued behind every line the worker still has to hand over.
+        reactor->callInThread([&reactor = *reactor, &cat] { reactor.callFromThread([&cat] { cat->closeStdin(); }); });
+        return child->ended;
     });
     reactor->run();
     for (auto& dc : reactor->getDelayedCalls()) dc.cancel();
@@ -338,7 +323,7 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"debug", "info", "warn", "warning", "error", "critical"}));
 
     double seconds = 0;
-    auto* demo = app.add_subcommand("demo", "Run the reactor demo: timers, a worker thread and a pipe");
+    auto* demo = app.add_subcommand("demo", "Run the reactor demo: timers, a worker thread and a child process");
     demo->add_option("--seconds", seconds, "Stop after this many seconds (0: until SIGINT/SIGTERM)")
         ->check(CLI::NonNegativeNumber);
 
