@@ -595,7 +595,9 @@ std::shared_ptr<Process> Process::spawn(Reactor& reactor, std::shared_ptr<Proces
             bool parentReads = what.kind() == ChildFD::Kind::parentReads;
             p.parentEnd = Fd(parentReads ? ends[0] : ends[1]);
             childEnd = Fd(parentReads ? ends[1] : ends[0]);
-            setNonBlocking(p.parentEnd.get(), "spawnProcess: O_NONBLOCK");
+            // A fresh pipe end has no other status flag: set O_NONBLOCK without reading them first.
+            if (sys::ops.fcntl(p.parentEnd.get(), F_SETFL, O_NONBLOCK) != 0)
+                throwErrno(errno, "spawnProcess: O_NONBLOCK");
             source = childEnd.get();
         }
         if (what.kind() == ChildFD::Kind::inherit && sys::ops.fcntl(source, F_GETFD, 0) < 0)

@@ -152,9 +152,31 @@ constexpr std::size_t kChildStack = 64 * 1024;
 
 }  // namespace
 
+// The child's stack: one per thread, mapped at the thread's first spawn and
+// reused (CLONE_VFORK suspends the thread until the child has exec'd or
+// exited, so no two children of one thread ever share it), unmapped at
+// thread exit. Mapping one per spawn cost two system calls and fresh page
+// faults every time.
+struct ChildStack {
+    void* base = nullptr;
+    ~ChildStack() {
+        if (base) ::munmap(base, kChildStack);
+    }
+    void* get() {
+        if (!base) {
+            void* m =
+                ::mmap(nullptr, kChildStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+            if (m == MAP_FAILED) return nullptr;
+            base = m;
+        }
+        return base;
+    }
+};
+
 pid_t kernelSpawn(SpawnRequest* req) {
-    void* stack = ::mmap(nullptr, kChildStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) return -1;
+    thread_local ChildStack childStack;
+    void* stack = childStack.get();
+    if (!stack) return -1;
     req->error = 0;
     req->failedStep = SpawnRequest::Step::none;
 
@@ -165,7 +187,6 @@ pid_t kernelSpawn(SpawnRequest* req) {
     pid_t pid = ::__clone(childMain, static_cast<char*>(stack) + kChildStack, CLONE_VM | CLONE_VFORK | SIGCHLD, req);
     int cloneError = errno;
     ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
-    ::munmap(stack, kChildStack);
 
     if (pid < 0) {
         errno = cloneError;
