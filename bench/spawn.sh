@@ -29,7 +29,8 @@
 #   --build-dir DIR      where spawn_weft, spawn_libuv and write_zero are (default build/release)
 #   --rounds R           rounds (default 3)
 #   --quick              1 round, a tenth of the children, 256 MiB ballast and read
-#   --peers LIST         subset of weft,libuv,python,twisted (default all four)
+#   --peers LIST         subset of weft,weftsock,libuv,python,twisted (default all; weftsock is weft
+#                        with ProcessOptions::socketOutputs, in the read scenarios only)
 #   --scenarios LIST     subset of spawn-1,spawn-32,ballast-1,ballast-32,read,read-same,read-cross
 #                        (default all)
 #   --ballast-mib M      the ballast (default 1024)
@@ -42,7 +43,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_dir=build/release rounds=3 quick=0 out="" ballast=1024 read_mib=1024 stdio=out
-peers_arg=weft,libuv,python,twisted scenarios_arg=spawn-1,spawn-32,ballast-1,ballast-32,read,read-same,read-cross
+peers_arg=weft,weftsock,libuv,python,twisted scenarios_arg=spawn-1,spawn-32,ballast-1,ballast-32,read,read-same,read-cross
 strace_peers=weft,libuv,python
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -77,7 +78,7 @@ IFS=, read -ra scenarios <<<"$scenarios_arg"
 available=()
 for p in "${peers[@]}"; do
   case "$p" in
-    weft) [ -x "$weft_bin" ] || { echo "skipping weft: no $weft_bin (build target spawn_weft)"; continue; } ;;
+    weft|weftsock) [ -x "$weft_bin" ] || { echo "skipping $p: no $weft_bin (build target spawn_weft)"; continue; } ;;
     libuv) [ -x "$libuv_bin" ] || { echo "skipping libuv: no $libuv_bin (libuv1-dev missing, or target spawn_libuv not built)"; continue; } ;;
     python) [ -x "$py" ] || { echo "skipping python: no $py"; continue; } ;;
     twisted) "$py" -c 'import twisted' 2>/dev/null || { echo "skipping twisted: $py has no twisted (apt-get install python3-twisted)"; continue; } ;;
@@ -104,6 +105,7 @@ command_for() {
       [ "$scenario" = read-cross ] && cross=(--writer-cpu 1)
       case "$peer" in
         weft) cmd=("${pin[@]}" "$weft_bin" --read-bytes "$bytes" --writer "$writer" "${cross[@]}") ;;
+        weftsock) cmd=("${pin[@]}" "$weft_bin" --read-bytes "$bytes" --writer "$writer" --socket-outputs "${cross[@]}") ;;
         libuv) cmd=("${pin[@]}" "$libuv_bin" --read-bytes "$bytes" --writer "$writer" "${cross[@]}") ;;
       esac
       return ;;
@@ -161,7 +163,7 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 order = ["spawn-1", "spawn-32", "ballast-1", "ballast-32", "read", "read-same", "read-cross"]
-peers = ["weft", "libuv", "python", "twisted"]
+peers = ["weft", "weftsock", "libuv", "python", "twisted"]
 def label(sc, f):
     if sc.startswith("read"):
         where = {"read": "placed by the scheduler", "read-same": "both on core 0", "read-cross": "reader core 0, writer core 1"}[sc]

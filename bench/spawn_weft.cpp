@@ -146,6 +146,7 @@ void Child::processEnded(const weft::Failure&) {
 
 int main(int argc, char** argv) {
     long children = 0, inFlight = 1, ballastMib = 0, pipeSizeArg = 0;
+    bool socketOutputs = false;  // ProcessOptions::socketOutputs: the "r" channels are socket pairs
     long long readBytes = -1;
     double timeout = 300;
     std::string writer, writerCpu, stdio = "out";
@@ -163,6 +164,7 @@ int main(int argc, char** argv) {
         else if (a == "--stdio") stdio = value();
         else if (a == "--timeout") timeout = std::atof(value());
         else if (a == "--pipe-size") pipeSizeArg = std::atol(value());
+        else if (a == "--socket-outputs") socketOutputs = true;
         else if (a == "--writer-cpu") writerCpu = value();
         else usage("unknown option");
     }
@@ -180,6 +182,7 @@ int main(int argc, char** argv) {
     Run run;
     run.pipeSize = pipeSizeArg;
     run.options.env = weft::Environment{};
+    run.options.socketOutputs = socketOutputs;
     if (stdio == "out" || readMode) run.options.childFDs = weft::ChildFDs{{0, devnull}, {1, "r"}, {2, devnull}};
     if (readMode) {
         run.executable = writer;
@@ -211,10 +214,10 @@ int main(int argc, char** argv) {
         ok = ok && run.bytes == static_cast<std::uint64_t>(readBytes);
         const double mb = static_cast<double>(run.bytes) / 1e6;
         std::printf(
-            "peer=weft mode=read bytes=%llu ballast_mib=%ld pipe_size=%ld wall_s=%.4f mb_per_s=%.1f "
+            "peer=%s mode=read bytes=%llu ballast_mib=%ld pipe_size=%ld wall_s=%.4f mb_per_s=%.1f "
             "cpu_per_mb_us=%.1f ok=%d\n",
-            static_cast<unsigned long long>(run.bytes), ballastMib, pipeSizeArg, wall, mb / wall, cpu * 1e6 / mb,
-            ok ? 1 : 0);
+            socketOutputs ? "weftsock" : "weft", static_cast<unsigned long long>(run.bytes), ballastMib, pipeSizeArg,
+            wall, mb / wall, cpu * 1e6 / mb, ok ? 1 : 0);
     } else {
         auto lat = run.latencies;
         std::sort(lat.begin(), lat.end());

@@ -7,6 +7,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -591,11 +592,21 @@ std::shared_ptr<Process> Process::spawn(Reactor& reactor, std::shared_ptr<Proces
             source = what.parentFd();  // FDMAP-2: the caller's; never closed here (PROC-7)
         } else {
             int ends[2];
-            if (sys::ops.pipe2(ends, O_CLOEXEC) != 0) throwErrno(errno, "spawnProcess: pipe");
             bool parentReads = what.kind() == ChildFD::Kind::parentReads;
-            p.parentEnd = Fd(parentReads ? ends[0] : ends[1]);
-            childEnd = Fd(parentReads ? ends[1] : ends[0]);
-            // A fresh pipe end has no other status flag: set O_NONBLOCK without reading them first.
+            if (parentReads && options.socketOutputs) {
+                // ends[0] the parent's (non-blocking), ends[1] the child's; the
+                // parent never writes to it, so a child reading there sees EOF.
+                if (sys::ops.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) != 0)
+                    throwErrno(errno, "spawnProcess: socketpair");
+                p.parentEnd = Fd(ends[0]);
+                childEnd = Fd(ends[1]);
+                sys::ops.shutdown(ends[0], SHUT_WR);
+            } else {
+                if (sys::ops.pipe2(ends, O_CLOEXEC) != 0) throwErrno(errno, "spawnProcess: pipe");
+                p.parentEnd = Fd(parentReads ? ends[0] : ends[1]);
+                childEnd = Fd(parentReads ? ends[1] : ends[0]);
+            }
+            // A fresh end has no other status flag: set O_NONBLOCK without reading them first.
             if (sys::ops.fcntl(p.parentEnd.get(), F_SETFL, O_NONBLOCK) != 0)
                 throwErrno(errno, "spawnProcess: O_NONBLOCK");
             source = childEnd.get();

@@ -98,7 +98,10 @@ WEFT_CHILD_CODE int childMain(void* arg) {
 
     step = Step::descriptors;
     for (int i = 0; i < req->count; ++i) {
-        long copy = ::syscall(SYS_fcntl, req->from[i], F_DUPFD, req->maxTarget + 1);
+        // A source above every target cannot be overwritten by a dup2 below: only
+        // the others need a copy out of the way.
+        long copy = req->from[i] > req->maxTarget ? req->from[i]
+                                                  : ::syscall(SYS_fcntl, req->from[i], F_DUPFD, req->maxTarget + 1);
         if (copy < 0) goto fail;
         req->scratch[i] = static_cast<int>(copy);
     }

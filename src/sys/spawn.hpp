@@ -22,9 +22,12 @@ struct SpawnRequest {
     // The working directory, or null for the parent's.
     const char* cwd = nullptr;
     // The child's descriptors: child fd to[i] becomes a copy of parent fd
-    // from[i]. The child first copies every source above maxTarget (into
-    // scratch[i]), so no dup2 can overwrite a source another one still
-    // needs: swaps, aliases and descriptors that stay put all work (FDMAP-4).
+    // from[i]. The child first copies every source at or below maxTarget
+    // above it (scratch[i]; a source already above stays where it is), so no
+    // dup2 can overwrite a source another one still needs: swaps, aliases and
+    // descriptors that stay put all work (FDMAP-4). A dup2 of a descriptor
+    // onto itself is a no-op that would keep close-on-exec, which the copy
+    // also avoids.
     // Every other descriptor is closed: those above maxTarget with
     // close_range, those at or below it that are not a target one by one.
     const int* from = nullptr;

@@ -100,6 +100,8 @@ struct Ops {
     gid_t (*getegid)();
     // Standard I/O: stdout is replaced by /dev/null once closed (stdio.cpp).
     int (*dup3)(int, int, int);
+    // A child's output channels (process.cpp).
+    int (*socketpair)(int, int, int, int*);
 };
 
 /// The table in use; tests swap entries, production never does.

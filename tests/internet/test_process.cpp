@@ -192,7 +192,7 @@ TEST_P(ProcessTest, PROC_7_aFailedPipeOrSpawnClosesWhatWasMadeAndKeepsTheCallers
     auto before = openFds();
     {
         ScopedFaults faults;
-        faults.pass(Call::pipe2, 2).fail(Call::pipe2, EMFILE);
+        faults.pass(Call::pipe2, 2).fail(Call::pipe2, EMFILE);  // the third of three pipes
         auto proto = std::make_shared<RecordingProcess>();
         ProcessOptions o;
         o.childFDs = ChildFDs{{0, "w"}, {1, "r"}, {2, "r"}, {3, given.writeFd}};
@@ -458,6 +458,42 @@ TEST_P(ProcessTest, PROC_12_largeWritesReachASlowChildCompleteAndInOrder) {
     waitEnded(proto);
     EXPECT_EQ(proto->out().size(), payload.size());
     EXPECT_TRUE(proto->out() == payload);
+}
+
+TEST_P(ProcessTest, PROC_12_socketOutputsCarryTheSameBytesThroughSocketPairs) {
+    // ProcessOptions::socketOutputs: the "r" channels are socket pairs (the child sees a
+    // socket), everything else as with pipes: bytes in order, EOF, SIGPIPE after closeStdout.
+    ProcessOptions o;
+    o.socketOutputs = true;
+    auto proto = std::make_shared<RecordingProcess>();
+    child(proto, {"fdtarget", "1", "--", "write", "1", "3000000", "--", "write", "2", "100"}, o);
+    waitEnded(proto);
+    ASSERT_THAT(proto->out(), ::testing::StartsWith("socket:["));
+    auto nl = proto->out().find('\n');
+    EXPECT_TRUE(proto->out().substr(nl + 1) == patternBytes(0, 3000000));
+    EXPECT_EQ(proto->err(), patternBytes(0, 100));
+    EXPECT_EQ(proto->lostFds(), (std::multiset<int>{0, 1, 2}));
+
+    auto closed = std::make_shared<RecordingProcess>();
+    auto p = child(closed, {"sleep", "0.2", "--", "write", "1", "10000000"}, o);
+    p->closeStdout();
+    waitEnded(closed);
+    EXPECT_EQ(closed->signal(), SIGPIPE);
+
+    auto reads = std::make_shared<RecordingProcess>();
+    child(reads, {"fdread", "1"}, o);  // reading its output channel: EOF at once, nothing hangs
+    waitEnded(reads);
+
+    Pipe keep;
+    auto before = openFds();
+    {
+        ScopedFaults faults;
+        faults.fail(Call::socketpair, EMFILE);
+        auto failed = std::make_shared<RecordingProcess>();
+        EXPECT_THROW(child(failed, {"exit", "0"}, o), std::system_error);
+        EXPECT_FALSE(failed->made);
+    }
+    EXPECT_EQ(openFds(), before);
 }
 
 TEST_P(ProcessTest, PROC_13_closeStdinFlushesThenClosesAndReportsFromTheLoop) {

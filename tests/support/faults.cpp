@@ -265,6 +265,10 @@ int hookDup3(int from, int to, int flags) {
     return plain(Call::dup3, to, [&] { return sys::kernelOps.dup3(from, to, flags); });
 }
 
+int hookSocketpair(int domain, int type, int protocol, int* fds) {
+    return plain(Call::socketpair, -1, [&] { return sys::kernelOps.socketpair(domain, type, protocol, fds); });
+}
+
 bool stormable(Call c) {
     switch (c) {
         case Call::read:
@@ -294,7 +298,7 @@ ScopedFaults::ScopedFaults() {
                  hookSymlink,     hookReadlink,    hookStat,         hookLstat,    hookKill,       hookGetpid,
                  hookEventfd,     hookSigaction,   hookEpollCreate1, hookEpollCtl, hookEpollWait,  hookPoll,
                  hookSelect,      hookPipe2,       hookAccess,       hookSpawn,    hookPidfdOpen,  hookPidfdSendSignal,
-                 hookWaitid,      hookIoctl,       hookGeteuid,      hookGetegid,  hookDup3};
+                 hookWaitid,      hookIoctl,       hookGeteuid,      hookGetegid,  hookDup3,       hookSocketpair};
 }
 
 ScopedFaults::~ScopedFaults() {

@@ -126,9 +126,10 @@ enum class Call {
     ioctl,
     geteuid,
     getegid,
-    dup3  // filed under the new descriptor
+    dup3,  // filed under the new descriptor
+    socketpair
 };
-inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::dup3) + 1;
+inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::socketpair) + 1;
 
 /// What one scripted call does.
 struct Outcome {

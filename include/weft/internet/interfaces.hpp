@@ -423,6 +423,14 @@ struct ProcessOptions {
     WindowSize window;
     /// The child's descriptors (FDMAP-1..FDMAP-4); not with usePTY (PTY-3).
     std::optional<ChildFDs> childFDs;
+    /// The channels the child writes ("r" entries) are UNIX socket pairs
+    /// instead of pipes (libuv's and Node's choice): a socket buffers about
+    /// 200 KiB against a pipe's 64 KiB, so a large output costs the parent
+    /// about a quarter of the wake-ups (bench/README.md, "Child processes").
+    /// The price: the child cannot reopen such an fd by name
+    /// (open("/dev/stdout") fails with ENXIO), which some shell scripts do;
+    /// hence pipes by default, as Twisted and Python have them.
+    bool socketOutputs = false;
     /// Start the child in a process group of its own (its pid), so that
     /// IProcessTransport::signalProcessGroup reaches it and everything it
     /// starts (Python's start_new_session, tokio's process_group). A PTY child
