@@ -537,10 +537,22 @@ ProcessReader::ProcessReader(Reactor& reactor, std::shared_ptr<Process> process,
 }
 
 Reason ProcessReader::doRead() {
-    // An exception from the protocol is logged by the reactor and closes this pipe (CB-8).
-    return weft::detail::readChunk(fd_, bufferSize, weft::detail::EioMeans::error, [this](Bytes data) {
-        if (process_) process_->childDataReceived(childFD_, data);
-    });
+    // A child that writes a lot fills the buffer at every read: up to four reads
+    // per readiness event spare three waits (libuv reads up to 32), and stop as
+    // soon as a read comes back short or the protocol paused or closed us. An
+    // exception from the protocol is logged by the reactor and closes this pipe (CB-8).
+    const std::size_t want = bufferSize ? bufferSize : 1;
+    for (int i = 0; i < 4; ++i) {
+        std::size_t got = 0;
+        Reason r = weft::detail::readChunk(
+            fd_, want, weft::detail::EioMeans::error,
+            [this](Bytes data) {
+                if (process_) process_->childDataReceived(childFD_, data);
+            },
+            &got);
+        if (r || got < want || state() != State::connected || !reactor().isReading(this)) return r;
+    }
+    return std::nullopt;
 }
 
 ProcessWriter::ProcessWriter(Reactor& reactor, std::shared_ptr<Process> process, int childFD, int fd)

@@ -19,9 +19,11 @@ namespace weft::detail {
 
 enum class EioMeans : bool { error, end };
 
-/// Reads at most `bufferSize` bytes from fd and hands them to deliver(Bytes).
+/// Reads at most `bufferSize` bytes from fd and hands them to deliver(Bytes);
+/// `*got` (if given) is the number delivered, 0 when nothing was.
 template <class Deliver>
-Reason readChunk(int fd, std::size_t bufferSize, EioMeans eio, Deliver&& deliver) {
+Reason readChunk(int fd, std::size_t bufferSize, EioMeans eio, Deliver&& deliver, std::size_t* got = nullptr) {
+    if (got) *got = 0;
     if (fd < 0) return std::nullopt;
     const std::size_t want = bufferSize ? bufferSize : 1;
     BorrowedBuffer buffer(want);
@@ -34,6 +36,7 @@ Reason readChunk(int fd, std::size_t bufferSize, EioMeans eio, Deliver&& deliver
         return Failure(error::ConnectionLost(std::error_code(errno, std::generic_category())));
     }
     if (n == 0) return error::connectionDone();
+    if (got) *got = static_cast<std::size_t>(n);
     deliver(Bytes(buffer.data(), static_cast<std::size_t>(n)));
     return std::nullopt;
 }
