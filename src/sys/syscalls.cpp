@@ -31,7 +31,7 @@ constexpr Ops kernelOps{
     ::setsockopt,    ::getsockopt,    ::getsockname, ::getpeername, openFile,  fcntlCall, ::unlink,  ::chmod,
     ::symlink,       ::readlink,      ::stat,        ::lstat,       ::kill,    ::getpid,  ::eventfd, ::sigaction,
     ::epoll_create1, ::epoll_ctl,     ::epoll_wait,  ::poll,        ::select,  ::pipe2,   ::access,  kernelSpawn,
-    pidfdOpen,       pidfdSendSignal, ::waitid,      ioctlCall,     ::geteuid, ::getegid, ::dup3, ::socketpair,
+    pidfdOpen,       pidfdSendSignal, ::waitid,      ioctlCall,     ::geteuid, ::getegid, ::dup3,    ::socketpair,
 };
 
 Ops ops = kernelOps;
