@@ -536,13 +536,19 @@ ProcessReader::ProcessReader(Reactor& reactor, std::shared_ptr<Process> process,
     discardOutput();  // nothing is written here: loseConnection closes at once (PROC-14)
 }
 
+namespace {
+// A child that writes a lot fills the buffer at every read: several reads per
+// readiness event spare the waits in between (libuv reads up to 32 times).
+// Bounded, so one busy child cannot starve the loop's other descriptors.
+constexpr int kReadsPerEvent = 16;
+}  // namespace
+
 Reason ProcessReader::doRead() {
-    // A child that writes a lot fills the buffer at every read: up to four reads
-    // per readiness event spare three waits (libuv reads up to 32), and stop as
-    // soon as a read comes back short or the protocol paused or closed us. An
-    // exception from the protocol is logged by the reactor and closes this pipe (CB-8).
+    // Stop as soon as a read comes back short or the protocol paused or closed
+    // us. An exception from the protocol is logged by the reactor and closes
+    // this pipe (CB-8).
     const std::size_t want = bufferSize ? bufferSize : 1;
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < kReadsPerEvent; ++i) {
         std::size_t got = 0;
         Reason r = weft::detail::readChunk(
             fd_, want, weft::detail::EioMeans::error,
