@@ -12,6 +12,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <weft/internet/base.hpp>
@@ -96,10 +97,15 @@ protected:
     /// does not after `seconds`.
     template <class P>
     bool spinUntil(P pred, double seconds = 10) {
-        double end = reactor().seconds() + seconds;
+        return spinUntil(reactor(), std::move(pred), seconds);
+    }
+    /// The same for any reactor.
+    template <class P>
+    static bool spinUntil(Reactor& r, P pred, double seconds = 10) {
+        double end = r.seconds() + seconds;
         while (!pred()) {
-            if (reactor().seconds() > end) return false;
-            reactor().iterate(0.01);
+            if (r.seconds() > end) return false;
+            r.iterate(0.01);
         }
         return true;
     }
