@@ -7,7 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-pkgs=(libuv1-dev libasio-dev libevent-dev pkg-config util-linux python3-twisted strace)
+pkgs=(libuv1-dev libasio-dev libevent-dev pkg-config util-linux python3-twisted strace
+      valgrind)  # callgrind for bench/instructions.sh
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
