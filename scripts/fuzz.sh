@@ -26,7 +26,7 @@ if ! { cmake --preset fuzz && cmake --build --preset fuzz; } >"$build/fuzz-build
   exit 1
 fi
 
-targets=(fuzz_endpoint_description fuzz_endpoint_strings fuzz_signal_name)
+targets=(fuzz_endpoint_description fuzz_endpoint_strings fuzz_signal_name fuzz_window_size)
 report='ERROR|SUMMARY|==[0-9]+==|Running:|deadly signal|#[0-9]+ 0x|terminate called|what\(\)'
 failed=0
 for t in "${targets[@]}"; do

@@ -119,6 +119,24 @@ int signalNumber(std::string_view name) {
 
 void IProcessTransport::signalProcess(std::string_view name) { signalProcess(signalNumber(name)); }
 
+std::optional<WindowSize> parseWindowSize(std::string_view text) {
+    auto x = text.find_first_of("xX");
+    if (x == std::string_view::npos) return std::nullopt;
+    auto number = [](std::string_view digits) -> std::optional<std::uint16_t> {
+        if (digits.empty() || digits.size() > 5) return std::nullopt;
+        unsigned long n = 0;
+        for (char c : digits) {
+            if (c < '0' || c > '9') return std::nullopt;
+            n = n * 10 + static_cast<unsigned long>(c - '0');
+        }
+        if (n < 1 || n > 65535) return std::nullopt;
+        return static_cast<std::uint16_t>(n);
+    };
+    auto rows = number(text.substr(0, x)), cols = number(text.substr(x + 1));
+    if (!rows || !cols) return std::nullopt;
+    return WindowSize{*rows, *cols};
+}
+
 namespace process {
 
 namespace {

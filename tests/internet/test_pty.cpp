@@ -13,6 +13,7 @@
 
 #include <weft/internet/error.hpp>
 #include <weft/internet/process.hpp>
+#include <weft/text.hpp>
 
 #include "support/processhelpers.hpp"
 #include "support/reactortest.hpp"
@@ -179,6 +180,20 @@ TEST_P(PTYTest, signalsAndReapingWorkOnATerminal) {
     waitEnded(proto);
     EXPECT_EQ(proto->signal(), SIGTERM);
     EXPECT_EQ(zombieChildren(), 0);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(WindowSizeParsing, parseWindowSizeTakesRowsxColsAndNothingElse) {
+    // The --window syntax of weft exec (and any caller's): ROWSxCOLS, 1..65535 each, decimal digits.
+    EXPECT_EQ(parseWindowSize("24x80"), (WindowSize{24, 80}));
+    EXPECT_EQ(parseWindowSize("40X132"), (WindowSize{40, 132}));
+    EXPECT_EQ(parseWindowSize("65535x1"), (WindowSize{65535, 1}));
+    for (const char* bad : {"", "x", "24x", "x80", "0x80", "24x0", "65536x80", "24x80x1", "+24x80", "24 x80", "2.4x80",
+                            "-1x80", "000001x80", "24\nx80"})
+        EXPECT_EQ(parseWindowSize(bad), std::nullopt) << weft::quote(bad);
 }
 
 }  // namespace

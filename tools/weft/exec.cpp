@@ -64,25 +64,12 @@ using weft::Bytes;
 
 // ---- the command line ------------------------------------------------------------------------
 
-/// "ROWSxCOLS" (each 1 to 65535) into `out`; false for anything else.
+/// "ROWSxCOLS" (weft::parseWindowSize) into `out`; false for anything else.
 bool parseWindow(const std::string& text, weft::WindowSize& out) {
-    auto x = text.find_first_of("xX");
-    if (x == std::string::npos) return false;
-    auto number = [](std::string_view digits, std::uint16_t& value) {
-        if (digits.empty() || digits.size() > 5) return false;
-        unsigned long n = 0;
-        for (char c : digits) {
-            if (c < '0' || c > '9') return false;
-            n = n * 10 + static_cast<unsigned long>(c - '0');
-        }
-        if (n < 1 || n > 65535) return false;
-        value = static_cast<std::uint16_t>(n);
-        return true;
-    };
-    std::string_view all = text;
-    return number(all.substr(0, x), out.rows) && number(all.substr(x + 1), out.cols);
+    auto size = weft::parseWindowSize(text);
+    if (size) out = *size;
+    return size.has_value();
 }
-
 // The variables of the ucspi conventions (ucspi-tcp, ucspi-tcp6, ucspi-unix):
 // the ones weft's own environment may carry (say weft runs under tcpserver)
 // are dropped, so that a child never sees another connection's.

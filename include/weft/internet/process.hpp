@@ -78,6 +78,10 @@ WEFT_EXPORT Failure processExitReason(int waitStatus);
 /// std::invalid_argument for anything else (SIG-1).
 WEFT_EXPORT int signalNumber(std::string_view name);
 
+/// A terminal size written "ROWSxCOLS" ("24x80", "X" also accepted), each 1 to
+/// 65535 in decimal digits; std::nullopt for anything else.
+WEFT_EXPORT std::optional<WindowSize> parseWindowSize(std::string_view text);
+
 namespace process {
 
 class Process;
