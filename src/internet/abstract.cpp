@@ -461,8 +461,12 @@ void FileDescriptor::stopProducing() { loseConnection(); }
 void FileDescriptor::connectionLost(const Failure&) {
     if (state_ == State::disconnected) return;
     state_ = State::disconnected;
-    stopReading();
-    stopWriting();
+    // Not stopReading()/stopWriting(): those leave an epoll registration paused
+    // and watched for errors, to be reduced before the next wait, when
+    // the subclass has closed the fd already. An ended descriptor has nothing
+    // left to watch: it leaves the reactor at once. The caller holds it (the
+    // dispatch guard, a scheduled call's reference), as any close requires.
+    reactor_.forgetDescriptor(this, fileno());
     queue_.clear();
     if (auto p = std::move(producer_)) {  // FD-2, FD-30: before the protocol hears of it
         pushProducer_ = nullptr;

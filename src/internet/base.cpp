@@ -419,6 +419,10 @@ void Reactor::removeWriterAt(const IFileDescriptor* key, int fd) {
     updateInterest(*r, true);
 }
 
+void Reactor::forgetDescriptor(const IFileDescriptor* key, int fd) {
+    if (Registration* r = findReg(key, fd)) dropReg(*r);  // pending flushes and reductions find nothing now
+}
+
 void Reactor::flushPendingWriters() {
     if (pendingFlush_.empty() || flushing_) return;
     flushing_ = true;

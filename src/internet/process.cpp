@@ -30,6 +30,7 @@
 #include <weft/text.hpp>
 
 #include "internet/detail/readchunk.hpp"
+#include "internet/detail/sysutil.hpp"
 #include "sys/spawn.hpp"
 #include "sys/syscalls.hpp"
 
@@ -170,14 +171,9 @@ private:
     throw std::system_error(e, std::generic_category(), what);
 }
 
-void setNonBlocking(int fd, const char* what) {
-    int flags = sys::ops.fcntl(fd, F_GETFL, 0);
-    if (flags < 0 || sys::ops.fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) throwErrno(errno, what);
-}
-
-// A copy of `fd` above every child descriptor number, close-on-exec.
-Fd duplicateAbove(int fd, int floor, const std::string& what) {
-    int copy = sys::ops.fcntl(fd, F_DUPFD_CLOEXEC, floor);
+// A close-on-exec copy of `fd`, ours to close.
+Fd duplicate(int fd, const std::string& what) {
+    int copy = sys::ops.fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (copy < 0) throwErrno(errno, what);
     return Fd(copy);
 }
@@ -571,7 +567,8 @@ Reason ProcessReader::doRead() {
         Reason r = weft::detail::readChunk(
             fd_, want, weft::detail::EioMeans::error,
             [this](Bytes data) {
-                if (process_) process_->childDataReceived(childFD_, data);
+                // The process outlives this call even if the protocol ends it meanwhile.
+                if (auto p = process_) p->childDataReceived(childFD_, data);
             },
             &got);
         if (r || got < want || state() != State::connected || !reactor().isReading(this)) return r;
@@ -778,11 +775,11 @@ std::shared_ptr<PTYProcess> PTYProcess::spawn(Reactor& reactor, std::shared_ptr<
     std::string ttyName;
     if (options.pty) {
         // PTY-2: the caller's terminal; we work on copies and never close theirs.
-        master = duplicateAbove(options.pty->master, 0, "spawnProcess: the PTY master");
-        slave = duplicateAbove(options.pty->slave, 0, "spawnProcess: the PTY slave");
+        master = Fd(weft::detail::duplicateNonBlocking(options.pty->master, "spawnProcess: the PTY master"));
+        slave = duplicate(options.pty->slave, "spawnProcess: the PTY slave");
         ttyName = options.pty->ttyName;
     } else {
-        master = Fd(sys::ops.open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC, 0));
+        master = Fd(sys::ops.open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK, 0));
         if (master.get() < 0) throwErrno(errno, "spawnProcess: open /dev/ptmx");
         int unlock = 0;
         if (sys::ops.ioctl(master.get(), TIOCSPTLCK, &unlock) != 0) throwErrno(errno, "spawnProcess: unlockpt");
@@ -818,7 +815,6 @@ std::shared_ptr<PTYProcess> PTYProcess::spawn(Reactor& reactor, std::shared_ptr<
     auto proc = std::make_shared<PTYProcess>(Token{}, reactor, std::move(protocol));
     pid_t pid = runSpawn(req, executable);
     slave.reset();
-    setNonBlocking(master.get(), "spawnProcess: O_NONBLOCK on the PTY master");
     proc->master_ = master.release();
     proc->ttyName_ = std::move(ttyName);
     proc->setConnected();

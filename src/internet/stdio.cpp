@@ -100,8 +100,6 @@ public:
     std::string logPrefix() const override { return "StandardIO"; }
     Address getPeer() const override { return PipeAddress{}; }
     Address getHost() const override { return PipeAddress{}; }
-    // stdin's end ends this reader whole (StandardIO decides what it means).
-    IHalfCloseableDescriptor* asHalfCloseable() noexcept override { return nullptr; }
 
     Reason doRead() override {
         return weft::detail::readChunk(fd_, bufferSize, weft::detail::EioMeans::error, [this](Bytes data) {

@@ -403,6 +403,9 @@ private:
     // with the registration found through the descriptor's fd.
     bool writeSoonIfRegistered(IWriteDescriptor* w, const IFileDescriptor* key, int fd);
     void removeWriterAt(const IFileDescriptor* key, int fd);
+    // An ended descriptor leaves the reactor now, poller included (it is about
+    // to close its fd: no later poller update may reach a closed descriptor).
+    void forgetDescriptor(const IFileDescriptor* key, int fd);
     // Every FileDescriptor made on this reactor, from construction to
     // destruction: shutdown tells those still open that are in no reader or
     // writer set (paused, or closing behind a producer), so that no transport

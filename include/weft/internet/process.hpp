@@ -103,9 +103,6 @@ public:
     virtual bool parentWrites() const noexcept = 0;
     /// Closes the descriptor and tells the process (once).
     void connectionLost(const Failure& reason) override;
-    /// A pipe's end of stream ends it whole: the reactor forgets it before
-    /// connectionLost closes it (no poller update on a closed descriptor).
-    IHalfCloseableDescriptor* asHalfCloseable() noexcept override { return nullptr; }
 
 protected:
     std::shared_ptr<Process> process_;  // released at connectionLost
@@ -299,7 +296,6 @@ public:
     std::string logPrefix() const override;
     Reason doRead() override;
     void connectionLost(const Failure& reason) override;
-    IHalfCloseableDescriptor* asHalfCloseable() noexcept override { return nullptr; }
     Address getPeer() const override { return PipeAddress{}; }
     Address getHost() const override { return PipeAddress{}; }
 
