@@ -1,6 +1,7 @@
 // weft — the command-line tool that puts weft's transports to use.
 //
 //   weft echo ENDPOINT                     echo every byte back (tcp:, tcp6:, systemd:)
+//   weft echo --lines ENDPOINT             echo line by line, refusing lines over --max-line bytes
 //   weft portforward ENDPOINT --to CLIENT  proxy each connection to CLIENT (tcp:HOST:PORT)
 //   weft connect CLIENT                    stdin and stdout joined to a connection, as nc does
 //   weft demo                              timers, a worker thread and a child process (cat)
@@ -21,11 +22,17 @@
 #include <weft/internet/process.hpp>
 #include <weft/internet/protocol.hpp>
 #include <weft/log.hpp>
+#include <weft/protocols/basic.hpp>
 #include <weft/protocols/portforward.hpp>
 #include <weft/text.hpp>
 
 #include <algorithm>
+#include <cstddef>
+#include <string_view>
+#include <utility>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "connect.hpp"
 #include "exec.hpp"
@@ -160,6 +167,62 @@ private:
     weft::IConsumer* consumer_ = nullptr;  // the transport, while connected (it owns us)
 };
 
+// Echoes line by line (weft echo --lines): a LineReceiver on "\n" whose every
+// complete line goes back as it came ("\r\n" too: the "\r" stays part of the
+// line, and --max-line does not count it). A longer line gets a short error
+// line and closes the connection (the log names the reason). It is its
+// transport's streaming producer, as Echo's transport is: a peer that does not
+// read its answers stops being read from, and the buffers stay bounded.
+class LineEcho final : public weft::basic::LineReceiver, public weft::IHalfCloseableProtocol {
+public:
+    explicit LineEcho(std::size_t maxLine) : maxLine_(maxLine) {
+        delimiter = "\n";
+        MAX_LENGTH = maxLine + 1;  // room for the "\r" of "\r\n"
+    }
+    void connectionMade() override {
+        if (auto* consumer = transport->asConsumer()) {
+            consumer->registerProducer(std::shared_ptr<weft::IPushProducer>(shared_from_this(), this), true);
+            consumer_ = consumer;
+        }
+    }
+    void lineReceived(std::string_view line) override {
+        std::size_t length = line.size() - (line.ends_with('\r') ? 1 : 0);
+        if (length > maxLine_) return refuse(length);
+        sendLine(line);
+    }
+    void lineLengthExceeded(std::string_view line) override { refuse(line.size()); }
+    void resumeProducing() override {
+        LineReceiver::resumeProducing();
+        if (ended_ && !paused()) finish();
+    }
+    // The peer's end of stream: answer what is left (an unterminated last
+    // line comes back as is), then close. Paused, that waits for the resume.
+    void readConnectionLost() override {
+        ended_ = true;
+        if (!paused()) finish();
+    }
+    void writeConnectionLost() override {}
+
+private:
+    void refuse(std::size_t length) {
+        transport->write(fmt::format("error: line longer than {} bytes\n", maxLine_));
+        unregister();  // the close waits for the producer to go (FD-13)
+        stopReceiving(weft::Failure(weft::basic::LengthLimitExceededError("line", length, maxLine_)));
+    }
+    void finish() {
+        if (!stopReason()) transport->write(clearLineBuffer());
+        unregister();
+        transport->loseConnection();
+    }
+    void unregister() {
+        if (consumer_) std::exchange(consumer_, nullptr)->unregisterProducer();
+    }
+
+    std::size_t maxLine_;
+    bool ended_ = false;
+    weft::IConsumer* consumer_ = nullptr;  // the transport, while connected (it owns us)
+};
+
 template <class Base>
 class TrackingFactory : public Base {
 public:
@@ -269,11 +332,22 @@ int serveDatagrams(weft::Reactor& reactor, const std::string& description) {
     return 0;
 }
 
-int runEcho(weft::Backend backend, const std::string& description, double grace) {
+int runEcho(weft::Backend backend, const std::string& description, double grace, bool lines, std::size_t maxLine) {
+    if (lines && isDatagramDescription(description)) {
+        std::fprintf(stderr, "weft echo: --lines needs a stream endpoint (tcp:, unix:, ...), not %s\n",
+                     weft::quote(description).c_str());
+        return 2;
+    }
     auto reactor = weft::Reactor::create(backend);
     if (isDatagramDescription(description)) return serveDatagrams(*reactor, description);
     auto factory = std::make_shared<tool::EchoFactory>();
-    factory->protocol = [] { return std::static_pointer_cast<weft::Protocol>(std::make_shared<Echo>()); };
+    if (lines) {
+        factory->protocol = [maxLine] {
+            return std::static_pointer_cast<weft::Protocol>(std::make_shared<LineEcho>(maxLine));
+        };
+    } else {
+        factory->protocol = [] { return std::static_pointer_cast<weft::Protocol>(std::make_shared<Echo>()); };
+    }
     factory->noisy = false;
     return serve(*reactor, description, factory, grace, "echo");
 }
@@ -335,10 +409,23 @@ int main(int argc, char** argv) {
                      "udp:8000:interface=127.0.0.1")
         ->capture_default_str();
     echo->add_option("--grace", grace, "Seconds to let connections flush on shutdown")->capture_default_str();
+    bool lines = false;
+    std::size_t maxLine = 16384;
+    auto* linesFlag = echo->add_flag(
+        "--lines", lines,
+        "Echo line by line (a LineReceiver): each line ending in \\n comes back as it came, \\r\\n included; "
+        "an unterminated last line comes back when the client half-closes. Stream endpoints only");
+    echo->add_option("--max-line", maxLine,
+                     "With --lines: the longest line accepted, in bytes without its \\n or \\r\\n; a longer one "
+                     "gets \"error: line longer than N bytes\" and the connection closes")
+        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
+        ->needs(linesFlag)
+        ->capture_default_str();
     echo->footer(
         "Examples: weft echo tcp:8000:interface=127.0.0.1  then  nc 127.0.0.1 8000\n"
         "          weft echo unix:/tmp/echo.sock           then  nc -U /tmp/echo.sock\n"
-        "          weft echo udp:8000:interface=127.0.0.1  then  nc -u 127.0.0.1 8000");
+        "          weft echo udp:8000:interface=127.0.0.1  then  nc -u 127.0.0.1 8000\n"
+        "          weft echo --lines --max-line 80 tcp:8000:interface=127.0.0.1");
 
     auto* forward = app.add_subcommand("portforward", "Forward each connection to another endpoint");
     forward->add_option("endpoint", listenOn, "Server endpoint to listen on")->capture_default_str();
@@ -354,7 +441,7 @@ int main(int argc, char** argv) {
     weft::log::setLevel(*weft::log::parseLevel(level));
     auto backend = *weft::parseBackend(reactorName);
     if (*demo) return runDemo(backend, seconds);
-    if (*echo) return runEcho(backend, listenOn, grace);
+    if (*echo) return runEcho(backend, listenOn, grace, lines, maxLine);
     if (*forward) return runPortforward(backend, listenOn, to, grace);
     if (*connect) return tool::runConnect(backend, connectOptions);
     if (execCmd->parsed()) return tool::runExec(backend, *execCmd);

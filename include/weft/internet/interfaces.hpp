@@ -551,6 +551,11 @@ using Bytes = std::span<const std::byte>;
 /// Views text as bytes (no copy).
 inline Bytes asBytes(std::string_view s) noexcept { return {reinterpret_cast<const std::byte*>(s.data()), s.size()}; }
 
+/// Views bytes as text (no copy): what a text protocol reads dataReceived()'s
+/// bytes as. The view is valid as long as the bytes are (for dataReceived(),
+/// during the call).
+inline std::string_view asText(Bytes b) noexcept { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+
 /// A sink for bytes with flow control (Twisted IConsumer).
 class WEFT_EXPORT IConsumer {
 public:

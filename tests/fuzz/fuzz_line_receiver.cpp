@@ -1,0 +1,12 @@
+// libFuzzer target: LineReceiver (line and raw mode, pausing,
+// loseConnection from lineReceived), fed a stream in any chunking, delivers what a
+// reference parser makes of the whole stream, and drops the connection exactly
+// when the reference says so (tests/fuzz/receivers.hpp).
+#include <cstddef>
+#include <cstdint>
+
+#include "receivers.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    return fuzz::fuzzLines<fuzz::FuzzLineReceiver>(data, size, true);
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# `weft echo --lines` (a LineReceiver echo) with real clients, on every
+# backend: nc and socat get each line back as it came ("\n" and "\r\n"), an
+# unterminated last line after the half-close; a python3 client sends 20 000
+# lines in odd chunks and gets exactly them back; a line over --max-line gets
+# the error line and a closed connection (logged), and so does an endless line
+# without a newline, before the client has sent it all; a UNIX socket works
+# too; --lines with udp: and --max-line without --lines are usage errors; and
+# SIGTERM exits 0.
+set -euo pipefail
+weft=$1
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+# start NAME ARGS... : runs weft in the background, waits for its listening line, sets PID (and PORT for TCP).
+start() {
+  local name=$1; shift
+  "$weft" "$@" >"$work/$name.log" 2>&1 &
+  PID=$!
+  pids+=("$PID")
+  for _ in $(seq 100); do
+    [ -e "$work/$name.log" ] || { sleep 0.05; continue; }
+    if grep -q "echo on " "$work/$name.log"; then
+      PORT=$(sed -n "s/.* on IPv4Address(TCP, '127.0.0.1', \([0-9]*\)).*/\1/p" "$work/$name.log" | head -1)
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "$name did not start:"; cat "$work/$name.log"; exit 1
+}
+stop() {  # stop PID NAME: SIGTERM, must exit 0 and log the signal
+  kill -TERM "$1"
+  wait "$1" || { echo "$2 exited with $?"; cat "$work/$2.log"; exit 1; }
+  grep -q "stopped by signal 15" "$work/$2.log" || { echo "$2: no clean stop"; cat "$work/$2.log"; exit 1; }
+}
+fail() { echo "$*"; exit 1; }
+
+for backend in epoll poll select; do
+  start "lines-$backend" --reactor "$backend" echo --lines --max-line 10 tcp:0:interface=127.0.0.1
+  pid=$PID port=$PORT
+
+  # Each line back as it came, "\r\n" kept; the unterminated last one after the half-close.
+  printf 'one\ntwo\r\n\nthree' | nc -N 127.0.0.1 "$port" >"$work/nc.out"
+  printf 'one\ntwo\r\n\nthree' | cmp - "$work/nc.out" || fail "$backend: nc got $(od -c "$work/nc.out")"
+  printf 'alpha\nbeta\n' | socat -t 10 - "TCP:127.0.0.1:$port" >"$work/socat.out"
+  printf 'alpha\nbeta\n' | cmp - "$work/socat.out" || fail "$backend: socat got $(od -c "$work/socat.out")"
+
+  # Exactly --max-line bytes (not counting "\r\n") pass; one more is refused and the connection closes.
+  printf '0123456789\n0123456789\r\n0123456789A\nnever\n' | nc -N 127.0.0.1 "$port" >"$work/long.out"
+  printf '0123456789\n0123456789\r\nerror: line longer than 10 bytes\n' | cmp - "$work/long.out" ||
+    fail "$backend: long line got $(od -c "$work/long.out")"
+  grep -q "line of 11 bytes exceeds MAX_LENGTH (10 bytes); closing the connection" "$work/lines-$backend.log" ||
+    fail "$backend: the refusal was not logged: $(cat "$work/lines-$backend.log")"
+  stop "$pid" "lines-$backend"
+done
+
+# Many lines in odd chunks, and an endless line: python3 checks the answers.
+start lines-big echo --lines tcp:0:interface=127.0.0.1
+bigPid=$PID bigPort=$PORT
+python3 - "$bigPort" <<'PY'
+import random, socket, sys, threading
+port = int(sys.argv[1])
+rng = random.Random(12)
+lines = [("line %d " % i + "x" * rng.randrange(0, 200) + ("\r\n" if i % 3 == 0 else "\n")).encode() for i in range(20000)]
+data = b"".join(lines)
+s = socket.create_connection(("127.0.0.1", port))
+def send():
+    pos = 0
+    while pos < len(data):
+        n = rng.choice([1, 2, 7, 100, 4096, 65536])
+        s.sendall(data[pos:pos + n]); pos += n
+    s.shutdown(socket.SHUT_WR)
+t = threading.Thread(target=send); t.start()
+got = bytearray()
+while True:
+    b = s.recv(1 << 16)
+    if not b: break
+    got += b
+t.join()
+assert bytes(got) == data, "the echo differs: %d bytes back of %d" % (len(got), len(data))
+
+# A line without end (16 MiB, no newline) is refused after --max-line (16384) bytes, long before it is all sent.
+s = socket.create_connection(("127.0.0.1", port))
+s.settimeout(20)
+sent = 0
+try:
+    while sent < 16 << 20:
+        s.sendall(b"y" * 65536); sent += 65536
+except (BrokenPipeError, ConnectionResetError):
+    pass
+answer = b""
+try:
+    while True:
+        b = s.recv(4096)
+        if not b: break
+        answer += b
+except ConnectionResetError:
+    pass
+assert answer.startswith(b"error: line longer than 16384 bytes\n") or sent < 16 << 20, answer[:100]
+assert sent < 16 << 20, "the server read all %d bytes of an endless line" % sent
+PY
+stop "$bigPid" lines-big
+
+# A UNIX socket.
+start lines-unix echo --lines "unix:$work/lines.sock"
+printf 'over unix\n' | socat -t 10 - "UNIX-CONNECT:$work/lines.sock" >"$work/unix.out"
+[ "$(cat "$work/unix.out")" = "over unix" ] || fail "unix: got $(cat "$work/unix.out")"
+stop "$PID" lines-unix
+
+# Usage errors.
+rc=0; "$weft" echo --lines udp:0:interface=127.0.0.1 >"$work/udp.log" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] || fail "--lines with udp: exited $rc"
+grep -q -- "--lines needs a stream endpoint" "$work/udp.log" || fail "--lines with udp: said $(cat "$work/udp.log")"
+rc=0; "$weft" echo --max-line 5 tcp:0:interface=127.0.0.1 >"$work/needs.log" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || fail "--max-line without --lines was accepted"
+grep -q -- "--lines" "$work/needs.log" || fail "--max-line without --lines said $(cat "$work/needs.log")"
+rc=0; "$weft" echo --lines --max-line 0 tcp:0:interface=127.0.0.1 >"$work/zero.log" 2>&1 || rc=$?
+[ "$rc" -ne 0 ] || fail "--max-line 0 was accepted"
+"$weft" echo --help | grep -q -- "--max-line" || fail "echo --help does not list --max-line"
+echo "weft echo --lines: OK"
