@@ -8,7 +8,7 @@
 #include <weft/internet/abstract.hpp>
 #include <weft/log.hpp>
 
-namespace weft::protocols {
+namespace weft::policies {
 
 namespace {
 
@@ -473,4 +473,4 @@ DelayedCall TimeoutMixin::callLater(double delay, Function<void()> f) {
     return clock_->callLater(delay, std::move(f));
 }
 
-}  // namespace weft::protocols
+}  // namespace weft::policies

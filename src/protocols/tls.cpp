@@ -571,7 +571,7 @@ ssl::SSLHandle TLSMemoryBIOFactory::connectionForTLS() {
     return s;
 }
 
-std::shared_ptr<protocols::ProtocolWrapper> TLSMemoryBIOFactory::wrapProtocol(std::shared_ptr<Protocol> wrapped) {
+std::shared_ptr<policies::ProtocolWrapper> TLSMemoryBIOFactory::wrapProtocol(std::shared_ptr<Protocol> wrapped) {
     return std::make_shared<TLSMemoryBIOProtocol>(std::static_pointer_cast<TLSMemoryBIOFactory>(shared_from_this()),
                                                   std::move(wrapped));
 }

@@ -24,7 +24,7 @@
 
 using namespace weft;
 using namespace weft::test;
-using namespace weft::protocols;
+using namespace weft::policies;
 using weft::testing::StringTransport;
 
 namespace {

@@ -37,7 +37,7 @@
 #include <weft/internet/interfaces.hpp>
 #include <weft/internet/protocol.hpp>
 
-namespace weft::protocols {
+namespace weft::policies {
 
 class ProtocolWrapper;
 
@@ -351,7 +351,7 @@ private:
 
 /// One idle countdown for a protocol (Twisted TimeoutMixin; TM-1 … TM-3).
 ///
-///     class Session : public Protocol, public protocols::TimeoutMixin {
+///     class Session : public Protocol, public policies::TimeoutMixin {
 ///     public:
 ///         explicit Session(IReactorTime& clock) : TimeoutMixin(clock) {}
 ///         void connectionMade() override { setTimeout(60); }
@@ -400,4 +400,4 @@ private:
     DelayedCall call_;
 };
 
-}  // namespace weft::protocols
+}  // namespace weft::policies

@@ -42,7 +42,7 @@ namespace weft::tls {
 class TLSMemoryBIOFactory;
 
 /// One TLS connection (Twisted TLSMemoryBIOProtocol).
-class WEFT_EXPORT TLSMemoryBIOProtocol : public protocols::ProtocolWrapper,
+class WEFT_EXPORT TLSMemoryBIOProtocol : public policies::ProtocolWrapper,
                                          public ITCPTransport,
                                          public ssl::ISSLTransport,
                                          public ssl::INegotiated,
@@ -146,7 +146,7 @@ private:
 /// from the constructor (TLS-1). `clock` schedules write aggregation and the
 /// close timeout (a Reactor, or a task::Clock in tests); not owned. The factory
 /// is quiet (noisy = false) and its logPrefix is "<wrapped> (TLS)" (TLS-2).
-class WEFT_EXPORT TLSMemoryBIOFactory : public protocols::WrappingFactory {
+class WEFT_EXPORT TLSMemoryBIOFactory : public policies::WrappingFactory {
 public:
     TLSMemoryBIOFactory(std::shared_ptr<ssl::IOpenSSLContextFactory> contextFactory, bool isClient,
                         std::shared_ptr<Factory> wrappedFactory, IReactorTime& clock);
@@ -161,7 +161,7 @@ public:
     ssl::SSLHandle connectionForTLS();
 
 protected:
-    std::shared_ptr<protocols::ProtocolWrapper> wrapProtocol(std::shared_ptr<Protocol> wrapped) override;
+    std::shared_ptr<policies::ProtocolWrapper> wrapProtocol(std::shared_ptr<Protocol> wrapped) override;
 
 private:
     std::shared_ptr<ssl::IOpenSSLContextFactory> contextFactory_;
