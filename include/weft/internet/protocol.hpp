@@ -170,10 +170,10 @@ public:
 
     /// A port or connector starts using the factory: numPorts += 1, and on
     /// 0 → 1 logs "Starting factory <repr>" (when noisy) and calls startFactory().
-    void doStart();
+    virtual void doStart();
     /// A port or connector stops using it: on 1 → 0 logs "Stopping factory
     /// <repr>" (when noisy) and calls stopFactory(); at 0 it does nothing.
-    void doStop();
+    virtual void doStop();
 
     /// Hook for the first doStart(); does nothing by default.
     virtual void startFactory() {}

@@ -1,0 +1,579 @@
+// TLS as a protocol wrapper (twisted.protocols.tls). See weft/protocols/tls.hpp.
+#include <weft/protocols/tls.hpp>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+#include <weft/internet/abstract.hpp>
+#include <weft/internet/error.hpp>
+#include <weft/internet/stream.hpp>
+#include <weft/log.hpp>
+
+#include "internet/detail/sslutil.hpp"
+
+namespace weft::tls {
+
+using ssl::detail::VerifyInfo;
+
+namespace {
+
+constexpr std::size_t kRecordPlaintext = 16384;  // the most plaintext one TLS record carries
+
+VerifyInfo* infoOf(void* p) { return static_cast<VerifyInfo*>(p); }
+
+}  // namespace
+
+// ---- the producer stand-in (TLS-15 … TLS-17) -------------------------------------------------
+
+// Registered with the transport below in place of the application's producer:
+// forwards stop, and pause/resume only when the combined state changes, so the
+// producer is paused while the transport below or the TLS layer (writes waiting
+// for the handshake) wants it paused, and never twice in a row.
+class TLSMemoryBIOProtocol::Membrane final : public IPushProducer, public IPullProducer {
+public:
+    Membrane(std::shared_ptr<IProducer> p, bool streaming) : producer(std::move(p)), streaming_(streaming) {}
+    IPushProducer* asPushProducer() noexcept override { return streaming_ ? this : nullptr; }
+    IPullProducer* asPullProducer() noexcept override { return streaming_ ? nullptr : this; }
+
+    void pauseProducing() override {
+        pausedBelow_ = true;
+        update();
+    }
+    void resumeProducing() override {
+        if (!streaming_) {  // a pull producer: asked for more
+            if (auto* pull = producer->asPullProducer()) pull->resumeProducing();
+            return;
+        }
+        pausedBelow_ = false;
+        update();
+    }
+    void stopProducing() override { producer->stopProducing(); }
+    void pauseForTLS(bool paused) {
+        pausedByTLS_ = paused;
+        update();
+    }
+
+    const std::shared_ptr<IProducer> producer;
+
+private:
+    void update() {
+        if (!streaming_) return;
+        bool want = pausedBelow_ || pausedByTLS_;
+        if (want == forwardedPause_) return;
+        forwardedPause_ = want;
+        auto* push = producer->asPushProducer();
+        if (!push) return;
+        if (want) push->pauseProducing();
+        else push->resumeProducing();
+    }
+
+    const bool streaming_;
+    bool pausedBelow_ = false, pausedByTLS_ = false, forwardedPause_ = false;
+};
+
+// ---- TLSMemoryBIOProtocol ---------------------------------------------------------------------
+
+TLSMemoryBIOProtocol::TLSMemoryBIOProtocol(std::shared_ptr<TLSMemoryBIOFactory> owner,
+                                           std::shared_ptr<Protocol> wrapped)
+    : ProtocolWrapper(owner, std::move(wrapped)), closeTimeout(owner->closeTimeout), tlsFactory_(*owner) {}
+
+TLSMemoryBIOProtocol::~TLSMemoryBIOProtocol() {
+    cancelTimers();
+    ssl_.reset();
+    delete infoOf(verifyInfo_);
+}
+
+void TLSMemoryBIOProtocol::makeConnection(std::shared_ptr<ITransport> t) {
+    auto self = shared_from_this();
+    ssl_ = tlsFactory_.connectionForTLS();
+    BIO* in = BIO_new(BIO_s_mem());
+    BIO* out = BIO_new(BIO_s_mem());
+    if (!in || !out) {
+        BIO_free(in);
+        BIO_free(out);
+        throw ssl::Error::fromQueue("BIO_new");
+    }
+    BIO_set_mem_eof_return(in, -1);  // an empty input BIO means "wait for more", never EOF
+    SSL_set_bio(ssl_.get(), in, out);
+    auto* info = new VerifyInfo;
+    verifyInfo_ = info;
+    SSL_set_ex_data(ssl_.get(), ssl::detail::verifyInfoIndex(), info);
+    // The wrapped protocol's connectionMade runs before any TLS byte moves (TLS-6).
+    ProtocolWrapper::makeConnection(std::move(t));
+    if (lost_ || aborted_ || phase_ != Phase::handshaking) return;
+    if (tlsFactory_.isClient) {  // the client speaks first: its ClientHello leaves now
+        advanceHandshake();
+        drainOutgoing();
+    }
+}
+
+void TLSMemoryBIOProtocol::dataReceived(Bytes data) {
+    if (lost_ || aborted_ || !ssl_) return;
+    if (!data.empty()) BIO_write(SSL_get_rbio(ssl_.get()), data.data(), static_cast<int>(data.size()));
+    if (inReceive_) return;  // the outer call goes on with these bytes too
+    auto self = shared_from_this();
+    inReceive_ = true;
+    pumpIncoming();
+    inReceive_ = false;
+}
+
+void TLSMemoryBIOProtocol::pumpIncoming() {
+    if (phase_ == Phase::handshaking && !advanceHandshake()) {
+        drainOutgoing();
+        return;
+    }
+    deliverPlaintext();
+    drainOutgoing();
+}
+
+bool TLSMemoryBIOProtocol::advanceHandshake() {
+    ERR_clear_error();
+    int rc = SSL_do_handshake(ssl_.get());
+    if (rc != 1) {
+        int err = SSL_get_error(ssl_.get(), rc);
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return false;
+        fail(sslFailure(rc, "handshake"));
+        return false;
+    }
+    phase_ = Phase::open;
+    if (X509* peer = SSL_get0_peer_certificate(ssl_.get())) peerCertificate_ = ssl::Certificate::fromNative(peer);
+    const unsigned char* proto = nullptr;
+    unsigned int len = 0;
+    SSL_get0_alpn_selected(ssl_.get(), &proto, &len);
+    if (proto && len) negotiated_ = std::string(reinterpret_cast<const char*>(proto), len);
+    drainOutgoing();  // our Finished (and a server's tickets, if any)
+    if (auto* listener = dynamic_cast<ssl::IHandshakeListener*>(wrappedProtocol.get())) {
+        auto keep = wrappedProtocol;
+        listener->handshakeCompleted();  // TLS-7: once, before the peer's first data
+        if (lost_ || aborted_) return false;
+    }
+    // What was written before the handshake leaves now (TLS-10).
+    encryptPending();
+    updateProducerPause();
+    if (wantClose_ && !membrane_ && phase_ == Phase::open) startClose();
+    return !(lost_ || aborted_);
+}
+
+void TLSMemoryBIOProtocol::deliverPlaintext() {
+    char buf[kRecordPlaintext];
+    while (!lost_ && !aborted_ && ssl_ && phase_ != Phase::handshaking) {
+        ERR_clear_error();
+        int n = SSL_read(ssl_.get(), buf, sizeof buf);
+        if (n > 0) {
+            if (auto wrapped = wrappedProtocol)
+                wrapped->dataReceived(Bytes(reinterpret_cast<const std::byte*>(buf), static_cast<std::size_t>(n)));
+            continue;
+        }
+        int err = SSL_get_error(ssl_.get(), n);
+        if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return;
+        if (err == SSL_ERROR_ZERO_RETURN) {
+            if (!gotCloseNotify_) peerClosed();
+            return;
+        }
+        fail(sslFailure(n, "reading"));
+        return;
+    }
+}
+
+void TLSMemoryBIOProtocol::peerClosed() {
+    gotCloseNotify_ = true;
+    if (sentCloseNotify_) {  // we started the close, the peer answered: done (TLS-21)
+        if (!reason_) reason_ = error::connectionDone();
+        phase_ = Phase::closed;
+        cancelTimers();
+        if (transport) transport->loseConnection();
+        return;
+    }
+    if (auto* hc = dynamic_cast<IHalfCloseableProtocol*>(wrappedProtocol.get())) {
+        // TLS-27, Better than Twisted: the peer closed its direction only.
+        auto keep = wrappedProtocol;
+        hc->readConnectionLost();
+        return;
+    }
+    // The full close: what we had, then our close_notify, then the transport below.
+    wantClose_ = true;
+    sendCloseNotify();
+    if (!reason_) reason_ = error::connectionDone();
+    phase_ = Phase::closed;
+    if (transport) transport->loseConnection();
+}
+
+void TLSMemoryBIOProtocol::encryptPending() {
+    if (phase_ == Phase::handshaking || pending_.empty() || sentCloseNotify_ || !ssl_ || lost_ || aborted_) return;
+    std::size_t off = 0;
+    while (off < pending_.size()) {
+        std::size_t n = std::min(kRecordPlaintext, pending_.size() - off);
+        ERR_clear_error();
+        int rc = SSL_write(ssl_.get(), pending_.data() + off, static_cast<int>(n));
+        if (rc <= 0) {
+            pending_.clear();
+            fail(sslFailure(rc, "writing"));
+            return;
+        }
+        off += static_cast<std::size_t>(rc);
+    }
+    pending_.clear();
+}
+
+void TLSMemoryBIOProtocol::drainOutgoing() {
+    if (!ssl_) return;
+    BIO* out = SSL_get_wbio(ssl_.get());
+    char* data = nullptr;
+    long n = BIO_get_mem_data(out, &data);
+    if (n <= 0) return;
+    if (transport && !aborted_ && !lost_)
+        transport->write(Bytes(reinterpret_cast<const std::byte*>(data), static_cast<std::size_t>(n)));
+    (void)BIO_reset(out);
+}
+
+void TLSMemoryBIOProtocol::write(Bytes data) {
+    if (lost_ || aborted_ || sentCloseNotify_ || phase_ == Phase::closed) return;
+    if (wantClose_ && !membrane_) return;  // TLS-13
+    if (data.empty()) return;
+    pending_.insert(pending_.end(), data.begin(), data.end());
+    if (phase_ == Phase::handshaking) {
+        updateProducerPause();  // TLS-16
+        return;
+    }
+    if (pending_.size() > MAX_BUFFER_SIZE) {
+        encryptPending();
+        drainOutgoing();
+        return;
+    }
+    scheduleFlush();
+}
+
+void TLSMemoryBIOProtocol::writeSequence(std::span<const Bytes> chunks) {
+    if (lost_ || aborted_ || sentCloseNotify_ || phase_ == Phase::closed) return;
+    if (wantClose_ && !membrane_) return;
+    std::size_t total = 0;
+    for (Bytes c : chunks) total += c.size();
+    if (total == 0) return;
+    pending_.reserve(pending_.size() + total);
+    for (Bytes c : chunks) pending_.insert(pending_.end(), c.begin(), c.end());
+    if (phase_ == Phase::handshaking) {
+        updateProducerPause();
+        return;
+    }
+    if (pending_.size() > MAX_BUFFER_SIZE) {
+        encryptPending();
+        drainOutgoing();
+        return;
+    }
+    scheduleFlush();
+}
+
+void TLSMemoryBIOProtocol::scheduleFlush() {
+    if (flushCall_ && flushCall_.active()) return;
+    std::weak_ptr<BaseProtocol> weak = weak_from_this();
+    flushCall_ = tlsFactory_.clock().callLater(0, [weak] {
+        if (auto self = weak.lock()) static_cast<TLSMemoryBIOProtocol&>(*self).flushPending();
+    });
+}
+
+void TLSMemoryBIOProtocol::flushPending() {
+    flushCall_ = DelayedCall();
+    if (lost_ || aborted_) return;
+    encryptPending();
+    drainOutgoing();
+}
+
+void TLSMemoryBIOProtocol::sendCloseNotify() {
+    if (sentCloseNotify_ || !ssl_ || phase_ == Phase::handshaking) return;
+    encryptPending();  // Better than Twisted (TLS-21): what waits leaves before our close_notify
+    ERR_clear_error();
+    SSL_shutdown(ssl_.get());
+    ERR_clear_error();
+    sentCloseNotify_ = true;
+    if (flushCall_ && flushCall_.active()) flushCall_.cancel();
+    flushCall_ = DelayedCall();
+    drainOutgoing();
+}
+
+void TLSMemoryBIOProtocol::startClose() {
+    if (phase_ == Phase::closed || lost_) return;
+    phase_ = Phase::closing;
+    sendCloseNotify();
+    if (gotCloseNotify_ || closeTimeout <= 0) {
+        if (!reason_) reason_ = error::connectionDone();
+        phase_ = Phase::closed;
+        if (transport) transport->loseConnection();
+        return;
+    }
+    armCloseTimer();
+}
+
+void TLSMemoryBIOProtocol::armCloseTimer() {
+    if (closeTimeout <= 0 || (closeTimer_ && closeTimer_.active())) return;
+    std::weak_ptr<BaseProtocol> weak = weak_from_this();
+    closeTimer_ = tlsFactory_.clock().callLater(closeTimeout, [weak] {
+        auto self = weak.lock();
+        if (!self) return;
+        auto& tls = static_cast<TLSMemoryBIOProtocol&>(*self);
+        tls.closeTimer_ = DelayedCall();
+        if (tls.lost_) return;
+        // A peer still reading what we sent is not cut off: wait while bytes are queued below (TLS-22).
+        if (auto* fd = dynamic_cast<FileDescriptor*>(tls.transport.get()); fd && fd->pendingBytes() > 0) {
+            tls.armCloseTimer();
+            return;
+        }
+        tls.reason_ = Failure(error::ConnectionAborted(
+            fmt::format("the peer did not answer close_notify within {} s (closeTimeout)", tls.closeTimeout)));
+        tls.aborted_ = true;
+        tls.phase_ = Phase::closed;
+        if (auto* tcp = tls.tcpBelow()) tcp->abortConnection();
+        else if (auto* stream = dynamic_cast<StreamTransport*>(tls.transport.get())) stream->abortConnection();
+        else if (tls.transport) tls.transport->loseConnection();
+    });
+}
+
+void TLSMemoryBIOProtocol::cancelTimers() noexcept {
+    for (DelayedCall* c : {&flushCall_, &closeTimer_}) {
+        if (*c && c->active()) {
+            try {
+                c->cancel();
+            } catch (...) {}
+        }
+        *c = DelayedCall();
+    }
+}
+
+void TLSMemoryBIOProtocol::loseConnection() {
+    if (lost_ || aborted_ || wantClose_) return;
+    auto self = shared_from_this();
+    wantClose_ = true;
+    if (membrane_) return;  // TLS-19: the close waits for unregisterProducer()
+    if (phase_ == Phase::handshaking) {
+        if (pending_.empty()) {
+            // TLS-23, Better than Twisted: give up the handshake with an orderly end of stream.
+            reason_ = error::connectionDone();
+            phase_ = Phase::closed;
+            if (transport) transport->loseConnection();
+            return;
+        }
+        armCloseTimer();  // the handshake, then the close, bounded as TLS-22
+        return;
+    }
+    startClose();
+}
+
+void TLSMemoryBIOProtocol::loseWriteConnection() {
+    if (lost_ || aborted_) return;
+    auto self = shared_from_this();
+    if (phase_ == Phase::handshaking) {
+        loseConnection();
+        return;
+    }
+    sendCloseNotify();
+    if (gotCloseNotify_) {  // both directions are closed now
+        if (!reason_) reason_ = error::connectionDone();
+        phase_ = Phase::closed;
+        if (transport) transport->loseConnection();
+        return;
+    }
+    if (auto* hc = dynamic_cast<IHalfCloseableTransport*>(transport.get())) hc->loseWriteConnection();
+    else if (auto* wrapped = dynamic_cast<IHalfCloseableProtocol*>(wrappedProtocol.get()))
+        wrapped->writeConnectionLost();
+}
+
+void TLSMemoryBIOProtocol::abortConnection() {
+    if (lost_ || aborted_) return;
+    auto self = shared_from_this();
+    aborted_ = true;  // TLS-26: no delivery after this, nothing more encrypted, no close_notify
+    reason_ = Failure(error::ConnectionAborted());
+    pending_.clear();
+    phase_ = Phase::closed;
+    cancelTimers();
+    if (auto* tcp = tcpBelow()) tcp->abortConnection();
+    else if (auto* stream = dynamic_cast<StreamTransport*>(transport.get())) stream->abortConnection();
+    else if (transport) transport->loseConnection();
+}
+
+void TLSMemoryBIOProtocol::readConnectionLost() {
+    if (lost_) return;
+    auto self = shared_from_this();
+    // The peer closed its direction after its close_notify, and a half-closeable
+    // protocol still writes: wait for it (TLS-27).
+    if (gotCloseNotify_ && !sentCloseNotify_ && dynamic_cast<IHalfCloseableProtocol*>(wrappedProtocol.get())) return;
+    if (!reason_) {
+        if (gotCloseNotify_ || sentCloseNotify_ || (wantClose_ && phase_ == Phase::closed))
+            reason_ = error::connectionDone();  // orderly (TLS-25, Better than Twisted)
+        else reason_ = Failure(error::ConnectionLost("the peer ended the stream without a TLS close_notify"));
+    }
+    phase_ = Phase::closed;
+    cancelTimers();
+    if (transport) transport->loseConnection();
+}
+
+void TLSMemoryBIOProtocol::connectionLost(const Failure& below) {
+    if (lost_) return;
+    auto self = shared_from_this();
+    lost_ = true;
+    cancelTimers();
+    Failure reason = reason_.value_or(below);
+    if (!reason_ && below.check<error::ConnectionDone>()) {
+        bool orderly = gotCloseNotify_ || sentCloseNotify_;
+        reason = orderly ? error::connectionDone()
+                         : Failure(error::ConnectionLost("the peer ended the stream without a TLS close_notify"));
+    }
+    phase_ = Phase::closed;
+    pending_.clear();
+    membrane_.reset();
+    ProtocolWrapper::connectionLost(reason);
+    ssl_.reset();  // TLS-20: the OpenSSL objects go with the connection
+}
+
+bool TLSMemoryBIOProtocol::isConnected() const noexcept {
+    return !lost_ && !aborted_ && transport && transport->isConnected();
+}
+
+bool TLSMemoryBIOProtocol::isDisconnecting() const noexcept {
+    return wantClose_ || (transport && transport->isDisconnecting());
+}
+
+void TLSMemoryBIOProtocol::registerProducer(std::shared_ptr<IProducer> producer, bool streaming) {
+    if (!producer) throw std::invalid_argument("registerProducer: null producer");
+    if (lost_) {  // TLS-18
+        producer->stopProducing();
+        return;
+    }
+    if (membrane_)
+        throw std::runtime_error("Cannot register producer " + className(*producer) +
+                                 ", because producer is already registered.");
+    IConsumer* below = transport ? transport->asConsumer() : nullptr;
+    if (!below) throw std::logic_error(logPrefix() + ": the transport below takes no producer");
+    auto membrane = std::make_shared<Membrane>(std::move(producer), streaming);
+    below->registerProducer(membrane, streaming);
+    membrane_ = std::move(membrane);
+    updateProducerPause();
+}
+
+void TLSMemoryBIOProtocol::unregisterProducer() {
+    if (!membrane_) return;
+    auto self = shared_from_this();
+    membrane_.reset();
+    if (IConsumer* below = transport ? transport->asConsumer() : nullptr) below->unregisterProducer();
+    if (!wantClose_ || lost_ || aborted_) return;
+    // TLS-19: the close asked for while producing starts now.
+    wantClose_ = false;
+    loseConnection();
+}
+
+void TLSMemoryBIOProtocol::updateProducerPause() {
+    if (membrane_) membrane_->pauseForTLS(phase_ == Phase::handshaking && !pending_.empty());
+}
+
+ITCPTransport* TLSMemoryBIOProtocol::tcpBelow() const noexcept { return dynamic_cast<ITCPTransport*>(transport.get()); }
+
+bool TLSMemoryBIOProtocol::getTcpNoDelay() const {
+    if (auto* t = tcpBelow()) return t->getTcpNoDelay();
+    throw std::logic_error("getTcpNoDelay: the transport below TLS is not a TCP connection");
+}
+void TLSMemoryBIOProtocol::setTcpNoDelay(bool enabled) {
+    if (auto* t = tcpBelow()) return t->setTcpNoDelay(enabled);
+    throw std::logic_error("setTcpNoDelay: the transport below TLS is not a TCP connection");
+}
+bool TLSMemoryBIOProtocol::getTcpKeepAlive() const {
+    if (auto* t = tcpBelow()) return t->getTcpKeepAlive();
+    throw std::logic_error("getTcpKeepAlive: the transport below TLS is not a TCP connection");
+}
+void TLSMemoryBIOProtocol::setTcpKeepAlive(bool enabled) {
+    if (auto* t = tcpBelow()) return t->setTcpKeepAlive(enabled);
+    throw std::logic_error("setTcpKeepAlive: the transport below TLS is not a TCP connection");
+}
+
+std::optional<ssl::Certificate> TLSMemoryBIOProtocol::getPeerCertificate() const { return peerCertificate_; }
+
+std::optional<std::string> TLSMemoryBIOProtocol::negotiatedProtocol() const { return negotiated_; }
+
+ssl_st* TLSMemoryBIOProtocol::getHandle() const noexcept { return ssl_.get(); }
+
+std::string TLSMemoryBIOProtocol::protocolVersion() const {
+    return ssl_ && handshakeDone() ? SSL_get_version(ssl_.get()) : "";
+}
+
+std::string TLSMemoryBIOProtocol::cipherName() const {
+    const SSL_CIPHER* c = ssl_ && handshakeDone() ? SSL_get_current_cipher(ssl_.get()) : nullptr;
+    return c ? SSL_CIPHER_get_name(c) : "";
+}
+
+void TLSMemoryBIOProtocol::fail(Failure reason) {
+    if (lost_) return;
+    if (!reason_) reason_ = std::move(reason);
+    drainOutgoing();  // the alert OpenSSL produced goes to the peer (TLS-9)
+    phase_ = Phase::closed;
+    pending_.clear();
+    cancelTimers();
+    if (transport) transport->loseConnection();
+}
+
+Failure TLSMemoryBIOProtocol::sslFailure(int rc, const char* during) {
+    int err = SSL_get_error(ssl_.get(), rc);
+    auto entries = ssl::detail::takeErrorQueue();
+    std::optional<ssl::Error::Verification> verification;
+    auto* info = infoOf(verifyInfo_);
+    if (info && info->failed) {
+        verification =
+            ssl::Error::Verification{info->code, X509_verify_cert_error_string(info->code), info->depth, info->subject};
+        if (info->code == X509_V_ERR_HOSTNAME_MISMATCH || info->code == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+            std::string expected;
+            if (const char* sni = SSL_get_servername(ssl_.get(), TLSEXT_NAMETYPE_host_name)) expected = sni;
+            else if (char* ip = X509_VERIFY_PARAM_get1_ip_asc(SSL_get0_param(ssl_.get()))) {
+                expected = ip;
+                OPENSSL_free(ip);
+            }
+            std::string held = info->names.empty() ? std::string("no certificate") : info->names;
+            return Failure(ssl::VerificationError(
+                fmt::format("TLS {}: the certificate does not match the expected name {} (it is for {})", during,
+                            expected, held),
+                std::move(entries), std::move(verification)));
+        }
+    }
+    if (entries.empty()) {
+        std::string what = err == SSL_ERROR_SYSCALL ? "unexpected end of the stream" : fmt::format("error {}", err);
+        entries.push_back({"", what});
+    }
+    return Failure(ssl::Error(fmt::format("TLS {} failed", during), std::move(entries), std::move(verification)));
+}
+
+// ---- TLSMemoryBIOFactory ------------------------------------------------------------------
+
+TLSMemoryBIOFactory::TLSMemoryBIOFactory(std::shared_ptr<ssl::IOpenSSLContextFactory> contextFactory, bool client,
+                                         std::shared_ptr<Factory> wrapped, IReactorTime& clock)
+    : WrappingFactory(std::move(wrapped)), isClient(client), contextFactory_(std::move(contextFactory)), clock_(clock) {
+    if (!contextFactory_) throw std::invalid_argument("TLSMemoryBIOFactory: null context factory");
+    noisy = false;                  // TLS-2
+    contextFactory_->getContext();  // TLS-1: bad settings throw here
+}
+
+std::string TLSMemoryBIOFactory::logPrefix() const { return FileDescriptor::getLogPrefix(*wrappedFactory) + " (TLS)"; }
+
+ssl::SSLHandle TLSMemoryBIOFactory::connectionForTLS() {
+    if (isClient) {
+        if (auto* creator = dynamic_cast<ssl::IOpenSSLClientConnectionCreator*>(contextFactory_.get()))
+            return creator->clientConnectionForTLS();
+    } else if (auto* creator = dynamic_cast<ssl::IOpenSSLServerConnectionCreator*>(contextFactory_.get())) {
+        return creator->serverConnectionForTLS();
+    }
+    // A bare context factory is adapted (TLS-1).
+    ssl::SSLHandle s(SSL_new(contextFactory_->getContext()));
+    if (!s) throw ssl::Error::fromQueue("SSL_new");
+    if (isClient) SSL_set_connect_state(s.get());
+    else SSL_set_accept_state(s.get());
+    return s;
+}
+
+std::shared_ptr<policies::ProtocolWrapper> TLSMemoryBIOFactory::wrapProtocol(std::shared_ptr<Protocol> wrapped) {
+    return std::make_shared<TLSMemoryBIOProtocol>(std::static_pointer_cast<TLSMemoryBIOFactory>(shared_from_this()),
+                                                  std::move(wrapped));
+}
+
+}  // namespace weft::tls

@@ -1,0 +1,894 @@
+// tls.md: the TLS layer (TLSMemoryBIOProtocol, TLSMemoryBIOFactory) and its
+// configuration (CertificateOptions, optionsForClientTLS, certificates). Most
+// tests join a client and a server TLS protocol with iosim's pump and a
+// task::Clock (TLS-50): no reactor, no real time. The TCP tests at the end run
+// the same layer over real sockets on every backend, against weft itself,
+// `openssl s_client` and Python's ssl module.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <openssl/ssl.h>
+
+#include <thread>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <weft/internet/error.hpp>
+#include <weft/internet/iosim.hpp>
+#include <weft/internet/ssl.hpp>
+#include <weft/internet/task.hpp>
+#include <weft/internet/tcp.hpp>
+#include <weft/internet/testing.hpp>
+#include <weft/protocols/tls.hpp>
+
+#include "support/reactortest.hpp"
+#include "support/tcphelpers.hpp"
+#include "support/udphelpers.hpp"
+
+using namespace weft;
+using namespace weft::test;
+using weft::ssl::CertificateOptions;
+using weft::tls::TLSMemoryBIOFactory;
+using weft::tls::TLSMemoryBIOProtocol;
+
+namespace {
+
+std::string str(Bytes b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
+
+// An application protocol that records what happens to it, in order.
+class App : public Protocol, public ssl::IHandshakeListener {
+public:
+    void connectionMade() override {
+        events.push_back("made");
+        if (auto* tls = dynamic_cast<ssl::ISSLTransport*>(transport.get())) peerAtMade = tls->getPeerCertificate();
+        if (onMade) onMade(*this);
+    }
+    void handshakeCompleted() override {
+        events.push_back("handshake");
+        ++handshakes;
+        if (onHandshake) onHandshake(*this);
+    }
+    void dataReceived(Bytes data) override {
+        received += str(data);
+        if (events.empty() || events.back() != "data") events.push_back("data");
+        if (onData) onData(*this);
+    }
+    void connectionLost(const Failure& reason) override {
+        events.push_back("lost");
+        ++lost;
+        lostReason = reason;
+        if (onLost) onLost(*this);
+    }
+    ssl::ISSLTransport* tls() const { return dynamic_cast<ssl::ISSLTransport*>(transport.get()); }
+
+    std::vector<std::string> events;
+    std::string received;
+    int handshakes = 0, lost = 0;
+    std::optional<Failure> lostReason;
+    std::optional<ssl::Certificate> peerAtMade;
+    std::function<void(App&)> onMade, onHandshake, onData, onLost;
+};
+
+class AppFactory : public ServerFactory {
+public:
+    AppFactory() { noisy = false; }
+};
+
+struct Certs {
+    weft::testing::CertificateAuthorityAndServer pki = weft::testing::certificatesForAuthorityAndServer("example.com");
+    std::shared_ptr<CertificateOptions> server(CertificateOptions::Settings s = {}) const {
+        s.certificate = ssl::Certificate(pki.server);
+        s.privateKey = pki.server.privateKey();
+        return std::make_shared<CertificateOptions>(std::move(s));
+    }
+    std::shared_ptr<ssl::ClientTLSOptions> client(std::string name = "example.com",
+                                                  std::vector<std::string> alpn = {}) const {
+        return ssl::optionsForClientTLS(std::move(name), ssl::trustRootFromCertificates({pki.authority}), std::nullopt,
+                                        std::move(alpn));
+    }
+};
+
+// A TLS client and server joined by an iosim pump on one task::Clock.
+struct Pair {
+    std::shared_ptr<task::Clock> clock = std::make_shared<task::Clock>();
+    std::shared_ptr<App> clientApp = std::make_shared<App>(), serverApp = std::make_shared<App>();
+    std::shared_ptr<TLSMemoryBIOFactory> clientFactory, serverFactory;
+    std::shared_ptr<TLSMemoryBIOProtocol> client, server;
+    std::shared_ptr<iosim::FakeTransport> cio, sio;
+    std::optional<iosim::IOPump> pump;
+
+    Pair(std::shared_ptr<ssl::IOpenSSLContextFactory> serverOptions,
+         std::shared_ptr<ssl::IOpenSSLContextFactory> clientOptions, bool greet = true) {
+        clientFactory = std::make_shared<TLSMemoryBIOFactory>(std::move(clientOptions), true,
+                                                              std::make_shared<AppFactory>(), *clock);
+        serverFactory = std::make_shared<TLSMemoryBIOFactory>(std::move(serverOptions), false,
+                                                              std::make_shared<AppFactory>(), *clock);
+        client = std::make_shared<TLSMemoryBIOProtocol>(clientFactory, clientApp);
+        server = std::make_shared<TLSMemoryBIOProtocol>(serverFactory, serverApp);
+        cio = iosim::makeFakeClient(client);
+        sio = iosim::makeFakeServer(server);
+        pump.emplace(iosim::connect(server, sio, client, cio, greet, clock));
+    }
+    void flush() { pump->flush(); }
+};
+
+// The TLS records in a byte stream: (content type, length) of each header.
+std::vector<std::pair<int, std::size_t>> records(const std::vector<std::byte>& wire) {
+    std::vector<std::pair<int, std::size_t>> out;
+    std::size_t i = 0;
+    while (i + 5 <= wire.size()) {
+        auto type = static_cast<int>(wire[i]);
+        std::size_t len = (static_cast<std::size_t>(wire[i + 3]) << 8) | static_cast<std::size_t>(wire[i + 4]);
+        out.emplace_back(type, len);
+        i += 5 + len;
+    }
+    return out;
+}
+
+}  // namespace
+
+// ---- the factory and the wrapper --------------------------------------------------------------
+
+TEST(TLSMemoryBIOFactory, TLS_1_badSettingsThrowFromTheConstructor) {
+    Certs certs;
+    task::Clock clock;
+    CertificateOptions::Settings s;
+    s.dhParameters.reset();
+    // A context factory whose context cannot be built: a key that is not the certificate's.
+    auto other = weft::testing::certificatesForAuthorityAndServer("other.example");
+    s.certificate = ssl::Certificate(certs.pki.server);
+    s.privateKey = other.server.privateKey();
+    EXPECT_THROW(std::make_shared<CertificateOptions>(s), ssl::CertificateError);
+}
+
+TEST(TLSMemoryBIOFactory, TLS_2_quietAndPrefixed) {
+    Certs certs;
+    task::Clock clock;
+    auto f = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, std::make_shared<AppFactory>(), clock);
+    EXPECT_FALSE(f->noisy);
+    EXPECT_EQ(f->logPrefix(), "AppFactory (TLS)");
+}
+
+TEST(TLSMemoryBIOFactory, TLS_3_buildProtocolWrapsAndNullRefuses) {
+    Certs certs;
+    task::Clock clock;
+    auto inner = std::make_shared<AppFactory>();
+    inner->protocol = [] { return std::make_shared<App>(); };
+    auto f = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, inner, clock);
+    auto built = std::dynamic_pointer_cast<TLSMemoryBIOProtocol>(f->buildProtocol(NoAddress()));
+    ASSERT_TRUE(built);
+    EXPECT_TRUE(std::dynamic_pointer_cast<App>(built->wrappedProtocol));
+    inner->protocol = [] { return std::shared_ptr<Protocol>(); };
+    EXPECT_EQ(f->buildProtocol(NoAddress()), nullptr);
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_3_TLS_4_theWrappedProtocolsTransportIsTheTLSLayer) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    EXPECT_EQ(p.clientApp->transport.get(), static_cast<ITransport*>(p.client.get()));
+    EXPECT_NE(dynamic_cast<ssl::ISSLTransport*>(p.clientApp->transport.get()), nullptr);
+    EXPECT_NE(dynamic_cast<ssl::INegotiated*>(p.clientApp->transport.get()), nullptr);
+    EXPECT_NE(dynamic_cast<ssl::ISystemHandle*>(p.clientApp->transport.get()), nullptr);
+    EXPECT_EQ(p.clientApp->transport->getPeer(), p.cio->getPeer());
+    EXPECT_EQ(p.serverFactory->protocols().size(), 1u);
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_5_handlesAndCertificatesFromTransports) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    EXPECT_NE(dynamic_cast<ssl::ISystemHandle&>(*p.clientApp->transport).getHandle(), nullptr);
+    EXPECT_EQ(ssl::Certificate::peerFromTransport(*p.clientApp->transport).digest(), certs.pki.server.digest());
+    EXPECT_EQ(ssl::Certificate::hostFromTransport(*p.serverApp->transport).digest(), certs.pki.server.digest());
+    weft::testing::StringTransport plain;
+    try {
+        ssl::Certificate::peerFromTransport(plain);
+        FAIL() << "no exception";
+    } catch (const ssl::CertificateError& e) {
+        EXPECT_EQ(std::string(e.what()).rfind("non-TLS transport", 0), 0u) << e.what();
+    }
+    try {
+        ssl::Certificate::peerFromTransport(*p.serverApp->transport);  // the client sent none
+        FAIL() << "no exception";
+    } catch (const ssl::CertificateError& e) {
+        EXPECT_EQ(std::string(e.what()).rfind("TLS transport", 0), 0u) << e.what();
+    }
+}
+
+// ---- handshake ------------------------------------------------------------------------------------
+
+TEST(TLSMemoryBIOProtocol, TLS_6_TLS_7_connectionMadeFirstThenOneHandshakeNotification) {
+    Certs certs;
+    Pair p(certs.server(), certs.client(), false);
+    EXPECT_EQ(p.clientApp->events, (std::vector<std::string>{"made"}));
+    EXPECT_FALSE(p.clientApp->peerAtMade.has_value());
+    EXPECT_TRUE(p.cio->stream.size() > 0);  // the ClientHello left once connectionMade returned
+    EXPECT_TRUE(p.sio->stream.empty());     // the server waits for it
+    p.flush();
+    EXPECT_EQ(p.clientApp->events, (std::vector<std::string>{"made", "handshake"}));
+    EXPECT_EQ(p.serverApp->events, (std::vector<std::string>{"made", "handshake"}));
+    EXPECT_EQ(p.client->protocolVersion(), "TLSv1.3");
+    EXPECT_FALSE(p.client->cipherName().empty());
+    ASSERT_TRUE(p.clientApp->tls()->getPeerCertificate());
+    EXPECT_EQ(p.clientApp->tls()->getPeerCertificate()->digest(), certs.pki.server.digest());  // TLS-45
+    EXPECT_FALSE(p.serverApp->tls()->getPeerCertificate());                                    // none asked for
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_8_anySplitOfTheCiphertext) {
+    Certs certs;
+    Pair p(certs.server(), certs.client(), false);
+    p.clientApp->transport->write(std::string_view("hello, "));
+    p.clientApp->transport->write(std::string_view("server"));
+    // Move bytes one at a time each way until nothing is left.
+    for (int round = 0; round < 200; ++round) {
+        p.clock->advance(0);
+        auto c = p.cio->getOutBuffer();
+        auto s = p.sio->getOutBuffer();
+        if (!c && !s) break;
+        if (c)
+            for (std::byte b : *c) p.sio->bufferReceived(Bytes(&b, 1));
+        if (s)
+            for (std::byte b : *s) p.cio->bufferReceived(Bytes(&b, 1));
+    }
+    EXPECT_EQ(p.serverApp->received, "hello, server");
+    EXPECT_EQ(p.clientApp->handshakes, 1);
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_9_untrustedServerFailsBothSidesWithOpenSSLsReasons) {
+    Certs certs;
+    Certs strangers;  // another CA: the client trusts it, not the server's
+    Pair p(certs.server(), strangers.client(), false);
+    p.clientApp->transport->write(std::string_view("secret"));
+    p.flush();
+    ASSERT_EQ(p.clientApp->lost, 1);
+    ASSERT_EQ(p.serverApp->lost, 1);
+    EXPECT_EQ(p.clientApp->handshakes, 0);
+    EXPECT_EQ(p.serverApp->received, "");
+    try {
+        std::rethrow_exception(p.clientApp->lostReason->value());
+    } catch (const ssl::Error& e) {
+        EXPECT_TRUE(e.mentions("certificate verify failed")) << e.what();
+        ASSERT_TRUE(e.verification());
+        EXPECT_EQ(e.verification()->depth, 0) << e.what();
+        EXPECT_EQ(e.verification()->subject, "CN=example.com") << e.what();
+        EXPECT_EQ(e.entries().size(), 1u) << e.what();  // only this connection's errors
+        EXPECT_NE(e.verification()->text.find("issuer"), std::string::npos) << e.what();
+    } catch (...) {
+        FAIL() << p.clientApp->lostReason->getErrorMessage();
+    }
+    try {
+        std::rethrow_exception(p.serverApp->lostReason->value());
+    } catch (const ssl::Error& e) {
+        EXPECT_TRUE(e.mentions("unknown ca")) << e.what();
+    } catch (...) {
+        FAIL() << p.serverApp->lostReason->getErrorMessage();
+    }
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_9_plaintextPeerIsAWrongVersion) {
+    Certs certs;
+    task::Clock clock;
+    auto f = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, std::make_shared<AppFactory>(), clock);
+    auto app = std::make_shared<App>();
+    auto tls = std::make_shared<TLSMemoryBIOProtocol>(f, app);
+    auto t = std::make_shared<weft::testing::StringTransport>();
+    tls->makeConnection(t);
+    tls->dataReceived(asBytes("hello, this is not TLS\r\n"));
+    EXPECT_TRUE(t->disconnecting);
+    tls->connectionLost(error::connectionDone());
+    ASSERT_EQ(app->lost, 1);
+    EXPECT_TRUE(app->lostReason->check<ssl::Error>());
+    EXPECT_NE(app->lostReason->getErrorMessage().find("SSL routines: wrong version number"), std::string::npos)
+        << app->lostReason->getErrorMessage();
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_41_wrongNameFailsTheHandshakeWithAVerificationError) {
+    Certs certs;
+    Pair p(certs.server(), certs.client("wrong.example.com"));
+    EXPECT_EQ(p.clientApp->handshakes, 0);
+    ASSERT_EQ(p.clientApp->lost, 1);
+    ASSERT_TRUE(p.clientApp->lostReason->check<ssl::VerificationError>()) << p.clientApp->lostReason->getErrorMessage();
+    std::string why = p.clientApp->lostReason->getErrorMessage();
+    EXPECT_NE(why.find("wrong.example.com"), std::string::npos) << why;
+    EXPECT_NE(why.find("DNS:example.com"), std::string::npos) << why;
+    ASSERT_EQ(p.serverApp->lost, 1);
+    EXPECT_TRUE(p.serverApp->lostReason->check<ssl::Error>()) << p.serverApp->lostReason->getErrorMessage();
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_41_ipLiteralsAreMatchedAgainstIPAddresses) {
+    Certs byIP;
+    byIP.pki = weft::testing::certificatesForAuthorityAndServer("127.0.0.1");
+    Pair ok(byIP.server(), byIP.client("127.0.0.1"));
+    EXPECT_EQ(ok.clientApp->handshakes, 1);
+    Pair bad(byIP.server(), byIP.client("127.0.0.2"));
+    EXPECT_EQ(bad.clientApp->handshakes, 0);
+    ASSERT_TRUE(bad.clientApp->lostReason);
+    EXPECT_TRUE(bad.clientApp->lostReason->check<ssl::VerificationError>());
+}
+
+// ---- writing ------------------------------------------------------------------------------------
+
+TEST(TLSMemoryBIOProtocol, TLS_10_writesBeforeTheHandshakeArriveInOrder) {
+    Certs certs;
+    Pair p(certs.server(), certs.client(), false);
+    p.clientApp->transport->write(std::string_view("one "));
+    Bytes seq[] = {asBytes("two "), asBytes("three")};
+    p.clientApp->transport->writeSequence(seq);
+    std::string big(10 * 1024 * 1024, 'x');
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+    p.clientApp->transport->write(big);
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "one two three" + big);
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_11_smallWritesInOneIterationLeaveAsOneRecord) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    ASSERT_EQ(p.clientApp->handshakes, 1);
+    for (int i = 0; i < 1000; ++i) p.clientApp->transport->write(std::string_view("x"));
+    EXPECT_FALSE(p.cio->getOutBuffer());  // held until the flush
+    p.clock->advance(0);
+    auto wire = p.cio->getOutBuffer();
+    ASSERT_TRUE(wire);
+    auto recs = records(*wire);
+    ASSERT_EQ(recs.size(), 1u);
+    EXPECT_EQ(recs[0].first, 23);               // application_data
+    EXPECT_EQ(recs[0].second, 1000u + 1 + 16);  // TLS 1.3: the content type byte and the AEAD tag
+    p.sio->bufferReceived(*wire);
+    EXPECT_EQ(p.serverApp->received, std::string(1000, 'x'));
+
+    // writeSequence of 1 000 chunks: the same single record.
+    std::vector<Bytes> chunks(1000, asBytes("y"));
+    p.clientApp->transport->writeSequence(chunks);
+    p.clock->advance(0);
+    auto wire2 = p.cio->getOutBuffer();
+    ASSERT_TRUE(wire2);
+    EXPECT_EQ(records(*wire2).size(), 1u);
+
+    // More than MAX_BUFFER_SIZE leaves at once, in records of at most 16 KiB of plaintext.
+    p.clientApp->transport->write(std::string(70000, 'z'));
+    auto wire3 = p.cio->getOutBuffer();
+    ASSERT_TRUE(wire3);
+    auto recs3 = records(*wire3);
+    EXPECT_EQ(recs3.size(), 5u);  // 4 × 16 384 + 4 464
+    for (auto& r : recs3) EXPECT_LE(r.second, 16384u + 1 + 16 + 256);
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_13_writesAfterLoseConnectionAreDropped) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    p.clientApp->transport->write(std::string_view("kept"));
+    p.clientApp->transport->loseConnection();
+    p.clientApp->transport->write(std::string_view("dropped"));
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "kept");
+    EXPECT_EQ(p.clientApp->lost, 1);
+    p.clientApp->transport->write(std::string_view("after the loss"));  // ignored, no crash
+}
+
+// ---- producers ------------------------------------------------------------------------------------
+
+namespace {
+class Push : public IPushProducer {
+public:
+    void pauseProducing() override { events.push_back("pause"); }
+    void resumeProducing() override { events.push_back("resume"); }
+    void stopProducing() override { events.push_back("stop"); }
+    std::vector<std::string> events;
+};
+}  // namespace
+
+TEST(TLSMemoryBIOProtocol, TLS_15_TLS_16_aPushProducerIsPausedOnceWhileTheHandshakeHoldsWrites) {
+    Certs certs;
+    Pair p(certs.server(), certs.client(), false);
+    auto producer = std::make_shared<Push>();
+    p.clientApp->transport->asConsumer()->registerProducer(producer, true);
+    ASSERT_TRUE(p.cio->producer);  // a stand-in was registered below
+    EXPECT_NE(p.cio->producer, producer);
+    p.clientApp->transport->write(std::string_view("a"));
+    p.clientApp->transport->write(std::string_view("b"));
+    EXPECT_EQ(producer->events, (std::vector<std::string>{"pause"}));
+    p.flush();
+    EXPECT_EQ(producer->events, (std::vector<std::string>{"pause", "resume"}));
+    EXPECT_EQ(p.serverApp->received, "ab");
+    // The transport below pausing and resuming reaches the producer once each.
+    auto* below = p.cio->producer->asPushProducer();
+    ASSERT_NE(below, nullptr);
+    below->pauseProducing();
+    below->pauseProducing();
+    below->resumeProducing();
+    EXPECT_EQ(producer->events, (std::vector<std::string>{"pause", "resume", "pause", "resume"}));
+    below->stopProducing();
+    EXPECT_EQ(producer->events.back(), "stop");
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_18_secondProducerThrowsAndAfterLossStops) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    auto first = std::make_shared<Push>();
+    p.clientApp->transport->asConsumer()->registerProducer(first, true);
+    EXPECT_THROW(p.clientApp->transport->asConsumer()->registerProducer(std::make_shared<Push>(), true),
+                 std::runtime_error);
+    p.clientApp->transport->asConsumer()->unregisterProducer();
+    p.clientApp->transport->asConsumer()->unregisterProducer();  // twice: fine
+    EXPECT_FALSE(p.cio->producer);
+    p.clientApp->transport->loseConnection();
+    p.flush();
+    ASSERT_EQ(p.clientApp->lost, 1);
+    auto late = std::make_shared<Push>();
+    p.client->registerProducer(late, true);
+    EXPECT_EQ(late->events, (std::vector<std::string>{"stop"}));
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_19_loseConnectionWaitsForUnregisterProducer) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    auto producer = std::make_shared<Push>();
+    p.clientApp->transport->asConsumer()->registerProducer(producer, true);
+    p.clientApp->transport->loseConnection();
+    p.clientApp->transport->write(std::string_view("still sent"));
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "still sent");
+    EXPECT_EQ(p.clientApp->lost, 0);
+    p.clientApp->transport->asConsumer()->unregisterProducer();
+    p.clientApp->transport->write(std::string_view("dropped"));
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "still sent");
+    EXPECT_EQ(p.clientApp->lost, 1);
+    EXPECT_TRUE(p.clientApp->lostReason->check<error::ConnectionDone>());
+}
+
+// ---- closing --------------------------------------------------------------------------------------
+
+TEST(TLSMemoryBIOProtocol, TLS_20_TLS_21_orderlyCloseIsDoneOnBothSidesAndReleasesEverything) {
+    Certs certs;
+    std::weak_ptr<App> clientApp, serverApp;
+    std::weak_ptr<TLSMemoryBIOProtocol> clientTLS;
+    {
+        Pair p(certs.server(), certs.client());
+        clientApp = p.clientApp;
+        serverApp = p.serverApp;
+        clientTLS = p.client;
+        p.serverApp->onData = [](App& self) { self.transport->write("echo:" + self.received); };
+        p.clientApp->transport->write(std::string_view("ping"));
+        p.flush();
+        EXPECT_EQ(p.clientApp->received, "echo:ping");
+        p.clientApp->transport->loseConnection();
+        p.clientApp->transport->loseConnection();  // idempotent
+        EXPECT_EQ(p.clientApp->lost, 0);           // not before the transport below is gone
+        p.flush();
+        ASSERT_EQ(p.clientApp->lost, 1);
+        ASSERT_EQ(p.serverApp->lost, 1);
+        EXPECT_TRUE(p.clientApp->lostReason->check<error::ConnectionDone>()) << p.clientApp->lostReason->typeName();
+        EXPECT_TRUE(p.serverApp->lostReason->check<error::ConnectionDone>()) << p.serverApp->lostReason->typeName();
+        EXPECT_EQ(p.client->getHandle(), nullptr);              // the OpenSSL objects went with the connection
+        EXPECT_TRUE(p.clientApp->tls()->getPeerCertificate());  // TLS-45: still answered
+        p.clientApp->transport->loseConnection();               // a no-op now
+        p.client->abortConnection();                            // so is this (TLS-20)
+        EXPECT_TRUE(p.clock->getDelayedCalls().empty());
+    }
+    EXPECT_TRUE(clientApp.expired());
+    EXPECT_TRUE(serverApp.expired());
+    EXPECT_TRUE(clientTLS.expired());
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_21_writesWaitingWhenThePeersCloseNotifyArrivesStillLeave) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    p.clientApp->transport->write(std::string_view("client-late"));  // held for aggregation
+    p.serverApp->transport->loseConnection();
+    // The server's close_notify reaches the client before the client's flush ran.
+    auto s = p.sio->getOutBuffer();
+    ASSERT_TRUE(s);
+    p.cio->bufferReceived(*s);
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "client-late");
+    EXPECT_TRUE(p.clientApp->lostReason->check<error::ConnectionDone>());
+    EXPECT_TRUE(p.serverApp->lostReason->check<error::ConnectionDone>());
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_22_closeIsBoundedByCloseTimeout) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    p.client->closeTimeout = 5;
+    p.clientApp->transport->loseConnection();
+    p.cio->getOutBuffer();  // the close_notify is lost on the way: the peer never answers
+    p.clock->advance(4.9);
+    EXPECT_EQ(p.clientApp->lost, 0);
+    p.clock->advance(0.1);
+    EXPECT_TRUE(p.cio->disconnecting);  // the transport below was aborted
+    p.cio->reportDisconnect();
+    ASSERT_EQ(p.clientApp->lost, 1);
+    EXPECT_TRUE(p.clientApp->lostReason->check<error::ConnectionAborted>());
+    EXPECT_NE(p.clientApp->lostReason->getErrorMessage().find("closeTimeout"), std::string::npos);
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_23_loseConnectionBeforeTheHandshakeGivesUp) {
+    Certs certs;
+    Pair p(certs.server(), certs.client(), false);
+    p.clientApp->transport->loseConnection();
+    p.flush();
+    ASSERT_EQ(p.clientApp->lost, 1);
+    EXPECT_TRUE(p.clientApp->lostReason->check<error::ConnectionDone>());
+    ASSERT_EQ(p.serverApp->lost, 1);
+    EXPECT_TRUE(p.serverApp->lostReason->check<error::ConnectionLost>());
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_24_aTruncatedStreamIsConnectionLostAfterTheData) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    p.serverApp->transport->write(std::string_view("partial"));
+    p.clock->advance(0);
+    auto s = p.sio->getOutBuffer();
+    ASSERT_TRUE(s);
+    p.cio->bufferReceived(*s);
+    p.cio->reportDisconnect();  // the TCP stream ends without a close_notify
+    EXPECT_EQ(p.clientApp->received, "partial");
+    ASSERT_EQ(p.clientApp->lost, 1);
+    EXPECT_TRUE(p.clientApp->lostReason->check<error::ConnectionLost>());
+    EXPECT_FALSE(p.clientApp->lostReason->check<error::ConnectionDone>());
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_26_abortSendsNothingAndDeliversNothingMore) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    p.clientApp->onData = [](App& self) {
+        self.transport->write(std::string_view("never sent"));
+        dynamic_cast<ITCPTransport&>(*self.transport).abortConnection();
+        self.transport->write(std::string_view("nor this"));
+    };
+    p.serverApp->transport->write(std::string_view("first"));
+    p.clock->advance(0);
+    auto s = p.sio->getOutBuffer();
+    p.cio->bufferReceived(*s);  // "first" arrives, the client aborts inside dataReceived
+    EXPECT_TRUE(p.cio->disconnecting);
+    EXPECT_FALSE(p.cio->getOutBuffer());  // no close_notify, no pending write
+    p.cio->reportDisconnect();
+    ASSERT_EQ(p.clientApp->lost, 1);
+    EXPECT_TRUE(p.clientApp->lostReason->check<error::ConnectionAborted>());
+}
+
+// ---- configuration ---------------------------------------------------------------------------------
+
+TEST(CertificateOptions, TLS_33_inconsistentSettingsAreRefused) {
+    Certs certs;
+    auto expectRefused = [](CertificateOptions::Settings s, std::string_view text) {
+        try {
+            CertificateOptions o(std::move(s));
+            ADD_FAILURE() << "accepted; expected: " << text;
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+        }
+    };
+    CertificateOptions::Settings onlyKey;
+    onlyKey.privateKey = certs.pki.server.privateKey();
+    expectRefused(onlyKey, "Specify neither or both of privateKey and certificate");
+    CertificateOptions::Settings onlyCert;
+    onlyCert.certificate = ssl::Certificate(certs.pki.server);
+    expectRefused(onlyCert, "Specify neither or both");
+    CertificateOptions::Settings chain;
+    chain.extraCertChain = {ssl::Certificate(certs.pki.authority)};
+    expectRefused(chain, "extraCertChain");
+    CertificateOptions::Settings verify;
+    verify.verify = true;
+    expectRefused(verify, "if and only if enabling certificate verification");
+    CertificateOptions::Settings both;
+    both.trustRoot = ssl::platformTrust();
+    both.requireCertificate = true;
+    expectRefused(both, "trustRoot and requireCertificate are mutually exclusive");
+    CertificateOptions::Settings method;
+    method.method = ssl::SSLMethod::TLSv1_2;
+    method.raiseMinimumTo = ssl::TLSVersion::TLSv1_3;
+    expectRefused(method, "method and raiseMinimumTo are mutually exclusive");
+    CertificateOptions::Settings mins;
+    mins.raiseMinimumTo = ssl::TLSVersion::TLSv1_3;
+    mins.insecurelyLowerMinimumTo = ssl::TLSVersion::TLSv1_0;
+    expectRefused(mins, "mutually exclusive");
+    CertificateOptions::Settings ciphers;
+    ciphers.acceptableCiphers = ssl::AcceptableCiphers::fromOpenSSLCipherString("NO-SUCH-CIPHER");
+    expectRefused(ciphers, "yielded no usable ciphers");
+    // The context is built once and cached.
+    auto ok = certs.server();
+    EXPECT_EQ(ok->getContext(), ok->getContext());
+}
+
+TEST(CertificateOptions, TLS_34_versionRange) {
+    CertificateOptions defaults;
+    EXPECT_EQ(defaults.minimumVersion(), ssl::TLSVersion::TLSv1_2);
+    EXPECT_EQ(defaults.maximumVersion(), ssl::TLSVersion::TLSv1_3);
+    CertificateOptions::Settings lowerMax;
+    lowerMax.lowerMaximumSecurityTo = ssl::TLSVersion::TLSv1_2;  // inclusive (Better than Twisted)
+    CertificateOptions only12(lowerMax);
+    EXPECT_EQ(only12.minimumVersion(), ssl::TLSVersion::TLSv1_2);
+    EXPECT_EQ(only12.maximumVersion(), ssl::TLSVersion::TLSv1_2);
+    CertificateOptions::Settings raise;
+    raise.raiseMinimumTo = ssl::TLSVersion::TLSv1_0;  // below the default: ignored
+    EXPECT_EQ(CertificateOptions(raise).minimumVersion(), ssl::TLSVersion::TLSv1_2);
+    CertificateOptions::Settings inverted;
+    inverted.raiseMinimumTo = ssl::TLSVersion::TLSv1_3;
+    inverted.lowerMaximumSecurityTo = ssl::TLSVersion::TLSv1_2;
+    EXPECT_THROW(CertificateOptions{inverted}, std::invalid_argument);
+
+    // A TLS 1.2-only server and a default client meet at TLS 1.2.
+    Certs certs;
+    CertificateOptions::Settings s;
+    s.lowerMaximumSecurityTo = ssl::TLSVersion::TLSv1_2;
+    Pair p(certs.server(s), certs.client());
+    EXPECT_EQ(p.client->protocolVersion(), "TLSv1.2");
+    EXPECT_EQ(p.clientApp->handshakes, 1);
+}
+
+TEST(CertificateOptions, TLS_36_noSessionTicketsByDefault) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    EXPECT_EQ(SSL_CTX_get_num_tickets(certs.server()->getContext()), 0u);
+    (void)p;
+}
+
+TEST(CertificateOptions, TLS_44_clientCertificatesWhenTheServerHasATrustRoot) {
+    Certs certs;
+    auto clientCert = weft::testing::clientCertificateSignedBy(certs.pki.authority, "alice");
+    CertificateOptions::Settings serverSettings;
+    serverSettings.trustRoot = ssl::trustRootFromCertificates({certs.pki.authority});
+    auto withCert =
+        ssl::optionsForClientTLS("example.com", ssl::trustRootFromCertificates({certs.pki.authority}), clientCert);
+    Pair ok(certs.server(serverSettings), withCert);
+    ASSERT_EQ(ok.serverApp->handshakes, 1);
+    ASSERT_TRUE(ok.serverApp->tls()->getPeerCertificate());
+    EXPECT_EQ(ok.serverApp->tls()->getPeerCertificate()->digest(), clientCert.digest());
+
+    Pair without(certs.server(serverSettings), certs.client());
+    without.clientApp->transport->write(std::string_view("x"));
+    without.flush();
+    ASSERT_EQ(without.serverApp->lost, 1);
+    EXPECT_TRUE(without.serverApp->lostReason->check<ssl::Error>());
+    EXPECT_EQ(without.serverApp->received, "");
+    ASSERT_EQ(without.clientApp->lost, 1);
+    EXPECT_TRUE(without.clientApp->lostReason->check<ssl::Error>()) << without.clientApp->lostReason->getErrorMessage();
+}
+
+TEST(CertificateOptions, TLS_46_alpnServerPreferenceAndNoOverlap) {
+    Certs certs;
+    CertificateOptions::Settings s;
+    s.acceptableProtocols = {"http/1.1", "h2"};
+    Pair p(certs.server(s), certs.client("example.com", {"h2", "http/1.1"}));
+    EXPECT_EQ(p.client->negotiatedProtocol(), "http/1.1");
+    EXPECT_EQ(p.server->negotiatedProtocol(), "http/1.1");
+
+    Pair none(certs.server(), certs.client("example.com", {"h2"}));
+    EXPECT_EQ(none.client->negotiatedProtocol(), std::nullopt);  // the server offered nothing
+
+    CertificateOptions::Settings only;
+    only.acceptableProtocols = {"imap"};
+    Pair disjoint(certs.server(only), certs.client("example.com", {"h2"}));
+    ASSERT_EQ(disjoint.clientApp->lost, 1);
+    EXPECT_NE(disjoint.clientApp->lostReason->getErrorMessage().find("no application protocol"), std::string::npos)
+        << disjoint.clientApp->lostReason->getErrorMessage();
+    EXPECT_EQ(ssl::protocolNegotiationMechanisms(), (std::vector<std::string>{"ALPN"}));
+}
+
+TEST(Certificates, TLS_47_loadingErrorsSayWhatWasWrong) {
+    Certs certs;
+    auto pem = certs.pki.server.dumpPEM();
+    auto again = ssl::PrivateCertificate::loadPEM(pem);
+    EXPECT_EQ(again.digest(), certs.pki.server.digest());
+    // Key first, no trailing newline.
+    auto reordered = certs.pki.server.privateKey().dumpPEM() + ssl::Certificate(certs.pki.server).dumpPEM();
+    reordered.pop_back();
+    EXPECT_EQ(ssl::PrivateCertificate::loadPEM(reordered).digest(), certs.pki.server.digest());
+    try {
+        ssl::Certificate::loadPEM("not a certificate", "server.pem");
+        FAIL();
+    } catch (const ssl::CertificateError& e) {
+        EXPECT_NE(std::string(e.what()).find("server.pem: no PEM certificate found"), std::string::npos) << e.what();
+    }
+    auto other = weft::testing::certificatesForAuthorityAndServer();
+    EXPECT_THROW(ssl::PrivateCertificate::fromCertificateAndKeyPair(certs.pki.server, other.server.privateKey()),
+                 ssl::CertificateError);
+    EXPECT_THROW(ssl::readPEMFile("/nonexistent/key.pem", "privateKey"), ssl::CertificateError);
+}
+
+TEST(Certificates, TLS_52_authorityAndServerForAnIdentity) {
+    auto a = weft::testing::certificatesForAuthorityAndServer("example.com");
+    auto b = weft::testing::certificatesForAuthorityAndServer("example.com");
+    EXPECT_NE(a.authority.digest(), b.authority.digest());  // a new CA each call
+    EXPECT_EQ(a.server.issuer(), a.authority.subject());
+    // b's client does not trust a's server.
+    Certs ca;
+    ca.pki = a;
+    Certs cb;
+    cb.pki = b;
+    Pair mismatch(ca.server(), cb.client());
+    EXPECT_EQ(mismatch.clientApp->handshakes, 0);
+}
+
+// ---- over real TCP ----------------------------------------------------------------------------------
+
+namespace {
+
+class TlsTcpTest : public ReactorTest {
+protected:
+    void TearDown() override {
+        if (port) {
+            bool closed = false;
+            port->stopListening().addBoth([&closed](Result<void>) { closed = true; });
+            port.reset();
+            EXPECT_TRUE(spinUntil([&] { return closed; }, 5));
+        }
+        ReactorTest::TearDown();
+    }
+    std::shared_ptr<tcp::Port> port;
+};
+
+class EchoApp : public App {
+public:
+    EchoApp() {
+        onData = [](App& self) {
+            self.transport->write(self.received);
+            self.received.clear();
+        };
+    }
+};
+
+}  // namespace
+
+TEST_P(TlsTcpTest, TLS_48_weftClientAndServerOverTcp) {
+    Certs certs;
+    auto inner = std::make_shared<AppFactory>();
+    std::vector<std::weak_ptr<App>> served;
+    inner->protocol = [&served] {
+        auto p = std::make_shared<EchoApp>();
+        served.push_back(p);
+        return p;
+    };
+    auto serverFactory = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, inner, reactor());
+    port = reactor().listenTCP(0, serverFactory, 50, "127.0.0.1");
+
+    auto clientApp = std::make_shared<App>();
+    auto clientInner = std::make_shared<AppFactory>();
+    clientInner->protocol = [clientApp] { return clientApp; };
+    auto clientFactory = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, clientInner, reactor());
+    std::string big(300000, 'q');
+    clientApp->onHandshake = [&big](App& self) { self.transport->write(big); };
+    clientApp->onData = [&big](App& self) {
+        if (self.received.size() == big.size()) self.transport->loseConnection();
+    };
+    reactor().connectTCP("127.0.0.1", portNumber(*port), clientFactory);
+    ASSERT_TRUE(spinUntil([&] { return clientApp->lost == 1; }, 20));
+    EXPECT_EQ(clientApp->received, big);
+    EXPECT_TRUE(clientApp->lostReason->check<error::ConnectionDone>()) << clientApp->lostReason->getErrorMessage();
+    ASSERT_TRUE(spinUntil([&] { return !served.empty() && served[0].expired(); }, 10));
+}
+
+TEST_P(TlsTcpTest, TLS_OWN_reentrantCallsInEveryCallback) {
+    Certs certs;
+    enum class Act { lose, abort, writeLose, dropPort };
+    for (Act act : {Act::lose, Act::abort, Act::writeLose, Act::dropPort}) {
+        for (int where = 0; where < 3; ++where) {  // connectionMade, handshakeCompleted, dataReceived
+            SCOPED_TRACE(::testing::Message() << "act " << static_cast<int>(act) << " in callback " << where);
+            auto inner = std::make_shared<AppFactory>();
+            std::vector<std::weak_ptr<App>> served;
+            auto run = [&](App& self) {
+                switch (act) {
+                    case Act::lose: self.transport->loseConnection(); break;
+                    case Act::abort: dynamic_cast<ITCPTransport&>(*self.transport).abortConnection(); break;
+                    case Act::writeLose:
+                        self.transport->write(std::string_view("bye"));
+                        self.transport->loseConnection();
+                        self.transport->write(std::string_view("dropped"));
+                        break;
+                    case Act::dropPort:
+                        if (port) port->stopListening();
+                        port.reset();
+                        self.transport->loseConnection();
+                        break;
+                }
+            };
+            inner->protocol = [&] {
+                auto p = std::make_shared<App>();
+                if (where == 0) p->onMade = run;
+                if (where == 1) p->onHandshake = run;
+                if (where == 2) p->onData = run;
+                served.push_back(p);
+                return p;
+            };
+            auto serverFactory = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, inner, reactor());
+            port = reactor().listenTCP(0, serverFactory, 50, "127.0.0.1");
+            auto clientApp = std::make_shared<App>();
+            clientApp->onHandshake = [](App& self) { self.transport->write(std::string_view("hello")); };
+            auto clientInner = std::make_shared<AppFactory>();
+            clientInner->protocol = [clientApp] { return clientApp; };
+            auto clientFactory = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, clientInner, reactor());
+            reactor().connectTCP("127.0.0.1", portNumber(*port), clientFactory);
+            ASSERT_TRUE(spinUntil([&] { return clientApp->lost == 1; }, 20));
+            ASSERT_TRUE(spinUntil([&] { return !served.empty() && served[0].expired(); }, 10));
+            if (port) {
+                bool closed = false;
+                port->stopListening().addBoth([&closed](Result<void>) { closed = true; });
+                port.reset();
+                ASSERT_TRUE(spinUntil([&] { return closed; }, 5));
+            }
+            spinUntil([&] { return reactor().getDelayedCalls().empty(); }, 2);
+        }
+    }
+}
+
+namespace {
+std::string runCommand(const std::string& cmd) {
+    std::string out;
+    FILE* f = ::popen(cmd.c_str(), "r");
+    if (!f) return out;
+    char buf[4096];
+    std::size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    ::pclose(f);
+    return out;
+}
+bool have(const char* program) { return runCommand(std::string("command -v ") + program).size() > 0; }
+}  // namespace
+
+// Real peers: openssl s_client and Python's ssl module talk to a weft TLS echo server.
+TEST_P(TlsTcpTest, TLS_48_realClientsOpensslAndPython) {
+    if (!have("openssl") || !have("python3")) GTEST_SKIP() << "openssl or python3 is not installed";
+    Certs certs;
+    TempDir dir;
+    std::string caPath = dir.file("ca.pem");
+    std::ofstream(caPath) << ssl::Certificate(certs.pki.authority).dumpPEM();
+    auto inner = std::make_shared<AppFactory>();
+    inner->protocol = [] { return std::make_shared<EchoApp>(); };
+    CertificateOptions::Settings s;
+    s.acceptableProtocols = {"weft-test"};
+    port = reactor().listenTCP(0, std::make_shared<TLSMemoryBIOFactory>(certs.server(s), false, inner, reactor()), 50,
+                               "127.0.0.1");
+    auto number = std::to_string(portNumber(*port));
+
+    // Each client runs in a thread-free way: popen in the background, the reactor spun until it is done.
+    std::string opensslOut, pythonOut;
+    bool opensslDone = false, pythonDone = false;
+    std::thread t1([&] {
+        opensslOut = runCommand(
+            "(printf 'hello-openssl\\n'; sleep 1) | timeout 10 openssl s_client -quiet -no_ign_eof "
+            "-verify_return_error "
+            "-CAfile " +
+            caPath +
+            " -servername example.com -verify_hostname example.com "
+            "-alpn weft-test -connect 127.0.0.1:" +
+            number + " 2>&1");
+        opensslDone = true;
+    });
+    ASSERT_TRUE(spinUntil([&] { return opensslDone; }, 20));
+    t1.join();
+    EXPECT_NE(opensslOut.find("hello-openssl"), std::string::npos) << opensslOut;
+
+    std::string script =
+        "import socket,ssl\n"
+        "ctx=ssl.create_default_context(cafile='" +
+        caPath +
+        "')\n"
+        "ctx.set_alpn_protocols(['weft-test'])\n"
+        "s=ctx.wrap_socket(socket.create_connection(('127.0.0.1'," +
+        number +
+        ")),"
+        "server_hostname='example.com')\n"
+        "s.sendall(b'hello-python')\n"
+        "d=b''\n"
+        "while len(d)<12: d+=s.recv(100)\n"
+        "print(d.decode(), s.selected_alpn_protocol(), s.version())\n"
+        "s.unwrap(); s.close()\n";
+    std::ofstream(dir.file("client.py")) << script;
+    std::thread t2([&] {
+        pythonOut = runCommand("timeout 10 python3 " + dir.file("client.py") + " 2>&1");
+        pythonDone = true;
+    });
+    ASSERT_TRUE(spinUntil([&] { return pythonDone; }, 20));
+    t2.join();
+    EXPECT_NE(pythonOut.find("hello-python weft-test TLSv1.3"), std::string::npos) << pythonOut;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, TlsTcpTest, allBackends(), backendParamName);
