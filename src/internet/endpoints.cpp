@@ -21,6 +21,7 @@
 #include <weft/internet/stdio.hpp>
 #include <weft/text.hpp>
 
+#include "internet/detail/sslparsers.hpp"
 #include "sys/syscalls.hpp"
 
 namespace weft {
@@ -71,7 +72,7 @@ std::string quoteStringArgument(std::string_view s) {
 
 namespace endpoints {
 
-namespace {
+namespace detail {
 
 std::string lower(std::string_view s) {
     std::string out(s);
@@ -172,21 +173,33 @@ std::string valueOr(const Bound& bound, const std::string& key, std::string fall
     return it == bound.end() ? std::move(fallback) : it->second;
 }
 
+void bindHostAndPort(std::string_view type, const EndpointDescription& d, Bound& bound) {
+    // EP-13: host and port positionally or by keyword in any mix. One
+    // positional field is the host, unless host= is given: then it is the port.
+    std::size_t positional = d.args.size() - 1;
+    if (positional > 2)
+        throw EndpointArgumentError(
+            fmt::format("{}: too many positional arguments ({} given, at most 2: host, port)", type, positional));
+    if (positional == 2) {
+        bound["host"] = d.args[1];
+        bound["port"] = d.args[2];
+    } else if (positional == 1) {
+        bound[d.kwargs.count("host") ? "port" : "host"] = d.args[1];
+    }
+}
+
+}  // namespace detail
+
+namespace {
+
+using namespace detail;
+
 [[noreturn]] void unsupported(const std::string& type, std::string_view why) {
     throw UnsupportedEndpointType(fmt::format("Endpoint type {} is not supported by weft yet ({})", quote(type), why));
 }
 
 [[noreturn]] void unknown(std::string_view type) {
     throw UnknownEndpointType(fmt::format("Unknown endpoint type: {}", quote(lower(type))));
-}
-
-// The interface I of the reactor, for an endpoint of `type`; a reactor without
-// it makes the description unusable here, before any endpoint exists.
-template <class I>
-I& need(const ReactorRef& reactor, std::string_view type) {
-    if (I* i = reactor.find<I>()) return *i;
-    throw UnsupportedEndpointType(
-        fmt::format("Endpoint type {} needs a reactor that provides {}", quote(lower(type)), className(typeid(I))));
 }
 
 // ---- server parsers ----------------------------------------------------------------------
@@ -281,16 +294,7 @@ std::shared_ptr<IStreamClientEndpoint> parseTCPClient(const ReactorRef& reactor,
     // EP-13: host and port positionally or by keyword in any mix. One
     // positional field is the host, unless host= is given: then it is the port.
     Bound b;
-    std::size_t positional = d.args.size() - 1;
-    if (positional > 2)
-        throw EndpointArgumentError(
-            fmt::format("tcp: too many positional arguments ({} given, at most 2: host, port)", positional));
-    if (positional == 2) {
-        b["host"] = d.args[1];
-        b["port"] = d.args[2];
-    } else if (positional == 1) {
-        b[d.kwargs.count("host") ? "port" : "host"] = d.args[1];
-    }
+    bindHostAndPort("tcp", d, b);
     bindKeywords("tcp", d, {"host", "port", "timeout", "bindAddress"}, b);
     requireArguments("tcp", b, {"host", "port"});
     std::optional<BindAddress> bindAddress;
@@ -380,7 +384,7 @@ ParserTable<ServerParser>& serverParsers() {
     static ParserTable<ServerParser> table{
         {"tcp", parseTCPServer, PrefixMatch::exact},
         {"unix", parseUNIXServer, PrefixMatch::exact},
-        {"ssl", notYet<ServerParser>("weft has no TLS"), PrefixMatch::exact},
+        {"ssl", parseSSLServer, PrefixMatch::exact},
         {"tcp6", parseTCP6Server, PrefixMatch::anyCase},
         {"systemd", parseSystemd, PrefixMatch::anyCase},
         {"stdio", parseStdioServer, PrefixMatch::anyCase},
@@ -393,8 +397,8 @@ ParserTable<ClientParser>& clientParsers() {
     static ParserTable<ClientParser> table{
         {"tcp", parseTCPClient, PrefixMatch::anyCase},
         {"unix", parseUNIXClient, PrefixMatch::anyCase},
-        {"ssl", notYet<ClientParser>("weft has no TLS"), PrefixMatch::anyCase},
-        {"tls", notYet<ClientParser>("weft has no TLS"), PrefixMatch::anyCase},
+        {"ssl", parseSSLClient, PrefixMatch::anyCase},
+        {"tls", parseTLSClient, PrefixMatch::anyCase},
     };
     return table;
 }

@@ -21,6 +21,8 @@
 //      listenUNIX, connectUNIX, listenUDP, adoptStreamPort), which the
 //      MemoryReactor records; an adopted endpoint listens once.
 //
+// The MemoryReactor is no IReactorTime, so the TLS types ("ssl", "tls") throw
+// UnsupportedEndpointType before reading any file (fuzz_tls_server fuzzes TLS).
 // No socket is made: the MemoryReactor only records. "systemd:" with the
 // process environment reads LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES (getenv,
 // getpid) and changes nothing.

@@ -585,7 +585,8 @@ std::shared_ptr<ExecOptions> addExecCommand(CLI::App& app) {
     auto* exec = app.add_subcommand("exec", "Run a program for each connection, joined to its stdin and stdout");
     o->command = exec;
     exec->add_option("endpoint", o->endpoint,
-                     "Server endpoint: tcp:PORT[:interface=ADDRESS], tcp6:PORT, unix:PATH or systemd:...")
+                     "Server endpoint: tcp:PORT[:interface=ADDRESS], tcp6:PORT, unix:PATH, "
+                     "ssl:PORT:privateKey=KEY:certKey=CERT or systemd:...")
         ->required();
     exec->add_option("program", o->program, "After `--`: the program (found on PATH without a '/') and its arguments");
     exec->add_flag("--pty", o->pty, "Run the program on a pseudo-terminal instead of pipes");
@@ -632,7 +633,10 @@ std::shared_ptr<ExecOptions> addExecCommand(CLI::App& app) {
         "Examples: weft exec tcp:8000:interface=127.0.0.1 -- /bin/cat\n"
         "          weft exec unix:/tmp/bc.sock -- bc -q        then  echo '2^64' | nc -N -U /tmp/bc.sock\n"
         "          weft exec tcp:2323:interface=127.0.0.1 --pty --window 40x100 -- /bin/sh\n"
-        "                                                then  socat -,rawer tcp:127.0.0.1:2323");
+        "                                                then  socat -,rawer tcp:127.0.0.1:2323\n"
+        "          weft exec ssl:8443:interface=127.0.0.1:privateKey=key.pem:certKey=cert.pem -- /bin/cat\n"
+        "                                                then  openssl s_client -connect 127.0.0.1:8443\n"
+        "  Over ssl: PROGRAM talks plaintext: weft runs TLS; the TCP variables describe the TCP connection.");
     return o;
 }
 

@@ -1,8 +1,8 @@
 // weft — the command-line tool that puts weft's transports to use.
 //
-//   weft echo ENDPOINT                     echo every byte back (tcp:, tcp6:, systemd:)
+//   weft echo ENDPOINT                     echo every byte back (tcp:, tcp6:, unix:, ssl:, systemd:, udp:)
 //   weft echo --lines ENDPOINT             echo line by line, refusing lines over --max-line bytes
-//   weft portforward ENDPOINT --to CLIENT  proxy each connection to CLIENT (tcp:HOST:PORT)
+//   weft portforward ENDPOINT --to CLIENT  proxy each connection to CLIENT (tcp:, unix:, tls:, ssl:)
 //   weft connect CLIENT                    stdin and stdout joined to a connection, as nc does
 //   weft demo                              timers, a worker thread and a child process (cat)
 //
@@ -21,6 +21,7 @@
 #include <weft/internet/interfaces.hpp>
 #include <weft/internet/process.hpp>
 #include <weft/internet/protocol.hpp>
+#include <weft/internet/stream.hpp>
 #include <weft/log.hpp>
 #include <weft/protocols/basic.hpp>
 #include <weft/protocols/portforward.hpp>
@@ -119,12 +120,17 @@ public:
 
 private:
     // The transports among the registered descriptors, each once. Raw
-    // pointers: the reactor holds them while they are registered.
+    // pointers: the reactor holds them while they are registered. A
+    // connection whose protocol is itself a transport (the TLS layer of an
+    // ssl: listener) is closed through that layer, so it ends with a TLS
+    // close_notify rather than a bare end of stream.
     static std::vector<weft::ITransport*> connections(weft::IReactorFDSet& descriptors) {
         std::vector<weft::ITransport*> out;
         auto add = [&](weft::IFileDescriptor* d) {
-            if (auto* t = dynamic_cast<weft::ITransport*>(d); t && std::find(out.begin(), out.end(), t) == out.end())
-                out.push_back(t);
+            auto* t = dynamic_cast<weft::ITransport*>(d);
+            if (auto* stream = dynamic_cast<weft::StreamTransport*>(d); stream && stream->protocol())
+                if (auto* layer = dynamic_cast<weft::ITransport*>(stream->protocol().get())) t = layer;
+            if (t && std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
         };
         for (auto& r : descriptors.getReaders()) add(r.get());
         for (auto& w : descriptors.getWriters()) add(w.get());  // writing, perhaps no longer reading
@@ -406,7 +412,7 @@ int main(int argc, char** argv) {
     auto* echo = app.add_subcommand("echo", "Echo every byte (or datagram) back to each client");
     echo->add_option("endpoint", listenOn,
                      "Server endpoint, e.g. tcp:8000, tcp:0:interface=127.0.0.1, tcp6:8000, unix:/tmp/echo.sock, "
-                     "udp:8000:interface=127.0.0.1")
+                     "udp:8000:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem")
         ->capture_default_str();
     echo->add_option("--grace", grace, "Seconds to let connections flush on shutdown")->capture_default_str();
     bool lines = false;
@@ -425,12 +431,28 @@ int main(int argc, char** argv) {
         "Examples: weft echo tcp:8000:interface=127.0.0.1  then  nc 127.0.0.1 8000\n"
         "          weft echo unix:/tmp/echo.sock           then  nc -U /tmp/echo.sock\n"
         "          weft echo udp:8000:interface=127.0.0.1  then  nc -u 127.0.0.1 8000\n"
-        "          weft echo --lines --max-line 80 tcp:8000:interface=127.0.0.1");
+        "          weft echo --lines --max-line 80 tcp:8000:interface=127.0.0.1\n"
+        "          weft echo ssl:8443:interface=127.0.0.1:privateKey=key.pem:certKey=cert.pem\n"
+        "                                                  then  openssl s_client -connect 127.0.0.1:8443\n"
+        "ssl: reads its key and certificate (privateKey=, certKey=; one file may hold both, default\n"
+        "server.pem) when it starts, with extraCertChain=, dhParameters=, sslmethod=, interface=, backlog=.");
 
     auto* forward = app.add_subcommand("portforward", "Forward each connection to another endpoint");
     forward->add_option("endpoint", listenOn, "Server endpoint to listen on")->capture_default_str();
-    forward->add_option("--to", to, "Client endpoint to forward to, e.g. tcp:localhost:8080")->required();
+    forward
+        ->add_option("--to", to,
+                     "Client endpoint to forward to, e.g. tcp:localhost:8080, unix:/run/app.sock, "
+                     "tls:example.org:443")
+        ->required();
     forward->add_option("--grace", grace, "Seconds to let connections flush on shutdown")->capture_default_str();
+    forward->footer(
+        "Examples: weft portforward tcp:8080:interface=127.0.0.1 --to tcp:example.org:80\n"
+        "          weft portforward ssl:8443:privateKey=key.pem:certKey=cert.pem --to tcp:127.0.0.1:8080\n"
+        "                (terminates TLS in front of a plain server)\n"
+        "          weft portforward tcp:8080:interface=127.0.0.1 --to tls:example.org:443\n"
+        "                (originates TLS: the server's certificate and name are verified against the\n"
+        "                 system's CAs, or trustRoots=DIR)\n"
+        "          weft portforward unix:/tmp/app.sock --to tcp:127.0.0.1:8080");
 
     tool::ConnectOptions connectOptions;
     auto* connect = tool::addConnectCommand(app, connectOptions);

@@ -19,10 +19,11 @@
 // functions take a ReactorRef — any reactor converts to one — and each
 // parser asks it for the interface its type needs.
 //
-// Types weft does not have yet: "ssl"/"tls" (EP-8, EP-15, EP-16) and
-// "haproxy". ("stdio", EP-10, needs a weft::Reactor.) Their descriptions throw UnsupportedEndpointType
-// naming the type (they are registered as parsers that do so, and are
-// replaced when the transports land).
+// "ssl" (server) and "ssl"/"tls" (client) are TLS endpoints (EP-8, EP-15,
+// EP-16): weft/internet/sslendpoints.hpp has their classes and grammar; they
+// need a reactor that is also an IReactorTime. The type weft does not have
+// yet, "haproxy", throws UnsupportedEndpointType naming it (it is registered
+// as a parser that does so). ("stdio", EP-10, needs a weft::Reactor.)
 //
 // Errors: a description Twisted rejects with ValueError throws
 // InvalidEndpointDescription (or its UnknownEndpointType and
@@ -84,7 +85,7 @@ public:
 };
 
 /// The description names a Twisted endpoint type that weft does not provide
-/// yet ("ssl", "tls", "haproxy"), or a type whose endpoint needs a
+/// yet ("haproxy"), or a type whose endpoint needs a
 /// reactor interface the given reactor lacks; what() names the type (and the
 /// interface).
 class WEFT_EXPORT UnsupportedEndpointType : public InvalidEndpointDescription {
@@ -404,7 +405,8 @@ WEFT_EXPORT bool unregisterDatagramServerParser(std::string_view prefix, PrefixM
 ///   tcp6:PORT[:BACKLOG[:INTERFACE]]  (keywords port, backlog=50, interface="::") → TCP6ServerEndpoint
 ///   unix:ADDRESS[:MODE[:BACKLOG[:LOCKFILE]]] (mode octal, 666; lockfile=1)  → UNIXServerEndpoint
 ///   systemd:domain=INET|INET6|UNIX:index=N or :name=NAME            → AdoptedStreamServerEndpoint
-/// "tcp" and "unix" match only in lower case (PrefixMatch::exact); "tcp6" and
+///   ssl:PORT:privateKey=…:certKey=…  (sslendpoints.hpp, SSLEP-1 … SSLEP-5) → SSL4ServerEndpoint
+/// "tcp", "unix" and "ssl" match only in lower case (PrefixMatch::exact); "tcp6" and
 /// "systemd" in any case. Port and backlog are base-10 integers (an optional
 /// sign, then digits). Better than Twisted: a port outside 0..65535 is
 /// rejected here, not at listen(). Throws as described in the file comment;
@@ -427,6 +429,8 @@ WEFT_EXPORT std::shared_ptr<IStreamServerEndpoint> serverFromString(const Reacto
 ///   bindAddress=IP (→ {IP, 0})                                   → TCP4ClientEndpoint
 ///   unix:PATH (or path=), optional timeout= (30) and lockfile=0|1 (checkPID,
 ///   default 0)                                                    → UNIXClientEndpoint
+///   ssl:HOST:PORT…, tls:HOST:PORT… (sslendpoints.hpp, SSLEP-6 … SSLEP-11)
+///                                      → SSL4ClientEndpoint, TLSWrapperClientEndpoint
 /// A missing host or port, an unknown keyword, an extra positional field or
 /// an argument given twice throws EndpointArgumentError; a port that is not a
 /// number in 0..65535 or a timeout that is not an integer throws
