@@ -252,6 +252,8 @@ SSL* handleOf(ITransport& transport) {
 }  // namespace
 
 Certificate Certificate::peerFromTransport(ITransport& transport) {
+    if (auto* starting = dynamic_cast<ITLSTransport*>(&transport); starting && !starting->tlsStarted())
+        throw CertificateError("non-TLS transport: TLS was not started on it");
     if (auto* tls = dynamic_cast<ISSLTransport*>(&transport)) {
         if (auto cert = tls->getPeerCertificate()) return *cert;
         throw CertificateError("TLS transport without a peer certificate");

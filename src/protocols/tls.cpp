@@ -91,8 +91,7 @@ TLSMemoryBIOProtocol::~TLSMemoryBIOProtocol() {
     delete infoOf(verifyInfo_);
 }
 
-void TLSMemoryBIOProtocol::makeConnection(std::shared_ptr<ITransport> t) {
-    auto self = shared_from_this();
+void TLSMemoryBIOProtocol::setUpSSL() {
     ssl_ = tlsFactory_.connectionForTLS();
     BIO* in = BIO_new(BIO_s_mem());
     BIO* out = BIO_new(BIO_s_mem());
@@ -106,10 +105,25 @@ void TLSMemoryBIOProtocol::makeConnection(std::shared_ptr<ITransport> t) {
     auto* info = new VerifyInfo;
     verifyInfo_ = info;
     SSL_set_ex_data(ssl_.get(), ssl::detail::verifyInfoIndex(), info);
+}
+
+void TLSMemoryBIOProtocol::makeConnection(std::shared_ptr<ITransport> t) {
+    auto self = shared_from_this();
+    setUpSSL();
     // The wrapped protocol's connectionMade runs before any TLS byte moves (TLS-6).
     ProtocolWrapper::makeConnection(std::move(t));
     if (lost_ || aborted_ || phase_ != Phase::handshaking) return;
     if (tlsFactory_.isClient) {  // the client speaks first: its ClientHello leaves now
+        advanceHandshake();
+        drainOutgoing();
+    }
+}
+
+void TLSMemoryBIOProtocol::startBeneath(std::shared_ptr<ITransport> below) {
+    auto self = shared_from_this();
+    setUpSSL();
+    attachBeneath(std::move(below));
+    if (tlsFactory_.isClient) {
         advanceHandshake();
         drainOutgoing();
     }

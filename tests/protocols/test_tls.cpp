@@ -25,6 +25,7 @@
 #include <weft/internet/ssl.hpp>
 #include <weft/internet/task.hpp>
 #include <weft/internet/tcp.hpp>
+#include <weft/internet/unix.hpp>
 #include <weft/internet/testing.hpp>
 #include <weft/protocols/tls.hpp>
 
@@ -53,6 +54,8 @@ public:
     void handshakeCompleted() override {
         events.push_back("handshake");
         ++handshakes;
+        if (auto* t = tls())
+            if (auto cert = t->getPeerCertificate()) peerCertDigest = cert->digest();
         if (onHandshake) onHandshake(*this);
     }
     void dataReceived(Bytes data) override {
@@ -73,12 +76,23 @@ public:
     int handshakes = 0, lost = 0;
     std::optional<Failure> lostReason;
     std::optional<ssl::Certificate> peerAtMade;
+    std::string peerCertDigest;
     std::function<void(App&)> onMade, onHandshake, onData, onLost;
 };
 
 class AppFactory : public ServerFactory {
 public:
     AppFactory() { noisy = false; }
+};
+
+// Connects one given protocol.
+class OneProtocolClientFactory : public ClientFactory {
+public:
+    explicit OneProtocolClientFactory(std::shared_ptr<Protocol> p) : protocol_(std::move(p)) { noisy = false; }
+    std::shared_ptr<Protocol> buildProtocol(const Address&) override { return protocol_; }
+
+private:
+    std::shared_ptr<Protocol> protocol_;
 };
 
 struct Certs {
@@ -892,3 +906,129 @@ TEST_P(TlsTcpTest, TLS_48_realClientsOpensslAndPython) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TlsTcpTest, allBackends(), backendParamName);
+
+// ---- startTLS ----------------------------------------------------------------------------------------
+
+namespace {
+
+// Speaks in clear until "STARTTLS\n" / "GO\n", then starts TLS on its own
+// transport (the connection's, not a wrapper's).
+class StartTLSApp : public App {
+public:
+    std::shared_ptr<ssl::IOpenSSLContextFactory> options;
+    bool isServer = false;
+    std::string clear;  // what arrived before TLS
+    std::optional<std::string> secondStartTLS;
+    void dataReceived(Bytes data) override {
+        auto* t = dynamic_cast<ssl::ITLSTransport*>(transport.get());
+        if (!t || t->tlsStarted()) return App::dataReceived(data);
+        clear += str(data);
+        if (isServer && clear.ends_with("STARTTLS\n")) {
+            transport->write(std::string_view("GO\n"));  // in clear: written before startTLS (TLS-29)
+            t->startTLS(options);
+        } else if (!isServer && clear.ends_with("GO\n")) {
+            t->startTLS(options);
+            try {
+                t->startTLS(options);
+            } catch (const std::logic_error& e) {
+                secondStartTLS = e.what();  // TLS-31
+            }
+            transport->write(std::string_view("secret"));  // encrypted, after the handshake
+        }
+    }
+};
+
+class StartTLSTest : public ReactorTest {
+protected:
+    void run(bool overUnix) {
+        Certs certs;
+        TempDir dir;
+        auto server = std::make_shared<StartTLSApp>();
+        server->isServer = true;
+        server->options = certs.server();
+        server->onData = [](App& self) {
+            if (self.received == "secret") self.transport->write("echo:" + self.received);
+        };
+        auto serverFactory = std::make_shared<AppFactory>();
+        serverFactory->protocol = [server] { return server; };
+        auto client = std::make_shared<StartTLSApp>();
+        client->options = certs.client();
+        auto producer = std::make_shared<Push>();
+        client->onMade = [producer](App& self) {
+            self.transport->write(std::string_view("plain|STARTTLS\n"));
+            self.transport->asConsumer()->registerProducer(producer, true);  // moves under TLS (TLS-30)
+        };
+        client->onData = [](App& self) {
+            if (self.received == "echo:secret") {
+                self.transport->asConsumer()->unregisterProducer();
+                self.transport->loseConnection();
+            }
+        };
+        auto clientFactory = std::make_shared<OneProtocolClientFactory>(client);
+        std::shared_ptr<IListeningPort> port;
+        if (overUnix) {
+            port = reactor().listenUNIX(dir.file("s"), serverFactory);
+            reactor().connectUNIX(dir.file("s"), clientFactory);
+        } else {
+            auto tcpPort = reactor().listenTCP(0, serverFactory, 50, "127.0.0.1");
+            port = tcpPort;
+            reactor().connectTCP("127.0.0.1", portNumber(*tcpPort), clientFactory);
+        }
+        ASSERT_TRUE(spinUntil([&] { return client->lost == 1 && server->lost == 1; }, 20));
+        EXPECT_EQ(server->clear, "plain|STARTTLS\n");
+        EXPECT_EQ(client->clear, "GO\n");
+        EXPECT_EQ(server->received, "secret");
+        EXPECT_EQ(client->received, "echo:secret");
+        EXPECT_EQ(client->handshakes, 1);  // no second connectionMade, one handshakeCompleted
+        EXPECT_EQ(std::count(client->events.begin(), client->events.end(), "made"), 1);
+        EXPECT_EQ(server->handshakes, 1);
+        ASSERT_TRUE(client->secondStartTLS);
+        EXPECT_NE(client->secondStartTLS->find("already"), std::string::npos);
+        EXPECT_TRUE(client->lostReason->check<error::ConnectionDone>()) << client->lostReason->getErrorMessage();
+        EXPECT_TRUE(server->lostReason->check<error::ConnectionDone>()) << server->lostReason->getErrorMessage();
+        EXPECT_EQ(client->peerCertDigest, certs.pki.server.digest());
+        EXPECT_NE(std::find(producer->events.begin(), producer->events.end(), "pause"), producer->events.end())
+            << "the producer was not paused while writes waited for the handshake";
+        bool closed = false;
+        port->stopListening().addBoth([&closed](Result<void>) { closed = true; });
+        port.reset();
+        ASSERT_TRUE(spinUntil([&] { return closed; }, 5));
+    }
+};
+
+}  // namespace
+
+TEST_P(StartTLSTest, TLS_28_TLS_29_TLS_30_TLS_31_overTcp) { run(false); }
+TEST_P(StartTLSTest, TLS_28_overUnixSockets) { run(true); }
+
+TEST_P(StartTLSTest, TLS_31_startTLSOnAConnectionThatRunsTLSThrows) {
+    Certs certs;
+    auto inner = std::make_shared<AppFactory>();
+    std::optional<std::string> refused;
+    inner->protocol = [&refused, &certs] {
+        auto p = std::make_shared<App>();
+        p->onMade = [&refused, &certs](App& self) {
+            auto& layer = dynamic_cast<TLSMemoryBIOProtocol&>(*self.transport);
+            try {
+                dynamic_cast<ssl::ITLSTransport&>(*layer.transport).startTLS(certs.server());
+            } catch (const std::logic_error& e) {
+                refused = e.what();
+            }
+            self.transport->loseConnection();
+        };
+        return p;
+    };
+    auto port = reactor().listenTCP(0, std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, inner, reactor()),
+                                    50, "127.0.0.1");
+    auto client = std::make_shared<App>();
+    auto clientFactory = std::make_shared<OneProtocolClientFactory>(client);
+    reactor().connectTCP("127.0.0.1", portNumber(*port), clientFactory);
+    ASSERT_TRUE(spinUntil([&] { return client->lost == 1; }, 10));
+    ASSERT_TRUE(refused);
+    EXPECT_NE(refused->find("already runs TLS"), std::string::npos) << *refused;
+    bool closed = false;
+    port->stopListening().addBoth([&closed](Result<void>) { closed = true; });
+    ASSERT_TRUE(spinUntil([&] { return closed; }, 5));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StartTLSTest, allBackends(), backendParamName);

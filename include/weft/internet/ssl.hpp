@@ -347,6 +347,23 @@ public:
     virtual std::optional<Certificate> getPeerCertificate() const = 0;
 };
 
+/// A stream transport that can start TLS on a live connection (Twisted
+/// ITLSTransport; TLS-28 … TLS-31): TCP and UNIX stream connections.
+class WEFT_EXPORT ITLSTransport : public ISSLTransport {
+public:
+    /// Puts a TLS layer under the current protocol, which stays the same (no
+    /// second connectionMade; handshakeCompleted() when the handshake ends).
+    /// With `normal`, the connecting side is the TLS client; false swaps the
+    /// roles. Bytes already written go out in clear first (TLS-29); a
+    /// registered producer moves to the TLS layer (TLS-30). Throws
+    /// std::logic_error for a second call, a connection already running TLS,
+    /// or one that is no longer connected (TLS-31, Better than Twisted).
+    virtual void startTLS(std::shared_ptr<IOpenSSLContextFactory> contextFactory, bool normal) = 0;
+    void startTLS(std::shared_ptr<IOpenSSLContextFactory> contextFactory) { startTLS(std::move(contextFactory), true); }
+    /// True once startTLS() ran.
+    virtual bool tlsStarted() const noexcept = 0;
+};
+
 /// The ALPN result (Twisted INegotiated): nullopt before the handshake, or
 /// when either side offered nothing (TLS-46).
 class WEFT_EXPORT INegotiated {

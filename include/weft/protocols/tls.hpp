@@ -62,6 +62,10 @@ public:
 
     // ---- from the transport below ----
     void makeConnection(std::shared_ptr<ITransport> t) override;
+    /// Starts TLS beneath a wrapped protocol that is already connected
+    /// (ITLSTransport::startTLS): `below` writes to the connection in clear;
+    /// the wrapped protocol keeps its transport and gets no connectionMade.
+    void startBeneath(std::shared_ptr<ITransport> below);
     void dataReceived(Bytes data) override;
     void connectionLost(const Failure& reason) override;
     /// The end of the stream below: orderly if the peer's close_notify came
@@ -104,6 +108,7 @@ private:
     class Membrane;
     enum class Phase : std::uint8_t { handshaking, open, closing, closed };
 
+    void setUpSSL();
     void pumpIncoming();
     bool advanceHandshake();
     void deliverPlaintext();
