@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
 
+#include <atomic>
 #include <thread>
 
 #include <cstdio>
@@ -864,7 +865,7 @@ TEST_P(TlsTcpTest, TLS_48_realClientsOpensslAndPython) {
 
     // Each client runs in a thread-free way: popen in the background, the reactor spun until it is done.
     std::string opensslOut, pythonOut;
-    bool opensslDone = false, pythonDone = false;
+    std::atomic<bool> opensslDone{false}, pythonDone{false};
     std::thread t1([&] {
         opensslOut = runCommand(
             "(printf 'hello-openssl\\n'; sleep 1) | timeout 10 openssl s_client -quiet -no_ign_eof "
@@ -876,7 +877,7 @@ TEST_P(TlsTcpTest, TLS_48_realClientsOpensslAndPython) {
             number + " 2>&1");
         opensslDone = true;
     });
-    ASSERT_TRUE(spinUntil([&] { return opensslDone; }, 20));
+    ASSERT_TRUE(spinUntil([&] { return opensslDone.load(); }, 20));
     t1.join();
     EXPECT_NE(opensslOut.find("hello-openssl"), std::string::npos) << opensslOut;
 
@@ -900,7 +901,7 @@ TEST_P(TlsTcpTest, TLS_48_realClientsOpensslAndPython) {
         pythonOut = runCommand("timeout 10 python3 " + dir.file("client.py") + " 2>&1");
         pythonDone = true;
     });
-    ASSERT_TRUE(spinUntil([&] { return pythonDone; }, 20));
+    ASSERT_TRUE(spinUntil([&] { return pythonDone.load(); }, 20));
     t2.join();
     EXPECT_NE(pythonOut.find("hello-python weft-test TLSv1.3"), std::string::npos) << pythonOut;
 }
