@@ -723,6 +723,148 @@ TEST(Certificates, TLS_52_authorityAndServerForAnIdentity) {
     EXPECT_EQ(mismatch.clientApp->handshakes, 0);
 }
 
+TEST(CertificateOptions, TLS_35_TLS_39_everyContextsOptions) {
+    Certs certs;
+    SSL_CTX* ctx = certs.server()->getContext();
+    auto options = SSL_CTX_get_options(ctx);
+    EXPECT_TRUE(options & SSL_OP_NO_COMPRESSION);
+    EXPECT_TRUE(options & SSL_OP_CIPHER_SERVER_PREFERENCE);
+    EXPECT_TRUE(options & SSL_OP_NO_RENEGOTIATION);  // TLS-39
+    EXPECT_TRUE(SSL_CTX_get_mode(ctx) & SSL_MODE_RELEASE_BUFFERS);
+    EXPECT_EQ(SSL_CTX_get_verify_depth(ctx), 9);
+    EXPECT_EQ(SSL_CTX_get_min_proto_version(ctx), TLS1_2_VERSION);
+    EXPECT_EQ(SSL_CTX_get_max_proto_version(ctx), TLS1_3_VERSION);
+    auto ciphers = ssl::AcceptableCiphers::fromOpenSSLCipherString("ECDHE-ECDSA-AES128-GCM-SHA256:NO-SUCH");
+    ASSERT_EQ(ciphers.names().size(), 1u);
+    EXPECT_EQ(ciphers.names()[0], "ECDHE-ECDSA-AES128-GCM-SHA256");
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_42_sniIsSentForNamesAndTheServerCanChooseByIt) {
+    Certs certs;
+    auto other = weft::testing::certificatesForAuthorityAndServer("other.example");
+    std::vector<std::string> asked;
+    CertificateOptions::Settings s;
+    s.serverNameCallback = [&](std::string_view name) -> std::optional<ssl::PrivateCertificate> {
+        asked.emplace_back(name);
+        if (name == "other.example") return other.server;
+        return std::nullopt;
+    };
+    auto clientForOther = ssl::optionsForClientTLS("other.example", ssl::trustRootFromCertificates({other.authority}));
+    Pair p(certs.server(s), clientForOther);
+    EXPECT_EQ(asked, (std::vector<std::string>{"other.example"}));
+    EXPECT_EQ(p.clientApp->handshakes, 1);
+    EXPECT_EQ(p.clientApp->peerCertDigest, other.server.digest());
+
+    // A non-ASCII name is sent as its A-label.
+    asked.clear();
+    Pair idn(certs.server(s), certs.client("h\xc3\xa1llo.example.com"));
+    EXPECT_EQ(asked, (std::vector<std::string>{"xn--hllo-5na.example.com"}));
+    // An IP literal sends no SNI: the callback is not called.
+    asked.clear();
+    Pair ip(certs.server(s), certs.client("127.0.0.1"));
+    EXPECT_TRUE(asked.empty());
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_43_platformTrustFollowsSSL_CERT_FILE) {
+    Certs certs;
+    TempDir dir;
+    std::ofstream(dir.file("roots.pem")) << ssl::Certificate(certs.pki.authority).dumpPEM();
+    const char* before = std::getenv("SSL_CERT_FILE");
+    std::string saved = before ? before : "";
+    ::setenv("SSL_CERT_FILE", dir.file("roots.pem").c_str(), 1);
+    Pair trusted(certs.server(), ssl::optionsForClientTLS("example.com"));
+    std::ofstream(dir.file("empty.pem")) << "";
+    ::setenv("SSL_CERT_FILE", dir.file("empty.pem").c_str(), 1);
+    Pair untrusted(certs.server(), ssl::optionsForClientTLS("example.com"));
+    if (before) ::setenv("SSL_CERT_FILE", saved.c_str(), 1);
+    else ::unsetenv("SSL_CERT_FILE");
+    EXPECT_EQ(trusted.clientApp->handshakes, 1);
+    EXPECT_EQ(untrusted.clientApp->handshakes, 0);  // a private CA is not a platform root
+}
+
+namespace {
+class HalfCloseApp : public App, public IHalfCloseableProtocol {
+public:
+    void readConnectionLost() override {
+        events.push_back("readLost");
+        if (onReadLost) onReadLost(*this);
+    }
+    void writeConnectionLost() override { events.push_back("writeLost"); }
+    std::function<void(HalfCloseApp&)> onReadLost;
+};
+}  // namespace
+
+TEST(TLSMemoryBIOProtocol, TLS_27_halfCloseFollowsRFC8446) {
+    Certs certs;
+    auto clock = std::make_shared<task::Clock>();
+    auto clientApp = std::make_shared<HalfCloseApp>();
+    auto serverApp = std::make_shared<HalfCloseApp>();
+    serverApp->onReadLost = [](HalfCloseApp& self) {
+        self.transport->write("got " + self.received);  // still writing after the peer's close_notify
+        self.transport->loseConnection();
+    };
+    auto cf = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, std::make_shared<AppFactory>(), *clock);
+    auto sf = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, std::make_shared<AppFactory>(), *clock);
+    auto client = std::make_shared<TLSMemoryBIOProtocol>(cf, clientApp);
+    auto server = std::make_shared<TLSMemoryBIOProtocol>(sf, serverApp);
+    auto cio = iosim::makeFakeClient(client);
+    auto sio = iosim::makeFakeServer(server);
+    auto pump = iosim::connect(server, sio, client, cio, true, clock);
+    clientApp->transport->write(std::string_view("request"));
+    dynamic_cast<IHalfCloseableTransport&>(*clientApp->transport).loseWriteConnection();
+    pump.flush();
+    EXPECT_EQ(serverApp->received, "request");
+    EXPECT_EQ(clientApp->received, "got request");  // the answer came after our close_notify
+    EXPECT_NE(std::find(serverApp->events.begin(), serverApp->events.end(), "readLost"), serverApp->events.end());
+    EXPECT_NE(std::find(clientApp->events.begin(), clientApp->events.end(), "writeLost"), clientApp->events.end());
+    ASSERT_EQ(clientApp->lost, 1);
+    EXPECT_TRUE(clientApp->lostReason->check<error::ConnectionDone>()) << clientApp->lostReason->getErrorMessage();
+    ASSERT_EQ(serverApp->lost, 1);
+    EXPECT_TRUE(serverApp->lostReason->check<error::ConnectionDone>()) << serverApp->lostReason->getErrorMessage();
+}
+
+namespace {
+class Pull : public IPullProducer {
+public:
+    explicit Pull(ITransport& t, int n) : transport(t), left(n) {}
+    void resumeProducing() override {
+        ++asked;
+        if (left-- > 0) transport.write(std::string_view("chunk;"));
+        else transport.asConsumer()->unregisterProducer();
+    }
+    void stopProducing() override { stopped = true; }
+    ITransport& transport;
+    int left, asked = 0;
+    bool stopped = false;
+};
+}  // namespace
+
+TEST(TLSMemoryBIOProtocol, TLS_17_aPullProducerIsDrivenAsOverTcp) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    auto producer = std::make_shared<Pull>(*p.clientApp->transport, 3);
+    p.clientApp->transport->asConsumer()->registerProducer(producer, false);
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "chunk;chunk;chunk;");
+    EXPECT_EQ(producer->asked, 4);  // three chunks, then it unregistered
+    EXPECT_FALSE(p.cio->producer);
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_37_keyUpdatesAreTransparent) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    ASSERT_EQ(SSL_key_update(p.client->getHandle(), SSL_KEY_UPDATE_REQUESTED), 1);
+    p.clientApp->transport->write(std::string_view("after client update"));
+    p.flush();
+    ASSERT_EQ(SSL_key_update(p.server->getHandle(), SSL_KEY_UPDATE_REQUESTED), 1);
+    p.serverApp->transport->write(std::string_view("after server update"));
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "after client update");
+    EXPECT_EQ(p.clientApp->received, "after server update");
+    EXPECT_EQ(p.clientApp->lost, 0);
+    EXPECT_EQ(p.clientApp->handshakes, 1);
+}
+
 // ---- over real TCP ----------------------------------------------------------------------------------
 
 namespace {
