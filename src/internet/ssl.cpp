@@ -688,6 +688,18 @@ std::shared_ptr<ClientTLSOptions> optionsForClientTLS(std::string hostname,
 
 std::vector<std::string> protocolNegotiationMechanisms() { return {"ALPN"}; }
 
+ClientContextFactory::ClientContextFactory() = default;
+
+DefaultOpenSSLContextFactory::DefaultOpenSSLContextFactory(const std::string& privateKeyFileName,
+                                                           const std::string& certificateFileName, SSLMethod method) {
+    CertificateSettings s;
+    s.privateKey = KeyPair::loadPEM(readPEMFile(privateKeyFileName, "privateKey"), privateKeyFileName);
+    s.certificate = Certificate::loadPEM(readPEMFile(certificateFileName, "certificate"), certificateFileName);
+    if (method != SSLMethod::TLS) s.method = method;
+    options_ = std::make_unique<CertificateOptions>(std::move(s));
+    options_->getContext();
+}
+
 }  // namespace weft::ssl
 
 // ---- testing ----------------------------------------------------------------------------------

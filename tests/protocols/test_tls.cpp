@@ -865,6 +865,53 @@ TEST(TLSMemoryBIOProtocol, TLS_37_keyUpdatesAreTransparent) {
     EXPECT_EQ(p.clientApp->handshakes, 1);
 }
 
+TEST(CertificateOptions, TLS_38_legacyContextFactories) {
+    Certs certs;
+    TempDir dir;
+    std::ofstream(dir.file("key.pem")) << certs.pki.server.privateKey().dumpPEM();
+    std::ofstream(dir.file("cert.pem")) << ssl::Certificate(certs.pki.server).dumpPEM();
+    auto server = std::make_shared<ssl::DefaultOpenSSLContextFactory>(dir.file("key.pem"), dir.file("cert.pem"));
+    EXPECT_EQ(SSL_CTX_get_min_proto_version(server->getContext()), TLS1_2_VERSION);  // Better than Twisted
+    auto client = std::make_shared<ssl::ClientContextFactory>();
+    Pair p(server, client);  // verifies nothing: the private CA is fine
+    EXPECT_EQ(p.clientApp->handshakes, 1);
+    EXPECT_EQ(p.serverApp->handshakes, 1);
+    try {
+        ssl::DefaultOpenSSLContextFactory missing(dir.file("nokey.pem"), dir.file("cert.pem"));
+        FAIL() << "no exception";
+    } catch (const ssl::CertificateError& e) {
+        EXPECT_NE(std::string(e.what()).find("nokey.pem"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(ssl::DefaultOpenSSLContextFactory(dir.file("key.pem"), dir.file("nocert.pem")), ssl::CertificateError);
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_50_aPumpWithoutTheClockLeavesAggregatedWritesUnsent) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    p.clientApp->transport->write(std::string_view("held"));
+    p.pump->flush(false);
+    EXPECT_EQ(p.serverApp->received, "");
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "held");
+}
+
+TEST(CertificateOptions, TLS_44_legacyVerifyRequestsAnOptionalClientCertificate) {
+    Certs certs;
+    CertificateOptions::Settings s;
+    s.verify = true;
+    s.caCerts = std::vector<ssl::Certificate>{ssl::Certificate(certs.pki.authority)};
+    s.requireCertificate = false;
+    Pair anonymous(certs.server(s), certs.client());
+    EXPECT_EQ(anonymous.serverApp->handshakes, 1);
+    EXPECT_FALSE(anonymous.serverApp->tls()->getPeerCertificate());
+    auto alice = weft::testing::clientCertificateSignedBy(certs.pki.authority, "alice");
+    Pair withCert(certs.server(s), ssl::optionsForClientTLS("example.com",
+                                                            ssl::trustRootFromCertificates({certs.pki.authority}),
+                                                            alice));
+    ASSERT_TRUE(withCert.serverApp->tls()->getPeerCertificate());
+    EXPECT_EQ(withCert.serverApp->tls()->getPeerCertificate()->subject(), "CN=alice");
+}
+
 // ---- over real TCP ----------------------------------------------------------------------------------
 
 namespace {

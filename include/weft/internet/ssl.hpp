@@ -303,6 +303,31 @@ private:
     std::unique_ptr<Context> context_;
 };
 
+/// A client context for TLS 1.2 or later that verifies nothing (Twisted
+/// ssl.ClientContextFactory, legacy; TLS-38). Prefer optionsForClientTLS.
+class WEFT_EXPORT ClientContextFactory : public IOpenSSLContextFactory {
+public:
+    ClientContextFactory();
+    ssl_ctx_st* getContext() override { return options_.getContext(); }
+
+private:
+    CertificateOptions options_;
+};
+
+/// A server context from a key file and a certificate file, both read now
+/// (CertificateError naming a missing or bad file) (Twisted
+/// ssl.DefaultOpenSSLContextFactory, legacy; TLS-38). Better than Twisted: the
+/// TLS 1.2 minimum of TLS-34 applies.
+class WEFT_EXPORT DefaultOpenSSLContextFactory : public IOpenSSLContextFactory {
+public:
+    DefaultOpenSSLContextFactory(const std::string& privateKeyFileName, const std::string& certificateFileName,
+                                 SSLMethod method = SSLMethod::TLS);
+    ssl_ctx_st* getContext() override { return options_->getContext(); }
+
+private:
+    std::unique_ptr<CertificateOptions> options_;
+};
+
 /// A client connection creator that verifies the server as `hostname`
 /// (Twisted ClientTLSOptions; TLS-40 … TLS-42).
 class WEFT_EXPORT ClientTLSOptions : public IOpenSSLClientConnectionCreator, public IOpenSSLContextFactory {
