@@ -105,6 +105,17 @@ void TLSMemoryBIOProtocol::setUpSSL() {
     auto* info = new VerifyInfo;
     verifyInfo_ = info;
     SSL_set_ex_data(ssl_.get(), ssl::detail::verifyInfoIndex(), info);
+    // A factory that chooses its own ALPN protocols overrides the options' (TLS-46).
+    if (auto* chooser = dynamic_cast<ssl::IProtocolNegotiationFactory*>(tlsFactory_.wrappedFactory.get())) {
+        ownALPN_ = ssl::detail::alpnWire(chooser->acceptableProtocols());
+        if (tlsFactory_.isClient) {
+            if (SSL_set_alpn_protos(ssl_.get(), reinterpret_cast<const unsigned char*>(ownALPN_.data()),
+                                    static_cast<unsigned>(ownALPN_.size())) != 0)
+                throw ssl::Error::fromQueue("setting the ALPN protocols");
+        } else {
+            SSL_set_ex_data(ssl_.get(), ssl::detail::alpnIndex(), &ownALPN_);
+        }
+    }
 }
 
 void TLSMemoryBIOProtocol::makeConnection(std::shared_ptr<ITransport> t) {

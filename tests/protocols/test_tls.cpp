@@ -905,11 +905,39 @@ TEST(CertificateOptions, TLS_44_legacyVerifyRequestsAnOptionalClientCertificate)
     EXPECT_EQ(anonymous.serverApp->handshakes, 1);
     EXPECT_FALSE(anonymous.serverApp->tls()->getPeerCertificate());
     auto alice = weft::testing::clientCertificateSignedBy(certs.pki.authority, "alice");
-    Pair withCert(certs.server(s), ssl::optionsForClientTLS("example.com",
-                                                            ssl::trustRootFromCertificates({certs.pki.authority}),
-                                                            alice));
+    Pair withCert(certs.server(s), ssl::optionsForClientTLS(
+                                       "example.com", ssl::trustRootFromCertificates({certs.pki.authority}), alice));
     ASSERT_TRUE(withCert.serverApp->tls()->getPeerCertificate());
     EXPECT_EQ(withCert.serverApp->tls()->getPeerCertificate()->subject(), "CN=alice");
+}
+
+namespace {
+class NegotiatingFactory : public AppFactory, public ssl::IProtocolNegotiationFactory {
+public:
+    explicit NegotiatingFactory(std::vector<std::string> p) : protocols(std::move(p)) {}
+    std::vector<std::string> acceptableProtocols() const override { return protocols; }
+    std::vector<std::string> protocols;
+};
+}  // namespace
+
+TEST(TLSMemoryBIOProtocol, TLS_46_aNegotiatingFactoryChoosesTheProtocols) {
+    Certs certs;
+    auto clock = std::make_shared<task::Clock>();
+    CertificateOptions::Settings s;
+    s.acceptableProtocols = {"from-options"};
+    auto sf = std::make_shared<TLSMemoryBIOFactory>(
+        certs.server(s), false, std::make_shared<NegotiatingFactory>(std::vector<std::string>{"h2", "x"}), *clock);
+    auto cf = std::make_shared<TLSMemoryBIOFactory>(
+        certs.client(), true, std::make_shared<NegotiatingFactory>(std::vector<std::string>{"x", "h2"}), *clock);
+    auto client = std::make_shared<TLSMemoryBIOProtocol>(cf, std::make_shared<App>());
+    auto server = std::make_shared<TLSMemoryBIOProtocol>(sf, std::make_shared<App>());
+    auto cio = iosim::makeFakeClient(client);
+    auto sio = iosim::makeFakeServer(server);
+    auto pump = iosim::connect(server, sio, client, cio, true, clock);
+    EXPECT_EQ(client->negotiatedProtocol(), "h2");  // the server's preference among what the client offered
+    EXPECT_EQ(server->negotiatedProtocol(), "h2");
+    client->loseConnection();
+    pump.flush();
 }
 
 // ---- over real TCP ----------------------------------------------------------------------------------

@@ -133,6 +133,7 @@ private:
     std::optional<Failure> reason_;   // why the connection is ending, once known
     std::optional<ssl::Certificate> peerCertificate_;
     std::optional<std::string> negotiated_;
+    std::string ownALPN_;  // the wrapped factory's acceptableProtocols(), wire format (TLS-46)
     std::shared_ptr<Membrane> membrane_;
     DelayedCall flushCall_, closeTimer_;
     bool wantClose_ = false;        // loseConnection() asked
