@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <weft/internet/abstract.hpp>
+#include <weft/internet/base.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/stream.hpp>
 #include <weft/log.hpp>
@@ -297,8 +298,17 @@ void TLSMemoryBIOProtocol::writeSequence(std::span<const Bytes> chunks) {
 }
 
 void TLSMemoryBIOProtocol::scheduleFlush() {
-    if (flushCall_ && flushCall_.active()) return;
     std::weak_ptr<BaseProtocol> weak = weak_from_this();
+    if (Reactor* r = tlsFactory_.reactor()) {
+        // Better than Twisted (TLS-11): no DelayedCall per batch, no extra zero-timeout pass.
+        if (flushQueued_) return;
+        flushQueued_ = true;
+        r->callBeforeWait([weak] {
+            if (auto self = weak.lock()) static_cast<TLSMemoryBIOProtocol&>(*self).flushPending();
+        });
+        return;
+    }
+    if (flushCall_ && flushCall_.active()) return;
     flushCall_ = tlsFactory_.clock().callLater(0, [weak] {
         if (auto self = weak.lock()) static_cast<TLSMemoryBIOProtocol&>(*self).flushPending();
     });
@@ -306,6 +316,7 @@ void TLSMemoryBIOProtocol::scheduleFlush() {
 
 void TLSMemoryBIOProtocol::flushPending() {
     flushCall_ = DelayedCall();
+    flushQueued_ = false;
     if (lost_ || aborted_) return;
     encryptPending();
     drainOutgoing();
@@ -573,7 +584,8 @@ Failure TLSMemoryBIOProtocol::sslFailure(int rc, const char* during) {
 
 TLSMemoryBIOFactory::TLSMemoryBIOFactory(std::shared_ptr<ssl::IOpenSSLContextFactory> contextFactory, bool client,
                                          std::shared_ptr<Factory> wrapped, IReactorTime& clock)
-    : WrappingFactory(std::move(wrapped)), isClient(client), contextFactory_(std::move(contextFactory)), clock_(clock) {
+    : WrappingFactory(std::move(wrapped)), isClient(client), contextFactory_(std::move(contextFactory)), clock_(clock),
+      reactor_(dynamic_cast<Reactor*>(&clock)) {
     if (!contextFactory_) throw std::invalid_argument("TLSMemoryBIOFactory: null context factory");
     noisy = false;                  // TLS-2
     contextFactory_->getContext();  // TLS-1: bad settings throw here

@@ -37,6 +37,10 @@
 #include <weft/internet/ssl.hpp>
 #include <weft/protocols/policies.hpp>
 
+namespace weft {
+class Reactor;
+}
+
 namespace weft::tls {
 
 class TLSMemoryBIOFactory;
@@ -140,8 +144,9 @@ private:
     bool sentCloseNotify_ = false;  // ours went out
     bool gotCloseNotify_ = false;   // the peer's arrived
     bool aborted_ = false;
-    bool lost_ = false;       // connectionLost() ran
-    bool inReceive_ = false;  // re-entrant dataReceived: append only
+    bool lost_ = false;         // connectionLost() ran
+    bool inReceive_ = false;    // re-entrant dataReceived: append only
+    bool flushQueued_ = false;  // a Reactor::callBeforeWait flush is pending
 };
 
 /// Wraps a factory's protocols in TLS (Twisted TLSMemoryBIOFactory; TLS-1 … TLS-3).
@@ -163,6 +168,9 @@ public:
 
     std::string logPrefix() const override;
     IReactorTime& clock() const noexcept { return clock_; }
+    /// The clock as a Reactor (null for a task::Clock): flushes then go through
+    /// Reactor::callBeforeWait instead of callLater(0) (TLS-11).
+    Reactor* reactor() const noexcept { return reactor_; }
     /// A new SSL object for one connection, in connect or accept state.
     ssl::SSLHandle connectionForTLS();
 
@@ -172,6 +180,7 @@ protected:
 private:
     std::shared_ptr<ssl::IOpenSSLContextFactory> contextFactory_;
     IReactorTime& clock_;
+    Reactor* reactor_;
 };
 
 }  // namespace weft::tls
