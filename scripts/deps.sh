@@ -4,6 +4,8 @@
 set -euo pipefail
 pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config python3 libfmt-dev libcli11-dev
       libgtest-dev libgmock-dev libbenchmark-dev
+      libssl-dev libidn2-dev      # TLS (OpenSSL 3) and IDNA 2008 host names
+      openssl                     # a real TLS peer in the tests (s_client)
       ccache clang-format
       socat netcat-openbsd curl   # real clients in the tool tests (tests/tool/weft_tcp.sh)
       bc)                         # a real child program for weft exec (tests/tool/weft_exec.sh)

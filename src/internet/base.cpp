@@ -423,6 +423,34 @@ void Reactor::forgetDescriptor(const IFileDescriptor* key, int fd) {
     if (Registration* r = findReg(key, fd)) dropReg(*r);  // pending flushes and reductions find nothing now
 }
 
+void Reactor::callBeforeWait(Function<void()> f) { beforeWait_.push_back(std::move(f)); }
+
+void Reactor::runBeforeWaitCalls() {
+    // Calls added by these calls run in the same pass (a TLS layer over a TLS layer).
+    for (int pass = 0; pass < 16 && !beforeWait_.empty(); ++pass) {
+        std::vector<Function<void()>> batch;
+        batch.swap(beforeWait_);
+        for (auto& f : batch) {
+            try {
+                f();
+            } catch (...) {
+                log::failure("", "Unhandled error in a callBeforeWait call", Failure::current());
+            }
+        }
+    }
+}
+
+void Reactor::settleBeforeWait() {
+    // callBeforeWait's calls write; the writes they queue leave in the flush; a
+    // flush may resume a producer that writes again. A few rounds settle it; what
+    // is still queued after them makes the next wait a poll (timeout()).
+    for (int round = 0; round < 4; ++round) {
+        if (!beforeWait_.empty()) runBeforeWaitCalls();
+        flushPendingWriters();
+        if (beforeWait_.empty()) return;
+    }
+}
+
 void Reactor::flushPendingWriters() {
     if (pendingFlush_.empty() || flushing_) return;
     flushing_ = true;
@@ -644,6 +672,7 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t w
     // What the callback wrote leaves now, before the next descriptor's turn: a
     // reply goes out while the loop is still reading the others (latency), and
     // never on the stack of the write() that queued it.
+    if (!beforeWait_.empty()) runBeforeWaitCalls();
     if (!pendingFlush_.empty()) flushPendingWriters();
 }
 
@@ -663,6 +692,7 @@ std::optional<double> Reactor::timeout() const {
         if (!threadCalls_.empty()) return 0.0;
     }
     if (justStopped_) return 0.0;
+    if (!beforeWait_.empty()) return 0.0;  // settleBeforeWait left work: poll, then run it
     if (timers_->empty()) return std::nullopt;
     double t = timers_->nextTime() - seconds();
     return std::clamp(t, 0.0, 2147483.0);
@@ -963,7 +993,7 @@ void Reactor::doIteration(std::optional<double> t) {
 void Reactor::iterate(double delay) {
     if (std::isnan(delay) || delay < 0) throw std::invalid_argument("iterate: delay must be >= 0");
     runUntilCurrent();
-    flushPendingWriters();  // before the timeout: a flush may schedule calls
+    settleBeforeWait();  // before the timeout: a flush may schedule calls
     auto t = timeout();
     doIteration(t ? std::min(*t, delay) : delay);
 }
@@ -973,7 +1003,7 @@ void Reactor::mainLoop() {
         try {
             runUntilCurrent();
             if (!inLoop_) break;
-            flushPendingWriters();  // before the timeout: a flush may schedule calls
+            settleBeforeWait();  // before the timeout: a flush may schedule calls
             if (!inLoop_) break;
             doIteration(timeout());
         } catch (...) {

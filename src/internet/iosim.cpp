@@ -90,8 +90,8 @@ IOPump::IOPump(std::shared_ptr<Protocol> c, std::shared_ptr<Protocol> s, std::sh
     : client(std::move(c)), server(std::move(s)), clientIO(std::move(cio)), serverIO(std::move(sio)),
       clock(clk ? std::move(clk) : std::make_shared<task::Clock>()) {}
 
-bool IOPump::pump() {
-    clock->advance(0);
+bool IOPump::pump(bool advanceClock) {
+    if (advanceClock) clock->advance(0);
     auto sData = serverIO->getOutBuffer();
     auto cData = clientIO->getOutBuffer();
     clientIO->checkProducer();
@@ -114,10 +114,10 @@ bool IOPump::pump() {
     return false;
 }
 
-bool IOPump::flush() {
+bool IOPump::flush(bool advanceClock) {
     bool result = false;
     for (int i = 0; i < 1000; ++i) {
-        if (!pump()) return result;
+        if (!pump(advanceClock)) return result;
         result = true;
     }
     throw std::runtime_error("IOPump::flush: Too long (1000 busy rounds)");

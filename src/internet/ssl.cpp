@@ -67,18 +67,6 @@ constexpr const char* kDefaultCiphers =
     "!aNULL:!MD5:!DSS";
 constexpr const char* kDefaultSuites = "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256";
 
-// ALPN wire format: each name prefixed by its length.
-std::string alpnWire(const std::vector<std::string>& names) {
-    std::string wire;
-    for (const auto& n : names) {
-        if (n.empty() || n.size() > 255)
-            throw std::invalid_argument("ALPN protocol names must be 1 to 255 bytes: " + n);
-        wire.push_back(static_cast<char>(n.size()));
-        wire += n;
-    }
-    return wire;
-}
-
 }  // namespace
 
 // ---- errors -------------------------------------------------------------------------------
@@ -154,6 +142,22 @@ std::string certificateNames(X509* cert) {
     }
     GENERAL_NAMES_free(names);
     return out.empty() ? "no DNS or IP names" : out;
+}
+
+std::string alpnWire(const std::vector<std::string>& names) {
+    std::string wire;
+    for (const auto& n : names) {
+        if (n.empty() || n.size() > 255)
+            throw std::invalid_argument("ALPN protocol names must be 1 to 255 bytes: " + n);
+        wire.push_back(static_cast<char>(n.size()));
+        wire += n;
+    }
+    return wire;
+}
+
+int alpnIndex() {
+    static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
 }
 
 int verifyInfoIndex() {
@@ -252,6 +256,8 @@ SSL* handleOf(ITransport& transport) {
 }  // namespace
 
 Certificate Certificate::peerFromTransport(ITransport& transport) {
+    if (auto* starting = dynamic_cast<ITLSTransport*>(&transport); starting && !starting->tlsStarted())
+        throw CertificateError("non-TLS transport: TLS was not started on it");
     if (auto* tls = dynamic_cast<ISSLTransport*>(&transport)) {
         if (auto cert = tls->getPeerCertificate()) return *cert;
         throw CertificateError("TLS transport without a peer certificate");
@@ -448,7 +454,7 @@ CertificateOptions::CertificateOptions(Settings settings) : settings_(std::move(
         ERR_clear_error();
         throw CertificateError("Certificate public and private keys do not match.");
     }
-    alpnWire(s.acceptableProtocols);  // checks the names
+    detail::alpnWire(s.acceptableProtocols);  // checks the names
 
     // The version range (TLS-34): the maximum is inclusive.
     if (s.method) {
@@ -477,9 +483,12 @@ CertificateOptions::~CertificateOptions() = default;
 
 namespace {
 
-int selectALPN(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
+int selectALPN(SSL* s, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
                void* arg) {
-    const std::string& ours = *static_cast<const std::string*>(arg);
+    // The connection's own list (its factory's acceptableProtocols()) before the context's.
+    const auto* own = static_cast<const std::string*>(SSL_get_ex_data(s, detail::alpnIndex()));
+    const std::string& ours = own ? *own : *static_cast<const std::string*>(arg);
+    if (ours.empty()) return SSL_TLSEXT_ERR_NOACK;  // no ALPN offered on our side
     // The first of our protocols that the client offered (TLS-46).
     for (std::size_t i = 0; i < ours.size();) {
         auto len = static_cast<unsigned char>(ours[i]);
@@ -578,9 +587,9 @@ SSL_CTX* CertificateOptions::getContext() {
             throw Error::fromQueue("loading dhParameters");
         }
     }
+    c->alpn = detail::alpnWire(s.acceptableProtocols);
+    SSL_CTX_set_alpn_select_cb(ctx, selectALPN, &c->alpn);
     if (!s.acceptableProtocols.empty()) {
-        c->alpn = alpnWire(s.acceptableProtocols);
-        SSL_CTX_set_alpn_select_cb(ctx, selectALPN, &c->alpn);
         if (SSL_CTX_set_alpn_protos(ctx, reinterpret_cast<const unsigned char*>(c->alpn.data()),
                                     static_cast<unsigned>(c->alpn.size())) != 0)
             throw Error::fromQueue("setting the ALPN protocols");
@@ -685,6 +694,18 @@ std::shared_ptr<ClientTLSOptions> optionsForClientTLS(std::string hostname,
 }
 
 std::vector<std::string> protocolNegotiationMechanisms() { return {"ALPN"}; }
+
+ClientContextFactory::ClientContextFactory() = default;
+
+DefaultOpenSSLContextFactory::DefaultOpenSSLContextFactory(const std::string& privateKeyFileName,
+                                                           const std::string& certificateFileName, SSLMethod method) {
+    CertificateSettings s;
+    s.privateKey = KeyPair::loadPEM(readPEMFile(privateKeyFileName, "privateKey"), privateKeyFileName);
+    s.certificate = Certificate::loadPEM(readPEMFile(certificateFileName, "certificate"), certificateFileName);
+    if (method != SSLMethod::TLS) s.method = method;
+    options_ = std::make_unique<CertificateOptions>(std::move(s));
+    options_->getContext();
+}
 
 }  // namespace weft::ssl
 

@@ -64,6 +64,12 @@ void ProtocolWrapper::makeConnection(std::shared_ptr<ITransport> t) {
     if (auto wrapped = wrappedProtocol) wrapped->makeConnection(asSharedTransport());
 }
 
+void ProtocolWrapper::attachBeneath(std::shared_ptr<ITransport> t) {
+    Protocol::makeConnection(std::move(t));
+    registered_ = true;
+    registry_->registerProtocol(*this);
+}
+
 void ProtocolWrapper::dataReceived(Bytes data) {
     if (auto wrapped = wrappedProtocol) wrapped->dataReceived(data);
 }

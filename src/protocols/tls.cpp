@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <weft/internet/abstract.hpp>
+#include <weft/internet/base.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/stream.hpp>
 #include <weft/log.hpp>
@@ -91,8 +92,7 @@ TLSMemoryBIOProtocol::~TLSMemoryBIOProtocol() {
     delete infoOf(verifyInfo_);
 }
 
-void TLSMemoryBIOProtocol::makeConnection(std::shared_ptr<ITransport> t) {
-    auto self = shared_from_this();
+void TLSMemoryBIOProtocol::setUpSSL() {
     ssl_ = tlsFactory_.connectionForTLS();
     BIO* in = BIO_new(BIO_s_mem());
     BIO* out = BIO_new(BIO_s_mem());
@@ -106,10 +106,36 @@ void TLSMemoryBIOProtocol::makeConnection(std::shared_ptr<ITransport> t) {
     auto* info = new VerifyInfo;
     verifyInfo_ = info;
     SSL_set_ex_data(ssl_.get(), ssl::detail::verifyInfoIndex(), info);
+    // A factory that chooses its own ALPN protocols overrides the options' (TLS-46).
+    if (auto* chooser = dynamic_cast<ssl::IProtocolNegotiationFactory*>(tlsFactory_.wrappedFactory.get())) {
+        ownALPN_ = ssl::detail::alpnWire(chooser->acceptableProtocols());
+        if (tlsFactory_.isClient) {
+            if (SSL_set_alpn_protos(ssl_.get(), reinterpret_cast<const unsigned char*>(ownALPN_.data()),
+                                    static_cast<unsigned>(ownALPN_.size())) != 0)
+                throw ssl::Error::fromQueue("setting the ALPN protocols");
+        } else {
+            SSL_set_ex_data(ssl_.get(), ssl::detail::alpnIndex(), &ownALPN_);
+        }
+    }
+}
+
+void TLSMemoryBIOProtocol::makeConnection(std::shared_ptr<ITransport> t) {
+    auto self = shared_from_this();
+    setUpSSL();
     // The wrapped protocol's connectionMade runs before any TLS byte moves (TLS-6).
     ProtocolWrapper::makeConnection(std::move(t));
     if (lost_ || aborted_ || phase_ != Phase::handshaking) return;
     if (tlsFactory_.isClient) {  // the client speaks first: its ClientHello leaves now
+        advanceHandshake();
+        drainOutgoing();
+    }
+}
+
+void TLSMemoryBIOProtocol::startBeneath(std::shared_ptr<ITransport> below) {
+    auto self = shared_from_this();
+    setUpSSL();
+    attachBeneath(std::move(below));
+    if (tlsFactory_.isClient) {
         advanceHandshake();
         drainOutgoing();
     }
@@ -272,8 +298,17 @@ void TLSMemoryBIOProtocol::writeSequence(std::span<const Bytes> chunks) {
 }
 
 void TLSMemoryBIOProtocol::scheduleFlush() {
-    if (flushCall_ && flushCall_.active()) return;
     std::weak_ptr<BaseProtocol> weak = weak_from_this();
+    if (Reactor* r = tlsFactory_.reactor()) {
+        // Better than Twisted (TLS-11): no DelayedCall per batch, no extra zero-timeout pass.
+        if (flushQueued_) return;
+        flushQueued_ = true;
+        r->callBeforeWait([weak] {
+            if (auto self = weak.lock()) static_cast<TLSMemoryBIOProtocol&>(*self).flushPending();
+        });
+        return;
+    }
+    if (flushCall_ && flushCall_.active()) return;
     flushCall_ = tlsFactory_.clock().callLater(0, [weak] {
         if (auto self = weak.lock()) static_cast<TLSMemoryBIOProtocol&>(*self).flushPending();
     });
@@ -281,6 +316,7 @@ void TLSMemoryBIOProtocol::scheduleFlush() {
 
 void TLSMemoryBIOProtocol::flushPending() {
     flushCall_ = DelayedCall();
+    flushQueued_ = false;
     if (lost_ || aborted_) return;
     encryptPending();
     drainOutgoing();
@@ -548,7 +584,8 @@ Failure TLSMemoryBIOProtocol::sslFailure(int rc, const char* during) {
 
 TLSMemoryBIOFactory::TLSMemoryBIOFactory(std::shared_ptr<ssl::IOpenSSLContextFactory> contextFactory, bool client,
                                          std::shared_ptr<Factory> wrapped, IReactorTime& clock)
-    : WrappingFactory(std::move(wrapped)), isClient(client), contextFactory_(std::move(contextFactory)), clock_(clock) {
+    : WrappingFactory(std::move(wrapped)), isClient(client), contextFactory_(std::move(contextFactory)), clock_(clock),
+      reactor_(dynamic_cast<Reactor*>(&clock)) {
     if (!contextFactory_) throw std::invalid_argument("TLSMemoryBIOFactory: null context factory");
     noisy = false;                  // TLS-2
     contextFactory_->getContext();  // TLS-1: bad settings throw here

@@ -231,4 +231,31 @@ TEST_P(CoreTest, R_12_exceptionsFromCallbacksNeverEscapeRun) {
     EXPECT_EQ(logs.flushLoggedErrors<std::runtime_error>().size(), 3u);
 }
 
+// Reactor::callBeforeWait (what a TLS layer's write batches use, TLS-11): a
+// call made from a timed call runs in the same iteration, before the wait and
+// without a zero-timeout pass (Better than Twisted's callLater(0), R-27); calls
+// it adds run in the same pass; none runs on the caller's stack.
+TEST_P(CoreTest, TLS_11_callBeforeWaitRunsBeforeTheNextWaitNotOnTheCallersStack) {
+    std::vector<std::string> order;
+    reactor().callLater(0, [&] {
+        reactor().callBeforeWait([&] {
+            order.push_back("first");
+            reactor().callBeforeWait([&] { order.push_back("added by first"); });
+        });
+        order.push_back("timed call returned");
+    });
+    reactor().iterate(0);
+    EXPECT_EQ(order, (std::vector<std::string>{"timed call returned", "first", "added by first"}));
+    bool threw = false;
+    reactor().callLater(0, [&] {
+        reactor().callBeforeWait([&] {
+            threw = true;
+            throw std::runtime_error("boom");
+        });
+    });
+    reactor().iterate(0);  // an exception is logged, not propagated
+    EXPECT_TRUE(threw);
+    EXPECT_EQ(logs.flush(log::Level::error).size(), 1u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, CoreTest, weft::test::allBackends(), weft::test::backendParamName);

@@ -67,7 +67,9 @@ public:
         events.push_back("failed");
     }
     void clientConnectionLost(const std::shared_ptr<IConnector>&, const Failure&) override { events.push_back("lost"); }
-    std::vector<std::shared_ptr<Recorder>> built;
+    // Held weakly: a protocol holds its factory, so holding it here would be a cycle.
+    std::vector<std::weak_ptr<Recorder>> built;
+    std::shared_ptr<Recorder> at(std::size_t i) const { return built.at(i).lock(); }
     std::vector<std::string> events;
     bool refuse = false;
 };
@@ -93,6 +95,12 @@ std::shared_ptr<ProtocolWrapper> connectWrapper(const std::shared_ptr<Protocol>&
     return wrapper;
 }
 
+// Ends every connection the factory still counts, as their transports would:
+// the wrapper and its wrapped protocol hold each other until connectionLost.
+void loseAll(WrappingFactory& f) {
+    while (!f.protocols().empty()) f.protocols().front()->connectionLost(error::connectionDone());
+}
+
 const Address kPeer = IPv4Address("TCP", "192.0.2.1", 1234);
 
 }  // namespace
@@ -105,7 +113,7 @@ TEST(ProtocolWrapper, POL_1_transportCallsReachTheRealTransport) {
     auto t = std::make_shared<StringTransport>(IPv4Address("TCP", "127.0.0.1", 80), kPeer);
     auto wrapper = connectWrapper(wf->buildProtocol(kPeer), t);
     ASSERT_TRUE(wrapper);
-    auto& p = *inner->built.at(0);
+    auto& p = *inner->at(0);
     ASSERT_EQ(p.transport.get(), static_cast<ITransport*>(wrapper.get()));  // the wrapper is its transport
 
     p.transport->write(std::string_view("abc"));
@@ -137,6 +145,7 @@ TEST(ProtocolWrapper, POL_1_transportCallsReachTheRealTransport) {
     EXPECT_EQ(t->producer, nullptr);
     EXPECT_TRUE(t->disconnecting);
     EXPECT_TRUE(p.transport->isDisconnecting());
+    loseAll(*wf);
 }
 
 TEST(ProtocolWrapper, POL_1_aTransportWithoutHalfCloseIsNamed) {
@@ -144,6 +153,7 @@ TEST(ProtocolWrapper, POL_1_aTransportWithoutHalfCloseIsNamed) {
     auto t = std::make_shared<StringTransport>();
     auto wrapper = connectWrapper(wf->buildProtocol(kPeer), t);
     EXPECT_THROW(wrapper->loseWriteConnection(), std::logic_error);
+    loseAll(*wf);
 }
 
 TEST(ProtocolWrapper, POL_2_makeConnectionRegistersThenConnectsAndLossBreaksTheCycle) {
@@ -157,11 +167,12 @@ TEST(ProtocolWrapper, POL_2_makeConnectionRegistersThenConnectsAndLossBreaksTheC
     wrapper->makeConnection(t);
     ASSERT_EQ(wf->protocols().size(), 1u);
     EXPECT_EQ(wf->protocols()[0], wrapper.get());
-    std::weak_ptr<Recorder> inner0 = inner->built.at(0);
-    EXPECT_EQ(inner->built[0]->made, 1);
+    auto held = inner->at(0);  // held here until the end
+    std::weak_ptr<Recorder> inner0 = held;
+    EXPECT_EQ(inner->at(0)->made, 1);
 
     wrapper->dataReceived(asBytes("hello"));
-    EXPECT_EQ(inner->built[0]->received, "hello");
+    EXPECT_EQ(inner->at(0)->received, "hello");
 
     wrapper->loseConnection();
     EXPECT_TRUE(wrapper->isDisconnecting());
@@ -169,9 +180,9 @@ TEST(ProtocolWrapper, POL_2_makeConnectionRegistersThenConnectsAndLossBreaksTheC
 
     wrapper->connectionLost(error::connectionDone());
     EXPECT_TRUE(wf->protocols().empty());
-    EXPECT_EQ(inner->built[0]->lost, 1);
+    EXPECT_EQ(held->lost, 1);
     EXPECT_EQ(wrapper->wrappedProtocol, nullptr);  // the cycle is broken
-    inner->built.clear();
+    held.reset();
     EXPECT_TRUE(inner0.expired());  // the wrapper no longer holds it: no cycle left
 }
 
@@ -194,6 +205,7 @@ TEST(WrappingFactory, POL_3_theWrappedProtocolsFactoryIsTheWrappedFactory) {
     ASSERT_TRUE(wrapper);
     EXPECT_EQ(wrapper->factory, wf);
     EXPECT_EQ(wrapper->wrappedProtocol->factory, inner);
+    loseAll(*wf);
 }
 
 TEST(WrappingFactory, POL_3_nullFromTheWrappedFactoryRefusesTheConnection) {
@@ -237,6 +249,7 @@ TEST(WrappingFactory, POL_3_logPrefixes) {
 
     auto custom = std::make_shared<ProtocolWrapper>(wf, std::make_shared<PrefixedProtocol>());
     EXPECT_EQ(custom->logPrefix(), "custom prefix (ProtocolWrapper)");
+    loseAll(*wf);
 }
 
 TEST(ProtocolWrapper, POL_2_halfClosePassesThrough) {
@@ -258,6 +271,7 @@ TEST(ProtocolWrapper, POL_2_halfClosePassesThrough) {
     w2->makeConnection(t2);
     w2->readConnectionLost();
     EXPECT_TRUE(t2->disconnecting);
+    loseAll(*wf);
 }
 
 // ---- ThrottlingFactory ------------------------------------------------------------------------
@@ -277,6 +291,7 @@ TEST(ThrottlingFactory, POL_4_connectionCountLimit) {
     a->connectionLost(error::connectionDone());
     EXPECT_EQ(tf->connectionCount(), 1u);
     EXPECT_NE(tf->buildProtocol(kPeer), nullptr);  // room again
+    loseAll(*tf);
 }
 
 TEST(ThrottlingFactory, POL_5_readLimitPausesEveryConnectionForTheExcess) {
@@ -307,6 +322,7 @@ TEST(ThrottlingFactory, POL_5_readLimitPausesEveryConnectionForTheExcess) {
     p1->dataReceived(asBytes(std::string(10, 'x')));
     clock.advance(1.0);
     EXPECT_EQ(t1->producerState, StringTransport::ProducerState::producing);
+    loseAll(*tf);
 }
 
 TEST(ThrottlingFactory, POL_5_writeLimitPausesRegisteredProducersOnly) {
@@ -320,17 +336,18 @@ TEST(ThrottlingFactory, POL_5_writeLimitPausesRegisteredProducersOnly) {
     p1->makeConnection(t1);
     p2->makeConnection(t2);
     auto producer = std::make_shared<PushProducer>();
-    inner->built[0]->transport->asConsumer()->registerProducer(producer, true);
+    inner->at(0)->transport->asConsumer()->registerProducer(producer, true);
 
-    inner->built[0]->transport->write(std::string_view("0123456789"));
+    inner->at(0)->transport->write(std::string_view("0123456789"));
     Bytes seq[] = {asBytes("0123456789"), asBytes("01234")};
-    inner->built[1]->transport->writeSequence(seq);  // writeSequence counts too
+    inner->at(1)->transport->writeSequence(seq);  // writeSequence counts too
     EXPECT_EQ(tf->writtenThisSecond(), 25u);
     clock.advance(1.0);
     EXPECT_TRUE(producer->paused);
     EXPECT_EQ(t2->producerState, StringTransport::ProducerState::producing);  // reads are not throttled
     clock.advance(1.5);                                                       // 25/10 - 1
     EXPECT_FALSE(producer->paused);
+    loseAll(*tf);
 }
 
 TEST(ThrottlingFactory, POL_5_timersStopWithTheLastConnection) {
@@ -347,6 +364,7 @@ TEST(ThrottlingFactory, POL_5_timersStopWithTheLastConnection) {
     EXPECT_EQ(clock.getDelayedCalls().size(), 3u);  // two checks and one unthrottle
     p->connectionLost(error::connectionDone());
     EXPECT_TRUE(clock.getDelayedCalls().empty());
+    loseAll(*tf);
 }
 
 // ---- LimitTotalConnectionsFactory --------------------------------------------------------------
@@ -404,6 +422,7 @@ TEST(TimeoutFactory, POL_7_idleConnectionIsClosedAndTrafficRestartsTheCountdown)
     EXPECT_FALSE(t->disconnecting);
     clock.advance(0.1);
     EXPECT_TRUE(t->disconnecting);
+    loseAll(*tf);
 }
 
 TEST(TimeoutFactory, POL_7_connectionLostCancelsTheCountdown) {
@@ -414,6 +433,7 @@ TEST(TimeoutFactory, POL_7_connectionLostCancelsTheCountdown) {
     EXPECT_EQ(clock.getDelayedCalls().size(), 1u);
     p->connectionLost(error::connectionDone());
     EXPECT_TRUE(clock.getDelayedCalls().empty());
+    loseAll(*tf);
 }
 
 TEST(TimeoutProtocol, POL_8_setAndCancelTimeout) {
@@ -437,6 +457,7 @@ TEST(TimeoutProtocol, POL_8_setAndCancelTimeout) {
     clock.advance(1);  // it ran
     EXPECT_TRUE(t->disconnecting);
     p->cancelTimeout();  // after it ran: fine
+    loseAll(*tf);
 }
 
 // ---- TimeoutMixin ---------------------------------------------------------------------------------

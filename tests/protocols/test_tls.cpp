@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
 
+#include <atomic>
 #include <thread>
 
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include <weft/internet/ssl.hpp>
 #include <weft/internet/task.hpp>
 #include <weft/internet/tcp.hpp>
+#include <weft/internet/unix.hpp>
 #include <weft/internet/testing.hpp>
 #include <weft/protocols/tls.hpp>
 
@@ -53,6 +55,8 @@ public:
     void handshakeCompleted() override {
         events.push_back("handshake");
         ++handshakes;
+        if (auto* t = tls())
+            if (auto cert = t->getPeerCertificate()) peerCertDigest = cert->digest();
         if (onHandshake) onHandshake(*this);
     }
     void dataReceived(Bytes data) override {
@@ -73,12 +77,23 @@ public:
     int handshakes = 0, lost = 0;
     std::optional<Failure> lostReason;
     std::optional<ssl::Certificate> peerAtMade;
+    std::string peerCertDigest;
     std::function<void(App&)> onMade, onHandshake, onData, onLost;
 };
 
 class AppFactory : public ServerFactory {
 public:
     AppFactory() { noisy = false; }
+};
+
+// Connects one given protocol.
+class OneProtocolClientFactory : public ClientFactory {
+public:
+    explicit OneProtocolClientFactory(std::shared_ptr<Protocol> p) : protocol_(std::move(p)) { noisy = false; }
+    std::shared_ptr<Protocol> buildProtocol(const Address&) override { return protocol_; }
+
+private:
+    std::shared_ptr<Protocol> protocol_;
 };
 
 struct Certs {
@@ -708,6 +723,223 @@ TEST(Certificates, TLS_52_authorityAndServerForAnIdentity) {
     EXPECT_EQ(mismatch.clientApp->handshakes, 0);
 }
 
+TEST(CertificateOptions, TLS_35_TLS_39_everyContextsOptions) {
+    Certs certs;
+    SSL_CTX* ctx = certs.server()->getContext();
+    auto options = SSL_CTX_get_options(ctx);
+    EXPECT_TRUE(options & SSL_OP_NO_COMPRESSION);
+    EXPECT_TRUE(options & SSL_OP_CIPHER_SERVER_PREFERENCE);
+    EXPECT_TRUE(options & SSL_OP_NO_RENEGOTIATION);  // TLS-39
+    EXPECT_TRUE(SSL_CTX_get_mode(ctx) & SSL_MODE_RELEASE_BUFFERS);
+    EXPECT_EQ(SSL_CTX_get_verify_depth(ctx), 9);
+    EXPECT_EQ(SSL_CTX_get_min_proto_version(ctx), TLS1_2_VERSION);
+    EXPECT_EQ(SSL_CTX_get_max_proto_version(ctx), TLS1_3_VERSION);
+    auto ciphers = ssl::AcceptableCiphers::fromOpenSSLCipherString("ECDHE-ECDSA-AES128-GCM-SHA256:NO-SUCH");
+    ASSERT_EQ(ciphers.names().size(), 1u);
+    EXPECT_EQ(ciphers.names()[0], "ECDHE-ECDSA-AES128-GCM-SHA256");
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_42_sniIsSentForNamesAndTheServerCanChooseByIt) {
+    Certs certs;
+    auto other = weft::testing::certificatesForAuthorityAndServer("other.example");
+    std::vector<std::string> asked;
+    CertificateOptions::Settings s;
+    s.serverNameCallback = [&](std::string_view name) -> std::optional<ssl::PrivateCertificate> {
+        asked.emplace_back(name);
+        if (name == "other.example") return other.server;
+        return std::nullopt;
+    };
+    auto clientForOther = ssl::optionsForClientTLS("other.example", ssl::trustRootFromCertificates({other.authority}));
+    Pair p(certs.server(s), clientForOther);
+    EXPECT_EQ(asked, (std::vector<std::string>{"other.example"}));
+    EXPECT_EQ(p.clientApp->handshakes, 1);
+    EXPECT_EQ(p.clientApp->peerCertDigest, other.server.digest());
+
+    // A non-ASCII name is sent as its A-label.
+    asked.clear();
+    Pair idn(certs.server(s), certs.client("h\xc3\xa1llo.example.com"));
+    EXPECT_EQ(asked, (std::vector<std::string>{"xn--hllo-5na.example.com"}));
+    // An IP literal sends no SNI: the callback is not called.
+    asked.clear();
+    Pair ip(certs.server(s), certs.client("127.0.0.1"));
+    EXPECT_TRUE(asked.empty());
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_43_platformTrustFollowsSSL_CERT_FILE) {
+    Certs certs;
+    TempDir dir;
+    std::ofstream(dir.file("roots.pem")) << ssl::Certificate(certs.pki.authority).dumpPEM();
+    const char* before = std::getenv("SSL_CERT_FILE");
+    std::string saved = before ? before : "";
+    ::setenv("SSL_CERT_FILE", dir.file("roots.pem").c_str(), 1);
+    Pair trusted(certs.server(), ssl::optionsForClientTLS("example.com"));
+    std::ofstream(dir.file("empty.pem")) << "";
+    ::setenv("SSL_CERT_FILE", dir.file("empty.pem").c_str(), 1);
+    Pair untrusted(certs.server(), ssl::optionsForClientTLS("example.com"));
+    if (before) ::setenv("SSL_CERT_FILE", saved.c_str(), 1);
+    else ::unsetenv("SSL_CERT_FILE");
+    EXPECT_EQ(trusted.clientApp->handshakes, 1);
+    EXPECT_EQ(untrusted.clientApp->handshakes, 0);  // a private CA is not a platform root
+}
+
+namespace {
+class HalfCloseApp : public App, public IHalfCloseableProtocol {
+public:
+    void readConnectionLost() override {
+        events.push_back("readLost");
+        if (onReadLost) onReadLost(*this);
+    }
+    void writeConnectionLost() override { events.push_back("writeLost"); }
+    std::function<void(HalfCloseApp&)> onReadLost;
+};
+}  // namespace
+
+TEST(TLSMemoryBIOProtocol, TLS_27_halfCloseFollowsRFC8446) {
+    Certs certs;
+    auto clock = std::make_shared<task::Clock>();
+    auto clientApp = std::make_shared<HalfCloseApp>();
+    auto serverApp = std::make_shared<HalfCloseApp>();
+    serverApp->onReadLost = [](HalfCloseApp& self) {
+        self.transport->write("got " + self.received);  // still writing after the peer's close_notify
+        self.transport->loseConnection();
+    };
+    auto cf = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, std::make_shared<AppFactory>(), *clock);
+    auto sf = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, std::make_shared<AppFactory>(), *clock);
+    auto client = std::make_shared<TLSMemoryBIOProtocol>(cf, clientApp);
+    auto server = std::make_shared<TLSMemoryBIOProtocol>(sf, serverApp);
+    auto cio = iosim::makeFakeClient(client);
+    auto sio = iosim::makeFakeServer(server);
+    auto pump = iosim::connect(server, sio, client, cio, true, clock);
+    clientApp->transport->write(std::string_view("request"));
+    dynamic_cast<IHalfCloseableTransport&>(*clientApp->transport).loseWriteConnection();
+    pump.flush();
+    EXPECT_EQ(serverApp->received, "request");
+    EXPECT_EQ(clientApp->received, "got request");  // the answer came after our close_notify
+    EXPECT_NE(std::find(serverApp->events.begin(), serverApp->events.end(), "readLost"), serverApp->events.end());
+    EXPECT_NE(std::find(clientApp->events.begin(), clientApp->events.end(), "writeLost"), clientApp->events.end());
+    ASSERT_EQ(clientApp->lost, 1);
+    EXPECT_TRUE(clientApp->lostReason->check<error::ConnectionDone>()) << clientApp->lostReason->getErrorMessage();
+    ASSERT_EQ(serverApp->lost, 1);
+    EXPECT_TRUE(serverApp->lostReason->check<error::ConnectionDone>()) << serverApp->lostReason->getErrorMessage();
+}
+
+namespace {
+class Pull : public IPullProducer {
+public:
+    explicit Pull(ITransport& t, int n) : transport(t), left(n) {}
+    void resumeProducing() override {
+        ++asked;
+        if (left-- > 0) transport.write(std::string_view("chunk;"));
+        else transport.asConsumer()->unregisterProducer();
+    }
+    void stopProducing() override { stopped = true; }
+    ITransport& transport;
+    int left, asked = 0;
+    bool stopped = false;
+};
+}  // namespace
+
+TEST(TLSMemoryBIOProtocol, TLS_17_aPullProducerIsDrivenAsOverTcp) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    auto producer = std::make_shared<Pull>(*p.clientApp->transport, 3);
+    p.clientApp->transport->asConsumer()->registerProducer(producer, false);
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "chunk;chunk;chunk;");
+    EXPECT_EQ(producer->asked, 4);  // three chunks, then it unregistered
+    EXPECT_FALSE(p.cio->producer);
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_37_keyUpdatesAreTransparent) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    ASSERT_EQ(SSL_key_update(p.client->getHandle(), SSL_KEY_UPDATE_REQUESTED), 1);
+    p.clientApp->transport->write(std::string_view("after client update"));
+    p.flush();
+    ASSERT_EQ(SSL_key_update(p.server->getHandle(), SSL_KEY_UPDATE_REQUESTED), 1);
+    p.serverApp->transport->write(std::string_view("after server update"));
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "after client update");
+    EXPECT_EQ(p.clientApp->received, "after server update");
+    EXPECT_EQ(p.clientApp->lost, 0);
+    EXPECT_EQ(p.clientApp->handshakes, 1);
+}
+
+TEST(CertificateOptions, TLS_38_legacyContextFactories) {
+    Certs certs;
+    TempDir dir;
+    std::ofstream(dir.file("key.pem")) << certs.pki.server.privateKey().dumpPEM();
+    std::ofstream(dir.file("cert.pem")) << ssl::Certificate(certs.pki.server).dumpPEM();
+    auto server = std::make_shared<ssl::DefaultOpenSSLContextFactory>(dir.file("key.pem"), dir.file("cert.pem"));
+    EXPECT_EQ(SSL_CTX_get_min_proto_version(server->getContext()), TLS1_2_VERSION);  // Better than Twisted
+    auto client = std::make_shared<ssl::ClientContextFactory>();
+    Pair p(server, client);  // verifies nothing: the private CA is fine
+    EXPECT_EQ(p.clientApp->handshakes, 1);
+    EXPECT_EQ(p.serverApp->handshakes, 1);
+    try {
+        ssl::DefaultOpenSSLContextFactory missing(dir.file("nokey.pem"), dir.file("cert.pem"));
+        FAIL() << "no exception";
+    } catch (const ssl::CertificateError& e) {
+        EXPECT_NE(std::string(e.what()).find("nokey.pem"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(ssl::DefaultOpenSSLContextFactory(dir.file("key.pem"), dir.file("nocert.pem")), ssl::CertificateError);
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_50_aPumpWithoutTheClockLeavesAggregatedWritesUnsent) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    p.clientApp->transport->write(std::string_view("held"));
+    p.pump->flush(false);
+    EXPECT_EQ(p.serverApp->received, "");
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "held");
+}
+
+TEST(CertificateOptions, TLS_44_legacyVerifyRequestsAnOptionalClientCertificate) {
+    Certs certs;
+    CertificateOptions::Settings s;
+    s.verify = true;
+    s.caCerts = std::vector<ssl::Certificate>{ssl::Certificate(certs.pki.authority)};
+    s.requireCertificate = false;
+    Pair anonymous(certs.server(s), certs.client());
+    EXPECT_EQ(anonymous.serverApp->handshakes, 1);
+    EXPECT_FALSE(anonymous.serverApp->tls()->getPeerCertificate());
+    auto alice = weft::testing::clientCertificateSignedBy(certs.pki.authority, "alice");
+    Pair withCert(certs.server(s), ssl::optionsForClientTLS(
+                                       "example.com", ssl::trustRootFromCertificates({certs.pki.authority}), alice));
+    ASSERT_TRUE(withCert.serverApp->tls()->getPeerCertificate());
+    EXPECT_EQ(withCert.serverApp->tls()->getPeerCertificate()->subject(), "CN=alice");
+}
+
+namespace {
+class NegotiatingFactory : public AppFactory, public ssl::IProtocolNegotiationFactory {
+public:
+    explicit NegotiatingFactory(std::vector<std::string> p) : protocols(std::move(p)) {}
+    std::vector<std::string> acceptableProtocols() const override { return protocols; }
+    std::vector<std::string> protocols;
+};
+}  // namespace
+
+TEST(TLSMemoryBIOProtocol, TLS_46_aNegotiatingFactoryChoosesTheProtocols) {
+    Certs certs;
+    auto clock = std::make_shared<task::Clock>();
+    CertificateOptions::Settings s;
+    s.acceptableProtocols = {"from-options"};
+    auto sf = std::make_shared<TLSMemoryBIOFactory>(
+        certs.server(s), false, std::make_shared<NegotiatingFactory>(std::vector<std::string>{"h2", "x"}), *clock);
+    auto cf = std::make_shared<TLSMemoryBIOFactory>(
+        certs.client(), true, std::make_shared<NegotiatingFactory>(std::vector<std::string>{"x", "h2"}), *clock);
+    auto client = std::make_shared<TLSMemoryBIOProtocol>(cf, std::make_shared<App>());
+    auto server = std::make_shared<TLSMemoryBIOProtocol>(sf, std::make_shared<App>());
+    auto cio = iosim::makeFakeClient(client);
+    auto sio = iosim::makeFakeServer(server);
+    auto pump = iosim::connect(server, sio, client, cio, true, clock);
+    EXPECT_EQ(client->negotiatedProtocol(), "h2");  // the server's preference among what the client offered
+    EXPECT_EQ(server->negotiatedProtocol(), "h2");
+    client->loseConnection();
+    pump.flush();
+}
+
 // ---- over real TCP ----------------------------------------------------------------------------------
 
 namespace {
@@ -850,7 +1082,7 @@ TEST_P(TlsTcpTest, TLS_48_realClientsOpensslAndPython) {
 
     // Each client runs in a thread-free way: popen in the background, the reactor spun until it is done.
     std::string opensslOut, pythonOut;
-    bool opensslDone = false, pythonDone = false;
+    std::atomic<bool> opensslDone{false}, pythonDone{false};
     std::thread t1([&] {
         opensslOut = runCommand(
             "(printf 'hello-openssl\\n'; sleep 1) | timeout 10 openssl s_client -quiet -no_ign_eof "
@@ -862,7 +1094,7 @@ TEST_P(TlsTcpTest, TLS_48_realClientsOpensslAndPython) {
             number + " 2>&1");
         opensslDone = true;
     });
-    ASSERT_TRUE(spinUntil([&] { return opensslDone; }, 20));
+    ASSERT_TRUE(spinUntil([&] { return opensslDone.load(); }, 20));
     t1.join();
     EXPECT_NE(opensslOut.find("hello-openssl"), std::string::npos) << opensslOut;
 
@@ -886,9 +1118,135 @@ TEST_P(TlsTcpTest, TLS_48_realClientsOpensslAndPython) {
         pythonOut = runCommand("timeout 10 python3 " + dir.file("client.py") + " 2>&1");
         pythonDone = true;
     });
-    ASSERT_TRUE(spinUntil([&] { return pythonDone; }, 20));
+    ASSERT_TRUE(spinUntil([&] { return pythonDone.load(); }, 20));
     t2.join();
     EXPECT_NE(pythonOut.find("hello-python weft-test TLSv1.3"), std::string::npos) << pythonOut;
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TlsTcpTest, allBackends(), backendParamName);
+
+// ---- startTLS ----------------------------------------------------------------------------------------
+
+namespace {
+
+// Speaks in clear until "STARTTLS\n" / "GO\n", then starts TLS on its own
+// transport (the connection's, not a wrapper's).
+class StartTLSApp : public App {
+public:
+    std::shared_ptr<ssl::IOpenSSLContextFactory> options;
+    bool isServer = false;
+    std::string clear;  // what arrived before TLS
+    std::optional<std::string> secondStartTLS;
+    void dataReceived(Bytes data) override {
+        auto* t = dynamic_cast<ssl::ITLSTransport*>(transport.get());
+        if (!t || t->tlsStarted()) return App::dataReceived(data);
+        clear += str(data);
+        if (isServer && clear.ends_with("STARTTLS\n")) {
+            transport->write(std::string_view("GO\n"));  // in clear: written before startTLS (TLS-29)
+            t->startTLS(options);
+        } else if (!isServer && clear.ends_with("GO\n")) {
+            t->startTLS(options);
+            try {
+                t->startTLS(options);
+            } catch (const std::logic_error& e) {
+                secondStartTLS = e.what();  // TLS-31
+            }
+            transport->write(std::string_view("secret"));  // encrypted, after the handshake
+        }
+    }
+};
+
+class StartTLSTest : public ReactorTest {
+protected:
+    void run(bool overUnix) {
+        Certs certs;
+        TempDir dir;
+        auto server = std::make_shared<StartTLSApp>();
+        server->isServer = true;
+        server->options = certs.server();
+        server->onData = [](App& self) {
+            if (self.received == "secret") self.transport->write("echo:" + self.received);
+        };
+        auto serverFactory = std::make_shared<AppFactory>();
+        serverFactory->protocol = [server] { return server; };
+        auto client = std::make_shared<StartTLSApp>();
+        client->options = certs.client();
+        auto producer = std::make_shared<Push>();
+        client->onMade = [producer](App& self) {
+            self.transport->write(std::string_view("plain|STARTTLS\n"));
+            self.transport->asConsumer()->registerProducer(producer, true);  // moves under TLS (TLS-30)
+        };
+        client->onData = [](App& self) {
+            if (self.received == "echo:secret") {
+                self.transport->asConsumer()->unregisterProducer();
+                self.transport->loseConnection();
+            }
+        };
+        auto clientFactory = std::make_shared<OneProtocolClientFactory>(client);
+        std::shared_ptr<IListeningPort> port;
+        if (overUnix) {
+            port = reactor().listenUNIX(dir.file("s"), serverFactory);
+            reactor().connectUNIX(dir.file("s"), clientFactory);
+        } else {
+            auto tcpPort = reactor().listenTCP(0, serverFactory, 50, "127.0.0.1");
+            port = tcpPort;
+            reactor().connectTCP("127.0.0.1", portNumber(*tcpPort), clientFactory);
+        }
+        ASSERT_TRUE(spinUntil([&] { return client->lost == 1 && server->lost == 1; }, 20));
+        EXPECT_EQ(server->clear, "plain|STARTTLS\n");
+        EXPECT_EQ(client->clear, "GO\n");
+        EXPECT_EQ(server->received, "secret");
+        EXPECT_EQ(client->received, "echo:secret");
+        EXPECT_EQ(client->handshakes, 1);  // no second connectionMade, one handshakeCompleted
+        EXPECT_EQ(std::count(client->events.begin(), client->events.end(), "made"), 1);
+        EXPECT_EQ(server->handshakes, 1);
+        ASSERT_TRUE(client->secondStartTLS);
+        EXPECT_NE(client->secondStartTLS->find("already"), std::string::npos);
+        EXPECT_TRUE(client->lostReason->check<error::ConnectionDone>()) << client->lostReason->getErrorMessage();
+        EXPECT_TRUE(server->lostReason->check<error::ConnectionDone>()) << server->lostReason->getErrorMessage();
+        EXPECT_EQ(client->peerCertDigest, certs.pki.server.digest());
+        EXPECT_NE(std::find(producer->events.begin(), producer->events.end(), "pause"), producer->events.end())
+            << "the producer was not paused while writes waited for the handshake";
+        bool closed = false;
+        port->stopListening().addBoth([&closed](Result<void>) { closed = true; });
+        port.reset();
+        ASSERT_TRUE(spinUntil([&] { return closed; }, 5));
+    }
+};
+
+}  // namespace
+
+TEST_P(StartTLSTest, TLS_28_TLS_29_TLS_30_TLS_31_overTcp) { run(false); }
+TEST_P(StartTLSTest, TLS_28_overUnixSockets) { run(true); }
+
+TEST_P(StartTLSTest, TLS_31_startTLSOnAConnectionThatRunsTLSThrows) {
+    Certs certs;
+    auto inner = std::make_shared<AppFactory>();
+    std::optional<std::string> refused;
+    inner->protocol = [&refused, &certs] {
+        auto p = std::make_shared<App>();
+        p->onMade = [&refused, &certs](App& self) {
+            auto& layer = dynamic_cast<TLSMemoryBIOProtocol&>(*self.transport);
+            try {
+                dynamic_cast<ssl::ITLSTransport&>(*layer.transport).startTLS(certs.server());
+            } catch (const std::logic_error& e) {
+                refused = e.what();
+            }
+            self.transport->loseConnection();
+        };
+        return p;
+    };
+    auto port = reactor().listenTCP(0, std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, inner, reactor()),
+                                    50, "127.0.0.1");
+    auto client = std::make_shared<App>();
+    auto clientFactory = std::make_shared<OneProtocolClientFactory>(client);
+    reactor().connectTCP("127.0.0.1", portNumber(*port), clientFactory);
+    ASSERT_TRUE(spinUntil([&] { return client->lost == 1; }, 10));
+    ASSERT_TRUE(refused);
+    EXPECT_NE(refused->find("already runs TLS"), std::string::npos) << *refused;
+    bool closed = false;
+    port->stopListening().addBoth([&closed](Result<void>) { closed = true; });
+    ASSERT_TRUE(spinUntil([&] { return closed; }, 5));
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, StartTLSTest, allBackends(), backendParamName);

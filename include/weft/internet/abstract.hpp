@@ -166,6 +166,8 @@ public:
     /// The registered producer, if any.
     const std::shared_ptr<IProducer>& producer() const noexcept { return producer_; }
     bool producerPaused() const noexcept { return producerPaused_; }
+    /// True if the registered producer was registered as streaming (push).
+    bool producerStreaming() const noexcept { return streaming_; }
 
     // ---- IPushProducer (input flow control, FD-35) ---------------------------
     /// Stops reading (in any state).

@@ -135,10 +135,12 @@ public:
     /// disconnecting (and not yet disconnected) is marked disconnected, its
     /// peer is marked disconnecting and the peer's protocol gets connectionLost
     /// — one side per round. Returns true if anything happened.
-    bool pump();
+    /// With `advanceClock` false the clock is left alone: calls due now (a TLS
+    /// layer's aggregated writes, TLS-50) stay pending.
+    bool pump(bool advanceClock = true);
     /// pump() until it returns false; returns whether anything happened.
     /// Throws std::runtime_error ("Too long") after 1000 busy rounds.
-    bool flush();
+    bool flush(bool advanceClock = true);
 };
 
 /// Connects the pair (Twisted iosim.connect; TEST-30): server->makeConnection

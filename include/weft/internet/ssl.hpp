@@ -303,6 +303,31 @@ private:
     std::unique_ptr<Context> context_;
 };
 
+/// A client context for TLS 1.2 or later that verifies nothing (Twisted
+/// ssl.ClientContextFactory, legacy; TLS-38). Prefer optionsForClientTLS.
+class WEFT_EXPORT ClientContextFactory : public IOpenSSLContextFactory {
+public:
+    ClientContextFactory();
+    ssl_ctx_st* getContext() override { return options_.getContext(); }
+
+private:
+    CertificateOptions options_;
+};
+
+/// A server context from a key file and a certificate file, both read now
+/// (CertificateError naming a missing or bad file) (Twisted
+/// ssl.DefaultOpenSSLContextFactory, legacy; TLS-38). Better than Twisted: the
+/// TLS 1.2 minimum of TLS-34 applies.
+class WEFT_EXPORT DefaultOpenSSLContextFactory : public IOpenSSLContextFactory {
+public:
+    DefaultOpenSSLContextFactory(const std::string& privateKeyFileName, const std::string& certificateFileName,
+                                 SSLMethod method = SSLMethod::TLS);
+    ssl_ctx_st* getContext() override { return options_->getContext(); }
+
+private:
+    std::unique_ptr<CertificateOptions> options_;
+};
+
 /// A client connection creator that verifies the server as `hostname`
 /// (Twisted ClientTLSOptions; TLS-40 … TLS-42).
 class WEFT_EXPORT ClientTLSOptions : public IOpenSSLClientConnectionCreator, public IOpenSSLContextFactory {
@@ -345,6 +370,23 @@ public:
     /// The peer's leaf certificate once the handshake completed and if it sent
     /// one; kept after the connection is lost (TLS-45).
     virtual std::optional<Certificate> getPeerCertificate() const = 0;
+};
+
+/// A stream transport that can start TLS on a live connection (Twisted
+/// ITLSTransport; TLS-28 … TLS-31): TCP and UNIX stream connections.
+class WEFT_EXPORT ITLSTransport : public ISSLTransport {
+public:
+    /// Puts a TLS layer under the current protocol, which stays the same (no
+    /// second connectionMade; handshakeCompleted() when the handshake ends).
+    /// With `normal`, the connecting side is the TLS client; false swaps the
+    /// roles. Bytes already written go out in clear first (TLS-29); a
+    /// registered producer moves to the TLS layer (TLS-30). Throws
+    /// std::logic_error for a second call, a connection already running TLS,
+    /// or one that is no longer connected (TLS-31, Better than Twisted).
+    virtual void startTLS(std::shared_ptr<IOpenSSLContextFactory> contextFactory, bool normal) = 0;
+    void startTLS(std::shared_ptr<IOpenSSLContextFactory> contextFactory) { startTLS(std::move(contextFactory), true); }
+    /// True once startTLS() ran.
+    virtual bool tlsStarted() const noexcept = 0;
 };
 
 /// The ALPN result (Twisted INegotiated): nullopt before the handshake, or

@@ -44,6 +44,7 @@
 #include <weft/internet/base.hpp>
 #include <weft/internet/delayedcall.hpp>
 #include <weft/internet/protocol.hpp>
+#include <weft/internet/ssl.hpp>
 
 namespace weft {
 
@@ -123,11 +124,36 @@ protected:
 
 private:
     ReadHalf readHalf_ = ReadHalf::open;
+
+protected:
+    bool tlsStarted_ = false;  // startTLS() put a TLS layer in protocol_ (SocketTransport)
 };
 
 /// A StreamTransport on a stream socket (TCP or UNIX).
 /// (IFileDescriptor's default errorReason() already reads SO_ERROR.)
-class WEFT_EXPORT SocketTransport : public StreamTransport {
+///
+/// startTLS() (TLS-28 … TLS-31) puts a tls::TLSMemoryBIOProtocol in the
+/// protocol's place: what arrives goes through it to the protocol, and the
+/// protocol's write, writeSequence, loseConnection, loseWriteConnection and
+/// producer calls on this transport go to it; it writes to the socket in
+/// clear through a bypass. The protocol keeps this transport.
+class WEFT_EXPORT SocketTransport : public StreamTransport, public ssl::ITLSTransport {
+public:
+    using ssl::ITLSTransport::startTLS;
+    void startTLS(std::shared_ptr<ssl::IOpenSSLContextFactory> contextFactory, bool normal) override;
+    bool tlsStarted() const noexcept override { return tlsStarted_; }
+    /// The peer's certificate once TLS was started and its handshake completed.
+    std::optional<ssl::Certificate> getPeerCertificate() const override;
+
+    using StreamTransport::write;
+    void write(Bytes data) override;
+    void write(std::vector<std::byte>&& data);
+    void writeSequence(std::span<const Bytes> chunks) override;
+    void loseConnection() override;
+    void loseWriteConnection() override;
+    void registerProducer(std::shared_ptr<IProducer> producer, bool streaming) override;
+    void unregisterProducer() override;
+
 protected:
     using StreamTransport::StreamTransport;
     /// recv(2) through the seam.

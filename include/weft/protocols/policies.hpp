@@ -130,6 +130,9 @@ protected:
     ProtocolWrapper(std::shared_ptr<Factory> factory, ProtocolRegistry* registry, std::shared_ptr<Protocol> wrapped);
     /// This wrapper as the wrapped protocol's transport (shares its ownership).
     std::shared_ptr<ITransport> asSharedTransport();
+    /// makeConnection() without connecting the wrapped protocol: for a wrapper
+    /// put under a protocol that is already connected (startTLS).
+    void attachBeneath(std::shared_ptr<ITransport> t);
 
 private:
     void leaveRegistry() noexcept;

@@ -37,6 +37,10 @@
 #include <weft/internet/ssl.hpp>
 #include <weft/protocols/policies.hpp>
 
+namespace weft {
+class Reactor;
+}
+
 namespace weft::tls {
 
 class TLSMemoryBIOFactory;
@@ -62,6 +66,10 @@ public:
 
     // ---- from the transport below ----
     void makeConnection(std::shared_ptr<ITransport> t) override;
+    /// Starts TLS beneath a wrapped protocol that is already connected
+    /// (ITLSTransport::startTLS): `below` writes to the connection in clear;
+    /// the wrapped protocol keeps its transport and gets no connectionMade.
+    void startBeneath(std::shared_ptr<ITransport> below);
     void dataReceived(Bytes data) override;
     void connectionLost(const Failure& reason) override;
     /// The end of the stream below: orderly if the peer's close_notify came
@@ -104,6 +112,7 @@ private:
     class Membrane;
     enum class Phase : std::uint8_t { handshaking, open, closing, closed };
 
+    void setUpSSL();
     void pumpIncoming();
     bool advanceHandshake();
     void deliverPlaintext();
@@ -128,14 +137,16 @@ private:
     std::optional<Failure> reason_;   // why the connection is ending, once known
     std::optional<ssl::Certificate> peerCertificate_;
     std::optional<std::string> negotiated_;
+    std::string ownALPN_;  // the wrapped factory's acceptableProtocols(), wire format (TLS-46)
     std::shared_ptr<Membrane> membrane_;
     DelayedCall flushCall_, closeTimer_;
     bool wantClose_ = false;        // loseConnection() asked
     bool sentCloseNotify_ = false;  // ours went out
     bool gotCloseNotify_ = false;   // the peer's arrived
     bool aborted_ = false;
-    bool lost_ = false;       // connectionLost() ran
-    bool inReceive_ = false;  // re-entrant dataReceived: append only
+    bool lost_ = false;         // connectionLost() ran
+    bool inReceive_ = false;    // re-entrant dataReceived: append only
+    bool flushQueued_ = false;  // a Reactor::callBeforeWait flush is pending
 };
 
 /// Wraps a factory's protocols in TLS (Twisted TLSMemoryBIOFactory; TLS-1 … TLS-3).
@@ -157,6 +168,9 @@ public:
 
     std::string logPrefix() const override;
     IReactorTime& clock() const noexcept { return clock_; }
+    /// The clock as a Reactor (null for a task::Clock): flushes then go through
+    /// Reactor::callBeforeWait instead of callLater(0) (TLS-11).
+    Reactor* reactor() const noexcept { return reactor_; }
     /// A new SSL object for one connection, in connect or accept state.
     ssl::SSLHandle connectionForTLS();
 
@@ -166,6 +180,7 @@ protected:
 private:
     std::shared_ptr<ssl::IOpenSSLContextFactory> contextFactory_;
     IReactorTime& clock_;
+    Reactor* reactor_;
 };
 
 }  // namespace weft::tls

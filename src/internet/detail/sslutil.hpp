@@ -24,6 +24,11 @@ struct VerifyInfo {
     std::string names;  // its subjectAltName entries, "DNS:a, IP:1.2.3.4"
 };
 int verifyInfoIndex();
+/// The ex_data slot of a connection's own ALPN list (wire format, a
+/// std::string*) that replaces its context's (IProtocolNegotiationFactory).
+int alpnIndex();
+/// ALPN names in wire format; std::invalid_argument for an empty or too long name.
+std::string alpnWire(const std::vector<std::string>& names);
 int recordingVerifyCallback(int ok, X509_STORE_CTX* store);
 
 /// A certificate's subjectAltName DNS and IP entries, comma-separated.
