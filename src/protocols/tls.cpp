@@ -185,6 +185,7 @@ bool TLSMemoryBIOProtocol::advanceHandshake() {
     encryptPending();
     updateProducerPause();
     if (wantClose_ && !membrane_ && phase_ == Phase::open) startClose();
+    if (wantWriteClose_ && !wantClose_ && phase_ == Phase::open) loseWriteConnection();
     return !(lost_ || aborted_);
 }
 
@@ -405,9 +406,10 @@ void TLSMemoryBIOProtocol::loseWriteConnection() {
     if (lost_ || aborted_) return;
     auto self = shared_from_this();
     if (phase_ == Phase::handshaking) {
-        loseConnection();
+        wantWriteClose_ = true;  // once the handshake is done: a close_notify needs one
         return;
     }
+    wantWriteClose_ = false;
     sendCloseNotify();
     if (gotCloseNotify_) {  // both directions are closed now
         if (!reason_) reason_ = error::connectionDone();

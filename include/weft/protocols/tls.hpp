@@ -83,7 +83,8 @@ public:
     void writeSequence(std::span<const Bytes> chunks) override;
     void loseConnection() override;
     /// Flushes, sends close_notify and shuts the write half below when the
-    /// transport below can (TLS-27, Better than Twisted).
+    /// transport below can (TLS-27, Better than Twisted). Asked during the
+    /// handshake, it happens once the handshake completes.
     void loseWriteConnection() override;
     void abortConnection() override;
     bool isConnected() const noexcept override;
@@ -141,6 +142,7 @@ private:
     std::shared_ptr<Membrane> membrane_;
     DelayedCall flushCall_, closeTimer_;
     bool wantClose_ = false;        // loseConnection() asked
+    bool wantWriteClose_ = false;   // loseWriteConnection() asked during the handshake
     bool sentCloseNotify_ = false;  // ours went out
     bool gotCloseNotify_ = false;   // the peer's arrived
     bool aborted_ = false;
