@@ -14,7 +14,6 @@
 #include <weft/internet/endpoints.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/protocol.hpp>
-#include <weft/internet/ssl.hpp>
 #include <weft/internet/stdio.hpp>
 #include <weft/log.hpp>
 #include <weft/text.hpp>
@@ -26,11 +25,10 @@ namespace {
 struct Session;
 
 // The connection's side: what the peer sends goes to stdout.
-class NetSide final : public weft::Protocol, public weft::IHalfCloseableProtocol, public weft::ssl::IHandshakeListener {
+class NetSide final : public weft::Protocol, public weft::IHalfCloseableProtocol {
 public:
     explicit NetSide(std::shared_ptr<Session> s) : session(std::move(s)) {}
     void connectionMade() override;
-    void handshakeCompleted() override;
     void dataReceived(weft::Bytes data) override;
     void readConnectionLost() override;
     void writeConnectionLost() override {}
@@ -56,9 +54,6 @@ struct Session {
     std::shared_ptr<weft::stdio::StandardIO> io;
     bool netDone = false, ioDone = false;
     bool peerDone = false;  // the peer's end of stream arrived: a later reset is no failure
-    // A TLS connection (tls:, ssl:) is ready for the end of stdin once its
-    // handshake completed: a half-close before that would give the handshake up.
-    bool ready = false, closeWhenReady = false;
     int status = 0;
 
     void maybeStop() {
@@ -66,10 +61,6 @@ struct Session {
     }
     // Half-closes the connection (what nc -N does at the end of stdin).
     void closeNetWrite() {
-        if (!ready) {
-            closeWhenReady = true;
-            return;
-        }
         if (auto* half = dynamic_cast<weft::IHalfCloseableTransport*>(net.get())) half->loseWriteConnection();
         else net->loseConnection();
     }
@@ -78,19 +69,12 @@ struct Session {
 void NetSide::connectionMade() {
     auto& s = *session;
     s.net = transport;
-    s.ready = dynamic_cast<weft::ssl::ISSLTransport*>(transport.get()) == nullptr;
     s.io = weft::stdio::StandardIO::create(s.reactor, std::make_shared<StdioSide>(session));
     // Flow control both ways: a slow stdout pauses the socket, a slow peer pauses stdin.
     if (auto* input = transport->asInputProducer())
         s.io->registerProducer(std::shared_ptr<weft::IProducer>(transport, input), true);
     if (auto* consumer = transport->asConsumer())
         consumer->registerProducer(std::shared_ptr<weft::IProducer>(s.io, s.io->asInputProducer()), true);
-}
-
-void NetSide::handshakeCompleted() {
-    auto& s = *session;
-    s.ready = true;
-    if (std::exchange(s.closeWhenReady, false) && !s.netDone) s.closeNetWrite();
 }
 
 void NetSide::dataReceived(weft::Bytes data) {
@@ -165,8 +149,8 @@ CLI::App* addConnectCommand(CLI::App& app, ConnectOptions& options) {
         "closes, everything it sent is written to standard output and weft exits 0. A connection that\n"
         "cannot be made, or is lost, exits 1 naming the endpoint; a bad endpoint exits 2.\n"
         "tls: verifies the server's certificate and name (the system's CAs, or the .pem files of\n"
-        "trustRoots=DIR); a server that fails verification exits 1 with OpenSSL's reason. With TLS the\n"
-        "end of standard input is passed on once the handshake has completed.\n"
+        "trustRoots=DIR); a server that fails verification exits 1 with OpenSSL's reason (a TLS layer\n"
+        "half-closes with close_notify, after its handshake).\n"
         "Examples: weft echo tcp:8000:interface=127.0.0.1 &  echo hi | weft connect tcp:127.0.0.1:8000\n"
         "          weft connect tls:example.org:443   (then type: GET / HTTP/1.0, and an empty line)\n"
         "          weft echo ssl:8443:interface=127.0.0.1:privateKey=key.pem:certKey=cert.pem &\n"
