@@ -16,7 +16,8 @@ SPEC = ROOT.parent / "shared" / "spec"
 ID = re.compile(r"^\*\*([A-Z]+)-(\d+)\*\*\s*(.*)$", re.M)
 TEST = re.compile(r"\b([A-Z]+_\d+_[A-Za-z0-9_]+)")
 ISSUE = {"reactor": "#2", "defer": "#2", "filedescriptor": "#3", "testing": "#3", "tcp": "#4",
-         "protocols": "not yet filed (basic protocols, policies, TimeoutMixin)", "udp": "#5", "unix": "#5"}
+         "protocols": "#12", "tls": "#12", "udp": "#5", "unix": "#5", "process": "#11", "stdio": "#11",
+         "inotify": "#13", "serialport": "#13", "pair": "#13"}
 # Contract prefixes whose issue differs from their spec file's.
 PREFIX_ISSUE = {"DGRAM": "#5"}
 
