@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <stdexcept>
+#include <utility>
 
 #include <weft/internet/error.hpp>
 
@@ -22,14 +23,60 @@ FakeTransport::FakeTransport(std::shared_ptr<Protocol> p, bool server, std::opti
 
 void FakeTransport::write(Bytes data) {
     if (disconnecting) return;  // a closed transport accepts writes but drops them
-    stream.emplace_back(data.begin(), data.end());
+    (tls ? tlsbuf : stream).emplace_back(data.begin(), data.end());
 }
 
 void FakeTransport::writeSequence(std::span<const Bytes> chunks) {
     if (disconnecting) return;
     std::vector<std::byte> joined;
     for (Bytes c : chunks) joined.insert(joined.end(), c.begin(), c.end());
-    stream.push_back(std::move(joined));
+    (tls ? tlsbuf : stream).push_back(std::move(joined));
+}
+
+void FakeTransport::startTLS(std::shared_ptr<ssl::IOpenSSLContextFactory> contextFactory, bool normal) {
+    if (tlsStarted_) throw std::logic_error("FakeTransport::startTLS: TLS was already started");
+    if (!contextFactory) throw std::invalid_argument("FakeTransport::startTLS: null context factory");
+    tlsStarted_ = true;
+    tls = std::make_shared<TLSNegotiation>();
+    tls->factory = std::move(contextFactory);
+    tls->connectState = isServer != normal;  // the connecting side speaks first, unless !normal
+    tls->readyToSend = tls->connectState;
+    if (auto peer = std::exchange(early_, nullptr)) negotiationReceived(std::move(peer));
+}
+
+std::shared_ptr<TLSNegotiation> FakeTransport::takeNegotiation() {
+    if (!tls || !tls->readyToSend || tls->sent || !stream.empty()) return nullptr;
+    tls->sent = true;
+    auto ours = tls;
+    // The peer's arrived first: ours completes it there, and this side is done too.
+    if (auto peer = tls->peer) completeNegotiation(*peer);
+    return ours;
+}
+
+void FakeTransport::negotiationReceived(std::shared_ptr<TLSNegotiation> peer) {
+    if (!tls) {  // the peer started first: keep its negotiation for our startTLS
+        early_ = std::move(peer);
+        return;
+    }
+    if (tls->sent) {
+        completeNegotiation(*peer);
+        return;
+    }
+    tls->readyToSend = true;  // our turn to answer
+    tls->peer = std::move(peer);
+}
+
+void FakeTransport::completeNegotiation(const TLSNegotiation& peer) {
+    auto ours = std::exchange(tls, nullptr);
+    negotiated = true;
+    if (auto* verifier = dynamic_cast<IIOSimVerifier*>(ours->factory.get());
+        verifier && !verifier->iosimVerify(*peer.factory)) {
+        disconnectReason = Failure(NativeOpenSSLError());
+        loseConnection();
+        return;
+    }
+    for (auto& chunk : tlsbuf) stream.push_back(std::move(chunk));  // what waited now leaves, unchanged
+    tlsbuf.clear();
 }
 
 void FakeTransport::registerProducer(std::shared_ptr<IProducer> p, bool streaming) {
@@ -67,7 +114,9 @@ void FakeTransport::bufferReceived(Bytes data) {
 }
 
 void FakeTransport::reportDisconnect() {
-    if (auto p = protocol.lock()) p->connectionLost(disconnectReason);
+    // Lost in the middle of a negotiation: a TLS problem (TLS-51).
+    Failure reason = tls ? Failure(NativeOpenSSLError()) : disconnectReason;
+    if (auto p = protocol.lock()) p->connectionLost(reason);
 }
 
 void FakeTransport::checkProducer() {
@@ -94,11 +143,16 @@ bool IOPump::pump(bool advanceClock) {
     if (advanceClock) clock->advance(0);
     auto sData = serverIO->getOutBuffer();
     auto cData = clientIO->getOutBuffer();
+    // A fake TLS negotiation travels when no bytes do (TLS-51).
+    auto sNegotiation = sData ? nullptr : serverIO->takeNegotiation();
+    auto cNegotiation = cData ? nullptr : clientIO->takeNegotiation();
     clientIO->checkProducer();
     serverIO->checkProducer();
     if (cData) serverIO->bufferReceived(*cData);
+    else if (cNegotiation) serverIO->negotiationReceived(cNegotiation);
     if (sData) clientIO->bufferReceived(*sData);
-    if (cData || sData) return true;
+    else if (sNegotiation) clientIO->negotiationReceived(sNegotiation);
+    if (cData || sData || cNegotiation || sNegotiation) return true;
     if (serverIO->disconnecting && !serverIO->disconnected) {
         serverIO->disconnected = true;
         clientIO->disconnecting = true;

@@ -77,6 +77,11 @@ void ProtocolWrapper::dataReceived(Bytes data) {
 void ProtocolWrapper::connectionLost(const Failure& reason) {
     leaveRegistry();
     auto wrapped = std::move(wrappedProtocol);  // POL-2: the cycle with the wrapped protocol ends here
+    // The factory goes too, once this returns: the wrapped protocol keeps this
+    // wrapper as its transport, and a factory that (through its own state)
+    // holds that protocol would otherwise never be freed. A plain transport
+    // holds no factory either.
+    auto done = std::move(factory);
     if (wrapped) wrapped->connectionLost(reason);
 }
 
@@ -229,11 +234,13 @@ ThrottlingProtocol::ThrottlingProtocol(std::shared_ptr<ThrottlingFactory> owner,
     : ProtocolWrapper(owner, std::move(wrapped)), throttler_(*owner) {}
 
 void ThrottlingProtocol::write(Bytes data) {
+    if (!wrappedProtocol) return ProtocolWrapper::write(data);  // lost: the factory is gone
     throttler_.registerWritten(data.size());
     ProtocolWrapper::write(data);
 }
 
 void ThrottlingProtocol::writeSequence(std::span<const Bytes> chunks) {
+    if (!wrappedProtocol) return ProtocolWrapper::writeSequence(chunks);
     std::size_t n = 0;
     for (Bytes c : chunks) n += c.size();
     throttler_.registerWritten(n);
@@ -241,6 +248,7 @@ void ThrottlingProtocol::writeSequence(std::span<const Bytes> chunks) {
 }
 
 void ThrottlingProtocol::dataReceived(Bytes data) {
+    if (!wrappedProtocol) return;
     throttler_.registerRead(data.size());
     ProtocolWrapper::dataReceived(data);
 }
@@ -391,6 +399,7 @@ TimeoutProtocol::~TimeoutProtocol() { cancelTimeout(); }
 
 void TimeoutProtocol::setTimeout(std::optional<double> period) {
     cancelTimeout();
+    if (!wrappedProtocol) return;  // lost: nothing to time out (and the factory is gone)
     period_ = period;
     if (period_) call_ = timeouts_.callLater(*period_, [this] { timeoutFunc(); });
 }

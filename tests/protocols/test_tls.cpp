@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include <atomic>
 #include <thread>
@@ -91,10 +92,10 @@ public:
 class OneProtocolClientFactory : public ClientFactory {
 public:
     explicit OneProtocolClientFactory(std::shared_ptr<Protocol> p) : protocol_(std::move(p)) { noisy = false; }
-    std::shared_ptr<Protocol> buildProtocol(const Address&) override { return protocol_; }
+    std::shared_ptr<Protocol> buildProtocol(const Address&) override { return protocol_.lock(); }
 
 private:
-    std::shared_ptr<Protocol> protocol_;
+    std::weak_ptr<Protocol> protocol_;  // the test holds it: a protocol holding its transport must not keep us
 };
 
 struct Certs {
@@ -133,6 +134,11 @@ struct Pair {
         pump.emplace(iosim::connect(server, sio, client, cio, greet, clock));
     }
     void flush() { pump->flush(); }
+    // A connection a test left open: the TLS layer and its protocol hold each other until connectionLost.
+    ~Pair() {
+        for (auto& t : {client, server})
+            if (t) t->connectionLost(error::connectionDone());
+    }
 };
 
 // The TLS records in a byte stream: (content type, length) of each header.
@@ -1062,6 +1068,144 @@ TEST(TLSMemoryBIOProtocol, TLS_12_aHandshakeFlightLargerThan32KiBIsSentWhole) {
         EXPECT_EQ(BIO_ctrl_pending(SSL_get_wbio(h)), 0u);  // nothing left behind in the outgoing BIO
 }
 
+namespace {
+// A context factory for iosim's fake negotiation: accepts or refuses every peer.
+class FakeContext : public ssl::IOpenSSLContextFactory, public iosim::IIOSimVerifier {
+public:
+    explicit FakeContext(bool accept) : accept_(accept) {}
+    ssl_ctx_st* getContext() override { return nullptr; }  // never asked: the negotiation is fake
+    bool iosimVerify(const ssl::IOpenSSLContextFactory&) const override { return accept_; }
+
+private:
+    bool accept_;
+};
+}  // namespace
+
+TEST(IOSim, TLS_51_aFakeNegotiationHoldsWritesUntilBothSidesStartTLS) {
+    auto clientApp = std::make_shared<App>();
+    auto serverApp = std::make_shared<App>();
+    auto cio = iosim::makeFakeClient(clientApp);
+    auto sio = iosim::makeFakeServer(serverApp);
+    auto pump = iosim::connect(serverApp, sio, clientApp, cio);
+    auto& clientTLS = dynamic_cast<ssl::ITLSTransport&>(*clientApp->transport);
+    clientTLS.startTLS(std::make_shared<FakeContext>(true));
+    EXPECT_THROW(clientTLS.startTLS(std::make_shared<FakeContext>(true)), std::logic_error);
+    clientApp->transport->write(std::string_view("after startTLS"));
+    pump.flush();
+    EXPECT_EQ(serverApp->received, "");  // held: the server has not started TLS
+    EXPECT_FALSE(cio->negotiated);
+    dynamic_cast<ssl::ITLSTransport&>(*serverApp->transport).startTLS(std::make_shared<FakeContext>(true));
+    serverApp->transport->write(std::string_view("server too"));
+    pump.flush();
+    EXPECT_EQ(serverApp->received, "after startTLS");  // sent unchanged
+    EXPECT_EQ(clientApp->received, "server too");
+    EXPECT_TRUE(cio->negotiated);
+    EXPECT_TRUE(sio->negotiated);
+}
+
+TEST(IOSim, TLS_51_aRefusingVerifierClosesItsSideWithNativeOpenSSLError) {
+    auto clientApp = std::make_shared<App>();
+    auto serverApp = std::make_shared<App>();
+    auto cio = iosim::makeFakeClient(clientApp);
+    auto sio = iosim::makeFakeServer(serverApp);
+    auto pump = iosim::connect(serverApp, sio, clientApp, cio);
+    dynamic_cast<ssl::ITLSTransport&>(*clientApp->transport).startTLS(std::make_shared<FakeContext>(true));
+    dynamic_cast<ssl::ITLSTransport&>(*serverApp->transport).startTLS(std::make_shared<FakeContext>(false));
+    pump.flush();
+    ASSERT_EQ(serverApp->lost, 1);
+    EXPECT_TRUE(serverApp->lostReason->check<iosim::NativeOpenSSLError>()) << serverApp->lostReason->typeName();
+    EXPECT_TRUE(sio->negotiated);
+}
+
+TEST(IOSim, TLS_51_aLossDuringTheNegotiationIsNativeOpenSSLError) {
+    auto clientApp = std::make_shared<App>();
+    auto serverApp = std::make_shared<App>();
+    auto cio = iosim::makeFakeClient(clientApp);
+    auto sio = iosim::makeFakeServer(serverApp);
+    auto pump = iosim::connect(serverApp, sio, clientApp, cio);
+    dynamic_cast<ssl::ITLSTransport&>(*clientApp->transport).startTLS(std::make_shared<FakeContext>(true));
+    serverApp->transport->loseConnection();  // the server never starts TLS
+    pump.flush();
+    ASSERT_EQ(clientApp->lost, 1);
+    EXPECT_TRUE(clientApp->lostReason->check<iosim::NativeOpenSSLError>()) << clientApp->lostReason->typeName();
+    ASSERT_EQ(serverApp->lost, 1);
+    EXPECT_TRUE(serverApp->lostReason->check<error::ConnectionDone>());
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_11_tenThousandSmallWritesLeaveInABoundedNumberOfRecords) {
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    for (int i = 0; i < 10000; ++i) p.clientApp->transport->write(std::string_view("0123456789"));
+    p.clock->advance(0);
+    auto wire = p.cio->getOutBuffer();
+    ASSERT_TRUE(wire);
+    auto recs = records(*wire);
+    std::size_t plaintext = 0;
+    for (auto& r : recs) {
+        EXPECT_EQ(r.first, 23);
+        plaintext += r.second - 17;  // the content type byte and the tag
+    }
+    EXPECT_EQ(plaintext, 100000u);
+    EXPECT_LE(recs.size(), 8u);  // 100 000 bytes in records of up to 16 KiB: 7 or 8, not 10 000
+    p.sio->bufferReceived(*wire);
+    EXPECT_EQ(p.serverApp->received.size(), 100000u);
+}
+
+namespace {
+// A certificate for `name` signed by `ca` whose validity ended yesterday.
+ssl::PrivateCertificate expiredCertificate(const ssl::PrivateCertificate& ca, const std::string& name) {
+    auto key = ssl::KeyPair::generate();
+    X509* x = X509_new();
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 4242);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3 * 86400);
+    X509_gmtime_adj(X509_getm_notAfter(x), -86400);
+    X509_set_pubkey(x, key.native());
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_UTF8,
+                               reinterpret_cast<const unsigned char*>(name.c_str()), -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(ca.native()));
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, ca.native(), x, nullptr, nullptr, 0);
+    std::string san = "DNS:" + name;
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, san.c_str());
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    X509_sign(x, ca.privateKey().native(), EVP_sha256());
+    auto cert = ssl::Certificate::fromNative(x);
+    X509_free(x);
+    return ssl::PrivateCertificate::fromCertificateAndKeyPair(cert, key);
+}
+}  // namespace
+
+TEST(TLSMemoryBIOProtocol, TLS_9_anExpiredCertificateIsRefusedInWords) {
+    Certs certs;
+    auto expired = expiredCertificate(certs.pki.authority, "example.com");
+    CertificateOptions::Settings s;
+    s.certificate = ssl::Certificate(expired);
+    s.privateKey = expired.privateKey();
+    Pair p(std::make_shared<CertificateOptions>(s), certs.client());
+    EXPECT_EQ(p.clientApp->handshakes, 0);
+    ASSERT_TRUE(p.clientApp->lostReason);
+    EXPECT_NE(p.clientApp->lostReason->getErrorMessage().find("certificate has expired"), std::string::npos)
+        << p.clientApp->lostReason->getErrorMessage();
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_24_aTruncatedHandshakeIsConnectionLostInWords) {
+    Certs certs;
+    Pair p(certs.server(), certs.client(), false);
+    auto hello = p.cio->getOutBuffer();
+    ASSERT_TRUE(hello);
+    ASSERT_GT(hello->size(), 20u);
+    p.sio->bufferReceived(Bytes(hello->data(), hello->size() / 2));  // half a ClientHello, then the end
+    p.sio->reportDisconnect();
+    ASSERT_EQ(p.serverApp->lost, 1);
+    EXPECT_TRUE(p.serverApp->lostReason->check<error::ConnectionLost>());
+    EXPECT_NE(p.serverApp->lostReason->getErrorMessage().find("without a TLS close_notify"), std::string::npos)
+        << p.serverApp->lostReason->getErrorMessage();
+    EXPECT_EQ(p.serverApp->handshakes, 0);
+}
+
 // ---- over real TCP ----------------------------------------------------------------------------------
 
 namespace {
@@ -1106,7 +1250,7 @@ TEST_P(TlsTcpTest, TLS_48_weftClientAndServerOverTcp) {
 
     auto clientApp = std::make_shared<App>();
     auto clientInner = std::make_shared<AppFactory>();
-    clientInner->protocol = [clientApp] { return clientApp; };
+    clientInner->protocol = [weak = std::weak_ptr<App>(clientApp)] { return weak.lock(); };
     auto clientFactory = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, clientInner, reactor());
     std::string big(300000, 'q');
     clientApp->onHandshake = [&big](App& self) { self.transport->write(big); };
@@ -1157,7 +1301,7 @@ TEST_P(TlsTcpTest, TLS_OWN_reentrantCallsInEveryCallback) {
             auto clientApp = std::make_shared<App>();
             clientApp->onHandshake = [](App& self) { self.transport->write(std::string_view("hello")); };
             auto clientInner = std::make_shared<AppFactory>();
-            clientInner->protocol = [clientApp] { return clientApp; };
+            clientInner->protocol = [weak = std::weak_ptr<App>(clientApp)] { return weak.lock(); };
             auto clientFactory = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, clientInner, reactor());
             reactor().connectTCP("127.0.0.1", portNumber(*port), clientFactory);
             ASSERT_TRUE(spinUntil([&] { return clientApp->lost == 1; }, 20));
@@ -1171,6 +1315,69 @@ TEST_P(TlsTcpTest, TLS_OWN_reentrantCallsInEveryCallback) {
             spinUntil([&] { return reactor().getDelayedCalls().empty(); }, 2);
         }
     }
+}
+
+namespace {
+// Writes 16 KiB chunks for as long as it is not paused (at most `cap` of them).
+class Flood : public IPushProducer {
+public:
+    Flood(ITransport& t, int cap) : transport(t), left(cap) {}
+    void pauseProducing() override { paused = true; }
+    void resumeProducing() override {
+        paused = false;
+        std::string chunk(16384, 'f');
+        while (!paused && left-- > 0) {
+            transport.write(chunk);
+            written += chunk.size();
+        }
+    }
+    void stopProducing() override { stopped = true; }
+    ITransport& transport;
+    int left;
+    std::size_t written = 0;
+    bool paused = false, stopped = false;
+};
+}  // namespace
+
+// A TLS peer that stops reading: the writer's producer is paused by the
+// transport below through the TLS layer, and the bytes held stay bounded.
+TEST_P(TlsTcpTest, TLS_15_aSlowTLSReaderKeepsTheWritersMemoryBounded) {
+    Certs certs;
+    auto inner = std::make_shared<AppFactory>();
+    std::shared_ptr<Flood> flood;
+    std::weak_ptr<App> served;
+    inner->protocol = [&] {
+        auto p = std::make_shared<App>();
+        p->onHandshake = [&flood](App& self) {
+            flood = std::make_shared<Flood>(*self.transport, 4096);  // at most 64 MiB if never paused
+            self.transport->asConsumer()->registerProducer(flood, true);
+            flood->resumeProducing();
+        };
+        served = p;
+        return p;
+    };
+    port = reactor().listenTCP(0, std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, inner, reactor()), 50,
+                               "127.0.0.1");
+    auto clientApp = std::make_shared<App>();
+    // The client stops reading once the handshake is done.
+    clientApp->onHandshake = [](App& self) { self.transport->asInputProducer()->pauseProducing(); };
+    auto clientFactory = std::make_shared<TLSMemoryBIOFactory>(
+        certs.client(), true, std::make_shared<OneProtocolClientFactory>(clientApp), reactor());
+    reactor().connectTCP("127.0.0.1", portNumber(*port), clientFactory);
+    ASSERT_TRUE(spinUntil([&] { return flood && flood->paused; }, 10));
+    spinUntil([] { return false; }, 0.3);  // let the loop settle: nothing may grow
+    EXPECT_TRUE(flood->paused);
+    EXPECT_LT(flood->written, 16u * 1024 * 1024) << "the producer was not held back";
+    auto server = served.lock();
+    ASSERT_TRUE(server);
+    auto& layer = dynamic_cast<TLSMemoryBIOProtocol&>(*server->transport);
+    auto* below = dynamic_cast<FileDescriptor*>(layer.transport.get());
+    ASSERT_NE(below, nullptr);
+    EXPECT_LT(below->pendingBytes(), 512u * 1024) << "the ciphertext queued below is not bounded";
+    clientApp->transport->asInputProducer()->resumeProducing();
+    server->transport->asConsumer()->unregisterProducer();
+    server->transport->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return clientApp->lost == 1; }, 20));
 }
 
 namespace {
@@ -1207,7 +1414,7 @@ TEST_P(TlsTcpTest, TLS_48_realClientsOpensslAndPython) {
     std::atomic<bool> opensslDone{false}, pythonDone{false};
     std::thread t1([&] {
         opensslOut = runCommand(
-            "(printf 'hello-openssl\\n'; sleep 1) | timeout 10 openssl s_client -quiet -no_ign_eof "
+            "(printf 'hello-openssl\\n'; sleep 1) | timeout 10 openssl s_client -no_ign_eof "
             "-verify_return_error "
             "-CAfile " +
             caPath +
@@ -1219,6 +1426,7 @@ TEST_P(TlsTcpTest, TLS_48_realClientsOpensslAndPython) {
     ASSERT_TRUE(spinUntil([&] { return opensslDone.load(); }, 20));
     t1.join();
     EXPECT_NE(opensslOut.find("hello-openssl"), std::string::npos) << opensslOut;
+    EXPECT_NE(opensslOut.find("ALPN protocol: weft-test"), std::string::npos) << opensslOut;  // seen by s_client
 
     std::string script =
         "import socket,ssl\n"
@@ -1290,7 +1498,7 @@ protected:
             if (self.received == "secret") self.transport->write("echo:" + self.received);
         };
         auto serverFactory = std::make_shared<AppFactory>();
-        serverFactory->protocol = [server] { return server; };
+        serverFactory->protocol = [weak = std::weak_ptr<StartTLSApp>(server)] { return weak.lock(); };
         auto client = std::make_shared<StartTLSApp>();
         client->options = certs.client();
         auto producer = std::make_shared<Push>();

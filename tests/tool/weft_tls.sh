@@ -3,7 +3,9 @@
 # a server certificate for 127.0.0.1 made with the openssl command; then
 # `openssl s_client` against `weft echo ssl:` (and --lines, and every backend),
 # curl --cacert through `weft portforward ssl:… --to tcp:` in front of
-# python3 -m http.server, `weft connect tls:…:trustRoots=DIR` against
+# python3 -m http.server (64 MiB byte-exact), Python's ssl module as a client of
+# `weft echo ssl:` and as the server of `weft connect tls:` and `weft
+# portforward --to tls:`, `weft connect tls:…:trustRoots=DIR` against
 # `weft echo ssl:` (bytes both ways, byte-exact), `weft portforward tcp:… --to
 # tls:`/`--to ssl:` originating TLS, `weft exec ssl:… -- cat`, a bad
 # certificate path (clear error, exit 2) and a client that does not trust the
@@ -101,6 +103,56 @@ timeout 30 "$weft" connect "tls:localhost:$echoPort:trustRoots=$pki/ca:endpoint=
   </dev/null >/dev/null 2>"$work/refused.err" || rc=$?
 [ "$rc" -eq 1 ] || { cat "$work/refused.err"; fail "a refused nested endpoint exited $rc, not 1"; }
 
+# Python's ssl module as the client of weft echo ssl: (1 MiB both ways).
+cat >"$work/pyclient.py" <<'PY'
+import socket, ssl, sys, threading
+port, cafile, path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+data = open(path, "rb").read()
+ctx = ssl.create_default_context(cafile=cafile)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
+threading.Thread(target=s.sendall, args=(data,), daemon=True).start()
+got = bytearray()
+while len(got) < len(data):
+    chunk = s.recv(65536)
+    if not chunk: break
+    got += chunk
+sys.exit(0 if bytes(got) == data else 1)
+PY
+timeout 30 python3 "$work/pyclient.py" "$echoPort" "$pki/ca/ca.pem" "$work/payload" || fail "Python's ssl client: echo differs"
+
+# ---- Python's ssl module as the server: weft connect tls: and portforward --to tls: ----
+cat >"$work/pyserver.py" <<'PY'
+import socket, ssl, sys, threading
+cert, key, portfile = sys.argv[1:4]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(8)
+open(portfile, "w").write(str(ls.getsockname()[1]))
+def serve(c):
+    s = ctx.wrap_socket(c, server_side=True)
+    while True:
+        d = s.recv(65536)
+        if not d: break
+        s.sendall(d)
+    try: s.unwrap()
+    except (OSError, ssl.SSLError): pass
+    s.close()
+while True:
+    c, _ = ls.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+python3 "$work/pyserver.py" "$pki/cert.pem" "$pki/key.pem" "$work/pyserver.port" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/pyserver.port" ] && break; sleep 0.05; done
+pyPort=$(cat "$work/pyserver.port")
+timeout 30 "$weft" connect "tls:127.0.0.1:$pyPort:trustRoots=$pki/ca" <"$work/payload" >"$work/py-connect.out" \
+  2>"$work/py-connect.err" || { cat "$work/py-connect.err"; fail "weft connect tls: to Python's ssl server failed"; }
+cmp "$work/payload" "$work/py-connect.out" || fail "weft connect tls: to Python's ssl server differs"
+start forward-py portforward tcp:0:interface=127.0.0.1 --to "tls:127.0.0.1:$pyPort:trustRoots=$pki/ca"
+timeout 30 nc -N 127.0.0.1 "$PORT" <"$work/payload" >"$work/forward-py.out" || fail "nc through --to tls: (Python) failed"
+cmp "$work/payload" "$work/forward-py.out" || fail "portforward --to tls: to Python's ssl server differs"
+stop "$PID" forward-py
+
 # ---- weft portforward tcp: --to tls: / ssl: originates TLS ----
 start forward-tls portforward tcp:0:interface=127.0.0.1 --to "tls:127.0.0.1:$echoPort:trustRoots=$pki/ca"
 fwdPid=$PID
@@ -124,6 +176,11 @@ for _ in $(seq 100); do curl -s "http://127.0.0.1:$httpPort/" >/dev/null && brea
 start forward-https portforward "ssl:0:interface=127.0.0.1:$keys" --to "tcp:127.0.0.1:$httpPort"
 body=$(curl -sS --max-time 10 --cacert "$pki/ca/ca.pem" "https://127.0.0.1:$PORT/index.txt")
 [ "$body" = "hello from the backend" ] || fail "curl through portforward ssl: got: $body"
+# 64 MiB through the TLS-terminating forwarder, byte-exact.
+head -c 67108864 /dev/urandom >"$work/www/big.bin"
+curl -sS --max-time 120 --cacert "$pki/ca/ca.pem" -o "$work/big.out" "https://127.0.0.1:$PORT/big.bin" ||
+  fail "curl of 64 MiB through portforward ssl: failed"
+cmp "$work/www/big.bin" "$work/big.out" || fail "64 MiB through portforward ssl: differs"
 # curl without the CA refuses the server.
 if curl -sS --max-time 10 "https://127.0.0.1:$PORT/index.txt" >/dev/null 2>&1; then
   fail "curl trusted a certificate from an unknown CA"

@@ -18,9 +18,34 @@
 #include <weft/failure.hpp>
 #include <weft/internet/interfaces.hpp>
 #include <weft/internet/protocol.hpp>
+#include <weft/internet/ssl.hpp>
 #include <weft/internet/task.hpp>
 
 namespace weft::iosim {
+
+/// What a fake TLS negotiation fails with (Twisted iosim's NativeOpenSSLError; TLS-51).
+class WEFT_EXPORT NativeOpenSSLError : public std::runtime_error {
+public:
+    NativeOpenSSLError() : std::runtime_error("the simulated TLS negotiation failed") {}
+};
+
+/// A context factory that tells iosim whether it accepts the peer's (Twisted's
+/// iosimVerify; TLS-51). A factory that is not one accepts every peer.
+class WEFT_EXPORT IIOSimVerifier {
+public:
+    virtual ~IIOSimVerifier() = default;
+    virtual bool iosimVerify(const ssl::IOpenSSLContextFactory& peer) const = 0;
+};
+
+/// One side's fake TLS handshake (Twisted iosim.TLSNegotiation), exchanged by
+/// the pump in place of bytes.
+struct WEFT_EXPORT TLSNegotiation {
+    std::shared_ptr<ssl::IOpenSSLContextFactory> factory;
+    bool connectState = false;  // the side that speaks first (the TLS client)
+    bool readyToSend = false;
+    bool sent = false;
+    std::shared_ptr<TLSNegotiation> peer;  // the peer's, if it arrived before ours left
+};
 
 /// One end of a simulated connection (Twisted iosim.FakeTransport; TEST-28).
 ///
@@ -28,9 +53,16 @@ namespace weft::iosim {
 /// hands to the peer's bufferReceived(). Ownership: the protocol is held
 /// weakly — the IOPump (or the test) owns both protocols, so no cycle is left
 /// when a test never disconnects.
+///
+/// startTLS() fakes a TLS negotiation without cryptography (TLS-51): what is
+/// written afterwards is held until both sides have called it, then sent
+/// unchanged; a side whose context factory is an IIOSimVerifier that refuses
+/// the peer's is closed with NativeOpenSSLError, and so is a side that loses
+/// its connection while the negotiation is pending.
 class WEFT_EXPORT FakeTransport : public ITransport,
                                   public IConsumer,
                                   public IPushProducer,
+                                  public ssl::ITLSTransport,
                                   public virtual ILoggingContext {
 public:
     IConsumer* asConsumer() noexcept override { return this; }
@@ -97,12 +129,38 @@ public:
 
     /// Takes everything written since the last call, joined; nullopt if nothing.
     std::optional<std::vector<std::byte>> getOutBuffer();
+
+    // ---- the fake TLS negotiation (TLS-51) ----
+    using ssl::ITLSTransport::startTLS;
+    /// Starts the fake negotiation; the connecting side speaks first unless
+    /// `normal` is false. std::logic_error if called twice.
+    void startTLS(std::shared_ptr<ssl::IOpenSSLContextFactory> contextFactory, bool normal) override;
+    bool tlsStarted() const noexcept override { return tlsStarted_; }
+    /// None: the negotiation is fake.
+    std::optional<ssl::Certificate> getPeerCertificate() const override { return std::nullopt; }
+    /// True once both sides' negotiations met (whatever the verification said).
+    bool negotiated = false;
+    /// The pump: our negotiation, once it is our turn to send it (and nothing else is queued).
+    std::shared_ptr<TLSNegotiation> takeNegotiation();
+    /// The pump: the peer's negotiation arrived.
+    void negotiationReceived(std::shared_ptr<TLSNegotiation> peer);
+    /// Writes made after startTLS(), held until the negotiation completes.
+    std::vector<std::vector<std::byte>> tlsbuf;
+    /// The pending negotiation, or null.
+    std::shared_ptr<TLSNegotiation> tls;
+
     /// Delivers bytes from the peer to the protocol's dataReceived().
     void bufferReceived(Bytes data);
-    /// Calls the protocol's connectionLost(disconnectReason).
+    /// Calls the protocol's connectionLost(disconnectReason), or
+    /// NativeOpenSSLError while a fake negotiation is pending (TLS-51).
     void reportDisconnect();
     /// Resumes a registered pull producer (called by the pump at idle points).
     void checkProducer();
+
+private:
+    void completeNegotiation(const TLSNegotiation& peer);
+    bool tlsStarted_ = false;
+    std::shared_ptr<TLSNegotiation> early_;  // the peer's, arrived before our startTLS
 };
 
 /// A FakeTransport for the connecting side (Twisted makeFakeClient).

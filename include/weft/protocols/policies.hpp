@@ -12,8 +12,10 @@
 //  * the wrapper owns the wrapped protocol (`wrappedProtocol`) and the wrapped
 //    protocol holds the wrapper as its `transport`; the wrapper lets go of the
 //    wrapped protocol in connectionLost() (POL-2), which breaks that cycle;
-//  * a wrapper holds its factory (`factory`), so the factory outlives every
-//    connection it counts. A factory keeps plain pointers to the wrappers it
+//  * a wrapper holds its factory (`factory`) until its connectionLost, so the
+//    factory outlives every connection it counts; then it lets go, as a plain
+//    transport holds no factory (the wrapped protocol keeps the wrapper as its
+//    transport, and would otherwise keep the factory too). A factory keeps plain pointers to the wrappers it
 //    counts (`protocols()`); a wrapper leaves that list in connectionLost() or,
 //    if it never got there (a reactor destroyed with live connections), in its
 //    destructor.
