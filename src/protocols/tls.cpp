@@ -261,16 +261,17 @@ void TLSMemoryBIOProtocol::drainOutgoing() {
     (void)BIO_reset(out);
 }
 
-void TLSMemoryBIOProtocol::write(Bytes data) {
-    if (lost_ || aborted_ || sentCloseNotify_ || phase_ == Phase::closed) return;
-    if (wantClose_ && !membrane_) return;  // TLS-13
-    if (data.empty()) return;
-    pending_.insert(pending_.end(), data.begin(), data.end());
+bool TLSMemoryBIOProtocol::acceptsWrites() const noexcept {
+    if (lost_ || aborted_ || sentCloseNotify_ || phase_ == Phase::closed) return false;
+    return !wantClose_ || membrane_;  // TLS-13: after loseConnection only while a producer is registered
+}
+
+void TLSMemoryBIOProtocol::queued() {
     if (phase_ == Phase::handshaking) {
         updateProducerPause();  // TLS-16
         return;
     }
-    if (pending_.size() > MAX_BUFFER_SIZE) {
+    if (pending_.size() > MAX_BUFFER_SIZE) {  // TLS-11: a full batch leaves at once
         encryptPending();
         drainOutgoing();
         return;
@@ -278,24 +279,20 @@ void TLSMemoryBIOProtocol::write(Bytes data) {
     scheduleFlush();
 }
 
+void TLSMemoryBIOProtocol::write(Bytes data) {
+    if (!acceptsWrites() || data.empty()) return;
+    pending_.insert(pending_.end(), data.begin(), data.end());
+    queued();
+}
+
 void TLSMemoryBIOProtocol::writeSequence(std::span<const Bytes> chunks) {
-    if (lost_ || aborted_ || sentCloseNotify_ || phase_ == Phase::closed) return;
-    if (wantClose_ && !membrane_) return;
+    if (!acceptsWrites()) return;
     std::size_t total = 0;
     for (Bytes c : chunks) total += c.size();
     if (total == 0) return;
     pending_.reserve(pending_.size() + total);
     for (Bytes c : chunks) pending_.insert(pending_.end(), c.begin(), c.end());
-    if (phase_ == Phase::handshaking) {
-        updateProducerPause();
-        return;
-    }
-    if (pending_.size() > MAX_BUFFER_SIZE) {
-        encryptPending();
-        drainOutgoing();
-        return;
-    }
-    scheduleFlush();
+    queued();
 }
 
 void TLSMemoryBIOProtocol::scheduleFlush() {

@@ -119,6 +119,8 @@ private:
     void deliverPlaintext();
     void encryptPending();
     void drainOutgoing();
+    bool acceptsWrites() const noexcept;
+    void queued();
     void scheduleFlush();
     void sendCloseNotify();
     void startClose();
