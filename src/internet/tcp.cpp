@@ -1,6 +1,7 @@
 // TCP transports: Port, Connection/Server/Client, Connector, and the Reactor's
 // listenTCP/connectTCP/adopt* methods. Spec: tcp.md.
 #include <weft/internet/tcp.hpp>
+#include <weft/protocols/tls.hpp>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -302,7 +303,9 @@ void Port::accepted(int s, const sockaddr* peerAddress, socklen_t length) {
 void Port::closed() {
     std::uint16_t was = realPort_;
     realPort_ = 0;
-    log::info(logPrefix(), "(TCP Port {} Closed)", was);  // TCP-6
+    // TCP-6; a listenSSL port (a TLS factory on a TCP port) says TLS, as Twisted's ssl.Port does (TLS-32).
+    bool tls = dynamic_cast<const tls::TLSMemoryBIOFactory*>(factory().get()) != nullptr;
+    log::info(logPrefix(), "({} Port {} Closed)", tls ? "TLS" : "TCP", was);
 }
 
 // ---- Connector --------------------------------------------------------------------------

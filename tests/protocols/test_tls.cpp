@@ -28,7 +28,9 @@
 #include <weft/internet/ssl.hpp>
 #include <weft/internet/task.hpp>
 #include <weft/internet/tcp.hpp>
+#include <weft/internet/sslendpoints.hpp>
 #include <weft/internet/unix.hpp>
+#include <weft/log.hpp>
 #include <weft/internet/testing.hpp>
 #include <weft/protocols/tls.hpp>
 
@@ -1451,6 +1453,24 @@ TEST_P(TlsTcpTest, TLS_48_realClientsOpensslAndPython) {
     ASSERT_TRUE(spinUntil([&] { return pythonDone.load(); }, 20));
     t2.join();
     EXPECT_NE(pythonOut.find("hello-python weft-test TLSv1.3"), std::string::npos) << pythonOut;
+}
+
+// TLS-32: a TLS port names itself after the wrapped factory, "(TLS)", and says TLS when it closes.
+TEST_P(TlsTcpTest, TLS_32_aListenSSLPortLogsItsStartAndCloseAsTLS) {
+    Certs certs;
+    auto inner = std::make_shared<AppFactory>();
+    inner->protocol = [] { return std::make_shared<App>(); };
+    std::vector<std::string> lines;
+    auto token = log::addObserver([&lines](const log::Event& e) { lines.push_back(std::string(e.message)); });
+    auto listening = ssl::listenSSL(reactor(), 0, inner, certs.server(), 50, "127.0.0.1");
+    auto number = portNumber(dynamic_cast<tcp::Port&>(*listening));
+    bool closed = false;
+    listening->stopListening().addBoth([&closed](Result<void>) { closed = true; });
+    ASSERT_TRUE(spinUntil([&] { return closed; }, 5));
+    log::removeObserver(token);
+    auto has = [&](const std::string& text) { return std::find(lines.begin(), lines.end(), text) != lines.end(); };
+    EXPECT_TRUE(has("AppFactory (TLS) starting on " + std::to_string(number))) << ::testing::PrintToString(lines);
+    EXPECT_TRUE(has("(TLS Port " + std::to_string(number) + " Closed)")) << ::testing::PrintToString(lines);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, TlsTcpTest, allBackends(), backendParamName);
