@@ -5,25 +5,9 @@
 # a peer that closes first; refused and bad endpoints.
 set -euo pipefail
 weft=$1
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
-# start NAME ARGS... : runs weft in the background until it logs where it listens; sets PID and ADDR.
-start() {
-  local name=$1; shift
-  "$weft" "$@" >"$work/$name.log" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  for _ in $(seq 100); do
-    [ -e "$work/$name.log" ] || { sleep 0.05; continue; }
-    ADDR=$(sed -n "s/.* on \(IPv4Address(TCP, '127.0.0.1', [0-9]*)\|UNIXAddress('[^']*')\).*/\1/p" "$work/$name.log" | head -1)
-    [ -n "$ADDR" ] && return 0
-    sleep 0.05
-  done
-  echo "$name did not start:"; cat "$work/$name.log"; exit 1
-}
 tcpPort() { sed -n "s/IPv4Address(TCP, '127.0.0.1', \([0-9]*\))/\1/p" <<<"$1"; }
 
 head -c 4194304 /dev/urandom >"$work/payload"

@@ -12,36 +12,9 @@
 # connection time.
 set -euo pipefail
 weft=$1
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
-# start NAME ARGS... : runs weft in the background until it logs where it
-# listens; sets PID, ADDR (the address as logged) and PORT (TCP only).
-start() {
-  local name=$1; shift
-  "$weft" "$@" >"$work/$name.log" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  for _ in $(seq 100); do
-    [ -e "$work/$name.log" ] || { sleep 0.05; continue; }  # the background shell may not have opened it yet
-    ADDR=$(sed -n "s/.* exec on \(IPv[46]Address([^)]*)\|UNIXAddress('[^']*')\) .*/\1/p" "$work/$name.log" | head -1)
-    if [ -n "$ADDR" ]; then
-      PORT=$(sed -n "s/IPv[46]Address(TCP, '[^']*', \([0-9]*\))/\1/p" <<<"$ADDR")
-      return 0
-    fi
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "$name did not start:"; cat "$work/$name.log"; exit 1
-}
-stop() {  # stop PID NAME: SIGTERM, must exit 0 (within 30 s) and log the signal
-  kill -TERM "$1"
-  for _ in $(seq 300); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-  wait "$1" || { echo "$2 exited with $?"; cat "$work/$2.log"; exit 1; }
-  grep -q "stopped by signal 15" "$work/$2.log" || { echo "$2: no clean stop"; cat "$work/$2.log"; exit 1; }
-}
 fail() { echo "$1"; [ -z "${2:-}" ] || cat "$work/$2.log"; exit 1; }
 # children PID: weft's child processes, one per line (none: empty).
 children() { pgrep -P "$1" || true; }

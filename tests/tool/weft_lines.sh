@@ -9,32 +9,9 @@
 # SIGTERM exits 0.
 set -euo pipefail
 weft=$1
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
-# start NAME ARGS... : runs weft in the background, waits for its listening line, sets PID (and PORT for TCP).
-start() {
-  local name=$1; shift
-  "$weft" "$@" >"$work/$name.log" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  for _ in $(seq 100); do
-    [ -e "$work/$name.log" ] || { sleep 0.05; continue; }
-    if grep -q "echo on " "$work/$name.log"; then
-      PORT=$(sed -n "s/.* on IPv4Address(TCP, '127.0.0.1', \([0-9]*\)).*/\1/p" "$work/$name.log" | head -1)
-      return 0
-    fi
-    sleep 0.05
-  done
-  echo "$name did not start:"; cat "$work/$name.log"; exit 1
-}
-stop() {  # stop PID NAME: SIGTERM, must exit 0 and log the signal
-  kill -TERM "$1"
-  wait "$1" || { echo "$2 exited with $?"; cat "$work/$2.log"; exit 1; }
-  grep -q "stopped by signal 15" "$work/$2.log" || { echo "$2: no clean stop"; cat "$work/$2.log"; exit 1; }
-}
 fail() { echo "$*"; exit 1; }
 
 for backend in epoll poll select; do

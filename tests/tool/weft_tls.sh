@@ -12,35 +12,13 @@
 # CA (clear error, exit 1). Traffic stays on 127.0.0.1.
 set -euo pipefail
 weft=$1
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 for tool in openssl curl python3 nc; do
   command -v "$tool" >/dev/null || { echo "weft_tls: $tool is not installed"; exit 1; }
 done
 
-# start NAME ARGS... : runs weft in the background, waits for its listening line, sets PORT and PID.
-start() {
-  local name=$1; shift
-  "$weft" "$@" >"$work/$name.log" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  for _ in $(seq 100); do
-    [ -e "$work/$name.log" ] || { sleep 0.05; continue; }
-    PORT=$(sed -n "s/.* on IPv4Address(TCP, '127.0.0.1', \([0-9]*\)).*/\1/p" "$work/$name.log" | head -1)
-    [ -n "$PORT" ] && return 0
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  echo "$name did not start:"; cat "$work/$name.log"; exit 1
-}
-stop() {  # stop PID NAME: SIGTERM, must exit 0 and log the signal
-  kill -TERM "$1"
-  wait "$1" || { echo "$2 exited with $?"; cat "$work/$2.log"; exit 1; }
-  grep -q "stopped by signal 15" "$work/$2.log" || { echo "$2: no clean stop"; cat "$work/$2.log"; exit 1; }
-}
 fail() { echo "weft_tls: $*"; exit 1; }
 
 # ---- certificates: a CA, a server certificate for 127.0.0.1 it signed, and a stranger CA ----

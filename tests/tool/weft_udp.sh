@@ -7,29 +7,9 @@
 # literal (exit 1).
 set -euo pipefail
 weft=$1
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
-start() {  # start NAME ARGS...: sets PID and PORT once weft logs where it listens
-  local name=$1; shift
-  "$weft" "$@" >"$work/$name.log" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  for _ in $(seq 100); do
-    [ -e "$work/$name.log" ] || { sleep 0.05; continue; }  # the background shell may not have opened it yet
-    PORT=$(sed -n "s/.* on IPv[46]Address(UDP, '[^']*', \([0-9]*\)).*/\1/p" "$work/$name.log" | head -1)
-    [ -n "$PORT" ] && return 0
-    sleep 0.05
-  done
-  echo "$name did not start:"; cat "$work/$name.log"; exit 1
-}
-stop() {
-  kill -TERM "$1"
-  wait "$1" || { echo "$2 exited with $?"; cat "$work/$2.log"; exit 1; }
-  grep -q "stopped by signal 15" "$work/$2.log" || { echo "$2: no clean stop"; cat "$work/$2.log"; exit 1; }
-}
 
 for backend in epoll poll select; do
   start "udp-$backend" --log-level info --reactor "$backend" echo udp:0:interface=127.0.0.1:maxPacketSize=2048

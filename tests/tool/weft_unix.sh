@@ -6,31 +6,10 @@
 # holding a regular file (refused, left untouched) and a path too long.
 set -euo pipefail
 weft=$1
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
-# start NAME ARGS... : runs weft in the background until it logs where it listens; sets PID and ADDR.
-start() {
-  local name=$1; shift
-  "$weft" "$@" >"$work/$name.log" 2>&1 &
-  PID=$!
-  pids+=("$PID")
-  for _ in $(seq 100); do
-    [ -e "$work/$name.log" ] || { sleep 0.05; continue; }  # the background shell may not have opened it yet
-    ADDR=$(sed -n "s/.* on \(IPv4Address(TCP, '127.0.0.1', [0-9]*)\|UNIXAddress('[^']*')\).*/\1/p" "$work/$name.log" | head -1)
-    [ -n "$ADDR" ] && return 0
-    sleep 0.05
-  done
-  echo "$name did not start:"; cat "$work/$name.log"; exit 1
-}
 tcpPort() { sed -n "s/IPv4Address(TCP, '127.0.0.1', \([0-9]*\))/\1/p" <<<"$1"; }
-stop() {  # stop PID NAME: SIGTERM, must exit 0 and log the signal
-  kill -TERM "$1"
-  wait "$1" || { echo "$2 exited with $?"; cat "$work/$2.log"; exit 1; }
-  grep -q "stopped by signal 15" "$work/$2.log" || { echo "$2: no clean stop"; cat "$work/$2.log"; exit 1; }
-}
 
 head -c 4194304 /dev/urandom >"$work/payload"
 
