@@ -181,7 +181,7 @@ void LineReceiver::deliver() {
 }
 
 void LineReceiver::rawDataReceived(Bytes) {
-    throw std::logic_error("LineReceiver::rawDataReceived is not implemented");
+    throw std::logic_error("LineReceiver: setRawMode() needs a subclass that overrides rawDataReceived()");
 }
 
 void LineReceiver::lineLengthExceeded(std::string_view line) {

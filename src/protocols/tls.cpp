@@ -28,8 +28,6 @@ namespace {
 
 constexpr std::size_t kRecordPlaintext = 16384;  // the most plaintext one TLS record carries
 
-VerifyInfo* infoOf(void* p) { return static_cast<VerifyInfo*>(p); }
-
 }  // namespace
 
 // ---- the producer stand-in (TLS-15 … TLS-17) -------------------------------------------------
@@ -89,7 +87,6 @@ TLSMemoryBIOProtocol::TLSMemoryBIOProtocol(std::shared_ptr<TLSMemoryBIOFactory> 
 TLSMemoryBIOProtocol::~TLSMemoryBIOProtocol() {
     cancelTimers();
     ssl_.reset();
-    delete infoOf(verifyInfo_);
 }
 
 void TLSMemoryBIOProtocol::setUpSSL() {
@@ -103,9 +100,8 @@ void TLSMemoryBIOProtocol::setUpSSL() {
     }
     BIO_set_mem_eof_return(in, -1);  // an empty input BIO means "wait for more", never EOF
     SSL_set_bio(ssl_.get(), in, out);
-    auto* info = new VerifyInfo;
-    verifyInfo_ = info;
-    SSL_set_ex_data(ssl_.get(), ssl::detail::verifyInfoIndex(), info);
+    verifyInfo_ = std::make_unique<VerifyInfo>();
+    SSL_set_ex_data(ssl_.get(), ssl::detail::verifyInfoIndex(), verifyInfo_.get());
     // A factory that chooses its own ALPN protocols overrides the options' (TLS-46).
     if (auto* chooser = dynamic_cast<ssl::IProtocolNegotiationFactory*>(tlsFactory_.wrappedFactory.get())) {
         ownALPN_ = ssl::detail::alpnWire(chooser->acceptableProtocols());
@@ -503,7 +499,8 @@ void TLSMemoryBIOProtocol::unregisterProducer() {
 }
 
 void TLSMemoryBIOProtocol::updateProducerPause() {
-    if (membrane_) membrane_->pauseForTLS(phase_ == Phase::handshaking && !pending_.empty());
+    // Held for the call: the producer's pauseProducing may unregister it, which drops membrane_.
+    if (auto membrane = membrane_) membrane->pauseForTLS(phase_ == Phase::handshaking && !pending_.empty());
 }
 
 ITCPTransport* TLSMemoryBIOProtocol::tcpBelow() const noexcept { return dynamic_cast<ITCPTransport*>(transport.get()); }
@@ -554,7 +551,7 @@ Failure TLSMemoryBIOProtocol::sslFailure(int rc, const char* during) {
     int err = SSL_get_error(ssl_.get(), rc);
     auto entries = ssl::detail::takeErrorQueue();
     std::optional<ssl::Error::Verification> verification;
-    auto* info = infoOf(verifyInfo_);
+    auto* info = verifyInfo_.get();
     if (info && info->failed) {
         verification =
             ssl::Error::Verification{info->code, X509_verify_cert_error_string(info->code), info->depth, info->subject};

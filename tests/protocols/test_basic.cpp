@@ -472,7 +472,7 @@ TEST_F(LineReceiverTest, LR_9_stopReceivingFromRawDataStopsProcessing) {
     EXPECT_TRUE(p.stopReason()->check<std::runtime_error>());
     EXPECT_TRUE(t->disconnecting);
     logs.flush(log::Level::warn);
-    // The default rawDataReceived is not implemented.
+    // Raw mode without an override of rawDataReceived is a usage error, said as such.
     Lines q;
     EXPECT_THROW(q.LineReceiver::rawDataReceived(asBytes("x")), std::logic_error);
 }

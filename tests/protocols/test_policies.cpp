@@ -565,10 +565,8 @@ protected:
     // Stops the port and waits until it has closed.
     void stopPort() {
         if (!port) return;
-        bool closed = false;
-        port->stopListening().addBoth([&closed](Result<void>) { closed = true; });
+        EXPECT_TRUE(stopListeningAndWait(*port));
         port.reset();
-        EXPECT_TRUE(spinUntil([&] { return closed; }, 5));
     }
     std::shared_ptr<tcp::Port> port;
 };

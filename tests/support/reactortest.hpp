@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <weft/internet/base.hpp>
+#include <weft/internet/protocol.hpp>
 #include <weft/log.hpp>
 
 namespace weft {
@@ -108,6 +109,14 @@ protected:
             r.iterate(0.01);
         }
         return true;
+    }
+
+    /// port.stopListening(), then iterates until its Deferred fires; false if
+    /// it has not after `seconds`.
+    bool stopListeningAndWait(IListeningPort& port, double seconds = 5) {
+        auto closed = std::make_shared<bool>(false);
+        port.stopListening().addBoth([closed](Result<void>) { *closed = true; });
+        return spinUntil([&] { return *closed; }, seconds);
     }
 
     /// Leave the reactor alone in TearDown's leak checks (it is checked anyway

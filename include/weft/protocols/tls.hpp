@@ -41,6 +41,10 @@ namespace weft {
 class Reactor;
 }
 
+namespace weft::ssl::detail {
+struct VerifyInfo;
+}
+
 namespace weft::tls {
 
 class TLSMemoryBIOFactory;
@@ -134,7 +138,7 @@ private:
 
     TLSMemoryBIOFactory& tlsFactory_;  // held through `factory`
     ssl::SSLHandle ssl_;
-    void* verifyInfo_ = nullptr;  // ssl::detail::VerifyInfo, owned
+    std::unique_ptr<ssl::detail::VerifyInfo> verifyInfo_;  // what the verify callback recorded
     Phase phase_ = Phase::handshaking;
     std::vector<std::byte> pending_;  // plaintext not yet encrypted
     std::optional<Failure> reason_;   // why the connection is ending, once known
