@@ -8,7 +8,10 @@ pkgs=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config python3 libfmt-d
       openssl                     # a real TLS peer in the tests (s_client)
       ccache clang-format
       socat netcat-openbsd curl   # real clients in the tool tests (tests/tool/weft_tcp.sh)
-      bc)                         # a real child program for weft exec (tests/tool/weft_exec.sh)
+      bc                          # a real child program for weft exec (tests/tool/weft_exec.sh)
+      inotify-tools               # inotifywait: cross-check and peer for weft watch
+      iproute2 iputils-ping       # ip netns/link/addr and ping for the tun/tap tests
+      python3-serial)             # pyserial: the peer of the serial-line benchmark
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -27,6 +27,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -102,6 +103,10 @@ struct Ops {
     int (*dup3)(int, int, int);
     // A child's output channels (process.cpp).
     int (*socketpair)(int, int, int, int*);
+    // Filesystem notification (inotify.cpp).
+    int (*inotify_init1)(int);
+    int (*inotify_add_watch)(int, const char*, uint32_t);
+    int (*inotify_rm_watch)(int, int);
 };
 
 /// The table in use; tests swap entries, production never does.

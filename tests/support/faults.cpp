@@ -269,6 +269,16 @@ int hookSocketpair(int domain, int type, int protocol, int* fds) {
     return plain(Call::socketpair, -1, [&] { return sys::kernelOps.socketpair(domain, type, protocol, fds); });
 }
 
+int hookInotifyInit1(int flags) {
+    return plain(Call::inotify_init1, -1, [&] { return sys::kernelOps.inotify_init1(flags); });
+}
+int hookInotifyAddWatch(int fd, const char* path, uint32_t mask) {
+    return plain(Call::inotify_add_watch, fd, [&] { return sys::kernelOps.inotify_add_watch(fd, path, mask); });
+}
+int hookInotifyRmWatch(int fd, int wd) {
+    return plain(Call::inotify_rm_watch, fd, [&] { return sys::kernelOps.inotify_rm_watch(fd, wd); });
+}
+
 bool stormable(Call c) {
     switch (c) {
         case Call::read:
@@ -290,15 +300,32 @@ ScopedFaults::ScopedFaults() {
     if (!gCurrent.compare_exchange_strong(expected, this))
         throw std::logic_error("ScopedFaults: another fault injector is already installed");
     saved_ = sys::ops;
-    sys::ops =
-        sys::Ops{hookRead,        hookWrite,       hookReadv,        hookWritev,   hookRecv,       hookSend,
-                 hookRecvmsg,     hookSendmsg,     hookAccept4,      hookConnect,  hookClose,      hookRecvmmsg,
-                 hookSocket,      hookBind,        hookListen,       hookShutdown, hookSetsockopt, hookGetsockopt,
-                 hookGetsockname, hookGetpeername, hookOpen,         hookFcntl,    hookUnlink,     hookChmod,
-                 hookSymlink,     hookReadlink,    hookStat,         hookLstat,    hookKill,       hookGetpid,
-                 hookEventfd,     hookSigaction,   hookEpollCreate1, hookEpollCtl, hookEpollWait,  hookPoll,
-                 hookSelect,      hookPipe2,       hookAccess,       hookSpawn,    hookPidfdOpen,  hookPidfdSendSignal,
-                 hookWaitid,      hookIoctl,       hookGeteuid,      hookGetegid,  hookDup3,       hookSocketpair};
+    sys::ops = sys::Ops{hookRead,          hookWrite,
+                        hookReadv,         hookWritev,
+                        hookRecv,          hookSend,
+                        hookRecvmsg,       hookSendmsg,
+                        hookAccept4,       hookConnect,
+                        hookClose,         hookRecvmmsg,
+                        hookSocket,        hookBind,
+                        hookListen,        hookShutdown,
+                        hookSetsockopt,    hookGetsockopt,
+                        hookGetsockname,   hookGetpeername,
+                        hookOpen,          hookFcntl,
+                        hookUnlink,        hookChmod,
+                        hookSymlink,       hookReadlink,
+                        hookStat,          hookLstat,
+                        hookKill,          hookGetpid,
+                        hookEventfd,       hookSigaction,
+                        hookEpollCreate1,  hookEpollCtl,
+                        hookEpollWait,     hookPoll,
+                        hookSelect,        hookPipe2,
+                        hookAccess,        hookSpawn,
+                        hookPidfdOpen,     hookPidfdSendSignal,
+                        hookWaitid,        hookIoctl,
+                        hookGeteuid,       hookGetegid,
+                        hookDup3,          hookSocketpair,
+                        hookInotifyInit1,  hookInotifyAddWatch,
+                        hookInotifyRmWatch};
 }
 
 ScopedFaults::~ScopedFaults() {

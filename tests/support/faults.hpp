@@ -127,9 +127,13 @@ enum class Call {
     geteuid,
     getegid,
     dup3,  // filed under the new descriptor
-    socketpair
+    socketpair,
+    // filesystem notification (fail or pass only; `fd` is the inotify descriptor, -1 for init)
+    inotify_init1,
+    inotify_add_watch,
+    inotify_rm_watch
 };
-inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::socketpair) + 1;
+inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::inotify_rm_watch) + 1;
 
 /// What one scripted call does.
 struct Outcome {
