@@ -1,5 +1,6 @@
 #include "sys/syscalls.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -77,6 +78,7 @@ constexpr Ops kernelOps{
     ::inotify_init1,
     ::inotify_add_watch,
     ::inotify_rm_watch,
+    ::getdents64,
 };
 
 Ops ops = kernelOps;

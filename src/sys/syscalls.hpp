@@ -107,6 +107,8 @@ struct Ops {
     int (*inotify_init1)(int);
     int (*inotify_add_watch)(int, const char*, uint32_t);
     int (*inotify_rm_watch)(int, int);
+    // Directory listing: inotify's recursive watches and catch-up scans.
+    ssize_t (*getdents64)(int, void*, size_t);
 };
 
 /// The table in use; tests swap entries, production never does.

@@ -278,6 +278,10 @@ int hookInotifyAddWatch(int fd, const char* path, uint32_t mask) {
 int hookInotifyRmWatch(int fd, int wd) {
     return plain(Call::inotify_rm_watch, fd, [&] { return sys::kernelOps.inotify_rm_watch(fd, wd); });
 }
+ssize_t hookGetdents64(int fd, void* buffer, size_t size) {
+    return run(Call::getdents64, fd, 0, nullptr, 0,
+               [&](std::size_t) { return sys::kernelOps.getdents64(fd, buffer, size); });
+}
 
 bool stormable(Call c) {
     switch (c) {
@@ -300,6 +304,8 @@ ScopedFaults::ScopedFaults() {
     if (!gCurrent.compare_exchange_strong(expected, this))
         throw std::logic_error("ScopedFaults: another fault injector is already installed");
     saved_ = sys::ops;
+    // Entries are appended without realigning the table.
+    // clang-format off
     sys::ops = sys::Ops{hookRead,          hookWrite,
                         hookReadv,         hookWritev,
                         hookRecv,          hookSend,
@@ -325,7 +331,8 @@ ScopedFaults::ScopedFaults() {
                         hookGeteuid,       hookGetegid,
                         hookDup3,          hookSocketpair,
                         hookInotifyInit1,  hookInotifyAddWatch,
-                        hookInotifyRmWatch};
+                        hookInotifyRmWatch, hookGetdents64};
+    // clang-format on
 }
 
 ScopedFaults::~ScopedFaults() {

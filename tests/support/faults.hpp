@@ -131,9 +131,10 @@ enum class Call {
     // filesystem notification (fail or pass only; `fd` is the inotify descriptor, -1 for init)
     inotify_init1,
     inotify_add_watch,
-    inotify_rm_watch
+    inotify_rm_watch,
+    getdents64  // directory listing (fail or pass only; `fd` is the directory)
 };
-inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::inotify_rm_watch) + 1;
+inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::getdents64) + 1;
 
 /// What one scripted call does.
 struct Outcome {
