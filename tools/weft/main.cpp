@@ -37,6 +37,7 @@
 
 #include "connect.hpp"
 #include "exec.hpp"
+#include "watch.hpp"
 
 namespace {
 
@@ -458,6 +459,8 @@ int main(int argc, char** argv) {
     auto* connect = tool::addConnectCommand(app, connectOptions);
 
     auto execCmd = tool::addExecCommand(app);
+    tool::WatchOptions watchOptions;
+    auto* watch = tool::addWatchCommand(app, watchOptions);
 
     CLI11_PARSE(app, argc, argv);
     weft::log::setLevel(*weft::log::parseLevel(level));
@@ -467,5 +470,6 @@ int main(int argc, char** argv) {
     if (*forward) return runPortforward(backend, listenOn, to, grace);
     if (*connect) return tool::runConnect(backend, connectOptions);
     if (execCmd->parsed()) return tool::runExec(backend, *execCmd);
+    if (*watch) return tool::runWatch(backend, watchOptions);
     return 0;
 }

@@ -1,0 +1,226 @@
+// weft watch: inotifywait -m on weft::inotify::INotify.
+//
+//   kernel ──inotify──▶ INotify ──Event──▶ one line on stdout, flushed
+//
+// Plain lines are "create,is_dir /full/path"; --json lines are
+// {"path": "/full/path", "events": ["create", "is_dir"]}, with "cookie" on the
+// two halves of a move, and {"overflow": true} when the kernel's queue
+// overflowed and events were lost.
+#include "watch.hpp"
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+#include <weft/internet/error.hpp>
+#include <weft/internet/inotify.hpp>
+#include <weft/log.hpp>
+#include <weft/text.hpp>
+
+namespace tool {
+
+namespace ino = weft::inotify;
+
+namespace {
+
+constexpr std::uint32_t kDefaultMask = ino::IN_WATCH_MASK | IN_CLOSE_WRITE;
+
+std::string allNames() {
+    std::string out;
+    for (std::uint32_t bit = 1; bit != 0; bit <<= 1) {
+        auto names = ino::humanReadableMask(bit);
+        if (names.empty()) continue;
+        if (!out.empty()) out += ", ";
+        out += names[0];
+    }
+    return out;
+}
+
+// The mask --events names, or the default; nullopt (after a message) for a bad list.
+std::optional<std::uint32_t> parseEvents(const std::string& list) {
+    if (list.empty()) return kDefaultMask;
+    std::uint32_t mask = 0;
+    std::string_view rest = list;
+    while (true) {
+        auto comma = rest.find(',');
+        std::string_view name = rest.substr(0, comma);
+        auto bit = ino::maskFromName(name);
+        if (!bit) {
+            std::fprintf(stderr, "weft watch: unknown event %s in --events %s (known: %s)\n", weft::quote(name).c_str(),
+                         weft::quote(list).c_str(), allNames().c_str());
+            return std::nullopt;
+        }
+        mask |= *bit;
+        if (comma == std::string_view::npos) break;
+        rest.remove_prefix(comma + 1);
+    }
+    return mask;
+}
+
+// A JSON string. Bytes that are not UTF-8 (a Linux name is any bytes) become
+// \udcXX, Python's surrogateescape: os.fsencode() gives the name back.
+void appendJsonString(std::string& out, std::string_view s) {
+    out += '"';
+    for (std::size_t i = 0; i < s.size();) {
+        auto c = static_cast<unsigned char>(s[i]);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+            ++i;
+        } else if (c < 0x20 || c == 0x7f) {
+            fmt::format_to(std::back_inserter(out), "\\u{:04x}", c);
+            ++i;
+        } else if (c < 0x80) {
+            out += static_cast<char>(c);
+            ++i;
+        } else {
+            // One well-formed UTF-8 sequence is copied; any other byte escaped.
+            std::size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+            bool ok = len != 0 && i + len <= s.size();
+            for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+            if (ok && len == 3) {
+                auto c1 = static_cast<unsigned char>(s[i + 1]);
+                ok = !(c == 0xe0 && c1 < 0xa0) && !(c == 0xed && c1 >= 0xa0);  // overlong, surrogates
+            } else if (ok && len == 4) {
+                auto c1 = static_cast<unsigned char>(s[i + 1]);
+                ok = !(c == 0xf0 && c1 < 0x90) && !(c == 0xf4 && c1 >= 0x90);  // overlong, beyond U+10FFFF
+            }
+            if (ok) {
+                out.append(s.substr(i, len));
+                i += len;
+            } else {
+                fmt::format_to(std::back_inserter(out), "\\udc{:02x}", c);
+                ++i;
+            }
+        }
+    }
+    out += '"';
+}
+
+struct Printer {
+    weft::Reactor& reactor;
+    bool json;
+    std::uint32_t mask;
+    int status = 0;
+    bool done = false;
+    std::string line;
+
+    // Writes the line and flushes it at once (a script reads through a pipe).
+    void emit() {
+        if (done) return;
+        line += '\n';
+        if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size() || std::fflush(stdout) != 0) {
+            int err = errno;
+            done = true;
+            // A reader that went away (`| head`) ends the watch quietly, as
+            // SIGPIPE ends inotifywait; any other failure is reported.
+            if (err != EPIPE) {
+                std::fprintf(stderr, "weft watch: cannot write standard output: %s\n", std::strerror(err));
+                status = 1;
+            }
+            if (reactor.running()) reactor.stop();
+        }
+    }
+
+    void event(const ino::Event& e) {
+        // Only what was asked for: not the IN_DELETE_SELF every watch gets, nor
+        // IN_IGNORED, unless named in --events.
+        if (!(e.mask & mask & ~static_cast<std::uint32_t>(IN_ISDIR))) return;
+        line.clear();
+        auto names = ino::humanReadableMask(e.mask);
+        if (json) {
+            line += "{\"path\": ";
+            appendJsonString(line, e.path.native());
+            line += ", \"events\": [";
+            for (std::size_t i = 0; i < names.size(); ++i) {
+                if (i) line += ", ";
+                line += '"';
+                line += names[i];
+                line += '"';
+            }
+            line += ']';
+            if (e.cookie != 0) fmt::format_to(std::back_inserter(line), ", \"cookie\": {}", e.cookie);
+            line += '}';
+        } else {
+            for (std::size_t i = 0; i < names.size(); ++i) {
+                if (i) line += ',';
+                line += names[i];
+            }
+            line += ' ';
+            line += e.path.native();
+        }
+        emit();
+    }
+
+    void overflow() {
+        line = json ? "{\"overflow\": true}" : "queue_overflow";
+        emit();
+    }
+};
+
+}  // namespace
+
+CLI::App* addWatchCommand(CLI::App& app, WatchOptions& options) {
+    auto* cmd = app.add_subcommand("watch", "Print one line per filesystem event, as inotifywait -m does");
+    cmd->add_option("path", options.paths, "Files or directories to watch")->required();
+    cmd->add_flag("--recursive", options.recursive,
+                  "Watch every directory below each PATH too, and directories created or moved in later "
+                  "(what they already hold when their watch starts is reported as created)");
+    cmd->add_option(
+        "--events", options.events, "Comma-separated event names to report (default: " + [] {
+            std::string s;
+            for (auto& n : ino::humanReadableMask(kDefaultMask)) s += (s.empty() ? "" : ",") + n;
+            return s;
+        }() + ")");
+    cmd->add_flag("--json", options.json, "One JSON object per line instead of plain lines");
+    cmd->footer(
+        "Plain lines are the event's names (comma-separated), a space, then the full path:\n"
+        "  create,is_dir /tmp/d/sub\n"
+        "With --json, one object per line: {\"path\": \"/tmp/d/f\", \"events\": [\"moved_from\"], \"cookie\": 7};\n"
+        "\"cookie\" (the same on the two halves of a move) only on moves; bytes of a path that are not\n"
+        "UTF-8 are written as \\udcXX (Python's surrogateescape). A kernel queue overflow, where events\n"
+        "were lost, prints {\"overflow\": true} (plain: queue_overflow). Each line is flushed at once.\n"
+        "Event names: " +
+        allNames() +
+        ".\n"
+        "Runs until SIGINT or SIGTERM, then exits 0; an unknown event name exits 2, a path that cannot be\n"
+        "watched (missing, not permitted, the watch limit of /proc/sys/fs/inotify/max_user_watches) 1.\n"
+        "Examples: weft watch /etc\n"
+        "          weft watch --recursive --json --events create,delete,moved_from,moved_to ~/src");
+    return cmd;
+}
+
+int runWatch(weft::Backend backend, const WatchOptions& options) {
+    auto mask = parseEvents(options.events);
+    if (!mask) return 2;
+    auto reactor = weft::Reactor::create(backend);
+    auto printer = std::make_shared<Printer>(Printer{*reactor, options.json, *mask, 0, false, {}});
+    std::shared_ptr<ino::INotify> notifier;
+    try {
+        notifier = std::make_shared<ino::INotify>(*reactor);
+        notifier->setOverflowCallback([printer] { printer->overflow(); });
+        for (auto& path : options.paths)
+            notifier->watch(path, *mask, options.recursive, {[printer](const ino::Event& e) { printer->event(e); }},
+                            options.recursive);
+    } catch (const ino::INotifyError& e) {
+        std::fprintf(stderr, "weft watch: %s\n", weft::printable(e.what()).c_str());
+        if (notifier) notifier->connectionLost(weft::error::connectionDone());
+        return 1;
+    }
+    notifier->startReading();
+    weft::log::info("weft", "watching {} path(s) ({} reactor); stop with Ctrl-C or SIGTERM",
+                    notifier->watchedPaths().size(), weft::backendName(backend));
+    reactor->run();
+    if (reactor->exitSignal()) weft::log::info("weft", "stopped by signal {}", *reactor->exitSignal());
+    if (!notifier->disconnected()) notifier->connectionLost(weft::error::connectionDone());
+    return printer->status;
+}
+
+}  // namespace tool
