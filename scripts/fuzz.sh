@@ -31,11 +31,11 @@ fi
 
 targets=(fuzz_endpoint_description fuzz_endpoint_strings fuzz_signal_name fuzz_window_size
          fuzz_line_receiver fuzz_lineonly_receiver fuzz_netstring_receiver fuzz_int8_receiver fuzz_int16_receiver
-         fuzz_int32_receiver fuzz_tls_server)
+         fuzz_int32_receiver fuzz_tls_server fuzz_inotify_events)
 # seconds_for TARGET: the per-target budget (see the usage line).
 seconds_for() {
   case $1 in
-    fuzz_*_receiver | fuzz_tls_server) echo $(((seconds + 1) / 2)) ;;
+    fuzz_*_receiver | fuzz_tls_server | fuzz_inotify_events) echo $(((seconds + 1) / 2)) ;;
     *) echo "$seconds" ;;
   esac
 }
