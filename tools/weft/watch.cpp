@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <weft/internet/error.hpp>
@@ -111,6 +112,20 @@ struct Printer {
     int status = 0;
     bool done = false;
     std::string line;
+    // The names of each mask seen (a handful), formatted once: "create,is_dir"
+    // for plain lines, "\"create\", \"is_dir\"" for JSON.
+    std::unordered_map<std::uint32_t, std::string> formatted = {};
+
+    const std::string& names(std::uint32_t m) {
+        auto [it, fresh] = formatted.try_emplace(m);
+        if (fresh) {
+            for (auto& n : ino::humanReadableMask(m)) {
+                if (!it->second.empty()) it->second += json ? ", " : ",";
+                it->second += json ? '"' + n + '"' : n;
+            }
+        }
+        return it->second;
+    }
 
     // Writes the line and flushes it at once (a script reads through a pipe).
     void emit() {
@@ -134,25 +149,16 @@ struct Printer {
         // IN_IGNORED, unless named in --events.
         if (!(e.mask & mask & ~static_cast<std::uint32_t>(IN_ISDIR))) return;
         line.clear();
-        auto names = ino::humanReadableMask(e.mask);
         if (json) {
             line += "{\"path\": ";
             appendJsonString(line, e.path.native());
             line += ", \"events\": [";
-            for (std::size_t i = 0; i < names.size(); ++i) {
-                if (i) line += ", ";
-                line += '"';
-                line += names[i];
-                line += '"';
-            }
+            line += names(e.mask);
             line += ']';
             if (e.cookie != 0) fmt::format_to(std::back_inserter(line), ", \"cookie\": {}", e.cookie);
             line += '}';
         } else {
-            for (std::size_t i = 0; i < names.size(); ++i) {
-                if (i) line += ',';
-                line += names[i];
-            }
+            line += names(e.mask);
             line += ' ';
             line += e.path.native();
         }
@@ -201,7 +207,7 @@ int runWatch(weft::Backend backend, const WatchOptions& options) {
     auto mask = parseEvents(options.events);
     if (!mask) return 2;
     auto reactor = weft::Reactor::create(backend);
-    auto printer = std::make_shared<Printer>(Printer{*reactor, options.json, *mask, 0, false, {}});
+    auto printer = std::make_shared<Printer>(Printer{*reactor, options.json, *mask, 0, false, {}, {}});
     std::shared_ptr<ino::INotify> notifier;
     try {
         notifier = std::make_shared<ino::INotify>(*reactor);
