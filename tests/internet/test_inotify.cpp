@@ -93,7 +93,7 @@ std::string record(std::int32_t wd, std::uint32_t mask, std::uint32_t cookie, st
     std::memcpy(out.data() + 4, &mask, 4);
     std::memcpy(out.data() + 8, &cookie, 4);
     std::memcpy(out.data() + 12, &len, 4);
-    std::memcpy(out.data() + 16, name.data(), std::min(name.size(), nameLength));
+    if (!name.empty()) std::memcpy(out.data() + 16, name.data(), std::min(name.size(), nameLength));
     return out;
 }
 
