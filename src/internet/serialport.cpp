@@ -12,6 +12,7 @@
 #include <asm/termbits.h>  // struct termios2, BOTHER, the flag bits
 // clang-format on
 #include <fcntl.h>
+#include <sys/file.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -176,15 +177,20 @@ std::string describe(const Options& o) {
     return s;
 }
 
-// Reads the line's settings and writes them back as `o` says, with TCSETS2
-// (now) or TCSETSW2 (once the kernel's output has drained).
-void applyLine(int fd, const std::string& device, const Options& o, unsigned long request) {
+// The line's settings as the device reports them; a non-terminal fails here (ENOTTY).
+termios2 readLine(int fd, const std::string& device) {
     termios2 current{};
     if (sys::ops.ioctl(fd, TCGETS2, &current) < 0) {
         int e = errno;
         if (e == ENOTTY || e == EINVAL) throwSystem(e, fmt::format("{} is not a terminal", quote(device)));
         throwSystem(e, fmt::format("cannot read the line settings of serial device {}", quote(device)));
     }
+    return current;
+}
+
+// Writes `current` back as `o` says, with TCSETS2 (now) or TCSETSW2 (once the
+// kernel's output has drained).
+void writeLine(int fd, const std::string& device, const termios2& current, const Options& o, unsigned long request) {
     termios2 wanted = toKernel(serial::configureTermios(fromKernel(current), o));
     if (sys::ops.ioctl(fd, request, &wanted) < 0) {
         int e = errno;
@@ -194,11 +200,25 @@ void applyLine(int fd, const std::string& device, const Options& o, unsigned lon
 
 // Sets the device up on `fd` (SER-3 … SER-11); throws, leaving `fd` open.
 void setUp(int fd, const std::string& device, const Options& o) {
-    applyLine(fd, device, o, TCSETS2);  // first: a non-terminal fails here with ENOTTY
-    if (o.exclusive && sys::ops.ioctl(fd, TIOCEXCL, nullptr) < 0) {
-        int e = errno;
-        throwSystem(e, fmt::format("cannot take serial device {} for exclusive use", quote(device)));
+    termios2 current = readLine(fd, device);
+    if (o.exclusive) {
+        // Before anything changes, so a second user cannot disturb the first.
+        // flock keeps out every other locking user (weft, pyserial's
+        // exclusive mode), root included; TIOCEXCL makes any other open()
+        // fail with EBUSY, except for a process with CAP_SYS_ADMIN.
+        if (sys::ops.flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            int e = errno;
+            if (e == EWOULDBLOCK)
+                throwSystem(EBUSY, fmt::format("serial device {} is in use: another program or port holds its lock",
+                                               quote(device)));
+            throwSystem(e, fmt::format("cannot lock serial device {}", quote(device)));
+        }
+        if (sys::ops.ioctl(fd, TIOCEXCL, nullptr) < 0) {
+            int e = errno;
+            throwSystem(e, fmt::format("cannot take serial device {} for exclusive use", quote(device)));
+        }
     }
+    writeLine(fd, device, current, o, TCSETS2);
     // SER-10: DTR and RTS up (RTS belongs to the hardware flow control with
     // rtscts); a device without modem lines (a pty) says EINVAL or ENOTTY.
     int lines = TIOCM_DTR | (o.rtscts ? 0 : TIOCM_RTS);
@@ -326,7 +346,7 @@ namespace {
 void SerialPort::applySettings(const Options& options) {
     if (fd_ < 0) closedPort(device_, "changing the line settings");
     serial::validate(options);
-    applyLine(fd_, device_, options, TCSETSW2);  // SER-14: TCSADRAIN
+    writeLine(fd_, device_, readLine(fd_, device_), options, TCSETSW2);  // SER-14: TCSADRAIN
     options_ = options;
 }
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -77,6 +78,7 @@ constexpr Ops kernelOps{
     ::inotify_init1,
     ::inotify_add_watch,
     ::inotify_rm_watch,
+    ::flock,
 };
 
 Ops ops = kernelOps;

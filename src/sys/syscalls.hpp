@@ -107,6 +107,8 @@ struct Ops {
     int (*inotify_init1)(int);
     int (*inotify_add_watch)(int, const char*, uint32_t);
     int (*inotify_rm_watch)(int, int);
+    // Serial ports: the advisory lock that keeps a second user off a device (serialport.cpp).
+    int (*flock)(int, int);
 };
 
 /// The table in use; tests swap entries, production never does.

@@ -358,6 +358,20 @@ TEST_P(SerialTest, SER_2_aFailureAtEveryStepOfTheSetUpClosesTheDevice) {
         EXPECT_EQ(proto->made, 0);
         EXPECT_TRUE(reactor().getReaders().empty());
     }
+    // The lock taken for exclusive use.
+    Pty pty;
+    ScopedFaults faults;
+    faults.fail(Call::flock, ENOLCK);
+    auto proto = std::make_shared<Recorder>();
+    try {
+        open(proto, pty.slave);
+        ADD_FAILURE() << "the lock failure was ignored";
+    } catch (const std::system_error& e) {
+        EXPECT_EQ(e.code().value(), ENOLCK);
+        EXPECT_THAT(e.what(), ::testing::HasSubstr(pty.slave));
+    }
+    EXPECT_EQ(faults.calls(Call::close), 1u);
+    EXPECT_EQ(proto->made, 0);
 }
 
 TEST_P(SerialTest, SER_2_badSettingsThrowBeforeAnythingIsOpened) {
@@ -1145,12 +1159,34 @@ TEST_P(SerialTest, SER_22_settersApplyEachSettingWithTcsadrain) {
 }
 
 TEST_P(SerialTest, SER_22_exclusiveAccessByDefaultAndReleasedAtClose) {
-    // SER-22 (weft: on by default): the port takes the device with TIOCEXCL, so another opener without CAP_SYS_ADMIN gets EBUSY; exclusive=false leaves it shared; the close releases it.
+    // SER-22 (weft: on by default): the port takes the device with an flock and TIOCEXCL: a second port on it fails with EBUSY naming it before changing anything (root included), another opener without CAP_SYS_ADMIN gets EBUSY from open(); exclusive=false leaves it shared; the close releases it.
     Pty pty;
     auto proto = std::make_shared<Recorder>();
-    auto port = open(proto, pty.slave);
+    serial::Options first;
+    first.baudrate = 123456;
+    auto port = open(proto, pty.slave, first);
     EXPECT_EQ(exclusiveFlag(port->fileno()), 1);
     EXPECT_EQ(openWithoutSysAdmin(pty.slave), EBUSY);
+    {
+        ScopedFaults faults;
+        auto second = std::make_shared<Recorder>();
+        try {
+            open(second, pty.slave);  // 9600, were it let through
+            ADD_FAILURE() << "a second port took the device";
+        } catch (const std::system_error& e) {
+            EXPECT_EQ(e.code().value(), EBUSY);
+            EXPECT_THAT(e.what(), ::testing::HasSubstr("'" + pty.slave + "' is in use"));
+        }
+        EXPECT_EQ(second->made, 0);
+        EXPECT_EQ(faults.calls(Call::close), 1u);
+        auto records = faults.history(Call::ioctl);
+        EXPECT_FALSE(std::any_of(records.begin(), records.end(), [](const CallRecord& r) {
+            return r.request == TCSETS2 || r.request == TCFLSH || r.request == TIOCMBIS;
+        })) << "the second opener changed the line";
+    }
+    EXPECT_EQ(readBack(port->fileno()).c_ospeed, 123456u);
+    feed(pty, "mine");
+    ASSERT_TRUE(spinUntil([&] { return proto->received == "mine"; }));
     closePort(port, proto);
     EXPECT_EQ(openWithoutSysAdmin(pty.slave), 0) << "still exclusive after the close";
 

@@ -286,6 +286,9 @@ int hookInotifyAddWatch(int fd, const char* path, uint32_t mask) {
 int hookInotifyRmWatch(int fd, int wd) {
     return plain(Call::inotify_rm_watch, fd, [&] { return sys::kernelOps.inotify_rm_watch(fd, wd); });
 }
+int hookFlock(int fd, int operation) {
+    return plain(Call::flock, fd, [&] { return sys::kernelOps.flock(fd, operation); });
+}
 
 bool stormable(Call c) {
     switch (c) {
@@ -308,32 +311,32 @@ ScopedFaults::ScopedFaults() {
     if (!gCurrent.compare_exchange_strong(expected, this))
         throw std::logic_error("ScopedFaults: another fault injector is already installed");
     saved_ = sys::ops;
-    sys::ops = sys::Ops{hookRead,          hookWrite,
-                        hookReadv,         hookWritev,
-                        hookRecv,          hookSend,
-                        hookRecvmsg,       hookSendmsg,
-                        hookAccept4,       hookConnect,
-                        hookClose,         hookRecvmmsg,
-                        hookSocket,        hookBind,
-                        hookListen,        hookShutdown,
-                        hookSetsockopt,    hookGetsockopt,
-                        hookGetsockname,   hookGetpeername,
-                        hookOpen,          hookFcntl,
-                        hookUnlink,        hookChmod,
-                        hookSymlink,       hookReadlink,
-                        hookStat,          hookLstat,
-                        hookKill,          hookGetpid,
-                        hookEventfd,       hookSigaction,
-                        hookEpollCreate1,  hookEpollCtl,
-                        hookEpollWait,     hookPoll,
-                        hookSelect,        hookPipe2,
-                        hookAccess,        hookSpawn,
-                        hookPidfdOpen,     hookPidfdSendSignal,
-                        hookWaitid,        hookIoctl,
-                        hookGeteuid,       hookGetegid,
-                        hookDup3,          hookSocketpair,
-                        hookInotifyInit1,  hookInotifyAddWatch,
-                        hookInotifyRmWatch};
+    sys::ops = sys::Ops{hookRead,           hookWrite,
+                        hookReadv,          hookWritev,
+                        hookRecv,           hookSend,
+                        hookRecvmsg,        hookSendmsg,
+                        hookAccept4,        hookConnect,
+                        hookClose,          hookRecvmmsg,
+                        hookSocket,         hookBind,
+                        hookListen,         hookShutdown,
+                        hookSetsockopt,     hookGetsockopt,
+                        hookGetsockname,    hookGetpeername,
+                        hookOpen,           hookFcntl,
+                        hookUnlink,         hookChmod,
+                        hookSymlink,        hookReadlink,
+                        hookStat,           hookLstat,
+                        hookKill,           hookGetpid,
+                        hookEventfd,        hookSigaction,
+                        hookEpollCreate1,   hookEpollCtl,
+                        hookEpollWait,      hookPoll,
+                        hookSelect,         hookPipe2,
+                        hookAccess,         hookSpawn,
+                        hookPidfdOpen,      hookPidfdSendSignal,
+                        hookWaitid,         hookIoctl,
+                        hookGeteuid,        hookGetegid,
+                        hookDup3,           hookSocketpair,
+                        hookInotifyInit1,   hookInotifyAddWatch,
+                        hookInotifyRmWatch, hookFlock};
 }
 
 ScopedFaults::~ScopedFaults() {

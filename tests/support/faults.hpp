@@ -138,9 +138,11 @@ enum class Call {
     // filesystem notification (fail or pass only; `fd` is the inotify descriptor, -1 for init)
     inotify_init1,
     inotify_add_watch,
-    inotify_rm_watch
+    inotify_rm_watch,
+    // serial ports (fail or pass only; `fd` is the device)
+    flock
 };
-inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::inotify_rm_watch) + 1;
+inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::flock) + 1;
 
 /// What one scripted call does.
 struct Outcome {

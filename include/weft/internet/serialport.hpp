@@ -12,8 +12,9 @@
 //   * any speed the driver accepts: a standard one (50 … 4 000 000) as its
 //     Bnnn constant, any other positive one through termios2 (BOTHER,
 //     TCSETS2), SER-4;
-//   * exclusive access (TIOCEXCL) by default: a second open() of the device
-//     by an unprivileged process fails with EBUSY (Options::exclusive);
+//   * exclusive access by default (an flock and TIOCEXCL): a second port on
+//     the device fails with EBUSY before changing anything, and so does any
+//     other open() by an unprivileged process (Options::exclusive);
 //   * VMIN = 1, VTIME = 0 with O_NONBLOCK: "no data" is EAGAIN, so a read of
 //     0 bytes always means the device hung up (SER-9);
 //   * a device that goes away (a USB adapter unplugged, a pty master closed)
@@ -89,8 +90,11 @@ struct WEFT_EXPORT Options {
     bool xonxoff = false;
     /// Hardware flow control: CRTSCTS (SER-8).
     bool rtscts = false;
-    /// TIOCEXCL after opening: another open() of the device fails with
-    /// EBUSY for any process without CAP_SYS_ADMIN, until this port closes.
+    /// Exclusive use, until this port closes: an flock(LOCK_EX) on the device
+    /// (a port that finds it taken fails with EBUSY before changing
+    /// anything; other programs that lock, such as pyserial's exclusive
+    /// mode, are kept out too, root included) and TIOCEXCL (any other open()
+    /// fails with EBUSY, except in a process with CAP_SYS_ADMIN).
     bool exclusive = true;
 };
 
@@ -151,7 +155,7 @@ public:
 class WEFT_EXPORT SerialPort final : public StreamTransport {
 public:
     /// Opens `deviceName` (O_RDWR|O_NOCTTY|O_NONBLOCK|O_CLOEXEC, SER-1), takes
-    /// it exclusively (TIOCEXCL) unless told not to, configures it (SER-3 …
+    /// it exclusively (flock, TIOCEXCL) unless told not to, configures it (SER-3 …
     /// SER-9), raises DTR and RTS (RTS left alone with rtscts; a device
     /// without modem lines is fine, SER-10), discards what waits in its input
     /// and output queues (SER-11), then starts reading and calls
