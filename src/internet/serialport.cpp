@@ -260,14 +260,17 @@ std::shared_ptr<SerialPort> SerialPort::create(std::shared_ptr<Protocol> protoco
         throw;
     }
     auto port = std::make_shared<SerialPort>(Token{}, reactor, fd, std::move(deviceName), options);
-    // The port owns fd now: on failure its destructor closes it. A protocol
-    // whose connectionMade() throws has the port closed under it (it hears
-    // connectionLost with that failure) and the error goes to the caller.
+    // The port owns fd now. If reading cannot start, the port closes and the
+    // protocol is never called; a protocol whose connectionMade() throws has
+    // the port closed under it (it hears connectionLost with that failure).
+    // Either way the error goes to the caller.
+    auto keep = protocol;
     try {
         port->startProtocol(std::move(protocol));
     } catch (...) {
         Failure why = Failure::current();
-        if (port->protocol_) port->connectionLost(why);
+        if (!keep->transport) port->protocol_.reset();  // makeConnection was not reached
+        port->connectionLost(why);
         throw;
     }
     return port;
@@ -300,12 +303,24 @@ Failure SerialPort::errorReason() const {
     return Failure(error::ConnectionLost(fmt::format("serial device {} reported an error", quote(device_))));
 }
 
+void SerialPort::connectionLost(const Failure& reason) {
+    // The reactor reports a hang-up without data (POLLHUP alone, R-37) as the
+    // plain end of the stream; a port that was not closing was hung up.
+    if (state() == State::connected && reason.value() == error::connectionDone().value())
+        return StreamTransport::connectionLost(Failure(hungUp()));
+    StreamTransport::connectionLost(reason);
+}
+
+error::ConnectionDone SerialPort::hungUp() const {
+    return error::ConnectionDone(fmt::format("serial device {} hung up", quote(device_)));
+}
+
 ssize_t SerialPort::readSome(std::byte* into, std::size_t room, Reason& failure) {
     ssize_t n = sys::ops.read(fd_, into, room);
     if (n == 0) {
         // SER-21: with VMIN=1 an empty read is a hang-up (a pty master
         // closed, a USB adapter unplugged), never "no data yet".
-        failure = Failure(error::ConnectionDone(fmt::format("serial device {} hung up", quote(device_))));
+        failure = Failure(hungUp());
     } else if (n < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
         failure = Failure(serial::DeviceLost(device_, std::error_code(errno, std::generic_category())));
     }

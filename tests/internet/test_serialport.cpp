@@ -705,6 +705,16 @@ TEST_P(SerialTest, SER_12_aThrowingConnectionMadeClosesThePortAndReachesTheCalle
     EXPECT_EQ(proto->lost, 1);
     EXPECT_TRUE(reactor().getReaders().empty());
     proto->transport.reset();
+
+    // Reading cannot start (the poller refuses the descriptor): the protocol is never called.
+    ScopedFaults faults;
+    faults.fail(Call::epoll_ctl, ENOMEM);
+    auto refused = std::make_shared<Recorder>();
+    if (GetParam() == Backend::epoll) {
+        EXPECT_THROW(open(refused, pty.slave), std::system_error);
+        EXPECT_EQ(refused->made + refused->lost, 0);
+        EXPECT_EQ(faults.calls(Call::close), 1u);
+    }
 }
 
 // ---- SER-13 .. SER-18: data and line control -------------------------------------------------
@@ -1041,6 +1051,23 @@ TEST_P(SerialTest, SER_21_aHangUpWithOutputQueuedEndsOnceNamingTheDevice) {
     EXPECT_THAT(why.getErrorMessage(), ::testing::HasSubstr("'" + pty.slave + "'"));
     EXPECT_EQ(faults.calls(Call::close), 1u);
     EXPECT_EQ(port->pendingBytes(), 0u);
+}
+
+TEST_P(SerialTest, SER_21_aHangUpReportedWithoutDataNamesTheDevice) {
+    // SER-21: a hang-up the reactor reports without data (POLLHUP alone: its plain ConnectionDone, R-37) ends the port with a ConnectionDone naming the device; a loseConnection's ConnectionDone stays as it is.
+    Pty pty;
+    auto proto = std::make_shared<Recorder>();
+    auto port = open(proto, pty.slave);
+    port->connectionLost(err::connectionDone());
+    EXPECT_EQ(proto->lost, 1);
+    EXPECT_TRUE(proto->lostReason->check<err::ConnectionDone>());
+    EXPECT_THAT(proto->lostReason->getErrorMessage(), ::testing::HasSubstr("'" + pty.slave + "' hung up"));
+    EXPECT_EQ(port->fileno(), -1);
+
+    auto proto2 = std::make_shared<Recorder>();
+    auto port2 = open(proto2, pty.slave);
+    closePort(port2, proto2);
+    EXPECT_EQ(proto2->lostReason->getErrorMessage(), err::connectionDone().getErrorMessage());
 }
 
 TEST_P(SerialTest, SER_21_aReadErrorEndsThePortWithConnectionLostCarryingTheErrno) {

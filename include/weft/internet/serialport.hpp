@@ -152,6 +152,10 @@ public:
 ///
 /// Each line-control method throws std::logic_error once the port is closed,
 /// and std::system_error (naming the device) when the device refuses.
+///
+/// Closing a real serial device makes the kernel send what it still holds
+/// before close() returns (the driver's closing_wait, 30 s at most by
+/// default); abortConnection() discards that output first (TCOFLUSH).
 class WEFT_EXPORT SerialPort final : public StreamTransport {
 public:
     /// Opens `deviceName` (O_RDWR|O_NOCTTY|O_NONBLOCK|O_CLOEXEC, SER-1), takes
@@ -189,12 +193,18 @@ public:
     IHalfCloseableDescriptor* asHalfCloseable() noexcept override { return nullptr; }
     /// An error event: the device failed or went away (a loss naming it).
     Failure errorReason() const override;
+    /// The stream's connectionLost; the reactor's plain ConnectionDone for a
+    /// hang-up reported without data (POLLHUP alone) becomes one naming the
+    /// device, as a read of 0 bytes does.
+    void connectionLost(const Failure& reason) override;
 
     // ---- settings (SER-14, SER-22) ------------------------------------------
     // Each validates, then applies the whole line setup again with
     // TCSETSW2 (tcsetattr TCSADRAIN: after the kernel has sent what it
     // holds; the transport's own queue is untouched). On failure the
-    // settings stay as they were.
+    // settings stay as they were. Caveat: the kernel waits for its output
+    // queue inside the call (a few KiB at the current speed; longer while
+    // hardware flow control holds the line). A pty has nothing to wait for.
 
     /// Changes the speed in place, without reopening (SER-14).
     void setBaudRate(int baudrate);
@@ -246,6 +256,7 @@ private:
     int modemBits() const;
     void setModemBit(int bit, bool on, const char* name);
     void endBreak() noexcept;
+    error::ConnectionDone hungUp() const;
 
     std::string device_;
     serial::Options options_;
