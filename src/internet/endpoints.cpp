@@ -21,6 +21,7 @@
 #include <weft/internet/stdio.hpp>
 #include <weft/text.hpp>
 
+#include "internet/detail/deviceparsers.hpp"
 #include "internet/detail/sslparsers.hpp"
 #include "sys/syscalls.hpp"
 
@@ -395,10 +396,9 @@ ParserTable<ServerParser>& serverParsers() {
 
 ParserTable<ClientParser>& clientParsers() {
     static ParserTable<ClientParser> table{
-        {"tcp", parseTCPClient, PrefixMatch::anyCase},
-        {"unix", parseUNIXClient, PrefixMatch::anyCase},
-        {"ssl", parseSSLClient, PrefixMatch::anyCase},
-        {"tls", parseTLSClient, PrefixMatch::anyCase},
+        {"tcp", parseTCPClient, PrefixMatch::anyCase},       {"unix", parseUNIXClient, PrefixMatch::anyCase},
+        {"ssl", parseSSLClient, PrefixMatch::anyCase},       {"tls", parseTLSClient, PrefixMatch::anyCase},
+        {"serial", parseSerialClient, PrefixMatch::anyCase},
     };
     return table;
 }

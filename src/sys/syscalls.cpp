@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -79,6 +80,7 @@ constexpr Ops kernelOps{
     ::inotify_add_watch,
     ::inotify_rm_watch,
     ::getdents64,
+    ::flock,
 };
 
 Ops ops = kernelOps;

@@ -109,6 +109,8 @@ struct Ops {
     int (*inotify_rm_watch)(int, int);
     // Directory listing: inotify's recursive watches and catch-up scans.
     ssize_t (*getdents64)(int, void*, size_t);
+    // Serial ports: the advisory lock that keeps a second user off a device (serialport.cpp).
+    int (*flock)(int, int);
 };
 
 /// The table in use; tests swap entries, production never does.

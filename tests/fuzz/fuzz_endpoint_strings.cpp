@@ -23,6 +23,9 @@
 //
 // The MemoryReactor is no IReactorTime, so the TLS types ("ssl", "tls") throw
 // UnsupportedEndpointType before reading any file (fuzz_tls_server fuzzes TLS).
+// Nor is it a weft::Reactor, which "serial" needs: a serial description is
+// also parsed against one real (never run) Reactor, and its endpoint checked
+// as in 2 and 3; it is never connected (that would open the device).
 // No socket is made: the MemoryReactor only records. "systemd:" with the
 // process environment reads LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES (getenv,
 // getpid) and changes nothing.
@@ -42,6 +45,7 @@
 #include <weft/internet/endpoints.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/protocol.hpp>
+#include <weft/internet/serialport.hpp>
 #include <weft/internet/testing.hpp>
 #include <weft/testing/defer.hpp>
 
@@ -314,6 +318,43 @@ void checkClient(std::string_view text) {
     }
 }
 
+// ---- serial clients ---------------------------------------------------------------------
+
+// "serial" needs a weft::Reactor: one, never run, for every input.
+weft::Reactor& realReactor() {
+    static const std::unique_ptr<weft::Reactor> reactor = weft::Reactor::create(weft::Backend::poll);
+    return *reactor;
+}
+
+void checkSerialClient(std::string_view text) {
+    if (lower(weft::parseEndpointDescription(text).type()) != "serial") return;
+    weft::Reactor& reactor = realReactor();
+    auto endpoint = ep::clientFromString(reactor, text);
+    auto* e = dynamic_cast<ep::SerialClientEndpoint*>(endpoint.get());
+    if (!e || e->device().empty() || &e->reactor() != &reactor) __builtin_trap();
+    const weft::serial::Options& o = e->options();
+    try {
+        weft::serial::validate(o);  // the parser let nothing through that the port would refuse
+    } catch (const std::invalid_argument& bad) {
+        std::fprintf(stderr, "parsed settings are invalid: %s\n", bad.what());
+        __builtin_trap();
+    }
+    std::string canonical = "serial:device=" + q(e->device()) + ":baudrate=" + num(o.baudrate) +
+                            ":bytesize=" + num(o.bytesize) + ":parity=" + std::string(1, o.parity) + ":stopbits=" +
+                            (o.stopbits == 1   ? "1"
+                             : o.stopbits == 2 ? "2"
+                                               : "1.5") +
+                            ":xonxoff=" + (o.xonxoff ? "1" : "0") + ":rtscts=" + (o.rtscts ? "1" : "0") +
+                            ":exclusive=" + (o.exclusive ? "1" : "0");
+    auto again = std::dynamic_pointer_cast<ep::SerialClientEndpoint>(
+        canonically(canonical, [&](const std::string& d) { return ep::clientFromString(reactor, d); }));
+    if (!again || again->device() != e->device()) __builtin_trap();
+    const weft::serial::Options& a = again->options();
+    if (a.baudrate != o.baudrate || a.bytesize != o.bytesize || a.parity != o.parity || a.stopbits != o.stopbits ||
+        a.xonxoff != o.xonxoff || a.rtscts != o.rtscts || a.exclusive != o.exclusive)
+        __builtin_trap();
+}
+
 // ---- datagram servers ------------------------------------------------------------------
 
 void checkDatagramServer(std::string_view text) {
@@ -347,6 +388,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     expectOnlyDocumentedErrors([&] { checkServer(text, nullptr); });
     expectOnlyDocumentedErrors([&] { checkServer(text, &inherited()); });
     expectOnlyDocumentedErrors([&] { checkClient(text); });
+    expectOnlyDocumentedErrors([&] { checkSerialClient(text); });
     expectOnlyDocumentedErrors([&] { checkDatagramServer(text); });
     return 0;
 }

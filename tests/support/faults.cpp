@@ -39,8 +39,8 @@ std::vector<iovec> capIov(const iovec* iov, int n, std::size_t limit) {
 // Every hook: decide, act, record. `Kernel` performs the real call with a byte
 // cap (SIZE_MAX for none).
 template <class Kernel>
-ssize_t run(Call c, int fd, std::size_t asked, const iovec* iov, int iovcnt, Kernel kernel,
-            const char* path = nullptr) {
+ssize_t run(Call c, int fd, std::size_t asked, const iovec* iov, int iovcnt, Kernel kernel, const char* path = nullptr,
+            unsigned long request = 0) {
     ScopedFaults* f = ScopedFaults::current();
     if (!f) return kernel(SIZE_MAX);
     auto d = f->decide(c, fd, asked);
@@ -48,6 +48,7 @@ ssize_t run(Call c, int fd, std::size_t asked, const iovec* iov, int iovcnt, Ker
     CallRecord rec{c, fd, asked, {}, 0, 0, d.outcome.kind != Outcome::Kind::pass};
     if (iov) rec.iov.assign(iov, iov + iovcnt);
     if (path) rec.path = path;
+    rec.request = request;
     ssize_t r;
     if (d.outcome.kind == Outcome::Kind::fail) {
         r = -1;
@@ -252,7 +253,14 @@ int hookWaitid(idtype_t type, id_t id, siginfo_t* info, int options) {
     return plain(Call::waitid, -1, [&] { return sys::kernelOps.waitid(type, id, info, options); });
 }
 int hookIoctl(int fd, unsigned long request, void* arg) {
-    return plain(Call::ioctl, fd, [&] { return sys::kernelOps.ioctl(fd, request, arg); });
+    return static_cast<int>(run(
+        Call::ioctl, fd, 0, nullptr, 0,
+        [&](std::size_t) -> ssize_t {
+            if (ScopedFaults* f = ScopedFaults::current())
+                if (auto answer = f->answerIoctl(fd, request, arg)) return *answer;
+            return sys::kernelOps.ioctl(fd, request, arg);
+        },
+        nullptr, request));
 }
 uid_t hookGeteuid() {
     return static_cast<uid_t>(plain(Call::geteuid, -1, [&] { return static_cast<int>(sys::kernelOps.geteuid()); }));
@@ -281,6 +289,10 @@ int hookInotifyRmWatch(int fd, int wd) {
 ssize_t hookGetdents64(int fd, void* buffer, size_t size) {
     return run(Call::getdents64, fd, 0, nullptr, 0,
                [&](std::size_t) { return sys::kernelOps.getdents64(fd, buffer, size); });
+}
+
+int hookFlock(int fd, int operation) {
+    return plain(Call::flock, fd, [&] { return sys::kernelOps.flock(fd, operation); });
 }
 
 bool stormable(Call c) {
@@ -331,7 +343,8 @@ ScopedFaults::ScopedFaults() {
                         hookGeteuid,       hookGetegid,
                         hookDup3,          hookSocketpair,
                         hookInotifyInit1,  hookInotifyAddWatch,
-                        hookInotifyRmWatch, hookGetdents64};
+                        hookInotifyRmWatch, hookGetdents64,
+                        hookFlock};
     // clang-format on
 }
 
@@ -383,6 +396,22 @@ void ScopedFaults::storm(std::uint64_t seed, StormOptions options) {
 void ScopedFaults::stopStorm() {
     std::lock_guard lk(mu_);
     storm_.reset();
+}
+
+ScopedFaults& ScopedFaults::onIoctl(IoctlHandler handler) {
+    std::lock_guard lk(mu_);
+    ioctlHandler_ = std::move(handler);
+    return *this;
+}
+
+std::optional<int> ScopedFaults::answerIoctl(int fd, unsigned long request, void* arg) {
+    IoctlHandler handler;
+    {
+        std::lock_guard lk(mu_);
+        if (!ioctlHandler_ || (!fds_.empty() && !fds_.count(fd))) return std::nullopt;
+        handler = ioctlHandler_;
+    }
+    return handler(fd, request, arg);  // outside the lock: it may call the seam
 }
 
 ScopedFaults& ScopedFaults::onlyFd(int fd) {

@@ -49,6 +49,12 @@
 //    iovecs handed in (for readv/writev/recvmsg/sendmsg: base and length, so a
 //    test can check a gather write used the caller's buffers, no copy), the
 //    result and errno.
+//  * onIoctl(handler): every affected ioctl whose script lets it through is
+//    first offered to the handler, which sees the request and its argument
+//    (and may read or fill it): it returns the result to stand for the
+//    kernel's (setting errno for -1), or std::nullopt to let the kernel
+//    answer. For what a pty cannot do (modem lines, a driver that refuses a
+//    speed). CallRecord::request holds each ioctl's request.
 //  * The destructor restores the table that was installed before (normally
 //    sys::kernelOps). Only one ScopedFaults may exist at a time (a second one
 //    throws std::logic_error). Hooks take a mutex, so a thread-pool thread
@@ -61,6 +67,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <initializer_list>
 #include <mutex>
 #include <optional>
@@ -132,9 +139,11 @@ enum class Call {
     inotify_init1,
     inotify_add_watch,
     inotify_rm_watch,
-    getdents64  // directory listing (fail or pass only; `fd` is the directory)
+    getdents64,  // directory listing (fail or pass only; `fd` is the directory)
+    // serial ports (fail or pass only; `fd` is the device)
+    flock
 };
-inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::getdents64) + 1;
+inline constexpr std::size_t kCallKinds = static_cast<std::size_t>(Call::flock) + 1;
 
 /// What one scripted call does.
 struct Outcome {
@@ -165,7 +174,12 @@ struct CallRecord {
     int err;                ///< errno when result < 0, else 0
     bool injected;          ///< a scripted or storm outcome other than pass-through
     std::string path = {};  ///< the path, for open/unlink/chmod/symlink/readlink/stat/lstat
+    /// The request, for ioctl.
+    unsigned long request = 0;
 };
+
+/// Answers an ioctl in the kernel's place (see onIoctl), or lets it through (std::nullopt).
+using IoctlHandler = std::function<std::optional<int>(int fd, unsigned long request, void* arg)>;
 
 /// Installs the fault injector for its lifetime. See the file comment.
 class ScopedFaults {
@@ -193,6 +207,10 @@ public:
     void storm(std::uint64_t seed, StormOptions options = {});
     void stopStorm();
 
+    /// Offers every affected ioctl that its script lets through to `handler`
+    /// first (replacing any earlier handler; an empty one removes it).
+    ScopedFaults& onIoctl(IoctlHandler handler);
+
     /// Restricts faults and recording to these descriptors (cumulative).
     ScopedFaults& onlyFd(int fd);
     /// Affects every descriptor again.
@@ -217,6 +235,7 @@ public:
     };
     Decision decide(Call c, int fd, std::size_t asked);
     void record(CallRecord r);
+    std::optional<int> answerIoctl(int fd, unsigned long request, void* arg);
 
 private:
     mutable std::mutex mu_;
@@ -228,6 +247,7 @@ private:
     std::size_t calls_[kCallKinds] = {};
     std::size_t injected_[kCallKinds] = {};
     std::vector<CallRecord> history_;
+    IoctlHandler ioctlHandler_;
 };
 
 }  // namespace weft::test

@@ -24,6 +24,8 @@
 // need a reactor that is also an IReactorTime. The type weft does not have
 // yet, "haproxy", throws UnsupportedEndpointType naming it (it is registered
 // as a parser that does so). ("stdio", EP-10, needs a weft::Reactor.)
+// "serial" (client) opens a serial line (weft/internet/serialport.hpp; needs a
+// weft::Reactor).
 //
 // Errors: a description Twisted rejects with ValueError throws
 // InvalidEndpointDescription (or its UnknownEndpointType and
