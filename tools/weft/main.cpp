@@ -37,6 +37,7 @@
 
 #include "connect.hpp"
 #include "exec.hpp"
+#include "tunnel.hpp"
 
 namespace {
 
@@ -458,6 +459,7 @@ int main(int argc, char** argv) {
     auto* connect = tool::addConnectCommand(app, connectOptions);
 
     auto execCmd = tool::addExecCommand(app);
+    auto tunnelCmd = tool::addTunnelCommand(app);
 
     CLI11_PARSE(app, argc, argv);
     weft::log::setLevel(*weft::log::parseLevel(level));
@@ -467,5 +469,6 @@ int main(int argc, char** argv) {
     if (*forward) return runPortforward(backend, listenOn, to, grace);
     if (*connect) return tool::runConnect(backend, connectOptions);
     if (execCmd->parsed()) return tool::runExec(backend, *execCmd);
+    if (tunnelCmd->parsed()) return tool::runTunnel(backend, *tunnelCmd);
     return 0;
 }
