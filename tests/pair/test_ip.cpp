@@ -163,7 +163,8 @@ TEST_F(IPTest, IP_1_theLinkLayersArgumentsAreIgnored) {
 
 TEST_F(IPTest, IP_2_theFirstByteIsDecodedInRfc791Order) {
     // IP-2, Better than Twisted: 0x45 is version 4, ihl 20; Twisted's own 0x54 (version 5) is not IPv4 and is dropped.
-    auto good = decodeIPHeader(asBytes(vector('\x0f', kFive, kOne, "foobar")));
+    const std::string rfc = vector('\x0f', kFive, kOne, "foobar");
+    auto good = decodeIPHeader(asBytes(rfc));
     ASSERT_TRUE(good);
     EXPECT_EQ(good->header.version, 4);
     EXPECT_EQ(good->header.ihl, 20);

@@ -2,7 +2,8 @@
 # weft tunnel (issue #13): two network namespaces joined by a veth pair, each
 # running `weft tunnel` over it. ping crosses the TUN tunnel (and a TAP one),
 # 64 MiB over TCP through it arrive byte-exact (socat, sha256), a datagram
-# from a stranger is dropped and counted (SIGUSR1 and exit report), a device
+# from a stranger is dropped and counted (SIGUSR1 and exit report), an IPv6
+# underlay works, a device
 # the tunnel created goes away at exit while a persistent one stays (with its
 # MTU put back), and bad input gets clear errors: a name too long, a name
 # taken, the wrong type, bad --listen, --peer, --mtu.
@@ -122,6 +123,23 @@ inA ping -n -c 2 -i 0.2 -W 3 10.78.0.2 >"$work/ping-tap.log" 2>&1 || fail "ping 
 stop "$pa" tap-a
 stop "$pb" tap-b
 echo "ping through the TAP tunnel: ok"
+
+# ---- an IPv6 underlay (the peer written unlike the kernel writes it) ---------------------------
+inA ip addr add fd00:77::1/64 dev veth-a nodad
+inB ip addr add fd00:77::2/64 dev veth-b nodad
+tunnel "$a" six-a tun:wsix0 --listen 'udp:5560:interface=fd00\:77\:\:1' --peer '[fd00:77:0::2]:5560'
+pa=$PID
+tunnel "$b" six-b tun:wsix0 --listen 'udp:5560:interface=fd00\:77\:\:2' --peer '[fd00:77::1]:5560'
+pb=$PID
+inA ip addr add 10.79.0.1/24 dev wsix0
+inA ip link set wsix0 up
+inB ip addr add 10.79.0.2/24 dev wsix0
+inB ip link set wsix0 up
+inA ping -n -c 2 -i 0.2 -W 3 10.79.0.2 >"$work/ping-six.log" 2>&1 || fail "ping did not cross the IPv6-carried tunnel"
+stop "$pa" six-a
+stop "$pb" six-b
+grep -q "dropped: 0 datagrams from strangers" "$work/six-a.log" || fail "the IPv6 peer was taken for a stranger"
+echo "ping through a tunnel over IPv6: ok"
 
 # ---- a persistent device stays, with its MTU put back -----------------------------------------
 inA ip tuntap add dev wpers0 mode tun

@@ -15,6 +15,7 @@
 // either side. The counts go to stderr at exit and on SIGUSR1.
 #include "tunnel.hpp"
 
+#include <net/if.h>
 #include <netdb.h>
 #include <signal.h>
 #include <unistd.h>
@@ -257,30 +258,30 @@ std::optional<Peer> parsePeer(const std::string& text, int family, std::string& 
     peer.port = static_cast<std::uint16_t>(number);
     peer.family = family;
     const char* familyName = family == AF_INET6 ? "IPv6" : "IPv4";
-    if (weft::isIPAddress(host) || weft::isIPv6Address(host)) {
-        if ((family == AF_INET6) != weft::isIPv6Address(host)) {
-            error = fmt::format("--peer {} is not {}, as the --listen address is (give interface={} in --listen)",
-                                weft::quote(text), familyName, family == AF_INET6 ? "0.0.0.0" : "::");
-            return std::nullopt;
-        }
-        peer.host = host;
-    } else {
-        addrinfo hints{};
-        hints.ai_family = family;
-        hints.ai_socktype = SOCK_DGRAM;
-        addrinfo* found = nullptr;
-        int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
-        if (rc != 0 || !found) {
-            error = fmt::format("cannot resolve the --peer host {} to an {} address: {}", weft::quote(host), familyName,
-                                rc ? ::gai_strerror(rc) : "no address");
-            if (found) ::freeaddrinfo(found);
-            return std::nullopt;
-        }
-        char literal[INET6_ADDRSTRLEN] = {};
-        ::getnameinfo(found->ai_addr, found->ai_addrlen, literal, sizeof literal, nullptr, 0, NI_NUMERICHOST);
-        ::freeaddrinfo(found);
-        peer.host = literal;
+    const bool literal = weft::isIPAddress(host) || weft::isIPv6Address(host);
+    if (literal && (family == AF_INET6) != weft::isIPv6Address(host)) {
+        error = fmt::format("--peer {} is not {}, as the --listen address is (give interface={} in --listen)",
+                            weft::quote(text), familyName, family == AF_INET6 ? "0.0.0.0" : "::");
+        return std::nullopt;
     }
+    // A name is resolved once; a literal is written the way the kernel's
+    // addresses are ("fd00:0::2" is "fd00::2"), so datagrams from it match.
+    addrinfo hints{};
+    hints.ai_family = family;
+    hints.ai_socktype = SOCK_DGRAM;
+    hints.ai_flags = literal ? AI_NUMERICHOST : 0;
+    addrinfo* found = nullptr;
+    int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
+    if (rc != 0 || !found) {
+        error = fmt::format("cannot resolve the --peer host {} to an {} address: {}", weft::quote(host), familyName,
+                            rc ? ::gai_strerror(rc) : "no address");
+        if (found) ::freeaddrinfo(found);
+        return std::nullopt;
+    }
+    char canonical[INET6_ADDRSTRLEN + IF_NAMESIZE + 2] = {};
+    ::getnameinfo(found->ai_addr, found->ai_addrlen, canonical, sizeof canonical, nullptr, 0, NI_NUMERICHOST);
+    ::freeaddrinfo(found);
+    peer.host = canonical;
     if (family == AF_INET6) peer.address = weft::IPv6Address("UDP", peer.host, peer.port);
     else peer.address = weft::IPv4Address("UDP", peer.host, peer.port);
     return peer;
@@ -321,7 +322,8 @@ std::shared_ptr<TunnelOptions> addTunnelCommand(CLI::App& app) {
                     "(weft%d → weft0). Created if it does not exist, and then removed at exit")
         ->required();
     cmd->add_option("--listen", options->listen,
-                    "The UDP port to receive the peer's datagrams on (and send from): udp:PORT[:interface=ADDR]")
+                    "The UDP port to receive the peer's datagrams on (and send from): udp:PORT[:interface=ADDR]; an "
+                    "IPv6 ADDR has its colons escaped (interface=fd00\\:\\:1) and takes an IPv6 peer")
         ->required();
     cmd->add_option("--peer", options->peer,
                     "The only source accepted, and where packets go: HOST:PORT, or [IPV6]:PORT (a name is resolved "
