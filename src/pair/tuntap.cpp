@@ -99,28 +99,28 @@ bool interfaceExists(const std::string& name) {
 
 namespace {
 // SIOCGIFMTU / SIOCSIFMTU on a throw-away datagram socket (any socket will do).
-int mtuRequest(const std::string& name, unsigned long request, int mtu, const char* what) {
+int mtuRequest(const std::string& name, unsigned long request, int mtu) {
     checkInterfaceName(name);
+    auto what = [&] {
+        return request == SIOCSIFMTU ? fmt::format("setting the MTU of {} to {}", quote(name), mtu)
+                                     : fmt::format("reading the MTU of {}", quote(name));
+    };
     int s = sys::ops.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) throw std::system_error(errnoCode(errno), fmt::format("{} {}: socket", what, quote(name)));
+    if (s < 0) throw std::system_error(errnoCode(errno), what() + ": socket");
     ifreq req{};
     std::memcpy(req.ifr_name, name.data(), name.size());
     req.ifr_mtu = mtu;
     int rc = sys::ops.ioctl(s, request, &req);
     int e = errno;
     sys::ops.close(s);
-    if (rc != 0) {
-        if (request == SIOCSIFMTU)
-            throw std::system_error(errnoCode(e), fmt::format("setting the MTU of {} to {}", quote(name), mtu));
-        throw std::system_error(errnoCode(e), fmt::format("reading the MTU of {}", quote(name)));
-    }
+    if (rc != 0) throw std::system_error(errnoCode(e), what());
     return req.ifr_mtu;
 }
 }  // namespace
 
-int interfaceMTU(const std::string& name) { return mtuRequest(name, SIOCGIFMTU, 0, "reading the MTU of"); }
+int interfaceMTU(const std::string& name) { return mtuRequest(name, SIOCGIFMTU, 0); }
 
-void setInterfaceMTU(const std::string& name, int mtu) { mtuRequest(name, SIOCSIFMTU, mtu, "setting the MTU of"); }
+void setInterfaceMTU(const std::string& name, int mtu) { mtuRequest(name, SIOCSIFMTU, mtu); }
 
 // ---- TuntapPort --------------------------------------------------------------------------
 
