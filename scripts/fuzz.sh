@@ -9,8 +9,11 @@
 # build/fuzz/artifacts/<target>/ and the log under build/fuzz/work/<target>.log.
 # Usage: scripts/fuzz.sh [seconds-per-target]   (default 60)
 # The receiver targets (fuzz_*_receiver: small parsers, millions of runs a
-# minute) and fuzz_tls_server (the server side of a TLS connection fed
-# arbitrary bytes) get half of that, so the seven of them add 3.5 minutes, not 7.
+# minute), fuzz_tls_server (the server side of a TLS connection fed arbitrary
+# bytes), fuzz_inotify_events (the inotify record decoder) and
+# fuzz_pair_packets (the Ethernet, IPv4 and UDP decoders) get half of that, so
+# the nine of them add 4.5 minutes, not 9.
+# fuzz_pair_packets (weft::pair's Ethernet, IP and UDP decoders) gets half too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -31,11 +34,11 @@ fi
 
 targets=(fuzz_endpoint_description fuzz_endpoint_strings fuzz_signal_name fuzz_window_size
          fuzz_line_receiver fuzz_lineonly_receiver fuzz_netstring_receiver fuzz_int8_receiver fuzz_int16_receiver
-         fuzz_int32_receiver fuzz_tls_server fuzz_inotify_events)
+         fuzz_int32_receiver fuzz_tls_server fuzz_inotify_events fuzz_pair_packets)
 # seconds_for TARGET: the per-target budget (see the usage line).
 seconds_for() {
   case $1 in
-    fuzz_*_receiver | fuzz_tls_server | fuzz_inotify_events) echo $(((seconds + 1) / 2)) ;;
+    fuzz_*_receiver | fuzz_tls_server | fuzz_inotify_events | fuzz_pair_packets) echo $(((seconds + 1) / 2)) ;;
     *) echo "$seconds" ;;
   esac
 }

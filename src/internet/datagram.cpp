@@ -65,6 +65,8 @@ DatagramSocket::~DatagramSocket() {
     if (fd_ >= 0) sys::ops.close(fd_);
 }
 
+void DatagramSocket::closeDescriptor(int fd) noexcept { sys::ops.close(fd); }
+
 std::string DatagramSocket::protocolPrefix() const { return FileDescriptor::getLogPrefix(*protocol_); }
 
 std::string DatagramSocket::protocolClassName() const {
@@ -111,7 +113,7 @@ void DatagramSocket::attach(int fd, const std::string& where) {
     } catch (...) {
         // Nothing is registered yet: undo the listen so the caller sees a clean failure.
         if (protocol->transport.get() == static_cast<IDatagramTransport*>(this)) protocol->transport.reset();
-        if (fd_ >= 0) sys::ops.close(fd_);
+        if (fd_ >= 0) closeDescriptor(fd_);
         fd_ = -1;
         state_ = State::closed;
         throw;
@@ -123,7 +125,6 @@ void DatagramSocket::attach(int fd, const std::string& where) {
 
 Reason DatagramSocket::doRead() {
     if (fd_ < 0 || state_ != State::listening || inRead_) return std::nullopt;
-    if (!rx_) rx_ = std::make_unique<ReceiveBuffers>(maxPacketSize_);
     inRead_ = true;
     struct Reset {
         bool& flag;
@@ -132,39 +133,50 @@ Reason DatagramSocket::doRead() {
     // The protocol may drop the port's last outside reference, or the reactor's
     // (stopListening); the dispatch guard holds the port, this holds the protocol.
     auto protocolGuard = protocol_;
-    ReceiveBuffers& rx = *rx_;
+    // UDP-6, TUN-6: at most about maxThroughput bytes per readable event; what
+    // is left waits for the next iteration, so one busy port cannot starve the loop.
     std::size_t read = 0;
     while (read < maxThroughput) {
-        // UDP-6: ask for no more datagrams than the remaining budget could hold,
-        // so one event reads about maxThroughput bytes, as one recv at a time would.
-        std::size_t budget = (maxThroughput - read + maxPacketSize_ - 1) / maxPacketSize_;
-        auto want = static_cast<unsigned>(std::clamp<std::size_t>(budget, 1, kBatch));
-        for (unsigned i = 0; i < want; ++i) {
-            rx.messages[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
-            rx.messages[i].msg_hdr.msg_flags = 0;
-            rx.messages[i].msg_len = 0;
-        }
-        // MSG_TRUNC: msg_len is the datagram's real length, so a cut one can be reported.
-        int n = sys::ops.recvmmsg(fd_, rx.messages.data(), want, MSG_DONTWAIT | MSG_TRUNC, nullptr);
-        if (n < 0) {
-            int e = errno;
-            if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR) return std::nullopt;  // UDP-10
-            if (e == ECONNREFUSED) {
-                if (connectedToPeer()) protocolGuard->connectionRefused();
-                return std::nullopt;
-            }
-            // Better than Twisted (UDP-10): one bad receive must not close a
-            // listener; the pending error is consumed, so this does not spin.
-            log::error(logPrefix(), "Error receiving a datagram ({}: {}); the port stays open", errnoName(e),
-                       std::strerror(e));
-            return std::nullopt;
-        }
-        bool stop = false;
-        deliverBatch(rx, n, read, stop);
-        if (stop) return std::nullopt;
-        if (static_cast<unsigned>(n) < want) return std::nullopt;  // drained: skip the EAGAIN call
+        Received step = receiveSome(maxThroughput - read);
+        read += step.bytes;
+        if (!step.more || !stillReading()) break;
     }
     return std::nullopt;
+}
+
+DatagramSocket::Received DatagramSocket::receiveSome(std::size_t budget) {
+    if (!rx_) rx_ = std::make_unique<ReceiveBuffers>(maxPacketSize_);
+    ReceiveBuffers& rx = *rx_;
+    // UDP-6: ask for no more datagrams than the remaining budget could hold,
+    // so one event reads about maxThroughput bytes, as one recv at a time would.
+    std::size_t slots = (budget + maxPacketSize_ - 1) / maxPacketSize_;
+    auto want = static_cast<unsigned>(std::clamp<std::size_t>(slots, 1, kBatch));
+    for (unsigned i = 0; i < want; ++i) {
+        rx.messages[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+        rx.messages[i].msg_hdr.msg_flags = 0;
+        rx.messages[i].msg_len = 0;
+    }
+    // MSG_TRUNC: msg_len is the datagram's real length, so a cut one can be reported.
+    int n = sys::ops.recvmmsg(fd_, rx.messages.data(), want, MSG_DONTWAIT | MSG_TRUNC, nullptr);
+    if (n < 0) {
+        int e = errno;
+        if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR) return {};  // UDP-10
+        if (e == ECONNREFUSED) {
+            if (connectedToPeer()) protocol_->connectionRefused();
+            return {};
+        }
+        // Better than Twisted (UDP-10): one bad receive must not close a
+        // listener; the pending error is consumed, so this does not spin.
+        log::error(logPrefix(), "Error receiving a datagram ({}: {}); the port stays open", errnoName(e),
+                   std::strerror(e));
+        return {};
+    }
+    Received step;
+    bool stop = false;
+    deliverBatch(rx, n, step.bytes, stop);
+    // Fewer than asked: drained, which saves the call that would say EAGAIN.
+    step.more = !stop && static_cast<unsigned>(n) == want;
+    return step;
 }
 
 void DatagramSocket::readConnectionLost(const Failure& reason) {
@@ -205,7 +217,7 @@ void DatagramSocket::deliverBatch(ReceiveBuffers& rx, int count, std::size_t& re
             log::failure(logPrefix(), "Unhandled error in datagramReceived", Failure::current());  // UDP-9
         }
         // UDP-11: the callback may have stopped, paused or closed the port.
-        if (fd_ < 0 || state_ != State::listening || paused_) {
+        if (!stillReading()) {
             stop = true;
             return;
         }
@@ -298,7 +310,7 @@ void DatagramSocket::connectionLost(const Failure&) {
     if (fd_ < 0) return;             // once
     auto self = shared_from_this();  // doStop() lets go of the protocol's reference to us
     stopReading();
-    sys::ops.close(fd_);
+    closeDescriptor(fd_);
     fd_ = -1;
     state_ = State::closed;
     closed();

@@ -38,6 +38,7 @@
 #include "connect.hpp"
 #include "exec.hpp"
 #include "watch.hpp"
+#include "tunnel.hpp"
 
 namespace {
 
@@ -461,6 +462,7 @@ int main(int argc, char** argv) {
     auto execCmd = tool::addExecCommand(app);
     tool::WatchOptions watchOptions;
     auto* watch = tool::addWatchCommand(app, watchOptions);
+    auto tunnelCmd = tool::addTunnelCommand(app);
 
     CLI11_PARSE(app, argc, argv);
     weft::log::setLevel(*weft::log::parseLevel(level));
@@ -471,5 +473,6 @@ int main(int argc, char** argv) {
     if (*connect) return tool::runConnect(backend, connectOptions);
     if (execCmd->parsed()) return tool::runExec(backend, *execCmd);
     if (*watch) return tool::runWatch(backend, watchOptions);
+    if (tunnelCmd->parsed()) return tool::runTunnel(backend, *tunnelCmd);
     return 0;
 }

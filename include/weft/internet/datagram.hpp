@@ -1,7 +1,8 @@
 // weft/internet/datagram.hpp — the datagram layer: what every datagram port
-// shares, UDP, UNIX datagram and (to come) tun/tap alike — the socket, the
-// batched receive loop (recvmmsg, bounded by maxThroughput per readable
-// event), the immediate send path and the stop/close life cycle.
+// shares, UDP, UNIX datagram and tun/tap (weft/pair/tuntap.hpp) alike — the
+// descriptor, the receive loop bounded by maxThroughput per readable event
+// (one recvmmsg batch per step for sockets, one read(2) per packet for a tun
+// device), the immediate send path and the stop/close life cycle.
 //
 // Ownership (docs/ownership.md): the reactor holds a port while it is reading;
 // the port holds its protocol for its whole life (it may listen again); the
@@ -113,6 +114,31 @@ protected:
     std::string protocolPrefix() const;
     /// The protocol's qualified class name, for repr().
     std::string protocolClassName() const;
+
+    /// What one step of the receive loop did: the bytes it read, and whether
+    /// the descriptor may have more (false: it would block, was interrupted,
+    /// or gave fewer datagrams than asked for).
+    struct Received {
+        std::size_t bytes = 0;
+        bool more = false;
+    };
+    /// One step of the receive loop that doRead() runs: receives what one
+    /// system call gives and hands each datagram to the protocol. `budget` is
+    /// what is left of maxThroughput for this event (at least 1). The default
+    /// is one recvmmsg() batch sized to the budget (UDP-6, UDP-7, UDP-9,
+    /// UDP-10). doRead() owns the rest of the loop: the budget, keeping the
+    /// port and its protocol alive, refusing to nest, and stopping as soon as
+    /// a callback stopped, paused or closed the port (stillReading()). What
+    /// this throws propagates out of doRead(), and the reactor ends the port.
+    virtual Received receiveSome(std::size_t budget);
+    /// Whether the receive loop may go on: open, listening and not paused. A
+    /// step checks it after every callback it makes.
+    bool stillReading() const noexcept { return fd_ >= 0 && state_ == State::listening && !paused_; }
+    /// Closes the descriptor (connectionLost, a failed attach). The default is
+    /// close(2) through the syscall seam; a port whose descriptor comes from
+    /// elsewhere (a tun port's System) closes it there. A subclass that
+    /// overrides it closes its descriptor in its own destructor.
+    virtual void closeDescriptor(int fd) noexcept;
 
     /// Takes `fd` (bound, non-blocking), logs "<protocol prefix> starting on
     /// <where>", attaches the protocol (makeConnection → startProtocol) and

@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# weft tunnel (issue #13): two network namespaces joined by a veth pair, each
+# running `weft tunnel` over it. ping crosses the TUN tunnel (and a TAP one),
+# 64 MiB over TCP through it arrive byte-exact (socat, sha256), a datagram
+# from a stranger is dropped and counted (SIGUSR1 and exit report), an IPv6
+# underlay works, a device
+# the tunnel created goes away at exit while a persistent one stays (with its
+# MTU put back), and bad input gets clear errors: a name too long, a name
+# taken, the wrong type, bad --listen, --peer, --mtu.
+# Everything happens inside namespaces this script makes and removes; it skips
+# (exit 77) when not root or without /dev/net/tun, ip, socat or ping.
+set -euo pipefail
+weft=$1
+skip() { echo "SKIP: $*"; exit 77; }
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces and tun devices)"
+[ -c /dev/net/tun ] || skip "no /dev/net/tun"
+for tool in ip socat ping sha256sum; do command -v "$tool" >/dev/null || skip "no $tool"; done
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+a=weft-tunnel-$$-a b=weft-tunnel-$$-b
+trap 'cleanup; ip netns del "$a" 2>/dev/null || true; ip netns del "$b" 2>/dev/null || true' EXIT
+ip netns add "$a" 2>/dev/null || skip "cannot create a network namespace"
+ip netns add "$b"
+inA() { ip netns exec "$a" "$@"; }
+inB() { ip netns exec "$b" "$@"; }
+fail() { echo "FAIL: $*"; for f in "$work"/*.log; do echo "--- $f"; cat "$f"; done; exit 1; }
+
+# The underlay: 192.168.77.1 (a) ⇄ 192.168.77.2 (b).
+ip link add veth-a netns "$a" type veth peer name veth-b netns "$b"
+inA ip link set lo up
+inB ip link set lo up
+inA ip addr add 192.168.77.1/24 dev veth-a
+inB ip addr add 192.168.77.2/24 dev veth-b
+inA ip link set veth-a up
+inB ip link set veth-b up
+
+# tunnel NS NAME ARGS...: `weft tunnel ARGS` in namespace NS, logging to $work/NAME.log, until it says it runs.
+tunnel() {
+  local ns=$1 name=$2; shift 2
+  ip netns exec "$ns" "$weft" tunnel "$@" >"$work/$name.log" 2>&1 &
+  PID=$!
+  pids+=("$PID")
+  for _ in $(seq 100); do
+    grep -q "stop with Ctrl-C" "$work/$name.log" 2>/dev/null && return 0
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  fail "$name did not start"
+}
+
+# ---- a TUN tunnel ------------------------------------------------------------------------
+tunnel "$a" tun-a tun:wtun0 --listen udp:5555:interface=192.168.77.1 --peer 192.168.77.2:5555 --mtu 1400
+pa=$PID
+tunnel "$b" tun-b tun:wtun0 --listen udp:5555:interface=192.168.77.2 --peer 192.168.77.1:5555 --mtu 1400
+pb=$PID
+grep -q "created: removed at exit" "$work/tun-a.log" || fail "tun-a did not say it created the device"
+inA ip link show wtun0 | grep -q "mtu 1400" || fail "--mtu 1400 was not set"
+inA ip addr add 10.77.0.1/24 dev wtun0
+inA ip link set wtun0 up
+inB ip addr add 10.77.0.2/24 dev wtun0
+inB ip link set wtun0 up
+
+inA ping -n -c 3 -i 0.2 -W 3 10.77.0.2 >"$work/ping.log" 2>&1 || fail "ping did not cross the tunnel"
+echo "ping through the TUN tunnel: ok"
+
+# 64 MiB over TCP, a → b, through the tunnel.
+head -c 64M /dev/urandom >"$work/data"
+inB socat -u TCP-LISTEN:7000,bind=10.77.0.2,reuseaddr OPEN:"$work/received",creat,trunc &
+receiver=$!
+pids+=("$receiver")
+for _ in $(seq 100); do inB ss -ltn 'sport = :7000' | grep -q LISTEN && break; sleep 0.05; done
+timeout 120 ip netns exec "$a" socat -u OPEN:"$work/data" TCP:10.77.0.2:7000 || fail "socat could not send 64 MiB"
+timeout 60 tail --pid="$receiver" -f /dev/null || fail "the receiver did not finish"
+sent=$(sha256sum <"$work/data" | cut -d' ' -f1)
+got=$(sha256sum <"$work/received" | cut -d' ' -f1)
+[ "$sent" = "$got" ] || fail "64 MiB arrived changed: $(stat -c %s "$work/received") bytes, sha256 $got"
+echo "64 MiB over TCP through the tunnel: byte-exact"
+
+# Strangers: three datagrams to b's tunnel port from another source port.
+for i in 1 2 3; do
+  echo "stranger $i" | inA socat -u - UDP:192.168.77.2:5555,sourceport=6000,reuseaddr
+done
+sleep 0.3
+kill -USR1 "$pb"
+for _ in $(seq 100); do grep -q "dropped: 3 datagrams from strangers" "$work/tun-b.log" && break; sleep 0.05; done
+grep -q "dropped: 3 datagrams from strangers" "$work/tun-b.log" || fail "SIGUSR1 did not report 3 strangers"
+echo "strangers dropped and counted: ok"
+
+# Taken name, wrong type, port in use: clear errors while the tunnel runs.
+expect_error() {  # expect_error STATUS TEXT COMMAND...
+  local want=$1 text=$2 status=0; shift 2
+  "$@" >"$work/error.out" 2>&1 || status=$?
+  [ "$status" = "$want" ] || fail "$* exited $status, not $want: $(cat "$work/error.out")"
+  grep -qF -- "$text" "$work/error.out" || fail "$* did not say \"$text\": $(cat "$work/error.out")"
+}
+expect_error 1 "cannot attach to tun device 'wtun0': the interface is already attached" \
+  inA "$weft" tunnel tun:wtun0 --listen udp:5556 --peer 192.168.77.2:5556
+expect_error 1 "an interface of that name exists and is not a TAP device" \
+  inA "$weft" tunnel tap:wtun0 --listen udp:5556 --peer 192.168.77.2:5556
+expect_error 1 "Address already in use" \
+  inA "$weft" tunnel tun:wtun1 --listen udp:5555:interface=192.168.77.1 --peer 192.168.77.2:5555
+inA ip link show wtun1 >/dev/null 2>&1 && fail "a failed start left wtun1 behind"
+echo "taken name, wrong type, port in use: clear errors"
+
+stop "$pa" tun-a
+stop "$pb" tun-b
+grep -q "dropped: 3 datagrams from strangers" "$work/tun-b.log" || fail "no report at exit"
+grep -Eq "tun:wtun0: [1-9][0-9]* packets to the peer, [1-9][0-9]* from the peer" "$work/tun-b.log" ||
+  fail "the exit report counts no packets"
+inA ip link show wtun0 >/dev/null 2>&1 && fail "the device the tunnel created is still there"
+echo "created devices removed at exit: ok"
+
+# ---- a TAP tunnel: ARP and ping cross it ----------------------------------------------------
+tunnel "$a" tap-a tap:wtap0 --listen udp:5557:interface=192.168.77.1 --peer 192.168.77.2:5557
+pa=$PID
+tunnel "$b" tap-b tap:wtap0 --listen udp:5557:interface=192.168.77.2 --peer 192.168.77.1:5557
+pb=$PID
+inA ip addr add 10.78.0.1/24 dev wtap0
+inA ip link set wtap0 up
+inB ip addr add 10.78.0.2/24 dev wtap0
+inB ip link set wtap0 up
+inA ping -n -c 2 -i 0.2 -W 3 10.78.0.2 >"$work/ping-tap.log" 2>&1 || fail "ping did not cross the TAP tunnel"
+stop "$pa" tap-a
+stop "$pb" tap-b
+echo "ping through the TAP tunnel: ok"
+
+# ---- an IPv6 underlay (the peer written unlike the kernel writes it) ---------------------------
+inA ip addr add fd00:77::1/64 dev veth-a nodad
+inB ip addr add fd00:77::2/64 dev veth-b nodad
+tunnel "$a" six-a tun:wsix0 --listen 'udp:5560:interface=fd00\:77\:\:1' --peer '[fd00:77:0::2]:5560'
+pa=$PID
+tunnel "$b" six-b tun:wsix0 --listen 'udp:5560:interface=fd00\:77\:\:2' --peer '[fd00:77::1]:5560'
+pb=$PID
+inA ip addr add 10.79.0.1/24 dev wsix0
+inA ip link set wsix0 up
+inB ip addr add 10.79.0.2/24 dev wsix0
+inB ip link set wsix0 up
+inA ping -n -c 2 -i 0.2 -W 3 10.79.0.2 >"$work/ping-six.log" 2>&1 || fail "ping did not cross the IPv6-carried tunnel"
+stop "$pa" six-a
+stop "$pb" six-b
+grep -q "dropped: 0 datagrams from strangers" "$work/six-a.log" || fail "the IPv6 peer was taken for a stranger"
+echo "ping through a tunnel over IPv6: ok"
+
+# ---- a persistent device stays, with its MTU put back -----------------------------------------
+inA ip tuntap add dev wpers0 mode tun
+tunnel "$a" pers tun:wpers0 --listen udp:5558 --peer 192.168.77.2:5558 --mtu 1300
+grep -q "existing: left in place at exit" "$work/pers.log" || fail "the tunnel did not see wpers0 existed"
+inA ip link show wpers0 | grep -q "mtu 1300" || fail "--mtu 1300 was not set on wpers0"
+stop "$PID" pers
+inA ip link show wpers0 >/dev/null 2>&1 || fail "the persistent device was removed"
+inA ip link show wpers0 | grep -q "mtu 1500" || fail "the MTU of wpers0 was not put back"
+echo "a persistent device stays, MTU put back: ok"
+
+# ---- bad input ----------------------------------------------------------------------------
+expect_error 2 "'abcdefghijklmnopq': 17 bytes, at most 15 allowed" \
+  inA "$weft" tunnel tun:abcdefghijklmnopq --listen udp:5559 --peer 192.168.77.2:5559
+expect_error 2 "expected tun:NAME or tap:NAME" inA "$weft" tunnel eth:x --listen udp:5559 --peer 192.168.77.2:1
+expect_error 2 "give the interface a name" inA "$weft" tunnel tun: --listen udp:5559 --peer 192.168.77.2:1
+expect_error 2 "bad --listen endpoint 'tcp:5559'" inA "$weft" tunnel tun:x --listen tcp:5559 --peer 192.168.77.2:1
+expect_error 2 "expected HOST:PORT" inA "$weft" tunnel tun:x --listen udp:5559 --peer 192.168.77.2
+expect_error 2 "the port must be a number in 1..65535" inA "$weft" tunnel tun:x --listen udp:5559 --peer h:0
+expect_error 2 "is not IPv4" inA "$weft" tunnel tun:x --listen udp:5559 --peer '[::1]:5559'
+expect_error 2 "cannot resolve the --peer host 'no.such.host.invalid'" \
+  inA "$weft" tunnel tun:x --listen udp:5559 --peer no.such.host.invalid:1
+status=0
+inA "$weft" tunnel tun:x --listen udp:5559 --peer 192.168.77.2:1 --mtu 10 >"$work/error.out" 2>&1 || status=$?
+[ "$status" != 0 ] && grep -q -- "--mtu" "$work/error.out" || fail "--mtu 10 was accepted: $(cat "$work/error.out")"
+inA ip link show x >/dev/null 2>&1 && fail "bad input left a device behind"
+echo "bad input: clear errors"
+echo "weft tunnel: all good"
