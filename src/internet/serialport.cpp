@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 #include <fmt/format.h>
@@ -359,6 +360,15 @@ namespace {
 }
 }  // namespace
 
+namespace {
+// `options` with one setting changed (the setters below).
+template <class T>
+Options with(Options options, T Options::*setting, std::type_identity_t<T> value) {
+    options.*setting = value;
+    return options;
+}
+}  // namespace
+
 void SerialPort::applySettings(const Options& options) {
     if (fd_ < 0) closedPort(device_, "changing the line settings");
     serial::validate(options);
@@ -366,41 +376,17 @@ void SerialPort::applySettings(const Options& options) {
     options_ = options;
 }
 
-void SerialPort::setBaudRate(int baudrate) {
-    Options o = options_;
-    o.baudrate = baudrate;
-    applySettings(o);
-}
+void SerialPort::setBaudRate(int baudrate) { applySettings(with(options_, &Options::baudrate, baudrate)); }
 
-void SerialPort::setBytesize(int bytesize) {
-    Options o = options_;
-    o.bytesize = bytesize;
-    applySettings(o);
-}
+void SerialPort::setBytesize(int bytesize) { applySettings(with(options_, &Options::bytesize, bytesize)); }
 
-void SerialPort::setParity(char parity) {
-    Options o = options_;
-    o.parity = parity;
-    applySettings(o);
-}
+void SerialPort::setParity(char parity) { applySettings(with(options_, &Options::parity, parity)); }
 
-void SerialPort::setStopbits(double stopbits) {
-    Options o = options_;
-    o.stopbits = stopbits;
-    applySettings(o);
-}
+void SerialPort::setStopbits(double stopbits) { applySettings(with(options_, &Options::stopbits, stopbits)); }
 
-void SerialPort::setXonXoff(bool on) {
-    Options o = options_;
-    o.xonxoff = on;
-    applySettings(o);
-}
+void SerialPort::setXonXoff(bool on) { applySettings(with(options_, &Options::xonxoff, on)); }
 
-void SerialPort::setRtsCts(bool on) {
-    Options o = options_;
-    o.rtscts = on;
-    applySettings(o);
-}
+void SerialPort::setRtsCts(bool on) { applySettings(with(options_, &Options::rtscts, on)); }
 
 int SerialPort::inWaiting() const {
     if (fd_ < 0) closedPort(device_, "inWaiting");

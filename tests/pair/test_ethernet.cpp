@@ -12,10 +12,12 @@
 
 #include <weft/pair/ethernet.hpp>
 
+#include "pair/pairtest.hpp"
 #include "support/reactortest.hpp"
 
 using namespace weft;
 using namespace weft::pair;
+using weft::test::expectInvalid;
 
 namespace {
 
@@ -54,15 +56,6 @@ class EthernetTest : public weft::test::LeakCheckedTest {};
 template <std::size_t N>
 std::string lit(const char (&s)[N]) {
     return std::string(s, N - 1);
-}
-
-void expectInvalid(const std::function<void()>& f, const std::string& message) {
-    try {
-        f();
-        ADD_FAILURE() << "expected std::invalid_argument: " << message;
-    } catch (const std::invalid_argument& e) {
-        EXPECT_EQ(std::string(e.what()), message);
-    }
 }
 
 TEST_F(EthernetTest, ETH_1_packetParsingPassesPayloadAddressesAndEtherType) {

@@ -14,10 +14,12 @@
 #include <weft/pair/ip.hpp>
 #include <weft/pair/testing.hpp>
 
+#include "pair/pairtest.hpp"
 #include "support/reactortest.hpp"
 
 using namespace weft;
 using namespace weft::pair;
+using weft::test::expectInvalid;
 
 namespace {
 
@@ -84,15 +86,6 @@ Datagram foobar(std::uint8_t protocol) { return {"foobar", false, expectedHeader
 Datagram quux(std::uint8_t protocol) { return {"quux", true, expectedHeader(protocol, "6.7.8.9", "5.4.3.2")}; }
 
 class IPTest : public weft::test::LeakCheckedTest {};
-
-void expectInvalid(const std::function<void()>& f, const std::string& message) {
-    try {
-        f();
-        ADD_FAILURE() << "expected std::invalid_argument: " << message;
-    } catch (const std::invalid_argument& e) {
-        EXPECT_EQ(std::string(e.what()), message);
-    }
-}
 
 TEST_F(IPTest, IP_1_packetParsingPassesPayloadAndEveryHeaderField) {
     // IP-1: the payload after the 20-byte header goes to the protocol registered for its protocol byte, with every field.

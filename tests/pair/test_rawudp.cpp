@@ -15,11 +15,13 @@
 #include <weft/pair/rawudp.hpp>
 #include <weft/pair/testing.hpp>
 
+#include "pair/pairtest.hpp"
 #include "support/reactortest.hpp"
 #include "support/udphelpers.hpp"
 
 using namespace weft;
 using namespace weft::pair;
+using weft::test::expectInvalid;
 using weft::test::RecordingDatagram;
 namespace pt = weft::pair::testing;
 
@@ -53,15 +55,6 @@ Seen seen(const RecordingDatagram& p) {
         out.emplace_back(d.data, a.host, a.port);
     }
     return out;
-}
-
-void expectInvalid(const std::function<void()>& f, const std::string& message) {
-    try {
-        f();
-        ADD_FAILURE() << "expected std::invalid_argument: " << message;
-    } catch (const std::invalid_argument& e) {
-        EXPECT_EQ(std::string(e.what()), message);
-    }
 }
 
 TEST_F(RawUDPTest, RUDP_1_packetParsingCallsTheDatagramProtocolOfTheDestinationPort) {

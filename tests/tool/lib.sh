@@ -7,6 +7,9 @@
 #                       or UNIXAddress('…')) and PORT (its port, for IP addresses)
 #   stop PID NAME       SIGTERM; the process must exit 0 within 30 s and log
 #                       "stopped by signal 15"
+#   await_text FILE TEXT [TRIES]
+#                       waits (TRIES × 50 ms, default 100) until FILE holds TEXT
+#                       while the process $PID lives; returns 1 if it never does
 # shellcheck shell=bash
 work=$(mktemp -d)
 pids=()
@@ -29,6 +32,16 @@ start() {
     sleep 0.05
   done
   echo "$name did not start:"; cat "$work/$name.log"; exit 1
+}
+
+await_text() {
+  local tries=${3:-100}
+  for _ in $(seq "$tries"); do
+    grep -q -- "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$PID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
 }
 
 stop() {

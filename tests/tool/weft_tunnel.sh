@@ -40,11 +40,7 @@ tunnel() {
   ip netns exec "$ns" "$weft" tunnel "$@" >"$work/$name.log" 2>&1 &
   PID=$!
   pids+=("$PID")
-  for _ in $(seq 100); do
-    grep -q "stop with Ctrl-C" "$work/$name.log" 2>/dev/null && return 0
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.05
-  done
+  await_text "$work/$name.log" "stop with Ctrl-C" && return 0
   fail "$name did not start"
 }
 

@@ -22,11 +22,7 @@ watch() {
   "$weft" "$@" >"$work/$name.out" 2>"$work/$name.err" &
   PID=$!
   pids+=("$PID")
-  for _ in $(seq 200); do
-    grep -q "watching" "$work/$name.err" 2>/dev/null && return 0
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.05
-  done
+  await_text "$work/$name.err" "watching" 200 && return 0
   echo "$name did not start:"; cat "$work/$name.err"; exit 1
 }
 
