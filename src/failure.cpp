@@ -2,6 +2,9 @@
 
 #include <cxxabi.h>
 
+#include <array>
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
 
@@ -27,8 +30,37 @@ int Failure::matchWithoutThrowing(const std::type_info& target, void*& object) c
     static_assert(sizeof(std::exception_ptr) == sizeof(void*), "libstdc++'s exception_ptr is one pointer");
     const std::type_info* thrown = value_.__cxa_exception_type();
     if (!thrown || thrown->__is_pointer_p()) return -1;
-    void* candidate = *reinterpret_cast<void* const*>(&value_);
-    if (!target.__do_catch(thrown, &candidate, 1)) return 0;
+    void* const exception = *reinterpret_cast<void* const*>(&value_);
+    if (thrown == &target) {  // the exact type: nothing to walk
+        object = exception;
+        return 1;
+    }
+    // __do_catch walks the thrown type's bases, comparing type names with
+    // strcmp (≈ 150 instructions a check, several in every connection's
+    // close). Its answer depends only on the two types: whether one is a
+    // public unambiguous base of the other, and at which offset the base sits
+    // in the thrown object, fixed for a complete type. So it is remembered per
+    // pair on this thread (types by address: a second type_info object of a
+    // type only costs a miss).
+    static constexpr std::ptrdiff_t kNoMatch = PTRDIFF_MIN;
+    struct Answer {
+        const std::type_info* thrown = nullptr;
+        const std::type_info* target = nullptr;
+        std::ptrdiff_t offset = kNoMatch;
+    };
+    thread_local std::array<Answer, 8> answers{};
+    thread_local unsigned next = 0;
+    for (const Answer& a : answers) {
+        if (a.thrown != thrown || a.target != &target) continue;
+        if (a.offset == kNoMatch) return 0;
+        object = static_cast<char*>(exception) + a.offset;
+        return 1;
+    }
+    void* candidate = exception;
+    bool match = target.__do_catch(thrown, &candidate, 1);
+    answers[next++ % answers.size()] = {
+        thrown, &target, match ? static_cast<char*>(candidate) - static_cast<char*>(exception) : kNoMatch};
+    if (!match) return 0;
     object = candidate;
     return 1;
 #else

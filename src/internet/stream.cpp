@@ -15,6 +15,7 @@
 #include <weft/log.hpp>
 
 #include "internet/detail/acceptloop.hpp"
+#include "internet/detail/crosscast.hpp"
 #include "internet/detail/scratch.hpp"
 #include "sys/syscalls.hpp"
 
@@ -75,7 +76,7 @@ WriteResult StreamTransport::writeSomeData(std::span<const iovec> data) { return
 
 Reason StreamTransport::closeWriteConnection() {
     if (fd_ >= 0) shutdownWrite();
-    if (auto* hc = dynamic_cast<IHalfCloseableProtocol*>(protocol_.get())) {
+    if (auto* hc = weft::detail::crossCast<IHalfCloseableProtocol>(protocol_.get())) {
         auto keep = protocol_;
         try {
             hc->writeConnectionLost();
@@ -95,7 +96,7 @@ void StreamTransport::readConnectionLost(const Failure&) {
     if (disconnected() || aborting()) return;
     stopReading();
     readHalf_ = ReadHalf::ended;
-    auto* hc = dynamic_cast<IHalfCloseableProtocol*>(protocol_.get());
+    auto* hc = weft::detail::crossCast<IHalfCloseableProtocol>(protocol_.get());
     if (!hc) {
         // Better than Twisted (TCP-27): flush what is buffered, then ConnectionDone.
         if (state() == State::connected) loseConnection();

@@ -1201,6 +1201,47 @@ TEST(Failure, DEF_35_checkAndGetFollowCatchRulesWithoutThrowing) {
     EXPECT_EQ(Failure{std::out_of_range("x")}.type(), typeid(std::out_of_range));
 }
 
+namespace catchrules {
+struct Other {
+    virtual ~Other() = default;
+    char pad[24] = {};
+};
+struct Offset : Other, Base {};    // Base sits after Other: get<Base>() must adjust the address
+struct Virtual : virtual Base {};  // a virtual base: its offset is read from the object
+}  // namespace catchrules
+
+TEST(Failure, DEF_35_repeatedChecksAnswerAsTheFirstDid) {
+    // DEF-35: check/get remember their answer per pair of types (a type walk
+    // costs ≈ 150 instructions); a second object of the same type, a base at
+    // an offset, a virtual base and a refusal must come out as the first time,
+    // also after more pairs than are remembered have pushed the first out.
+    using namespace catchrules;
+    for (int round = 0; round < 3; ++round) {
+        Offset o;
+        o.tag = 10 + round;
+        Failure offset{o};
+        const Base* b = offset.get<Base>();
+        ASSERT_NE(b, nullptr);
+        EXPECT_EQ(b->tag, 10 + round);
+        EXPECT_NE(static_cast<const void*>(b), static_cast<const void*>(offset.get<Offset>()));
+        EXPECT_EQ(static_cast<const void*>(b),
+                  static_cast<const void*>(static_cast<const Base*>(offset.get<Offset>())));
+        Virtual v;
+        v.tag = 20 + round;
+        Failure virt{v};
+        ASSERT_NE(virt.get<Base>(), nullptr);
+        EXPECT_EQ(virt.get<Base>()->tag, 20 + round);
+        EXPECT_EQ((Failure{Diamond{}}.check<Base, Left>()), 2);
+        EXPECT_EQ(Failure{Hidden{}}.check<Base>(), 0);
+        EXPECT_EQ(Failure{Diamond{}}.check<Base>(), 0);
+        // More pairs than the memory holds, between the rounds.
+        EXPECT_EQ((Failure{std::out_of_range("x")}.check<std::runtime_error, std::logic_error>()), 2);
+        EXPECT_EQ((Failure{std::overflow_error("x")}.check<std::logic_error, std::runtime_error>()), 2);
+        EXPECT_EQ((Failure{std::bad_alloc()}.check<std::logic_error, std::runtime_error, std::exception>()), 3);
+        EXPECT_TRUE(Failure{Derived{}}.check<Base>());
+    }
+}
+
 TEST(Failure, DEF_36_trapRethrowsTheWrappedExceptionWhenNothingMatches) {
     // DEF-36: trap returns check's value on a match, else rethrows the wrapped exception; in an errback the same exception continues.
     auto ep = boom("untrapped");

@@ -27,6 +27,7 @@
 #include <weft/internet/tcp.hpp>
 #include <weft/internet/unix.hpp>
 
+#include "internet/detail/crosscast.hpp"
 #include "support/reactortest.hpp"
 #include "support/tcphelpers.hpp"
 
@@ -827,3 +828,51 @@ TEST_P(StreamTest, TCP_45_protocolConnectionLostComesBeforeClientConnectionLostS
 }
 
 }  // namespace
+
+namespace crosscast {
+// Protocols of several shapes: with and without the half-close interface, at
+// different offsets, through a virtual base, more of them than the lookup
+// remembers, so answers are pushed out and worked out again.
+struct Plain : Protocol {};
+struct Half : Protocol, IHalfCloseableProtocol {
+    void readConnectionLost() override {}
+    void writeConnectionLost() override {}
+};
+struct Padded {
+    virtual ~Padded() = default;
+    char pad[40] = {};
+};
+struct HalfAtOffset : Padded, Half {};
+struct HalfVirtual : Protocol, virtual IHalfCloseableProtocol {
+    void readConnectionLost() override {}
+    void writeConnectionLost() override {}
+};
+struct HalfVirtualAgain : HalfVirtual {};
+struct PlainAgain : Plain {};
+}  // namespace crosscast
+
+TEST(StreamLayer, STREAM_theHalfCloseLookupAnswersAsDynamicCastForEveryType) {
+    // The stream layer asks each protocol for IHalfCloseableProtocol at every
+    // end of stream, through detail::crossCast (one type walk per type, then a
+    // remembered offset). Every answer must equal dynamic_cast's, for every
+    // object, across more types than are remembered, many times over.
+    using namespace crosscast;
+    std::vector<std::shared_ptr<Protocol>> protocols;
+    for (int i = 0; i < 3; ++i) {
+        protocols.push_back(std::make_shared<Plain>());
+        protocols.push_back(std::make_shared<Half>());
+        protocols.push_back(std::make_shared<HalfAtOffset>());
+        protocols.push_back(std::make_shared<HalfVirtual>());
+        protocols.push_back(std::make_shared<HalfVirtualAgain>());
+        protocols.push_back(std::make_shared<PlainAgain>());
+    }
+    int found = 0;
+    for (int round = 0; round < 4; ++round)
+        for (const auto& p : protocols) {
+            auto* expected = dynamic_cast<IHalfCloseableProtocol*>(p.get());
+            EXPECT_EQ(weft::detail::crossCast<IHalfCloseableProtocol>(p.get()), expected) << p->logPrefix();
+            found += expected != nullptr;
+        }
+    EXPECT_EQ(found, 4 * 3 * 4);
+    EXPECT_EQ(weft::detail::crossCast<IHalfCloseableProtocol>(static_cast<Protocol*>(nullptr)), nullptr);
+}
