@@ -292,7 +292,9 @@ void Port::accepted(int s, const sockaddr* peerAddress, socklen_t length) {
     SockAddr peer;
     std::memcpy(&peer.u, peerAddress, std::min<std::size_t>(length, sizeof peer.u));
     peer.length = length;
-    auto protocol = weft::detail::buildProtocolOrClose(*factory_, peer.toAddress(), s);  // TCP-12
+    // The address is rewritten in place: no strings made and dropped per connection.
+    peer.assignTo(peerAddress_, "TCP");
+    auto protocol = weft::detail::buildProtocolOrClose(*factory_, peerAddress_, s);  // TCP-12
     if (!protocol) return;
     // From here the Server owns the socket (its destructor closes it).
     auto server = std::make_shared<Server>(reactor_, s, peer, sessionno_++, realPort_, local_ ? &*local_ : nullptr);

@@ -405,6 +405,15 @@ TEST_P(TCPTest, TCP_12_buildProtocolNullAndSessionNumbers) {
     ASSERT_EQ(f->addresses.size(), 3u);
     ASSERT_TRUE(std::holds_alternative<IPv4Address>(f->addresses[0]));
     EXPECT_EQ(std::get<IPv4Address>(f->addresses[0]).host, "127.0.0.1");
+    // Each address names its own client (the port rewrites one Address in place per connection).
+    int clients[] = {refused, c1, c2};
+    for (std::size_t i = 0; i < 3; ++i) {
+        sockaddr_in local{};
+        socklen_t length = sizeof local;
+        ASSERT_EQ(::getsockname(clients[i], reinterpret_cast<sockaddr*>(&local), &length), 0);
+        ASSERT_TRUE(std::holds_alternative<IPv4Address>(f->addresses[i]));
+        EXPECT_EQ(std::get<IPv4Address>(f->addresses[i]).port, ntohs(local.sin_port)) << i;
+    }
     auto* s0 = dynamic_cast<tcp::Server*>(f->built[0]->transport.get());
     auto* s1 = dynamic_cast<tcp::Server*>(f->built[1]->transport.get());
     ASSERT_TRUE(s0 && s1);

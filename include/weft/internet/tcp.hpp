@@ -146,6 +146,7 @@ private:
     int family_ = AF_INET;
     std::uint16_t realPort_ = 0;
     std::optional<SockAddr> local_;  // the bound address when it names one interface (not a wildcard)
+    Address peerAddress_;            // the peer handed to buildProtocol, rewritten in place per connection
 };
 
 /// Drives outgoing connection attempts (Twisted tcp.Connector).
