@@ -333,12 +333,13 @@ void Connection::connectionLost(const Failure& reason) {
 
 // ---- Server -------------------------------------------------------------------------
 
-Server::Server(Reactor& reactor, int fd, std::string peerPath, int sessionno, std::string portPath,
-               std::string prefixPath)
-    : AcceptedTransport(sessionno, reactor, fd, std::move(peerPath)), portPath_(std::move(portPath)),
-      prefixPath_(std::move(prefixPath)) {
-    hostPath_ = portPath_;  // an accepted socket has its listener's name (UNIX-8): no getsockname
-}
+Server::Server(Reactor& reactor, int fd, std::string peerPath, int sessionno,
+               std::shared_ptr<const std::string> localPath, bool namedByLocal)
+    : AcceptedTransport(sessionno, reactor, fd, std::move(peerPath)), localPath_(std::move(localPath)),
+      namedByLocal_(namedByLocal) {}
+
+// An accepted socket has its listener's name (UNIX-8): no getsockname.
+Address Server::getHost() const { return UNIXAddress(*localPath_); }
 
 // ---- Client -------------------------------------------------------------------------
 
@@ -506,9 +507,8 @@ void Port::accepted(int s, const sockaddr* peerAddress, socklen_t length) {
     std::string peerPath = peer.path();
     auto protocol = weft::detail::buildProtocolOrClose(*factory_, UNIXAddress(peerPath), s);  // UNIX-8
     if (!protocol) return;
-    std::string prefixPath = peerPath;
-    auto server =
-        std::make_shared<Server>(reactor_, s, std::move(peerPath), sessionno_++, path_, std::move(prefixPath));
+    if (!sharedPath_ || *sharedPath_ != path_) sharedPath_ = std::make_shared<const std::string>(path_);
+    auto server = std::make_shared<Server>(reactor_, s, std::move(peerPath), sessionno_++, sharedPath_, false);
     server->start(std::move(protocol));
 }
 
@@ -567,8 +567,8 @@ void Reactor::adoptUNIXStreamConnection(int fd, std::shared_ptr<Factory> factory
     auto protocol = weft::detail::buildProtocolOrClose(*factory, UNIXAddress(peerPath),
                                                        fd);  // UNIX-22, Better than Twisted: the peer
     if (!protocol) return;
-    std::string local = unix_::localPath(fd);
-    auto server = std::make_shared<unix_::Server>(*this, fd, std::move(peerPath), 0, local, local);
+    auto local = std::make_shared<const std::string>(unix_::localPath(fd));
+    auto server = std::make_shared<unix_::Server>(*this, fd, std::move(peerPath), 0, std::move(local), true);
     server->start(std::move(protocol));
 }
 

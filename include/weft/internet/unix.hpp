@@ -118,18 +118,23 @@ private:
 /// An accepted or adopted UNIX connection (Twisted unix.Server).
 class WEFT_EXPORT Server final : public AcceptedTransport<Connection> {
 public:
-    /// `prefixPath` names the connection in logPrefix(): the peer's path for an
-    /// accepted connection, the local path for an adopted one (UNIX-9, UNIX-22);
-    /// `portPath` is the listening path shown by repr().
-    Server(Reactor& reactor, int fd, std::string peerPath, int sessionno, std::string portPath, std::string prefixPath);
+    /// `localPath` is the listening path, shared by every connection of a port
+    /// (getHost(), UNIX-8, and repr()). The connection is named in logPrefix()
+    /// by the peer's path, or by the local path for an adopted one
+    /// (`namedByLocal`; UNIX-9, UNIX-22).
+    Server(Reactor& reactor, int fd, std::string peerPath, int sessionno, std::shared_ptr<const std::string> localPath,
+           bool namedByLocal);
+
+    /// UNIXAddress(the listener's path), also after the close (UNIX-8).
+    Address getHost() const override;
 
 private:
     friend class Port;
     friend class ::weft::Reactor;
-    std::string peerName() const override { return prefixPath_; }
-    std::string where() const override { return portPath_; }
-    std::string portPath_;
-    std::string prefixPath_;
+    std::string peerName() const override { return namedByLocal_ ? *localPath_ : peerPath_; }
+    std::string where() const override { return *localPath_; }
+    std::shared_ptr<const std::string> localPath_;
+    bool namedByLocal_;
 };
 
 /// An outgoing UNIX connection (Twisted unix.Client), created by a Connector.
@@ -177,6 +182,7 @@ private:
     socklen_t peerCapacity() const noexcept override;
 
     std::string path_;
+    std::shared_ptr<const std::string> sharedPath_;  // path_ for the connections' getHost() (no copy each)
     int mode_;
     bool wantPID_;
     bool adopted_ = false;  // the socket file belongs to whoever made it
