@@ -15,17 +15,6 @@
 // sanitizers. Signals are blocked in the parent across the clone, so no
 // handler runs on the child's stack; the child resets every caught or
 // ignored signal to its default (PROC-9) and execs with an empty mask.
-//
-// Where the kernel has clone3 (Linux 5.5), the child is started with
-// CLONE_CLEAR_SIGHAND: the kernel gives it default handlers for every caught
-// signal, and the child reads the signals it still ignores from its own
-// /proc/self/status (three system calls, ≈ 15 µs on a VM) instead of asking
-// for each of 62 dispositions (≈ 26 µs; Python's vfork child does that). The
-// parent waits for the child until exec, so this is time the calling
-// thread, the reactor's, is held (bench/README.md, "Child processes").
-// Kernels without clone3, and seccomp filters that refuse it (container
-// runtimes answer ENOSYS to push callers back to clone), get clone and the
-// 62 questions.
 #include "sys/spawn.hpp"
 
 #include <fcntl.h>
@@ -38,9 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
-#include <cstdint>
 
 #include "sys/syscalls.hpp"
 
@@ -85,67 +72,21 @@ constexpr unsigned long kSigsetBytes = sizeof(unsigned long);
 #define WEFT_CHILD_CODE __attribute__((noinline, no_sanitize("address", "thread", "undefined")))
 #endif
 
-// The signals this process ignores, from the SigIgn line of /proc/self/status
-// (hexadecimal, bit n-1 for signal n; /proc/self/stat's sigignore field holds
-// only the first 31 and misses the real-time signals). False without /proc,
-// or when the line is not in the first 4 KiB; the caller then asks for each
-// disposition.
-WEFT_CHILD_CODE bool ignoredSignals(unsigned long* out) {
-    char buf[4096];
-    long fd = ::syscall(SYS_openat, AT_FDCWD, "/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    long n = ::syscall(SYS_read, fd, buf, sizeof buf);
-    ::syscall(SYS_close, fd);
-    if (n <= 0) return false;
-    const char* end = buf + n;
-    static constexpr char kKey[] = "\nSigIgn:\t";
-    constexpr long kKeyLength = sizeof kKey - 1;
-    for (const char* p = buf; end - p > kKeyLength; ++p) {
-        bool match = true;
-        for (long i = 0; i < kKeyLength && match; ++i) match = p[i] == kKey[i];
-        if (!match) continue;
-        p += kKeyLength;
-        unsigned long mask = 0;
-        int digits = 0;
-        for (; p < end && digits < 16; ++p, ++digits) {
-            char c = *p;
-            unsigned long v;
-            if (c >= '0' && c <= '9') v = static_cast<unsigned long>(c - '0');
-            else if (c >= 'a' && c <= 'f') v = static_cast<unsigned long>(c - 'a' + 10);
-            else break;
-            mask = mask << 4 | v;
-        }
-        if (digits != 16 || p == end || *p != '\n') return false;
-        *out = mask;
-        return true;
-    }
-    return false;
-}
-
 // Runs in the child. Raw system calls only; on failure, records errno and the
 // step in the request and exits with status 127 (the parent reaps it).
 WEFT_CHILD_CODE int childMain(void* arg) {
     auto* req = static_cast<SpawnRequest*>(arg);
     using Step = SpawnRequest::Step;
     Step step = Step::signals;
-    const KernelSigaction dfl{reinterpret_cast<void*>(SIG_DFL), 0, nullptr, 0};
 
-    // Every caught or ignored signal back to its default (PROC-9). After
-    // clone3's CLONE_CLEAR_SIGHAND only the ignored ones are left to reset.
-    unsigned long ignored = 0;
-    if (req->taken == SpawnRequest::Route::clone3 && ignoredSignals(&ignored)) {
-        for (long sig = 1; sig < 65; ++sig) {
-            if (!(ignored & (1UL << (sig - 1))) || sig == SIGKILL || sig == SIGSTOP) continue;
-            if (::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, kSigsetBytes) != 0) goto fail;
-        }
-    } else {
-        for (long sig = 1; sig < 65; ++sig) {
-            if (sig == SIGKILL || sig == SIGSTOP) continue;
-            KernelSigaction old{};
-            if (::syscall(SYS_rt_sigaction, sig, nullptr, &old, kSigsetBytes) != 0) continue;  // glibc's own signals
-            if (old.handler == reinterpret_cast<void*>(SIG_DFL)) continue;
-            if (::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, kSigsetBytes) != 0) goto fail;
-        }
+    // Every caught or ignored signal back to its default (PROC-9).
+    for (long sig = 1; sig < 65; ++sig) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        KernelSigaction old{};
+        if (::syscall(SYS_rt_sigaction, sig, nullptr, &old, kSigsetBytes) != 0) continue;  // glibc's own signals
+        if (old.handler == reinterpret_cast<void*>(SIG_DFL)) continue;
+        KernelSigaction dfl{reinterpret_cast<void*>(SIG_DFL), 0, nullptr, 0};
+        if (::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, kSigsetBytes) != 0) goto fail;
     }
 
     step = Step::session;
@@ -212,57 +153,6 @@ fail:
 
 constexpr std::size_t kChildStack = 64 * 1024;
 
-#if defined(__x86_64__) && defined(SYS_clone3)
-#define WEFT_HAVE_CLONE3 1
-
-// clone3's argument block, its first version (CLONE_ARGS_SIZE_VER0).
-struct CloneArgs {
-    std::uint64_t flags;
-    std::uint64_t pidfd;
-    std::uint64_t childTid;
-    std::uint64_t parentTid;
-    std::uint64_t exitSignal;
-    std::uint64_t stack;
-    std::uint64_t stackSize;
-    std::uint64_t tls;
-};
-static_assert(sizeof(CloneArgs) == 64);
-constexpr std::uint64_t kCloneClearSighand = 0x100000000ULL;  // linux/sched.h
-
-// clone3 with the child running fn(arg) on the stack the arguments name, then
-// exit_group with its result. Neither glibc 2.36 nor the C library of any
-// supported distribution exports a clone3 wrapper, and the child cannot
-// return through a C call (it starts on a fresh stack), so the system call is
-// made here. Returns the child's pid, or -errno.
-long rawClone3(CloneArgs* args, int (*fn)(void*), void* arg) {
-    long ret;
-    asm volatile(
-        "syscall\n\t"
-        "testq %%rax, %%rax\n\t"
-        "jnz 1f\n\t"
-        // The child: a fresh stack (16-byte aligned: the call's return address
-        // leaves it as a function entry expects), no frame above this one.
-        "xorl %%ebp, %%ebp\n\t"
-        "movq %[arg], %%rdi\n\t"
-        "callq *%[fn]\n\t"
-        "movl %%eax, %%edi\n\t"
-        "movl %[exitGroup], %%eax\n\t"
-        "syscall\n\t"
-        "hlt\n\t"
-        "1:\n\t"
-        : "=a"(ret)
-        : "0"(SYS_clone3), "D"(args),
-          "S"(sizeof(CloneArgs)), [fn] "r"(fn), [arg] "r"(arg), [exitGroup] "i"(SYS_exit_group)
-        : "rcx", "r11", "memory");
-    return ret;
-}
-
-// Whether clone3 may be tried: cleared for the process at the first refusal.
-std::atomic<bool> gClone3Usable{true};
-#else
-#define WEFT_HAVE_CLONE3 0
-#endif
-
 }  // namespace
 
 // The child's stack: one per thread, mapped at the thread's first spawn and
@@ -297,37 +187,8 @@ pid_t kernelSpawn(SpawnRequest* req) {
     sigset_t all, saved;
     sigfillset(&all);
     ::pthread_sigmask(SIG_SETMASK, &all, &saved);
-    pid_t pid = -1;
-    int cloneError = 0;
-    bool cloned = false;
-#if WEFT_HAVE_CLONE3
-    using Route = SpawnRequest::Route;
-    if (req->route != Route::clone && gClone3Usable.load(std::memory_order_relaxed)) {
-        CloneArgs args{};
-        args.flags = CLONE_VM | CLONE_VFORK | kCloneClearSighand;
-        args.exitSignal = SIGCHLD;
-        args.stack = reinterpret_cast<std::uintptr_t>(stack);
-        args.stackSize = kChildStack;
-        req->taken = req->route == Route::clone3Query ? Route::clone3Query : Route::clone3;
-        long r = rawClone3(&args, childMain, req);
-        if (r >= 0) {
-            pid = static_cast<pid_t>(r);
-            cloned = true;
-        } else if (r == -ENOSYS || r == -EINVAL || r == -EPERM) {
-            // No clone3, no CLONE_CLEAR_SIGHAND (5.3, 5.4), or a seccomp filter's
-            // answer: clone from now on.
-            gClone3Usable.store(false, std::memory_order_relaxed);
-        } else {
-            cloneError = static_cast<int>(-r);  // EAGAIN, ENOMEM: clone would fail the same way
-            cloned = true;
-        }
-    }
-#endif
-    if (!cloned) {
-        req->taken = SpawnRequest::Route::clone;
-        pid = ::__clone(childMain, static_cast<char*>(stack) + kChildStack, CLONE_VM | CLONE_VFORK | SIGCHLD, req);
-        cloneError = errno;
-    }
+    pid_t pid = ::__clone(childMain, static_cast<char*>(stack) + kChildStack, CLONE_VM | CLONE_VFORK | SIGCHLD, req);
+    int cloneError = errno;
     ::pthread_sigmask(SIG_SETMASK, &saved, nullptr);
 
     if (pid < 0) {

@@ -48,23 +48,10 @@ struct SpawnRequest {
     const gid_t* groups = nullptr;
     std::size_t groupCount = 0;
 
-    // How the child is started. `automatic`: clone3 with CLONE_CLEAR_SIGHAND
-    // where the kernel has it (5.5 and later, and not hidden by a seccomp
-    // filter), the child reading the signals it ignores from /proc/self/status;
-    // clone where clone3 is refused, the child asking for each signal's
-    // disposition. Tests force the other routes through the seam:
-    // `clone3Query` is clone3 with the child asking as if /proc were not
-    // mounted, `clone` the route of kernels without clone3.
-    enum class Route : int { automatic, clone3, clone3Query, clone };
-    Route route = Route::automatic;
-
     // Filled in when the child fails before exec: its errno and the step.
     enum class Step : int { none, signals, session, descriptors, terminal, directory, groups, gid, uid, exec };
     int error = 0;
     Step failedStep = Step::none;
-    // The route the spawn took: clone3, clone3Query or clone (written by the
-    // parent; clone3 also when the child found no /proc and asked instead).
-    Route taken = Route::automatic;
 };
 
 /// The name of a step, for messages ("chdir", "setuid", "execve", …).

@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,8 +28,6 @@
 #include "support/faults.hpp"
 #include "support/processhelpers.hpp"
 #include "support/reactortest.hpp"
-#include "sys/spawn.hpp"
-#include "sys/syscalls.hpp"
 
 using namespace weft;
 using namespace weft::test;
@@ -256,97 +253,41 @@ TEST_P(ProcessTest, PROC_8_aRefusedSetuidFailsSynchronously) {
     EXPECT_FALSE(proto->made);
 }
 
-// The seam's spawn with one route forced (sys::SpawnRequest::Route), keeping
-// the route the spawn took.
-class ForcedSpawnRoute {
-public:
-    using Route = sys::SpawnRequest::Route;
-    explicit ForcedSpawnRoute(Route route) : saved_(sys::ops.spawn) {
-        want_ = route;
-        taken_ = Route::automatic;
-        sys::ops.spawn = [](sys::SpawnRequest* req) {
-            req->route = want_;
-            pid_t pid = sys::kernelOps.spawn(req);
-            taken_ = req->taken;
-            return pid;
-        };
-    }
-    ~ForcedSpawnRoute() { sys::ops.spawn = saved_; }
-    ForcedSpawnRoute(const ForcedSpawnRoute&) = delete;
-    ForcedSpawnRoute& operator=(const ForcedSpawnRoute&) = delete;
-    static Route taken() { return taken_; }
-
-private:
-    pid_t (*saved_)(sys::SpawnRequest*);
-    static inline Route want_{};
-    static inline Route taken_{};
-};
-
-// Whether this kernel lets a process use clone3 (5.5 and later, no seccomp
-// filter refusing it): asked with arguments clone3 refuses (EINVAL) before
-// doing anything, against ENOSYS where it does not exist or is filtered.
-bool kernelHasClone3() {
-#ifdef SYS_clone3
-    errno = 0;
-    long r = ::syscall(SYS_clone3, nullptr, 0);
-    return r < 0 && errno != ENOSYS && errno != EPERM;
-#else
-    return false;
-#endif
-}
-
 TEST_P(ProcessTest, PROC_9_ignoredAndCaughtSignalsAreDefaultInTheChild) {
-    using Route = ForcedSpawnRoute::Route;
-    // Every route the seam's spawn can take: clone3 with the ignored signals
-    // read from /proc (the default where the kernel has clone3), clone3 with
-    // each disposition asked for (no /proc), and clone (no clone3).
-    for (Route route : {Route::automatic, Route::clone3Query, Route::clone}) {
-        SCOPED_TRACE(static_cast<int>(route));
-        struct sigaction ign {
-        }, saved1{}, saved2{}, saved3{};
-        ign.sa_handler = SIG_IGN;
-        ::sigaction(SIGUSR1, &ign, &saved1);
-        ::sigaction(SIGRTMIN + 3, &ign, &saved3);  // a real-time signal: bits above 32 of the mask
-        struct sigaction caught {};
-        caught.sa_handler = [](int) {};
-        ::sigaction(SIGUSR2, &caught, &saved2);
-        sigset_t block, oldMask;
-        sigemptyset(&block);
-        sigaddset(&block, SIGHUP);
-        ::pthread_sigmask(SIG_BLOCK, &block, &oldMask);
-        auto proto = std::make_shared<RecordingProcess>();
-        Route taken;
-        {
-            ForcedSpawnRoute forced(route);
-            child(proto, {"sigstate"});
-            taken = ForcedSpawnRoute::taken();
-        }
-        ::pthread_sigmask(SIG_SETMASK, &oldMask, nullptr);
-        ::sigaction(SIGUSR1, &saved1, nullptr);
-        ::sigaction(SIGUSR2, &saved2, nullptr);
-        ::sigaction(SIGRTMIN + 3, &saved3, nullptr);
-        waitEnded(proto);
-        if (route == Route::clone) {
-            EXPECT_EQ(taken, Route::clone);
-        } else if (kernelHasClone3()) {
-            EXPECT_EQ(taken, route == Route::automatic ? Route::clone3 : Route::clone3Query);
-        }
-        // The helper's own runtime may catch some signals (a sanitizer's SIGSEGV
-        // handler): only the parent's dispositions and mask must not have leaked.
-        auto field = [&](const std::string& name) {
-            std::string out = proto->out();
-            auto at = out.find(name + "=");
-            if (at == std::string::npos) return std::set<int>{-1};
-            std::set<int> numbers;
-            std::istringstream in(out.substr(at + name.size() + 1, out.find('\n', at) - at - name.size() - 1));
-            for (std::string n; std::getline(in, n, ',');)
-                if (!n.empty()) numbers.insert(std::stoi(n));
-            return numbers;
-        };
-        EXPECT_EQ(field("blocked"), std::set<int>{}) << proto->out();
-        EXPECT_EQ(field("ignored"), std::set<int>{}) << proto->out();
-        EXPECT_EQ(field("caught").count(SIGUSR2), 0u) << proto->out();
-    }
+    struct sigaction ign {
+    }, saved1{}, saved2{}, saved3{};
+    ign.sa_handler = SIG_IGN;
+    ::sigaction(SIGUSR1, &ign, &saved1);
+    ::sigaction(SIGRTMIN + 3, &ign, &saved3);  // a real-time signal: above the first 32 of the mask
+    struct sigaction caught {};
+    caught.sa_handler = [](int) {};
+    ::sigaction(SIGUSR2, &caught, &saved2);
+    sigset_t block, oldMask;
+    sigemptyset(&block);
+    sigaddset(&block, SIGHUP);
+    ::pthread_sigmask(SIG_BLOCK, &block, &oldMask);
+    auto proto = std::make_shared<RecordingProcess>();
+    child(proto, {"sigstate"});
+    ::pthread_sigmask(SIG_SETMASK, &oldMask, nullptr);
+    ::sigaction(SIGUSR1, &saved1, nullptr);
+    ::sigaction(SIGUSR2, &saved2, nullptr);
+    ::sigaction(SIGRTMIN + 3, &saved3, nullptr);
+    waitEnded(proto);
+    // The helper's own runtime may catch some signals (a sanitizer's SIGSEGV
+    // handler): only the parent's dispositions and mask must not have leaked.
+    auto field = [&](const std::string& name) {
+        std::string out = proto->out();
+        auto at = out.find(name + "=");
+        if (at == std::string::npos) return std::set<int>{-1};
+        std::set<int> numbers;
+        std::istringstream in(out.substr(at + name.size() + 1, out.find('\n', at) - at - name.size() - 1));
+        for (std::string n; std::getline(in, n, ',');)
+            if (!n.empty()) numbers.insert(std::stoi(n));
+        return numbers;
+    };
+    EXPECT_EQ(field("blocked"), std::set<int>{}) << proto->out();
+    EXPECT_EQ(field("ignored"), std::set<int>{}) << proto->out();
+    EXPECT_EQ(field("caught").count(SIGUSR2), 0u) << proto->out();
 }
 
 TEST_P(ProcessTest, PROC_10_spawningWhileOtherThreadsAllocateIsSafe) {

@@ -7,9 +7,8 @@
 // options.usePTY, a process::PTYProcess (the terminal's master side).
 //
 // Spawning never forks the parent: the child is made with
-// clone3(CLONE_VM | CLONE_VFORK | CLONE_CLEAR_SIGHAND), or clone where the
-// kernel refuses clone3, and runs only async-signal-safe system calls before
-// execve (src/sys/spawn.cpp). A failure before exec (missing program,
+// clone(CLONE_VM | CLONE_VFORK) and runs only async-signal-safe system calls
+// before execve (src/sys/spawn.cpp). A failure before exec (missing program,
 // bad directory, setuid refused) is thrown by spawnProcess with the child's
 // errno, and nothing is left behind (PROC-6, Better than Twisted).
 //
