@@ -18,6 +18,7 @@
 #include <weft/internet/error.hpp>
 #include <weft/log.hpp>
 
+#include "internet/detail/flagscope.hpp"
 #include "internet/detail/poller.hpp"
 #include "internet/detail/timerqueue.hpp"
 #include "sys/syscalls.hpp"
@@ -453,11 +454,7 @@ void Reactor::settleBeforeWait() {
 
 void Reactor::flushPendingWriters() {
     if (pendingFlush_.empty() || flushing_) return;
-    flushing_ = true;
-    struct Reset {
-        bool& flag;
-        ~Reset() { flag = false; }
-    } reset{flushing_};
+    detail::FlagScope flushing(flushing_);
     std::vector<std::uint64_t> batch;
     batch.swap(pendingFlush_);
     for (std::uint64_t token : batch) {

@@ -19,6 +19,7 @@
 #include <weft/internet/error.hpp>
 #include <weft/log.hpp>
 
+#include "internet/detail/flagscope.hpp"
 #include "internet/detail/sysutil.hpp"
 #include "sys/syscalls.hpp"
 
@@ -125,11 +126,7 @@ void DatagramSocket::attach(int fd, const std::string& where) {
 
 Reason DatagramSocket::doRead() {
     if (fd_ < 0 || state_ != State::listening || inRead_) return std::nullopt;
-    inRead_ = true;
-    struct Reset {
-        bool& flag;
-        ~Reset() { flag = false; }
-    } reset{inRead_};
+    weft::detail::FlagScope reading(inRead_);
     // The protocol may drop the port's last outside reference, or the reactor's
     // (stopListening); the dispatch guard holds the port, this holds the protocol.
     auto protocolGuard = protocol_;

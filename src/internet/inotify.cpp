@@ -18,6 +18,7 @@
 #include <weft/log.hpp>
 #include <weft/text.hpp>
 
+#include "internet/detail/flagscope.hpp"
 #include "internet/detail/readchunk.hpp"
 #include "sys/syscalls.hpp"
 
@@ -322,18 +323,12 @@ Reason INotify::doRead() {
     EventDecoder::Status status = EventDecoder::Status::ok;
     Reason why =
         weft::detail::readChunk(fd_, std::max(bufferSize, kMinRead), weft::detail::EioMeans::error, [&](Bytes data) {
-            dispatching_ = true;
+            weft::detail::FlagScope inDispatch(dispatching_);
             FilePath scratch;
-            try {
-                status = decoder_.feed(data, [&](const RawEvent& e) {
-                    dispatch(e, scratch);
-                    return open();
-                });
-            } catch (...) {
-                dispatching_ = false;
-                throw;
-            }
-            dispatching_ = false;
+            status = decoder_.feed(data, [&](const RawEvent& e) {
+                dispatch(e, scratch);
+                return open();
+            });
         });
     if (why) return why;
     if (status == EventDecoder::Status::corrupt)

@@ -358,9 +358,7 @@ namespace {
 [[noreturn]] void closedPort(const std::string& device, const char* what) {
     throw std::logic_error(fmt::format("{}: serial device {} is closed", what, quote(device)));
 }
-}  // namespace
 
-namespace {
 // `options` with one setting changed (the setters below).
 template <class T>
 Options with(Options options, T Options::*setting, std::type_identity_t<T> value) {

@@ -28,6 +28,7 @@
 
 #include "support/faults.hpp"
 #include "support/reactortest.hpp"
+#include "support/udphelpers.hpp"  // TempDir
 
 using namespace weft;
 using namespace weft::test;
@@ -118,17 +119,6 @@ class INotifyPure : public LeakCheckedTest {};
 
 class INotifyTest : public ReactorTest {
 protected:
-    void SetUp() override {
-        ReactorTest::SetUp();
-        char templ[] = "/tmp/weft-inotify-XXXXXX";
-        ASSERT_NE(::mkdtemp(templ), nullptr);
-        dir = templ;
-    }
-    void TearDown() override {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-        ReactorTest::TearDown();
-    }
     std::string path(std::string_view rel) const { return dir + "/" + std::string(rel); }
     std::shared_ptr<INotify> make(bool start = true) {
         auto n = std::make_shared<INotify>(reactor());
@@ -148,7 +138,8 @@ protected:
         for (int i = 0; i < 5; ++i) reactor().iterate(0.01);
     }
 
-    std::string dir;
+    TempDir tmp;  // removed with its contents when the test ends
+    const std::string dir = tmp.path;
 };
 
 // Points the notifier's descriptor number at the read end of a pipe, so

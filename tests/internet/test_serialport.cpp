@@ -313,11 +313,7 @@ TEST_P(SerialTest, SER_2_aSpeedTheDriverRefusesNamesTheDeviceAndTheSpeed) {
     // SER-2/SER-4: EINVAL from the driver when the line is set throws std::system_error(EINVAL) naming the device and the speed; the device is closed, the protocol never called.
     Pty pty;
     ScopedFaults faults;
-    faults.onIoctl([](int, unsigned long request, void*) -> std::optional<int> {
-        if (request != TCSETS2) return std::nullopt;
-        errno = EINVAL;
-        return -1;
-    });
+    faults.failIoctl(TCSETS2, EINVAL);
     auto proto = std::make_shared<Recorder>();
     serial::Options o;
     o.baudrate = 123456;
@@ -341,11 +337,7 @@ TEST_P(SerialTest, SER_2_aFailureAtEveryStepOfTheSetUpClosesTheDevice) {
         SCOPED_TRACE(step);
         Pty pty;
         ScopedFaults faults;
-        faults.onIoctl([step](int, unsigned long request, void*) -> std::optional<int> {
-            if (request != step) return std::nullopt;
-            errno = EIO;
-            return -1;
-        });
+        faults.failIoctl(step, EIO);
         auto proto = std::make_shared<Recorder>();
         try {
             open(proto, pty.slave);
@@ -809,11 +801,7 @@ TEST_P(SerialTest, SER_16_flushInputAndFlushOutputUseTcflushAndLeaveTheWriteQueu
     EXPECT_EQ(args, (std::vector<unsigned long>{TCIFLUSH, TCOFLUSH}));
     EXPECT_EQ(port->pendingBytes(), pending);
     faults.onIoctl({});
-    faults.onIoctl([](int, unsigned long request, void*) -> std::optional<int> {
-        if (request != TCFLSH) return std::nullopt;
-        errno = EIO;
-        return -1;
-    });
+    faults.failIoctl(TCFLSH, EIO);
     EXPECT_THROW(port->flushOutput(), std::system_error);
     faults.onIoctl({});
     port->abortConnection();
@@ -880,11 +868,7 @@ TEST_P(SerialTest, SER_17_closingDuringABreakEndsItAndCancelsTheTimer) {
     auto port2 = open(proto2, pty2.slave);
     ScopedFaults faults;
     faults.onlyFd(port2->fileno());
-    faults.onIoctl([](int, unsigned long request, void*) -> std::optional<int> {
-        if (request != TIOCSBRK) return std::nullopt;
-        errno = EIO;
-        return -1;
-    });
+    faults.failIoctl(TIOCSBRK, EIO);
     try {
         port2->sendBreak();
         ADD_FAILURE();
@@ -1174,11 +1158,7 @@ TEST_P(SerialTest, SER_22_settersApplyEachSettingWithTcsadrain) {
     EXPECT_TRUE(o.rtscts);
 
     // A device that refuses: the error names it, the recorded settings stay.
-    faults.onIoctl([](int, unsigned long request, void*) -> std::optional<int> {
-        if (request != TCSETSW2) return std::nullopt;
-        errno = EINVAL;
-        return -1;
-    });
+    faults.failIoctl(TCSETSW2, EINVAL);
     EXPECT_THROW(port->setBaudRate(300), std::system_error);
     EXPECT_EQ(port->options().baudrate, 9600);
     faults.onIoctl({});

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <cerrno>
@@ -187,6 +188,27 @@ TEST_P(TuntapTest, TUN_2_startListeningOpensTheDeviceNonBlockingAndCloseOnExec) 
     EXPECT_TRUE(tunnel.closeOnExec());
     EXPECT_EQ(port->fileno(), tunnel.fd);
     stop(*port);
+}
+
+TEST_P(TuntapTest, TUN_2_aBlockingReadOfAnEmptyMemoryTunnelSaysItWouldNeverReturn) {
+    // TUN-2's double: a tunnel opened without O_NONBLOCK cannot block in memory (nothing could fill it
+    // meanwhile), so an empty read throws a logic_error that says so; with a packet queued it reads it.
+    int fd = system->open(tunDevicePath, O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    auto& tunnel = system->getTunnel(fd);
+    EXPECT_TRUE(tunnel.blocking());
+    char buffer[64];
+    try {
+        system->read(fd, buffer, sizeof buffer);
+        ADD_FAILURE() << "an empty blocking read returned";
+    } catch (const std::logic_error& e) {
+        EXPECT_THAT(e.what(), ::testing::HasSubstr("would wait forever"));
+    }
+    tunnel.tunnelMode = static_cast<std::uint16_t>(TunnelFlags::tun | TunnelFlags::noPI);
+    tunnel.queueRead(asBytes("packet"));
+    EXPECT_EQ(system->read(fd, buffer, sizeof buffer), 6);
+    EXPECT_EQ(std::string(buffer, 6), "packet");
+    EXPECT_EQ(system->close(fd), 0);
 }
 
 TEST_P(TuntapTest, TUN_2_startListeningSetsConnected) {

@@ -404,6 +404,14 @@ ScopedFaults& ScopedFaults::onIoctl(IoctlHandler handler) {
     return *this;
 }
 
+ScopedFaults& ScopedFaults::failIoctl(unsigned long request, int e) {
+    return onIoctl([request, e](int, unsigned long r, void*) -> std::optional<int> {
+        if (r != request) return std::nullopt;
+        errno = e;
+        return -1;
+    });
+}
+
 std::optional<int> ScopedFaults::answerIoctl(int fd, unsigned long request, void* arg) {
     IoctlHandler handler;
     {

@@ -210,6 +210,9 @@ public:
     /// Offers every affected ioctl that its script lets through to `handler`
     /// first (replacing any earlier handler; an empty one removes it).
     ScopedFaults& onIoctl(IoctlHandler handler);
+    /// onIoctl with a handler that fails every ioctl `request` with errno `e`
+    /// and lets every other request through.
+    ScopedFaults& failIoctl(unsigned long request, int e);
 
     /// Restricts faults and recording to these descriptors (cumulative).
     ScopedFaults& onlyFd(int fd);

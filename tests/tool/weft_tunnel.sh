@@ -23,6 +23,11 @@ ip netns add "$a" 2>/dev/null || skip "cannot create a network namespace"
 ip netns add "$b"
 inA() { ip netns exec "$a" "$@"; }
 inB() { ip netns exec "$b" "$@"; }
+# addresses DEV NET: NET.1 on DEV in namespace A, NET.2 in B, both up.
+addresses() {
+  inA ip addr add "$2.1/24" dev "$1" && inA ip link set "$1" up &&
+    inB ip addr add "$2.2/24" dev "$1" && inB ip link set "$1" up
+}
 fail() { echo "FAIL: $*"; for f in "$work"/*.log; do echo "--- $f"; cat "$f"; done; exit 1; }
 
 # The underlay: 192.168.77.1 (a) ⇄ 192.168.77.2 (b).
@@ -51,10 +56,7 @@ tunnel "$b" tun-b tun:wtun0 --listen udp:5555:interface=192.168.77.2 --peer 192.
 pb=$PID
 grep -q "created: removed at exit" "$work/tun-a.log" || fail "tun-a did not say it created the device"
 inA ip link show wtun0 | grep -q "mtu 1400" || fail "--mtu 1400 was not set"
-inA ip addr add 10.77.0.1/24 dev wtun0
-inA ip link set wtun0 up
-inB ip addr add 10.77.0.2/24 dev wtun0
-inB ip link set wtun0 up
+addresses wtun0 10.77.0
 
 inA ping -n -c 3 -i 0.2 -W 3 10.77.0.2 >"$work/ping.log" 2>&1 || fail "ping did not cross the tunnel"
 echo "ping through the TUN tunnel: ok"
@@ -111,10 +113,7 @@ tunnel "$a" tap-a tap:wtap0 --listen udp:5557:interface=192.168.77.1 --peer 192.
 pa=$PID
 tunnel "$b" tap-b tap:wtap0 --listen udp:5557:interface=192.168.77.2 --peer 192.168.77.1:5557
 pb=$PID
-inA ip addr add 10.78.0.1/24 dev wtap0
-inA ip link set wtap0 up
-inB ip addr add 10.78.0.2/24 dev wtap0
-inB ip link set wtap0 up
+addresses wtap0 10.78.0
 inA ping -n -c 2 -i 0.2 -W 3 10.78.0.2 >"$work/ping-tap.log" 2>&1 || fail "ping did not cross the TAP tunnel"
 stop "$pa" tap-a
 stop "$pb" tap-b
@@ -127,10 +126,7 @@ tunnel "$a" six-a tun:wsix0 --listen 'udp:5560:interface=fd00\:77\:\:1' --peer '
 pa=$PID
 tunnel "$b" six-b tun:wsix0 --listen 'udp:5560:interface=fd00\:77\:\:2' --peer '[fd00:77::1]:5560'
 pb=$PID
-inA ip addr add 10.79.0.1/24 dev wsix0
-inA ip link set wsix0 up
-inB ip addr add 10.79.0.2/24 dev wsix0
-inB ip link set wsix0 up
+addresses wsix0 10.79.0
 inA ping -n -c 2 -i 0.2 -W 3 10.79.0.2 >"$work/ping-six.log" 2>&1 || fail "ping did not cross the IPv6-carried tunnel"
 stop "$pa" six-a
 stop "$pb" six-b

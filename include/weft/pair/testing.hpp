@@ -94,7 +94,9 @@ public:
     void queueRead(Bytes packet);
     std::size_t pendingReads() const noexcept { return readBuffer_.size(); }
 
-    /// The System calls, for this tunnel.
+    /// The System calls, for this tunnel. read() of an empty tunnel fails with
+    /// readErrno, or, opened without O_NONBLOCK, throws std::logic_error:
+    /// nothing could ever fill it while the call waited.
     ssize_t read(void* buffer, std::size_t limit);
     ssize_t write(const void* data, std::size_t size);
 
