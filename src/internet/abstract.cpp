@@ -28,6 +28,7 @@ struct alignas(64) Chunk {  // the bytes after it start on a cache line: the ker
     std::size_t size = 0;      // bytes filled
     std::size_t capacity = 0;  // inline capacity; 0 for an external chunk
     std::vector<std::byte> external;
+    std::size_t sent = 0;   // bytes at the front already written (only the queue's head has any)
     bool borrowed = false;  // data points into the thread's read buffer (room for it is inline)
 
     std::byte* storage() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
@@ -96,6 +97,7 @@ Chunk* acquireChunk(std::size_t need) {
             *link = c->next;
             c->next = nullptr;
             c->size = 0;
+            c->sent = 0;
             c->data = c->storage();
             c->borrowed = false;
             --pool.count;
@@ -223,13 +225,11 @@ void WriteQueue::append(std::vector<std::byte>&& data) {
 
 int WriteQueue::gather(iovec* iov, int maxIov, std::size_t limit) const {
     int n = 0;
-    std::size_t offset = offset_;
     for (const Chunk* c = head_; c && n < maxIov && limit > 0; c = c->next) {
-        std::size_t len = std::min(c->size - offset, limit);
-        iov[n].iov_base = c->data + offset;
+        std::size_t len = std::min(c->size - c->sent, limit);
+        iov[n].iov_base = c->data + c->sent;
         iov[n].iov_len = len;
         limit -= len;
-        offset = 0;
         ++n;
     }
     return n;
@@ -239,13 +239,12 @@ void WriteQueue::consume(std::size_t n) {
     size_ -= n;
     while (n > 0) {
         Chunk* front = head_;
-        std::size_t avail = front->size - offset_;
+        std::size_t avail = front->size - front->sent;
         if (n < avail) {
-            offset_ += n;
+            front->sent += n;
             return;
         }
         n -= avail;
-        offset_ = 0;
         head_ = front->next;
         releaseChunk(front);
     }
@@ -261,7 +260,6 @@ void WriteQueue::clear() noexcept {
         releaseChunk(c);
     }
     tail_ = nullptr;
-    offset_ = 0;
     size_ = 0;
     unlist();
 }
@@ -273,6 +271,9 @@ void WriteQueue::clear() noexcept {
 FileDescriptor::FileDescriptor(Reactor& reactor) : reactor_(reactor) { reactor_.trackLive(this); }
 
 FileDescriptor::~FileDescriptor() {
+    // Still registered only as watched for errors (R-38: paused, not held):
+    // the slot goes with us, so no later descriptor at this address finds it.
+    if (regFd_ >= 0 && liveIndex_ != kNotLive) reactor_.forgetDescriptor(this, regFd_);
     if (liveIndex_ != kNotLive) reactor_.untrackLive(this);
 }
 
@@ -331,10 +332,10 @@ void FileDescriptor::writeSequence(std::span<const Bytes> chunks) {
 
 void FileDescriptor::maybePauseProducer() {
     // Pause only on the transition to full (FD-24, Better than Twisted).
-    if (pushProducer_ && streaming_ && !producerPaused_ && isSendBufferFull()) {
+    if (producer_ && streaming_ && !producerPaused_ && isSendBufferFull()) {
         producerPaused_ = true;
         auto keep = producer_;  // pauseProducing() may unregister it
-        pushProducer_->pauseProducing();
+        keep->asPushProducer()->pauseProducing();
     }
 }
 
@@ -371,7 +372,7 @@ Reason FileDescriptor::doWrite() {
         // the producer), close or abort: hold it, and look at nothing afterwards.
         auto keep = producer_;
         if (!streaming_) keep->asPullProducer()->resumeProducing();
-        else pushProducer_->resumeProducing();
+        else keep->asPushProducer()->resumeProducing();
         return std::nullopt;
     }
     if (state_ == State::disconnecting) {
@@ -430,7 +431,6 @@ void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool 
     }
     producer_ = std::move(producer);
     streaming_ = streaming;
-    pushProducer_ = streaming ? push : nullptr;
     producerPaused_ = false;
     if (!streaming) {
         auto keep = producer_;  // resumeProducing() may unregister it
@@ -440,7 +440,6 @@ void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool 
 
 void FileDescriptor::unregisterProducer() {
     producer_.reset();
-    pushProducer_ = nullptr;
     producerPaused_ = false;  // FD-28 (Better than Twisted)
     if (connected() && (disconnecting() || writeHalf_ == WriteHalf::closing)) startWriting();
 }
@@ -469,7 +468,6 @@ void FileDescriptor::connectionLost(const Failure&) {
     reactor_.forgetDescriptor(this, fileno());
     queue_.clear();
     if (auto p = std::move(producer_)) {  // FD-2, FD-30: before the protocol hears of it
-        pushProducer_ = nullptr;
         p->stopProducing();
     }
 }

@@ -71,7 +71,7 @@ namespace detail {
 struct Registration {
     std::shared_ptr<IFileDescriptor> owner;  // null while only watched for errors
     std::weak_ptr<IFileDescriptor> watched;  // set while only watched
-    const IFileDescriptor* key = nullptr;
+    const IFileDescriptor* key = nullptr;    // null: the slot is free
     IReadDescriptor* reader = nullptr;
     IWriteDescriptor* writer = nullptr;
     std::uint64_t token = 0;  // generation << 32 | fd
@@ -85,9 +85,42 @@ struct Registration {
     int fd() const noexcept { return static_cast<int>(static_cast<std::uint32_t>(token)); }
 };
 
-// Registrations live in the table's nodes (one allocation per descriptor; node
-// addresses are stable, so byFd_ can point into them).
-struct RegistrationTable : std::unordered_map<const IFileDescriptor*, Registration> {};
+// Registrations live in place, indexed by fd, in pages of kPage slots made on
+// first use and kept while the reactor lives (addresses are stable). A
+// FileDescriptor made on this reactor keeps the fd it is registered under
+// (regFd_); any other descriptor is found through `others`. Compared with a
+// hash table keyed by descriptor: no allocation, no hash lookup and no node
+// (≈ 110 bytes) per connection (bench/README.md, issue #10).
+struct RegistrationTable {
+    static constexpr std::size_t kPageShift = 8;
+    static constexpr std::size_t kPage = std::size_t{1} << kPageShift;
+
+    std::vector<std::unique_ptr<Registration[]>> pages;
+    std::unordered_map<const IFileDescriptor*, int> others;
+
+    /// The registration in use at fd, or null.
+    Registration* at(std::size_t fd) const noexcept {
+        std::size_t page = fd >> kPageShift;
+        if (page >= pages.size() || !pages[page]) return nullptr;
+        Registration* r = &pages[page][fd & (kPage - 1)];
+        return r->key ? r : nullptr;
+    }
+    /// The slot for fd, free or not; makes its page.
+    Registration& slot(std::size_t fd) {
+        std::size_t page = fd >> kPageShift;
+        if (page >= pages.size()) pages.resize(page + 1);
+        if (!pages[page]) pages[page] = std::make_unique<Registration[]>(kPage);
+        return pages[page][fd & (kPage - 1)];
+    }
+    /// Every registration in use, by fd.
+    template <class F>
+    void forEach(F&& f) const {
+        for (const auto& page : pages)
+            if (page)
+                for (std::size_t i = 0; i < kPage; ++i)
+                    if (page[i].key) f(page[i]);
+    }
+};
 
 namespace {
 // The signal handlers write here: the eventfd of the reactor that installed them.
@@ -200,32 +233,59 @@ Reactor::~Reactor() {
     restoreSignals();
     if (pool_) pool_->stop();
     // Drop registrations before the poller; descriptors are released, not notified.
-    regs_->clear();
-    for (FileDescriptor* d : live_)
+    // The table is emptied first, so a descriptor whose destructor asks finds nothing.
+    auto pages = std::move(regs_->pages);
+    regs_->pages.clear();
+    regs_->others.clear();
+    pages.clear();
+    for (FileDescriptor* d : live_) {
         d->liveIndex_ = FileDescriptor::kNotLive;  // those that outlive us must not reach back
+        d->regFd_ = -1;
+    }
     live_.clear();
-    byFd_.clear();
 }
 
 // ---- registrations ----------------------------------------------------------------
 
+std::int32_t* Reactor::slotHint(const IFileDescriptor* d) const noexcept {
+    // Registering takes a shared_ptr to a non-const descriptor; a lookup by a
+    // const pointer names the same object.
+    FileDescriptor* f = const_cast<IFileDescriptor*>(d)->asFileDescriptor();
+    return f && &f->reactor_ == this ? &f->regFd_ : nullptr;
+}
+
+void Reactor::rememberSlot(const IFileDescriptor* d, int fd) {
+    if (std::int32_t* hint = slotHint(d)) *hint = fd;
+    else regs_->others[d] = fd;
+}
+
+void Reactor::forgetSlot(const IFileDescriptor* d, int fd) noexcept {
+    if (std::int32_t* hint = slotHint(d)) {
+        if (*hint == fd) *hint = -1;
+    } else if (auto it = regs_->others.find(d); it != regs_->others.end() && it->second == fd) {
+        regs_->others.erase(it);
+    }
+}
+
 Registration* Reactor::findReg(const IFileDescriptor* d) const {
-    auto it = regs_->find(d);
-    return it == regs_->end() ? nullptr : &it->second;
+    int fd = -1;
+    if (const std::int32_t* hint = slotHint(d)) fd = *hint;
+    else if (auto it = regs_->others.find(d); it != regs_->others.end()) fd = it->second;
+    if (fd < 0) return nullptr;
+    Registration* r = regs_->at(static_cast<std::size_t>(fd));
+    return r && r->key == d ? r : nullptr;
 }
 
 Registration* Reactor::findReg(const IFileDescriptor* d, int fd) const {
-    if (fd >= 0 && static_cast<std::size_t>(fd) < byFd_.size()) {
-        Registration* r = byFd_[static_cast<std::size_t>(fd)];
+    if (fd >= 0) {
+        Registration* r = regs_->at(static_cast<std::size_t>(fd));
         if (r && r->key == d) return r;
     }
     return findReg(d);
 }
 
 Registration* Reactor::regAt(std::uint64_t token) const {
-    auto fd = static_cast<std::size_t>(static_cast<std::uint32_t>(token));
-    if (fd >= byFd_.size()) return nullptr;
-    Registration* r = byFd_[fd];
+    Registration* r = regs_->at(static_cast<std::uint32_t>(token));
     return r && r->token == token ? r : nullptr;
 }
 
@@ -249,8 +309,7 @@ Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd, bool a
     if (!(armedNow && poller_->checksNewDescriptors()) && sys::ops.fcntl(fd, F_GETFD, 0) < 0)
         throw std::system_error(errno, std::generic_category(),
                                 d->logPrefix() + ": cannot register descriptor " + std::to_string(fd));
-    if (static_cast<std::size_t>(fd) >= byFd_.size()) byFd_.resize(static_cast<std::size_t>(fd) + 1, nullptr);
-    if (Registration* stale = byFd_[static_cast<std::size_t>(fd)]) {
+    if (Registration* stale = regs_->at(static_cast<std::size_t>(fd))) {
         // Another descriptor still claims this fd number, so its fd was closed behind
         // the reactor's back and reused. Forget it; if it is still held,
         // tell it later, never on this caller's stack.
@@ -260,13 +319,12 @@ Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd, bool a
         if (held && wasActive)
             callLater(0, [this, held] { disconnectSelectable(*held, Failure(ConnectionFdescWentAway()), false); });
     }
-    auto [it, inserted] = regs_->try_emplace(key);
-    Registration* raw = &it->second;
-    raw->owner = std::move(d);
-    raw->key = key;
-    raw->token = (static_cast<std::uint64_t>(nextGen_++) << 32) | static_cast<std::uint32_t>(fd);
-    byFd_[static_cast<std::size_t>(fd)] = raw;
-    return *raw;
+    Registration& slot = regs_->slot(static_cast<std::size_t>(fd));
+    rememberSlot(key, fd);  // may allocate (a descriptor kept in `others`): before the slot is taken
+    slot.owner = std::move(d);
+    slot.key = key;
+    slot.token = (static_cast<std::uint64_t>(nextGen_++) << 32) | static_cast<std::uint32_t>(fd);
+    return slot;
 }
 
 void Reactor::updateInterest(Registration& r, bool removing) {
@@ -345,13 +403,20 @@ void Reactor::applyPendingReductions() {
 }
 
 void Reactor::dropReg(Registration& r) {
-    if (r.inPoller) poller_->remove(r.fd());
-    auto fd = static_cast<std::size_t>(r.fd());
-    if (fd < byFd_.size() && byFd_[fd] == &r) byFd_[fd] = nullptr;
-    auto it = regs_->find(r.key);
-    if (it != regs_->end()) {
-        auto doomed = std::move(it->second.owner);  // the descriptor may be released here:
-        regs_->erase(it);                           // erase first so its destructor sees a consistent table
+    int fd = r.fd();
+    if (r.inPoller) poller_->remove(fd);
+    const IFileDescriptor* key = r.key;
+    // The descriptor may be released at the end of this function: free the slot
+    // first, so its destructor sees a consistent table.
+    auto doomed = std::move(r.owner);
+    auto watched = std::move(r.watched);
+    r = Registration{};
+    if (doomed) {
+        forgetSlot(key, fd);
+    } else if (auto alive = watched.lock()) {
+        forgetSlot(key, fd);
+    } else if (auto it = regs_->others.find(key); it != regs_->others.end() && it->second == fd) {
+        regs_->others.erase(it);  // gone: do not ask it what it is
     }
 }
 
@@ -515,27 +580,30 @@ bool Reactor::isWriting(const IFileDescriptor* d) const {
 
 std::vector<std::shared_ptr<IFileDescriptor>> Reactor::removeAll() {
     std::vector<std::shared_ptr<IFileDescriptor>> out;
-    std::vector<Registration*> doomed;
-    for (auto& [key, r] : *regs_) {
-        if (r.internal) continue;
+    std::vector<std::uint64_t> doomed;
+    regs_->forEach([&](const Registration& r) {
+        if (r.internal) return;
         if (r.owner) out.push_back(r.owner);
-        doomed.push_back(&r);
-    }
-    for (auto* r : doomed) dropReg(*r);
+        doomed.push_back(r.token);
+    });
+    for (std::uint64_t token : doomed)
+        if (Registration* r = regAt(token)) dropReg(*r);
     return out;
 }
 
 std::vector<std::shared_ptr<IReadDescriptor>> Reactor::getReaders() const {
     std::vector<std::shared_ptr<IReadDescriptor>> out;
-    for (auto& [key, r] : *regs_)
+    regs_->forEach([&](const Registration& r) {
         if (r.reader && !r.internal) out.emplace_back(r.owner, r.reader);
+    });
     return out;
 }
 
 std::vector<std::shared_ptr<IWriteDescriptor>> Reactor::getWriters() const {
     std::vector<std::shared_ptr<IWriteDescriptor>> out;
-    for (auto& [key, r] : *regs_)
+    regs_->forEach([&](const Registration& r) {
         if (r.writer && !r.internal) out.emplace_back(r.owner, r.writer);
+    });
     return out;
 }
 
@@ -568,9 +636,9 @@ Failure IFileDescriptor::errorReason() const {
 }
 
 void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t wait) {
-    if (fd < 0 || static_cast<std::size_t>(fd) >= byFd_.size()) return;
-    Registration* r = byFd_[static_cast<std::size_t>(fd)];
-    if (!r || r->token != token) return;  // changed since the wait began
+    if (fd < 0) return;
+    Registration* r = regAt(token);
+    if (!r) return;  // changed since the wait began
 
     if (!r->owner) {  // paused: only errors are reported
         auto held = r->watched.lock();

@@ -1155,6 +1155,64 @@ TEST_P(FdSetTest, R_44_replacedFdIsNotDeliveredToTheOldDescriptor) {
     }
 }
 
+// ---- where the reactor keeps registrations ------------------------------------------------------------------------
+
+TEST_P(FdSetTest, REG_descriptorsInEveryPageOfTheTableReachOnlyThemselves) {
+    // Registrations live in place, indexed by fd, in pages of 256: descriptors at fds in several pages (below
+    // select's FD_SETSIZE) are each dispatched to themselves, and leave without disturbing the others.
+    const int numbers[] = {300, 511, 512, 700};
+    std::vector<std::unique_ptr<SocketPair>> pairs;
+    std::vector<std::unique_ptr<Fd>> fds;
+    std::vector<std::shared_ptr<FakeDescriptor>> ds;
+    for (int n : numbers) {
+        pairs.push_back(std::make_unique<SocketPair>());
+        fds.push_back(std::make_unique<Fd>(::dup2(pairs.back()->a, n)));
+        ASSERT_EQ(fds.back()->fd, n) << std::strerror(errno);
+        ds.push_back(std::make_shared<FakeDescriptor>(n));
+        reactor().addReader(ds.back());
+    }
+    sendBytes(pairs[1]->b, "x");  // only fd 511 becomes readable
+    ASSERT_TRUE(waitReady(511, POLLIN) & POLLIN);
+    reactor().iterate(0);
+    EXPECT_EQ(ds[0]->reads, 0);
+    EXPECT_GE(ds[1]->reads, 1);
+    EXPECT_EQ(ds[2]->reads, 0);
+    EXPECT_EQ(ds[3]->reads, 0);
+    reactor().removeReader(ds[1].get());
+    EXPECT_FALSE(reactor().isReading(ds[1].get()));
+    for (std::size_t i : {0u, 2u, 3u}) EXPECT_TRUE(reactor().isReading(ds[i].get())) << numbers[i];
+    EXPECT_EQ(reactor().getReaders().size(), 3u);
+    sendBytes(pairs[3]->b, "y");
+    ASSERT_TRUE(waitReady(700, POLLIN) & POLLIN);
+    reactor().iterate(0);
+    EXPECT_GE(ds[3]->reads, 1);
+    EXPECT_EQ(ds[0]->reads + ds[2]->reads, 0);
+    for (auto& d : ds) reactor().removeReader(d.get());
+    EXPECT_TRUE(reactor().getReaders().empty());
+}
+
+TEST_P(FdSetTest, REG_aDescriptorIsFoundByItselfAfterItsFilenoChanged) {
+    // removeReader and isReading find a registration by the descriptor, not by what fileno() says now: a
+    // descriptor that forgot its fd (-1) or took another is still removed, and nothing stays behind.
+    SocketPair one, other;
+    auto d = std::make_shared<FakeDescriptor>(one.a);
+    reactor().addReader(d);
+    d->setFileno(-1);
+    EXPECT_TRUE(reactor().isReading(d.get()));
+    reactor().removeReader(d.get());
+    EXPECT_FALSE(reactor().isReading(d.get()));
+    EXPECT_TRUE(reactor().getReaders().empty());
+    d->setFileno(one.a);
+    reactor().addReader(d);
+    d->setFileno(other.a);
+    reactor().removeReader(d.get());
+    EXPECT_TRUE(reactor().getReaders().empty());
+    sendBytes(one.b, "x");  // the old fd is not watched any more
+    ASSERT_TRUE(waitReady(one.a, POLLIN) & POLLIN);
+    reactor().iterate(0);
+    EXPECT_EQ(d->reads, 0);
+}
+
 }  // namespace
 
 INSTANTIATE_TEST_SUITE_P(Backends, FdSetTest, weft::test::allBackends(), weft::test::backendParamName);

@@ -64,11 +64,11 @@ private:
     bool borrow(Bytes data);
     void unlist() noexcept;
 
-    Chunk* head_ = nullptr;  // oldest chunk; head_->data[offset_] is the next unsent byte
+    Chunk* head_ = nullptr;  // oldest chunk; head_->data[head_->sent] is the next unsent byte
     Chunk* tail_ = nullptr;  // newest chunk, where small writes are appended
-    std::size_t offset_ = 0;
-    std::size_t size_ = 0;  // unsent bytes
-    bool listed_ = false;   // in the read buffer's list of borrowers
+    // Three words in all: the queue is part of every idle connection.
+    std::size_t size_ : 63 = 0;   // unsent bytes
+    std::size_t listed_ : 1 = 0;  // in the read buffer's list of borrowers
 };
 }  // namespace detail
 
@@ -188,6 +188,7 @@ public:
     void readConnectionLost(const Failure& reason) override;
     void writeConnectionLost(const Failure& reason) override;
     IHalfCloseableDescriptor* asHalfCloseable() noexcept override { return this; }
+    FileDescriptor* asFileDescriptor() noexcept override { return this; }
 
     /// addReader/removeReader/addWriter/removeWriter on reactor() (FD-3).
     void startReading();
@@ -242,7 +243,6 @@ private:
     Reactor& reactor_;
     detail::WriteQueue queue_;
     std::shared_ptr<IProducer> producer_;
-    IPushProducer* pushProducer_ = nullptr;
     // Where this descriptor is in the reactor's list of descriptors alive on it
     // (Reactor::disconnectAll tells those it no longer watches; R-7, Better
     // than Twisted); kNotLive once the reactor is gone. With the one-byte
@@ -250,6 +250,9 @@ private:
     friend class Reactor;
     static constexpr std::uint32_t kNotLive = UINT32_MAX;
     std::uint32_t liveIndex_ = kNotLive;
+    // The fd this descriptor is registered under in reactor_ (-1: none), so
+    // the reactor finds its registration without a table keyed by descriptor.
+    std::int32_t regFd_ = -1;
     State state_ = State::fresh;
     WriteHalf writeHalf_ = WriteHalf::open;
     bool streaming_ : 1 = false;

@@ -436,9 +436,15 @@ private:
 
     // Registrations
     detail::Registration* findReg(const IFileDescriptor* d) const;
-    /// findReg with the descriptor's fd as a hint: O(1) through byFd_ when the
-    /// registration at `fd` is d's, the table otherwise.
+    /// findReg with the descriptor's fd as a hint: the slot at `fd` when it is
+    /// d's, otherwise wherever d was registered.
     detail::Registration* findReg(const IFileDescriptor* d, int fd) const;
+    /// Where this reactor keeps the fd a descriptor is registered under: inside
+    /// a FileDescriptor made on this reactor, null for any other descriptor
+    /// (those are kept in the table's side map).
+    std::int32_t* slotHint(const IFileDescriptor* d) const noexcept;
+    void rememberSlot(const IFileDescriptor* d, int fd);
+    void forgetSlot(const IFileDescriptor* d, int fd) noexcept;
     /// The registration a token names, if it is still the one at its fd.
     detail::Registration* regAt(std::uint64_t token) const;
     // `armedNow`: the caller gives the poller interest at once (addReader,
@@ -465,11 +471,10 @@ private:
     Backend backend_;
     std::unique_ptr<detail::Poller> poller_;
     std::unique_ptr<detail::TimerQueue> timers_;
-    std::unique_ptr<detail::RegistrationTable> regs_;  // registrations by descriptor, in place
-    std::vector<detail::Registration*> byFd_;
-    std::vector<std::uint64_t> pendingFlush_;       // tokens of addWriterSoon's registrations
-    std::vector<Function<void()>> beforeWait_;      // callBeforeWait's calls
-    std::vector<std::uint64_t> pendingReductions_;  // tokens whose poller interest is to shrink
+    std::unique_ptr<detail::RegistrationTable> regs_;  // registrations in place, indexed by fd
+    std::vector<std::uint64_t> pendingFlush_;          // tokens of addWriterSoon's registrations
+    std::vector<Function<void()>> beforeWait_;         // callBeforeWait's calls
+    std::vector<std::uint64_t> pendingReductions_;     // tokens whose poller interest is to shrink
     bool flushing_ = false;
     std::uint32_t nextGen_ = 1;
     std::uint64_t waits_ = 0;            // readiness waits begun, numbering their events for dispatch()

@@ -64,6 +64,7 @@ using Reason = std::optional<Failure>;
 /// keeps an extra reference for the duration of each callback, so a descriptor
 /// may drop every other reference to itself inside doRead/doWrite.
 class IHalfCloseableDescriptor;
+class FileDescriptor;
 
 class WEFT_EXPORT IFileDescriptor : public virtual ILoggingContext {
 public:
@@ -81,6 +82,12 @@ public:
     /// looks (a cross-cast); FileDescriptor answers directly, so the reactor
     /// does not walk a transport's class hierarchy at every end of input.
     virtual IHalfCloseableDescriptor* asHalfCloseable() noexcept;
+
+    /// This descriptor as a FileDescriptor, or null. A FileDescriptor keeps
+    /// where its own reactor registered it, so the reactor finds the
+    /// registration without a table keyed by descriptor (one less allocation
+    /// and hash lookup per connection).
+    virtual FileDescriptor* asFileDescriptor() noexcept { return nullptr; }
 
     /// Why the descriptor failed when the reactor reports an error condition
     /// for it (EPOLLERR, POLLERR). The default reads a socket's pending error
