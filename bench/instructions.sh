@@ -10,7 +10,7 @@
 #   bench/instructions.sh unix build/release/bench/peers/echo_libuv
 #   bench/instructions.sh udp  build/release/weft echo          # udp:PORT:interface=127.0.0.1
 #   bench/instructions.sh udp  build/release/bench/peers/echo_libuv_udp   # PORT
-# (unix-connrate: one message per connection.) Needs valgrind. Prints: msgs=N Ir=TOTAL Ir/msg=PER (startup and shutdown included, so run
+# (unix-connrate: one message per connection.) CALLGRIND_OUT=FILE keeps the profile. Needs valgrind. Prints: msgs=N Ir=TOTAL Ir/msg=PER (startup and shutdown included, so run
 # long enough: --seconds 3 gives ~100 000 messages).
 set -euo pipefail
 mode=${1:?mode: unix, unix-connrate or udp}; shift
@@ -43,4 +43,5 @@ wait "$server" || true
 msgs=$(grep -o 'msgs=[0-9]*' <<<"$result" | head -1 | cut -d= -f2)
 total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 [ -n "${msgs:-}" ] && [ "$msgs" -gt 0 ] && [ -n "$total" ] || { echo "no result:"; echo "$result"; cat "$work/server.log"; exit 1; }
+[ -n "${CALLGRIND_OUT:-}" ] && cp "$out" "$CALLGRIND_OUT"   # keep the profile: callgrind_annotate it
 echo "msgs=$msgs Ir=$total Ir/msg=$((total / msgs))"

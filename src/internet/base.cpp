@@ -98,12 +98,17 @@ struct RegistrationTable {
     std::vector<std::unique_ptr<Registration[]>> pages;
     std::unordered_map<const IFileDescriptor*, int> others;
 
-    /// The registration in use at fd, or null.
-    Registration* at(std::size_t fd) const noexcept {
+    /// The slot for fd, free (key null, token 0) or not; null if its page was never made.
+    [[gnu::always_inline]] Registration* slotAt(std::size_t fd) const noexcept {
         std::size_t page = fd >> kPageShift;
-        if (page >= pages.size() || !pages[page]) return nullptr;
-        Registration* r = &pages[page][fd & (kPage - 1)];
-        return r->key ? r : nullptr;
+        if (page >= pages.size()) return nullptr;
+        Registration* p = pages[page].get();
+        return p ? p + (fd & (kPage - 1)) : nullptr;
+    }
+    /// The registration in use at fd, or null.
+    [[gnu::always_inline]] Registration* at(std::size_t fd) const noexcept {
+        Registration* r = slotAt(fd);
+        return r && r->key ? r : nullptr;
     }
     /// The slot for fd, free or not; makes its page.
     Registration& slot(std::size_t fd) {
@@ -276,16 +281,18 @@ Registration* Reactor::findReg(const IFileDescriptor* d) const {
     return r && r->key == d ? r : nullptr;
 }
 
-Registration* Reactor::findReg(const IFileDescriptor* d, int fd) const {
+// The two lookups of every dispatch and write: inlined into base.cpp's callers (the only ones).
+[[gnu::always_inline]] inline Registration* Reactor::findReg(const IFileDescriptor* d, int fd) const {
     if (fd >= 0) {
-        Registration* r = regs_->at(static_cast<std::size_t>(fd));
-        if (r && r->key == d) return r;
+        Registration* r = regs_->slotAt(static_cast<std::size_t>(fd));
+        if (r && r->key == d) return r;  // a free slot's key is null
     }
     return findReg(d);
 }
 
-Registration* Reactor::regAt(std::uint64_t token) const {
-    Registration* r = regs_->at(static_cast<std::uint32_t>(token));
+[[gnu::always_inline]] inline Registration* Reactor::regAt(std::uint64_t token) const {
+    // Tokens start at generation 1, so a free slot's token (0) never matches.
+    Registration* r = regs_->slotAt(static_cast<std::uint32_t>(token));
     return r && r->token == token ? r : nullptr;
 }
 
@@ -323,7 +330,8 @@ Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd, bool a
     rememberSlot(key, fd);  // may allocate (a descriptor kept in `others`): before the slot is taken
     slot.owner = std::move(d);
     slot.key = key;
-    slot.token = (static_cast<std::uint64_t>(nextGen_++) << 32) | static_cast<std::uint32_t>(fd);
+    slot.token = (static_cast<std::uint64_t>(nextGen_) << 32) | static_cast<std::uint32_t>(fd);
+    if (++nextGen_ == 0) nextGen_ = 1;  // generation 0 is never used: a free slot's token is 0
     return slot;
 }
 

@@ -66,9 +66,8 @@ private:
 
     Chunk* head_ = nullptr;  // oldest chunk; head_->data[head_->sent] is the next unsent byte
     Chunk* tail_ = nullptr;  // newest chunk, where small writes are appended
-    // Three words in all: the queue is part of every idle connection.
-    std::size_t size_ : 63 = 0;   // unsent bytes
-    std::size_t listed_ : 1 = 0;  // in the read buffer's list of borrowers
+    std::size_t size_ = 0;   // unsent bytes
+    bool listed_ = false;    // in the read buffer's list of borrowers
 };
 }  // namespace detail
 

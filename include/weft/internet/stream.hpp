@@ -118,15 +118,16 @@ protected:
     /// Closes `fd_` without ending the stream (a connect attempt that failed).
     void dropDescriptor() noexcept;
 
-    // The protocol first: the descriptor and the read half then share one word.
-    std::shared_ptr<Protocol> protocol_;
-    int fd_;
+    // The two flags and the descriptor first: they fill the padding at the end of
+    // FileDescriptor's last word, so the protocol starts a word earlier.
+    bool tlsStarted_ : 1 = false;  // startTLS() put a TLS layer in protocol_ (SocketTransport)
 
 private:
-    ReadHalf readHalf_ = ReadHalf::open;
+    ReadHalf readHalf_ : 1 = ReadHalf::open;
 
 protected:
-    bool tlsStarted_ = false;  // startTLS() put a TLS layer in protocol_ (SocketTransport)
+    int fd_;
+    std::shared_ptr<Protocol> protocol_;
 };
 
 /// A StreamTransport on a stream socket (TCP or UNIX).
