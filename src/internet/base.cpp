@@ -760,10 +760,7 @@ DelayedCall Reactor::callLater(double delay, Function<void()> f) { return timers
 std::vector<DelayedCall> Reactor::getDelayedCalls() const { return timers_->pending(); }
 
 std::optional<double> Reactor::timeout() const {
-    {
-        std::lock_guard lk(threadMu_);
-        if (!threadCalls_.empty()) return 0.0;
-    }
+    if (threadCallsQueued_.load(std::memory_order_acquire)) return 0.0;
     if (justStopped_) return 0.0;
     if (!beforeWait_.empty()) return 0.0;  // settleBeforeWait left work: poll, then run it
     if (timers_->empty()) return std::nullopt;
@@ -782,6 +779,7 @@ void Reactor::callFromThread(Function<void()> f) {
     {
         std::lock_guard lk(threadMu_);
         threadCalls_.push_back(std::move(f));
+        threadCallsQueued_.store(true, std::memory_order_release);
     }
     wakeUp();
 }
@@ -790,15 +788,17 @@ void Reactor::runThreadCalls() {
     // The batch is local: a thread call may re-enter iterate(), whose own pass must
     // not swap out or clear the vector this loop walks. runningCalls_ only keeps a
     // spare buffer so the queue does not reallocate every pass.
+    // No lock while nothing is queued (every iteration asks). A call queued just
+    // after this look is not lost: callFromThread() wakes the loop after queuing,
+    // and the waker's exchange of wakePending_ (acq_rel, as wakeUp's) makes the
+    // flag visible to the next iteration.
+    if (!threadCallsQueued_.load(std::memory_order_acquire)) return;
     std::vector<Function<void()>> batch = std::move(runningCalls_);
     batch.clear();
     {
         std::lock_guard lk(threadMu_);
-        if (threadCalls_.empty()) {
-            runningCalls_ = std::move(batch);
-            return;
-        }
         std::swap(batch, threadCalls_);
+        threadCallsQueued_.store(false, std::memory_order_relaxed);
     }
     // Only the calls queued when this pass began; later ones wait for the next.
     for (auto& f : batch) {
@@ -1044,7 +1044,7 @@ void Reactor::untrackLive(FileDescriptor* d) noexcept {
 
 void Reactor::runUntilCurrent() {
     runThreadCalls();
-    timers_->runDueOnce(seconds());
+    if (!timers_->empty()) timers_->runDueOnce(seconds());  // no clock read while nothing is timed
     if (justStopped_) {
         justStopped_ = false;
         beginShutdown();

@@ -483,6 +483,7 @@ private:
     // thread calls
     mutable std::mutex threadMu_;
     std::vector<Function<void()>> threadCalls_;
+    std::atomic<bool> threadCallsQueued_{false};  // threadCalls_ is not empty (set and cleared under threadMu_)
     std::vector<Function<void()>> runningCalls_;
     std::atomic<bool> wakePending_{false};
     std::shared_ptr<detail::Waker> waker_;
