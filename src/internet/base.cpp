@@ -419,12 +419,10 @@ void Reactor::dropReg(Registration& r) {
     auto doomed = std::move(r.owner);
     auto watched = std::move(r.watched);
     r = Registration{};
-    if (doomed) {
-        forgetSlot(key, fd);
-    } else if (auto alive = watched.lock()) {
+    if (doomed || !watched.expired()) {
         forgetSlot(key, fd);
     } else if (auto it = regs_->others.find(key); it != regs_->others.end() && it->second == fd) {
-        regs_->others.erase(it);  // gone: do not ask it what it is
+        regs_->others.erase(it);  // gone (its own destructor may be what called us): do not ask it what it is
     }
 }
 

@@ -252,8 +252,7 @@ protected:
 
     int depth = 0;  // > 0 while a user call or a callback is on the stack
 
-private:
-    std::vector<int> rawFds_;
+    std::vector<int> rawFds_;  // raw peer ends, closed in TearDown
 };
 
 /// A connected loopback TCP pair (port 0), both ends non-blocking.
@@ -1639,6 +1638,46 @@ TEST_P(FileDescriptorTest, FD_39_producerUnregisteringItselfInCallbacksIsSafe) {
         EXPECT_EQ(a->producer(), nullptr);
     }
     finish({a, b});
+}
+
+TEST_P(FileDescriptorTest, FD_40_aPausedTransportDroppedWhileOnlyWatchedLeavesNothingBehind) {
+    // A paused transport stays watched for errors without being held (R-38, epoll and poll). When its last reference
+    // goes, its destructor frees the reactor's slot for it; a new transport given the same fd number is served alone,
+    // and nothing reaches the one that is gone (run under AddressSanitizer in CI).
+    int peer;
+    auto t = withRawPeer(peer);
+    const int number = t->fileno();
+    int oldCalls = 0;
+    t->onData = [&](std::string_view) { ++oldCalls; };
+    t->onLost = [&](const Failure&) { ++oldCalls; };
+    t->startReading();
+    reactor().iterate(0);
+    t->pauseProducing();
+    reactor().iterate(0);  // the reduced interest reaches the poller: only watched now
+    std::weak_ptr<FdTransport> gone = t;
+    t.reset();  // the destructor closes the fd and leaves the reactor
+    ASSERT_TRUE(gone.expired());
+    EXPECT_TRUE(reactor().getReaders().empty());
+    EXPECT_TRUE(reactor().getWriters().empty());
+    closeRaw(peer);
+
+    int s[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, s), 0);
+    if (s[0] != number) {  // the old number, another socket
+        ASSERT_EQ(::dup2(s[0], number), number);
+        ::close(s[0]);
+    }
+    rawFds_.push_back(s[1]);
+    auto fresh = FdTransport::create(reactor(), number);
+    fresh->startReading();
+    ASSERT_EQ(::write(s[1], "new", 3), 3);
+    for (int i = 0; i < 5 && fresh->received.size() < 3; ++i) reactor().iterate(0.01);
+    EXPECT_EQ(fresh->received, "new");
+    EXPECT_EQ(oldCalls, 0);
+    EXPECT_TRUE(reactor().isReading(fresh.get()));
+    fresh->loseConnection();
+    for (int i = 0; i < 5 && fresh->lost == 0; ++i) reactor().iterate(0.01);
+    EXPECT_EQ(fresh->lost, 1);
 }
 
 TEST_P(FileDescriptorTest, FD_40_droppingLastReferenceInsideCallbacks) {
