@@ -273,7 +273,7 @@ FileDescriptor::FileDescriptor(Reactor& reactor) : reactor_(reactor) { reactor_.
 FileDescriptor::~FileDescriptor() {
     // Still registered only as watched for errors (R-38: paused, not held):
     // the slot goes with us, so no later descriptor at this address finds it.
-    if (regFd_ >= 0 && liveIndex_ != kNotLive) reactor_.forgetDescriptor(this, regFd_);
+    if (regFd_ >= 0 && liveIndex_ != kNotLive) reactor_.forgetDescriptor(this);
     if (liveIndex_ != kNotLive) reactor_.untrackLive(this);
 }
 
@@ -296,16 +296,16 @@ void FileDescriptor::discardOutput() noexcept {
 }
 
 void FileDescriptor::startReading() {
-    if (!reactor_.isReading(this)) reactor_.addReader(shared_from_this());
+    if (!reactor_.isLocalReading(this)) reactor_.addReader(shared_from_this());
 }
-void FileDescriptor::stopReading() { reactor_.removeReader(static_cast<IReadDescriptor*>(this)); }
+void FileDescriptor::stopReading() { reactor_.removeLocalReader(this); }
 void FileDescriptor::startWriting() {
     // Registered already (a connection reading): one lookup through the fd, no
     // reference count touched. Otherwise the general path.
-    if (reactor_.writeSoonIfRegistered(this, this, fileno())) return;
+    if (reactor_.writeSoonIfRegistered(this, fileno())) return;
     if (!reactor_.isWriting(this)) reactor_.addWriterSoon(shared_from_this());
 }
-void FileDescriptor::stopWriting() { reactor_.removeWriterAt(this, fileno()); }
+void FileDescriptor::stopWriting() { reactor_.removeLocalWriter(this); }
 
 void FileDescriptor::write(Bytes data) {
     if (!connected() || writeHalf_ == WriteHalf::closed || data.empty()) return;
@@ -465,7 +465,7 @@ void FileDescriptor::connectionLost(const Failure&) {
     // the subclass has closed the fd already. An ended descriptor has nothing
     // left to watch: it leaves the reactor at once. The caller holds it (the
     // dispatch guard, a scheduled call's reference), as any close requires.
-    reactor_.forgetDescriptor(this, fileno());
+    reactor_.forgetDescriptor(this);
     queue_.clear();
     if (auto p = std::move(producer_)) {  // FD-2, FD-30: before the protocol hears of it
         p->stopProducing();

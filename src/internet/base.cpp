@@ -68,37 +68,79 @@ SelectReactor::SelectReactor() : Reactor(Backend::select, detail::makeSelectPoll
 
 namespace detail {
 
-struct Registration {
-    std::shared_ptr<IFileDescriptor> owner;  // null while only watched for errors
-    std::weak_ptr<IFileDescriptor> watched;  // set while only watched
-    const IFileDescriptor* key = nullptr;    // null: the slot is free
-    IReadDescriptor* reader = nullptr;
-    IWriteDescriptor* writer = nullptr;
-    std::uint64_t token = 0;  // generation << 32 | fd
-    bool inPoller = false;
-    bool internal = false;
-    bool flushPending = false;      // added by addWriterSoon, not yet armed in the poller
-    bool reductionPending = false;  // the poller has more interest than this; fixed before the next wait
-    std::uint8_t polled = 0;        // the interest the poller has (valid while inPoller)
-    std::uint64_t readArmedAt = 0;  // Reactor::waits_ when the poller was last given read interest
-
-    int fd() const noexcept { return static_cast<int>(static_cast<std::uint32_t>(token)); }
+/// A registered descriptor that is not a FileDescriptor made on this reactor (a
+/// listening port, the waker, a user's own IReadDescriptor), as the table's side
+/// map keeps it; map nodes do not move, so a slot points at its record.
+struct OtherDescriptor {
+    const IFileDescriptor* key = nullptr;
+    IReadDescriptor* reader = nullptr;       // as addReader was given it
+    IWriteDescriptor* writer = nullptr;      // as addWriter was given it
+    std::weak_ptr<IFileDescriptor> watched;  // set while only watched for errors
+    int fd = -1;
 };
 
+/// One registration, in place at its fd (32 bytes: two to a cache line). What
+/// can be found from the descriptor is not stored: a FileDescriptor made on this
+/// reactor is its own reader and writer and keeps the fd it is registered under
+/// (regFd_), and while it is only watched for errors its own weak_from_this()
+/// is the weak reference (its destructor frees the slot). Any other descriptor
+/// keeps those in its OtherDescriptor.
+struct Registration {
+    std::shared_ptr<IFileDescriptor> owner;  // null while only watched for errors
+    void* target = nullptr;                  // FileDescriptor* (local) or OtherDescriptor*; null: free
+    std::uint32_t gen = 0;                   // the token's high half; never 0 while in use
+    std::uint16_t readArmedAt = 0;           // low bits of Reactor::waits_ when read interest was last given
+    std::uint16_t reading : 1 = 0;
+    std::uint16_t writing : 1 = 0;
+    std::uint16_t local : 1 = 0;  // target is a FileDescriptor made on this reactor
+    std::uint16_t inPoller : 1 = 0;
+    std::uint16_t internal : 1 = 0;
+    std::uint16_t flushPending : 1 = 0;      // added by addWriterSoon, not yet armed in the poller
+    std::uint16_t reductionPending : 1 = 0;  // the poller has more interest than this; fixed before the next wait
+    std::uint16_t polled : 2 = 0;            // the interest the poller has (valid while inPoller)
+
+    FileDescriptor* fdesc() const noexcept { return static_cast<FileDescriptor*>(target); }
+    OtherDescriptor* other() const noexcept { return static_cast<OtherDescriptor*>(target); }
+    const IFileDescriptor* key() const noexcept {
+        return local ? static_cast<const IFileDescriptor*>(fdesc()) : other()->key;
+    }
+    int fd() const noexcept { return local ? fdesc()->regFd_ : other()->fd; }
+    std::uint64_t token() const noexcept {
+        return (static_cast<std::uint64_t>(gen) << 32) | static_cast<std::uint32_t>(fd());
+    }
+    IReadDescriptor* reader() const noexcept {
+        if (!reading) return nullptr;
+        return local ? static_cast<IReadDescriptor*>(fdesc()) : other()->reader;
+    }
+    IWriteDescriptor* writer() const noexcept {
+        if (!writing) return nullptr;
+        return local ? static_cast<IWriteDescriptor*>(fdesc()) : other()->writer;
+    }
+    unsigned interest() const noexcept { return (reading ? kReadable : 0u) | (writing ? kWritable : 0u); }
+    /// The descriptor, held, whether owned or only watched; null once it is gone.
+    std::shared_ptr<IFileDescriptor> hold() const {
+        if (owner) return owner;
+        if (local) {
+            std::shared_ptr<FileDescriptor> f = fdesc()->weak_from_this().lock();
+            return std::shared_ptr<IFileDescriptor>(std::move(f));
+        }
+        return other()->watched.lock();
+    }
+};
+static_assert(sizeof(Registration) == 32, "two registrations to a cache line");
+
 // Registrations live in place, indexed by fd, in pages of kPage slots made on
-// first use and kept while the reactor lives (addresses are stable). A
-// FileDescriptor made on this reactor keeps the fd it is registered under
-// (regFd_); any other descriptor is found through `others`. Compared with a
-// hash table keyed by descriptor: no allocation, no hash lookup and no node
-// (≈ 110 bytes) per connection (bench/README.md, issue #10).
+// first use and kept while the reactor lives (addresses are stable). Compared
+// with a hash table keyed by descriptor: no allocation, no hash lookup and no
+// node (≈ 110 bytes) per connection (bench/README.md, issue #10).
 struct RegistrationTable {
     static constexpr std::size_t kPageShift = 8;
     static constexpr std::size_t kPage = std::size_t{1} << kPageShift;
 
     std::vector<std::unique_ptr<Registration[]>> pages;
-    std::unordered_map<const IFileDescriptor*, int> others;
+    std::unordered_map<const IFileDescriptor*, OtherDescriptor> others;
 
-    /// The slot for fd, free (key null, token 0) or not; null if its page was never made.
+    /// The slot for fd, free (target null, gen 0) or not; null if its page was never made.
     [[gnu::always_inline]] Registration* slotAt(std::size_t fd) const noexcept {
         std::size_t page = fd >> kPageShift;
         if (page >= pages.size()) return nullptr;
@@ -108,7 +150,7 @@ struct RegistrationTable {
     /// The registration in use at fd, or null.
     [[gnu::always_inline]] Registration* at(std::size_t fd) const noexcept {
         Registration* r = slotAt(fd);
-        return r && r->key ? r : nullptr;
+        return r && r->target ? r : nullptr;
     }
     /// The slot for fd, free or not; makes its page.
     Registration& slot(std::size_t fd) {
@@ -123,7 +165,7 @@ struct RegistrationTable {
         for (const auto& page : pages)
             if (page)
                 for (std::size_t i = 0; i < kPage; ++i)
-                    if (page[i].key) f(page[i]);
+                    if (page[i].target) f(page[i]);
     }
 };
 
@@ -252,57 +294,45 @@ Reactor::~Reactor() {
 
 // ---- registrations ----------------------------------------------------------------
 
-std::int32_t* Reactor::slotHint(const IFileDescriptor* d) const noexcept {
+FileDescriptor* Reactor::localDescriptor(const IFileDescriptor* d) const noexcept {
     // Registering takes a shared_ptr to a non-const descriptor; a lookup by a
     // const pointer names the same object.
     FileDescriptor* f = const_cast<IFileDescriptor*>(d)->asFileDescriptor();
-    return f && &f->reactor_ == this ? &f->regFd_ : nullptr;
+    return f && &f->reactor_ == this ? f : nullptr;
 }
 
-void Reactor::rememberSlot(const IFileDescriptor* d, int fd) {
-    if (std::int32_t* hint = slotHint(d)) *hint = fd;
-    else regs_->others[d] = fd;
-}
-
-void Reactor::forgetSlot(const IFileDescriptor* d, int fd) noexcept {
-    if (std::int32_t* hint = slotHint(d)) {
-        if (*hint == fd) *hint = -1;
-    } else if (auto it = regs_->others.find(d); it != regs_->others.end() && it->second == fd) {
-        regs_->others.erase(it);
-    }
+[[gnu::always_inline]] inline Registration* Reactor::findLocal(const FileDescriptor* f) const noexcept {
+    int fd = f->regFd_;
+    if (fd < 0) return nullptr;
+    Registration* r = regs_->slotAt(static_cast<std::size_t>(fd));
+    return r && r->target == f ? r : nullptr;
 }
 
 Registration* Reactor::findReg(const IFileDescriptor* d) const {
-    int fd = -1;
-    if (const std::int32_t* hint = slotHint(d)) fd = *hint;
-    else if (auto it = regs_->others.find(d); it != regs_->others.end()) fd = it->second;
-    if (fd < 0) return nullptr;
-    Registration* r = regs_->at(static_cast<std::size_t>(fd));
-    return r && r->key == d ? r : nullptr;
-}
-
-// The two lookups of every dispatch and write: inlined into base.cpp's callers (the only ones).
-[[gnu::always_inline]] inline Registration* Reactor::findReg(const IFileDescriptor* d, int fd) const {
-    if (fd >= 0) {
-        Registration* r = regs_->slotAt(static_cast<std::size_t>(fd));
-        if (r && r->key == d) return r;  // a free slot's key is null
-    }
-    return findReg(d);
+    if (const FileDescriptor* f = localDescriptor(d)) return findLocal(f);
+    auto it = regs_->others.find(d);
+    if (it == regs_->others.end()) return nullptr;
+    Registration* r = regs_->slotAt(static_cast<std::size_t>(it->second.fd));
+    return r && r->target == &it->second ? r : nullptr;
 }
 
 [[gnu::always_inline]] inline Registration* Reactor::regAt(std::uint64_t token) const {
-    // Tokens start at generation 1, so a free slot's token (0) never matches.
+    // Generations start at 1, so a free slot (gen 0) never matches.
     Registration* r = regs_->slotAt(static_cast<std::uint32_t>(token));
-    return r && r->token == token ? r : nullptr;
+    return r && r->gen == static_cast<std::uint32_t>(token >> 32) ? r : nullptr;
 }
 
 Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd, bool armedNow) {
     const IFileDescriptor* key = d.get();
-    if (auto* r = findReg(key)) {
+    FileDescriptor* local = localDescriptor(key);
+    if (auto* r = local ? findLocal(local) : findReg(key)) {
         if (r->owner) return *r;
-        if (!r->watched.expired() && r->fd() == fd) {  // it was only watched for errors: hold it again
+        // Only watched for errors: hold it again, if it is the one that was watched
+        // (a local descriptor always is: its destructor frees its slot) and its fd
+        // did not change.
+        if (r->fd() == fd && (r->local || !r->other()->watched.expired())) {
             r->owner = std::move(d);
-            r->watched.reset();
+            if (!r->local) r->other()->watched.reset();
             return *r;
         }
         // A stale watch: the paused descriptor it belonged to was freed (and this one was
@@ -320,23 +350,36 @@ Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd, bool a
         // Another descriptor still claims this fd number, so its fd was closed behind
         // the reactor's back and reused. Forget it; if it is still held,
         // tell it later, never on this caller's stack.
-        auto held = stale->owner ? stale->owner : stale->watched.lock();
-        bool wasActive = stale->reader || stale->writer;
+        auto held = stale->hold();
+        bool wasActive = stale->reading || stale->writing;
         dropReg(*stale);
         if (held && wasActive)
             callLater(0, [this, held] { disconnectSelectable(*held, Failure(ConnectionFdescWentAway()), false); });
     }
     Registration& slot = regs_->slot(static_cast<std::size_t>(fd));
-    rememberSlot(key, fd);  // may allocate (a descriptor kept in `others`): before the slot is taken
+    if (local) {
+        local->regFd_ = fd;
+        slot.target = local;
+        slot.local = 1;
+    } else {
+        // May allocate: before the slot is taken.
+        detail::OtherDescriptor& other = regs_->others[key];
+        other = detail::OtherDescriptor{};
+        other.key = key;
+        other.fd = fd;
+        slot.target = &other;
+    }
     slot.owner = std::move(d);
-    slot.key = key;
-    slot.token = (static_cast<std::uint64_t>(nextGen_) << 32) | static_cast<std::uint32_t>(fd);
-    if (++nextGen_ == 0) nextGen_ = 1;  // generation 0 is never used: a free slot's token is 0
+    slot.gen = nextGen_;
+    if (++nextGen_ == 0) nextGen_ = 1;  // generation 0 is never used: a free slot's is 0
     return slot;
 }
 
 void Reactor::updateInterest(Registration& r, bool removing) {
-    unsigned interest = (r.reader ? detail::kReadable : 0u) | (r.writer ? detail::kWritable : 0u);
+    unsigned interest = r.interest();
+    // A descriptor only watched from here on may be released by it: not before
+    // this function is done with its registration.
+    std::shared_ptr<IFileDescriptor> released;
     if (interest == 0) {
         if (r.internal || !poller_->reportsHangup()) {
             dropReg(r);
@@ -345,8 +388,17 @@ void Reactor::updateInterest(Registration& r, bool removing) {
         // Keep watching a paused descriptor for errors and resets (R-38, Better
         // than Twisted) without holding it alive.
         if (r.owner) {
-            r.watched = r.owner;
-            r.owner.reset();
+            if (r.local) {
+                // Its own weak reference watches it; a FileDescriptor not owned by a
+                // shared_ptr has none (it could not have registered itself either).
+                if (r.fdesc()->weak_from_this().expired()) {
+                    dropReg(r);
+                    return;
+                }
+            } else {
+                r.other()->watched = r.owner;
+            }
+            released = std::move(r.owner);
         }
     }
     if (r.flushPending && interest != 0) return;     // armed before the next wait
@@ -357,8 +409,8 @@ void Reactor::updateInterest(Registration& r, bool removing) {
         // (an echo's end of input then close; a producer paused and resumed in one
         // pass). Until then dispatch() delivers only what is registered.
         if (!r.reductionPending) {
-            r.reductionPending = true;
-            pendingReductions_.push_back(r.token);
+            r.reductionPending = 1;
+            pendingReductions_.push_back(r.token());
         }
         return;
     }
@@ -366,19 +418,20 @@ void Reactor::updateInterest(Registration& r, bool removing) {
 }
 
 void Reactor::setPollerInterest(Registration& r, unsigned interest, bool removing) {
+    const int fd = r.fd();
     try {
         bool gainsRead = (interest & detail::kReadable) && !(r.inPoller && (r.polled & detail::kReadable));
-        poller_->set(r.fd(), r.token, interest, r.inPoller);
-        if (gainsRead) r.readArmedAt = waits_;
-        r.inPoller = true;
-        r.polled = static_cast<std::uint8_t>(interest);
+        poller_->set(fd, r.token(), interest, r.inPoller);
+        if (gainsRead) r.readArmedAt = static_cast<std::uint16_t>(waits_);
+        r.inPoller = 1;
+        r.polled = interest & 3u;
     } catch (...) {
         // Removing interest never fails: if the backend refuses (the fd was closed
         // behind the reactor's back, R-43), the registration is dead, so forget it. A
         // descriptor refused at its first registration is named as regFor's check names it.
         const bool fresh = !r.inPoller;
         std::string what = fresh && r.owner
-                               ? r.owner->logPrefix() + ": cannot register descriptor " + std::to_string(r.fd())
+                               ? r.owner->logPrefix() + ": cannot register descriptor " + std::to_string(fd)
                                : std::string();
         if (removing || interest == 0 || fresh) dropReg(r);
         if (removing) return;
@@ -398,8 +451,8 @@ void Reactor::applyPendingReductions() {
     for (std::uint64_t token : batch) {
         Registration* r = regAt(token);  // gone (closed, dropped) since: nothing to tell
         if (!r || !r->reductionPending) continue;
-        r->reductionPending = false;
-        unsigned interest = (r->reader ? detail::kReadable : 0u) | (r->writer ? detail::kWritable : 0u);
+        r->reductionPending = 0;
+        unsigned interest = r->interest();
         if (r->flushPending && interest != 0) continue;      // the flush arms it
         if (r->inPoller && r->polled == interest) continue;  // asked again meanwhile
         setPollerInterest(*r, interest, true);
@@ -411,26 +464,26 @@ void Reactor::applyPendingReductions() {
 }
 
 void Reactor::dropReg(Registration& r) {
-    int fd = r.fd();
+    const int fd = r.fd();
     if (r.inPoller) poller_->remove(fd);
-    const IFileDescriptor* key = r.key;
     // The descriptor may be released at the end of this function: free the slot
     // first, so its destructor sees a consistent table.
     auto doomed = std::move(r.owner);
-    auto watched = std::move(r.watched);
-    r = Registration{};
-    if (doomed || !watched.expired()) {
-        forgetSlot(key, fd);
-    } else if (auto it = regs_->others.find(key); it != regs_->others.end() && it->second == fd) {
-        regs_->others.erase(it);  // gone (its own destructor may be what called us): do not ask it what it is
+    if (r.local) {
+        r.fdesc()->regFd_ = -1;
+    } else {
+        // Not asked what it is: it may be gone (its own destructor may be what called us).
+        const IFileDescriptor* key = r.other()->key;
+        regs_->others.erase(key);
     }
+    r = Registration{};
 }
 
 void Reactor::addInternalReader(std::shared_ptr<IReadDescriptor> reader) {
     IReadDescriptor* raw = reader.get();
     auto& r = regFor(std::shared_ptr<IFileDescriptor>(reader, raw), raw->fileno());
-    r.internal = true;
-    r.reader = raw;
+    r.internal = 1;
+    setReader(r, raw);
     updateInterest(r);
 }
 
@@ -438,16 +491,26 @@ void Reactor::removeInternalReader(IReadDescriptor* reader) {
     if (!reader) return;
     auto* r = findReg(reader);
     if (!r || !r->internal) return;
-    r->reader = nullptr;
+    r->reading = 0;
     updateInterest(*r, true);  // no interest left: the registration goes
+}
+
+void Reactor::setReader(Registration& r, IReadDescriptor* reader) noexcept {
+    if (!r.local) r.other()->reader = reader;
+    r.reading = 1;
+}
+
+void Reactor::setWriter(Registration& r, IWriteDescriptor* writer) noexcept {
+    if (!r.local) r.other()->writer = writer;
+    r.writing = 1;
 }
 
 void Reactor::addReader(std::shared_ptr<IReadDescriptor> reader) {
     if (!reader) throw std::invalid_argument("addReader: null descriptor");
     IReadDescriptor* raw = reader.get();
     auto& r = regFor(std::shared_ptr<IFileDescriptor>(reader, raw), raw->fileno());
-    if (r.reader) return;
-    r.reader = raw;
+    if (r.reading) return;
+    setReader(r, raw);
     updateInterest(r);
 }
 
@@ -455,8 +518,8 @@ void Reactor::addWriter(std::shared_ptr<IWriteDescriptor> writer) {
     if (!writer) throw std::invalid_argument("addWriter: null descriptor");
     IWriteDescriptor* raw = writer.get();
     auto& r = regFor(std::shared_ptr<IFileDescriptor>(writer, raw), raw->fileno());
-    if (r.writer) return;
-    r.writer = raw;
+    if (r.writing) return;
+    setWriter(r, raw);
     updateInterest(r);
 }
 
@@ -464,35 +527,47 @@ void Reactor::addWriterSoon(std::shared_ptr<IWriteDescriptor> writer) {
     if (!writer) throw std::invalid_argument("addWriterSoon: null descriptor");
     IWriteDescriptor* raw = writer.get();
     auto& r = regFor(std::shared_ptr<IFileDescriptor>(writer, raw), raw->fileno(), false);
-    if (r.writer) return;
-    r.writer = raw;
+    if (r.writing) return;
+    setWriter(r, raw);
     if (!r.flushPending) {
-        r.flushPending = true;
-        pendingFlush_.push_back(r.token);
+        r.flushPending = 1;
+        pendingFlush_.push_back(r.token());
     }
 }
 
-bool Reactor::writeSoonIfRegistered(IWriteDescriptor* w, const IFileDescriptor* key, int fd) {
-    Registration* r = findReg(key, fd);
-    if (!r || !r->owner || r->fd() != fd) return false;  // not held (or a stale fd): the full path
-    if (r->writer) return true;
-    r->writer = w;
+bool Reactor::writeSoonIfRegistered(FileDescriptor* f, int fd) {
+    Registration* r = findLocal(f);
+    if (!r || !r->owner || f->regFd_ != fd) return false;  // not held (or a stale fd): the full path
+    if (r->writing) return true;
+    r->writing = 1;
     if (!r->flushPending) {
-        r->flushPending = true;
-        pendingFlush_.push_back(r->token);
+        r->flushPending = 1;
+        pendingFlush_.push_back(r->token());
     }
     return true;
 }
 
-void Reactor::removeWriterAt(const IFileDescriptor* key, int fd) {
-    Registration* r = findReg(key, fd);
-    if (!r || !r->writer) return;
-    r->writer = nullptr;
+void Reactor::removeLocalReader(FileDescriptor* f) {
+    Registration* r = findLocal(f);
+    if (!r || !r->reading || r->internal) return;
+    r->reading = 0;
     updateInterest(*r, true);
 }
 
-void Reactor::forgetDescriptor(const IFileDescriptor* key, int fd) {
-    if (Registration* r = findReg(key, fd)) dropReg(*r);  // pending flushes and reductions find nothing now
+void Reactor::removeLocalWriter(FileDescriptor* f) {
+    Registration* r = findLocal(f);
+    if (!r || !r->writing) return;
+    r->writing = 0;
+    updateInterest(*r, true);
+}
+
+bool Reactor::isLocalReading(const FileDescriptor* f) const noexcept {
+    Registration* r = findLocal(f);
+    return r && r->reading && !r->internal;
+}
+
+void Reactor::forgetDescriptor(FileDescriptor* f) {
+    if (Registration* r = findLocal(f)) dropReg(*r);  // pending flushes and reductions find nothing now
 }
 
 void Reactor::callBeforeWait(Function<void()> f) { beforeWait_.push_back(std::move(f)); }
@@ -531,12 +606,12 @@ void Reactor::flushPendingWriters() {
     for (std::uint64_t token : batch) {
         Registration* r = regAt(token);  // gone, or its fd reused, since it was queued: skip
         if (!r || !r->flushPending) continue;
-        r->flushPending = false;
-        if (r->writer && r->owner) {
+        r->flushPending = 0;
+        if (r->writing && r->owner) {
             // Write now, as if the descriptor were writable: a socket with room
             // takes the bytes without an EPOLLOUT round trip. What is left waits
             // for real writability below.
-            dispatch(r->fd(), token, detail::kWritable);
+            dispatch(static_cast<int>(static_cast<std::uint32_t>(token)), token, detail::kWritable);
             r = regAt(token);
             if (!r || r->flushPending) continue;
         }
@@ -548,7 +623,7 @@ void Reactor::flushPendingWriters() {
     for (std::uint64_t token : batch) {
         Registration* r = regAt(token);
         if (!r || !r->flushPending) continue;
-        r->flushPending = false;
+        r->flushPending = 0;
         updateInterest(*r);
     }
     // Keep the larger buffer for the next flush (no allocation per iteration).
@@ -561,27 +636,27 @@ void Reactor::flushPendingWriters() {
 void Reactor::removeReader(IReadDescriptor* reader) {
     if (!reader) return;
     auto* r = findReg(reader);
-    if (!r || !r->reader || r->internal) return;
-    r->reader = nullptr;
+    if (!r || !r->reading || r->internal) return;
+    r->reading = 0;
     updateInterest(*r, true);
 }
 
 void Reactor::removeWriter(IWriteDescriptor* writer) {
     if (!writer) return;
     auto* r = findReg(writer);
-    if (!r || !r->writer) return;
-    r->writer = nullptr;
+    if (!r || !r->writing) return;
+    r->writing = 0;
     updateInterest(*r, true);
 }
 
 bool Reactor::isReading(const IFileDescriptor* d) const {
     auto* r = findReg(d);
-    return r && r->reader && !r->internal;
+    return r && r->reading && !r->internal;
 }
 
 bool Reactor::isWriting(const IFileDescriptor* d) const {
     auto* r = findReg(d);
-    return r && r->writer;
+    return r && r->writing;
 }
 
 std::vector<std::shared_ptr<IFileDescriptor>> Reactor::removeAll() {
@@ -590,7 +665,7 @@ std::vector<std::shared_ptr<IFileDescriptor>> Reactor::removeAll() {
     regs_->forEach([&](const Registration& r) {
         if (r.internal) return;
         if (r.owner) out.push_back(r.owner);
-        doomed.push_back(r.token);
+        doomed.push_back(r.token());
     });
     for (std::uint64_t token : doomed)
         if (Registration* r = regAt(token)) dropReg(*r);
@@ -600,7 +675,7 @@ std::vector<std::shared_ptr<IFileDescriptor>> Reactor::removeAll() {
 std::vector<std::shared_ptr<IReadDescriptor>> Reactor::getReaders() const {
     std::vector<std::shared_ptr<IReadDescriptor>> out;
     regs_->forEach([&](const Registration& r) {
-        if (r.reader && !r.internal) out.emplace_back(r.owner, r.reader);
+        if (r.reading && !r.internal) out.emplace_back(r.owner, r.reader());
     });
     return out;
 }
@@ -608,18 +683,18 @@ std::vector<std::shared_ptr<IReadDescriptor>> Reactor::getReaders() const {
 std::vector<std::shared_ptr<IWriteDescriptor>> Reactor::getWriters() const {
     std::vector<std::shared_ptr<IWriteDescriptor>> out;
     regs_->forEach([&](const Registration& r) {
-        if (r.writer && !r.internal) out.emplace_back(r.owner, r.writer);
+        if (r.writing && !r.internal) out.emplace_back(r.owner, r.writer());
     });
     return out;
 }
 
 void Reactor::disconnectSelectable(IFileDescriptor& d, const Failure& why, bool isRead) {
     auto* r = findReg(&d);
-    auto hold = r ? (r->owner ? r->owner : r->watched.lock()) : nullptr;  // lives until we return
+    auto hold = r ? r->hold() : nullptr;  // lives until we return
     if (isRead && why.check<ConnectionDone>()) {
         if (auto* hc = d.asHalfCloseable()) {
-            if (r && r->reader) {
-                r->reader = nullptr;
+            if (r && r->reading) {
+                r->reading = 0;
                 updateInterest(*r, true);
             }
             hc->readConnectionLost(why);
@@ -647,7 +722,7 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t w
     if (!r) return;  // changed since the wait began
 
     if (!r->owner) {  // paused: only errors are reported
-        auto held = r->watched.lock();
+        auto held = r->hold();
         // kInvalid first: a descriptor that closed its fd after removing itself must not
         // have fileno() called (R-30, Twisted's test_removedFromReactor).
         if (!held || (ev & detail::kInvalid) || held->fileno() != fd) {
@@ -666,7 +741,7 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t w
             // A clean hang-up reaches a paused descriptor only once it reads again:
             // stop watching so level-triggered readiness does not spin.
             poller_->remove(fd);
-            r->inPoller = false;
+            r->inPoller = 0;
             r->polled = 0;
             dropReg(*r);
         }
@@ -689,37 +764,38 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t w
                 why = Failure(ConnectionLost(std::error_code(err, std::generic_category())));
             }
         } else if ((ev & (detail::kHangup | detail::kError)) && !(ev & detail::kReadable)) {
-            if (r->reader && !(ev & detail::kError) && wait != 0 && r->readArmedAt >= wait) {
+            if (r->reading && !(ev & detail::kError) && wait != 0 &&
+                r->readArmedAt == static_cast<std::uint16_t>(wait)) {
                 // Reading was asked for after this wait began (an earlier event of the
                 // same batch resumed it), so the wait could not say whether data is
                 // waiting. The next wait can: R-37's "data first" holds.
                 return;
             }
             // hang-up/error without data ends the descriptor without a callback.
-            if (r->reader) {
+            if (r->reading) {
                 why = error::connectionDone();
                 inRead = true;
             } else {
                 why = d.errorReason();
             }
         } else {
-            if ((ev & detail::kReadable) && r->reader) {
+            if ((ev & detail::kReadable) && r->reading) {
                 inRead = true;
-                why = r->reader->doRead();
+                why = r->reader()->doRead();
             }
             if (!why) {
                 // doRead may have removed or re-registered anything.
                 Registration* again = regAt(token);
                 // What doRead wrote to this descriptor (addWriterSoon) leaves now, in
                 // this guard: no second dispatch. Others' writes wait for the flush below.
-                bool soon = again && again->flushPending && again->writer && again->owner;
+                bool soon = again && again->flushPending && again->writing && again->owner;
                 if (soon) {
-                    again->flushPending = false;
+                    again->flushPending = 0;
                     if (!pendingFlush_.empty() && pendingFlush_.back() == token) pendingFlush_.pop_back();
                 }
-                if (again && again->writer && again->owner && (soon || (ev & detail::kWritable))) {
+                if (again && again->writing && again->owner && (soon || (ev & detail::kWritable))) {
                     inRead = false;
-                    why = again->writer->doWrite();
+                    why = again->writer()->doWrite();
                     if (soon && !why) {
                         // Arm writability for what the socket did not take.
                         Registration* after = regAt(token);

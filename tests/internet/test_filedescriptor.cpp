@@ -1680,6 +1680,48 @@ TEST_P(FileDescriptorTest, FD_40_aPausedTransportDroppedWhileOnlyWatchedLeavesNo
     EXPECT_EQ(fresh->lost, 1);
 }
 
+TEST_P(FileDescriptorTest, FD_40_aPauseThatReleasesTheLastReferenceLeavesNothingBehind) {
+    // The reactor's registration is the only reference left, and the transport is paused from a timed call that
+    // holds only its address: on epoll and poll the registration turns into a watch that does not hold it,
+    // so the pause itself releases it. It is destroyed after the reactor is done with its slot; the slot is
+    // freed, and a new transport given the same fd number is served alone (AddressSanitizer in CI).
+    int peer;
+    auto t = withRawPeer(peer);
+    const int number = t->fileno();
+    int oldCalls = 0;
+    t->onData = [&](std::string_view) { ++oldCalls; };
+    t->onLost = [&](const Failure&) { ++oldCalls; };
+    t->startReading();
+    reactor().iterate(0);
+    std::weak_ptr<FdTransport> gone = t;
+    FdTransport* raw = t.get();
+    t.reset();  // only the reactor holds it now
+    ASSERT_FALSE(gone.expired());
+    reactor().callLater(0, [raw] { raw->pauseProducing(); });
+    reactor().iterate(0);
+    EXPECT_TRUE(gone.expired());
+    EXPECT_TRUE(reactor().getReaders().empty());
+    EXPECT_TRUE(reactor().getWriters().empty());
+    closeRaw(peer);
+
+    int s[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, s), 0);
+    if (s[0] != number) {  // the old number, another socket
+        ASSERT_EQ(::dup2(s[0], number), number);
+        ::close(s[0]);
+    }
+    rawFds_.push_back(s[1]);
+    auto fresh = FdTransport::create(reactor(), number);
+    fresh->startReading();
+    ASSERT_EQ(::write(s[1], "new", 3), 3);
+    for (int i = 0; i < 5 && fresh->received.size() < 3; ++i) reactor().iterate(0.01);
+    EXPECT_EQ(fresh->received, "new");
+    EXPECT_EQ(oldCalls, 0);
+    fresh->loseConnection();
+    for (int i = 0; i < 5 && fresh->lost == 0; ++i) reactor().iterate(0.01);
+    EXPECT_EQ(fresh->lost, 1);
+}
+
 TEST_P(FileDescriptorTest, FD_40_droppingLastReferenceInsideCallbacks) {
     // FD-40, STYLE §3: a transport whose owner drops the last reference inside doRead, doWrite (producer) or connectionLost survives until the reactor lets go, then is freed.
     // Inside doRead.

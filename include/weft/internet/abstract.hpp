@@ -247,6 +247,7 @@ private:
     // than Twisted); kNotLive once the reactor is gone. With the one-byte
     // fields below it fills one word, as the flags alone did before.
     friend class Reactor;
+    friend struct detail::Registration;
     static constexpr std::uint32_t kNotLive = UINT32_MAX;
     std::uint32_t liveIndex_ = kNotLive;
     // The fd this descriptor is registered under in reactor_ (-1: none), so

@@ -409,11 +409,15 @@ private:
 
     // FileDescriptor's fast paths: isWriting + addWriterSoon, and removeWriter,
     // with the registration found through the descriptor's fd.
-    bool writeSoonIfRegistered(IWriteDescriptor* w, const IFileDescriptor* key, int fd);
-    void removeWriterAt(const IFileDescriptor* key, int fd);
+    // `fd` is the descriptor's fileno() now: a registration under another fd
+    // takes the full path.
+    bool writeSoonIfRegistered(FileDescriptor* f, int fd);
+    void removeLocalReader(FileDescriptor* f);
+    void removeLocalWriter(FileDescriptor* f);
+    bool isLocalReading(const FileDescriptor* f) const noexcept;
     // An ended descriptor leaves the reactor now, poller included (it is about
     // to close its fd: no later poller update may reach a closed descriptor).
-    void forgetDescriptor(const IFileDescriptor* key, int fd);
+    void forgetDescriptor(FileDescriptor* f);
     // Every FileDescriptor made on this reactor, from construction to
     // destruction: shutdown tells those still open that are in no reader or
     // writer set (paused, or closing behind a producer), so that no transport
@@ -436,15 +440,13 @@ private:
 
     // Registrations
     detail::Registration* findReg(const IFileDescriptor* d) const;
-    /// findReg with the descriptor's fd as a hint: the slot at `fd` when it is
-    /// d's, otherwise wherever d was registered.
-    detail::Registration* findReg(const IFileDescriptor* d, int fd) const;
-    /// Where this reactor keeps the fd a descriptor is registered under: inside
-    /// a FileDescriptor made on this reactor, null for any other descriptor
-    /// (those are kept in the table's side map).
-    std::int32_t* slotHint(const IFileDescriptor* d) const noexcept;
-    void rememberSlot(const IFileDescriptor* d, int fd);
-    void forgetSlot(const IFileDescriptor* d, int fd) noexcept;
+    /// d as a FileDescriptor made on this reactor (which keeps the fd it is
+    /// registered under, regFd_), or null: any other descriptor is kept in the
+    /// table's side map.
+    FileDescriptor* localDescriptor(const IFileDescriptor* d) const noexcept;
+    detail::Registration* findLocal(const FileDescriptor* f) const noexcept;
+    static void setReader(detail::Registration& r, IReadDescriptor* reader) noexcept;
+    static void setWriter(detail::Registration& r, IWriteDescriptor* writer) noexcept;
     /// The registration a token names, if it is still the one at its fd.
     detail::Registration* regAt(std::uint64_t token) const;
     // `armedNow`: the caller gives the poller interest at once (addReader,
