@@ -375,33 +375,7 @@ Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd, bool a
     return slot;
 }
 
-void Reactor::updateInterest(Registration& r, bool removing) {
-    unsigned interest = r.interest();
-    // A descriptor only watched from here on may be released by it: not before
-    // this function is done with its registration.
-    std::shared_ptr<IFileDescriptor> released;
-    if (interest == 0) {
-        if (r.internal || !poller_->reportsHangup()) {
-            dropReg(r);
-            return;
-        }
-        // Keep watching a paused descriptor for errors and resets (R-38, Better
-        // than Twisted) without holding it alive.
-        if (r.owner) {
-            if (r.local) {
-                // Its own weak reference watches it; a FileDescriptor not owned by a
-                // shared_ptr has none (it could not have registered itself either).
-                if (r.fdesc()->weak_from_this().expired()) {
-                    dropReg(r);
-                    return;
-                }
-            } else {
-                r.other()->watched = r.owner;
-            }
-            released = std::move(r.owner);
-        }
-    }
-    if (r.flushPending && interest != 0) return;     // armed before the next wait
+[[gnu::always_inline]] inline void Reactor::tellPoller(Registration& r, unsigned interest, bool removing) {
     if (r.inPoller && r.polled == interest) return;  // nothing changes: no system call
     if (r.inPoller && (interest & ~static_cast<unsigned>(r.polled)) == 0) {
         // Less interest than the poller has: it is told just before the next wait,
@@ -415,6 +389,41 @@ void Reactor::updateInterest(Registration& r, bool removing) {
         return;
     }
     setPollerInterest(r, interest, removing);
+}
+
+void Reactor::updateInterest(Registration& r, bool removing) {
+    unsigned interest = r.interest();
+    if (interest == 0) {
+        watchOnly(r, removing);
+        return;
+    }
+    if (r.flushPending) return;  // armed before the next wait
+    tellPoller(r, interest, removing);
+}
+
+void Reactor::watchOnly(Registration& r, bool removing) {
+    if (r.internal || !poller_->reportsHangup()) {
+        dropReg(r);
+        return;
+    }
+    // Keep watching a paused descriptor for errors and resets (R-38, Better than
+    // Twisted) without holding it alive. If that releases it, it goes when this
+    // function is done with its registration (its destructor frees the slot).
+    std::shared_ptr<IFileDescriptor> released;
+    if (r.owner) {
+        if (r.local) {
+            // Its own weak reference watches it; a FileDescriptor not owned by a
+            // shared_ptr has none (it could not have registered itself either).
+            if (r.fdesc()->weak_from_this().expired()) {
+                dropReg(r);
+                return;
+            }
+        } else {
+            r.other()->watched = r.owner;
+        }
+        released = std::move(r.owner);
+    }
+    tellPoller(r, 0, removing);
 }
 
 void Reactor::setPollerInterest(Registration& r, unsigned interest, bool removing) {
@@ -798,8 +807,9 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t w
                     why = again->writer()->doWrite();
                     if (soon && !why) {
                         // Arm writability for what the socket did not take.
+                        // (Everything sent: stopWriting() has told the registration already.)
                         Registration* after = regAt(token);
-                        if (after && !after->flushPending) updateInterest(*after);
+                        if (after && after->writing && !after->flushPending) updateInterest(*after);
                     }
                 }
             }

@@ -453,6 +453,8 @@ private:
     // addWriter), so a poller that checks new descriptors does the closed-fd check.
     detail::Registration& regFor(std::shared_ptr<IFileDescriptor> d, int fd, bool armedNow = true);
     void updateInterest(detail::Registration& r, bool removing = false);
+    void watchOnly(detail::Registration& r, bool removing);
+    void tellPoller(detail::Registration& r, unsigned interest, bool removing);
     void setPollerInterest(detail::Registration& r, unsigned interest, bool removing);
     void applyPendingReductions();
     void dropReg(detail::Registration& r);
