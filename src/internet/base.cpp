@@ -602,7 +602,7 @@ void Reactor::settleBeforeWait() {
     // is still queued after them makes the next wait a poll (timeout()).
     for (int round = 0; round < 4; ++round) {
         if (!beforeWait_.empty()) runBeforeWaitCalls();
-        flushPendingWriters();
+        if (!pendingFlush_.empty()) flushPendingWriters();
         if (beforeWait_.empty()) return;
     }
 }
@@ -1127,7 +1127,7 @@ void Reactor::untrackLive(FileDescriptor* d) noexcept {
 }
 
 void Reactor::runUntilCurrent() {
-    runThreadCalls();
+    if (threadCallsQueued_.load(std::memory_order_acquire)) runThreadCalls();
     if (!timers_->empty()) timers_->runDueOnce(seconds());  // no clock read while nothing is timed
     if (justStopped_) {
         justStopped_ = false;
@@ -1140,7 +1140,7 @@ void Reactor::doIteration(std::optional<double> t) {
     thread_local std::vector<detail::ReadyEvent> cache;
     std::vector<detail::ReadyEvent> ready = std::move(cache);
     ready.clear();
-    applyPendingReductions();  // the poller waits for exactly what is registered
+    if (!pendingReductions_.empty()) applyPendingReductions();  // the poller waits for exactly what is registered
     std::uint64_t wait = ++waits_;
     poller_->wait(t, ready);
     for (auto& e : ready) dispatch(e.fd, e.token, e.events, wait);
@@ -1160,7 +1160,8 @@ void Reactor::mainLoop() {
         try {
             runUntilCurrent();
             if (!inLoop_) break;
-            settleBeforeWait();  // before the timeout: a flush may schedule calls
+            // Before the timeout: a flush may schedule calls.
+            if (!beforeWait_.empty() || !pendingFlush_.empty()) settleBeforeWait();
             if (!inLoop_) break;
             doIteration(timeout());
         } catch (...) {

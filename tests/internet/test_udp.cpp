@@ -260,6 +260,32 @@ TEST_P(UDPTest, UDP_7_defaultMaxPacketSizeIs8192) {
     ASSERT_TRUE(stopAndWait(reactor(), *port));
 }
 
+TEST_P(UDPTest, UDP_8_eachDatagramCarriesItsOwnSender) {
+    // The port keeps the Address of the last sender and rebuilds it only when the sender changes: senders that
+    // differ only in port, or only in address, taking turns, each arrive under their own (host, port).
+    auto p = std::make_shared<RecordingDatagram>();
+    auto port = reactor().listenUDP(0, p, "127.0.0.1");
+    PlainSocket a(AF_INET), b(AF_INET), c(AF_INET);
+    a.bind("127.0.0.1");
+    b.bind("127.0.0.1");
+    c.bind("127.0.0.2", a.port());  // a's port on another address (all of 127/8 is loopback)
+    const std::uint16_t to = portOfHost(*port);
+    const struct {
+        PlainSocket* from;
+        const char* host;
+    } order[] = {{&a, "127.0.0.1"}, {&b, "127.0.0.1"}, {&a, "127.0.0.1"}, {&c, "127.0.0.2"}, {&a, "127.0.0.1"}};
+    for (std::size_t i = 0; i < std::size(order); ++i) {
+        order[i].from->sendTo(std::to_string(i), "127.0.0.1", to);
+        ASSERT_TRUE(spinUntil(reactor(), [&] { return p->received.size() == i + 1; })) << i;
+        const auto* v4 = std::get_if<IPv4Address>(&p->received[i].from);
+        ASSERT_NE(v4, nullptr) << i;
+        EXPECT_EQ(p->received[i].data, std::to_string(i));
+        EXPECT_EQ(v4->host, order[i].host) << i;
+        EXPECT_EQ(v4->port, order[i].from->port()) << i;
+    }
+    ASSERT_TRUE(stopAndWait(reactor(), *port));
+}
+
 TEST_P(UDPTest, UDP_8_ipv6SenderIsAnIPv6Address) {
     // UDP-8: an IPv6 sender arrives as IPv6Address (host, port, flow info, scope).
     if (!haveIPv6Loopback()) GTEST_SKIP() << "no IPv6 loopback on this machine";
