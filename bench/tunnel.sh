@@ -39,7 +39,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build_dir=build/release rounds=3 peers=weft,c scenarios=small,large
-rates=20000,30000,40000,45000,50000,55000,60000,65000,70000,80000,90000,100000,120000,150000
+rates=20000,30000,40000,45000,50000,55000,60000,65000,70000,75000,80000,85000,90000,100000,110000,120000,130000,140000,150000,165000,180000
 step_seconds=2 max_loss=1 cpu_rate=20000 paced_rate=5000 paced_count=10000 syscalls=1
 while [ $# -gt 0 ]; do
   case "$1" in

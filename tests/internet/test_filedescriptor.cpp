@@ -182,6 +182,38 @@ protected:
         return FdTransport::create(reactor(), s[0], connected);
     }
 
+    /// A transport reading one end of a socketpair (peer: the other, raw), whose every data and loss
+    /// callback counts into `calls`.
+    std::shared_ptr<FdTransport> readingWithRawPeer(int& peer, int& calls) {
+        auto t = withRawPeer(peer);
+        t->onData = [&calls](std::string_view) { ++calls; };
+        t->onLost = [&calls](const Failure&) { ++calls; };
+        t->startReading();
+        reactor().iterate(0);
+        return t;
+    }
+
+    /// Gives fd number `number` (free now) to another socket and a new transport on it: the transport is
+    /// served alone (reads what its peer sends, is reading, and ends once when it loses its connection).
+    void expectNumberServesOnlyANewTransport(int number) {
+        int s[2];
+        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, s), 0);
+        if (s[0] != number) {  // the old number, another socket
+            ASSERT_EQ(::dup2(s[0], number), number);
+            ::close(s[0]);
+        }
+        rawFds_.push_back(s[1]);
+        auto fresh = FdTransport::create(reactor(), number);
+        fresh->startReading();
+        ASSERT_EQ(::write(s[1], "new", 3), 3);
+        for (int i = 0; i < 5 && fresh->received.size() < 3; ++i) reactor().iterate(0.01);
+        EXPECT_EQ(fresh->received, "new");
+        EXPECT_TRUE(reactor().isReading(fresh.get()));
+        fresh->loseConnection();
+        for (int i = 0; i < 5 && fresh->lost == 0; ++i) reactor().iterate(0.01);
+        EXPECT_EQ(fresh->lost, 1);
+    }
+
     void closeRaw(int& fd) {
         for (auto& r : rawFds_)
             if (r == fd) r = -1;
@@ -1644,14 +1676,9 @@ TEST_P(FileDescriptorTest, FD_40_aPausedTransportDroppedWhileOnlyWatchedLeavesNo
     // A paused transport stays watched for errors without being held (R-38, epoll and poll). When its last reference
     // goes, its destructor frees the reactor's slot for it; a new transport given the same fd number is served alone,
     // and nothing reaches the one that is gone (run under AddressSanitizer in CI).
-    int peer;
-    auto t = withRawPeer(peer);
+    int peer, oldCalls = 0;
+    auto t = readingWithRawPeer(peer, oldCalls);
     const int number = t->fileno();
-    int oldCalls = 0;
-    t->onData = [&](std::string_view) { ++oldCalls; };
-    t->onLost = [&](const Failure&) { ++oldCalls; };
-    t->startReading();
-    reactor().iterate(0);
     t->pauseProducing();
     reactor().iterate(0);  // the reduced interest reaches the poller: only watched now
     std::weak_ptr<FdTransport> gone = t;
@@ -1661,23 +1688,8 @@ TEST_P(FileDescriptorTest, FD_40_aPausedTransportDroppedWhileOnlyWatchedLeavesNo
     EXPECT_TRUE(reactor().getWriters().empty());
     closeRaw(peer);
 
-    int s[2];
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, s), 0);
-    if (s[0] != number) {  // the old number, another socket
-        ASSERT_EQ(::dup2(s[0], number), number);
-        ::close(s[0]);
-    }
-    rawFds_.push_back(s[1]);
-    auto fresh = FdTransport::create(reactor(), number);
-    fresh->startReading();
-    ASSERT_EQ(::write(s[1], "new", 3), 3);
-    for (int i = 0; i < 5 && fresh->received.size() < 3; ++i) reactor().iterate(0.01);
-    EXPECT_EQ(fresh->received, "new");
+    expectNumberServesOnlyANewTransport(number);
     EXPECT_EQ(oldCalls, 0);
-    EXPECT_TRUE(reactor().isReading(fresh.get()));
-    fresh->loseConnection();
-    for (int i = 0; i < 5 && fresh->lost == 0; ++i) reactor().iterate(0.01);
-    EXPECT_EQ(fresh->lost, 1);
 }
 
 TEST_P(FileDescriptorTest, FD_40_aPauseThatReleasesTheLastReferenceLeavesNothingBehind) {
@@ -1685,14 +1697,9 @@ TEST_P(FileDescriptorTest, FD_40_aPauseThatReleasesTheLastReferenceLeavesNothing
     // holds only its address: on epoll and poll the registration turns into a watch that does not hold it,
     // so the pause itself releases it. It is destroyed after the reactor is done with its slot; the slot is
     // freed, and a new transport given the same fd number is served alone (AddressSanitizer in CI).
-    int peer;
-    auto t = withRawPeer(peer);
+    int peer, oldCalls = 0;
+    auto t = readingWithRawPeer(peer, oldCalls);
     const int number = t->fileno();
-    int oldCalls = 0;
-    t->onData = [&](std::string_view) { ++oldCalls; };
-    t->onLost = [&](const Failure&) { ++oldCalls; };
-    t->startReading();
-    reactor().iterate(0);
     std::weak_ptr<FdTransport> gone = t;
     FdTransport* raw = t.get();
     t.reset();  // only the reactor holds it now
@@ -1704,22 +1711,8 @@ TEST_P(FileDescriptorTest, FD_40_aPauseThatReleasesTheLastReferenceLeavesNothing
     EXPECT_TRUE(reactor().getWriters().empty());
     closeRaw(peer);
 
-    int s[2];
-    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, s), 0);
-    if (s[0] != number) {  // the old number, another socket
-        ASSERT_EQ(::dup2(s[0], number), number);
-        ::close(s[0]);
-    }
-    rawFds_.push_back(s[1]);
-    auto fresh = FdTransport::create(reactor(), number);
-    fresh->startReading();
-    ASSERT_EQ(::write(s[1], "new", 3), 3);
-    for (int i = 0; i < 5 && fresh->received.size() < 3; ++i) reactor().iterate(0.01);
-    EXPECT_EQ(fresh->received, "new");
+    expectNumberServesOnlyANewTransport(number);
     EXPECT_EQ(oldCalls, 0);
-    fresh->loseConnection();
-    for (int i = 0; i < 5 && fresh->lost == 0; ++i) reactor().iterate(0.01);
-    EXPECT_EQ(fresh->lost, 1);
 }
 
 TEST_P(FileDescriptorTest, FD_40_droppingLastReferenceInsideCallbacks) {
