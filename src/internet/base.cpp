@@ -556,24 +556,27 @@ bool Reactor::writeSoonIfRegistered(FileDescriptor* f, int fd) {
     return true;
 }
 
-void Reactor::removeLocalReader(FileDescriptor* f) {
-    Registration* r = findLocal(f);
-    if (!r || !r->reading || r->internal) return;
+// What removeReader, removeWriter and isReading do once the registration is found
+// (through the descriptor's own fd for a FileDescriptor of this reactor).
+void Reactor::stopReadingAt(Registration* r) {
+    if (!r || !r->reading || r->internal) return;  // the waker leaves only with the reactor
     r->reading = 0;
     updateInterest(*r, true);
 }
 
-void Reactor::removeLocalWriter(FileDescriptor* f) {
-    Registration* r = findLocal(f);
+void Reactor::stopWritingAt(Registration* r) {
     if (!r || !r->writing) return;
     r->writing = 0;
     updateInterest(*r, true);
 }
 
-bool Reactor::isLocalReading(const FileDescriptor* f) const noexcept {
-    Registration* r = findLocal(f);
-    return r && r->reading && !r->internal;
-}
+bool Reactor::readingAt(const Registration* r) noexcept { return r && r->reading && !r->internal; }
+
+void Reactor::removeLocalReader(FileDescriptor* f) { stopReadingAt(findLocal(f)); }
+
+void Reactor::removeLocalWriter(FileDescriptor* f) { stopWritingAt(findLocal(f)); }
+
+bool Reactor::isLocalReading(const FileDescriptor* f) const noexcept { return readingAt(findLocal(f)); }
 
 void Reactor::forgetDescriptor(FileDescriptor* f) {
     if (Registration* r = findLocal(f)) dropReg(*r);  // pending flushes and reductions find nothing now
@@ -643,25 +646,14 @@ void Reactor::flushPendingWriters() {
 }
 
 void Reactor::removeReader(IReadDescriptor* reader) {
-    if (!reader) return;
-    auto* r = findReg(reader);
-    if (!r || !r->reading || r->internal) return;
-    r->reading = 0;
-    updateInterest(*r, true);
+    if (reader) stopReadingAt(findReg(reader));
 }
 
 void Reactor::removeWriter(IWriteDescriptor* writer) {
-    if (!writer) return;
-    auto* r = findReg(writer);
-    if (!r || !r->writing) return;
-    r->writing = 0;
-    updateInterest(*r, true);
+    if (writer) stopWritingAt(findReg(writer));
 }
 
-bool Reactor::isReading(const IFileDescriptor* d) const {
-    auto* r = findReg(d);
-    return r && r->reading && !r->internal;
-}
+bool Reactor::isReading(const IFileDescriptor* d) const { return readingAt(findReg(d)); }
 
 bool Reactor::isWriting(const IFileDescriptor* d) const {
     auto* r = findReg(d);

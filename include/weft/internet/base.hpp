@@ -445,6 +445,9 @@ private:
     /// table's side map.
     FileDescriptor* localDescriptor(const IFileDescriptor* d) const noexcept;
     detail::Registration* findLocal(const FileDescriptor* f) const noexcept;
+    void stopReadingAt(detail::Registration* r);
+    void stopWritingAt(detail::Registration* r);
+    static bool readingAt(const detail::Registration* r) noexcept;
     static void setReader(detail::Registration& r, IReadDescriptor* reader) noexcept;
     static void setWriter(detail::Registration& r, IWriteDescriptor* writer) noexcept;
     /// The registration a token names, if it is still the one at its fd.
