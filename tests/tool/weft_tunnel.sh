@@ -2,7 +2,9 @@
 # weft tunnel (issue #13): two network namespaces joined by a veth pair, each
 # running `weft tunnel` over it. ping crosses the TUN tunnel (and a TAP one),
 # 64 MiB over TCP through it arrive byte-exact (socat, sha256), a datagram
-# from a stranger is dropped and counted (SIGUSR1 and exit report), an IPv6
+# from a stranger is dropped and counted (SIGUSR1 and exit report), packets
+# leave through a socket connected to the peer and no one else can join the
+# port, an IPv6
 # underlay works, a device
 # the tunnel created goes away at exit while a persistent one stays (with its
 # MTU put back), and bad input gets clear errors: a name too long, a name
@@ -83,6 +85,21 @@ kill -USR1 "$pb"
 for _ in $(seq 100); do grep -q "dropped: 3 datagrams from strangers" "$work/tun-b.log" && break; sleep 0.05; done
 grep -q "dropped: 3 datagrams from strangers" "$work/tun-b.log" || fail "SIGUSR1 did not report 3 strangers"
 echo "strangers dropped and counted: ok"
+
+# Packets leave through a second socket on the port, connected to the peer (the kernel keeps its
+# route); the --listen socket stays unconnected, the one that hears strangers. Nobody else may join
+# the port, not even a socket asking for SO_REUSEPORT, which the two used to share it.
+inA ss -Huan 'sport = :5555' >"$work/ss.log"
+grep -Eq "^ESTAB .* 192\.168\.77\.1:5555 +192\.168\.77\.2:5555" "$work/ss.log" ||
+  fail "no socket on :5555 connected to the peer: $(cat "$work/ss.log")"
+grep -Eq "^UNCONN .* 192\.168\.77\.1:5555 " "$work/ss.log" || fail "no unconnected socket on :5555: $(cat "$work/ss.log")"
+join='import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("192.168.77.1", 5555))'
+if inA python3 -c "$join" 2>"$work/join.err"; then fail "a socket with SO_REUSEPORT joined the tunnel's port"; fi
+grep -q "Address already in use" "$work/join.err" || fail "joining the port failed otherwise: $(cat "$work/join.err")"
+echo "sends through a socket connected to the peer; the port stays closed to others: ok"
 
 # Taken name, wrong type, port in use: clear errors while the tunnel runs.
 expect_error() {  # expect_error STATUS TEXT COMMAND...

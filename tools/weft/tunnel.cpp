@@ -10,6 +10,14 @@
 // ports' packets: MTU bytes for a TUN, MTU + 18 (Ethernet header and a VLAN
 // tag) for a TAP. Without it the device's MTU at start does the same.
 //
+// Packets go to the peer through a second socket on the --listen address,
+// connected to the peer (see connectedTwin): the kernel keeps a connected
+// socket's route, so a send skips the route lookup per datagram, and the
+// peer's datagrams reach that socket through the kernel's early
+// demultiplexing, one route lookup fewer on the way in. The --listen socket
+// stays unconnected, so a datagram from anyone else still arrives there and is
+// counted. A kernel that refuses a step leaves the tunnel on the one socket.
+//
 // A packet the peer cannot be sent (the socket buffer is full: UDP is lossy)
 // is dropped and counted; so is a packet longer than the size above, from
 // either side. The counts go to stderr at exit and on SIGUSR1.
@@ -17,7 +25,9 @@
 
 #include <net/if.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -25,17 +35,20 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include <weft/internet/endpoints.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/protocol.hpp>
+#include <weft/internet/sockaddr.hpp>
 #include <weft/internet/udp.hpp>
 #include <weft/log.hpp>
 #include <weft/pair/ethernet.hpp>
@@ -117,7 +130,8 @@ struct Session {
     weft::Reactor& reactor;
     Counters counters;
     Peer peer;
-    std::shared_ptr<weft::udp::Port> udp;
+    std::shared_ptr<weft::udp::Port> udp;     // the --listen port: unconnected, hears everyone
+    std::shared_ptr<weft::udp::Port> toPeer;  // connected to the peer (null if the kernel refused)
     std::shared_ptr<weft::pair::TuntapPort> device;
     bool stopping = false;
     int status = 0;
@@ -141,7 +155,8 @@ struct Session {
         if (partial) return oversized("from the device", packet.size());
         if (!udp) return;
         try {
-            if (udp->write(packet, peer.address) == 0) counters.sendDropped.fetch_add(1, std::memory_order_relaxed);
+            const std::size_t sent = toPeer ? toPeer->write(packet) : udp->write(packet, peer.address);
+            if (sent == 0) counters.sendDropped.fetch_add(1, std::memory_order_relaxed);
             else counters.toPeer.fetch_add(1, std::memory_order_relaxed);
         } catch (const weft::error::MessageLengthError&) {
             oversized("for the peer", packet.size());
@@ -158,6 +173,11 @@ struct Session {
             counters.strangers.fetch_add(1, std::memory_order_relaxed);
             return;
         }
+        fromPeer(datagram);
+    }
+
+    // A datagram the peer sent (the connected socket hears no one else).
+    void fromPeer(weft::Bytes datagram) {
         if (!device) return;
         try {
             device->write(datagram);
@@ -210,14 +230,82 @@ private:
 
 class NetSide final : public weft::DatagramProtocol {
 public:
-    explicit NetSide(Session& s) : session_(s) { noisy = false; }
+    // `peerOnly`: the port is connected to the peer, so the kernel has already
+    // dropped every other source.
+    NetSide(Session& s, bool peerOnly) : session_(s), peerOnly_(peerOnly) { noisy = false; }
     void datagramReceived(weft::Bytes datagram, const weft::Address& from) override {
-        session_.fromNetwork(datagram, from);
+        if (peerOnly_) session_.fromPeer(datagram);
+        else session_.fromNetwork(datagram, from);
     }
 
 private:
     Session& session_;
+    const bool peerOnly_;
 };
+
+// A second socket on the address `bound` is bound to, connected to `peer`, or
+// -1 with the reason in `why`. SO_REUSEPORT lets the two share the port while
+// the second binds; it is cleared on both before this returns, so no other
+// socket can join the port afterwards (a second tunnel on it, or anyone asking
+// for SO_REUSEPORT, fails with EADDRINUSE: the kernel admits a newcomer as
+// soon as one socket on the port shares with it), and a datagram from a
+// stranger has one socket to go to, `bound`. The peer's datagrams go to the
+// connected socket, which matches their source exactly. A datagram that
+// reached the second socket in the microseconds between its bind and its
+// connect may come from anyone: what it holds then is taken out here and
+// handed to `queued` with whether the peer sent it, so nothing unchecked is
+// left for the port that serves it as the peer's alone.
+int connectedTwin(int bound, const Peer& peer, std::string& why,
+                  const std::function<void(weft::Bytes, bool fromPeer)>& queued) {
+    auto fail = [&why](const char* step) {
+        why = fmt::format("{}: {}", step, std::strerror(errno));
+        return -1;
+    };
+    auto to = weft::SockAddr::fromLiteral(peer.host, peer.port);
+    if (!to) {
+        why = "the peer's address has an unknown scope";
+        return -1;
+    }
+    const int on = 1, off = 0;
+    if (::setsockopt(bound, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) return fail("SO_REUSEPORT");
+    weft::SockAddr local = weft::SockAddr::localOf(bound);
+    int twin = ::socket(local.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int result = twin;
+    if (twin < 0) {
+        result = fail("socket");
+    } else {
+        int v6only = 0;
+        socklen_t length = sizeof v6only;
+        if (local.family() == AF_INET6 && (::getsockopt(bound, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &length) != 0 ||
+                                           ::setsockopt(twin, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) != 0))
+            result = fail("IPV6_V6ONLY");
+        else if (::setsockopt(twin, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) result = fail("SO_REUSEPORT");
+        else if (::bind(twin, local.get(), local.length) != 0) result = fail("bind");
+        else if (::connect(twin, to->get(), to->length) != 0) result = fail("connect");
+        else if (::setsockopt(twin, SOL_SOCKET, SO_REUSEPORT, &off, sizeof off) != 0)
+            result = fail("clearing SO_REUSEPORT");
+        if (result < 0) ::close(twin);
+    }
+    if (result >= 0) {
+        std::vector<std::byte> buffer(65536);
+        for (;;) {
+            weft::SockAddr from;
+            from.length = weft::SockAddr::capacity;
+            ssize_t n = ::recvfrom(twin, buffer.data(), buffer.size(), MSG_DONTWAIT, from.get(), &from.length);
+            if (n < 0) break;
+            const bool fromPeer = from.length == to->length &&
+                                  std::memcmp(from.get(), to->get(), static_cast<std::size_t>(to->length)) == 0;
+            queued(weft::Bytes(buffer.data(), static_cast<std::size_t>(n)), fromPeer);
+        }
+    }
+    if (::setsockopt(bound, SOL_SOCKET, SO_REUSEPORT, &off, sizeof off) != 0 && result >= 0) {
+        // The port would stay open to other sockets: do without the twin.
+        fail("clearing SO_REUSEPORT");
+        ::close(twin);
+        return -1;
+    }
+    return result;
+}
 
 int badInput(const std::string& message) {
     std::fprintf(stderr, "weft tunnel: %s\n", weft::printable(message).c_str());
@@ -382,7 +470,7 @@ int runTunnel(weft::Backend backend, const TunnelOptions& options) {
     if (!peer) return badInput(error);
 
     // ---- the device --------------------------------------------------------------------
-    Session session{*reactor, {}, *peer, nullptr, nullptr};
+    Session session{*reactor, {}, *peer, nullptr, nullptr, nullptr};
     const bool existed = name.find("%d") == std::string::npos && weft::pair::interfaceExists(name);
     int mtu = options.mtu;
     std::optional<int> previousMTU;
@@ -430,14 +518,32 @@ int runTunnel(weft::Backend backend, const TunnelOptions& options) {
 
     // ---- the UDP side ------------------------------------------------------------------
     try {
-        session.udp =
-            reactor->listenUDP(listen->port(), std::make_shared<NetSide>(session), listen->interface(), packetSize);
+        session.udp = reactor->listenUDP(listen->port(), std::make_shared<NetSide>(session, false), listen->interface(),
+                                         packetSize);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "weft tunnel: --listen %s: %s\n", weft::quote(options.listen).c_str(),
                      weft::printable(e.what()).c_str());
         closeDevice();
         return 1;
     }
+
+    std::string why;
+    auto queued = [&session](weft::Bytes datagram, bool fromPeer) {
+        if (fromPeer) session.fromPeer(datagram);
+        else session.counters.strangers.fetch_add(1, std::memory_order_relaxed);
+    };
+    if (int twin = connectedTwin(session.udp->getHandle(), *peer, why, queued); twin >= 0) {
+        try {
+            session.toPeer =
+                reactor->adoptDatagramPort(twin, family, std::make_shared<NetSide>(session, true), packetSize);
+        } catch (const std::exception& e) {
+            why = e.what();
+        }
+        ::close(twin);  // the port holds its own duplicate
+    }
+    if (!session.toPeer)
+        weft::log::info("tunnel", "sending through the --listen socket (no socket connected to the peer: {})",
+                        weft::printable(why));
 
     std::snprintf(gReportPrefix, sizeof gReportPrefix, "weft tunnel %s:%s: ", kind.c_str(),
                   weft::printable(name).c_str());
@@ -451,8 +557,12 @@ int runTunnel(weft::Backend backend, const TunnelOptions& options) {
     reactor->addSystemEventTrigger("before", "shutdown", [&]() -> weft::Deferred<void> {
         session.stopping = true;
         weft::Deferred<void> done;
-        session.udp->stopListening().addBoth([&session, done](weft::Result<void>) mutable {
+        auto stopDevice = [&session, done](weft::Result<void>) mutable {
             session.device->stopListening().addBoth([done](weft::Result<void>) mutable { done.callback(); });
+        };
+        session.udp->stopListening().addBoth([&session, stopDevice](weft::Result<void> r) mutable {
+            if (session.toPeer) session.toPeer->stopListening().addBoth(stopDevice);
+            else stopDevice(std::move(r));
         });
         return done;
     });
@@ -468,6 +578,7 @@ int runTunnel(weft::Backend backend, const TunnelOptions& options) {
     }
     for (auto& dc : reactor->getDelayedCalls()) dc.cancel();
     writeReport();
+    session.toPeer.reset();
     session.udp.reset();
     session.device.reset();
     return session.status;
