@@ -251,10 +251,10 @@ private:
 // soon as one socket on the port shares with it), and a datagram from a
 // stranger has one socket to go to, `bound`. The peer's datagrams go to the
 // connected socket, which matches their source exactly. A datagram that
-// reached the second socket in the microseconds between its bind and its
-// connect may come from anyone: what it holds then is taken out here and
-// handed to `queued` with whether the peer sent it, so nothing unchecked is
-// left for the port that serves it as the peer's alone.
+// reached the second socket in the microseconds before its connect and the
+// clearing of SO_REUSEPORT may come from anyone: what it holds then is taken
+// out here and handed to `queued` with whether the peer sent it, so nothing
+// unchecked is left for the port that serves it as the peer's alone.
 int connectedTwin(int bound, const Peer& peer, std::string& why,
                   const std::function<void(weft::Bytes, bool fromPeer)>& queued) {
     auto fail = [&why](const char* step) {
@@ -286,6 +286,15 @@ int connectedTwin(int bound, const Peer& peer, std::string& why,
             result = fail("clearing SO_REUSEPORT");
         if (result < 0) ::close(twin);
     }
+    // Cleared on `bound` before the drain: while it is set, the kernel may
+    // still pick the second socket for a stranger's datagram out of the pair.
+    if (::setsockopt(bound, SOL_SOCKET, SO_REUSEPORT, &off, sizeof off) != 0) {
+        if (result < 0) return result;
+        // The port would stay open to other sockets: do without the twin.
+        fail("clearing SO_REUSEPORT");
+        ::close(twin);
+        return -1;
+    }
     if (result >= 0) {
         std::vector<std::byte> buffer(65536);
         for (;;) {
@@ -297,12 +306,6 @@ int connectedTwin(int bound, const Peer& peer, std::string& why,
                                   std::memcmp(from.get(), to->get(), static_cast<std::size_t>(to->length)) == 0;
             queued(weft::Bytes(buffer.data(), static_cast<std::size_t>(n)), fromPeer);
         }
-    }
-    if (::setsockopt(bound, SOL_SOCKET, SO_REUSEPORT, &off, sizeof off) != 0 && result >= 0) {
-        // The port would stay open to other sockets: do without the twin.
-        fail("clearing SO_REUSEPORT");
-        ::close(twin);
-        return -1;
     }
     return result;
 }
