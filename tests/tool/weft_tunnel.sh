@@ -125,15 +125,19 @@ grep -Eq "tun:wtun0: [1-9][0-9]* packets to the peer, [1-9][0-9]* from the peer"
 inA ip link show wtun0 >/dev/null 2>&1 && fail "the device the tunnel created is still there"
 echo "created devices removed at exit: ok"
 
-# ---- a TAP tunnel: ARP and ping cross it ----------------------------------------------------
-tunnel "$a" tap-a tap:wtap0 --listen udp:5557:interface=192.168.77.1 --peer 192.168.77.2:5557
+# ---- a TAP tunnel: ARP and ping cross it (a listens on every address: its connected socket
+# takes the route's source address, and the peer's datagrams still find it) ---------------------
+tunnel "$a" tap-a tap:wtap0 --listen udp:5557 --peer 192.168.77.2:5557
 pa=$PID
 tunnel "$b" tap-b tap:wtap0 --listen udp:5557:interface=192.168.77.2 --peer 192.168.77.1:5557
 pb=$PID
 addresses wtap0 10.78.0
 inA ping -n -c 2 -i 0.2 -W 3 10.78.0.2 >"$work/ping-tap.log" 2>&1 || fail "ping did not cross the TAP tunnel"
+inA ss -Huan 'sport = :5557' | grep -Eq "^ESTAB .* 192\.168\.77\.1:5557 +192\.168\.77\.2:5557" ||
+  fail "the wildcard listener has no socket connected to the peer: $(inA ss -Huan 'sport = :5557')"
 stop "$pa" tap-a
 stop "$pb" tap-b
+grep -q "dropped: 0 datagrams from strangers" "$work/tap-a.log" || fail "the wildcard listener took its peer for a stranger"
 echo "ping through the TAP tunnel: ok"
 
 # ---- an IPv6 underlay (the peer written unlike the kernel writes it) ---------------------------

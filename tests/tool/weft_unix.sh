@@ -110,29 +110,41 @@ rmdir "$ro"
 # path, whether named relatively (as socat bound it) or absolutely, and socat's
 # clients still reach it afterwards. (socat's EXEC child can lose a reply when
 # the child of weft's probe connection dies at the same moment, so reaching it
-# is tried three times: a stolen socket fails every try with ENOENT.)
+# is tried five times: a stolen socket fails every try with ENOENT. It failed
+# every try once under TSan with the socket file still there; a failure now
+# prints whether socat is alive and what it and the client said.)
 mkdir "$work/live"
-(cd "$work/live" && exec socat UNIX-LISTEN:app.sock,fork EXEC:"echo hi" 2>/dev/null) &
+(cd "$work/live" && exec socat UNIX-LISTEN:app.sock,fork EXEC:"echo hi" 2>"$work/socat.err") &
 socatPid=$!
 pids+=("$socatPid")
 reachSocat() {
-  local got
-  for _ in 1 2 3; do
-    got=$(socat -u UNIX-CONNECT:"$work/live/app.sock" STDOUT 2>/dev/null) || true
+  local got try
+  : >"$work/reach.err"
+  for try in 1 2 3 4 5; do
+    got=$(socat -u UNIX-CONNECT:"$work/live/app.sock" STDOUT 2>>"$work/reach.err") || true
     [ "$got" = hi ] && return 0
-    sleep 0.2
+    echo "try $try: got '$got'" >>"$work/reach.err"
+    sleep 0.3
   done
   return 1
 }
+# What a failed reachSocat leaves to read: is the listener alive, what did it and the client say.
+socatState() {
+  echo "socat listener (pid $socatPid) $(kill -0 "$socatPid" 2>/dev/null && echo alive || echo gone)"
+  ls -la "$work/live"
+  echo "--- client"; cat "$work/reach.err"
+  echo "--- listener"; cat "$work/socat.err"
+  echo "--- weft"; cat "$work/steal.log" 2>/dev/null || true
+}
 for _ in $(seq 100); do [ -S "$work/live/app.sock" ] && break; sleep 0.05; done
-reachSocat || { echo "socat listener not up"; exit 1; }
+reachSocat || { echo "socat listener not up"; socatState; exit 1; }
 for name in app.sock "$work/live/app.sock"; do
   if (cd "$work/live" && "$weft" echo "unix:$name") >"$work/steal.log" 2>&1; then
     echo "weft took the path of a live listener ($name)"; exit 1
   fi
   grep -q "in use" "$work/steal.log" || { echo "live listener ($name): unclear error:"; cat "$work/steal.log"; exit 1; }
   [ -S "$work/live/app.sock" ] || { echo "the live listener's socket file was removed ($name)"; exit 1; }
-  reachSocat || { echo "socat unreachable after weft ($name)"; exit 1; }
+  reachSocat || { echo "socat unreachable after weft ($name)"; socatState; exit 1; }
   [ ! -e "$work/live/app.sock.lock" ] || { echo "lock file left behind ($name)"; exit 1; }
 done
 kill "$socatPid"; wait "$socatPid" 2>/dev/null || true
