@@ -1119,7 +1119,7 @@ void Reactor::untrackLive(FileDescriptor* d) noexcept {
 }
 
 void Reactor::runUntilCurrent() {
-    if (threadCallsQueued_.load(std::memory_order_acquire)) runThreadCalls();
+    runThreadCalls();
     if (!timers_->empty()) timers_->runDueOnce(seconds());  // no clock read while nothing is timed
     if (justStopped_) {
         justStopped_ = false;

@@ -253,10 +253,11 @@ private:
 // connected socket, which matches their source exactly. A datagram that
 // reached the second socket in the microseconds before its connect and the
 // clearing of SO_REUSEPORT may come from anyone: what it holds then is taken
-// out here and handed to `queued` with whether the peer sent it, so nothing
-// unchecked is left for the port that serves it as the peer's alone.
+// out here and handed to `queued` with its sender, to be checked as the
+// --listen socket's datagrams are, so nothing unchecked is left for the port
+// that serves it as the peer's alone.
 int connectedTwin(int bound, const Peer& peer, std::string& why,
-                  const std::function<void(weft::Bytes, bool fromPeer)>& queued) {
+                  const std::function<void(weft::Bytes, const weft::Address&)>& queued) {
     auto fail = [&why](const char* step) {
         why = fmt::format("{}: {}", step, std::strerror(errno));
         return -1;
@@ -302,9 +303,7 @@ int connectedTwin(int bound, const Peer& peer, std::string& why,
             from.length = weft::SockAddr::capacity;
             ssize_t n = ::recvfrom(twin, buffer.data(), buffer.size(), MSG_DONTWAIT, from.get(), &from.length);
             if (n < 0) break;
-            const bool fromPeer = from.length == to->length &&
-                                  std::memcmp(from.get(), to->get(), static_cast<std::size_t>(to->length)) == 0;
-            queued(weft::Bytes(buffer.data(), static_cast<std::size_t>(n)), fromPeer);
+            queued(weft::Bytes(buffer.data(), static_cast<std::size_t>(n)), from.toAddress("UDP"));
         }
     }
     return result;
@@ -531,10 +530,7 @@ int runTunnel(weft::Backend backend, const TunnelOptions& options) {
     }
 
     std::string why;
-    auto queued = [&session](weft::Bytes datagram, bool fromPeer) {
-        if (fromPeer) session.fromPeer(datagram);
-        else session.counters.strangers.fetch_add(1, std::memory_order_relaxed);
-    };
+    auto queued = [&session](weft::Bytes datagram, const weft::Address& from) { session.fromNetwork(datagram, from); };
     if (int twin = connectedTwin(session.udp->getHandle(), *peer, why, queued); twin >= 0) {
         try {
             session.toPeer =
