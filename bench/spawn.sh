@@ -29,8 +29,10 @@
 #   --build-dir DIR      where spawn_weft, spawn_libuv and write_zero are (default build/release)
 #   --rounds R           rounds (default 3)
 #   --quick              1 round, a tenth of the children, 256 MiB ballast and read
-#   --peers LIST         subset of weft,weftsock,libuv,python,twisted (default all; weftsock is weft
-#                        with ProcessOptions::socketOutputs, in the read scenarios only)
+#   --peers LIST         subset of weft,weftsock,libuv,libuvpipe,python,twisted (default all;
+#                        read scenarios only: weftsock is weft with ProcessOptions::socketOutputs,
+#                        libuvpipe is libuv reading a kernel pipe, spawnProcess's kind of channel,
+#                        instead of UV_CREATE_PIPE's socketpair)
 #   --scenarios LIST     subset of spawn-1,spawn-32,ballast-1,ballast-32,read,read-same,read-cross
 #                        (default all)
 #   --ballast-mib M      the ballast (default 1024)
@@ -43,7 +45,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_dir=build/release rounds=3 quick=0 out="" ballast=1024 read_mib=1024 stdio=out
-peers_arg=weft,weftsock,libuv,python,twisted scenarios_arg=spawn-1,spawn-32,ballast-1,ballast-32,read,read-same,read-cross
+peers_arg=weft,weftsock,libuv,libuvpipe,python,twisted scenarios_arg=spawn-1,spawn-32,ballast-1,ballast-32,read,read-same,read-cross
 strace_peers=weft,libuv,python
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -79,7 +81,7 @@ available=()
 for p in "${peers[@]}"; do
   case "$p" in
     weft|weftsock) [ -x "$weft_bin" ] || { echo "skipping $p: no $weft_bin (build target spawn_weft)"; continue; } ;;
-    libuv) [ -x "$libuv_bin" ] || { echo "skipping libuv: no $libuv_bin (libuv1-dev missing, or target spawn_libuv not built)"; continue; } ;;
+    libuv|libuvpipe) [ -x "$libuv_bin" ] || { echo "skipping $p: no $libuv_bin (libuv1-dev missing, or target spawn_libuv not built)"; continue; } ;;
     python) [ -x "$py" ] || { echo "skipping python: no $py"; continue; } ;;
     twisted) "$py" -c 'import twisted' 2>/dev/null || { echo "skipping twisted: $py has no twisted (apt-get install python3-twisted)"; continue; } ;;
     *) echo "spawn.sh: unknown peer $p" >&2; exit 2 ;;
@@ -107,6 +109,7 @@ command_for() {
         weft) cmd=("${pin[@]}" "$weft_bin" --read-bytes "$bytes" --writer "$writer" "${cross[@]}") ;;
         weftsock) cmd=("${pin[@]}" "$weft_bin" --read-bytes "$bytes" --writer "$writer" --socket-outputs "${cross[@]}") ;;
         libuv) cmd=("${pin[@]}" "$libuv_bin" --read-bytes "$bytes" --writer "$writer" "${cross[@]}") ;;
+        libuvpipe) cmd=("${pin[@]}" "$libuv_bin" --read-bytes "$bytes" --writer "$writer" --channel pipe "${cross[@]}") ;;
       esac
       return ;;
     *) echo "spawn.sh: unknown scenario $scenario" >&2; exit 2 ;;
@@ -163,7 +166,7 @@ def med(xs):
     return statistics.median(xs) if xs else None
 
 order = ["spawn-1", "spawn-32", "ballast-1", "ballast-32", "read", "read-same", "read-cross"]
-peers = ["weft", "weftsock", "libuv", "python", "twisted"]
+peers = ["weft", "weftsock", "libuv", "libuvpipe", "python", "twisted"]
 def label(sc, f):
     if sc.startswith("read"):
         where = {"read": "placed by the scheduler", "read-same": "both on core 0", "read-cross": "reader core 0, writer core 1"}[sc]
@@ -185,22 +188,27 @@ for sc in order:
         if not vals:
             continue
         get = lambda k: med([float(v[k]) for v in vals])
-        def ratio(k):
-            rs = [float(runs[(sc, r)]["weft"][k]) / float(runs[(sc, r)][p][k]) for r in rounds
-                  if p in runs[(sc, r)] and "weft" in runs[(sc, r)] and float(runs[(sc, r)][p][k]) > 0]
+        def ratio(k, num="weft"):
+            rs = [float(runs[(sc, r)][num][k]) / float(runs[(sc, r)][p][k]) for r in rounds
+                  if p in runs[(sc, r)] and num in runs[(sc, r)] and float(runs[(sc, r)][p][k]) > 0]
             return med(rs)
         if sc.startswith("read"):
-            read_rows.append((label(sc, vals[0]), p, get("mb_per_s"), get("cpu_per_mb_us"), ratio("mb_per_s"), ratio("cpu_per_mb_us"), len(vals)))
+            # The same kernel object on both sides: weft's pipe against libuv on a pipe, weft's
+            # socket pair (socketOutputs) against libuv's (UV_CREATE_PIPE).
+            same = {"libuv": "weftsock", "libuvpipe": "weft"}.get(p)
+            read_rows.append((label(sc, vals[0]), p, get("mb_per_s"), get("cpu_per_mb_us"), ratio("mb_per_s"), ratio("cpu_per_mb_us"),
+                              same, same and ratio("mb_per_s", same), same and ratio("cpu_per_mb_us", same)))
             continue
         print(f"| {label(sc, vals[0])} | {p} | {fmt(get('spawns_per_s'))} | {fmt(get('lat_mean_us'))} | {fmt(get('lat_p99_us'))} "
               f"| {fmt(get('cpu_per_spawn_us'))} | {fmt(get('child_cpu_per_spawn_us'))} | {fmt(ratio('spawns_per_s'), 2)} "
               f"| {fmt(ratio('cpu_per_spawn_us'), 2)} |")
 if read_rows:
     print()
-    print("| child output | peer | MB/s | parent CPU µs/MB | weft/peer MB/s | weft/peer CPU per MB |")
-    print("|---|---|---|---|---|---|")
-    for what, p, mbs, cpu, rr, rc, n in read_rows:
-        print(f"| {what} | {p} | {fmt(mbs)} | {fmt(cpu)} | {fmt(rr, 2)} | {fmt(rc, 2)} |")
+    print("| child output | peer | MB/s | parent CPU µs/MB | weft/peer MB/s | weft/peer CPU per MB | same channel: weft side/peer MB/s, CPU per MB |")
+    print("|---|---|---|---|---|---|---|")
+    for what, p, mbs, cpu, rr, rc, same, sr, sc_ in read_rows:
+        pair = f"{same}/{p}: {fmt(sr, 2)}, {fmt(sc_, 2)}" if same else "–"
+        print(f"| {what} | {p} | {fmt(mbs)} | {fmt(cpu)} | {fmt(rr, 2)} | {fmt(rc, 2)} | {pair} |")
 EOF
 
 # ---- system calls per spawn, per MB read (strace -f) ---------------------------------------------

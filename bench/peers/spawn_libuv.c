@@ -7,8 +7,13 @@
  *       is the next one started. Empty environment. --stdio out (the default): fd 1 is a
  *       UV_CREATE_PIPE read to EOF, fds 0 and 2 UV_INHERIT_FD of one /dev/null descriptor;
  *       --stdio pipes: UV_CREATE_PIPE on all three (stdin closed at once).
- *   spawn_libuv --read-bytes B --writer PATH [--writer-cpu C] [--ballast-mib M] [--timeout S]
+ *   spawn_libuv --read-bytes B --writer PATH [--writer-cpu C] [--channel socketpair|pipe] [--ballast-mib M]
+ *               [--timeout S]
  *       One child, `PATH B [C]`, whose stdout is read through uv_read_start into one 64 KiB buffer.
+ *       --channel socketpair (the default) is what UV_CREATE_PIPE makes; --channel pipe gives the
+ *       child a kernel pipe instead (uv_pipe, the write end inherited as fd 1, the read end opened
+ *       with uv_pipe_open): the kind of channel spawnProcess makes, so the two read paths can be
+ *       compared on the same kernel object.
  *
  * Measured as in spawn_weft: latency is the time inside uv_spawn; CPU is getrusage(RUSAGE_SELF)
  * (and RUSAGE_CHILDREN) over the window from the first uv_spawn to the last child done.
@@ -39,6 +44,7 @@ static uv_stdio_container_t stdio_base[3];
 static char* child_args[4];
 static char* empty_env[1] = {NULL};
 static int three_pipes;
+static uv_file kernel_pipe[2] = {-1, -1}; /* --channel pipe: the child's stdout */
 static long total, started, ended, failures;
 static unsigned long long bytes_read;
 static double* latencies;
@@ -61,7 +67,8 @@ static void usage(const char* why) {
     fprintf(stderr,
             "spawn_libuv: %s\n"
             "usage: spawn_libuv --children N --in-flight K [--ballast-mib M] [--stdio out|pipes] [--timeout S]\n"
-            "       spawn_libuv --read-bytes B --writer PATH [--writer-cpu C] [--ballast-mib M] [--timeout S]\n",
+            "       spawn_libuv --read-bytes B --writer PATH [--writer-cpu C] [--channel socketpair|pipe]\n"
+            "                   [--ballast-mib M] [--timeout S]\n",
             why);
     exit(2);
 }
@@ -133,6 +140,15 @@ static void start_one(void) {
             uv_close((uv_handle_t*)&c->pipes[fd], on_handle_closed); /* stdin: nothing to write */
         }
     }
+    if (kernel_pipe[0] >= 0) { /* --channel pipe: read the parent's end; the child has its own copy */
+        close(kernel_pipe[1]);
+        ++c->open_handles;
+        uv_pipe_init(loop, &c->pipes[1], 0);
+        c->pipes[1].data = c;
+        uv_pipe_open(&c->pipes[1], kernel_pipe[0]);
+        if (rc == 0) uv_read_start((uv_stream_t*)&c->pipes[1], on_alloc, on_read);
+        else uv_close((uv_handle_t*)&c->pipes[1], on_handle_closed);
+    }
     if (rc != 0) {
         fprintf(stderr, "spawn_libuv: uv_spawn: %s\n", uv_strerror(rc));
         c->failed = 1;
@@ -155,7 +171,7 @@ int main(int argc, char** argv) {
     long children = 0, in_flight = 1, ballast_mib = 0;
     long long read_bytes = -1;
     double timeout = 300;
-    const char *writer = NULL, *writer_cpu = NULL, *stdio_mode = "out";
+    const char *writer = NULL, *writer_cpu = NULL, *stdio_mode = "out", *channel = "socketpair";
     for (int i = 1; i < argc; ++i) {
         const char* a = argv[i];
         if (i + 1 >= argc) usage("an option needs a value");
@@ -167,6 +183,7 @@ int main(int argc, char** argv) {
         else if (!strcmp(a, "--writer")) writer = v;
         else if (!strcmp(a, "--writer-cpu")) writer_cpu = v;
         else if (!strcmp(a, "--stdio")) stdio_mode = v;
+        else if (!strcmp(a, "--channel")) channel = v;
         else if (!strcmp(a, "--timeout")) timeout = atof(v);
         else usage("unknown option");
     }
@@ -174,6 +191,8 @@ int main(int argc, char** argv) {
     if (read_mode ? writer == NULL : (children <= 0 || in_flight <= 0)) usage("missing or bad arguments");
     if (strcmp(stdio_mode, "out") && strcmp(stdio_mode, "pipes")) usage("--stdio is out or pipes");
     three_pipes = !read_mode && !strcmp(stdio_mode, "pipes");
+    if (strcmp(channel, "socketpair") && strcmp(channel, "pipe")) usage("--channel is socketpair or pipe");
+    if (!strcmp(channel, "pipe") && !read_mode) usage("--channel pipe is for --read-bytes");
 
     void* ballast = NULL;
     if (ballast_mib > 0) {
@@ -220,6 +239,15 @@ int main(int argc, char** argv) {
             stdio_base[fd].data.fd = devnull;
         }
     }
+    if (read_mode && !strcmp(channel, "pipe")) {
+        int rc = uv_pipe(kernel_pipe, 0, 0); /* both ends close-on-exec; uv_pipe_open makes ours non-blocking */
+        if (rc != 0) {
+            fprintf(stderr, "spawn_libuv: uv_pipe: %s\n", uv_strerror(rc));
+            return 1;
+        }
+        stdio_base[1].flags = UV_INHERIT_FD;
+        stdio_base[1].data.fd = kernel_pipe[1];
+    }
     uv_timer_init(loop, &deadline);
     uv_timer_start(&deadline, on_deadline, (uint64_t)(timeout * 1000), 0);
     uv_unref((uv_handle_t*)&deadline);
@@ -234,8 +262,8 @@ int main(int argc, char** argv) {
     if (read_mode) {
         ok = ok && bytes_read == (unsigned long long)read_bytes;
         double mb = (double)bytes_read / 1e6;
-        printf("peer=libuv mode=read bytes=%llu ballast_mib=%ld wall_s=%.4f mb_per_s=%.1f cpu_per_mb_us=%.1f ok=%d\n",
-               bytes_read, ballast_mib, wall, mb / wall, cpu * 1e6 / mb, ok);
+        printf("peer=%s mode=read bytes=%llu ballast_mib=%ld wall_s=%.4f mb_per_s=%.1f cpu_per_mb_us=%.1f ok=%d\n",
+               kernel_pipe[0] >= 0 ? "libuvpipe" : "libuv", bytes_read, ballast_mib, wall, mb / wall, cpu * 1e6 / mb, ok);
     } else {
         qsort(latencies, (size_t)total, sizeof *latencies, cmp_double);
         double mean = 0;
