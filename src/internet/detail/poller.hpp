@@ -17,10 +17,10 @@ enum : unsigned {
     kInvalid = 1u << 4,  // the fd is not open (POLLNVAL, EBADF) or cannot be watched (>= FD_SETSIZE)
 };
 
-struct ReadyEvent {
+struct ReadyEvent {  // 16 bytes: the two 32-bit fields share the token's alignment
     int fd;
-    std::uint64_t token;
     unsigned events;
+    std::uint64_t token;
 };
 
 /// One backend. Interest is keyed by fd number; the token is handed back
