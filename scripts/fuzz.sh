@@ -13,7 +13,6 @@
 # bytes), fuzz_inotify_events (the inotify record decoder) and
 # fuzz_pair_packets (the Ethernet, IPv4 and UDP decoders) get half of that, so
 # the nine of them add 4.5 minutes, not 9.
-# fuzz_pair_packets (weft::pair's Ethernet, IP and UDP decoders) gets half too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
