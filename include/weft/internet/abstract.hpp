@@ -66,8 +66,10 @@ private:
 
     Chunk* head_ = nullptr;  // oldest chunk; head_->data[head_->sent] is the next unsent byte
     Chunk* tail_ = nullptr;  // newest chunk, where small writes are appended
-    std::size_t size_ = 0;   // unsent bytes
-    bool listed_ = false;    // in the read buffer's list of borrowers
+    // One word for both (every connection has a queue): the unsent bytes, and
+    // whether the queue is in the read buffer's list of borrowers.
+    std::size_t size_ : 63 = 0;
+    std::size_t listed_ : 1 = 0;
 };
 }  // namespace detail
 

@@ -44,6 +44,7 @@
 #include <weft/internet/base.hpp>
 #include <weft/internet/delayedcall.hpp>
 #include <weft/internet/protocol.hpp>
+#include <weft/internet/sockaddr.hpp>
 #include <weft/internet/ssl.hpp>
 
 namespace weft {
@@ -165,6 +166,23 @@ protected:
     void shutdownWrite() noexcept override;
     /// A reset (SO_LINGER 0) on abort, shutdown(SHUT_RDWR) otherwise (TCP-22), then close.
     void closeDescriptor(bool abort) noexcept override;
+
+    /// What a connection works out only when asked, kept once it is: its log
+    /// prefix (AcceptedTransport) and its local address (tcp::Connection, after
+    /// a getsockname or at the close). One block, made on first use, so an idle
+    /// connection carries one pointer for all of it.
+    struct Remembered {
+        std::optional<std::string> prefix;
+        std::optional<SockAddr> local;
+    };
+    Remembered& remembered() const {
+        if (!remembered_) remembered_ = std::make_unique<Remembered>();
+        return *remembered_;
+    }
+    const Remembered* rememberedIfAny() const noexcept { return remembered_.get(); }
+
+private:
+    mutable std::unique_ptr<Remembered> remembered_;
 };
 
 /// An accepted (or adopted) stream (Twisted tcp.Server, unix.Server):
@@ -175,11 +193,10 @@ class AcceptedTransport : public Connection {
 public:
     /// "<protocol logPrefix>,<session number>,<peer name>" (TCP-18, UNIX-9).
     std::string logPrefix() const override {
-        if (prefix_) return *prefix_;
+        if (auto* r = this->rememberedIfAny(); r && r->prefix) return *r->prefix;
         std::string tail = "," + std::to_string(sessionno_) + "," + peerName();
         if (!this->protocol_) return "-" + tail;  // never asked while connected
-        prefix_ = std::make_unique<std::string>(FileDescriptor::getLogPrefix(*this->protocol_) + tail);
-        return *prefix_;
+        return *(this->remembered().prefix = FileDescriptor::getLogPrefix(*this->protocol_) + tail);
     }
     /// "<ProtocolClassName #<session number> on <where>>" (TCP-18, UNIX-9).
     std::string repr() const {
@@ -200,8 +217,7 @@ protected:
     void start(std::shared_ptr<Protocol> protocol) { this->startProtocol(std::move(protocol)); }
 
 private:
-    mutable std::unique_ptr<std::string> prefix_;  // made on first use: idle connections stay small
-    int sessionno_;                                // last: a derived class's small fields fit in the padding after it
+    int sessionno_;  // last: a derived class's small fields fit in the padding after it
 };
 
 class BaseConnector;

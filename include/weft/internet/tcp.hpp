@@ -76,8 +76,7 @@ protected:
     /// accepted connection on a port bound to one IPv4 address); length 0 otherwise.
     virtual SockAddr knownLocal() const noexcept { return {}; }
 
-    SockAddr peer_;
-    mutable std::unique_ptr<SockAddr> host_;  // asked for, or kept at the close
+    SockAddr peer_;  // (the local address, once asked for or kept at the close: remembered().local)
 };
 
 /// An accepted connection (Twisted tcp.Server).
