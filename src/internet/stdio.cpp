@@ -274,6 +274,7 @@ void StandardIO::readLost(const Failure& reason) {
 
 void StandardIO::writeLost(const Failure& reason) {
     writeDone_ = true;
+    if (!reason.check<error::ConnectionDone>()) writeFailure_ = reason;
     if (state_ == State::disconnected) return;
     if (state_ == State::disconnecting) {
         connectionLost(error::connectionDone());  // flushed (STDIO-7)

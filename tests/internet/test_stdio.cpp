@@ -298,8 +298,14 @@ TEST_P(StdioTest, STDIO_10_endOfStdinWithAHalfCloseableProtocolKeepsWriting) {
 TEST_P(StdioTest, STDIO_11_theStdoutReaderGoingAwayIsNoticedWithoutWriting) {
     auto proto = std::make_shared<Recorder>(true);
     auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    EXPECT_EQ(io->writeFailure(), nullptr) << "stdout is open";
     out.closeRead();
     ASSERT_TRUE(spinUntil([&] { return std::count(proto->events.begin(), proto->events.end(), "writeLost") == 1; }));
+    // writeConnectionLost() carries no reason (as in Twisted); the transport keeps it.
+    ASSERT_NE(io->writeFailure(), nullptr);
+    const auto* gone = io->writeFailure()->get<err::ConnectionLost>();
+    ASSERT_NE(gone, nullptr);
+    EXPECT_THAT(gone->what(), ::testing::HasSubstr("pipe")) << "carries EPIPE";
     ASSERT_EQ(::write(in.writeFd, "still read", 10), 10);
     ASSERT_TRUE(spinUntil([&] { return proto->received == "still read"; }));
     in.closeWrite();
@@ -349,6 +355,7 @@ TEST_P(StdioTest, STDIO_14_loseWriteConnectionClosesOnlyStdout) {
     }));
     EXPECT_EQ(got, "last words");
     ASSERT_TRUE(spinUntil([&] { return std::count(proto->events.begin(), proto->events.end(), "writeLost") == 1; }));
+    EXPECT_EQ(io->writeFailure(), nullptr) << "closed as asked: nothing failed";
     ASSERT_EQ(::write(in.writeFd, "more", 4), 4);
     ASSERT_TRUE(spinUntil([&] { return proto->received == "more"; }));
     in.closeWrite();

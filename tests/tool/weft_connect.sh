@@ -74,5 +74,29 @@ set +e
 set -e
 [ "$status" = 2 ] || { echo "bad endpoint: exit $status"; exit 1; }
 grep -q "Unknown endpoint type" "$work/bad.err" || { echo "bad endpoint: message"; cat "$work/bad.err"; exit 1; }
+# Standard output that fails: its reader goes away (EPIPE), or the device is full. weft ends the
+# connection at once (nothing the peer sends can go anywhere), says why in one line, exits 1.
+set +e
+head -c 10000000 /dev/zero | timeout 20 "$weft" connect "tcp:127.0.0.1:$port" 2>"$work/epipe.err" | head -c 100 >/dev/null
+status=${PIPESTATUS[1]}
+set -e
+[ "$status" = 1 ] || { echo "stdout's reader gone: exit $status (124: weft hung)"; cat "$work/epipe.err"; exit 1; }
+grep -q "cannot write standard output: Broken pipe$" "$work/epipe.err" || { echo "EPIPE: message"; cat "$work/epipe.err"; exit 1; }
+[ "$(wc -l <"$work/epipe.err")" = 1 ] || { echo "EPIPE: more than one line"; cat "$work/epipe.err"; exit 1; }
+set +e
+echo hi | timeout 20 "$weft" connect "tcp:127.0.0.1:$port" >/dev/full 2>"$work/full.err"; status=$?
+set -e
+[ "$status" = 1 ] || { echo "stdout on /dev/full: exit $status"; cat "$work/full.err"; exit 1; }
+grep -q "cannot write standard output: No space left on device$" "$work/full.err" || { echo "ENOSPC: message"; cat "$work/full.err"; exit 1; }
+
+# Standard descriptors closed at start stand for /dev/null: no reactor descriptor takes their numbers.
+echo hi | timeout 20 "$weft" connect "tcp:127.0.0.1:$port" >&- 2>"$work/noout.err" \
+  || { echo "closed stdout: non-zero exit"; cat "$work/noout.err"; exit 1; }
+[ ! -s "$work/noout.err" ] || { echo "closed stdout: errors"; cat "$work/noout.err"; exit 1; }
+got=$(timeout 20 "$weft" connect "tcp:127.0.0.1:$port" <&- 2>"$work/noin.err") \
+  || { echo "closed stdin: non-zero exit"; cat "$work/noin.err"; exit 1; }
+[ -z "$got" ] && [ ! -s "$work/noin.err" ] || { echo "closed stdin: '$got'"; cat "$work/noin.err"; exit 1; }
+echo hi | timeout 20 "$weft" connect "tcp:127.0.0.1:$port" 2>&- >"$work/noerr.out" || { echo "closed stderr: non-zero exit"; exit 1; }
+[ "$(cat "$work/noerr.out")" = hi ] || { echo "closed stderr: output"; exit 1; }
 "$weft" connect --help | grep -q "half-closes" || { echo "no --help"; exit 1; }
 echo "weft connect: all checks passed"

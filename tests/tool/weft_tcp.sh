@@ -161,4 +161,17 @@ rawCheck interface echo -- $'tcp:0:interface=\e[31m'
 set +e; "$weft" --reactor $'\e[2J' echo 2>"$work/raw.err"; set -e
 grep -qF '\x1b[2J' "$work/raw.err" || { echo "--reactor: not escaped:"; cat -A "$work/raw.err"; exit 1; }
 if LC_ALL=C grep -q $'[\x01-\x09\x0b-\x1f\x7f]' "$work/raw.err"; then echo "--reactor: raw control bytes"; exit 1; fi
+
+# Standard descriptors closed by the caller stand for /dev/null: the reactor's own descriptors and
+# the clients' connections never take numbers 0-2, where log lines would land in them.
+"$weft" echo tcp:0:interface=127.0.0.1 <&- >&- 2>&- &
+closedPid=$!
+pids+=("$closedPid")
+for _ in $(seq 100); do ls "/proc/$closedPid/fd" 2>/dev/null | grep -qx 3 && break; sleep 0.05; done
+for fd in 0 1 2; do
+  target=$(readlink "/proc/$closedPid/fd/$fd") || { echo "fd $fd of weft echo <&- >&- 2>&- is closed"; exit 1; }
+  [ "$target" = /dev/null ] || { echo "fd $fd of weft echo <&- >&- 2>&- is $target"; exit 1; }
+done
+kill -TERM "$closedPid"
+wait "$closedPid" || { echo "weft echo with closed standard descriptors exited $?"; exit 1; }
 echo "weft tcp tool tests OK"

@@ -75,6 +75,7 @@ timeout 30 "$weft" connect "tls:127.0.0.1:$echoPort:trustRoots=$pki/other" </dev
 [ "$rc" -eq 1 ] || { cat "$work/untrusted.err"; fail "an untrusting client exited $rc, not 1"; }
 grep -q "certificate verify failed" "$work/untrusted.err" ||
   { cat "$work/untrusted.err"; fail "no verification failure named"; }
+[ "$(wc -l <"$work/untrusted.err")" = 1 ] || { cat "$work/untrusted.err"; fail "a failed handshake: not one line"; }
 # So does a name the certificate does not hold (tls: verifies by default).
 rc=0
 timeout 30 "$weft" connect "tls:localhost:$echoPort:trustRoots=$pki/ca:endpoint=tcp\\:127.0.0.2\\:1" \

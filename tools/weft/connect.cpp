@@ -9,6 +9,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <string>
 #include <utility>
 
 #include <weft/internet/endpoints.hpp>
@@ -53,15 +54,29 @@ struct Session {
     std::shared_ptr<weft::ITransport> net;
     std::shared_ptr<weft::stdio::StandardIO> io;
     bool netDone = false, ioDone = false;
-    bool peerDone = false;  // the peer's end of stream arrived: a later reset is no failure
+    bool peerDone = false;      // the peer's end of stream arrived: a later reset is no failure
+    bool stdoutFailed = false;  // said already; the abort that follows is ours
+    bool connected = false;     // the endpoint's attempt succeeded (for tls:, at the handshake)
+    bool stopping = false;
     int status = 0;
 
     void maybeStop() {
-        if (netDone && ioDone && reactor.running()) reactor.stop();
+        if (netDone && ioDone) stop();
+    }
+    // Once: a failed attempt and the end of standard I/O may both ask.
+    void stop() {
+        if (stopping || !reactor.running()) return;
+        stopping = true;
+        reactor.stop();
     }
     // Half-closes the connection (what nc -N does at the end of stdin).
     void closeNetWrite() {
         if (auto* half = dynamic_cast<weft::IHalfCloseableTransport*>(net.get())) half->loseWriteConnection();
+        else net->loseConnection();
+    }
+    // Drops the connection with whatever it still queues (a reset for TCP).
+    void abortNet() {
+        if (auto* tcp = dynamic_cast<weft::ITCPTransport*>(net.get())) tcp->abortConnection();
         else net->loseConnection();
     }
 };
@@ -96,8 +111,11 @@ void NetSide::readConnectionLost() {
 void NetSide::connectionLost(const weft::Failure& reason) {
     auto& s = *session;
     s.netDone = true;
-    if (!reason.check<weft::error::ConnectionDone>() && !s.peerDone) {
-        weft::log::error("connect", "connection to {} lost: {}", weft::quote(s.endpoint), reason.getErrorMessage());
+    if (!reason.check<weft::error::ConnectionDone>() && !s.peerDone && !s.stdoutFailed) {
+        // Lost before the attempt succeeded (a TLS handshake that failed): the
+        // attempt's failure says it, once, as "cannot connect".
+        if (s.connected)
+            weft::log::error("connect", "connection to {} lost: {}", weft::quote(s.endpoint), reason.getErrorMessage());
         s.status = 1;
     }
     if (s.io) {
@@ -121,8 +139,20 @@ void StdioSide::readConnectionLost() {
 }
 
 void StdioSide::writeConnectionLost() {
-    // Nobody reads our stdout any more: nothing the peer sends can go anywhere.
-    if (session->net && !session->netDone) session->net->loseConnection();
+    // Standard output failed (its reader went away, the device is full):
+    // nothing the peer sends can go anywhere. Say why, and drop the
+    // connection at once; a close that waited to flush could wait for ever on
+    // a peer that is itself blocked writing to us.
+    auto& s = *session;
+    if (const auto* failure = s.io ? s.io->writeFailure() : nullptr) {
+        // The errno says it best ("Broken pipe"); any other reason as it is.
+        const auto* lost = failure->get<weft::error::ConnectionLost>();
+        std::string why = lost && lost->code() ? lost->code().message() : failure->getErrorMessage();
+        std::fprintf(stderr, "weft connect: cannot write standard output: %s\n", weft::printable(why).c_str());
+        s.status = 1;
+        s.stdoutFailed = true;
+    }
+    if (s.net && !s.netDone) s.abortNet();
 }
 
 void StdioSide::connectionLost(const weft::Failure&) {
@@ -147,7 +177,8 @@ CLI::App* addConnectCommand(CLI::App& app, ConnectOptions& options) {
     cmd->footer(
         "End of standard input half-closes the connection (shutdown of its write side); when the peer\n"
         "closes, everything it sent is written to standard output and weft exits 0. A connection that\n"
-        "cannot be made, or is lost, exits 1 naming the endpoint; a bad endpoint exits 2.\n"
+        "cannot be made, or is lost, exits 1 naming the endpoint; a bad endpoint exits 2. Standard output\n"
+        "that fails (its reader went away, a full disk) ends the connection at once and exits 1.\n"
         "tls: verifies the server's certificate and name (the system's CAs, or the .pem files of\n"
         "trustRoots=DIR); a server that fails verification exits 1 with OpenSSL's reason (a TLS layer\n"
         "half-closes with close_notify, after its handshake).\n"
@@ -176,11 +207,14 @@ int runConnect(weft::Backend backend, const ConnectOptions& options) {
     };
     reactor->callWhenRunning([&, session] {
         endpoint->connect(factory).addBoth([&, session](weft::Result<std::shared_ptr<weft::Protocol>> r) {
-            if (r.ok()) return;
+            if (r.ok()) {
+                session->connected = true;
+                return;
+            }
             std::fprintf(stderr, "weft connect: cannot connect to %s: %s\n", weft::quote(options.endpoint).c_str(),
                          weft::printable(r.failure().getErrorMessage()).c_str());
             session->status = 1;
-            if (reactor->running()) reactor->stop();
+            session->stop();
         });
     });
     reactor->run();

@@ -27,7 +27,11 @@
 #include <weft/protocols/portforward.hpp>
 #include <weft/text.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstddef>
 #include <string_view>
 #include <utility>
@@ -41,6 +45,23 @@
 #include "tunnel.hpp"
 
 namespace {
+
+// Descriptors 0, 1 and 2 that the caller left closed (`weft echo 2>&-`) are
+// opened on /dev/null first thing, as OpenSSH's sanitise_stdfd does. Left
+// closed, the first descriptors weft makes (the epoll instance, a listening
+// socket, a client's connection) would take those numbers, and a log line,
+// `weft connect`'s output or a child's standard error would land in them.
+bool sanitizeStandardDescriptors() {
+    for (int fd = 0; fd <= 2; ++fd) {
+        if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+        // Every lower number is open, so the lowest free one is fd itself.
+        int null = ::open("/dev/null", O_RDWR);
+        if (null == fd) continue;
+        if (null >= 0) ::close(null);
+        return false;
+    }
+    return true;
+}
 
 // The demo's child: `cat`, whose output (what the worker threads' lines
 // became after a trip through its pipes) goes to our stdout.
@@ -383,6 +404,10 @@ int runPortforward(weft::Backend backend, const std::string& description, const 
 }  // namespace
 
 int main(int argc, char** argv) {
+    if (!sanitizeStandardDescriptors()) {
+        std::fprintf(stderr, "weft: cannot open /dev/null for a closed standard descriptor\n");
+        return 2;
+    }
     CLI::App app{"weft: Twisted's event-driven I/O core in C++"};
     app.require_subcommand(1);
     // CLI11's own errors quote the arguments too: keep each line free of raw control bytes.

@@ -66,6 +66,12 @@ public:
     /// Flushes and closes stdout only; a half-closeable protocol hears
     /// writeConnectionLost() and reading goes on (STDIO-14).
     void loseWriteConnection() override;
+    /// Why stdout ended, when it ended in an error: its reader went away
+    /// (ConnectionLost carrying EPIPE), the device is full (ENOSPC), EIO. Null
+    /// while stdout is open and once loseWriteConnection()/loseConnection()
+    /// closed it. A half-closeable protocol hears writeConnectionLost() with
+    /// no reason (as in Twisted); this tells it whether its output was lost.
+    const Failure* writeFailure() const noexcept { return writeFailure_ ? &*writeFailure_ : nullptr; }
     /// PipeAddress, both (STDIO-5).
     Address getPeer() const override { return PipeAddress{}; }
     Address getHost() const override { return PipeAddress{}; }
@@ -105,6 +111,7 @@ private:
     State state_ = State::connected;
     bool readDone_ = false;
     bool writeDone_ = false;
+    std::optional<Failure> writeFailure_;
 };
 
 /// The `stdio:` endpoint (Twisted StandardIOEndpoint, EP-10): listen()
