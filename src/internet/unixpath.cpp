@@ -40,7 +40,14 @@ std::string pathFailure(const std::string& path, int e) {
     const std::string dir = directoryOf(path);
     const char* reason = std::strerror(e);
     switch (e) {
-        case ENOENT: return fmt::format("{}: the directory {} does not exist", reason, weft::quote(dir));
+        case ENOENT: {
+            // procfs answers ENOENT to a file made in a directory that exists.
+            struct stat st {};
+            if (sys::ops.stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+                return fmt::format("{}: the directory {} exists but its file system makes no files there", reason,
+                                   weft::quote(dir));
+            return fmt::format("{}: the directory {} does not exist", reason, weft::quote(dir));
+        }
         case ENOTDIR: return fmt::format("{}: a component of {} is not a directory", reason, weft::quote(dir));
         case EACCES:
         case EPERM: return fmt::format("{}: no permission to create a file in {}", reason, weft::quote(dir));

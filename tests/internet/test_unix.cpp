@@ -1021,6 +1021,18 @@ TEST_P(UNIXTest, UNIX_2_eachPathFailureNamesItsCause) {
             EXPECT_THAT(e.what(), ::testing::HasSubstr("AF_UNIX path too long (4"));
         }
         EXPECT_TRUE(fs::is_empty(dir));
+        // A directory that exists where no file can be made (procfs says ENOENT):
+        // not called missing.
+        if (fs::is_directory("/proc/self")) {
+            try {
+                reactor().listenUNIX("/proc/self/weft.sock", std::make_shared<RecordingFactory>(), 50, 0666, wantPID);
+                ADD_FAILURE() << "listened in /proc";
+            } catch (const err::CannotListenError& e) {
+                EXPECT_EQ(e.socketError().value(), ENOENT);
+                EXPECT_THAT(e.what(), ::testing::HasSubstr("the directory '/proc/self' exists but"));
+                EXPECT_THAT(e.what(), ::testing::Not(::testing::HasSubstr("does not exist")));
+            }
+        }
     }
 }
 
