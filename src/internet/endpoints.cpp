@@ -132,14 +132,23 @@ int intArgument(std::string_view type, std::string_view name, const std::string&
 // required one throws EndpointArgumentError.
 using Bound = std::map<std::string, std::string>;
 
+// An empty field is what a bare ':' inside a value leaves (interface=::1 is
+// "interface=", "", "1"): say how to write one.
+std::string colonHint(const EndpointDescription& d) {
+    bool empty = (d.args.size() > 1 &&
+                  std::any_of(d.args.begin() + 1, d.args.end(), [](const std::string& a) { return a.empty(); })) ||
+                 std::any_of(d.kwargs.begin(), d.kwargs.end(), [](const auto& kv) { return kv.second.empty(); });
+    return empty ? " (a ':' inside a value is written '\\:', e.g. interface=\\:\\:1)" : "";
+}
+
 void bindKeywords(std::string_view type, const EndpointDescription& d, std::initializer_list<std::string_view> params,
                   Bound& bound) {
     for (const auto& [key, value] : d.kwargs) {
         if (std::find(params.begin(), params.end(), key) == params.end())
             throw EndpointArgumentError(fmt::format("{}: unknown keyword {}", type, quote(key)));
         if (bound.count(key))
-            throw EndpointArgumentError(
-                fmt::format("{}: argument {} given both positionally and as a keyword", type, quote(key)));
+            throw EndpointArgumentError(fmt::format("{}: argument {} given both positionally and as a keyword{}", type,
+                                                    quote(key), colonHint(d)));
         bound[key] = value;
     }
 }
@@ -159,8 +168,8 @@ Bound bindArguments(std::string_view type, const EndpointDescription& d, std::in
             throw EndpointArgumentError(fmt::format("{}: takes no arguments ({} given)", type, positional));
         std::string names;
         for (auto p : params) names += (names.empty() ? "" : ", ") + std::string(p);
-        throw EndpointArgumentError(fmt::format("{}: too many positional arguments ({} given, at most {}: {})", type,
-                                                positional, params.size(), names));
+        throw EndpointArgumentError(fmt::format("{}: too many positional arguments ({} given, at most {}: {}){}", type,
+                                                positional, params.size(), names, colonHint(d)));
     }
     auto name = params.begin();
     for (std::size_t i = 1; i < d.args.size(); ++i, ++name) bound[std::string(*name)] = d.args[i];
@@ -179,8 +188,8 @@ void bindHostAndPort(std::string_view type, const EndpointDescription& d, Bound&
     // positional field is the host, unless host= is given: then it is the port.
     std::size_t positional = d.args.size() - 1;
     if (positional > 2)
-        throw EndpointArgumentError(
-            fmt::format("{}: too many positional arguments ({} given, at most 2: host, port)", type, positional));
+        throw EndpointArgumentError(fmt::format("{}: too many positional arguments ({} given, at most 2: host, port){}",
+                                                type, positional, colonHint(d)));
     if (positional == 2) {
         bound["host"] = d.args[1];
         bound["port"] = d.args[2];

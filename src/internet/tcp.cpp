@@ -265,7 +265,9 @@ void Port::startListening() {
     std::string host = interface_.empty() ? std::string("0.0.0.0") : interface_;
     auto addr = SockAddr::fromLiteral(host, requestedPort_);
     if (!addr)  // TCP-3, Better than Twisted: no name lookup on the loop
-        throw CannotListenError(interface_, requestedPort_, std::make_error_code(std::errc::invalid_argument));
+        throw CannotListenError(interface_, std::to_string(requestedPort_),
+                                std::make_error_code(std::errc::invalid_argument),
+                                "not an IPv4 or IPv6 address (a listening interface is never looked up by name)");
     int s = sys::ops.socket(addr->family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0) throw CannotListenError(interface_, requestedPort_, errnoCode(errno));
     setFlag(s, SOL_SOCKET, SO_REUSEADDR, true);  // TCP-2

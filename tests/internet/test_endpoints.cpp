@@ -305,6 +305,13 @@ TEST_F(EndpointParsing, EP_6_unknownKeywordOrBadArgumentsThrowTypeErrorKind) {
     EXPECT_NE(messageOf<EndpointArgumentError>(serve("tcp:1:127.0.0.1:3:4")).find("too many positional"),
               std::string::npos);
     EXPECT_NE(messageOf<EndpointArgumentError>(serve("tcp:80:port=81")).find("'port'"), std::string::npos);
+    // A bare ':' inside a value leaves empty fields: the message says how to escape it, and only then.
+    EXPECT_EQ(messageOf<EndpointArgumentError>(serve("tcp6:0:interface=::1")),
+              "tcp6: argument 'interface' given both positionally and as a keyword (a ':' inside a value is "
+              "written '\\:', e.g. interface=\\:\\:1)");
+    auto connectTo = [&](const char* d) { return [this, d] { ep::clientFromString(*reactor, d); }; };
+    EXPECT_NE(messageOf<EndpointArgumentError>(connectTo("tcp:::1:80")).find("written '\\:'"), std::string::npos);
+    EXPECT_EQ(messageOf<EndpointArgumentError>(serve("tcp:1:127.0.0.1:3:4")).find("written"), std::string::npos);
     try {
         ep::serverFromString(*reactor, "tcp:80:bogus=1");
     } catch (const InvalidEndpointDescription&) {

@@ -219,7 +219,15 @@ TEST_P(TCPTest, TCP_3_interfaceSelectsFamily) {
     EXPECT_EQ(std::get<IPv4Address>(a).host, "0.0.0.0");
     stopPort(reactor(), *any);
     int startedBefore = f->started, portsBefore = f->numPorts;
-    EXPECT_THROW(reactor().listenTCP(0, f, 50, "localhost"), CannotListenError);
+    for (const char* name : {"localhost", "999.1.1.1"}) {
+        try {
+            reactor().listenTCP(0, f, 50, name);
+            ADD_FAILURE() << "listened on " << name;
+        } catch (const CannotListenError& e) {
+            EXPECT_EQ(e.socketError().value(), EINVAL);
+            EXPECT_THAT(e.what(), ::testing::HasSubstr(std::string(name) + ":0: not an IPv4 or IPv6 address"));
+        }
+    }
     EXPECT_EQ(f->started, startedBefore);
     EXPECT_EQ(f->numPorts, portsBefore);
     if (!haveIPv6Loopback()) GTEST_SKIP() << "no IPv6 loopback";
