@@ -76,7 +76,10 @@ protected:
     /// accepted connection on a port bound to one IPv4 address); length 0 otherwise.
     virtual SockAddr knownLocal() const noexcept { return {}; }
 
-    SockAddr peer_;  // (the local address, once asked for or kept at the close: remembered().local)
+    /// The peer's address, from accept() or the connect target. The local
+    /// address is not kept here: SocketTransport::remembered().local holds it
+    /// once asked for, or from the close.
+    SockAddr peer_;
 };
 
 /// An accepted connection (Twisted tcp.Server).
