@@ -167,7 +167,11 @@ if LC_ALL=C grep -q $'[\x01-\x09\x0b-\x1f\x7f]' "$work/raw.err"; then echo "--re
 "$weft" echo tcp:0:interface=127.0.0.1 <&- >&- 2>&- &
 closedPid=$!
 pids+=("$closedPid")
-for _ in $(seq 100); do ls "/proc/$closedPid/fd" 2>/dev/null | grep -qx 3 && break; sleep 0.05; done
+# Looked at once it listens (a sanitizer's runtime may borrow low numbers before main).
+for _ in $(seq 200); do
+  ls -l "/proc/$closedPid/fd" 2>/dev/null | grep -q 'socket:' && break
+  sleep 0.05
+done
 for fd in 0 1 2; do
   target=$(readlink "/proc/$closedPid/fd/$fd") || { echo "fd $fd of weft echo <&- >&- 2>&- is closed"; exit 1; }
   [ "$target" = /dev/null ] || { echo "fd $fd of weft echo <&- >&- 2>&- is $target"; exit 1; }
