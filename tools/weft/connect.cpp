@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <utility>
 
 #include <weft/internet/endpoints.hpp>
@@ -139,18 +140,22 @@ void StdioSide::readConnectionLost() {
 }
 
 void StdioSide::writeConnectionLost() {
-    // Standard output failed (its reader went away, the device is full):
-    // nothing the peer sends can go anywhere. Say why, and drop the
-    // connection at once; a close that waited to flush could wait for ever on
-    // a peer that is itself blocked writing to us.
+    // Standard output ended (its reader went away, the device is full):
+    // nothing the peer sends can go anywhere. Drop the connection at once; a
+    // close that waited to flush could wait for ever on a peer that is itself
+    // blocked writing to us.
     auto& s = *session;
     if (const auto* failure = s.io ? s.io->writeFailure() : nullptr) {
-        // The errno says it best ("Broken pipe"); any other reason as it is.
-        const auto* lost = failure->get<weft::error::ConnectionLost>();
-        std::string why = lost && lost->code() ? lost->code().message() : failure->getErrorMessage();
-        std::fprintf(stderr, "weft connect: cannot write standard output: %s\n", weft::printable(why).c_str());
-        s.status = 1;
         s.stdoutFailed = true;
+        const auto* lost = failure->get<weft::error::ConnectionLost>();
+        // A reader that went away (`| head`) ends the session quietly, as
+        // SIGPIPE ends nc and as `weft watch` does; any other failure is
+        // reported, by its errno where it has one.
+        if (!lost || lost->code() != std::errc::broken_pipe) {
+            std::string why = lost && lost->code() ? lost->code().message() : failure->getErrorMessage();
+            std::fprintf(stderr, "weft connect: cannot write standard output: %s\n", weft::printable(why).c_str());
+            s.status = 1;
+        }
     }
     if (s.net && !s.netDone) s.abortNet();
 }
@@ -177,8 +182,9 @@ CLI::App* addConnectCommand(CLI::App& app, ConnectOptions& options) {
     cmd->footer(
         "End of standard input half-closes the connection (shutdown of its write side); when the peer\n"
         "closes, everything it sent is written to standard output and weft exits 0. A connection that\n"
-        "cannot be made, or is lost, exits 1 naming the endpoint; a bad endpoint exits 2. Standard output\n"
-        "that fails (its reader went away, a full disk) ends the connection at once and exits 1.\n"
+        "cannot be made, or is lost, exits 1 naming the endpoint; a bad endpoint exits 2. When standard\n"
+        "output's reader goes away (| head) the connection is dropped and weft exits 0; standard output\n"
+        "that fails otherwise (a full disk) drops it too, says why and exits 1.\n"
         "tls: verifies the server's certificate and name (the system's CAs, or the .pem files of\n"
         "trustRoots=DIR); a server that fails verification exits 1 with OpenSSL's reason (a TLS layer\n"
         "half-closes with close_notify, after its handshake).\n"
