@@ -386,8 +386,12 @@ void Client::attemptFailed(int error) {
         scheduleAttempt(0.01);
         return;
     }
-    failIfNotConnected(
-        Failure(getConnectError(error, fmt::format("{}: {}", displayPath(peerPath_), std::strerror(error)))));
+    std::string why = std::strerror(error);
+    struct stat st {};
+    if (error == ECONNREFUSED && !UnixSockAddr::isAbstract(peerPath_) && sys::ops.stat(peerPath_.c_str(), &st) == 0)
+        why += S_ISSOCK(st.st_mode) ? " (a socket file no process listens on)"
+                                    : " (" + displayPath(peerPath_) + " is not a socket)";
+    failIfNotConnected(Failure(getConnectError(error, fmt::format("{}: {}", displayPath(peerPath_), why))));
 }
 
 // ---- Port -----------------------------------------------------------------------------

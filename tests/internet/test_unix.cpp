@@ -444,6 +444,15 @@ TEST_P(UNIXTest, UNIX_11_socketWithoutListenerIsRefused) {
     reactor().connectUNIX(path(), cf);
     ASSERT_TRUE(spinUntil([&] { return cf->failed == 1; }));
     EXPECT_TRUE(cf->failReason->check<err::ConnectionRefusedError>());
+    EXPECT_THAT(cf->failReason->getErrorMessage(), ::testing::HasSubstr("a socket file no process listens on"));
+
+    // A file that is not a socket is refused by the kernel too: the message says what it is.
+    std::ofstream(path("plain")) << "x";
+    auto plain = std::make_shared<RecordingClientFactory>();
+    reactor().connectUNIX(path("plain"), plain);
+    ASSERT_TRUE(spinUntil([&] { return plain->failed == 1; }));
+    EXPECT_TRUE(plain->failReason->check<err::ConnectionRefusedError>());
+    EXPECT_THAT(plain->failReason->getErrorMessage(), ::testing::HasSubstr("plain is not a socket"));
 }
 
 TEST_P(UNIXTest, UNIX_11_pathTooLongFailsOnTheNextIteration) {
