@@ -329,22 +329,10 @@ void StandardIO::connectionLost(const Failure& reason) {
     }
 }
 
-namespace {
-// The one "connection" a stdio: endpoint serves, as a listening port.
-class StandardIOPort final : public IListeningPort {
-public:
-    explicit StandardIOPort(std::shared_ptr<StandardIO> io) : io_(std::move(io)) {}
-    void startListening() override {}
-    Deferred<void> stopListening() override {
-        io_->loseConnection();
-        return succeed();
-    }
-    Address getHost() const override { return PipeAddress{}; }
-
-private:
-    std::shared_ptr<StandardIO> io_;
-};
-}  // namespace
+Deferred<void> StandardIOPort::stopListening() {
+    io_->loseConnection();
+    return succeed();
+}
 
 Deferred<std::shared_ptr<IListeningPort>> StandardIOEndpoint::listen(std::shared_ptr<Factory> factory) {
     try {

@@ -511,8 +511,14 @@ TEST_P(StdioTest, EP_10_theStdioEndpointRunsTheFactorysProtocol) {
     endpoint.listen(factory).addCallback([&](std::shared_ptr<IListeningPort> p) { port = p; });
     ASSERT_NE(port, nullptr);
     EXPECT_EQ(proto->events, std::vector<std::string>{"made"});
+    // The port stands for the one connection, which it hands out.
+    auto* one = dynamic_cast<stdio::StandardIOPort*>(port.get());
+    ASSERT_NE(one, nullptr);
+    EXPECT_EQ(one->transport().get(), dynamic_cast<stdio::StandardIO*>(proto->transport.get()));
+    EXPECT_TRUE(one->transport()->isConnected());
     port->stopListening();
     ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    EXPECT_FALSE(one->transport()->isConnected());
 
     auto parsed = endpoints::serverFromString(reactor(), "stdio:");
     EXPECT_NE(dynamic_cast<stdio::StandardIOEndpoint*>(parsed.get()), nullptr);

@@ -162,6 +162,20 @@ set +e; "$weft" --reactor $'\e[2J' echo 2>"$work/raw.err"; set -e
 grep -qF '\x1b[2J' "$work/raw.err" || { echo "--reactor: not escaped:"; cat -A "$work/raw.err"; exit 1; }
 if LC_ALL=C grep -q $'[\x01-\x09\x0b-\x1f\x7f]' "$work/raw.err"; then echo "--reactor: raw control bytes"; exit 1; fi
 
+# stdio: serves standard input and output as its one connection (inetd-style): weft answers, then
+# exits 0 once that connection has ended, with --lines and in portforward too.
+got=$(printf 'one\ntwo\n' | timeout 10 "$weft" echo stdio: 2>"$work/stdio.err") \
+  || { echo "weft echo stdio: did not exit 0 after its connection"; cat "$work/stdio.err"; exit 1; }
+[ "$got" = $'one\ntwo' ] || { echo "weft echo stdio: got '$got'"; exit 1; }
+got=$(printf 'line\n' | timeout 10 "$weft" echo --lines stdio: 2>"$work/stdio.err") \
+  || { echo "weft echo --lines stdio: did not exit 0"; cat "$work/stdio.err"; exit 1; }
+[ "$got" = line ] || { echo "weft echo --lines stdio: got '$got'"; exit 1; }
+start fwdtarget echo tcp:0:interface=127.0.0.1
+got=$(printf 'through' | timeout 10 "$weft" portforward stdio: --to "tcp:127.0.0.1:$PORT" 2>"$work/stdio.err") \
+  || { echo "weft portforward stdio: did not exit 0"; cat "$work/stdio.err"; exit 1; }
+[ "$got" = through ] || { echo "weft portforward stdio: got '$got'"; exit 1; }
+stop "$PID" fwdtarget
+
 # Standard descriptors closed by the caller stand for /dev/null: the reactor's own descriptors and
 # the clients' connections never take numbers 0-2, where log lines would land in them.
 "$weft" echo tcp:0:interface=127.0.0.1 <&- >&- 2>&- &

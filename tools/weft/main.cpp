@@ -1,6 +1,6 @@
 // weft — the command-line tool that puts weft's transports to use.
 //
-//   weft echo ENDPOINT                     echo every byte back (tcp:, tcp6:, unix:, ssl:, systemd:, udp:)
+//   weft echo ENDPOINT                     echo every byte back (tcp:, tcp6:, unix:, ssl:, systemd:, udp:, stdio:)
 //   weft echo --lines ENDPOINT             echo line by line, refusing lines over --max-line bytes
 //   weft portforward ENDPOINT --to CLIENT  proxy each connection to CLIENT (tcp:, unix:, tls:, ssl:)
 //   weft connect CLIENT                    stdin and stdout joined to a connection, as nc does
@@ -22,6 +22,7 @@
 #include <weft/internet/process.hpp>
 #include <weft/internet/protocol.hpp>
 #include <weft/internet/stream.hpp>
+#include <weft/internet/stdio.hpp>
 #include <weft/log.hpp>
 #include <weft/protocols/basic.hpp>
 #include <weft/protocols/portforward.hpp>
@@ -259,6 +260,18 @@ public:
     Tracker tracker;
 };
 
+// A stdio: endpoint serves one connection (weft run by inetd, or in a pipe):
+// once it has ended nothing else can come, so weft ends too.
+void stopAfter(weft::Reactor& reactor, std::weak_ptr<weft::stdio::StandardIO> io) {
+    auto connection = io.lock();
+    if (connection && connection->isConnected()) {
+        reactor.callLater(0.05, [&reactor, io] { stopAfter(reactor, io); });
+        return;
+    }
+    weft::log::info("weft", "the standard I/O connection has ended");
+    if (reactor.running()) reactor.stop();
+}
+
 // Listens with `factory`; on shutdown stops listening and closes connections gracefully.
 template <class F>
 int serve(weft::Reactor& reactor, const std::string& description, const std::shared_ptr<F>& factory, double grace,
@@ -284,6 +297,8 @@ int serve(weft::Reactor& reactor, const std::string& description, const std::sha
     if (!port) return status ? status : 1;
     weft::log::info("weft", "{} on {} ({} reactor); stop with Ctrl-C or SIGTERM", what,
                     weft::addressStr(port->getHost()), weft::backendName(reactor.backend()));
+    if (auto* one = dynamic_cast<weft::stdio::StandardIOPort*>(port.get()))
+        reactor.callWhenRunning([&reactor, io = std::weak_ptr(one->transport())] { stopAfter(reactor, io); });
     reactor.addSystemEventTrigger("before", "shutdown", [&]() -> weft::Deferred<void> {
         weft::log::info("weft", "shutting down: closing the listener and draining connections");
         auto closed = factory->tracker.closeAll(reactor, reactor, grace);
@@ -437,9 +452,11 @@ int main(int argc, char** argv) {
     std::string listenOn = "tcp:8000:interface=127.0.0.1", to;
     double grace = 5;
     auto* echo = app.add_subcommand("echo", "Echo every byte (or datagram) back to each client");
-    echo->add_option("endpoint", listenOn,
-                     "Server endpoint, e.g. tcp:8000, tcp:0:interface=127.0.0.1, tcp6:8000, unix:/tmp/echo.sock, "
-                     "udp:8000:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem")
+    echo->add_option(
+            "endpoint", listenOn,
+            "Server endpoint, e.g. tcp:8000, tcp:0:interface=127.0.0.1, tcp6:8000, unix:/tmp/echo.sock, "
+            "udp:8000:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, or stdio: (standard input "
+            "and output as the one connection; weft exits when it ends)")
         ->capture_default_str();
     echo->add_option("--grace", grace, "Seconds to let connections flush on shutdown")->capture_default_str();
     bool lines = false;
@@ -465,7 +482,10 @@ int main(int argc, char** argv) {
         "server.pem) when it starts, with extraCertChain=, dhParameters=, sslmethod=, interface=, backlog=.");
 
     auto* forward = app.add_subcommand("portforward", "Forward each connection to another endpoint");
-    forward->add_option("endpoint", listenOn, "Server endpoint to listen on")->capture_default_str();
+    forward
+        ->add_option("endpoint", listenOn,
+                     "Server endpoint to listen on (stdio: forwards standard input and output, then exits)")
+        ->capture_default_str();
     forward
         ->add_option("--to", to,
                      "Client endpoint to forward to, e.g. tcp:localhost:8080, unix:/run/app.sock, "

@@ -114,9 +114,25 @@ private:
     std::optional<Failure> writeFailure_;
 };
 
+/// What StandardIOEndpoint::listen() fires with: a port that stands for its
+/// one connection. stopListening() loses it; transport() is the connection
+/// itself (what Twisted's endpoint fires with), for a caller that wants to
+/// know when it ends, since no second connection will come.
+class WEFT_EXPORT StandardIOPort final : public IListeningPort {
+public:
+    explicit StandardIOPort(std::shared_ptr<StandardIO> io) : io_(std::move(io)) {}
+    void startListening() override {}
+    Deferred<void> stopListening() override;
+    Address getHost() const override { return PipeAddress{}; }
+    const std::shared_ptr<StandardIO>& transport() const noexcept { return io_; }
+
+private:
+    std::shared_ptr<StandardIO> io_;
+};
+
 /// The `stdio:` endpoint (Twisted StandardIOEndpoint, EP-10): listen()
-/// builds one protocol for PipeAddress and runs it on fds 0 and 1; the port it
-/// fires with stands for that one connection (stopListening loses it).
+/// builds one protocol for PipeAddress and runs it on fds 0 and 1; it fires
+/// with a StandardIOPort standing for that one connection.
 class WEFT_EXPORT StandardIOEndpoint final : public IStreamServerEndpoint {
 public:
     explicit StandardIOEndpoint(Reactor& reactor, int stdinFd = 0, int stdoutFd = 1)
