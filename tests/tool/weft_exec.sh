@@ -311,6 +311,13 @@ got=$(printf 'hello' | timeout 10 nc -N -U "$work/pty.sock" | tr -d '\r ')
 [[ "$got" =~ count=5$ ]] || fail "--pty, unfinished line then EOF: '$got'" pty-cat
 stop "$ptyPid" pty-cat
 
+# ---- stdio: one connection, weft's own standard input and output (inetd-style) ----------------------------
+# The program gets them as its connection; when it has exited and its output is through, weft exits 0.
+got=$(printf 'via exec\n' | timeout 10 "$weft" exec stdio: -- /bin/cat 2>"$work/stdio.err") \
+  || { echo "weft exec stdio: did not exit 0 after its connection"; cat "$work/stdio.err"; exit 1; }
+[ "$got" = "via exec" ] || { echo "weft exec stdio: got '$got'"; exit 1; }
+if grep -q "cannot pause" "$work/stdio.err"; then echo "weft exec stdio: warns about pausing"; exit 1; fi
+
 # ---- SIGTERM to weft with children running ---------------------------------------------------------------
 # Three connected clients, each with a child; one child ignores SIGTERM: weft
 # ends them all (SIGKILL after --kill-grace 1 for that one), reaps them, closes

@@ -29,6 +29,7 @@
 // all are reaped (and their connections flushed, for at most --kill-grace
 // seconds) weft exits 0.
 #include "exec.hpp"
+#include "oneconnection.hpp"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -584,9 +585,11 @@ std::shared_ptr<ExecOptions> addExecCommand(CLI::App& app) {
     auto o = std::make_shared<ExecOptions>();
     auto* exec = app.add_subcommand("exec", "Run a program for each connection, joined to its stdin and stdout");
     o->command = exec;
-    exec->add_option("endpoint", o->endpoint,
-                     "Server endpoint: tcp:PORT[:interface=ADDRESS], tcp6:PORT, unix:PATH, "
-                     "ssl:PORT:privateKey=KEY:certKey=CERT or systemd:...")
+    exec->add_option(
+            "endpoint", o->endpoint,
+            "Server endpoint: tcp:PORT[:interface=ADDRESS], tcp6:PORT, unix:PATH, "
+            "ssl:PORT:privateKey=KEY:certKey=CERT, systemd:... or stdio: (weft's own standard input and output as "
+            "the one connection; weft exits when it ends)")
         ->required();
     exec->add_option("program", o->program, "After `--`: the program (found on PATH without a '/') and its arguments");
     exec->add_flag("--pty", o->pty, "Run the program on a pseudo-terminal instead of pipes");
@@ -694,10 +697,13 @@ int runExec(weft::Backend backend, const ExecOptions& o) {
         return 1;
     }
     server->streamPort = dynamic_cast<weft::StreamPort*>(server->port.get());
-    if (!server->streamPort) weft::log::warn("exec", "this listener cannot pause: --max-children is not enforced");
+    // A stdio: "listener" has its one connection already: nothing to pause.
+    if (!server->streamPort && !dynamic_cast<weft::stdio::StandardIOPort*>(server->port.get()))
+        weft::log::warn("exec", "this listener cannot pause: --max-children is not enforced");
     weft::log::info("weft", "exec on {} ({} reactor) runs {} per connection; stop with Ctrl-C or SIGTERM",
                     weft::addressStr(server->port->getHost()), weft::backendName(reactor->backend()),
                     weft::quote(server->settings.argv.front()));
+    stopWhenTheOnlyConnectionEnds(*reactor, *server->port);
     reactor->addSystemEventTrigger("before", "shutdown", [weak = std::weak_ptr<Server>(server)] {
         if (auto s = weak.lock()) return s->stop();
         return weft::succeed();

@@ -22,7 +22,6 @@
 #include <weft/internet/process.hpp>
 #include <weft/internet/protocol.hpp>
 #include <weft/internet/stream.hpp>
-#include <weft/internet/stdio.hpp>
 #include <weft/log.hpp>
 #include <weft/protocols/basic.hpp>
 #include <weft/protocols/portforward.hpp>
@@ -42,6 +41,7 @@
 
 #include "connect.hpp"
 #include "exec.hpp"
+#include "oneconnection.hpp"
 #include "watch.hpp"
 #include "tunnel.hpp"
 
@@ -260,18 +260,6 @@ public:
     Tracker tracker;
 };
 
-// A stdio: endpoint serves one connection (weft run by inetd, or in a pipe):
-// once it has ended nothing else can come, so weft ends too.
-void stopAfter(weft::Reactor& reactor, std::weak_ptr<weft::stdio::StandardIO> io) {
-    auto connection = io.lock();
-    if (connection && connection->isConnected()) {
-        reactor.callLater(0.05, [&reactor, io] { stopAfter(reactor, io); });
-        return;
-    }
-    weft::log::info("weft", "the standard I/O connection has ended");
-    if (reactor.running()) reactor.stop();
-}
-
 // Listens with `factory`; on shutdown stops listening and closes connections gracefully.
 template <class F>
 int serve(weft::Reactor& reactor, const std::string& description, const std::shared_ptr<F>& factory, double grace,
@@ -297,8 +285,7 @@ int serve(weft::Reactor& reactor, const std::string& description, const std::sha
     if (!port) return status ? status : 1;
     weft::log::info("weft", "{} on {} ({} reactor); stop with Ctrl-C or SIGTERM", what,
                     weft::addressStr(port->getHost()), weft::backendName(reactor.backend()));
-    if (auto* one = dynamic_cast<weft::stdio::StandardIOPort*>(port.get()))
-        reactor.callWhenRunning([&reactor, io = std::weak_ptr(one->transport())] { stopAfter(reactor, io); });
+    tool::stopWhenTheOnlyConnectionEnds(reactor, *port);
     reactor.addSystemEventTrigger("before", "shutdown", [&]() -> weft::Deferred<void> {
         weft::log::info("weft", "shutting down: closing the listener and draining connections");
         auto closed = factory->tracker.closeAll(reactor, reactor, grace);
