@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include <weft/internet/abort.hpp>
 #include <weft/internet/abstract.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/protocols/tls.hpp>
@@ -121,11 +122,6 @@ struct Attempt {
         d.errback(reason);
     }
 };
-
-void abortTransport(ITransport& t) {
-    if (auto* tcp = dynamic_cast<ITCPTransport*>(&t)) tcp->abortConnection();
-    else t.loseConnection();
-}
 
 // The protocol the TLS layer wraps: it stands between the TLS layer and the
 // application's protocol, whose transport is the TLS layer itself. It passes

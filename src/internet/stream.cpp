@@ -2,6 +2,7 @@
 // SocketTransport, ClientTransport, BaseConnector and StreamPort, shared by
 // the TCP and UNIX stream transports and by every byte stream still to come.
 #include <weft/internet/stream.hpp>
+#include <weft/internet/abort.hpp>
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -334,6 +335,12 @@ void StreamPort::connectionLost(const Failure&) {
     state_ = State::closed;
     closed();
     factory_->doStop();  // TCP-8: may throw, the port is closed already
+}
+
+void abortTransport(ITransport& transport) {
+    if (auto* tcp = dynamic_cast<ITCPTransport*>(&transport)) tcp->abortConnection();
+    else if (auto* stream = dynamic_cast<StreamTransport*>(&transport)) stream->abortConnection();
+    else transport.loseConnection();
 }
 
 }  // namespace weft

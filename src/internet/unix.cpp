@@ -387,10 +387,7 @@ void Client::attemptFailed(int error) {
         return;
     }
     std::string why = std::strerror(error);
-    struct stat st {};
-    if (error == ECONNREFUSED && !UnixSockAddr::isAbstract(peerPath_) && sys::ops.stat(peerPath_.c_str(), &st) == 0)
-        why += S_ISSOCK(st.st_mode) ? " (a socket file no process listens on)"
-                                    : " (" + displayPath(peerPath_) + " is not a socket)";
+    if (error == ECONNREFUSED) why += weft::detail::refusedDetail(peerPath_);
     failIfNotConnected(Failure(getConnectError(error, fmt::format("{}: {}", displayPath(peerPath_), why))));
 }
 

@@ -63,4 +63,11 @@ std::string pathFailure(const std::string& path, int e) {
     }
 }
 
+std::string refusedDetail(const std::string& path) {
+    struct stat st {};
+    if (UnixSockAddr::isAbstract(path) || sys::ops.stat(path.c_str(), &st) != 0) return {};
+    if (S_ISSOCK(st.st_mode)) return " (a socket file no process listens on)";
+    return " (" + displayPath(path) + " is not a socket)";
+}
+
 }  // namespace weft::detail

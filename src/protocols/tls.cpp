@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include <weft/internet/abort.hpp>
 #include <weft/internet/abstract.hpp>
 #include <weft/internet/base.hpp>
 #include <weft/internet/error.hpp>
@@ -359,9 +360,7 @@ void TLSMemoryBIOProtocol::armCloseTimer() {
             fmt::format("the peer did not answer close_notify within {} s (closeTimeout)", tls.closeTimeout)));
         tls.aborted_ = true;
         tls.phase_ = Phase::closed;
-        if (auto* tcp = tls.tcpBelow()) tcp->abortConnection();
-        else if (auto* stream = dynamic_cast<StreamTransport*>(tls.transport.get())) stream->abortConnection();
-        else if (tls.transport) tls.transport->loseConnection();
+        if (tls.transport) abortTransport(*tls.transport);
     });
 }
 
@@ -423,9 +422,7 @@ void TLSMemoryBIOProtocol::abortConnection() {
     pending_.clear();
     phase_ = Phase::closed;
     cancelTimers();
-    if (auto* tcp = tcpBelow()) tcp->abortConnection();
-    else if (auto* stream = dynamic_cast<StreamTransport*>(transport.get())) stream->abortConnection();
-    else if (transport) transport->loseConnection();
+    if (transport) abortTransport(*transport);
 }
 
 void TLSMemoryBIOProtocol::readConnectionLost() {

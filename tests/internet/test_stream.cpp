@@ -22,6 +22,7 @@
 #include <tuple>
 #include <vector>
 
+#include <weft/internet/abort.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/stream.hpp>
 #include <weft/internet/tcp.hpp>
@@ -484,6 +485,22 @@ TEST_P(StreamTest, TCP_29_loseWriteConnectionFlushesThenShutsNotifiesAndReadingG
 }
 
 // ---- abortConnection ---------------------------------------------------------------------------
+
+TEST_P(StreamTest, TCP_32_abortTransportAbortsThroughAPlainITransport) {
+    // TCP-32: abortTransport() finds the abort of a TCP and of a UNIX connection (no ITCPTransport) from
+    // an ITransport alone: queued output dropped, connectionLost(ConnectionAborted) later, not a clean close.
+    Pair p;
+    ASSERT_NO_FATAL_FAILURE(connectPair(p));
+    RecordingProtocol& c = p.client();
+    c.send(std::string(1u << 20, 'q'));
+    abortTransport(*c.transport);
+    EXPECT_EQ(c.lost, 0) << "connectionLost ran inside abortTransport()";
+    EXPECT_TRUE(c.stream()->aborting());
+    EXPECT_EQ(c.stream()->pendingBytes(), 0u);
+    ASSERT_TRUE(spinUntil([&] { return ended(p); }));
+    EXPECT_TRUE(c.lostReason && c.lostReason->check<ConnectionAborted>()) << why(c.lostReason);
+    closePair(p);
+}
 
 TEST_P(StreamTest, TCP_32_abortDropsOutputStopsIOAndReportsConnectionAbortedLater) {
     // TCP-32: abortConnection() drops buffered output, stops reading and writing at once, and connectionLost(ConnectionAborted) comes later from the reactor; the peer sees its connection lost.

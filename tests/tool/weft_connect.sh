@@ -83,6 +83,11 @@ status=${PIPESTATUS[1]}
 set -e
 [ "$status" = 0 ] || { echo "stdout's reader gone: exit $status (124: weft hung)"; cat "$work/epipe.err"; exit 1; }
 [ ! -s "$work/epipe.err" ] || { echo "stdout's reader gone: said something"; cat "$work/epipe.err"; exit 1; }
+set +e  # the same over a UNIX socket, whose transport is no ITCPTransport
+head -c 10000000 /dev/zero | timeout 20 "$weft" connect "unix:$work/echo.sock" 2>"$work/epipe.err" | head -c 100 >/dev/null
+status=${PIPESTATUS[1]}
+set -e
+[ "$status" = 0 ] || { echo "UNIX, stdout's reader gone: exit $status (124: weft hung)"; cat "$work/epipe.err"; exit 1; }
 set +e
 echo hi | timeout 20 "$weft" connect "tcp:127.0.0.1:$port" >/dev/full 2>"$work/full.err"; status=$?
 set -e

@@ -13,6 +13,7 @@
 #include <system_error>
 #include <utility>
 
+#include <weft/internet/abort.hpp>
 #include <weft/internet/endpoints.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/protocol.hpp>
@@ -73,11 +74,6 @@ struct Session {
     // Half-closes the connection (what nc -N does at the end of stdin).
     void closeNetWrite() {
         if (auto* half = dynamic_cast<weft::IHalfCloseableTransport*>(net.get())) half->loseWriteConnection();
-        else net->loseConnection();
-    }
-    // Drops the connection with whatever it still queues (a reset for TCP).
-    void abortNet() {
-        if (auto* tcp = dynamic_cast<weft::ITCPTransport*>(net.get())) tcp->abortConnection();
         else net->loseConnection();
     }
 };
@@ -157,7 +153,7 @@ void StdioSide::writeConnectionLost() {
             s.status = 1;
         }
     }
-    if (s.net && !s.netDone) s.abortNet();
+    if (s.net && !s.netDone) weft::abortTransport(*s.net);  // what it still queues is dropped
 }
 
 void StdioSide::connectionLost(const weft::Failure&) {

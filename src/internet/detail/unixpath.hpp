@@ -70,4 +70,9 @@ std::string tooLongMessage(std::string_view path);
 /// listen on any:PATH: ".
 std::string pathFailure(const std::string& path, int e);
 
+/// What a connect to `path` refused with ECONNREFUSED found there, which the
+/// kernel says for both: " (a socket file no process listens on)" or
+/// " (PATH is not a socket)"; empty for an abstract name or nothing there.
+std::string refusedDetail(const std::string& path);
+
 }  // namespace weft::detail
