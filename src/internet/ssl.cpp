@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -199,12 +200,37 @@ std::string readPEMFile(const std::string& path, std::string_view what) {
     return text.str();
 }
 
-KeyPair KeyPair::loadPEM(std::string_view pem, std::string_view origin) {
+namespace {
+// OpenSSL asks this for the passphrase of an encrypted key. Without a callback
+// it would prompt on the terminal (or read standard input) and block a server
+// at start-up: answer from what the caller gave, or refuse.
+struct PassphraseAsk {
+    std::optional<std::string_view> given;
+    bool asked = false;
+};
+
+int answerPassphrase(char* buf, int size, int /*rwflag*/, void* u) {
+    auto* ask = static_cast<PassphraseAsk*>(u);
+    ask->asked = true;
+    if (!ask->given || size <= 0) return -1;
+    auto n = std::min<std::size_t>(ask->given->size(), static_cast<std::size_t>(size));
+    std::memcpy(buf, ask->given->data(), n);
+    return static_cast<int>(n);
+}
+}  // namespace
+
+KeyPair KeyPair::loadPEM(std::string_view pem, std::string_view origin, std::optional<std::string_view> passphrase) {
     ERR_clear_error();
     auto bio = memoryIn(pem);
-    EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+    PassphraseAsk ask{passphrase};
+    EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, answerPassphrase, &ask);
     if (!key) {
         auto why = Error::fromQueue("");
+        if (ask.asked && !passphrase)
+            throw PassphraseError(fmt::format("{}: the private key is encrypted and no passphrase was given", origin));
+        if (ask.asked)
+            throw PassphraseError(
+                fmt::format("{}: the passphrase does not decrypt the private key ({})", origin, why.what()));
         throw CertificateError(fmt::format("{}: no PEM private key found ({})", origin, why.what()));
     }
     return KeyPair(shareKey(key));

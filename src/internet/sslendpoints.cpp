@@ -319,6 +319,12 @@ ssl::PrivateCertificate certificateAndKey(std::string_view type, std::string_vie
         try {
             key = ssl::KeyPair::loadPEM(*text, "");
             break;
+        } catch (const ssl::PassphraseError&) {
+            const std::string& where = text == &keyText ? keyPath : certPath;
+            throw InvalidEndpointDescription(
+                fmt::format("{}: {} {}: the private key is encrypted, and an endpoint cannot be given its passphrase "
+                            "(decrypt it once: openssl pkey -in {} -out PLAIN.pem)",
+                            type, keyKeyword, quote(where), quote(where)));
         } catch (const ssl::CertificateError&) {
             if (oneFile) break;
         }

@@ -23,6 +23,7 @@
 #include <weft/protocols/tls.hpp>
 #include <weft/testing/defer.hpp>
 
+#include "support/pemhelpers.hpp"
 #include "support/reactortest.hpp"
 #include "support/tcphelpers.hpp"
 #include "support/udphelpers.hpp"
@@ -211,6 +212,30 @@ TEST_F(SSLParsing, SSLEP_2_unusableFilesThrowAtParseTimeNamingKeywordAndPath) {
                                           ":certKey=" + pki.quoted(pki.cert));
     });
     EXPECT_TRUE(contains(m, "does not match") && contains(m, "other-key.pem") && contains(m, "cert.pem")) << m;
+}
+
+TEST_F(SSLParsing, SSLEP_2_anEncryptedKeyIsRefusedAtParseTimeWithoutAPrompt) {
+    // Better than Twisted (TLS-47): an encrypted key is named as such, with the way out; OpenSSL's
+    // default would have prompted for the passphrase on the terminal and blocked.
+    auto encrypted = wt::encryptedKeyPEM(pki.ip.server.privateKey(), "secret", true);
+    writeFile(pki.dir.file("enc.pem"), encrypted);
+    auto m = messageOf<InvalidEndpointDescription>([&] {
+        ep::serverFromString(
+            reactor, "ssl:4433:privateKey=" + pki.quoted(pki.dir.file("enc.pem")) + ":certKey=" + pki.quoted(pki.cert));
+    });
+    EXPECT_TRUE(contains(m, "privateKey") && contains(m, "enc.pem") && contains(m, "is encrypted") &&
+                contains(m, "openssl pkey"))
+        << m;
+    // In one file with the certificate, and for a client certificate's key.
+    writeFile(pki.dir.file("enc-both.pem"), ssl::Certificate(pki.ip.server).dumpPEM() + encrypted);
+    m = messageOf<InvalidEndpointDescription>(
+        [&] { ep::serverFromString(reactor, "ssl:4433:privateKey=" + pki.quoted(pki.dir.file("enc-both.pem"))); });
+    EXPECT_TRUE(contains(m, "enc-both.pem") && contains(m, "is encrypted")) << m;
+    m = messageOf<InvalidEndpointDescription>([&] {
+        ep::clientFromString(reactor, "tls:example.com:443:certificate=" + pki.quoted(pki.cert) +
+                                          ":privateKey=" + pki.quoted(pki.dir.file("enc.pem")));
+    });
+    EXPECT_TRUE(contains(m, "enc.pem") && contains(m, "is encrypted")) << m;
 }
 
 TEST_F(SSLParsing, SSLEP_2_defaultServerPemIsLookedForInTheWorkingDirectory) {

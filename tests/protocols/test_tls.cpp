@@ -34,6 +34,7 @@
 #include <weft/internet/testing.hpp>
 #include <weft/protocols/tls.hpp>
 
+#include "support/pemhelpers.hpp"
 #include "support/reactortest.hpp"
 #include "support/tcphelpers.hpp"
 #include "support/udphelpers.hpp"
@@ -787,6 +788,39 @@ TEST(Certificates, TLS_47_loadingErrorsSayWhatWasWrong) {
     EXPECT_THROW(ssl::PrivateCertificate::fromCertificateAndKeyPair(certs.pki.server, other.server.privateKey()),
                  ssl::CertificateError);
     EXPECT_THROW(ssl::readPEMFile("/nonexistent/key.pem", "privateKey"), ssl::CertificateError);
+}
+
+TEST(Certificates, TLS_47_anEncryptedKeyNeedsItsPassphraseAndNothingIsAskedFor) {
+    // Better than Twisted: OpenSSL's default would prompt "Enter PEM pass phrase:" and read the
+    // terminal or standard input, blocking a server at start-up; weft asks nobody.
+    Certs certs;
+    const auto& key = certs.pki.server.privateKey();
+    for (bool pkcs8 : {true, false}) {
+        SCOPED_TRACE(pkcs8 ? "PKCS#8" : "traditional");
+        auto pem = weft::testing::encryptedKeyPEM(key, "correct horse", pkcs8);
+        ASSERT_NE(pem.find("ENCRYPTED"), std::string::npos) << pem;
+        try {
+            ssl::KeyPair::loadPEM(pem, "key.pem");
+            FAIL() << "an encrypted key loaded without its passphrase";
+        } catch (const ssl::PassphraseError& e) {
+            EXPECT_NE(std::string(e.what()).find("key.pem: the private key is encrypted and no passphrase was given"),
+                      std::string::npos)
+                << e.what();
+        }
+        try {
+            ssl::KeyPair::loadPEM(pem, "key.pem", "wrong");
+            FAIL() << "an encrypted key loaded with a wrong passphrase";
+        } catch (const ssl::PassphraseError& e) {
+            EXPECT_NE(std::string(e.what()).find("key.pem: the passphrase does not decrypt the private key"),
+                      std::string::npos)
+                << e.what();
+        }
+        auto plain = ssl::KeyPair::loadPEM(pem, "key.pem", "correct horse");
+        EXPECT_EQ(plain.dumpPEM(), key.dumpPEM());
+        // The key beside its certificate, as PrivateCertificate::loadPEM reads them, fails the same way.
+        EXPECT_THROW(ssl::PrivateCertificate::loadPEM(ssl::Certificate(certs.pki.server).dumpPEM() + pem),
+                     ssl::PassphraseError);
+    }
 }
 
 TEST(Certificates, TLS_52_authorityAndServerForAnIdentity) {

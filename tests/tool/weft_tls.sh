@@ -184,6 +184,15 @@ badRun() {  # badRun NAME ARGS...: must exit 2 naming privateKey and the path
 badRun echo echo "$bad"
 badRun portforward portforward "$bad" --to tcp:127.0.0.1:1
 badRun exec exec "$bad" -- cat
+# An encrypted key: refused with the reason, and nothing prompts for its passphrase (OpenSSL's
+# default asks "Enter PEM pass phrase:" and reads the terminal or standard input). "secret" waits
+# on stdin for a reader that must never come.
+openssl pkey -in "$pki/key.pem" -aes128 -passout pass:secret -out "$work/enc.pem" 2>/dev/null
+rc=0
+echo secret | timeout 10 "$weft" echo "ssl:0:interface=127.0.0.1:privateKey=$work/enc.pem:certKey=$pki/cert.pem" \
+  >"$work/bad.out" 2>&1 || rc=$?
+[ "$rc" -eq 2 ] && grep -q "enc.pem.*is encrypted" "$work/bad.out" && ! grep -qi "pass phrase" "$work/bad.out" ||
+  { cat "$work/bad.out"; fail "an encrypted key: exit $rc"; }
 rc=0
 "$weft" connect "tls:127.0.0.1:1:trustRoots=$work/nowhere" </dev/null >"$work/bad.out" 2>&1 || rc=$?
 [ "$rc" -eq 2 ] && grep -q "trustRoots" "$work/bad.out" || { cat "$work/bad.out"; fail "bad trustRoots: exit $rc"; }

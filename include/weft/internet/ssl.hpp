@@ -88,13 +88,24 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+/// A private key that is encrypted and was given no passphrase, or a wrong one.
+/// weft never asks for a passphrase on the terminal (OpenSSL's default would
+/// prompt and block on standard input; Better than Twisted).
+class WEFT_EXPORT PassphraseError : public CertificateError {
+public:
+    using CertificateError::CertificateError;
+};
+
 // ---- certificates and keys --------------------------------------------------------------
 
 /// A private (and public) key (Twisted KeyPair).
 class WEFT_EXPORT KeyPair {
 public:
     /// The first private key in PEM text; `origin` names where it came from in errors.
-    static KeyPair loadPEM(std::string_view pem, std::string_view origin = "PEM data");
+    /// An encrypted key (PKCS#8 or traditional PEM) needs `passphrase`: without
+    /// one, or with a wrong one, it throws PassphraseError; nothing is prompted.
+    static KeyPair loadPEM(std::string_view pem, std::string_view origin = "PEM data",
+                           std::optional<std::string_view> passphrase = std::nullopt);
     /// A new ECDSA P-256 key.
     static KeyPair generate();
     std::string dumpPEM() const;
