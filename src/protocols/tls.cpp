@@ -213,7 +213,7 @@ void TLSMemoryBIOProtocol::peerClosed() {
         if (!reason_) reason_ = error::connectionDone();
         phase_ = Phase::closed;
         cancelTimers();
-        if (transport) transport->loseConnection();
+        closeBelow();
         return;
     }
     if (auto* hc = dynamic_cast<IHalfCloseableProtocol*>(wrappedProtocol.get())) {
@@ -227,7 +227,7 @@ void TLSMemoryBIOProtocol::peerClosed() {
     sendCloseNotify();
     if (!reason_) reason_ = error::connectionDone();
     phase_ = Phase::closed;
-    if (transport) transport->loseConnection();
+    closeBelow();
 }
 
 void TLSMemoryBIOProtocol::encryptPending() {
@@ -406,7 +406,7 @@ void TLSMemoryBIOProtocol::loseWriteConnection() {
     if (gotCloseNotify_) {  // both directions are closed now
         if (!reason_) reason_ = error::connectionDone();
         phase_ = Phase::closed;
-        if (transport) transport->loseConnection();
+        closeBelow();
         return;
     }
     if (auto* hc = dynamic_cast<IHalfCloseableTransport*>(transport.get())) hc->loseWriteConnection();
@@ -438,7 +438,7 @@ void TLSMemoryBIOProtocol::readConnectionLost() {
     }
     phase_ = Phase::closed;
     cancelTimers();
-    if (transport) transport->loseConnection();
+    closeBelow();
 }
 
 void TLSMemoryBIOProtocol::connectionLost(const Failure& below) {
@@ -454,7 +454,9 @@ void TLSMemoryBIOProtocol::connectionLost(const Failure& below) {
     }
     phase_ = Phase::closed;
     pending_.clear();
-    membrane_.reset();
+    // Taken off the transport below by closeBelow(), the producer is stopped here, as
+    // the transport below stops what it still holds (FD-2).
+    if (auto membrane = std::exchange(membrane_, nullptr); membrane && closedBelow_) membrane->stopProducing();
     ProtocolWrapper::connectionLost(reason);
     ssl_.reset();  // TLS-20: the OpenSSL objects go with the connection
 }
@@ -479,7 +481,7 @@ void TLSMemoryBIOProtocol::registerProducer(std::shared_ptr<IProducer> producer,
     IConsumer* below = transport ? transport->asConsumer() : nullptr;
     if (!below) throw std::logic_error(logPrefix() + ": the transport below takes no producer");
     auto membrane = std::make_shared<Membrane>(std::move(producer), streaming);
-    below->registerProducer(membrane, streaming);
+    if (!closedBelow_) below->registerProducer(membrane, streaming);  // else held to be stopped at the end
     membrane_ = std::move(membrane);
     updateProducerPause();
 }
@@ -488,7 +490,7 @@ void TLSMemoryBIOProtocol::unregisterProducer() {
     if (!membrane_) return;
     auto self = shared_from_this();
     membrane_.reset();
-    if (IConsumer* below = transport ? transport->asConsumer() : nullptr) below->unregisterProducer();
+    if (IConsumer* below = transport && !closedBelow_ ? transport->asConsumer() : nullptr) below->unregisterProducer();
     if (!wantClose_ || lost_ || aborted_) return;
     // TLS-19: the close asked for while producing starts now.
     wantClose_ = false;
@@ -541,7 +543,20 @@ void TLSMemoryBIOProtocol::fail(Failure reason) {
     phase_ = Phase::closed;
     pending_.clear();
     cancelTimers();
-    if (transport) transport->loseConnection();
+    closeBelow();
+}
+
+void TLSMemoryBIOProtocol::closeBelow() {
+    if (!transport) return;
+    // The connection is over by this layer's decision (a fatal error, the peer's end
+    // of the stream, both close_notifys exchanged), not the wrapped protocol's: the
+    // close below must not wait for the wrapped protocol's producer to be unregistered
+    // (FD-13), which it may never do, as it has not asked to close. Queued bytes (an
+    // alert, a close_notify) still go first.
+    if (!std::exchange(closedBelow_, true) && membrane_) {
+        if (IConsumer* consumer = transport->asConsumer()) consumer->unregisterProducer();
+    }
+    transport->loseConnection();
 }
 
 Failure TLSMemoryBIOProtocol::sslFailure(int rc, const char* during) {

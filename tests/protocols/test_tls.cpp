@@ -540,6 +540,31 @@ TEST(TLSMemoryBIOProtocol, TLS_19_loseConnectionWaitsForUnregisterProducer) {
     EXPECT_TRUE(p.clientApp->lostReason->check<error::ConnectionDone>());
 }
 
+TEST(TLSMemoryBIOProtocol, TLS_9_aFailedHandshakeClosesBelowThoughTheWrappedProtocolStillProduces) {
+    // The wrapped protocol registered a producer (stdin, in weft connect) and never asked to
+    // close: the close below must not wait for its unregisterProducer() (FD-13), or a failed
+    // handshake hangs until the producer ends. The producer is stopped with the connection.
+    Certs certs;
+    task::Clock clock;
+    auto f = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, std::make_shared<AppFactory>(), clock);
+    auto app = std::make_shared<App>();
+    auto tls = std::make_shared<TLSMemoryBIOProtocol>(f, app);
+    auto t = std::make_shared<weft::testing::StringTransport>();
+    tls->makeConnection(t);
+    auto producer = std::make_shared<Push>();
+    app->transport->asConsumer()->registerProducer(producer, true);
+    ASSERT_TRUE(t->producer);
+    tls->dataReceived(asBytes("HTTP/1.0 400 Bad Request\r\n\r\n"));  // a plaintext server
+    EXPECT_TRUE(t->disconnecting);
+    EXPECT_FALSE(t->producer);         // taken off the transport below: its close goes ahead
+    EXPECT_FALSE(t->value().empty());  // the alert went out first (TLS-9)
+    EXPECT_EQ(producer->events, std::vector<std::string>{});
+    tls->connectionLost(error::connectionDone());
+    ASSERT_EQ(app->lost, 1);
+    EXPECT_TRUE(app->lostReason->check<ssl::Error>()) << app->lostReason->getErrorMessage();
+    EXPECT_EQ(producer->events, (std::vector<std::string>{"stop"}));
+}
+
 // ---- closing --------------------------------------------------------------------------------------
 
 TEST(TLSMemoryBIOProtocol, TLS_20_TLS_21_orderlyCloseIsDoneOnBothSidesAndReleasesEverything) {
@@ -1329,6 +1354,31 @@ TEST_P(TlsTcpTest, TLS_48_weftClientAndServerOverTcp) {
     EXPECT_EQ(clientApp->received, big);
     EXPECT_TRUE(clientApp->lostReason->check<error::ConnectionDone>()) << clientApp->lostReason->getErrorMessage();
     ASSERT_TRUE(spinUntil([&] { return !served.empty() && served[0].expired(); }, 10));
+}
+
+TEST_P(TlsTcpTest, TLS_9_aHandshakeWithAPlaintextServerEndsWhileTheClientStillProduces) {
+    // weft connect tls: against a plain echo server hung with stdin open: the client's
+    // TLS layer failed on the echoed ClientHello, and its close waited below for stdin's
+    // producer. Now the failure ends the connection at once, whatever the wrapped protocol holds.
+    Certs certs;
+    auto echo = std::make_shared<AppFactory>();
+    std::shared_ptr<EchoApp> served;
+    echo->protocol = [&served] { return served = std::make_shared<EchoApp>(); };
+    port = reactor().listenTCP(0, echo, 50, "127.0.0.1");
+
+    auto clientApp = std::make_shared<App>();
+    auto producer = std::make_shared<Push>();
+    clientApp->onMade = [producer](App& self) { self.transport->asConsumer()->registerProducer(producer, true); };
+    auto clientInner = std::make_shared<AppFactory>();
+    clientInner->protocol = [weak = std::weak_ptr<App>(clientApp)] { return weak.lock(); };
+    auto clientFactory = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, clientInner, reactor());
+    reactor().connectTCP("127.0.0.1", portNumber(*port), clientFactory);
+    ASSERT_TRUE(spinUntil([&] { return clientApp->lost == 1; }, 10)) << "the failed handshake did not end";
+    EXPECT_EQ(clientApp->handshakes, 0);
+    EXPECT_TRUE(clientApp->lostReason->check<ssl::Error>()) << clientApp->lostReason->getErrorMessage();
+    ASSERT_FALSE(producer->events.empty());
+    EXPECT_EQ(producer->events.back(), "stop");
+    ASSERT_TRUE(spinUntil([&] { return served && served->lost == 1; }, 10));  // the echo side saw the close
 }
 
 TEST_P(TlsTcpTest, TLS_OWN_reentrantCallsInEveryCallback) {

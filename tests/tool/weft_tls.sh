@@ -172,6 +172,16 @@ sclient "$PORT" "$work/lines" "$work/exec.out"
 cmp "$work/lines" "$work/exec.out" || fail "exec cat over TLS differs: $(cat "$work/exec.out")"
 stop "$PID" exec-tls
 
+# ---- a TLS client against a plaintext server, standard input still open ----
+# The server echoes the ClientHello; the handshake fails at once. It used to hang until stdin
+# ended: the close below waited for stdin, registered as the connection's producer.
+start plain echo tcp:0:interface=127.0.0.1
+rc=0
+timeout 10 "$weft" connect "tls:127.0.0.1:$PORT" < <(sleep 15) >/dev/null 2>"$work/plain.err" || rc=$?
+[ "$rc" -eq 1 ] && grep -q "cannot connect.*TLS handshake" "$work/plain.err" ||
+  { cat "$work/plain.err"; fail "tls: to a plaintext server with stdin open exited $rc, not 1 at once"; }
+stop "$PID" plain
+
 # ---- a bad certificate path: a clear error naming it, exit 2, nothing listens ----
 bad="ssl:0:interface=127.0.0.1:privateKey=$work/missing.pem"
 badRun() {  # badRun NAME ARGS...: must exit 2 naming privateKey and the path

@@ -129,6 +129,7 @@ private:
     void sendCloseNotify();
     void startClose();
     void fail(Failure reason);
+    void closeBelow();
     void armCloseTimer();
     void cancelTimers() noexcept;
     void peerClosed();
@@ -152,6 +153,7 @@ private:
     bool sentCloseNotify_ = false;  // ours went out
     bool gotCloseNotify_ = false;   // the peer's arrived
     bool aborted_ = false;
+    bool closedBelow_ = false;  // closeBelow() ran: no producer is registered below any more
     bool lost_ = false;         // connectionLost() ran
     bool inReceive_ = false;    // re-entrant dataReceived: append only
     bool flushQueued_ = false;  // a Reactor::callBeforeWait flush is pending
