@@ -366,7 +366,7 @@ Reason FileDescriptor::doWrite() {
     }
     // Everything is sent (FD-19).
     stopWriting();
-    if (producer_ && (!streaming_ || producerPaused_)) {
+    if (producer_ && (!streaming_ || producerPaused_) && !(closeDespiteProducer_ && state_ == State::disconnecting)) {
         producerPaused_ = false;
         // resumeProducing() may write, unregister (dropping the last reference to
         // the producer), close or abort: hold it, and look at nothing afterwards.
@@ -377,8 +377,9 @@ Reason FileDescriptor::doWrite() {
     }
     if (state_ == State::disconnecting) {
         // Any registered producer keeps the connection open until it is
-        // unregistered (FD-13, Better than Twisted).
-        if (producer_) return std::nullopt;
+        // unregistered (FD-13, Better than Twisted), unless the close was asked
+        // for despite it.
+        if (producer_ && !closeDespiteProducer_) return std::nullopt;
         return error::connectionDone();
     }
     if (writeHalf_ == WriteHalf::closing) {
@@ -405,6 +406,20 @@ void FileDescriptor::loseConnection() {
         return;
     }
     startWriting();
+}
+
+void ITransport::loseConnectionDespiteProducer() { loseConnection(); }
+
+void FileDescriptor::loseConnectionDespiteProducer() {
+    if (state_ != State::connected && state_ != State::disconnecting) return;
+    closeDespiteProducer_ = true;
+    if (state_ == State::connected) {
+        FileDescriptor::
+            loseConnection();  // this descriptor's own close (a subclass may route loseConnection elsewhere)
+        return;
+    }
+    // Already closing, held by the producer: flush and close now.
+    if (writeHalf_ != WriteHalf::closed) startWriting();
 }
 
 void FileDescriptor::loseWriteConnection() {

@@ -731,6 +731,12 @@ void Process::loseConnection() {
     closeStdout();
 }
 
+void Process::loseConnectionDespiteProducer() {
+    if (auto* writer = writerAt(0)) writer->loseConnectionDespiteProducer();
+    closeStderr();
+    closeStdout();
+}
+
 void Process::registerProducer(std::shared_ptr<IProducer> producer, bool streaming) {
     auto* writer = writerAt(0);
     if (!writer) {

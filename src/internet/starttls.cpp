@@ -21,6 +21,7 @@ public:
     void write(Bytes data) override { socket_->FileDescriptor::write(data); }
     void writeSequence(std::span<const Bytes> chunks) override { socket_->FileDescriptor::writeSequence(chunks); }
     void loseConnection() override { socket_->FileDescriptor::loseConnection(); }
+    void loseConnectionDespiteProducer() override { socket_->FileDescriptor::loseConnectionDespiteProducer(); }
     void loseWriteConnection() override { socket_->FileDescriptor::loseWriteConnection(); }
     Address getPeer() const override { return socket_->getPeer(); }
     Address getHost() const override { return socket_->getHost(); }
@@ -102,6 +103,11 @@ void SocketTransport::writeSequence(std::span<const Bytes> chunks) {
 void SocketTransport::loseConnection() {
     if (!tlsStarted_) return FileDescriptor::loseConnection();
     if (auto layer = protocol_) tlsLayer(layer)->loseConnection();
+}
+
+void SocketTransport::loseConnectionDespiteProducer() {
+    if (!tlsStarted_) return FileDescriptor::loseConnectionDespiteProducer();
+    if (auto layer = protocol_) tlsLayer(layer)->loseConnectionDespiteProducer();
 }
 
 void SocketTransport::loseWriteConnection() {

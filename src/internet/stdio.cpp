@@ -221,12 +221,21 @@ void StandardIO::writeSequence(std::span<const Bytes> chunks) {
     if (writer_ && !writeDone_) writer_->writeSequence(chunks);
 }
 
-void StandardIO::loseConnection() {
+void StandardIO::loseConnection() { close(false); }
+
+void StandardIO::loseConnectionDespiteProducer() {
+    if (state_ == State::disconnecting && writer_ && !writeDone_) writer_->loseConnectionDespiteProducer();
+    else close(true);
+}
+
+void StandardIO::close(bool despiteProducer) {
     if (state_ != State::connected) return;
     state_ = State::disconnecting;
     if (reader_ && !readDone_) reader_->stopReading();  // stdin stays open (STDIO-7)
     if (writer_ && !writeDone_) {
-        writer_->loseConnection();  // writeLost(ConnectionDone) once flushed
+        // writeLost(ConnectionDone) once flushed
+        if (despiteProducer) writer_->loseConnectionDespiteProducer();
+        else writer_->loseConnection();
         return;
     }
     reactor_.callLater(0, [self = shared_from_this()] { self->connectionLost(error::connectionDone()); });

@@ -46,7 +46,9 @@ void stopWith(detail::StopState& stop, detail::ReceiveBuffer& buffer, Protocol& 
     // Inside a dispatch the reactor's context names the connection; outside, the class does.
     std::string prefix = log::currentContext() ? std::string() : protocol.logPrefix();
     log::warn(prefix, "{}; closing the connection", reason.getErrorMessage());
-    if (protocol.transport) protocol.transport->loseConnection();
+    // The protocol may be its transport's producer (or have registered another): the
+    // close must not wait for an unregisterProducer() that nobody will call.
+    if (protocol.transport) protocol.transport->loseConnectionDespiteProducer();
 }
 
 IPushProducer* inputOf(const std::shared_ptr<ITransport>& t) noexcept { return t ? t->asInputProducer() : nullptr; }

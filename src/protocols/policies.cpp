@@ -93,8 +93,8 @@ void ProtocolWrapper::readConnectionLost() {
         return;
     }
     // What a transport does for a protocol that is not half-closeable (TCP-27):
-    // flush what is queued, then end the connection.
-    if (transport && transport->isConnected()) transport->loseConnection();
+    // flush what is queued, then end the connection, whatever producer is registered.
+    if (transport && transport->isConnected()) transport->loseConnectionDespiteProducer();
 }
 
 void ProtocolWrapper::writeConnectionLost() {
@@ -118,6 +118,11 @@ void ProtocolWrapper::writeSequence(std::span<const Bytes> chunks) {
 void ProtocolWrapper::loseConnection() {
     disconnecting_ = true;
     if (transport) transport->loseConnection();
+}
+
+void ProtocolWrapper::loseConnectionDespiteProducer() {
+    disconnecting_ = true;
+    if (transport) transport->loseConnectionDespiteProducer();
 }
 
 Address ProtocolWrapper::getPeer() const { return transport ? transport->getPeer() : Address(NoAddress()); }
@@ -433,7 +438,8 @@ void TimeoutProtocol::connectionLost(const Failure& reason) {
     ProtocolWrapper::connectionLost(reason);
 }
 
-void TimeoutProtocol::timeoutFunc() { loseConnection(); }
+// A timeout ends the connection whatever producer the wrapped protocol registered.
+void TimeoutProtocol::timeoutFunc() { loseConnectionDespiteProducer(); }
 
 TimeoutFactory::TimeoutFactory(std::shared_ptr<Factory> wrapped, IReactorTime& clock, double period)
     : WrappingFactory(std::move(wrapped)), timeoutPeriod(period), clock_(clock) {
@@ -477,7 +483,7 @@ void TimeoutMixin::timedOut() {
 
 void TimeoutMixin::timeoutConnection() {
     if (auto* protocol = dynamic_cast<BaseProtocol*>(this))
-        if (auto t = protocol->transport) t->loseConnection();
+        if (auto t = protocol->transport) t->loseConnectionDespiteProducer();  // a registered producer must not hold it
 }
 
 DelayedCall TimeoutMixin::callLater(double delay, Function<void()> f) {

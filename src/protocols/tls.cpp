@@ -181,7 +181,7 @@ bool TLSMemoryBIOProtocol::advanceHandshake() {
     // What was written before the handshake leaves now (TLS-10).
     encryptPending();
     updateProducerPause();
-    if (wantClose_ && !membrane_ && phase_ == Phase::open) startClose();
+    if (wantClose_ && (!membrane_ || closeDespiteProducer_) && phase_ == Phase::open) startClose();
     if (wantWriteClose_ && !wantClose_ && phase_ == Phase::open) loseWriteConnection();
     return !(lost_ || aborted_);
 }
@@ -260,7 +260,8 @@ void TLSMemoryBIOProtocol::drainOutgoing() {
 
 bool TLSMemoryBIOProtocol::acceptsWrites() const noexcept {
     if (lost_ || aborted_ || sentCloseNotify_ || phase_ == Phase::closed) return false;
-    return !wantClose_ || membrane_;  // TLS-13: after loseConnection only while a producer is registered
+    // TLS-13: after loseConnection only while a producer is registered (and holds the close)
+    return !wantClose_ || (membrane_ && !closeDespiteProducer_);
 }
 
 void TLSMemoryBIOProtocol::queued() {
@@ -336,7 +337,7 @@ void TLSMemoryBIOProtocol::startClose() {
     if (gotCloseNotify_ || closeTimeout <= 0) {
         if (!reason_) reason_ = error::connectionDone();
         phase_ = Phase::closed;
-        if (transport) transport->loseConnection();
+        closeBelow();
         return;
     }
     armCloseTimer();
@@ -379,19 +380,27 @@ void TLSMemoryBIOProtocol::loseConnection() {
     if (lost_ || aborted_ || wantClose_) return;
     auto self = shared_from_this();
     wantClose_ = true;
-    if (membrane_) return;  // TLS-19: the close waits for unregisterProducer()
+    if (membrane_ && !closeDespiteProducer_) return;  // TLS-19: the close waits for unregisterProducer()
     if (phase_ == Phase::handshaking) {
         if (pending_.empty()) {
             // TLS-23, Better than Twisted: give up the handshake with an orderly end of stream.
             reason_ = error::connectionDone();
             phase_ = Phase::closed;
-            if (transport) transport->loseConnection();
+            closeBelow();
             return;
         }
         armCloseTimer();  // the handshake, then the close, bounded as TLS-22
         return;
     }
     startClose();
+}
+
+void TLSMemoryBIOProtocol::loseConnectionDespiteProducer() {
+    if (lost_ || aborted_) return;
+    auto self = shared_from_this();
+    closeDespiteProducer_ = true;
+    wantClose_ = false;  // a close already waiting for unregisterProducer() starts now
+    loseConnection();
 }
 
 void TLSMemoryBIOProtocol::loseWriteConnection() {
@@ -454,9 +463,7 @@ void TLSMemoryBIOProtocol::connectionLost(const Failure& below) {
     }
     phase_ = Phase::closed;
     pending_.clear();
-    // Taken off the transport below by closeBelow(), the producer is stopped here, as
-    // the transport below stops what it still holds (FD-2).
-    if (auto membrane = std::exchange(membrane_, nullptr); membrane && closedBelow_) membrane->stopProducing();
+    membrane_.reset();
     ProtocolWrapper::connectionLost(reason);
     ssl_.reset();  // TLS-20: the OpenSSL objects go with the connection
 }
@@ -481,7 +488,7 @@ void TLSMemoryBIOProtocol::registerProducer(std::shared_ptr<IProducer> producer,
     IConsumer* below = transport ? transport->asConsumer() : nullptr;
     if (!below) throw std::logic_error(logPrefix() + ": the transport below takes no producer");
     auto membrane = std::make_shared<Membrane>(std::move(producer), streaming);
-    if (!closedBelow_) below->registerProducer(membrane, streaming);  // else held to be stopped at the end
+    below->registerProducer(membrane, streaming);
     membrane_ = std::move(membrane);
     updateProducerPause();
 }
@@ -490,7 +497,7 @@ void TLSMemoryBIOProtocol::unregisterProducer() {
     if (!membrane_) return;
     auto self = shared_from_this();
     membrane_.reset();
-    if (IConsumer* below = transport && !closedBelow_ ? transport->asConsumer() : nullptr) below->unregisterProducer();
+    if (IConsumer* below = transport ? transport->asConsumer() : nullptr) below->unregisterProducer();
     if (!wantClose_ || lost_ || aborted_) return;
     // TLS-19: the close asked for while producing starts now.
     wantClose_ = false;
@@ -548,15 +555,14 @@ void TLSMemoryBIOProtocol::fail(Failure reason) {
 
 void TLSMemoryBIOProtocol::closeBelow() {
     if (!transport) return;
-    // The connection is over by this layer's decision (a fatal error, the peer's end
-    // of the stream, both close_notifys exchanged), not the wrapped protocol's: the
-    // close below must not wait for the wrapped protocol's producer to be unregistered
-    // (FD-13), which it may never do, as it has not asked to close. Queued bytes (an
+    // Whenever this layer closes the transport below, the TLS side of the close is
+    // decided: the wrapped protocol's producer was unregistered (TLS-19), or the
+    // connection ends on this layer's account (a fatal error, the peer's end of the
+    // stream, both close_notifys exchanged, loseConnectionDespiteProducer()). The
+    // membrane registered below must not hold it (FD-13): the wrapped protocol may
+    // never unregister a producer when it did not ask to close. Queued bytes (an
     // alert, a close_notify) still go first.
-    if (!std::exchange(closedBelow_, true) && membrane_) {
-        if (IConsumer* consumer = transport->asConsumer()) consumer->unregisterProducer();
-    }
-    transport->loseConnection();
+    transport->loseConnectionDespiteProducer();  // the membrane below is stopped with it (FD-2)
 }
 
 Failure TLSMemoryBIOProtocol::sslFailure(int rc, const char* during) {

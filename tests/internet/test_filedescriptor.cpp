@@ -729,6 +729,43 @@ TEST_P(FileDescriptorTest, FD_13_anyProducerKeepsConnectionOpenUntilUnregistered
     EXPECT_TRUE(producer->events.empty());
 }
 
+TEST_P(FileDescriptorTest, FD_13_loseConnectionDespiteProducerFlushesClosesAndStopsTheProducer) {
+    // FD-13's way out besides abortConnection: code that ends a connection on its own account
+    // (a timeout, an over-long line) flushes and closes without waiting for an
+    // unregisterProducer() that the producer's owner never calls; the producer is stopped (FD-2).
+    for (bool streaming : {true, false}) {
+        SCOPED_TRACE(streaming ? "push" : "pull");
+        int peer;
+        auto t = withRawPeer(peer);
+        auto push = std::make_shared<PushProducer>();
+        auto pull = std::make_shared<PullProducer>();
+        if (streaming) t->registerProducer(push, true);
+        else t->registerProducer(pull, false);
+        t->write("data");
+        t->loseConnectionDespiteProducer();
+        ASSERT_TRUE(spinUntil([&] { return t->lost == 1; }));
+        EXPECT_TRUE(t->lostReason->check<ConnectionDone>());
+        EXPECT_EQ(readAvailable(peer), "data");
+        EXPECT_EQ(streaming ? push->stops : pull->stops, 1);
+    }
+    // A close already held by the producer goes ahead.
+    int peer;
+    auto t = withRawPeer(peer);
+    auto producer = std::make_shared<PushProducer>();
+    t->registerProducer(producer, true);
+    t->write("held");
+    t->loseConnection();
+    spinUntil([&] { return t->pendingBytes() == 0; });
+    spin(5);
+    ASSERT_EQ(t->lost, 0);
+    t->loseConnectionDespiteProducer();
+    ASSERT_TRUE(spinUntil([&] { return t->lost == 1; }));
+    EXPECT_EQ(readAvailable(peer), "held");
+    EXPECT_EQ(producer->stops, 1);
+    t->loseConnectionDespiteProducer();  // once disconnected: nothing
+    EXPECT_EQ(t->lost, 1);
+}
+
 TEST_P(FileDescriptorTest, FD_14_loseConnectionAfterHalfCloseClosesFromReactor) {
     // FD-14 (Better than Twisted): loseConnection after the write half is shut stops I/O now, connectionLost(ConnectionDone) next iteration.
     auto pair6 = makePair();

@@ -749,6 +749,34 @@ TEST_P(PolicyTcpTest, POL_7_anIdleTcpConnectionIsClosedOnTheReactorsClock) {
     ::close(fd);
 }
 
+TEST_P(PolicyTcpTest, POL_7_theTimeoutClosesAConnectionWhoseProtocolIsItsTransportsProducer) {
+    // An echo-like protocol makes its transport the producer of what it writes back and never
+    // unregisters it while idle: the timeout's close must not wait for that (FD-13), and the
+    // producer is stopped with the connection.
+    auto inner = std::make_shared<HookedFactory>();
+    inner->noisy = false;
+    inner->setup = [](Hooked& h) {
+        h.onMade = [](Hooked& self) {
+            auto t = self.transport;
+            t->asConsumer()->registerProducer(std::shared_ptr<IPushProducer>(t, t->asInputProducer()), true);
+        };
+    };
+    auto tf = std::make_shared<TimeoutFactory>(inner, reactor(), 0.05);
+    tf->noisy = false;
+    port = reactor().listenTCP(0, tf, 50, "127.0.0.1");
+    int fd = connectTo(portNumber(*port));
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(spinUntil(
+        [&] {
+            auto p = inner->built.empty() ? nullptr : inner->built[0].lock();
+            return !inner->built.empty() && (!p || p->lost == 1);
+        },
+        10))
+        << "the idle connection was not closed";
+    EXPECT_EQ(readAll(fd), "");  // closed by the server, not reset
+    ::close(fd);
+}
+
 TEST_P(PolicyTcpTest, POL_5_readThrottlingOnTheReactorPausesAndResumesReading) {
     auto inner = std::make_shared<HookedFactory>();
     inner->noisy = false;

@@ -540,31 +540,6 @@ TEST(TLSMemoryBIOProtocol, TLS_19_loseConnectionWaitsForUnregisterProducer) {
     EXPECT_TRUE(p.clientApp->lostReason->check<error::ConnectionDone>());
 }
 
-TEST(TLSMemoryBIOProtocol, TLS_9_aFailedHandshakeClosesBelowThoughTheWrappedProtocolStillProduces) {
-    // The wrapped protocol registered a producer (stdin, in weft connect) and never asked to
-    // close: the close below must not wait for its unregisterProducer() (FD-13), or a failed
-    // handshake hangs until the producer ends. The producer is stopped with the connection.
-    Certs certs;
-    task::Clock clock;
-    auto f = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, std::make_shared<AppFactory>(), clock);
-    auto app = std::make_shared<App>();
-    auto tls = std::make_shared<TLSMemoryBIOProtocol>(f, app);
-    auto t = std::make_shared<weft::testing::StringTransport>();
-    tls->makeConnection(t);
-    auto producer = std::make_shared<Push>();
-    app->transport->asConsumer()->registerProducer(producer, true);
-    ASSERT_TRUE(t->producer);
-    tls->dataReceived(asBytes("HTTP/1.0 400 Bad Request\r\n\r\n"));  // a plaintext server
-    EXPECT_TRUE(t->disconnecting);
-    EXPECT_FALSE(t->producer);         // taken off the transport below: its close goes ahead
-    EXPECT_FALSE(t->value().empty());  // the alert went out first (TLS-9)
-    EXPECT_EQ(producer->events, std::vector<std::string>{});
-    tls->connectionLost(error::connectionDone());
-    ASSERT_EQ(app->lost, 1);
-    EXPECT_TRUE(app->lostReason->check<ssl::Error>()) << app->lostReason->getErrorMessage();
-    EXPECT_EQ(producer->events, (std::vector<std::string>{"stop"}));
-}
-
 // ---- closing --------------------------------------------------------------------------------------
 
 TEST(TLSMemoryBIOProtocol, TLS_20_TLS_21_orderlyCloseIsDoneOnBothSidesAndReleasesEverything) {

@@ -30,6 +30,20 @@ for backend in epoll poll select; do
     fail "$backend: long line got $(od -c "$work/long.out")"
   grep -q "line of 11 bytes exceeds MAX_LENGTH (10 bytes); closing the connection" "$work/lines-$backend.log" ||
     fail "$backend: the refusal was not logged: $(cat "$work/lines-$backend.log")"
+  # The same with the client's side still open: weft closes it. The line echo is its transport's
+  # producer, and LineReceiver's close must not wait for it to be unregistered (FD-13).
+  timeout 10 python3 - "$port" <<'PY' || fail "$backend: with the client's side open, the connection was not closed"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"way too long a line\n")  # and no end of stream: only weft can close
+got = b""
+while True:
+    b = s.recv(4096)
+    if not b:
+        break
+    got += b
+assert got == b"error: line longer than 10 bytes\n", got
+PY
   stop "$pid" "lines-$backend"
 done
 

@@ -236,7 +236,7 @@ public:
 private:
     void refuse(std::size_t length) {
         transport->write(fmt::format("error: line longer than {} bytes\n", maxLine_));
-        unregister();  // the close waits for the producer to go (FD-13)
+        // stopReceiving closes whatever producer is registered; this one is stopped with the connection.
         stopReceiving(weft::Failure(weft::basic::LengthLimitExceededError("line", length, maxLine_)));
     }
     void finish() {

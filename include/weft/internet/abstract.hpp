@@ -147,6 +147,9 @@ public:
     void writeSequence(std::span<const Bytes> chunks) override;
     /// Closes once the queue is flushed and any producer unregistered (FD-9..FD-13).
     void loseConnection() override;
+    /// Closes once the queue is flushed, producer or not; a close that already
+    /// waits for unregisterProducer() goes ahead (see ITransport).
+    void loseConnectionDespiteProducer() override;
     /// Shuts the write half once the queue is flushed; reading goes on (FD-31).
     void loseWriteConnection() override;
     /// Registers the producer feeding this transport (FD-22): throws
@@ -260,6 +263,7 @@ private:
     bool streaming_ : 1 = false;
     bool producerPaused_ : 1 = false;
     bool lossScheduled_ : 1 = false;
+    bool closeDespiteProducer_ : 1 = false;  // the close being made does not wait for the producer
 };
 
 }  // namespace weft

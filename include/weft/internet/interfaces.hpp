@@ -590,6 +590,15 @@ public:
     /// Closes after everything queued is sent (and, with a producer registered,
     /// after it is unregistered). connectionLost follows later, from the reactor.
     virtual void loseConnection() = 0;
+    /// Closes after everything queued is sent, without waiting for a registered
+    /// producer to be unregistered: what code that ends a connection on its own
+    /// account does (a timeout, an over-long line, a failed TLS handshake), where
+    /// loseConnection() could wait for ever on a producer that its owner never
+    /// unregisters (FD-13, Better than Twisted). The producer is stopped when the
+    /// connection is lost (FD-2). This default is loseConnection(), for a
+    /// transport whose close no producer holds (as Twisted's test doubles);
+    /// every weft transport whose close waits for its producer overrides it.
+    virtual void loseConnectionDespiteProducer();
     /// The remote and local addresses; still answered after the connection is lost.
     virtual Address getPeer() const = 0;
     virtual Address getHost() const = 0;

@@ -224,6 +224,8 @@ public:
     void writeSequence(std::span<const Bytes> chunks) override;
     /// closeStdin + closeStderr + closeStdout; no signal (PROC-16).
     void loseConnection() override;
+    /// The same, not waiting for a producer registered on the child's stdin.
+    void loseConnectionDespiteProducer() override;
     /// A process has no network address: PipeAddress (PROC-20, Better than
     /// Twisted: an answer instead of NotImplementedError).
     Address getPeer() const override { return PipeAddress{}; }

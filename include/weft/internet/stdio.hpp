@@ -63,6 +63,8 @@ public:
     void writeSequence(std::span<const Bytes> chunks) override;
     /// Stops reading stdin, flushes stdout, then connectionLost(ConnectionDone) (STDIO-7).
     void loseConnection() override;
+    /// The same, not waiting for a producer registered on stdout (see ITransport).
+    void loseConnectionDespiteProducer() override;
     /// Flushes and closes stdout only; a half-closeable protocol hears
     /// writeConnectionLost() and reading goes on (STDIO-14).
     void loseWriteConnection() override;
@@ -103,6 +105,7 @@ private:
     enum class State : std::uint8_t { connected, disconnecting, disconnected };
     void connectionLost(const Failure& reason);
     void halfClosed(bool readSide);
+    void close(bool despiteProducer);
 
     Reactor& reactor_;
     std::shared_ptr<Protocol> protocol_;

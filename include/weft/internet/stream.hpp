@@ -152,6 +152,7 @@ public:
     void write(std::vector<std::byte>&& data);
     void writeSequence(std::span<const Bytes> chunks) override;
     void loseConnection() override;
+    void loseConnectionDespiteProducer() override;
     void loseWriteConnection() override;
     void registerProducer(std::shared_ptr<IProducer> producer, bool streaming) override;
     void unregisterProducer() override;

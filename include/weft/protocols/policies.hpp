@@ -109,6 +109,8 @@ public:
     void writeSequence(std::span<const Bytes> chunks) override;
     /// Marks the wrapper disconnecting, then asks the real transport (POL-2).
     void loseConnection() override;
+    /// The same, through the real transport's loseConnectionDespiteProducer().
+    void loseConnectionDespiteProducer() override;
     Address getPeer() const override;
     Address getHost() const override;
     bool isConnected() const noexcept override;

@@ -86,6 +86,9 @@ public:
     void write(Bytes data) override;
     void writeSequence(std::span<const Bytes> chunks) override;
     void loseConnection() override;
+    /// As loseConnection(), without waiting for the wrapped protocol's producer
+    /// (TLS-19 waits for it otherwise); the producer is stopped with the connection.
+    void loseConnectionDespiteProducer() override;
     /// Flushes, sends close_notify and shuts the write half below when the
     /// transport below can (TLS-27, Better than Twisted). Asked during the
     /// handshake, it happens once the handshake completes.
@@ -153,10 +156,10 @@ private:
     bool sentCloseNotify_ = false;  // ours went out
     bool gotCloseNotify_ = false;   // the peer's arrived
     bool aborted_ = false;
-    bool closedBelow_ = false;  // closeBelow() ran: no producer is registered below any more
-    bool lost_ = false;         // connectionLost() ran
-    bool inReceive_ = false;    // re-entrant dataReceived: append only
-    bool flushQueued_ = false;  // a Reactor::callBeforeWait flush is pending
+    bool closeDespiteProducer_ = false;  // loseConnectionDespiteProducer(): the producer does not hold the close
+    bool lost_ = false;                  // connectionLost() ran
+    bool inReceive_ = false;             // re-entrant dataReceived: append only
+    bool flushQueued_ = false;           // a Reactor::callBeforeWait flush is pending
 };
 
 /// Wraps a factory's protocols in TLS (Twisted TLSMemoryBIOFactory; TLS-1 … TLS-3).
