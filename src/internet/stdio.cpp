@@ -303,8 +303,8 @@ void StandardIO::halfClosed(bool readSide) {
     if (!hc) {
         if (readSide) {
             // End of stdin with a plain protocol: flush what is queued, then
-            // ConnectionDone (STDIO-9, Better than Twisted).
-            loseConnection();
+            // ConnectionDone (STDIO-9, Better than Twisted), whatever producer is registered.
+            loseConnectionDespiteProducer();
         } else if (readDone_) {
             connectionLost(error::connectionDone());
         }

@@ -99,8 +99,9 @@ void StreamTransport::readConnectionLost(const Failure&) {
     readHalf_ = ReadHalf::ended;
     auto* hc = weft::detail::crossCast<IHalfCloseableProtocol>(protocol_.get());
     if (!hc) {
-        // Better than Twisted (TCP-27): flush what is buffered, then ConnectionDone.
-        if (state() == State::connected) loseConnection();
+        // Better than Twisted (TCP-27): flush what is buffered, then ConnectionDone,
+        // whatever producer the protocol registered: the close is ours, not its.
+        if (state() == State::connected) loseConnectionDespiteProducer();
         return;
     }
     auto keep = protocol_;

@@ -28,6 +28,11 @@ void StringTransport::writeSequence(std::span<const Bytes> chunks) {
 
 void StringTransport::loseConnection() { disconnecting = true; }
 
+void StringTransport::loseConnectionDespiteProducer() {
+    disconnectingDespiteProducer = true;
+    loseConnection();
+}
+
 void StringTransport::abortConnection() {
     disconnected = true;
     loseConnection();

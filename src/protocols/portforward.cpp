@@ -34,7 +34,8 @@ void Proxy::dataReceived(Bytes data) {
 void Proxy::readConnectionLost() {
     // Pass the half-close on; our own write half stays open for the answer.
     if (peer && peer->transport) {
-        if (!loseWriteConnection(*peer->transport)) peer->transport->loseConnection();
+        // A peer that cannot half-close ends whole, though it still holds our transport as its producer.
+        if (!loseWriteConnection(*peer->transport)) peer->transport->loseConnectionDespiteProducer();
     } else if (transport) {
         transport->loseConnection();
     }

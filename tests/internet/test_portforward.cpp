@@ -235,9 +235,11 @@ TEST(PortforwardInMemory, PF_2_linkedThroughAMemoryReactorEachTransportProducesF
     EXPECT_EQ(clientTransport->value(), "request");
     EXPECT_EQ(serverTransport->value(), "answer");
 
-    // PF-4: the end of one side closes the other; a transport that cannot half-close is closed.
+    // PF-4: the end of one side closes the other; a transport that cannot half-close is closed,
+    // though the other side's transport is still its producer: that must not hold the close (FD-13).
     std::dynamic_pointer_cast<IHalfCloseableProtocol>(client)->readConnectionLost();
     EXPECT_TRUE(serverTransport->disconnecting);
+    EXPECT_TRUE(serverTransport->disconnectingDespiteProducer);
     client->connectionLost(Failure(ConnectionDone()));
     server->connectionLost(Failure(ConnectionDone()));
 }

@@ -274,6 +274,27 @@ TEST_P(StdioTest, STDIO_9_endOfStdinWithAPlainProtocolFlushesThenEnds) {
     EXPECT_TRUE(proto->lostReason->check<err::ConnectionDone>());
 }
 
+TEST_P(StdioTest, STDIO_9_endOfStdinEndsAPlainProtocolThatStillHasAProducer) {
+    // The close at the end of stdin is StandardIO's own: a producer the protocol registered on
+    // stdout and never unregisters must not hold it (FD-13); it is stopped with the connection.
+    struct Stops : IPushProducer {
+        void pauseProducing() override {}
+        void resumeProducing() override {}
+        void stopProducing() override { ++stops; }
+        int stops = 0;
+    };
+    auto producer = std::make_shared<Stops>();
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    io->registerProducer(producer, true);
+    io->write(asBytes("last words"));
+    in.closeWrite();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }, 10)) << "stdin ended, the transport did not";
+    EXPECT_TRUE(proto->lostReason->check<err::ConnectionDone>());
+    EXPECT_EQ(drain(out.readFd), "last words");
+    EXPECT_EQ(producer->stops, 1);
+}
+
 TEST_P(StdioTest, STDIO_10_endOfStdinWithAHalfCloseableProtocolKeepsWriting) {
     auto proto = std::make_shared<Recorder>(true);
     proto->onReadLost = [](Recorder& r) { r.transport->write(asBytes("after eof")); };

@@ -370,6 +370,36 @@ TEST_P(StreamTest, TCP_27_peerEOFOnPlainProtocolFlushesBufferedOutputThenConnect
     closePair(p);
 }
 
+TEST_P(StreamTest, TCP_27_peerEOFEndsAPlainProtocolThatIsItsTransportsProducer) {
+    // The close that the peer's EOF makes (TCP-27) is the transport's own, not the protocol's: a
+    // producer the protocol registered and never unregisters (here the transport itself, as an
+    // echo server has it) must not hold it open (FD-13), and is stopped with the connection.
+    struct Stops : IPushProducer {
+        void pauseProducing() override {}
+        void resumeProducing() override {}
+        void stopProducing() override { ++stops; }
+        int stops = 0;
+    };
+    auto producer = std::make_shared<Stops>();
+    Pair p;
+    p.sf->onBuilt = [&](RecordingProtocol& proto) {
+        proto.onMade = [&](RecordingProtocol& self) { self.transport->asConsumer()->registerProducer(producer, true); };
+        proto.onData = [](RecordingProtocol& self, std::string_view) { self.send("answer"); };
+    };
+    p.cf->onBuilt = [](RecordingProtocol& proto) {
+        proto.onMade = [](RecordingProtocol& self) {
+            self.send("question");
+            halfOf(*self.transport).loseWriteConnection();
+        };
+    };
+    listenAndConnect(p);
+    ASSERT_TRUE(spinUntil([&] { return ended(p); }, 10)) << "the server side did not end at the peer's EOF";
+    EXPECT_TRUE(p.server().lostReason && p.server().lostReason->check<ConnectionDone>()) << why(p.server().lostReason);
+    EXPECT_EQ(p.client().received, "answer");
+    EXPECT_EQ(producer->stops, 1);
+    closePair(p);
+}
+
 TEST_P(StreamTest, TCP_27_readHalfEndsAtPeerEOFAndResumeProducingDoesNotRestartReading) {
     // TCP-27: after the peer's EOF the read half is ended: reading stopped for good (resumeProducing does not restart it, no second readConnectionLost) while writing still works.
     Pair p;

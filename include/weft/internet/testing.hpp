@@ -71,6 +71,9 @@ public:
     bool connected = true;
     /// Set by loseConnection() and abortConnection() (TEST-2).
     bool disconnecting = false;
+    /// Set by loseConnectionDespiteProducer(): the close asked for would not wait
+    /// for a registered producer (a weft addition; Twisted has no such close).
+    bool disconnectingDespiteProducer = false;
     /// Set by abortConnection() (TEST-2).
     bool disconnected = false;
     /// The registered producer, or null (TEST-4).
@@ -97,6 +100,8 @@ public:
     void writeSequence(std::span<const Bytes> chunks) override;
     /// Only sets `disconnecting`: nothing is closed and nothing is called back (TEST-2).
     void loseConnection() override;
+    /// Sets `disconnecting` and `disconnectingDespiteProducer`.
+    void loseConnectionDespiteProducer() override;
     /// Sets `disconnected`, then does what loseConnection() does (TEST-2).
     virtual void abortConnection();
     /// hostAddr, or IPv4Address("TCP", "10.0.0.1", 12345) (TEST-3).
