@@ -57,6 +57,10 @@ pa=$PID
 tunnel "$b" tun-b tun:wtun0 --listen udp:5555:interface=192.168.77.2 --peer 192.168.77.1:5555 --mtu 1400
 pb=$PID
 grep -q "created: removed at exit" "$work/tun-a.log" || fail "tun-a did not say it created the device"
+# Two UDP ports share the --listen address (one connected to the peer): each says which it is, once.
+[ "$(grep -c "NetSide starting on 5555" "$work/tun-a.log")" -eq 1 ] &&
+  [ "$(grep -c "PeerSide starting on 5555" "$work/tun-a.log")" -eq 1 ] ||
+  fail "the two UDP ports did not each log their start once: $(cat "$work/tun-a.log")"
 inA ip link show wtun0 | grep -q "mtu 1400" || fail "--mtu 1400 was not set"
 addresses wtun0 10.77.0
 

@@ -237,6 +237,8 @@ public:
         if (peerOnly_) session_.fromPeer(datagram);
         else session_.fromNetwork(datagram, from);
     }
+    // Two ports share the --listen address: say which is which in the log.
+    std::string logPrefix() const override { return peerOnly_ ? "PeerSide" : "NetSide"; }
 
 private:
     Session& session_;
