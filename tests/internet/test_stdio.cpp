@@ -277,13 +277,7 @@ TEST_P(StdioTest, STDIO_9_endOfStdinWithAPlainProtocolFlushesThenEnds) {
 TEST_P(StdioTest, STDIO_9_endOfStdinEndsAPlainProtocolThatStillHasAProducer) {
     // The close at the end of stdin is StandardIO's own: a producer the protocol registered on
     // stdout and never unregisters must not hold it (FD-13); it is stopped with the connection.
-    struct Stops : IPushProducer {
-        void pauseProducing() override {}
-        void resumeProducing() override {}
-        void stopProducing() override { ++stops; }
-        int stops = 0;
-    };
-    auto producer = std::make_shared<Stops>();
+    auto producer = std::make_shared<StopCountingProducer>();
     auto proto = std::make_shared<PlainRecorder>();
     auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
     io->registerProducer(producer, true);

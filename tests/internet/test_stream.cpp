@@ -374,13 +374,7 @@ TEST_P(StreamTest, TCP_27_peerEOFEndsAPlainProtocolThatIsItsTransportsProducer) 
     // The close that the peer's EOF makes (TCP-27) is the transport's own, not the protocol's: a
     // producer the protocol registered and never unregisters (here the transport itself, as an
     // echo server has it) must not hold it open (FD-13), and is stopped with the connection.
-    struct Stops : IPushProducer {
-        void pauseProducing() override {}
-        void resumeProducing() override {}
-        void stopProducing() override { ++stops; }
-        int stops = 0;
-    };
-    auto producer = std::make_shared<Stops>();
+    auto producer = std::make_shared<StopCountingProducer>();
     Pair p;
     p.sf->onBuilt = [&](RecordingProtocol& proto) {
         proto.onMade = [&](RecordingProtocol& self) { self.transport->asConsumer()->registerProducer(producer, true); };

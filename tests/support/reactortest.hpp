@@ -180,4 +180,13 @@ private:
     int fd_;
 };
 
+/// A push producer that does nothing but count the stopProducing() calls: for a
+/// test that a consumer's end stops what it still holds (FD-2).
+struct StopCountingProducer : IPushProducer {
+    void pauseProducing() override {}
+    void resumeProducing() override {}
+    void stopProducing() override { ++stops; }
+    int stops = 0;
+};
+
 }  // namespace weft::test
