@@ -414,8 +414,8 @@ void FileDescriptor::loseConnectionDespiteProducer() {
     if (state_ != State::connected && state_ != State::disconnecting) return;
     closeDespiteProducer_ = true;
     if (state_ == State::connected) {
-        FileDescriptor::
-            loseConnection();  // this descriptor's own close (a subclass may route loseConnection elsewhere)
+        // This descriptor's own close: a subclass may route loseConnection() elsewhere (startTLS).
+        FileDescriptor::loseConnection();
         return;
     }
     // Already closing, held by the producer: flush and close now.
