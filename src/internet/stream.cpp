@@ -341,7 +341,7 @@ void StreamPort::connectionLost(const Failure&) {
 void abortTransport(ITransport& transport) {
     if (auto* tcp = dynamic_cast<ITCPTransport*>(&transport)) tcp->abortConnection();
     else if (auto* stream = dynamic_cast<StreamTransport*>(&transport)) stream->abortConnection();
-    else transport.loseConnection();
+    else transport.loseConnectionDespiteProducer();
 }
 
 }  // namespace weft

@@ -26,9 +26,11 @@
 #include <weft/internet/error.hpp>
 #include <weft/internet/stream.hpp>
 #include <weft/internet/tcp.hpp>
+#include <weft/internet/testing.hpp>
 #include <weft/internet/unix.hpp>
 
 #include "internet/detail/crosscast.hpp"
+
 #include "support/reactortest.hpp"
 #include "support/tcphelpers.hpp"
 
@@ -524,6 +526,16 @@ TEST_P(StreamTest, TCP_32_abortTransportAbortsThroughAPlainITransport) {
     ASSERT_TRUE(spinUntil([&] { return ended(p); }));
     EXPECT_TRUE(c.lostReason && c.lostReason->check<ConnectionAborted>()) << why(c.lostReason);
     closePair(p);
+}
+
+TEST(AbortTransport, TCP_32_aTransportWithoutAnAbortIsClosedWithoutWaitingForItsProducer) {
+    // Neither ITCPTransport nor StreamTransport (standard I/O, a process, a test double): the
+    // fallback close must not wait for a registered producer, as an abort would not.
+    auto t = std::make_shared<weft::testing::StringTransport>();
+    t->registerProducer(std::make_shared<StopCountingProducer>(), true);
+    abortTransport(*t);
+    EXPECT_TRUE(t->disconnecting);
+    EXPECT_TRUE(t->disconnectingDespiteProducer);
 }
 
 TEST_P(StreamTest, TCP_32_abortDropsOutputStopsIOAndReportsConnectionAbortedLater) {

@@ -16,7 +16,8 @@ class ITransport;
 /// Aborts `transport` where it can be aborted (ITCPTransport first, which a
 /// TLS layer is too, then StreamTransport): queued output is dropped and
 /// connectionLost(ConnectionAborted) follows from the reactor (TCP-32). A
-/// transport with no abort is asked to loseConnection() instead.
+/// transport with no abort is asked to loseConnectionDespiteProducer() instead:
+/// its close must not wait for a producer either.
 WEFT_EXPORT void abortTransport(ITransport& transport);
 
 }  // namespace weft
