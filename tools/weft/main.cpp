@@ -466,7 +466,9 @@ int main(int argc, char** argv) {
         "          weft echo ssl:8443:interface=127.0.0.1:privateKey=key.pem:certKey=cert.pem\n"
         "                                                  then  openssl s_client -connect 127.0.0.1:8443\n"
         "ssl: reads its key and certificate (privateKey=, certKey=; one file may hold both, default\n"
-        "server.pem) when it starts, with extraCertChain=, dhParameters=, sslmethod=, interface=, backlog=.");
+        "server.pem) when it starts, with extraCertChain=, dhParameters=, sslmethod=, interface=, backlog=.\n"
+        "An encrypted key is refused with its name (weft never prompts for a passphrase): decrypt it\n"
+        "once with openssl pkey -in KEY -out PLAIN.");
 
     auto* forward = app.add_subcommand("portforward", "Forward each connection to another endpoint");
     forward
