@@ -110,6 +110,11 @@ rm "$p/f"
 for _ in $(seq 100); do [ "$(wc -l <"$work/plain.out")" -ge 3 ] && break; sleep 0.05; done
 printf 'create,is_dir %s\ncreate %s\ndelete %s\n' "$p/sub" "$p/f" "$p/f" | diff - "$work/plain.out" \
   || { echo "plain output differs"; exit 1; }
+# A name holding a newline and an escape sequence stays on one line, with nothing raw.
+: >"$p/"$'two\nlines\e[31mred'
+for _ in $(seq 100); do [ "$(wc -l <"$work/plain.out")" -ge 4 ] && break; sleep 0.05; done
+[ "$(sed -n 4p "$work/plain.out")" = "create $p/two\\nlines\\x1b[31mred" ] ||
+  { echo "a control character in a name: $(sed -n '4,$p' "$work/plain.out" | od -c | head -5)"; exit 1; }
 finish "$PID" plain
 
 # A non-UTF-8 name comes back byte-exact through --json (surrogateescape).

@@ -65,6 +65,21 @@ std::optional<std::uint32_t> parseEvents(const std::string& list) {
     return mask;
 }
 
+// A path on a plain line: a control byte (a newline, an escape sequence: a name
+// may hold any byte but '/' and NUL) is written as \n, \r, \t or \xNN, so each
+// event stays one line and nothing reaches a terminal raw. Everything else is
+// written as it is (--json carries every name exactly).
+void appendPlainPath(std::string& out, std::string_view s) {
+    for (char ch : s) {
+        auto c = static_cast<unsigned char>(ch);
+        if (c >= 0x20 && c != 0x7f) out += ch;
+        else if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else if (c == '\t') out += "\\t";
+        else fmt::format_to(std::back_inserter(out), "\\x{:02x}", c);
+    }
+}
+
 // A JSON string. Bytes that are not UTF-8 (a Linux name is any bytes) become
 // \udcXX, Python's surrogateescape: os.fsencode() gives the name back.
 void appendJsonString(std::string& out, std::string_view s) {
@@ -160,7 +175,7 @@ struct Printer {
         } else {
             line += names(e.mask);
             line += ' ';
-            line += e.path.native();
+            appendPlainPath(line, e.path.native());
         }
         emit();
     }
@@ -189,6 +204,8 @@ CLI::App* addWatchCommand(CLI::App& app, WatchOptions& options) {
     cmd->footer(
         "Plain lines are the event's names (comma-separated), a space, then the full path:\n"
         "  create,is_dir /tmp/d/sub\n"
+        "A control character in a path (a newline, an escape sequence) is written as \\n, \\r, \\t or \\xNN,\n"
+        "so that each event is one line; --json carries every name exactly.\n"
         "With --json, one object per line: {\"path\": \"/tmp/d/f\", \"events\": [\"moved_from\"], \"cookie\": 7};\n"
         "\"cookie\" (the same on the two halves of a move) only on moves; bytes of a path that are not\n"
         "UTF-8 are written as \\udcXX (Python's surrogateescape). A kernel queue overflow, where events\n"
