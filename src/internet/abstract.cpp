@@ -366,7 +366,8 @@ Reason FileDescriptor::doWrite() {
     }
     // Everything is sent (FD-19).
     stopWriting();
-    if (producer_ && (!streaming_ || producerPaused_) && !(closeDespiteProducer_ && state_ == State::disconnecting)) {
+    // A close asked for despite the producer (only ever set with one) does not resume it.
+    if (producer_ && (!streaming_ || producerPaused_) && !closeDespiteProducer_) {
         producerPaused_ = false;
         // resumeProducing() may write, unregister (dropping the last reference to
         // the producer), close or abort: hold it, and look at nothing afterwards.

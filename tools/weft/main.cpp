@@ -236,7 +236,7 @@ public:
 private:
     void refuse(std::size_t length) {
         transport->write(fmt::format("error: line longer than {} bytes\n", maxLine_));
-        // stopReceiving closes whatever producer is registered; this one is stopped with the connection.
+        // stopReceiving's close does not wait for this producer: it is stopped with the connection.
         stopReceiving(weft::Failure(weft::basic::LengthLimitExceededError("line", length, maxLine_)));
     }
     void finish() {
