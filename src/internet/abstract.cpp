@@ -177,19 +177,29 @@ void WriteQueue::unlist() noexcept {
     }
 }
 
+Chunk* WriteQueue::head() const noexcept { return tail_ ? tail_->next : nullptr; }
+
 void WriteQueue::materialize() noexcept {
-    for (Chunk* c = head_; c; c = c->next) {
-        if (!c->borrowed) continue;
-        std::memcpy(c->storage(), c->data, c->size);
-        c->data = c->storage();
-        c->borrowed = false;
+    if (Chunk* c = head()) {
+        for (;; c = c->next) {
+            if (c->borrowed) {
+                std::memcpy(c->storage(), c->data, c->size);
+                c->data = c->storage();
+                c->borrowed = false;
+            }
+            if (c == tail_) break;
+        }
     }
     unlist();
 }
 
 void WriteQueue::push(Chunk* c) noexcept {
-    if (tail_) tail_->next = c;
-    else head_ = c;
+    if (tail_) {
+        c->next = tail_->next;  // the oldest
+        tail_->next = c;
+    } else {
+        c->next = c;  // a ring of one
+    }
     tail_ = c;
 }
 
@@ -225,12 +235,16 @@ void WriteQueue::append(std::vector<std::byte>&& data) {
 
 int WriteQueue::gather(iovec* iov, int maxIov, std::size_t limit) const {
     int n = 0;
-    for (const Chunk* c = head_; c && n < maxIov && limit > 0; c = c->next) {
+    const Chunk* c = head();
+    if (!c) return 0;
+    while (n < maxIov && limit > 0) {
         std::size_t len = std::min(c->size - c->sent, limit);
         iov[n].iov_base = c->data + c->sent;
         iov[n].iov_len = len;
         limit -= len;
         ++n;
+        if (c == tail_) break;
+        c = c->next;
     }
     return n;
 }
@@ -238,28 +252,35 @@ int WriteQueue::gather(iovec* iov, int maxIov, std::size_t limit) const {
 void WriteQueue::consume(std::size_t n) {
     size_ -= n;
     while (n > 0) {
-        Chunk* front = head_;
+        Chunk* front = tail_->next;
         std::size_t avail = front->size - front->sent;
         if (n < avail) {
             front->sent += n;
             return;
         }
         n -= avail;
-        head_ = front->next;
+        if (front == tail_) {
+            tail_ = nullptr;
+        } else {
+            tail_->next = front->next;
+        }
         releaseChunk(front);
+        if (!tail_) break;
     }
-    if (!head_) {
-        tail_ = nullptr;
-        unlist();  // everything borrowed has left
-    }
+    if (!tail_) unlist();  // everything borrowed has left
 }
 
 void WriteQueue::clear() noexcept {
-    while (Chunk* c = head_) {
-        head_ = c->next;
-        releaseChunk(c);
+    if (tail_) {
+        Chunk* c = tail_->next;
+        tail_->next = nullptr;  // break the ring: the walk ends after the newest
+        while (c) {
+            Chunk* next = c->next;
+            releaseChunk(c);
+            c = next;
+        }
+        tail_ = nullptr;
     }
-    tail_ = nullptr;
     size_ = 0;
     unlist();
 }

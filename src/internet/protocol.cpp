@@ -36,7 +36,8 @@ void Protocol::dataReceived(Bytes) {}
 
 void Protocol::connectionLost(const Failure&) {}
 
-std::string Protocol::logPrefix() const { return className(typeid(*this)); }
+std::string BaseProtocol::logPrefix() const { return className(typeid(*this)); }
+std::string Protocol::logPrefix() const { return BaseProtocol::logPrefix(); }
 
 std::shared_ptr<Protocol> Factory::buildProtocol(const Address&) {
     if (!protocol) throw std::logic_error(fmt::format("{}.protocol is not set", logPrefix()));

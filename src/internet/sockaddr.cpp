@@ -103,4 +103,43 @@ std::optional<SockAddr> SockAddr::fromLiteral(const std::string& host, std::uint
     return a;
 }
 
+// ---- PackedSockAddr ----
+
+static_assert(sizeof(void*) <= sizeof(std::uint64_t) && alignof(SockAddr) >= 2,
+              "a SockAddr pointer must fit the word with its low bit clear");
+
+namespace detail {
+
+void PackedSockAddr::reset() noexcept {
+    if (word_ != 0 && (word_ & 1U) == 0) delete reinterpret_cast<SockAddr*>(static_cast<std::uintptr_t>(word_));
+    word_ = 0;
+}
+
+PackedSockAddr& PackedSockAddr::operator=(const SockAddr& a) {
+    if (a.length == 0) {
+        reset();
+    } else if (a.family() == AF_INET && a.length == sizeof(sockaddr_in)) {
+        reset();
+        word_ = (std::uint64_t{a.u.v4.sin_addr.s_addr} << 32) | (std::uint64_t{ntohs(a.u.v4.sin_port)} << 16) | 1U;
+    } else {
+        auto* copy = new SockAddr(a);  // before the reset: a failed new leaves the old address
+        reset();
+        word_ = reinterpret_cast<std::uintptr_t>(copy);
+    }
+    return *this;
+}
+
+SockAddr PackedSockAddr::get() const noexcept {
+    SockAddr a;
+    if (word_ == 0) return a;
+    if ((word_ & 1U) == 0) return *reinterpret_cast<const SockAddr*>(static_cast<std::uintptr_t>(word_));
+    a.u.v4.sin_family = AF_INET;
+    a.u.v4.sin_port = htons(static_cast<std::uint16_t>(word_ >> 16));
+    a.u.v4.sin_addr.s_addr = static_cast<std::uint32_t>(word_ >> 32);
+    a.length = sizeof(sockaddr_in);
+    return a;
+}
+
+}  // namespace detail
+
 }  // namespace weft

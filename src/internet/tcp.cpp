@@ -73,7 +73,7 @@ Address Connection::getHost() const {
     return (remembered().local = SockAddr::localOf(fd_))->toAddress();
 }
 
-Address Connection::getPeer() const { return peer_.toAddress(); }
+Address Connection::getPeer() const { return peer_.get().toAddress(); }
 
 bool Connection::getTcpNoDelay() const { return getFlag(fd_, IPPROTO_TCP, TCP_NODELAY); }
 void Connection::setTcpNoDelay(bool enabled) {
@@ -88,9 +88,9 @@ void Connection::setTcpKeepAlive(bool enabled) {
 
 #if defined(__x86_64__) && defined(__GLIBCXX__)
 // An idle accepted connection is mostly this object: with make_shared's 16-byte
-// control block it fills a 256-byte heap block (bench/README.md, idle-10k). A
-// field added here moves every connection into the 272-byte bin.
-static_assert(sizeof(Server) <= 232, "tcp::Server no longer fits a 256-byte heap block with its control block");
+// control block it fills a 224-byte heap block (bench/README.md, idle-10k). A
+// field added here moves every connection into the 240-byte bin.
+static_assert(sizeof(Server) <= 200, "tcp::Server no longer fits a 224-byte heap block with its control block");
 #endif
 
 Server::Server(Reactor& reactor, int fd, const SockAddr& peer, int sessionno, std::uint16_t portNumber,
@@ -116,7 +116,7 @@ SockAddr Server::knownLocal() const noexcept {
 }
 
 std::string Server::peerName() const {
-    Address a = peer_.toAddress();
+    Address a = peer_.get().toAddress();
     return std::visit(
         [](const auto& x) -> std::string {
             if constexpr (requires { x.host; }) return x.host;

@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 
 #include <csignal>
+#include <cstring>
 
 #include <weft/internet/task.hpp>
 
@@ -563,6 +564,40 @@ TEST_P(TCPTest, TCP_17_serverGetPeerAndGetHost) {
     EXPECT_EQ(server->getPeer(),
               Address(IPv4Address("TCP", "127.0.0.1", ntohs(local.sin_port))));  // after the close too
     stopPort(reactor(), *port);
+}
+
+// TCP-17: the peer a connection keeps in one word (docs/architecture.md §6)
+// gives back exactly what it was given: IPv4 packed (the extreme address and
+// port too), IPv6 with its flow label and scope, nothing, and each replacing
+// the other (ASan sees the IPv6 copies freed).
+TEST(PackedSockAddrTest, TCP_17_thePeerKeptInOneWordRoundTrips) {
+    static_assert(sizeof(detail::PackedSockAddr) == 8);
+    detail::PackedSockAddr packed;
+    EXPECT_EQ(packed.get().length, 0u);
+    auto v4 = tcp::SockAddr::fromLiteral("255.255.255.255", 65535);
+    ASSERT_TRUE(v4);
+    packed = *v4;
+    EXPECT_EQ(packed.get().toAddress(), Address(IPv4Address("TCP", "255.255.255.255", 65535)));
+    EXPECT_EQ(packed.get().length, sizeof(sockaddr_in));
+    auto low = tcp::SockAddr::fromLiteral("0.0.0.1", 1);
+    packed = *low;
+    EXPECT_EQ(packed.get().toAddress(), Address(IPv4Address("TCP", "0.0.0.1", 1)));
+    auto v6 = tcp::SockAddr::fromLiteral("fe80::1%lo", 443);
+    ASSERT_TRUE(v6);
+    v6->u.v6.sin6_flowinfo = htonl(0x12345);
+    packed = *v6;
+    tcp::SockAddr back = packed.get();
+    EXPECT_EQ(back.length, v6->length);
+    EXPECT_EQ(std::memcmp(&back.u.v6, &v6->u.v6, sizeof(sockaddr_in6)), 0);
+    EXPECT_EQ(back.toAddress(), v6->toAddress());
+    packed = *tcp::SockAddr::fromLiteral("::1", 80);  // one IPv6 copy replaces another
+    EXPECT_EQ(packed.get().toAddress(), Address(IPv6Address("TCP", "::1", 80)));
+    packed = *v4;  // and an IPv4 address replaces it
+    EXPECT_EQ(packed.get().toAddress(), Address(IPv4Address("TCP", "255.255.255.255", 65535)));
+    packed = *v6;
+    packed = tcp::SockAddr{};  // an empty address clears it
+    EXPECT_EQ(packed.get().length, 0u);
+    packed = *v6;  // the destructor frees the last copy
 }
 
 // TCP-18: a server's log prefix is "<protocol logPrefix>,<session number>,<peer

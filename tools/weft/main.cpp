@@ -183,18 +183,15 @@ public:
         auto* producer = transport->asInputProducer();
         if (consumer && producer) {
             consumer->registerProducer(std::shared_ptr<weft::IPushProducer>(transport, producer), true);
-            consumer_ = consumer;
         }
     }
     void dataReceived(weft::Bytes data) override { transport->write(data); }
     void readConnectionLost() override {
-        if (consumer_) consumer_->unregisterProducer();
+        // Asked again rather than kept: a pointer per idle connection (docs/architecture.md §6).
+        if (auto* consumer = transport->asConsumer()) consumer->unregisterProducer();
         transport->loseConnection();
     }
     void writeConnectionLost() override {}
-
-private:
-    weft::IConsumer* consumer_ = nullptr;  // the transport, while connected (it owns us)
 };
 
 // Echoes line by line (weft echo --lines): a LineReceiver on "\n" whose every

@@ -64,8 +64,12 @@ private:
     bool borrow(Bytes data);
     void unlist() noexcept;
 
-    Chunk* head_ = nullptr;  // oldest chunk; head_->data[head_->sent] is the next unsent byte
-    Chunk* tail_ = nullptr;  // newest chunk, where small writes are appended
+    Chunk* head() const noexcept;
+
+    // The chunks form a ring: tail_ is the newest chunk (where small writes are
+    // appended) and tail_->next the oldest, whose data[sent] is the next unsent
+    // byte. One pointer instead of head and tail: every connection has a queue.
+    Chunk* tail_ = nullptr;
     // One word for both (every connection has a queue): the unsent bytes, and
     // whether the queue is in the read buffer's list of borrowers.
     std::size_t size_ : 63 = 0;

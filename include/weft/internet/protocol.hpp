@@ -88,7 +88,9 @@ public:
 /// A transport calls makeConnection() once, when the connection is established.
 /// Derives from enable_shared_from_this so a protocol can register itself as
 /// a producer or hand itself to other code; create protocols with make_shared.
-class WEFT_EXPORT BaseProtocol : public std::enable_shared_from_this<BaseProtocol> {
+/// The logging context is its first base, so that it shares the protocol's own
+/// vtable pointer (one pointer less in every connection's protocol).
+class WEFT_EXPORT BaseProtocol : public virtual ILoggingContext, public std::enable_shared_from_this<BaseProtocol> {
 public:
     BaseProtocol() = default;
     virtual ~BaseProtocol() = default;
@@ -106,11 +108,14 @@ public:
 
     /// Called when the connection is established; does nothing by default.
     virtual void connectionMade() {}
+
+    /// The class name without namespaces, e.g. "EchoProtocol".
+    std::string logPrefix() const override;
 };
 
 /// A stream protocol (Twisted Protocol): override dataReceived() and
 /// connectionLost() (PROTO-2).
-class WEFT_EXPORT Protocol : public BaseProtocol, public virtual ILoggingContext {
+class WEFT_EXPORT Protocol : public BaseProtocol {
 public:
     /// The factory that built this protocol (set by Factory::buildProtocol);
     /// held strongly (see file comment). Null for a protocol built by hand.

@@ -44,4 +44,28 @@ struct WEFT_EXPORT SockAddr {
     static std::optional<SockAddr> fromLiteral(const std::string& host, std::uint16_t port);
 };
 
+namespace detail {
+/// A SockAddr in one word, for a member every connection carries (a TCP
+/// connection's peer): an IPv4 address and port packed into the word, any
+/// other family (IPv6) in a heap copy the word owns. 8 bytes where a SockAddr
+/// takes 32 (docs/architecture.md, "What a connection costs in memory").
+class WEFT_EXPORT PackedSockAddr {
+public:
+    PackedSockAddr() = default;
+    ~PackedSockAddr() { reset(); }
+    PackedSockAddr(const PackedSockAddr&) = delete;
+    PackedSockAddr& operator=(const PackedSockAddr&) = delete;
+    /// Stores a copy of `a` (an empty address, length 0, stores nothing).
+    PackedSockAddr& operator=(const SockAddr& a);
+    /// The address stored, or an empty one (length 0).
+    SockAddr get() const noexcept;
+
+private:
+    void reset() noexcept;
+    // 0: nothing; low bit set: IPv4, the address (network order) in the high 32
+    // bits and the port (host order) in bits 16..31; otherwise a SockAddr* (new).
+    std::uint64_t word_ = 0;
+};
+}  // namespace detail
+
 }  // namespace weft

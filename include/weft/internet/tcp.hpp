@@ -76,10 +76,11 @@ protected:
     /// accepted connection on a port bound to one IPv4 address); length 0 otherwise.
     virtual SockAddr knownLocal() const noexcept { return {}; }
 
-    /// The peer's address, from accept() or the connect target. The local
-    /// address is not kept here: SocketTransport::remembered().local holds it
-    /// once asked for, or from the close.
-    SockAddr peer_;
+    /// The peer's address, from accept() or the connect target, in one word
+    /// (an IPv6 peer is a heap copy). The local address is not kept here:
+    /// SocketTransport::remembered().local holds it once asked for, or from
+    /// the close.
+    detail::PackedSockAddr peer_;
 };
 
 /// An accepted connection (Twisted tcp.Server).
@@ -111,7 +112,7 @@ public:
 
 private:
     void attempt() override;
-    Address connectedPeer() const override { return peer_.toAddress(); }
+    Address connectedPeer() const override { return peer_.get().toAddress(); }
     void attemptFailed(int error) override;
     void resolved(std::vector<SockAddr> addresses);
     void tryNext();
