@@ -4,6 +4,8 @@
 #include <weft/internet/defer.hpp>
 
 #include <atomic>
+#include <coroutine>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -307,6 +309,68 @@ void Core::runCallbacks() {
             if (cur.paused_ > 0) break;  // DEF-10: a pause from inside a step stops the pass
         }
         if (finished) chain.pop_back();
+    }
+}
+
+// ---- coroutines handing over to the next -----------------------------------------------
+
+namespace {
+struct Handover {
+    Core* core;                    // the Deferred a finishing coroutine fires
+    std::coroutine_handle<> next;  // the frame its last step handed over
+};
+struct HandoverState {
+    Handover* firing = nullptr;        // the innermost finishCoroutine's firing
+    void* looped = nullptr;            // the frame a loop below is resuming now
+    std::coroutine_handle<> passed{};  // what that frame, finishing, passed back to the loop
+};
+constinit thread_local HandoverState tHandover{};
+}  // namespace
+
+void Core::resumeAwaiting(std::coroutine_handle<> frame) {
+    Handover* firing = tHandover.firing;
+    // Only the last step of the very Deferred being fired: resuming later must
+    // not put the frame behind any other step of it.
+    if (firing && firing->core == this && !firing->next && steps_.empty()) {
+        firing->next = frame;
+        return;
+    }
+    frame.resume();
+}
+
+void finishCoroutine(void* frame, CorePtr core, CorePtr returned, Slot s) noexcept {
+    // Resumed by the loop below a moment ago, and finishing without anything
+    // between: pass the next frame back to that loop. (Cleared at once: the
+    // address is free again, and a coroutine made while firing may get it.)
+    const bool looped = frame != nullptr && tHandover.looped == frame;
+    if (looped) tHandover.looped = nullptr;
+    Handover mine{core.get(), {}};
+    Handover* outer = std::exchange(tHandover.firing, &mine);
+    try {
+        if (returned) {
+            core->fireWaiting(std::move(returned));
+        } else {
+            core->fire(std::move(s), SourceLocation{"<coroutine>", 0, "co_return"});
+        }
+    } catch (...) {
+        // Someone fired the coroutine's Deferred from outside; its result stands.
+        Failure f = Failure::current();
+        log::failure("", "Coroutine finished after its Deferred was fired:", f);
+    }
+    tHandover.firing = outer;
+    core.reset();
+    std::coroutine_handle<> next = mine.next;
+    if (!next) return;
+    if (looped) {
+        tHandover.passed = next;
+        return;
+    }
+    while (next) {  // weft frames: resume() does not throw (unhandled_exception keeps the failure)
+        void* outerLooped = std::exchange(tHandover.looped, next.address());
+        std::coroutine_handle<> outerPassed = std::exchange(tHandover.passed, {});
+        next.resume();
+        next = std::exchange(tHandover.passed, outerPassed);
+        tHandover.looped = outerLooped;
     }
 }
 

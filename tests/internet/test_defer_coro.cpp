@@ -142,6 +142,58 @@ TEST(DeferredCoroutine, DEF_46_readyDeferredsDoNotSuspendAndOthersResumeInsideTh
 }
 
 namespace {
+// Awaits the coroutine before it in a chain (each request awaiting the one
+// before it, say), notes how deep the stack is when it is resumed, and adds one.
+Deferred<int> awaitsThePrevious(Deferred<int> previous, char** deepest, std::vector<std::string>* order, int n) {
+    int v = co_await std::move(previous);
+    char* here = static_cast<char*>(__builtin_frame_address(0));
+    if (!*deepest || here < *deepest) *deepest = here;
+    if (order) order->push_back("resumed " + std::to_string(n));
+    co_return v + 1;
+}
+
+Deferred<void> awaitsThePreviousVoid(Deferred<void> previous, std::vector<std::string>* order, int n) {
+    co_await std::move(previous);
+    order->push_back("resumed " + std::to_string(n));
+}
+}  // namespace
+
+TEST(DeferredCoroutine, DEF_46_aChainOfCoroutinesEachAwaitingThePreviousResumesInConstantStack) {
+    // DEF-46 (as DEF-14 for hand-offs): each coroutine of a chain was resumed from inside the final step of the
+    // one before it, one C++ frame deeper per link: 20 000 links overflowed an 8 MiB stack. The finishing
+    // coroutine hands the frame over and resumes it once its own firing is over, all inside the one
+    // callback() that started it.
+    constexpr int kLinks = 100000;
+    Deferred<int> first;
+    Deferred<int> last = first;
+    char* deepest = nullptr;
+    for (int i = 0; i < kLinks; ++i) last = awaitsThePrevious(std::move(last), &deepest, nullptr, i);
+    char* top = static_cast<char*>(__builtin_frame_address(0));
+    EXPECT_FALSE(last.called());
+    first.callback(0);
+    EXPECT_EQ(weft::testing::successResultOf(last), kLinks);
+    ASSERT_NE(deepest, nullptr);
+    EXPECT_LT(top - deepest, 64 * 1024) << "the stack grew with the chain";
+
+    // Order within one callback(), the same as when each link resumed the next from inside its final step:
+    // every link resumes before callback() returns, in chain order, and a callback added to a link's Deferred
+    // after the coroutine awaiting it runs once that coroutine has run as far as it can (here: to the end of
+    // the chain, as the coroutine after a later step is resumed at once, not handed over).
+    std::vector<std::string> order;
+    Deferred<void> start;
+    Deferred<void> a = awaitsThePreviousVoid(start, &order, 1);
+    Deferred<void> b = awaitsThePreviousVoid(a, &order, 2);
+    a.addBoth([&](weft::Result<void>) { order.push_back("a's later callback"); });
+    Deferred<void> c = awaitsThePreviousVoid(b, &order, 3);
+    order.push_back("before callback");
+    start.callback();
+    order.push_back("after callback");
+    EXPECT_EQ(order, (std::vector<std::string>{"before callback", "resumed 1", "resumed 2", "resumed 3",
+                                               "a's later callback", "after callback"}));
+    EXPECT_TRUE(c.called());
+}
+
+namespace {
 Deferred<std::string> catchesAndContinues(Deferred<int> d, std::exception_ptr* seen) {
     try {
         co_await std::move(d);

@@ -3,6 +3,7 @@
 // Spec: defer.md (DEF-1 … DEF-59). Include <weft/internet/defer.hpp> instead.
 #pragma once
 
+#include <coroutine>
 #include <cstddef>
 #include <deque>
 #include <memory>
@@ -300,6 +301,14 @@ struct DebugInfo {
     std::string text() const;  // " C:"/" I:" lines, Twisted's _getDebugTracebacks
 };
 
+/// A weft coroutine's last step, once its frame (at `frame`, already
+/// destroyed) is gone: fires `core`, its Deferred, with `s` (or with "wait for
+/// `returned`", DEF-51), then resumes the coroutine that awaited it, if the
+/// firing handed one over (Core::resumeAwaiting), and the ones that coroutine
+/// hands over in turn, in a loop: unless this coroutine was itself resumed by
+/// such a loop, which then goes on with the next.
+WEFT_EXPORT void finishCoroutine(void* frame, CorePtr core, CorePtr returned, Slot s) noexcept;
+
 /// The shared state every Deferred<T> handle points to. Not thread-safe: a
 /// Deferred belongs to one thread.
 class WEFT_EXPORT Core : public std::enable_shared_from_this<Core> {
@@ -355,11 +364,21 @@ public:
     /// Records, for repr(), that this waits to be fired by `by` (chainDeferred).
     void setChainedTo(const CorePtr& by) { chainedTo_ = by; }
 
+    /// Resumes `frame`, a weft coroutine suspended on this Deferred, from the
+    /// step that took its result. When that step is the last one of the
+    /// Deferred that a finishing coroutine is firing (finishCoroutine), the
+    /// frame is handed to that coroutine's final step instead, which resumes it
+    /// once the firing is over: a chain of coroutines each awaiting the next
+    /// then ends in a loop, at a constant stack depth, where it nested one
+    /// level per coroutine (20 000 overflowed an 8 MiB stack).
+    void resumeAwaiting(std::coroutine_handle<> frame);
+
 private:
     void runCallbacks();
     bool absorb(StepOut&& out);  // true when this now waits on another Deferred
     void markFired(const SourceLocation& loc);
 
+    friend void finishCoroutine(void* frame, CorePtr core, CorePtr returned, Slot s) noexcept;
     std::deque<Step> steps_;
     std::weak_ptr<Core> waitingOn_;  // non-owning (DEF-27)
     std::weak_ptr<Core> chainedTo_;  // for repr(): what this is waiting on (DEF-58)

@@ -529,18 +529,9 @@ struct Promise : PromiseValue<T> {
             } else if (!returned) {
                 s = p.slot();
             }
+            void* frame = h.address();
             h.destroy();
-            try {
-                if (returned) {
-                    core->fireWaiting(std::move(returned));
-                } else {
-                    core->fire(std::move(s), SourceLocation{"<coroutine>", 0, "co_return"});
-                }
-            } catch (...) {
-                // Someone fired the coroutine's Deferred from outside; its result stands.
-                Failure f = Failure::current();
-                log::failure("", "Coroutine finished after its Deferred was fired:", f);
-            }
+            finishCoroutine(frame, std::move(core), std::move(returned), std::move(s));
         }
         void await_resume() const noexcept {}
     };
@@ -581,8 +572,12 @@ struct Deferred<T>::Awaiter {
         s.kind = detail::StepKind::both;
         s.cb = [owner = detail::FrameOwner(h, ours), self = this, promise](detail::Core& core, detail::Slot&) mutable {
             self->slot = core.take();
-            if (promise) promise->awaiting.reset();
-            owner.release().resume();
+            if (promise) {
+                promise->awaiting.reset();
+                core.resumeAwaiting(owner.release());  // a weft frame: maybe through its awaited's final step
+            } else {
+                owner.release().resume();
+            }
             return detail::StepOut{};
         };
         awaited->setOutput(typeid(void));
