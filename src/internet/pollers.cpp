@@ -18,7 +18,7 @@ namespace weft::detail {
 int timeoutMillis(std::optional<double> timeout) {
     if (!timeout) return -1;
     double ms = std::ceil(*timeout * 1000.0);
-    if (ms <= 0) return 0;
+    if (!(ms > 0)) return 0;  // NaN too: a cast of it to int is undefined
     if (ms > 2147483647.0) return 2147483647;
     return static_cast<int>(ms);
 }

@@ -32,14 +32,20 @@ void DelayedCall::reset(double secondsFromNow) {
     if (!entry_) throw std::logic_error("DelayedCall::reset on an empty handle");
     checkPending(*entry_);
     if (std::isnan(secondsFromNow)) throw std::invalid_argument("DelayedCall::reset: NaN");
-    entry_->owner->reschedule(*entry_, entry_->owner->now() + secondsFromNow);
+    double time = entry_->owner->now() + secondsFromNow;
+    // Each operand may be valid and the sum not: -inf from a clock at +inf.
+    if (std::isnan(time)) throw std::invalid_argument("DelayedCall::reset: the new time is not a number");
+    entry_->owner->reschedule(*entry_, time);
 }
 
 void DelayedCall::delay(double secondsLater) {
     if (!entry_) throw std::logic_error("DelayedCall::delay on an empty handle");
     checkPending(*entry_);
     if (std::isnan(secondsLater)) throw std::invalid_argument("DelayedCall::delay: NaN");
-    entry_->owner->reschedule(*entry_, entry_->time + secondsLater);
+    double time = entry_->time + secondsLater;
+    // Each operand may be valid and the sum not: -inf after a call due at +inf.
+    if (std::isnan(time)) throw std::invalid_argument("DelayedCall::delay: the new time is not a number");
+    entry_->owner->reschedule(*entry_, time);
 }
 
 bool DelayedCall::active() const noexcept {

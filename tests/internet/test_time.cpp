@@ -307,6 +307,31 @@ TEST_P(TimeTest, R_25_resetWithNaNThrows) {
     dc.cancel();
 }
 
+TEST_P(TimeTest, R_25_aDelayWhoseSumIsNaNThrowsAndTheReactorKeepsItsTimers) {
+    // a call due at +inf delayed by -inf would be due at NaN, which orders neither before nor after any
+    // other time: it froze the timer heap (a stop() due at 0.05 s never ran) and made the poll timeout an
+    // undefined cast. Each operand is valid alone; the sum is rejected like a NaN argument, and nothing moves.
+    const double inf = std::numeric_limits<double>::infinity();
+    auto far = reactor().callLater(inf, [] {});
+    EXPECT_THROW(far.delay(-inf), std::invalid_argument);
+    ASSERT_EQ(far.getTime(), inf);  // (at NaN, the run below would hang)
+    EXPECT_TRUE(far.active());
+    bool ran = false;
+    reactor().callLater(0.05, [&] {
+        ran = true;
+        reactor().stop();
+    });
+    runReactor();
+    EXPECT_TRUE(ran);
+    far.cancel();
+    // The same through reset() on a clock: Clock::advance(inf) puts now at +inf, and reset(-inf) would be NaN.
+    task::Clock clock;
+    clock.advance(inf);
+    auto later = clock.callLater(0, [] {});
+    EXPECT_THROW(later.reset(-inf), std::invalid_argument);
+    EXPECT_EQ(later.getTime(), inf);
+}
+
 TEST_P(TimeTest, R_25_emptyHandleThrowsInsteadOfCrashing) {
     // a default-constructed DelayedCall refers to nothing; using it throws std::logic_error.
     DelayedCall empty;
