@@ -130,6 +130,12 @@ void ReceiveBuffer::clear() noexcept {
 }
 
 std::size_t ReceiveBuffer::find(std::string_view delimiter) {
+    if (delimiter != delimiter_) {
+        // Where the last search stopped holds for the delimiter it looked for:
+        // another one (changed between reads) may start anywhere unconsumed.
+        delimiter_.assign(delimiter);
+        scan_ = start_;
+    }
     std::size_t from = std::max(scan_, start_);
     std::size_t at = buf_.find(delimiter, from);
     if (at == std::string::npos) {

@@ -163,6 +163,35 @@ TEST_F(LineReceiverTest, LR_1_defaultsAndPerInstanceAttributes) {
     EXPECT_EQ(b.lines, (std::vector<std::string>{"x"}));
 }
 
+TEST_F(LineReceiverTest, LR_1_aDelimiterChangedBetweenReadsIsLookedForInAllThatIsBuffered) {
+    // LR-1: the delimiter may be changed at any time. A search that failed resumes where it stopped only
+    // for the same delimiter: "abc\r" was scanned for "\n", and a "\r\n" set before the next read
+    // starts inside it ("abc\r\nxyz" came out as one line).
+    Lines p;
+    auto t = connect(p);
+    p.delimiter = "\n";
+    p.dataReceived(asBytes("abc\r"));
+    p.delimiter = "\r\n";
+    p.dataReceived(asBytes("\nxyz\r\n"));
+    EXPECT_EQ(p.lines, (std::vector<std::string>{"abc", "xyz"}));
+    // A delimiter of the same length may lie wholly in what was scanned for the other.
+    Lines q;
+    auto u = connect(q);
+    q.delimiter = "ab";
+    q.dataReceived(asBytes("line|"));
+    q.delimiter = "|";
+    q.dataReceived(asBytes("next|"));
+    EXPECT_EQ(q.lines, (std::vector<std::string>{"line", "next"}));
+    Lines r;
+    auto v = connect(r);
+    r.delimiter = "ab";
+    r.dataReceived(asBytes("cdx"));
+    r.delimiter = "cd";
+    r.dataReceived(asBytes("y"));
+    EXPECT_EQ(r.lines, (std::vector<std::string>{""}));
+    EXPECT_EQ(r.clearLineBuffer(), "xy");
+}
+
 TEST_F(LineReceiverTest, LR_2_everyChunkingGivesTheSameLines) {
     // LR-2: complete lines, delimiter removed, empty ones included, in order, whatever the chunking.
     std::string input = "first\r\n\r\nthird line\r\nsplit delimiter\r\n\r\r\nlast\r\npartial";

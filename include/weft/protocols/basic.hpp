@@ -106,7 +106,8 @@ public:
     /// Discards everything; the memory goes at the next settle() when busy.
     void clear() noexcept;
     /// Offset in unconsumed() of the first `delimiter` (non-empty), or npos;
-    /// an unsuccessful search resumes where it stopped.
+    /// an unsuccessful search resumes where it stopped, if the delimiter is
+    /// the same (another one is looked for from the first unconsumed byte).
     std::size_t find(std::string_view delimiter);
     /// Bytes examined by find() so far.
     std::size_t scanned() const noexcept { return scanned_; }
@@ -117,6 +118,7 @@ private:
     std::size_t start_ = 0;
     std::size_t scan_ = 0;
     std::size_t scanned_ = 0;
+    std::string delimiter_;  // what the search that set scan_ looked for
 };
 
 /// What every receiver does with stopReceiving() (not part of the API).
