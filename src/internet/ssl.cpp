@@ -189,15 +189,51 @@ int recordingVerifyCallback(int ok, X509_STORE_CTX* store) {
 
 // ---- certificates and keys ----------------------------------------------------------------
 
-std::string readPEMFile(const std::string& path, std::string_view what) {
+namespace {
+// Larger than any PEM a server loads (Debian's whole CA bundle is ≈ 200 KiB).
+constexpr std::uintmax_t kMaxPEMFile = 16 << 20;
+
+// A PEM file's text, at most kMaxPEMFile bytes; only a regular file (or a link
+// to one) is opened, so a FIFO cannot block the caller and a device such as
+// /dev/zero cannot fill memory. Empty when it cannot be opened.
+std::optional<std::string> readRegularFile(const std::filesystem::path& path, std::string& why) {
     std::error_code ec;
-    if (std::filesystem::is_directory(path, ec))
-        throw CertificateError(fmt::format("{} {}: is a directory, not a PEM file", what, path));
+    auto status = std::filesystem::status(path, ec);
+    if (ec || !std::filesystem::exists(status)) {
+        why = "cannot be read (no such file, or no permission)";
+        return std::nullopt;
+    }
+    if (std::filesystem::is_directory(status)) {
+        why = "is a directory, not a PEM file";
+        return std::nullopt;
+    }
+    if (!std::filesystem::is_regular_file(status)) {
+        why = "is not a regular file (a device, a FIFO or a socket), not a PEM file";
+        return std::nullopt;
+    }
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw CertificateError(fmt::format("{} {}: cannot be read (no such file, or no permission)", what, path));
-    std::ostringstream text;
-    text << in.rdbuf();
-    return text.str();
+    if (!in) {
+        why = "cannot be read (no such file, or no permission)";
+        return std::nullopt;
+    }
+    std::string text;
+    char block[16384];
+    while (in.read(block, sizeof block) || in.gcount() > 0) {
+        text.append(block, static_cast<std::size_t>(in.gcount()));
+        if (text.size() > kMaxPEMFile) {
+            why = fmt::format("is larger than {} MiB, too large for a PEM file", kMaxPEMFile >> 20);
+            return std::nullopt;
+        }
+    }
+    return text;
+}
+}  // namespace
+
+std::string readPEMFile(const std::string& path, std::string_view what) {
+    std::string why;
+    auto text = readRegularFile(path, why);
+    if (!text) throw CertificateError(fmt::format("{} {}: {}", what, path, why));
+    return std::move(*text);
 }
 
 namespace {
@@ -429,11 +465,10 @@ std::vector<Certificate> certificatesFromDirectory(const std::string& directory)
     }
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
-        std::ifstream in(f, std::ios::binary);
-        if (!in) continue;  // unreadable: skipped (SSLEP-7)
-        std::ostringstream text;
-        text << in.rdbuf();
-        for (auto& c : Certificate::loadAllPEM(text.str()))
+        std::string why;
+        auto text = readRegularFile(f, why);
+        if (!text) continue;  // unreadable, not a file, or too large: skipped (SSLEP-7)
+        for (auto& c : Certificate::loadAllPEM(*text))
             if (seen.insert(c.digest()).second) out.push_back(std::move(c));
     }
     if (out.empty())

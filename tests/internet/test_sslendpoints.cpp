@@ -4,6 +4,7 @@
 // certificate files written by the test (testing::certificatesForAuthorityAndServer);
 // the connection tests run over real TCP on every backend.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -214,6 +215,40 @@ TEST_F(SSLParsing, SSLEP_2_unusableFilesThrowAtParseTimeNamingKeywordAndPath) {
     EXPECT_TRUE(contains(m, "does not match") && contains(m, "other-key.pem") && contains(m, "cert.pem")) << m;
 }
 
+TEST_F(SSLParsing, SSLEP_2_aDeviceAFIFOOrAHugeFileIsRefusedWithoutReadingIt) {
+    // SSLEP-2, Better than Twisted: only a regular file is read, and at most 16 MiB of it. /dev/zero never
+    // ends (it filled memory at 1 GB/s) and a FIFO without a writer blocks its opener for ever; each is
+    // refused at parse time naming the keyword and the path, as any unusable file is.
+    std::string fifo = pki.dir.file("key.fifo");
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    std::string huge = pki.dir.file("huge.pem");
+    {
+        std::ofstream out(huge, std::ios::binary);
+        out << pki.ip.server.privateKey().dumpPEM();
+    }
+    std::filesystem::resize_file(huge, (16u << 20) + 1);  // sparse: nothing written
+    struct Case {
+        std::string description, keyword, path, why;
+    };
+    const std::string key = ":privateKey=" + pki.quoted(pki.key) + ":certKey=" + pki.quoted(pki.cert);
+    const std::vector<Case> cases = {
+        {"ssl:4433:privateKey=/dev/zero:certKey=" + pki.quoted(pki.cert), "privateKey", "/dev/zero",
+         "not a regular file"},
+        {"ssl:4433:privateKey=" + pki.quoted(pki.key) + ":certKey=/dev/zero", "certKey", "/dev/zero",
+         "not a regular file"},
+        {"ssl:4433:privateKey=" + pki.quoted(fifo) + ":certKey=" + pki.quoted(pki.cert), "privateKey", fifo,
+         "not a regular file"},
+        {"ssl:4433" + key + ":extraCertChain=/dev/zero", "extraCertChain", "/dev/zero", "not a regular file"},
+        {"ssl:4433" + key + ":dhParameters=/dev/zero", "dhParameters", "/dev/zero", "not a regular file"},
+        {"ssl:4433:privateKey=" + pki.quoted(huge) + ":certKey=" + pki.quoted(pki.cert), "privateKey", huge,
+         "larger than 16 MiB"},
+    };
+    for (const auto& c : cases) {
+        auto m = messageOf<InvalidEndpointDescription>([&] { ep::serverFromString(reactor, c.description); });
+        EXPECT_TRUE(contains(m, c.keyword) && contains(m, c.path) && contains(m, c.why)) << c.description << ": " << m;
+    }
+}
+
 TEST_F(SSLParsing, SSLEP_2_anEncryptedKeyIsRefusedAtParseTimeWithoutAPrompt) {
     // Better than Twisted (TLS-47): an encrypted key is named as such, with the way out; OpenSSL's
     // default would have prompted for the passphrase on the terminal and blocked.
@@ -371,6 +406,7 @@ TEST_F(SSLParsing, SSLEP_7_directoriesTrustEveryPemOnceSkipInvalidAndMustYieldOn
     writeFile(dir + "/B.PEM", ssl::Certificate(pki.ip.authority).dumpPEM());   // a duplicate
     writeFile(dir + "/key.pem", pki.ip.server.privateKey().dumpPEM());         // not a certificate
     writeFile(dir + "/notes.txt", ssl::Certificate(pki.ip.server).dumpPEM());  // not ".pem"
+    ASSERT_EQ(::mkfifo((dir + "/fifo.pem").c_str(), 0600), 0);                 // never opened: it would block the parse
     auto found = ssl::certificatesFromDirectory(dir);
     ASSERT_EQ(found.size(), 1u);
     EXPECT_EQ(found[0], ssl::Certificate(pki.ip.authority));

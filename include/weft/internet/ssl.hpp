@@ -164,7 +164,9 @@ private:
 };
 
 /// Reads a whole file for the loaders; CertificateError naming the path and the
-/// keyword (e.g. "privateKey") if it cannot be read.
+/// keyword (e.g. "privateKey") if it cannot be read, is not a regular file (a
+/// FIFO would block, a device such as /dev/zero never ends) or is larger than
+/// 16 MiB.
 WEFT_EXPORT std::string readPEMFile(const std::string& path, std::string_view what);
 
 // ---- versions, ciphers, parameters -----------------------------------------------------------
