@@ -91,6 +91,13 @@ void checkInterfaceName(std::string_view name) {
         if (c == '/' || c == ':') refuse("it contains '/' or ':'");
         if (c == ' ' || (c >= '\t' && c <= '\r')) refuse("it contains white space");
     }
+    // The kernel numbers a name with one "%d" (tun%d → tun0, tun1, …) and refuses any other '%'
+    // with EINVAL, which TUNSETIFF's caller would read as "exists with the other type".
+    if (auto percent = name.find('%'); percent != std::string_view::npos) {
+        if (percent + 1 >= name.size() || name[percent + 1] != 'd' ||
+            name.find('%', percent + 2) != std::string_view::npos)
+            refuse("a '%' may stand only once, as %d (the kernel puts the interface's number there)");
+    }
 }
 
 bool interfaceExists(const std::string& name) {

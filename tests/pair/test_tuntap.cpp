@@ -367,11 +367,13 @@ TEST_P(TuntapTest, TUN_5_aTakenNameIsEBUSYAndTheOtherTypeEINVAL) {
 }
 
 TEST_P(TuntapTest, TUN_5_aNameTooLongIsRefusedBeforeAnythingIsOpened) {
-    // TUN-5, Better than Twisted: a name over 15 bytes (which the kernel would cut) throws std::invalid_argument at once.
+    // TUN-5, Better than Twisted: a name over 15 bytes (which the kernel would cut), or with a '%' that is not one
+    // "%d" (which the kernel refuses with the EINVAL that also means "the other type"), throws std::invalid_argument at once.
     weft::test::ScopedFaults faults;  // counts every open(2) through the seam
     auto p = std::make_shared<IPRecording>();
     for (std::string bad : {std::string(16, 'x'), std::string(20, 'x'), std::string("a/b"), std::string("a b"),
-                            std::string("a:b"), std::string("."), std::string(".."), std::string("a\0b", 3)}) {
+                            std::string("a:b"), std::string("."), std::string(".."), std::string("a\0b", 3),
+                            std::string("tun%d%d"), std::string("tun%s"), std::string("tun%"), std::string("%%d")}) {
         try {
             TuntapPort port(reactor(), bad, p, 8192, system);
             ADD_FAILURE() << "accepted " << ::testing::PrintToString(bad);
