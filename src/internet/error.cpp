@@ -16,7 +16,7 @@ detail::Text detail::describe(std::string_view message, std::initializer_list<st
             first = false;
         }
     }
-    s += '.';
+    if (!s.ends_with('.')) s += '.';  // an argument that is a sentence of its own already ends with one
     return {std::move(s)};
 }
 
@@ -50,7 +50,7 @@ ConnectError::ConnectError(std::string_view message, int osError, std::string st
     text_ = std::string(message);
     if (osError != 0) text_ += ": " + std::to_string(osError);
     if (!string_.empty()) text_ += ": " + string_;
-    text_ += '.';
+    if (!text_.ends_with('.')) text_ += '.';  // a reason's own sentence already ends with one
 }
 
 std::exception_ptr getConnectError(int osError, std::string text, bool resolverError) {

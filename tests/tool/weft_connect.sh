@@ -103,5 +103,30 @@ got=$(timeout 20 "$weft" connect "tcp:127.0.0.1:$port" <&- 2>"$work/noin.err") \
 [ -z "$got" ] && [ ! -s "$work/noin.err" ] || { echo "closed stdin: '$got'"; cat "$work/noin.err"; exit 1; }
 echo hi | timeout 20 "$weft" connect "tcp:127.0.0.1:$port" 2>&- >"$work/noerr.out" || { echo "closed stderr: non-zero exit"; exit 1; }
 [ "$(cat "$work/noerr.out")" = hi ] || { echo "closed stderr: output"; exit 1; }
+# Stopped while the connection is still being made (a listener whose queue is full drops the SYN):
+# SIGTERM exits 143 without reporting a failure to connect (it said "cannot connect to …: … lost in
+# a non-clean fashion.."), and SIGHUP, a terminal's hang-up, the same way with 129.
+timeout 30 python3 - "$weft" <<'PY' || { echo "stopped while connecting: see above"; exit 1; }
+import signal, socket, subprocess, sys, time
+weft = sys.argv[1]
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(0)
+port = listener.getsockname()[1]
+fillers = []
+for _ in range(4):  # fill the accept queue; later SYNs are dropped and the connects stay pending
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", port))
+    fillers.append(c)
+time.sleep(0.2)
+for sig, want in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
+    p = subprocess.Popen([weft, "connect", "tcp:127.0.0.1:%d" % port], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=10)
+    if p.returncode != want or b"cannot connect" in err:
+        sys.exit("signal %d while connecting: exit %d, said %r" % (sig, p.returncode, err))
+PY
 "$weft" connect --help | grep -q "half-closes" || { echo "no --help"; exit 1; }
 echo "weft connect: all checks passed"

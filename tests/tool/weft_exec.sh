@@ -363,6 +363,34 @@ grep -q "stopped by signal 15" "$work/busy.log" || fail "no clean stop" busy
 [ "$(grep -c "exec: pid [0-9]* killed by signal 9" "$work/busy.log")" -eq 1 ] || fail "one child needs SIGKILL" busy
 noProcess "^sleep 32.5"
 
+# ---- SIGHUP (the terminal or the SSH session closed) ---------------------------------------------------------
+# weft's programs run in process groups of their own, out of the terminal's reach: only weft can end them. A
+# hang-up stops weft as SIGTERM does (it used to kill weft at once and leave the program running).
+start hup exec tcp:0:interface=127.0.0.1 --kill-grace 1 -- sh -c 'echo up; sleep 33.5'
+hupPid=$PID
+python3 - "$PORT" "$hupPid" <<'PY'
+import os, signal, socket, sys
+port, pid = int(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(("127.0.0.1", port))
+s.settimeout(10)
+if s.recv(3) != b"up\n":
+    sys.exit("SIGHUP: the child did not start")
+os.kill(pid, signal.SIGHUP)
+if s.recv(100) != b"":
+    sys.exit("SIGHUP: a connection got more than its child wrote")
+PY
+for _ in $(seq 100); do kill -0 "$hupPid" 2>/dev/null || break; sleep 0.1; done
+wait "$hupPid" || fail "weft exited with $? after SIGHUP" hup
+grep -q "stopped by signal 1 (SIGHUP)" "$work/hup.log" || fail "no clean stop on SIGHUP" hup
+noProcess "^sleep 33.5"
+# Under nohup (SIGHUP ignored when weft starts) a hang-up stays ignored.
+realWeft=$weft
+weft=nohup start nohup "$realWeft" exec tcp:0:interface=127.0.0.1 -- /bin/cat
+kill -HUP "$PID"
+sleep 0.3
+kill -0 "$PID" 2>/dev/null || fail "under nohup, SIGHUP ended weft" nohup
+stop "$PID" nohup
+
 # ---- bad input: one line, a non-zero exit, nothing hangs ----------------------------------------------------
 # bad NAME WANT-STATUS PATTERN ARGS...: weft exits with WANT-STATUS ("nonzero":
 # any but 0) within 10 s, printing exactly one line that matches PATTERN. (What
@@ -388,8 +416,16 @@ bad no-dashes 2 "missing \`--\` before the program" exec tcp:0:interface=127.0.0
 bad no-program 2 "no program after \`--\`" exec tcp:0:interface=127.0.0.1 --
 bad unknown-option 2 "unexpected argument '--frobnicate' before" exec tcp:0:interface=127.0.0.1 --frobnicate -- /bin/cat
 bad bad-endpoint 2 "bad endpoint 'bogus:1'" exec bogus:1 -- /bin/cat
-bad bad-window nonzero "expected ROWSxCOLS" exec tcp:0:interface=127.0.0.1 --pty --window 80 -- /bin/cat
-bad bad-max nonzero "max-children" exec tcp:0:interface=127.0.0.1 --max-children 0 -- /bin/cat
+# What CLI11 rejects exits 2 too, as --help promises for bad arguments (it was 104-109, CLI11's own codes).
+bad bad-window 2 "expected ROWSxCOLS" exec tcp:0:interface=127.0.0.1 --pty --window 80 -- /bin/cat
+bad bad-max 2 "max-children" exec tcp:0:interface=127.0.0.1 --max-children 0 -- /bin/cat
+# NaN passed CLI::Range (it compares with < and >): a NaN kill grace stopped the SIGKILL timer.
+bad nan-kill-grace 2 "kill-grace" exec tcp:0:interface=127.0.0.1 --kill-grace nan -- /bin/cat
+bad inf-kill-grace 2 "kill-grace" exec tcp:0:interface=127.0.0.1 --kill-grace inf -- /bin/cat
+bad nan-grace 2 "grace" echo --grace nan tcp:0:interface=127.0.0.1
+bad negative-grace 2 "grace" portforward --grace -1 tcp:0:interface=127.0.0.1 --to tcp:127.0.0.1:1
+bad nan-seconds 2 "seconds" demo --seconds nan
+bad extra-argument 2 "" echo tcp:0:interface=127.0.0.1 another
 bad unix-nodir nonzero "does not exist" exec "unix:$work/no-dir/s.sock" -- /bin/cat
 # A control byte in the program name is escaped, not printed.
 bad control-byte 2 "program 'x\\\\ny' was not found" exec tcp:0:interface=127.0.0.1 -- $'x\ny'

@@ -6,6 +6,7 @@
 // Each side is the other's producer, so neither buffers more than a socket's
 // worth when the other is slow.
 #include "connect.hpp"
+#include "signals.hpp"
 
 #include <cstdio>
 #include <memory>
@@ -213,6 +214,10 @@ int runConnect(weft::Backend backend, const ConnectOptions& options) {
                 session->connected = true;
                 return;
             }
+            if (reactor->exitSignal()) {  // stopped while connecting: that is no failure to report
+                session->stop();
+                return;
+            }
             std::fprintf(stderr, "weft connect: cannot connect to %s: %s\n", weft::quote(options.endpoint).c_str(),
                          weft::printable(r.failure().getErrorMessage()).c_str());
             session->status = 1;
@@ -221,7 +226,7 @@ int runConnect(weft::Backend backend, const ConnectOptions& options) {
     });
     reactor->run();
     int status = session->status;
-    if (reactor->exitSignal()) status = 128 + *reactor->exitSignal();
+    if (auto sig = tool::stopSignal(*reactor)) status = 128 + *sig;
     return status;
 }
 

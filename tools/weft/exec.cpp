@@ -30,6 +30,8 @@
 // seconds) weft exits 0.
 #include "exec.hpp"
 #include "oneconnection.hpp"
+#include "options.hpp"
+#include "signals.hpp"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -607,7 +609,7 @@ std::shared_ptr<ExecOptions> addExecCommand(CLI::App& app) {
         ->check(CLI::Range(1, 1000000))
         ->capture_default_str();
     exec->add_option("--kill-grace", o->killGrace, "Seconds between SIGTERM and SIGKILL when a program must end")
-        ->check(CLI::Range(0.0, 86400.0))
+        ->check(tool::seconds(86400))
         ->capture_default_str();
     // `--` is how the program is told from weft's own options; CLI11 leaves it
     // among the extras, where runExec looks for it.
@@ -709,7 +711,7 @@ int runExec(weft::Backend backend, const ExecOptions& o) {
         return weft::succeed();
     });
     reactor->run();
-    if (reactor->exitSignal()) weft::log::info("weft", "stopped by signal {}", *reactor->exitSignal());
+    tool::logStopSignal(*reactor);
     for (auto& dc : reactor->getDelayedCalls()) dc.cancel();
     server->forget();
     return 0;

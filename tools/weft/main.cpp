@@ -44,6 +44,8 @@
 #include "oneconnection.hpp"
 #include "watch.hpp"
 #include "tunnel.hpp"
+#include "options.hpp"
+#include "signals.hpp"
 
 namespace {
 
@@ -123,7 +125,7 @@ int runDemo(weft::Backend backend, double seconds) {
     });
     reactor->run();
     for (auto& dc : reactor->getDelayedCalls()) dc.cancel();
-    if (reactor->exitSignal()) weft::log::info("weft", "stopped by signal {}", *reactor->exitSignal());
+    tool::logStopSignal(*reactor);
     return 0;
 }
 
@@ -237,7 +239,14 @@ private:
         stopReceiving(weft::Failure(weft::basic::LengthLimitExceededError("line", length, maxLine_)));
     }
     void finish() {
-        if (!stopReason()) transport->write(clearLineBuffer());
+        if (!stopReason()) {
+            // The unterminated last line is held to --max-line too (MAX_LENGTH
+            // leaves it one more byte, for the "\r" of a "\r\n").
+            std::string rest = clearLineBuffer();
+            std::size_t length = rest.size() - (rest.ends_with('\r') ? 1 : 0);
+            if (length > maxLine_) return refuse(length);
+            transport->write(rest);
+        }
         unregister();
         transport->loseConnection();
     }
@@ -293,7 +302,7 @@ int serve(weft::Reactor& reactor, const std::string& description, const std::sha
         return all;
     });
     reactor.run();
-    if (reactor.exitSignal()) weft::log::info("weft", "stopped by signal {}", *reactor.exitSignal());
+    tool::logStopSignal(reactor);
     for (auto& dc : reactor.getDelayedCalls()) dc.cancel();
     return 0;
 }
@@ -352,7 +361,7 @@ int serveDatagrams(weft::Reactor& reactor, const std::string& description) {
     reactor.addSystemEventTrigger("before", "shutdown",
                                   [&]() -> weft::Deferred<void> { return port->stopListening(); });
     reactor.run();
-    if (reactor.exitSignal()) weft::log::info("weft", "stopped by signal {}", *reactor.exitSignal());
+    tool::logStopSignal(reactor);
     if (auto* datagrams = dynamic_cast<weft::IDatagramTransport*>(port.get());
         datagrams && datagrams->droppedDatagrams())
         weft::log::info("weft", "{} datagram(s) dropped: the socket's send buffer was full",
@@ -431,7 +440,7 @@ int main(int argc, char** argv) {
     double seconds = 0;
     auto* demo = app.add_subcommand("demo", "Run the reactor demo: timers, a worker thread and a child process");
     demo->add_option("--seconds", seconds, "Stop after this many seconds (0: until SIGINT/SIGTERM)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(tool::seconds(86400));
 
     std::string listenOn = "tcp:8000:interface=127.0.0.1", to;
     double grace = 5;
@@ -442,7 +451,9 @@ int main(int argc, char** argv) {
             "udp:8000:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, or stdio: (standard input "
             "and output as the one connection; weft exits when it ends)")
         ->capture_default_str();
-    echo->add_option("--grace", grace, "Seconds to let connections flush on shutdown")->capture_default_str();
+    echo->add_option("--grace", grace, "Seconds to let connections flush on shutdown")
+        ->check(tool::seconds(86400))
+        ->capture_default_str();
     bool lines = false;
     std::size_t maxLine = 16384;
     auto* linesFlag = echo->add_flag(
@@ -477,7 +488,9 @@ int main(int argc, char** argv) {
                      "Client endpoint to forward to, e.g. tcp:localhost:8080, unix:/run/app.sock, "
                      "tls:example.org:443")
         ->required();
-    forward->add_option("--grace", grace, "Seconds to let connections flush on shutdown")->capture_default_str();
+    forward->add_option("--grace", grace, "Seconds to let connections flush on shutdown")
+        ->check(tool::seconds(86400))
+        ->capture_default_str();
     forward->footer(
         "Examples: weft portforward tcp:8080:interface=127.0.0.1 --to tcp:example.org:80\n"
         "          weft portforward ssl:8443:privateKey=key.pem:certKey=cert.pem --to tcp:127.0.0.1:8080\n"
@@ -495,7 +508,14 @@ int main(int argc, char** argv) {
     auto* watch = tool::addWatchCommand(app, watchOptions);
     auto tunnelCmd = tool::addTunnelCommand(app);
 
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        // --help is a ParseError that exits 0; every other is bad usage: exit 2,
+        // as every error weft finds in an argument itself (CLI11's own codes, 104-109, would not be).
+        return app.exit(e) == 0 ? 0 : 2;
+    }
+    tool::stopOnHangUp();
     weft::log::setLevel(*weft::log::parseLevel(level));
     auto backend = *weft::parseBackend(reactorName);
     if (*demo) return runDemo(backend, seconds);

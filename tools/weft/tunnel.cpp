@@ -22,6 +22,7 @@
 // is dropped and counted; so is a packet longer than the size above, from
 // either side. The counts go to stderr at exit and on SIGUSR1.
 #include "tunnel.hpp"
+#include "signals.hpp"
 
 #include <net/if.h>
 #include <netdb.h>
@@ -568,7 +569,7 @@ int runTunnel(weft::Backend backend, const TunnelOptions& options) {
         return done;
     });
     reactor->run();
-    if (reactor->exitSignal()) weft::log::info("weft", "stopped by signal {}", *reactor->exitSignal());
+    tool::logStopSignal(*reactor);
     if (mtuChanged && previousMTU) {
         try {
             weft::pair::setInterfaceMTU(name, *previousMTU);

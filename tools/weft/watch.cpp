@@ -7,6 +7,7 @@
 // two halves of a move, and {"overflow": true} when the kernel's queue
 // overflowed and events were lost.
 #include "watch.hpp"
+#include "signals.hpp"
 
 #include <cerrno>
 #include <cstdint>
@@ -241,7 +242,7 @@ int runWatch(weft::Backend backend, const WatchOptions& options) {
     weft::log::info("weft", "watching {} path(s) ({} reactor); stop with Ctrl-C or SIGTERM",
                     notifier->watchedPaths().size(), weft::backendName(backend));
     reactor->run();
-    if (reactor->exitSignal()) weft::log::info("weft", "stopped by signal {}", *reactor->exitSignal());
+    tool::logStopSignal(*reactor);
     if (!notifier->disconnected()) notifier->connectionLost(weft::error::connectionDone());
     return printer->status;
 }
