@@ -166,30 +166,28 @@ TEST_F(LineReceiverTest, LR_1_defaultsAndPerInstanceAttributes) {
 TEST_F(LineReceiverTest, LR_1_aDelimiterChangedBetweenReadsIsLookedForInAllThatIsBuffered) {
     // LR-1: the delimiter may be changed at any time. A search that failed resumes where it stopped only
     // for the same delimiter: "abc\r" was scanned for "\n", and a "\r\n" set before the next read
-    // starts inside it ("abc\r\nxyz" came out as one line).
-    Lines p;
-    auto t = connect(p);
-    p.delimiter = "\n";
-    p.dataReceived(asBytes("abc\r"));
-    p.delimiter = "\r\n";
-    p.dataReceived(asBytes("\nxyz\r\n"));
-    EXPECT_EQ(p.lines, (std::vector<std::string>{"abc", "xyz"}));
-    // A delimiter of the same length may lie wholly in what was scanned for the other.
-    Lines q;
-    auto u = connect(q);
-    q.delimiter = "ab";
-    q.dataReceived(asBytes("line|"));
-    q.delimiter = "|";
-    q.dataReceived(asBytes("next|"));
-    EXPECT_EQ(q.lines, (std::vector<std::string>{"line", "next"}));
-    Lines r;
-    auto v = connect(r);
-    r.delimiter = "ab";
-    r.dataReceived(asBytes("cdx"));
-    r.delimiter = "cd";
-    r.dataReceived(asBytes("y"));
-    EXPECT_EQ(r.lines, (std::vector<std::string>{""}));
-    EXPECT_EQ(r.clearLineBuffer(), "xy");
+    // starts inside it ("abc\r\nxyz" came out as one line). A delimiter of the same length, or a
+    // shorter one, may lie wholly in what was scanned for the other.
+    struct Case {
+        std::string before, first, after, second;
+        std::vector<std::string> lines;
+        std::string rest;
+    };
+    const std::vector<Case> cases = {
+        {"\n", "abc\r", "\r\n", "\nxyz\r\n", {"abc", "xyz"}, ""},
+        {"ab", "line|", "|", "next|", {"line", "next"}, ""},
+        {"ab", "cdx", "cd", "y", {""}, "xy"},
+    };
+    for (const auto& c : cases) {
+        Lines p;
+        auto t = connect(p);
+        p.delimiter = c.before;
+        p.dataReceived(asBytes(c.first));
+        p.delimiter = c.after;
+        p.dataReceived(asBytes(c.second));
+        EXPECT_EQ(p.lines, c.lines) << c.first << " then " << c.second;
+        EXPECT_EQ(p.clearLineBuffer(), c.rest);
+    }
 }
 
 TEST_F(LineReceiverTest, LR_2_everyChunkingGivesTheSameLines) {
