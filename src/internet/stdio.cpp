@@ -286,7 +286,9 @@ void StandardIO::writeLost(const Failure& reason) {
     if (!reason.check<error::ConnectionDone>()) writeFailure_ = reason;
     if (state_ == State::disconnected) return;
     if (state_ == State::disconnecting) {
-        connectionLost(error::connectionDone());  // flushed (STDIO-7)
+        // Flushed: ConnectionDone (STDIO-7). A flush that failed (the reader of stdout
+        // left with bytes unsent) says so, as Twisted's _writeConnectionLost passes it on.
+        connectionLost(reason.check<error::ConnectionDone>() ? error::connectionDone() : reason);
         return;
     }
     if (!reason.check<error::ConnectionDone>() && !dynamic_cast<IHalfCloseableProtocol*>(protocol_.get())) {

@@ -236,6 +236,24 @@ TEST_P(StdioTest, STDIO_7_loseConnectionFlushesClosesStdoutAndLeavesStdinOpen) {
     EXPECT_TRUE(S_ISCHR(st.st_mode)) << "stdout is /dev/null now, the number still taken";
 }
 
+TEST_P(StdioTest, STDIO_7_aFlushThatFailsEndsWithItsReasonNotConnectionDone) {
+    // STDIO-7 says ConnectionDone once everything written is delivered. When stdout's reader leaves
+    // with bytes unsent, the close reports the loss (as Twisted's _writeConnectionLost passes its reason
+    // on, and as STDIO-12 does without a close pending): it said "closed cleanly" with 20 MB dropped.
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);
+    std::string big(4 << 20, 'x');  // far more than the pipe holds
+    io->write(asBytes(big));
+    io->loseConnection();
+    reactor().iterate(0);
+    out.closeRead();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    const auto* lost = proto->lostReason->get<err::ConnectionLost>();
+    ASSERT_NE(lost, nullptr) << proto->lostReason->getErrorMessage();
+    EXPECT_THAT(lost->what(), ::testing::HasSubstr("pipe")) << "carries EPIPE";
+    EXPECT_EQ(std::count(proto->events.begin(), proto->events.end(), "lost"), 1);
+}
+
 TEST_P(StdioTest, STDIO_8_theLastWriteBeforeLoseConnectionReachesAPty) {
     int master = -1, slave = -1;
     ASSERT_EQ(::openpty(&master, &slave, nullptr, nullptr, nullptr), 0);
