@@ -91,7 +91,7 @@ void DatagramPort::startListening() {
         throw CannotListenError("", displayPath(path_), errnoCode(e));
     }
     ownsFile_ = filesystem;
-    lastFromRaw_.clear();
+    forgetLastSender();
     try {
         attach(s, displayPath(path_));
     } catch (...) {
@@ -104,6 +104,13 @@ void DatagramPort::startListening() {
 Address DatagramPort::getHost() const {
     if (fd_ >= 0) return UNIXAddress(boundName(fd_));
     return UNIXAddress(path_);
+}
+
+void DatagramPort::forgetLastSender() {
+    // What an empty raw name stands for: an unbound sender (UNIX-24). Leaving the
+    // address of an earlier sender here gave the next unbound one that name.
+    lastFromRaw_.clear();
+    lastFromAddress_ = UNIXAddress("");
 }
 
 void DatagramPort::deliver(Bytes datagram, const sockaddr* from, socklen_t fromLength) {
@@ -137,7 +144,7 @@ void DatagramPort::closed() {
     // Better than Twisted (UNIX-26): the file this port created goes with it.
     if (ownsFile_) unlinkOwned(path_);
     ownsFile_ = false;
-    lastFromRaw_.clear();
+    forgetLastSender();
     log::info(logPrefix(), "(UNIX datagram port {} closed)", displayPath(path_));
 }
 

@@ -146,6 +146,30 @@ TEST_P(UNIXDatagramTest, UNIX_24_senderPathArrivesAndRepliesReachIt) {
     ASSERT_TRUE(stopAndWait(reactor(), *port));
 }
 
+TEST_P(UNIXDatagramTest, UNIX_24_anUnboundSenderIsAnEmptyUNIXAddressFirstAndAfterARestart) {
+    // UNIX-24: the sender's name is remembered for a steady sender. An unbound sender (an empty name)
+    // matched the cleared memory and got what was left there: NoAddress as the port's first sender, and
+    // the previous bound sender's path after the port was stopped and started again (a reply to it would
+    // have gone to the wrong peer).
+    auto p = std::make_shared<RecordingDatagram>();
+    const std::string path = dir.file("server"), clientPath = dir.file("client");
+    auto port = reactor().listenUNIXDatagram(path, p);
+    PlainSocket bound(AF_UNIX), unbound(AF_UNIX);
+    bound.bind(clientPath);
+    unbound.sendToPath("first", path);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return p->received.size() == 1; }));
+    EXPECT_EQ(p->received[0].from, Address(UNIXAddress("")));
+    bound.sendToPath("named", path);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return p->received.size() == 2; }));
+    EXPECT_EQ(p->received[1].from, Address(UNIXAddress(clientPath)));
+    ASSERT_TRUE(stopAndWait(reactor(), *port));
+    port->startListening();
+    unbound.sendToPath("after restart", path);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return p->received.size() == 3; }));
+    EXPECT_EQ(p->received[2].from, Address(UNIXAddress("")));
+    ASSERT_TRUE(stopAndWait(reactor(), *port));
+}
+
 TEST_P(UNIXDatagramTest, UNIX_24_receiveIsBoundedPerEvent) {
     // UNIX-24: reading is bounded per event as UDP-6 says (maxThroughput), and batched.
     auto p = std::make_shared<RecordingDatagram>();

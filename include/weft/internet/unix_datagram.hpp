@@ -65,6 +65,7 @@ private:
     int mode_;
     bool ownsFile_ = false;  // we bound a filesystem path: remove it at the close
     mutable std::string prefix_;
+    void forgetLastSender();   // the next unbound sender is UNIXAddress("")
     std::string lastFromRaw_;  // the last sender's sockaddr bytes, and its Address
     Address lastFromAddress_;
 };
