@@ -368,6 +368,18 @@ void INotify::dispatch(const RawEvent& e, FilePath& scratch) {
         else if (e.mask & IN_MOVED_TO) movedTo(e.cookie, join(sharers.front()->path_.native(), e.name));
     }
 
+    if (e.mask & IN_DELETE_SELF) {
+        // INO-21: the path names nothing now; a new watch() of it starts
+        // afresh. The descriptor's bookkeeping stays until IN_IGNORED (INO-22).
+        // Done before the callbacks (which still get the event), so a callback
+        // that watches the path again gets a new watch, not the dying one.
+        for (const WatchPtr& w : sharers) {
+            if (w->life_ != Watch::Life::live) continue;
+            w->life_ = Watch::Life::deleted;
+            if (auto p = byPath_.find(w->path_.native()); p != byPath_.end() && p->second == w) byPath_.erase(p);
+        }
+    }
+
     for (const WatchPtr& w : sharers) {
         if (!open()) return;
         if (!w->delivering()) continue;
@@ -381,16 +393,6 @@ void INotify::dispatch(const RawEvent& e, FilePath& scratch) {
         // INO-16, INO-19: after the event's callbacks, a new directory is watched.
         if (w->autoAdd_ && (e.mask & IN_ISDIR) && (e.mask & (IN_CREATE | IN_MOVED_TO)) && w->delivering() && open())
             autoAddDirectory(w, scratch.native());
-    }
-
-    if (e.mask & IN_DELETE_SELF) {
-        // INO-21: the path names nothing now; a new watch() of it starts
-        // afresh. The descriptor's bookkeeping stays until IN_IGNORED (INO-22).
-        for (const WatchPtr& w : sharers) {
-            if (w->life_ != Watch::Life::live) continue;
-            w->life_ = Watch::Life::deleted;
-            if (auto p = byPath_.find(w->path_.native()); p != byPath_.end() && p->second == w) byPath_.erase(p);
-        }
     }
 }
 

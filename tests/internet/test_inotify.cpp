@@ -955,6 +955,34 @@ TEST_P(INotifyTest, INO_21_deleteSelfEndsOnlyThatWatch) {
     close(n);
 }
 
+TEST_P(INotifyTest, INO_21_aCallbackThatWatchesTheDeletedPathAgainGetsANewWatch) {
+    // INO-21: DELETE_SELF's callbacks get the event, and the path is no longer watched while they run:
+    // a callback that re-creates the file and watches it again (a log-file follower) gets a new watch.
+    // It got the dying descriptor back, and changes to the new file were never reported.
+    touch(path("log"));
+    auto n = make();
+    auto rec = std::make_shared<Recorder>();
+    int again = -1;
+    std::optional<int> watchedDuring = 0;
+    int old = n->watch(path("log"), IN_DELETE_SELF | IN_MODIFY, false, {[&](const Event& e) {
+                           if (!(e.mask & IN_DELETE_SELF)) return;
+                           watchedDuring = n->isWatched(path("log"));
+                           touch(path("log"));
+                           again = n->watch(path("log"), IN_MODIFY, false, {Recorder::callback(rec)});
+                       }});
+    ::unlink(path("log").c_str());
+    ASSERT_TRUE(spinUntil([&] { return again != -1; }));
+    EXPECT_EQ(watchedDuring, std::nullopt);
+    EXPECT_NE(again, old);
+    EXPECT_EQ(n->isWatched(path("log")), std::optional<int>(again));
+    {
+        std::ofstream f(path("log"), std::ios::app);
+        f << "line\n";
+    }
+    ASSERT_TRUE(waitFor(*rec, path("log"), IN_MODIFY));
+    close(n);
+}
+
 TEST_P(INotifyTest, INO_22_ignoredIsDeliveredWhenTheKernelEndsAWatchAndTheBookkeepingGoes) {
     // INO-22 (Better than Twisted): deletion and IN_ONESHOT end the kernel watch; IN_IGNORED reaches the
     // callbacks and the bookkeeping goes with it, so watching the path again makes a new watch.
