@@ -179,8 +179,12 @@ Fd duplicate(int fd, const std::string& what) {
 }
 
 // PROC-5: a name without "/" is looked up on the PATH of the environment the
-// child will get, else on the system's default path.
-std::string resolveExecutable(const std::string& executable, const std::optional<Environment>& env) {
+// child will get, else on the system's default path. A relative entry of it
+// ("." or an empty one among them) names a directory below the child's working
+// directory, `cwd` when one is given (the child changes to it before exec, as
+// Twisted's execvpe after chdir does): it is checked there and returned as is.
+std::string resolveExecutable(const std::string& executable, const std::optional<Environment>& env,
+                              const std::optional<std::string>& cwd) {
     if (executable.empty()) throwErrno(ENOENT, "spawnProcess: the executable name is empty");
     if (executable.find('/') != std::string::npos) return executable;
     std::string path;
@@ -206,9 +210,11 @@ std::string resolveExecutable(const std::string& executable, const std::optional
         if (end == std::string::npos) end = path.size();
         std::string dir = path.substr(start, end - start);
         std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + executable;
+        // Where the child will find it: a relative candidate lies below `cwd`.
+        std::string checked = cwd && !cwd->empty() && candidate.front() != '/' ? *cwd + "/" + candidate : candidate;
         struct stat st {};
-        if (sys::ops.stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-            if (sys::ops.access(candidate.c_str(), X_OK) == 0) return candidate;
+        if (sys::ops.stat(checked.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+            if (sys::ops.access(checked.c_str(), X_OK) == 0) return candidate;
             firstError = EACCES;
         }
         start = end + 1;
@@ -288,8 +294,8 @@ Ids idsFor(const ProcessOptions& options) {
 // parent before the child exists: the path, argv, the environment, the ids.
 struct Program {
     Program(const std::string& executable, const std::vector<std::string>& args, const ProcessOptions& options)
-        : file(resolveExecutable(executable, options.env)), argv(argvOf(args)), envp(environmentOf(options.env)),
-          ids(idsFor(options)) {}
+        : file(resolveExecutable(executable, options.env, options.path)), argv(argvOf(args)),
+          envp(environmentOf(options.env)), ids(idsFor(options)) {}
     /// Points the request at this program (and options.path); descriptors are the caller's.
     void describe(sys::SpawnRequest& req, const ProcessOptions& options) const {
         req.file = file.c_str();

@@ -153,6 +153,38 @@ TEST_P(ProcessTest, PROC_5_aBareNameIsFoundOnTheChildsPath) {
     EXPECT_EQ(sh->out(), "found\n");
 }
 
+TEST_P(ProcessTest, PROC_5_aRelativePathEntryIsLookedUpInTheChildsWorkingDirectory) {
+    // PROC-5 with PROC-4: the child changes to `path` before exec, so a relative PATH entry (".") names a
+    // directory there. The name was checked in the parent's directory and run from the child's: a program
+    // only in the child's directory was "not found", and with one in each, the parent's was checked and the
+    // child's run.
+    TempDir parentDir, childDir;
+    auto script = [](const std::string& file, const std::string& text) {
+        std::ofstream(file) << "#!/bin/sh\necho " << text << "\n";
+        ::chmod(file.c_str(), 0755);
+    };
+    script(childDir.path + "/weft-proc5-rel", "child-dir");
+    ProcessOptions o;
+    o.env = Environment{{"PATH", "."}};
+    o.path = childDir.path;
+    auto proto = std::make_shared<RecordingProcess>();
+    reactor().spawnProcess(proto, "weft-proc5-rel", {"weft-proc5-rel"}, o);
+    waitEnded(proto);
+    EXPECT_EQ(proto->out(), "child-dir\n");
+    // Only in the parent's working directory: not found where the child looks.
+    std::string previous = fs::current_path().string();
+    fs::current_path(parentDir.path);
+    script(parentDir.path + "/weft-proc5-parent", "parent-dir");
+    auto missing = std::make_shared<RecordingProcess>();
+    try {
+        reactor().spawnProcess(missing, "weft-proc5-parent", {"weft-proc5-parent"}, o);
+        ADD_FAILURE() << "a program only in the parent's directory was found";
+    } catch (const std::system_error& e) {
+        EXPECT_EQ(e.code().value(), ENOENT) << e.what();
+    }
+    fs::current_path(previous);
+}
+
 TEST_P(ProcessTest, PROC_6_aProgramThatCannotStartThrowsWithTheChildsErrno) {
     TempDir dir;
     std::string notExecutable = dir.path + "/plain";
