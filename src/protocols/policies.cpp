@@ -2,6 +2,7 @@
 #include <weft/protocols/policies.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 #include <utility>
 
@@ -11,6 +12,13 @@
 namespace weft::policies {
 
 namespace {
+// A timeout's period: seconds, 0 or more, or none. Refused before anything
+// changes: a NaN kept as the period made every later resetTimeout() throw.
+void checkPeriod(std::optional<double> period) {
+    if (period && (std::isnan(*period) || *period < 0))
+        throw std::invalid_argument(
+            fmt::format("setTimeout: the period must be a number of seconds >= 0, not {}", *period));
+}
 
 // "<wrapped's prefix> (<wrapper's class name>)" (POL-3's _wrappedLogPrefix).
 template <class Wrapper, class Wrapped>
@@ -130,6 +138,8 @@ Address ProtocolWrapper::getPeer() const { return transport ? transport->getPeer
 Address ProtocolWrapper::getHost() const { return transport ? transport->getHost() : Address(NoAddress()); }
 
 bool ProtocolWrapper::isConnected() const noexcept { return transport && transport->isConnected(); }
+
+std::size_t ProtocolWrapper::pendingBytes() const noexcept { return transport ? transport->pendingBytes() : 0; }
 
 bool ProtocolWrapper::isDisconnecting() const noexcept {
     return disconnecting_ || (transport && transport->isDisconnecting());
@@ -403,6 +413,7 @@ TimeoutProtocol::TimeoutProtocol(std::shared_ptr<TimeoutFactory> owner, std::sha
 TimeoutProtocol::~TimeoutProtocol() { cancelTimeout(); }
 
 void TimeoutProtocol::setTimeout(std::optional<double> period) {
+    checkPeriod(period);
     cancelTimeout();
     if (!wrappedProtocol) return;  // lost: nothing to time out (and the factory is gone)
     period_ = period;
@@ -460,6 +471,7 @@ std::shared_ptr<ProtocolWrapper> TimeoutFactory::wrapProtocol(std::shared_ptr<Pr
 TimeoutMixin::~TimeoutMixin() { cancelQuietly(call_); }
 
 std::optional<double> TimeoutMixin::setTimeout(std::optional<double> period) {
+    checkPeriod(period);  // before anything changes
     auto previous = timeOut_;
     timeOut_ = period;
     if (call_ && call_.active()) {

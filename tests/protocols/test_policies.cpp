@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <memory>
 #include <optional>
 #include <string>
@@ -502,6 +504,21 @@ TEST(TimeoutMixin, TM_1_setTimeoutReturnsThePreviousAndRestartsOrCancels) {
     clock.advance(10);
     EXPECT_EQ(p->timedOut, 0);
     EXPECT_EQ(p->setTimeout(std::nullopt), std::nullopt);  // nothing pending: fine
+}
+
+TEST(TimeoutMixin, TM_1_aNaNOrNegativePeriodIsRefusedAndChangesNothing) {
+    // TM-1: a period is a number of seconds. NaN was stored before the countdown refused it, so timeOut()
+    // said NaN and every later resetTimeout() (from each dataReceived) threw; it is refused up front now.
+    task::Clock clock;
+    auto p = std::make_shared<TimingOut>(clock);
+    p->setTimeout(5);
+    for (double bad : {std::nan(""), -1.0}) {
+        EXPECT_THROW(p->setTimeout(bad), std::invalid_argument);
+        EXPECT_EQ(p->timeOut(), 5.0);
+    }
+    EXPECT_NO_THROW(p->resetTimeout());
+    clock.advance(5);
+    EXPECT_EQ(p->timedOut, 1);  // the countdown it had still runs
 }
 
 TEST(TimeoutMixin, TM_2_expiryForgetsTheCountdownAndLosesTheConnection) {
