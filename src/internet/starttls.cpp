@@ -27,6 +27,7 @@ public:
     Address getHost() const override { return socket_->getHost(); }
     bool isConnected() const noexcept override { return socket_->isConnected(); }
     bool isDisconnecting() const noexcept override { return socket_->isDisconnecting(); }
+    std::size_t pendingBytes() const noexcept override { return socket_->FileDescriptor::pendingBytes(); }
     IConsumer* asConsumer() noexcept override { return this; }
     IPushProducer* asInputProducer() noexcept override { return socket_->asInputProducer(); }
     void registerProducer(std::shared_ptr<IProducer> producer, bool streaming) override {

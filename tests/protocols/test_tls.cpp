@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <openssl/bio.h>
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -605,6 +607,29 @@ TEST(TLSMemoryBIOProtocol, TLS_22_closeIsBoundedByCloseTimeout) {
     EXPECT_NE(p.clientApp->lostReason->getErrorMessage().find("closeTimeout"), std::string::npos);
 }
 
+TEST(TLSMemoryBIOProtocol, TLS_22_aPeerStillReadingIsNotCutOffWhateverTheTransportBelow) {
+    // TLS-22: the close timer waits while the transport below still holds bytes for a slow peer. It asked
+    // only a FileDescriptor: under startTLS (a bypass), a policy (a wrapper) or this simulated transport it
+    // saw nothing and aborted a peer that was still reading. Any transport now says what it holds.
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    p.client->closeTimeout = 2;
+    p.clientApp->transport->write(std::string(100000, 'x'));
+    p.clientApp->transport->loseConnection();
+    p.clock->advance(0);
+    ASSERT_GT(p.cio->pendingBytes(), 100000u);  // the records and the close_notify, not yet taken
+    EXPECT_EQ(p.clientApp->transport->pendingBytes(), p.cio->pendingBytes());  // the TLS layer adds its own (none)
+    p.clock->advance(5);
+    EXPECT_FALSE(p.cio->disconnecting) << "cut off while the peer was still reading";
+    EXPECT_EQ(p.clientApp->lost, 0);
+    p.cio->getOutBuffer();  // the peer took everything, and never answers the close_notify
+    p.clock->advance(2);
+    EXPECT_TRUE(p.cio->disconnecting);
+    p.cio->reportDisconnect();
+    ASSERT_EQ(p.clientApp->lost, 1);
+    EXPECT_TRUE(p.clientApp->lostReason->check<error::ConnectionAborted>());
+}
+
 TEST(TLSMemoryBIOProtocol, TLS_23_loseConnectionBeforeTheHandshakeGivesUp) {
     Certs certs;
     Pair p(certs.server(), certs.client(), false);
@@ -936,6 +961,33 @@ TEST(TLSMemoryBIOProtocol, TLS_27_halfCloseFollowsRFC8446) {
     EXPECT_TRUE(clientApp->lostReason->check<error::ConnectionDone>()) << clientApp->lostReason->getErrorMessage();
     ASSERT_EQ(serverApp->lost, 1);
     EXPECT_TRUE(serverApp->lostReason->check<error::ConnectionDone>()) << serverApp->lostReason->getErrorMessage();
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_25_afterOurHalfCloseAnEndWithoutThePeersCloseNotifyIsATruncation) {
+    // TLS-25, TLS-27: our close_notify from loseWriteConnection() ends only our direction. If the peer's
+    // stream then ends without its close_notify (an injected FIN cutting the answer short), that is a
+    // truncation: ConnectionLost. It read as ConnectionDone, as after a full loseConnection().
+    Certs certs;
+    auto clock = std::make_shared<task::Clock>();
+    auto clientApp = std::make_shared<HalfCloseApp>();
+    auto serverApp = std::make_shared<HalfCloseApp>();
+    serverApp->onReadLost = [](HalfCloseApp& self) { self.transport->write(std::string_view("part of the answer")); };
+    auto cf = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, std::make_shared<AppFactory>(), *clock);
+    auto sf = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, std::make_shared<AppFactory>(), *clock);
+    auto client = std::make_shared<TLSMemoryBIOProtocol>(cf, clientApp);
+    auto server = std::make_shared<TLSMemoryBIOProtocol>(sf, serverApp);
+    auto cio = iosim::makeFakeClient(client);
+    auto sio = iosim::makeFakeServer(server);
+    auto pump = iosim::connect(server, sio, client, cio, false, clock);
+    clientApp->transport->write(std::string_view("request"));
+    dynamic_cast<IHalfCloseableTransport&>(*clientApp->transport).loseWriteConnection();
+    pump.flush();
+    EXPECT_EQ(clientApp->received, "part of the answer");
+    ASSERT_EQ(clientApp->lost, 0);
+    sio->loseConnection();  // below TLS: the stream ends, no close_notify
+    pump.flush();
+    ASSERT_EQ(clientApp->lost, 1);
+    EXPECT_TRUE(clientApp->lostReason->check<error::ConnectionLost>()) << clientApp->lostReason->getErrorMessage();
 }
 
 namespace {
@@ -1354,6 +1406,72 @@ TEST_P(TlsTcpTest, TLS_9_aHandshakeWithAPlaintextServerEndsWhileTheClientStillPr
     ASSERT_FALSE(producer->events.empty());
     EXPECT_EQ(producer->events.back(), "stop");
     ASSERT_TRUE(spinUntil([&] { return served && served->lost == 1; }, 10));  // the echo side saw the close
+}
+
+TEST_P(TlsTcpTest, TLS_27_overTcpTheWrappedProtocolHearsItsWriteHalfClose) {
+    // TLS-27 over a real connection: loseWriteConnection() sends close_notify and shuts TCP's write half;
+    // TCP's writeConnectionLost() reached the TLS layer and stopped there (the in-memory TLS-27 test
+    // half-closes over a transport that cannot, where the layer tells the protocol itself).
+    Certs certs;
+    auto inner = std::make_shared<AppFactory>();
+    std::shared_ptr<HalfCloseApp> served;
+    inner->protocol = [&served] {
+        served = std::make_shared<HalfCloseApp>();
+        served->onReadLost = [](HalfCloseApp& self) {
+            self.transport->write("got " + self.received);
+            self.transport->loseConnection();
+        };
+        return served;
+    };
+    auto serverFactory = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, inner, reactor());
+    port = reactor().listenTCP(0, serverFactory, 50, "127.0.0.1");
+    auto clientApp = std::make_shared<HalfCloseApp>();
+    clientApp->onHandshake = [](App& self) {
+        self.transport->write(std::string_view("request"));
+        dynamic_cast<IHalfCloseableTransport&>(*self.transport).loseWriteConnection();
+    };
+    auto clientInner = std::make_shared<AppFactory>();
+    clientInner->protocol = [weak = std::weak_ptr<App>(clientApp)] { return weak.lock(); };
+    auto clientFactory = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, clientInner, reactor());
+    reactor().connectTCP("127.0.0.1", portNumber(*port), clientFactory);
+    ASSERT_TRUE(spinUntil([&] { return clientApp->lost == 1; }, 20));
+    EXPECT_EQ(clientApp->received, "got request");
+    EXPECT_EQ(std::count(clientApp->events.begin(), clientApp->events.end(), "writeLost"), 1);
+    EXPECT_TRUE(clientApp->lostReason->check<error::ConnectionDone>()) << clientApp->lostReason->getErrorMessage();
+}
+
+TEST_P(TlsTcpTest, TLS_12_afterOneLargeWriteSmallOnesCostWhatTheyCarry) {
+    // TLS-12: an 8 MB write was encrypted whole into the memory BIO, whose capacity only grows and which
+    // OpenSSL's BIO_reset clears whole: every later drain, however small, cleared 8 MB (2.4 ms a record
+    // after 50 MB). The write now leaves in slices and a grown BIO is replaced. Counted, not timed: the
+    // BIO's capacity after the big write has drained, and the exchange after it completes.
+    Certs certs;
+    auto inner = std::make_shared<AppFactory>();
+    inner->protocol = [] { return std::make_shared<EchoApp>(); };
+    auto serverFactory = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, inner, reactor());
+    port = reactor().listenTCP(0, serverFactory, 50, "127.0.0.1");
+    const std::string big(8 << 20, 'b');
+    auto clientApp = std::make_shared<App>();
+    std::shared_ptr<TLSMemoryBIOProtocol> layer;
+    clientApp->onHandshake = [&](App& self) {
+        layer = std::dynamic_pointer_cast<TLSMemoryBIOProtocol>(self.transport);
+        self.transport->write(big);
+    };
+    auto clientInner = std::make_shared<AppFactory>();
+    clientInner->protocol = [weak = std::weak_ptr<App>(clientApp)] { return weak.lock(); };
+    auto clientFactory = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, clientInner, reactor());
+    reactor().connectTCP("127.0.0.1", portNumber(*port), clientFactory);
+    ASSERT_TRUE(spinUntil([&] { return clientApp->received.size() == big.size(); }, 60));
+    ASSERT_TRUE(layer);
+    BIO* out = SSL_get_wbio(layer->getHandle());
+    BUF_MEM* mem = nullptr;
+    ASSERT_EQ(BIO_get_mem_ptr(out, &mem), 1);
+    EXPECT_LE(mem->max, std::size_t{128} * 1024) << "the memory BIO kept the big write's size";
+    clientApp->received.clear();
+    for (int i = 0; i < 100; ++i) clientApp->transport->write(std::string_view("small"));
+    ASSERT_TRUE(spinUntil([&] { return clientApp->received.size() == 500; }, 10));
+    clientApp->transport->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return clientApp->lost == 1; }, 10));
 }
 
 TEST_P(TlsTcpTest, TLS_OWN_reentrantCallsInEveryCallback) {

@@ -138,7 +138,7 @@ public:
     IConsumer* asConsumer() noexcept override { return this; }
     IPushProducer* asInputProducer() noexcept override { return this; }
     /// Unsent bytes queued.
-    std::size_t pendingBytes() const noexcept { return queue_.size(); }
+    std::size_t pendingBytes() const noexcept override { return queue_.size(); }
 
     // ---- ITransport / IConsumer ---------------------------------------------
     using ITransport::write;

@@ -609,6 +609,11 @@ public:
     /// True once loseConnection() was asked for, until connectionLost
     /// (Twisted's `disconnecting` attribute). The default: never.
     virtual bool isDisconnecting() const noexcept { return false; }
+    /// Bytes written and not yet handed to the kernel (the write buffer), or 0
+    /// where the transport cannot tell: what a close that waits for a slow
+    /// reader looks at (TLS-22). Wrappers (a TLS layer, a policy) add what
+    /// they hold to what the transport below them holds.
+    virtual std::size_t pendingBytes() const noexcept { return 0; }
     /// The transport as the consumer of what is written to it (to register a
     /// producer), or null. A virtual call instead of a cross-cast, which walks
     /// a transport's class hierarchy (measured: ≈ 1 200 instructions each).

@@ -109,6 +109,12 @@ public:
     Address getHost() const override { return hostAddress; }
     /// peerAddress.
     Address getPeer() const override { return peerAddress; }
+    /// The bytes in `stream`: written, not yet collected by the pump.
+    std::size_t pendingBytes() const noexcept override {
+        std::size_t n = 0;
+        for (const auto& chunk : stream) n += chunk.size();
+        return n;
+    }
     /// Records the producer; a pull producer is resumed before this returns
     /// (TEST-28). Throws std::runtime_error if one is already registered.
     void registerProducer(std::shared_ptr<IProducer> p, bool streaming) override;

@@ -116,6 +116,8 @@ public:
     bool isConnected() const noexcept override;
     /// True once loseConnection() was called on the wrapper or the real transport.
     bool isDisconnecting() const noexcept override;
+    /// What the transport below holds (TLS-22 looks through a policy).
+    std::size_t pendingBytes() const noexcept override;
     IConsumer* asConsumer() noexcept override;
     IPushProducer* asInputProducer() noexcept override;
     /// The real transport's; std::logic_error if it is no consumer.

@@ -77,9 +77,13 @@ public:
     void dataReceived(Bytes data) override;
     void connectionLost(const Failure& reason) override;
     /// The end of the stream below: orderly if the peer's close_notify came
-    /// first (or we were closing), a truncation otherwise (TLS-24, TLS-25).
+    /// first (or we were closing the whole connection), a truncation otherwise
+    /// (TLS-24, TLS-25); after loseWriteConnection() alone, only the peer's
+    /// close_notify makes the end orderly.
     void readConnectionLost() override;
-    void writeConnectionLost() override {}
+    /// The write half below shut, after loseWriteConnection()'s close_notify:
+    /// passed on to a half-closeable wrapped protocol (TLS-27).
+    void writeConnectionLost() override;
 
     // ---- to the wrapped protocol ----
     using ProtocolWrapper::write;
@@ -96,6 +100,8 @@ public:
     void abortConnection() override;
     bool isConnected() const noexcept override;
     bool isDisconnecting() const noexcept override;
+    /// Plaintext not yet encrypted, and what the transport below holds.
+    std::size_t pendingBytes() const noexcept override;
     void registerProducer(std::shared_ptr<IProducer> producer, bool streaming) override;
     void unregisterProducer() override;
     /// Forwarded to the transport below when it is a TCP connection;
@@ -139,6 +145,7 @@ private:
     Failure sslFailure(int rc, const char* during);
     void updateProducerPause();
     ITCPTransport* tcpBelow() const noexcept;
+    bool orderlyEnd() const noexcept;
 
     TLSMemoryBIOFactory& tlsFactory_;  // held through `factory`
     ssl::SSLHandle ssl_;
