@@ -931,36 +931,48 @@ public:
     void writeConnectionLost() override { events.push_back("writeLost"); }
     std::function<void(HalfCloseApp&)> onReadLost;
 };
+
+// A client and a server HalfCloseApp under TLS over an iosim pump. The client
+// writes "request" and half-closes before the handshake (both wait for it,
+// TLS-27); then the pump runs, and the server answers from onReadLost.
+struct HalfCloseExchange {
+    HalfCloseExchange(Certs& certs, std::function<void(HalfCloseApp&)> serverOnReadLost) {
+        serverApp->onReadLost = std::move(serverOnReadLost);
+        auto cf = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, std::make_shared<AppFactory>(), *clock);
+        auto sf = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, std::make_shared<AppFactory>(), *clock);
+        auto client = std::make_shared<TLSMemoryBIOProtocol>(cf, clientApp);
+        auto server = std::make_shared<TLSMemoryBIOProtocol>(sf, serverApp);
+        cio = iosim::makeFakeClient(client);
+        sio = iosim::makeFakeServer(server);
+        pump.emplace(iosim::connect(server, sio, client, cio, false, clock));
+        clientApp->transport->write(std::string_view("request"));
+        dynamic_cast<IHalfCloseableTransport&>(*clientApp->transport).loseWriteConnection();
+        pump->flush();
+    }
+    std::shared_ptr<task::Clock> clock = std::make_shared<task::Clock>();
+    std::shared_ptr<HalfCloseApp> clientApp = std::make_shared<HalfCloseApp>();
+    std::shared_ptr<HalfCloseApp> serverApp = std::make_shared<HalfCloseApp>();
+    std::shared_ptr<iosim::FakeTransport> cio, sio;
+    std::optional<iosim::IOPump> pump;
+};
 }  // namespace
 
 TEST(TLSMemoryBIOProtocol, TLS_27_halfCloseFollowsRFC8446) {
     Certs certs;
-    auto clock = std::make_shared<task::Clock>();
-    auto clientApp = std::make_shared<HalfCloseApp>();
-    auto serverApp = std::make_shared<HalfCloseApp>();
-    serverApp->onReadLost = [](HalfCloseApp& self) {
+    HalfCloseExchange x(certs, [](HalfCloseApp& self) {
         self.transport->write("got " + self.received);  // still writing after the peer's close_notify
         self.transport->loseConnection();
-    };
-    auto cf = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, std::make_shared<AppFactory>(), *clock);
-    auto sf = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, std::make_shared<AppFactory>(), *clock);
-    auto client = std::make_shared<TLSMemoryBIOProtocol>(cf, clientApp);
-    auto server = std::make_shared<TLSMemoryBIOProtocol>(sf, serverApp);
-    auto cio = iosim::makeFakeClient(client);
-    auto sio = iosim::makeFakeServer(server);
-    // Written and half-closed before the handshake: both wait for it (TLS-27).
-    auto pump = iosim::connect(server, sio, client, cio, false, clock);
-    clientApp->transport->write(std::string_view("request"));
-    dynamic_cast<IHalfCloseableTransport&>(*clientApp->transport).loseWriteConnection();
-    pump.flush();
-    EXPECT_EQ(serverApp->received, "request");
-    EXPECT_EQ(clientApp->received, "got request");  // the answer came after our close_notify
-    EXPECT_NE(std::find(serverApp->events.begin(), serverApp->events.end(), "readLost"), serverApp->events.end());
-    EXPECT_NE(std::find(clientApp->events.begin(), clientApp->events.end(), "writeLost"), clientApp->events.end());
-    ASSERT_EQ(clientApp->lost, 1);
-    EXPECT_TRUE(clientApp->lostReason->check<error::ConnectionDone>()) << clientApp->lostReason->getErrorMessage();
-    ASSERT_EQ(serverApp->lost, 1);
-    EXPECT_TRUE(serverApp->lostReason->check<error::ConnectionDone>()) << serverApp->lostReason->getErrorMessage();
+    });
+    EXPECT_EQ(x.serverApp->received, "request");
+    EXPECT_EQ(x.clientApp->received, "got request");  // the answer came after our close_notify
+    auto& se = x.serverApp->events;
+    auto& ce = x.clientApp->events;
+    EXPECT_NE(std::find(se.begin(), se.end(), "readLost"), se.end());
+    EXPECT_NE(std::find(ce.begin(), ce.end(), "writeLost"), ce.end());
+    ASSERT_EQ(x.clientApp->lost, 1);
+    EXPECT_TRUE(x.clientApp->lostReason->check<error::ConnectionDone>()) << x.clientApp->lostReason->getErrorMessage();
+    ASSERT_EQ(x.serverApp->lost, 1);
+    EXPECT_TRUE(x.serverApp->lostReason->check<error::ConnectionDone>()) << x.serverApp->lostReason->getErrorMessage();
 }
 
 TEST(TLSMemoryBIOProtocol, TLS_25_afterOurHalfCloseAnEndWithoutThePeersCloseNotifyIsATruncation) {
@@ -968,26 +980,14 @@ TEST(TLSMemoryBIOProtocol, TLS_25_afterOurHalfCloseAnEndWithoutThePeersCloseNoti
     // stream then ends without its close_notify (an injected FIN cutting the answer short), that is a
     // truncation: ConnectionLost. It read as ConnectionDone, as after a full loseConnection().
     Certs certs;
-    auto clock = std::make_shared<task::Clock>();
-    auto clientApp = std::make_shared<HalfCloseApp>();
-    auto serverApp = std::make_shared<HalfCloseApp>();
-    serverApp->onReadLost = [](HalfCloseApp& self) { self.transport->write(std::string_view("part of the answer")); };
-    auto cf = std::make_shared<TLSMemoryBIOFactory>(certs.client(), true, std::make_shared<AppFactory>(), *clock);
-    auto sf = std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, std::make_shared<AppFactory>(), *clock);
-    auto client = std::make_shared<TLSMemoryBIOProtocol>(cf, clientApp);
-    auto server = std::make_shared<TLSMemoryBIOProtocol>(sf, serverApp);
-    auto cio = iosim::makeFakeClient(client);
-    auto sio = iosim::makeFakeServer(server);
-    auto pump = iosim::connect(server, sio, client, cio, false, clock);
-    clientApp->transport->write(std::string_view("request"));
-    dynamic_cast<IHalfCloseableTransport&>(*clientApp->transport).loseWriteConnection();
-    pump.flush();
-    EXPECT_EQ(clientApp->received, "part of the answer");
-    ASSERT_EQ(clientApp->lost, 0);
-    sio->loseConnection();  // below TLS: the stream ends, no close_notify
-    pump.flush();
-    ASSERT_EQ(clientApp->lost, 1);
-    EXPECT_TRUE(clientApp->lostReason->check<error::ConnectionLost>()) << clientApp->lostReason->getErrorMessage();
+    HalfCloseExchange x(certs,
+                        [](HalfCloseApp& self) { self.transport->write(std::string_view("part of the answer")); });
+    EXPECT_EQ(x.clientApp->received, "part of the answer");
+    ASSERT_EQ(x.clientApp->lost, 0);
+    x.sio->loseConnection();  // below TLS: the stream ends, no close_notify
+    x.pump->flush();
+    ASSERT_EQ(x.clientApp->lost, 1);
+    EXPECT_TRUE(x.clientApp->lostReason->check<error::ConnectionLost>()) << x.clientApp->lostReason->getErrorMessage();
 }
 
 namespace {
