@@ -30,6 +30,7 @@ void ThreadPool::spawnLocked() {
 
 void ThreadPool::stop() {
     std::vector<std::thread> threads;
+    std::deque<Function<void()>> discarded;  // dies after the lock: its captures may call into the pool
     {
         std::lock_guard lk(mu_);
         if (joined_) return;
@@ -37,11 +38,12 @@ void ThreadPool::stop() {
             if (t.get_id() == std::this_thread::get_id())
                 throw std::logic_error("ThreadPool::stop() called from one of its own workers");
         joined_ = true;
-        queue_.clear();
+        discarded.swap(queue_);
         threads = std::move(threads_);
     }
     cv_.notify_all();
     for (auto& t : threads) t.join();
+    discarded.clear();  // work not started, dropped with the pool stopped and unlocked
 }
 
 void ThreadPool::callInThread(Function<void()> f) {

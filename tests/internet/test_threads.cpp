@@ -473,6 +473,43 @@ TEST_F(ThreadPoolTest, R_48_stoppedPoolIgnoresNewWork) {
     EXPECT_EQ(runs.load(), before);
 }
 
+TEST_F(ThreadPoolTest, R_48_discardedWorkWhoseCapturesCallThePoolDoesNotDeadlockStop) {
+    // stop() discards work not yet started. It destroyed that work (and what it captured) under
+    // the pool's lock, so a capture whose destructor asks the pool anything (pending(), callInThread())
+    // deadlocked stop() on its own mutex. The work now dies after the lock, with the pool stopped.
+    ThreadPool pool(0, 1, "test-pool");
+    pool.start();
+    std::atomic<bool> started{false}, release{false};
+    pool.callInThread([&] {
+        started = true;
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+    struct AsksThePool {
+        AsksThePool(ThreadPool& p, std::size_t& s) : pool(p), seen(s) {}
+        AsksThePool(const AsksThePool&) = delete;
+        AsksThePool& operator=(const AsksThePool&) = delete;
+        ~AsksThePool() {
+            seen = pool.pending();
+            pool.callInThread([] {});  // ignored: the pool is stopped
+        }
+        ThreadPool& pool;
+        std::size_t& seen;
+    };
+    std::size_t seen = 99;
+    auto asks = std::make_shared<AsksThePool>(pool, seen);
+    pool.callInThread([asks] {});
+    asks.reset();  // the queued work holds the last reference
+    while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::thread releaser([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        release = true;
+    });
+    pool.stop();  // hung for ever before
+    releaser.join();
+    EXPECT_EQ(seen, 0u);
+    EXPECT_EQ(pool.pending(), 0u);
+}
+
 TEST_F(ThreadPoolTest, R_48_workQueuedBeforeStartRunsAfterStart) {
     // work queued on an unstarted pool waits and runs once start() is called.
     ThreadPool pool(0, 3, "test-pool");
