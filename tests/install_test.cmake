@@ -39,4 +39,33 @@ file(GLOB_RECURSE pc ${prefix}/*/pkgconfig/weft.pc)
 if(NOT pc)
   message(FATAL_ERROR "weft.pc was not installed")
 endif()
+# The pkg-config file alone (no CMake) builds and links an example: the file
+# finds its prefix from where it lies (the install above went to a scratch
+# prefix, not CMAKE_INSTALL_PREFIX), and a static libweft names its
+# dependencies where a plain `pkg-config --libs` sees them.
+get_filename_component(pcdir ${pc} DIRECTORY)
+set(ENV{PKG_CONFIG_PATH} ${pcdir})
+execute_process(COMMAND pkg-config --cflags --libs weft RESULT_VARIABLE rc OUTPUT_VARIABLE flags
+                ERROR_VARIABLE err OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(rc)
+  message(FATAL_ERROR "pkg-config --cflags --libs weft failed: ${err}")
+endif()
+string(REGEX MATCH "-I([^ ]+)" _ "${flags}")
+get_filename_component(incdir "${CMAKE_MATCH_1}" REALPATH)
+get_filename_component(want "${prefix}/include" REALPATH)
+if(NOT incdir STREQUAL want)
+  message(FATAL_ERROR "weft.pc does not point at the installed headers (${want}): ${flags}")
+endif()
+separate_arguments(flags UNIX_COMMAND "${flags}")
+if(CXX)
+  execute_process(COMMAND ${CXX} ${SOURCE_DIR}/examples/hello_reactor.cpp ${flags} -o ${build}/hello_pkgconfig
+                  RESULT_VARIABLE rc ERROR_VARIABLE err)
+  if(rc)
+    message(FATAL_ERROR "building hello_reactor with `pkg-config --cflags --libs weft` failed: ${err}")
+  endif()
+  execute_process(COMMAND ${build}/hello_pkgconfig RESULT_VARIABLE rc OUTPUT_VARIABLE out2)
+  if(rc OR NOT out2 MATCHES "tick 3")
+    message(FATAL_ERROR "the example built through pkg-config did not run: rc=${rc} out=${out2}")
+  endif()
+endif()
 message(STATUS "installed package OK: ${out}")
