@@ -377,11 +377,16 @@ Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd, bool a
 
 [[gnu::always_inline]] inline void Reactor::tellPoller(Registration& r, unsigned interest, bool removing) {
     if (r.inPoller && r.polled == interest) return;  // nothing changes: no system call
-    if (r.inPoller && (interest & ~static_cast<unsigned>(r.polled)) == 0) {
+    if (r.local && r.inPoller && (interest & ~static_cast<unsigned>(r.polled)) == 0) {
         // Less interest than the poller has: it is told just before the next wait,
         // so a descriptor that closes, or asks again, meanwhile costs no system call
         // (an echo's end of input then close; a producer paused and resumed in one
         // pass). Until then dispatch() delivers only what is registered.
+        // Only for a FileDescriptor of this reactor, which forgets its registration
+        // when it closes its fd: any other descriptor may close its fd after
+        // removeReader and register a new one under the same number before the
+        // next wait (a port stopped and started again), and the kernel has dropped
+        // the old one from the poller meanwhile, so the poller is told at once.
         if (!r.reductionPending) {
             r.reductionPending = 1;
             pendingReductions_.push_back(r.token());

@@ -18,7 +18,9 @@
 #include <weft/internet/abstract.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/interfaces.hpp>
+#include <weft/internet/ssl.hpp>
 #include <weft/internet/stdio.hpp>
+#include <weft/internet/unix.hpp>
 #include <weft/text.hpp>
 
 #include "internet/detail/deviceparsers.hpp"
@@ -434,22 +436,67 @@ public:
     std::string logPrefix() const override { return FileDescriptor::getLogPrefix(*wrapped_); }
 
 protected:
+    /// The wrapped protocol as one of the optional interfaces below: only the
+    /// wrappers made for a protocol that has it ask.
+    template <class I>
+    I& wrappedAs() const {
+        return dynamic_cast<I&>(*wrapped_);
+    }
+
     std::shared_ptr<WrappingFactory> owner_;
     std::shared_ptr<Protocol> wrapped_;
 };
 
-// For a wrapped protocol that is half-closeable, so the transport still sees one.
-class HalfCloseableWrappingProtocol final : public WrappingProtocol, public IHalfCloseableProtocol {
+// The optional interfaces a transport looks for on its protocol. A wrapper has
+// each one its wrapped protocol has, and no other, so the transport treats the
+// pair as it would the protocol alone (Twisted's _WrappingProtocol provides
+// IHalfCloseableProtocol, IFileDescriptorReceiver and IHandshakeListener so).
+template <class Base>
+class ForwardHalfClose : public Base, public IHalfCloseableProtocol {
 public:
-    HalfCloseableWrappingProtocol(std::shared_ptr<WrappingFactory> owner, std::shared_ptr<Protocol> wrapped,
-                                  IHalfCloseableProtocol& halfCloseable)
-        : WrappingProtocol(std::move(owner), std::move(wrapped)), halfCloseable_(halfCloseable) {}
-    void readConnectionLost() override { halfCloseable_.readConnectionLost(); }
-    void writeConnectionLost() override { halfCloseable_.writeConnectionLost(); }
-
-private:
-    IHalfCloseableProtocol& halfCloseable_;  // a base of *wrapped_, which we hold
+    using Base::Base;
+    void readConnectionLost() override { this->template wrappedAs<IHalfCloseableProtocol>().readConnectionLost(); }
+    void writeConnectionLost() override { this->template wrappedAs<IHalfCloseableProtocol>().writeConnectionLost(); }
 };
+
+template <class Base>
+class ForwardDescriptors : public Base, public IFileDescriptorReceiver {
+public:
+    using Base::Base;
+    void fileDescriptorReceived(int fd) override {
+        this->template wrappedAs<IFileDescriptorReceiver>().fileDescriptorReceived(fd);
+    }
+};
+
+template <class Base>
+class ForwardHandshake : public Base, public ssl::IHandshakeListener {
+public:
+    using Base::Base;
+    void handshakeCompleted() override { this->template wrappedAs<ssl::IHandshakeListener>().handshakeCompleted(); }
+};
+
+// The wrapper with exactly the interfaces `built` has (one of eight classes).
+template <class W>
+std::shared_ptr<Protocol> wrapHandshake(bool handshake, std::shared_ptr<WrappingFactory>&& owner,
+                                        std::shared_ptr<Protocol>&& built) {
+    if (handshake) return std::make_shared<ForwardHandshake<W>>(std::move(owner), std::move(built));
+    return std::make_shared<W>(std::move(owner), std::move(built));
+}
+
+template <class W>
+std::shared_ptr<Protocol> wrapWith(bool descriptors, bool handshake, std::shared_ptr<WrappingFactory>&& owner,
+                                   std::shared_ptr<Protocol>&& built) {
+    if (descriptors) return wrapHandshake<ForwardDescriptors<W>>(handshake, std::move(owner), std::move(built));
+    return wrapHandshake<W>(handshake, std::move(owner), std::move(built));
+}
+
+std::shared_ptr<Protocol> wrapProtocol(std::shared_ptr<WrappingFactory> owner, std::shared_ptr<Protocol> built) {
+    const bool descriptors = dynamic_cast<IFileDescriptorReceiver*>(built.get()) != nullptr;
+    const bool handshake = dynamic_cast<ssl::IHandshakeListener*>(built.get()) != nullptr;
+    if (dynamic_cast<IHalfCloseableProtocol*>(built.get()))
+        return wrapWith<ForwardHalfClose<WrappingProtocol>>(descriptors, handshake, std::move(owner), std::move(built));
+    return wrapWith<WrappingProtocol>(descriptors, handshake, std::move(owner), std::move(built));
+}
 
 // The ClientFactory given to connectTCP: builds the application's protocol
 // with its factory and settles the endpoint's Deferred exactly once.
@@ -472,10 +519,7 @@ public:
             fail(Failure::current());
             return nullptr;  // the transport closes the connection
         }
-        auto self = std::static_pointer_cast<WrappingFactory>(shared_from_this());
-        if (auto* hc = dynamic_cast<IHalfCloseableProtocol*>(built.get()))
-            return std::make_shared<HalfCloseableWrappingProtocol>(std::move(self), built, *hc);
-        return std::make_shared<WrappingProtocol>(std::move(self), std::move(built));
+        return wrapProtocol(std::static_pointer_cast<WrappingFactory>(shared_from_this()), std::move(built));
     }
 
     void clientConnectionFailed(const std::shared_ptr<IConnector>&, const Failure& reason) override { fail(reason); }

@@ -309,18 +309,27 @@ void StreamPort::resumeAccepting() {
 }
 
 Deferred<void> StreamPort::stopListening() {
-    if (state_ != State::listening) return succeed();
+    if (state_ == State::closed) return succeed();
+    Deferred<void> done;
+    // Asked again while stopping: this caller's Deferred fires with the first's,
+    // once the socket is closed (TCP-7), not at once while it is still open.
+    stopWaiters_.push_back(done);
+    if (state_ == State::stopping) return done;
     state_ = State::stopping;
     reactor_.removeReader(this);  // TCP-7: stop accepting at once
-    Deferred<void> done;
-    reactor_.callLater(0, [self = shared_from_this(), done]() mutable {
+    reactor_.callLater(0, [self = shared_from_this()] {
+        std::optional<Failure> failed;
         try {
             self->connectionLost(error::connectionDone());
         } catch (...) {
-            done.errback(Failure::current());  // TCP-8
-            return;
+            failed = Failure::current();  // TCP-8
         }
-        done.callback();
+        auto waiters = std::move(self->stopWaiters_);
+        self->stopWaiters_.clear();
+        for (auto& d : waiters) {
+            if (failed) d.errback(*failed);
+            else d.callback();
+        }
     });
     return done;
 }

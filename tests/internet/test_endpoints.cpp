@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include <weft/internet/error.hpp>
 #include <weft/internet/tcp.hpp>
 #include <weft/internet/testing.hpp>
+#include <weft/internet/unix.hpp>
 #include <weft/testing/defer.hpp>
 
 #include "support/reactortest.hpp"
@@ -1209,6 +1211,48 @@ TEST_P(EndpointsTest, EP_7_unixServerAndClientEndpointsTalk) {
     for (int i = 0; i < 500 && !(stopped && reactor().getReaders().empty()); ++i) reactor().iterate(0.01);
     EXPECT_TRUE(stopped);
     EXPECT_EQ(::access(path.c_str(), F_OK), -1);
+    ::rmdir(tmpl);
+}
+
+TEST_P(EndpointsTest, EP_14_aDescriptorReceiverConnectedThroughAUnixClientEndpointReceivesDescriptors) {
+    // EP-14, UNIX-18: the client endpoint's wrapping keeps an IFileDescriptorReceiver one (as Twisted's
+    // _WrappingProtocol does): descriptors the server passes reach it, before the bytes sent with them.
+    char tmpl[] = "/tmp/weft-ep-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    std::string path = std::string(tmpl) + "/s";
+    struct Passer : Protocol {
+        void connectionMade() override {
+            int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+            dynamic_cast<weft::IUNIXTransport&>(*transport).sendFileDescriptor(fd);
+            ::close(fd);  // sendFileDescriptor keeps its own copy (UNIX-20)
+            transport->write("x");
+        }
+    };
+    struct Receiver : Protocol, weft::IFileDescriptorReceiver {
+        std::vector<std::string> events;
+        void fileDescriptorReceived(int fd) override {
+            struct stat st {};
+            events.push_back(::fstat(fd, &st) == 0 && S_ISCHR(st.st_mode) ? "fd" : "bad fd");
+            ::close(fd);
+        }
+        void dataReceived(weft::Bytes data) override {
+            events.push_back(std::string(reinterpret_cast<const char*>(data.data()), data.size()));
+        }
+    };
+    auto serverFactory = weft::Factory::forProtocol<Passer>();
+    serverFactory->noisy = false;
+    auto port = wt::successResultOf(ep::serverFromString(reactor(), "unix:" + path)->listen(serverFactory));
+    std::shared_ptr<Receiver> client;
+    ep::clientFromString(reactor(), "unix:" + path)
+        ->connect(weft::Factory::forProtocol<Receiver>())
+        .addCallback([&](std::shared_ptr<Protocol> p) { client = std::dynamic_pointer_cast<Receiver>(p); });
+    for (int i = 0; i < 500 && !(client && client->events.size() >= 2); ++i) reactor().iterate(0.01);
+    ASSERT_TRUE(client);
+    EXPECT_EQ(client->events, (std::vector<std::string>{"fd", "x"}));
+    client->transport->loseConnection();
+    bool stopped = false;
+    port->stopListening().addBoth([&](weft::Result<void>) { stopped = true; });
+    for (int i = 0; i < 500 && !(stopped && reactor().getReaders().empty()); ++i) reactor().iterate(0.01);
     ::rmdir(tmpl);
 }
 

@@ -1155,6 +1155,28 @@ TEST_P(FdSetTest, R_44_replacedFdIsNotDeliveredToTheOldDescriptor) {
     }
 }
 
+TEST_P(FdSetTest, R_40_aDescriptorThatClosedItsFdAfterRemoveReaderIsPolledOnTheNewOneUnderTheSameNumber) {
+    // A descriptor that stops reading, closes its fd and registers a new one that took the same number, all
+    // between two waits (a port stopped and started again from a callback), is polled on the new one: the
+    // kernel dropped the old file from the epoll set with the close, so the re-registration is not "the same
+    // interest asked again" and must reach the poller.
+    SocketPair old, fresh;
+    const int number = old.a;
+    auto d = std::make_shared<FakeDescriptor>(number);
+    reactor().addReader(d);
+    reactor().iterate(0);  // in the poller now
+    reactor().removeReader(d.get());
+    old.closeA();
+    Fd reused(::dup2(fresh.a, number));
+    ASSERT_EQ(reused.fd, number);
+    reactor().addReader(d);
+    sendBytes(fresh.b, "x");
+    ASSERT_TRUE(waitReady(number, POLLIN) & POLLIN);
+    reactor().iterate(0);
+    EXPECT_GE(d->reads, 1);
+    reactor().removeReader(d.get());
+}
+
 // ---- where the reactor keeps registrations ------------------------------------------------------------------------
 
 TEST_P(FdSetTest, REG_descriptorsInEveryPageOfTheTableReachOnlyThemselves) {

@@ -360,6 +360,56 @@ TEST_P(TCPTest, TCP_9_restartListening) {
     stopPort(reactor(), *port);
 }
 
+// TCP-7: stopListening asked again while the port is stopping returns a
+// Deferred that fires once the socket is closed, like the first one: not at
+// once, while the port still holds its address.
+TEST_P(TCPTest, TCP_7_stopListeningAskedAgainWhileStoppingFiresOnceClosed) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    std::vector<std::string> order;
+    port->stopListening().addBoth([&](Result<void>) { order.push_back("first"); });
+    port->stopListening().addBoth(
+        [&](Result<void>) { order.push_back(port->listening() ? "second, still listening" : "second, closed"); });
+    EXPECT_TRUE(order.empty());
+    EXPECT_TRUE(port->listening());
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return order.size() == 2; }));
+    EXPECT_THAT(order, ::testing::ElementsAre("first", "second, closed"));
+    EXPECT_EQ(f->stopped, 1);
+}
+
+// TCP-9: a port stopped from a protocol's callback and started again from its
+// stopListening Deferred accepts again. The new socket usually takes the old
+// one's fd number, which the poller dropped with the close: the restart must
+// not be taken for the same registration asked again.
+TEST_P(TCPTest, TCP_9_aPortStoppedInACallbackAndStartedInItsDeferredAcceptsAgain) {
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    int oldFd = port->fileno();
+    int newFd = -1;
+    bool restarted = false;
+    f->onBuilt = [&](RecordingProtocol& p) {
+        if (f->built.size() != 1) return;
+        p.onMade = [&](RecordingProtocol&) {
+            port->stopListening().addBoth([&](Result<void> r) {
+                port->startListening();
+                newFd = port->fileno();
+                restarted = true;
+                return r;
+            });
+        };
+    };
+    int c1 = plainConnect(portNumber(*port));
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return restarted; }));
+    EXPECT_EQ(newFd, oldFd) << "the case under test: the fd number taken again";
+    int c2 = plainConnect(portNumber(*port));
+    ASSERT_GE(c2, 0);
+    EXPECT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 2; }));
+    ::close(c1);
+    ::close(c2);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 2 && f->built[1]->lost == 1; }));
+    stopPort(reactor(), *port);
+}
+
 // TCP-10: the port's string form contains its number while listening, not after.
 TEST_P(TCPTest, TCP_10_portRepr) {
     auto f = std::make_shared<RecordingFactory>();

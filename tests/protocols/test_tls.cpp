@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include <weft/internet/endpoints.hpp>
 #include <weft/internet/error.hpp>
 #include <weft/internet/iosim.hpp>
 #include <weft/internet/ssl.hpp>
@@ -1713,7 +1714,10 @@ public:
 
 class StartTLSTest : public ReactorTest {
 protected:
-    void run(bool overUnix) {
+    /// overUnix: UNIX sockets instead of TCP; throughEndpoint: the client connects
+    /// through a tcp: client endpoint, whose wrapper stands between the
+    /// connection and the client's protocol.
+    void run(bool overUnix, bool throughEndpoint = false) {
         Certs certs;
         TempDir dir;
         auto server = std::make_shared<StartTLSApp>();
@@ -1745,7 +1749,10 @@ protected:
         } else {
             auto tcpPort = reactor().listenTCP(0, serverFactory, 50, "127.0.0.1");
             port = tcpPort;
-            reactor().connectTCP("127.0.0.1", portNumber(*tcpPort), clientFactory);
+            if (throughEndpoint)
+                endpoints::clientFromString(reactor(), "tcp:127.0.0.1:" + std::to_string(portNumber(*tcpPort)))
+                    ->connect(clientFactory);
+            else reactor().connectTCP("127.0.0.1", portNumber(*tcpPort), clientFactory);
         }
         ASSERT_TRUE(spinUntil([&] { return client->lost == 1 && server->lost == 1; }, 20));
         EXPECT_EQ(server->clear, "plain|STARTTLS\n");
@@ -1775,6 +1782,10 @@ TEST_P(StartTLSTest, TLS_29_bytesWrittenBeforeStartTLSGoOutInClearFirst) { run(f
 // The same exchange: the client's push producer, registered before startTLS, is paused by the TLS layer.
 TEST_P(StartTLSTest, TLS_30_aProducerRegisteredBeforeMovesUnderTLS) { run(false); }
 TEST_P(StartTLSTest, TLS_28_overUnixSockets) { run(true); }
+// Through a client endpoint: its wrapper is an IHandshakeListener exactly when
+// the protocol it wraps is one (Twisted's _WrappingProtocol), so the client
+// still hears handshakeCompleted once.
+TEST_P(StartTLSTest, TLS_28_throughAClientEndpointTheProtocolHearsTheHandshake) { run(false, true); }
 
 TEST_P(StartTLSTest, TLS_31_startTLSOnAConnectionThatRunsTLSThrows) {
     Certs certs;

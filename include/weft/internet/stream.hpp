@@ -38,6 +38,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <weft/export.hpp>
 #include <weft/internet/abstract.hpp>
@@ -346,8 +347,9 @@ public:
     ~StreamPort() override;
 
     /// Stops accepting now; the Deferred fires once the socket is closed and
-    /// factory->doStop() ran, on a later iteration (TCP-7, TCP-8). On a port
-    /// that is not listening it returns an already-fired Deferred (Twisted: None).
+    /// factory->doStop() ran, on a later iteration (TCP-7, TCP-8). Asked again
+    /// while stopping, it returns another Deferred that fires then too. On a
+    /// port that is closed it returns an already-fired Deferred (Twisted: None).
     Deferred<void> stopListening() override;
     int fileno() const override { return fd_; }
     /// The factory's class name (TCP-6).
@@ -406,7 +408,8 @@ protected:
 private:
     State state_ = State::closed;
     bool acceptPaused_ = false;
-    int reservedFd_ = -1;  // spare descriptor for EMFILE recovery (TCP-14)
+    int reservedFd_ = -1;                      // spare descriptor for EMFILE recovery (TCP-14)
+    std::vector<Deferred<void>> stopWaiters_;  // stopListening()'s callers while stopping
 };
 
 }  // namespace weft
