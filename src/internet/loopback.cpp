@@ -140,10 +140,19 @@ struct Session : std::enable_shared_from_this<Session> {
         Failure reason(error::ConnectionDone{});
         auto server = std::move(protocols[0]);
         auto client = std::move(protocols[1]);
-        endSide(0, *server, reason);
-        endSide(1, *client, reason);
+        // Both sides hear of the end, server first, even if the first one's
+        // connectionLost throws; the Deferred then fails with the first error.
+        std::optional<Failure> failed;
+        for (int side : {0, 1}) {
+            try {
+                endSide(side, side == 0 ? *server : *client, reason);
+            } catch (...) {
+                if (!failed) failed = Failure::current();
+            }
+        }
         release();
-        done.callback();
+        if (failed) done.errback(*failed);
+        else done.callback();
     }
 
     void endSide(int side, Protocol& p, const Failure& reason) {

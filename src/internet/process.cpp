@@ -391,7 +391,12 @@ public:
         if (auto p = process_) p->reapNow();
         return std::nullopt;
     }
-    void connectionLost(const Failure&) override {}
+    /// The reactor gave up watching the pidfd (select cannot watch an fd at or
+    /// above FD_SETSIZE, R-41): the child is polled instead, through the same
+    /// pidfd, so it is still reaped and processEnded still comes.
+    void connectionLost(const Failure&) override {
+        if (auto p = process_; p && p->phase_ == Phase::running) p->pollLater(0.01);
+    }
     std::shared_ptr<BaseProcess> release() noexcept { return std::move(process_); }
 
 private:

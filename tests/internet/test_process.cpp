@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -818,6 +820,42 @@ TEST_P(ProcessTest, REAP_1_REAP_6_manyChildrenEachGetTheirOwnStatusAndNoZombieSt
     }
     ASSERT_TRUE(spinUntil([&] { return std::all_of(protos.begin(), protos.end(), [](auto& p) { return p->ended; }); }));
     for (int i = 0; i < 25; ++i) EXPECT_EQ(protos[static_cast<std::size_t>(i)]->exitCode(), i);
+    EXPECT_EQ(zombieChildren(), 0);
+}
+
+TEST_P(ProcessTest, R_41_aChildWhoseDescriptorsAreAllAboveFdSetsizeIsStillReaped) {
+    // select gives up an fd at or above FD_SETSIZE (connectionLost). For the child's pidfd that must not
+    // mean the child is never reaped: it is polled instead, and processEnded comes with its status.
+    rlimit old{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+    if (old.rlim_max != RLIM_INFINITY && old.rlim_max < FD_SETSIZE + 64)
+        GTEST_SKIP() << "RLIMIT_NOFILE hard limit too low";
+    rlimit raised = old;
+    raised.rlim_cur = std::max<rlim_t>(old.rlim_cur, FD_SETSIZE + 64);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &raised), 0);
+    std::vector<int> fillers;  // every fd below FD_SETSIZE taken, so the child's descriptors land above
+    for (;;) {
+        int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_GE(fd, 0) << std::strerror(errno);
+        if (fd >= FD_SETSIZE) {
+            ::close(fd);
+            break;
+        }
+        fillers.push_back(fd);
+    }
+    auto proto = std::make_shared<RecordingProcess>();
+    std::exception_ptr failed;
+    try {
+        child(proto, {"sleep", "0.05", "--", "exit", "3"});
+    } catch (...) {
+        failed = std::current_exception();
+    }
+    bool ended = !failed && spinUntil([&] { return proto->ended; }, 10);
+    for (int fd : fillers) ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &old);
+    ASSERT_FALSE(failed);
+    ASSERT_TRUE(ended) << "processEnded never came";
+    EXPECT_EQ(proto->exitCode(), 3);
     EXPECT_EQ(zombieChildren(), 0);
 }
 

@@ -141,6 +141,39 @@ TEST_F(TestingTest, TEST_2_abortConnectionSetsDisconnectedAndDisconnecting) {
     EXPECT_EQ(t.value(), "after");
 }
 
+TEST_F(TestingTest, TEST_2_codeUnderTestSeesTheStateThroughITransport) {
+    // TEST-2: a protocol sees the double's state through ITransport, as it would a real transport's: after
+    // loseConnection() it is disconnecting; after abortConnection() it is no longer connected.
+    StringTransport t;
+    const ITransport& seen = t;
+    EXPECT_TRUE(seen.isConnected());
+    EXPECT_FALSE(seen.isDisconnecting());
+    t.loseConnection();
+    EXPECT_TRUE(seen.isDisconnecting());
+    EXPECT_TRUE(seen.isConnected());
+    t.abortConnection();
+    EXPECT_FALSE(seen.isConnected());
+    // The other in-memory transports answer the same way.
+    auto [client, server, pump] = iosim::connectedServerAndClient<Recorder, Recorder>();
+    EXPECT_FALSE(client->transport->isDisconnecting());
+    client->transport->loseConnection();
+    EXPECT_TRUE(client->transport->isDisconnecting());
+    EXPECT_TRUE(client->transport->isConnected());
+    pump.flush();
+    EXPECT_FALSE(client->transport->isConnected());
+    Clock clock;
+    auto a = std::make_shared<Recorder>();
+    auto b = std::make_shared<Recorder>();
+    auto d = loopback::loopbackAsync(a, b, clock);
+    auto seenByA = a->transport;
+    EXPECT_FALSE(seenByA->isDisconnecting());
+    seenByA->loseConnection();
+    EXPECT_TRUE(seenByA->isDisconnecting());
+    clock.advance(0);
+    successResultOf(d);
+    EXPECT_FALSE(seenByA->isConnected());
+}
+
 TEST_F(TestingTest, TEST_3_specifiedAddressesAreReturned) {
     // TEST-3: getHost()/getPeer() return the addresses given to the constructor.
     StringTransport t(IPv4Address("TCP", "127.0.0.1", 80), UNIXAddress("/tmp/peer"));
@@ -894,6 +927,28 @@ TEST_F(TestingTest, TEST_20_firesAfterBothSidesLostTheConnection) {
     EXPECT_TRUE(server->lost[0].check<error::ConnectionDone>());
     EXPECT_TRUE(client->lost[0].check<error::ConnectionDone>());
     EXPECT_TRUE(clock.getDelayedCalls().empty());
+}
+
+TEST_F(TestingTest, TEST_20_aConnectionLostThatThrowsFailsTheDeferredAndTheOtherSideStillHears) {
+    // TEST-20: the server's connectionLost throws: the client still gets connectionLost, and the Deferred
+    // fails with the exception instead of never firing.
+    struct Throwing : Recorder {
+        void connectionLost(const Failure& reason) override {
+            Recorder::connectionLost(reason);
+            throw std::runtime_error("server connectionLost failed");
+        }
+    };
+    Clock clock;
+    auto server = std::make_shared<Throwing>();
+    auto client = std::make_shared<Recorder>();
+    auto d = loopback::loopbackAsync(server, client, clock);
+    client->transport->loseConnection();
+    clock.advance(0);
+    Failure f = failureResultOf(d);
+    ASSERT_TRUE(f.check<std::runtime_error>());
+    EXPECT_STREQ(f.get<std::runtime_error>()->what(), "server connectionLost failed");
+    EXPECT_EQ(server->lost.size(), 1u);
+    EXPECT_EQ(client->lost.size(), 1u);
 }
 
 TEST_F(TestingTest, TEST_21_writeIsNeverReentrant) {

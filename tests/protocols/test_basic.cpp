@@ -30,13 +30,10 @@ using weft::test::LeakCheckedTest;
 
 namespace {
 
-// StringTransport keeps Twisted's `disconnecting` flag as a field; receivers
-// read it through ITransport, as they read a real transport's.
+// A StringTransport that counts write and writeSequence calls.
 class Transport : public weft::testing::StringTransport {
 public:
     using StringTransport::StringTransport;
-    bool isConnected() const noexcept override { return connected && !disconnected; }
-    bool isDisconnecting() const noexcept override { return disconnecting; }
     void write(Bytes data) override {
         ++writes;
         StringTransport::write(data);

@@ -2,7 +2,8 @@
 # weft tunnel (issue #13): two network namespaces joined by a veth pair, each
 # running `weft tunnel` over it. ping crosses the TUN tunnel (and a TAP one),
 # 64 MiB over TCP through it arrive byte-exact (socat, sha256), a datagram
-# from a stranger is dropped and counted (SIGUSR1 and exit report), packets
+# from a stranger or longer than the packet size is dropped and counted
+# (SIGUSR1 and exit report), packets
 # leave through a socket connected to the peer and no one else can join the
 # port, an IPv6
 # underlay works, a device
@@ -89,6 +90,21 @@ kill -USR1 "$pb"
 for _ in $(seq 100); do grep -q "dropped: 3 datagrams from strangers" "$work/tun-b.log" && break; sleep 0.05; done
 grep -q "dropped: 3 datagrams from strangers" "$work/tun-b.log" || fail "SIGUSR1 did not report 3 strangers"
 echo "strangers dropped and counted: ok"
+
+# Oversized: a datagram from the peer's address and port longer than the packet size (mtu 1400) is
+# dropped and counted, however long (a raw socket sends it as a's tunnel port, which a holds).
+oversize='import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+for size in (1401, 4000):
+    s.sendto(struct.pack("!HHHH", 5555, 5555, 8 + size, 0) + b"x" * size, ("192.168.77.2", 0))'
+inA python3 -c "$oversize" || fail "could not send the oversized datagrams"
+sleep 0.3
+kill -USR1 "$pb"
+for _ in $(seq 100); do grep -q "strangers, 2 oversized" "$work/tun-b.log" && break; sleep 0.05; done
+grep -q "strangers, 2 oversized" "$work/tun-b.log" || fail "SIGUSR1 did not report 2 oversized datagrams"
+grep -q "dropped a packet from the peer longer than the packet size" "$work/tun-b.log" ||
+  fail "the oversized datagram was not logged"
+echo "oversized datagrams from the peer dropped and counted: ok"
 
 # Packets leave through a second socket on the port, connected to the peer (the kernel keeps its
 # route); the --listen socket stays unconnected, the one that hears strangers. Nobody else may join
@@ -177,6 +193,8 @@ expect_error 2 "bad --listen endpoint 'tcp:5559'" inA "$weft" tunnel tun:x --lis
 expect_error 2 "expected HOST:PORT" inA "$weft" tunnel tun:x --listen udp:5559 --peer 192.168.77.2
 expect_error 2 "the port must be a number in 1..65535" inA "$weft" tunnel tun:x --listen udp:5559 --peer h:0
 expect_error 2 "is not IPv4" inA "$weft" tunnel tun:x --listen udp:5559 --peer '[::1]:5559'
+# The hint names a --listen value weft takes: the colons of :: escaped.
+grep -qF 'give interface=\:\: in --listen' "$work/error.out" || fail "the IPv6 hint is not usable: $(cat "$work/error.out")"
 expect_error 2 "cannot resolve the --peer host 'no.such.host.invalid'" \
   inA "$weft" tunnel tun:x --listen udp:5559 --peer no.such.host.invalid:1
 status=0

@@ -127,6 +127,11 @@ struct Peer {
     weft::Address address;
 };
 
+// The UDP ports take datagrams up to the largest UDP payload, so that one
+// longer than the packet size reaches Session::fromPeer and is counted as
+// oversized there; a smaller limit would have the port drop it uncounted.
+constexpr std::size_t kLargestDatagram = 65535;
+
 struct Session {
     weft::Reactor& reactor;
     Counters counters;
@@ -137,6 +142,7 @@ struct Session {
     bool stopping = false;
     int status = 0;
     bool warnedOversized = false, warnedSend = false, warnedDevice = false;
+    std::size_t packetSize = 0;  // the largest packet either way: the MTU (+ 18 for a TAP's frame header)
 
     bool isPeer(const weft::Address& from) const {
         if (auto* v4 = std::get_if<weft::IPv4Address>(&from)) return v4->port == peer.port && v4->host == peer.host;
@@ -180,6 +186,7 @@ struct Session {
     // A datagram the peer sent (the connected socket hears no one else).
     void fromPeer(weft::Bytes datagram) {
         if (!device) return;
+        if (datagram.size() > packetSize) return oversized("from the peer", datagram.size());
         try {
             device->write(datagram);
             counters.fromPeer.fetch_add(1, std::memory_order_relaxed);
@@ -354,7 +361,7 @@ std::optional<Peer> parsePeer(const std::string& text, int family, std::string& 
     const bool literal = weft::isIPAddress(host) || weft::isIPv6Address(host);
     if (literal && (family == AF_INET6) != weft::isIPv6Address(host)) {
         error = fmt::format("--peer {} is not {}, as the --listen address is (give interface={} in --listen)",
-                            weft::quote(text), familyName, family == AF_INET6 ? "0.0.0.0" : "::");
+                            weft::quote(text), familyName, family == AF_INET6 ? "0.0.0.0" : "\\:\\:");
         return std::nullopt;
     }
     // A name is resolved once; a literal is written the way the kernel's
@@ -490,6 +497,7 @@ int runTunnel(weft::Backend backend, const TunnelOptions& options) {
     }
     if (!mtu) mtu = 1500;  // what the kernel gives a new tun or tap device
     const std::size_t packetSize = static_cast<std::size_t>(mtu) + (tap ? 18 : 0);
+    session.packetSize = packetSize;
     try {
         if (tap)
             session.device = std::make_shared<weft::pair::TuntapPort>(*reactor, name,
@@ -524,7 +532,7 @@ int runTunnel(weft::Backend backend, const TunnelOptions& options) {
     // ---- the UDP side ------------------------------------------------------------------
     try {
         session.udp = reactor->listenUDP(listen->port(), std::make_shared<NetSide>(session, false), listen->interface(),
-                                         packetSize);
+                                         kLargestDatagram);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "weft tunnel: --listen %s: %s\n", weft::quote(options.listen).c_str(),
                      weft::printable(e.what()).c_str());
@@ -537,7 +545,7 @@ int runTunnel(weft::Backend backend, const TunnelOptions& options) {
     if (int twin = connectedTwin(session.udp->getHandle(), *peer, why, queued); twin >= 0) {
         try {
             session.toPeer =
-                reactor->adoptDatagramPort(twin, family, std::make_shared<NetSide>(session, true), packetSize);
+                reactor->adoptDatagramPort(twin, family, std::make_shared<NetSide>(session, true), kLargestDatagram);
         } catch (const std::exception& e) {
             why = e.what();
         }

@@ -109,6 +109,10 @@ public:
     Address getHost() const override { return hostAddress; }
     /// peerAddress.
     Address getPeer() const override { return peerAddress; }
+    /// Not yet `disconnected`, as code under test sees it through ITransport.
+    bool isConnected() const noexcept override { return !disconnected; }
+    /// `disconnecting`, as code under test sees it through ITransport.
+    bool isDisconnecting() const noexcept override { return disconnecting; }
     /// The bytes in `stream`: written, not yet collected by the pump.
     std::size_t pendingBytes() const noexcept override {
         std::size_t n = 0;

@@ -99,6 +99,9 @@ public:
     bool connected() const noexcept;
     /// True once loseConnection()/abortConnection() was called on this side.
     bool disconnecting() const noexcept { return disconnecting_; }
+    /// connected() and disconnecting(), as code under test sees them through ITransport.
+    bool isConnected() const noexcept override { return connected(); }
+    bool isDisconnecting() const noexcept override { return disconnecting_; }
     /// The registered producer, or null.
     const std::shared_ptr<IProducer>& producer() const noexcept { return producer_; }
     /// True while this transport has paused its push producer.

@@ -108,6 +108,11 @@ public:
     Address getHost() const override;
     /// peerAddr, or IPv4Address("TCP", "192.168.1.1", 54321) (TEST-3).
     Address getPeer() const override;
+    /// `connected` and not aborted (`disconnected`), as code under test sees it through ITransport.
+    bool isConnected() const noexcept override { return connected && !disconnected; }
+    /// `disconnecting`, as code under test sees it through ITransport (a
+    /// LineReceiver stops delivering lines once its own loseConnection() set it).
+    bool isDisconnecting() const noexcept override { return disconnecting; }
     /// Records producer and streaming; throws std::runtime_error if one is
     /// already registered (the first is kept). Unlike a real transport it never
     /// calls resumeProducing() (TEST-4).
