@@ -392,9 +392,17 @@ int duplicateForAdoption(int fd, int addressFamily, const std::shared_ptr<Factor
     if (!factory) throw std::invalid_argument(std::string(what) + ": null factory");
     int domain = 0;
     socklen_t length = sizeof domain;
-    if (sys::ops.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 && domain != addressFamily)
+    if (sys::ops.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) != 0) {
+        if (errno == ENOTSOCK) throw std::invalid_argument(fmt::format("{}: descriptor {} is not a socket", what, fd));
+        throw std::system_error(errno, std::generic_category(), fmt::format("{}: descriptor {}", what, fd));
+    }
+    if (domain != addressFamily)
         throw std::invalid_argument(
             fmt::format("{}: descriptor {} is a socket of family {}, not {}", what, fd, domain, addressFamily));
+    int type = 0;
+    length = sizeof type;
+    if (sys::ops.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type != SOCK_STREAM)
+        throw std::invalid_argument(fmt::format("{}: descriptor {} is not a stream socket", what, fd));
     return weft::detail::duplicateNonBlocking(fd, what);
 }
 }  // namespace
@@ -421,10 +429,22 @@ std::shared_ptr<IListeningPort> Reactor::adoptStreamPort(int fd, int addressFami
 
 void Reactor::adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
     int copy = duplicateForAdoption(fd, addressFamily, factory, "adoptStreamConnection");
+    // Only a connected socket is a connection: a listening or unconnected one
+    // would sit idle, and its close would shut down the caller's socket.
+    sockaddr_storage ignored{};
+    socklen_t ignoredLength = sizeof ignored;
+    if (sys::ops.getpeername(copy, reinterpret_cast<sockaddr*>(&ignored), &ignoredLength) != 0) {
+        int e = errno;
+        sys::ops.close(copy);
+        if (e == ENOTCONN)
+            throw std::invalid_argument(
+                fmt::format("adoptStreamConnection: descriptor {} is a socket that is not connected", fd));
+        throw std::system_error(e, std::generic_category(), fmt::format("adoptStreamConnection: descriptor {}", fd));
+    }
     if (addressFamily == AF_UNIX) return adoptUNIXStreamConnection(copy, std::move(factory));  // UNIX-22
     SockAddr peer;
     peer.length = SockAddr::capacity;
-    if (sys::ops.getpeername(copy, peer.get(), &peer.length) != 0) peer.length = 0;
+    if (sys::ops.getpeername(copy, peer.get(), &peer.length) != 0) peer.length = 0;        // asked above: it answers
     auto protocol = weft::detail::buildProtocolOrClose(*factory, peer.toAddress(), copy);  // TCP-51
     if (!protocol) return;
     auto local = SockAddr{};

@@ -362,8 +362,8 @@ void Client::attempt() {
     }
     UnixSockAddr target;
     if (!UnixSockAddr::fromPath(path, target)) {  // UNIX-11, Better than Twisted
-        failIfNotConnected(
-            Failure(ConnectError(ENAMETOOLONG, weft::detail::tooLongMessage(path) + ": " + displayPath(path))));
+        failIfNotConnected(Failure(ConnectError(weft::detail::unusablePathError(path),
+                                                weft::detail::unusablePathMessage(path) + ": " + displayPath(path))));
         return;
     }
     if (fd_ < 0) {
@@ -417,7 +417,8 @@ socklen_t Port::peerCapacity() const noexcept { return UnixSockAddr::capacity; }
 
 int Port::bindSocket() {
     UnixSockAddr addr;
-    if (!UnixSockAddr::fromPath(path_, addr)) throw listenFailure(ENAMETOOLONG);  // UNIX-2: too long
+    if (!UnixSockAddr::fromPath(path_, addr))
+        throw listenFailure(weft::detail::unusablePathError(path_));  // UNIX-2: too long
     const bool abstract = UnixSockAddr::isAbstract(path_);
     int s = sys::ops.socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0) throw CannotListenError("", displayPath(path_), errnoCode(errno));
@@ -461,7 +462,8 @@ void Port::startListening() {
     if (listening()) return;
     if (wantPID_) {  // UNIX-4
         UnixSockAddr addr;
-        if (!UnixSockAddr::fromPath(path_, addr)) throw listenFailure(ENAMETOOLONG);  // before any lock is made
+        if (!UnixSockAddr::fromPath(path_, addr))
+            throw listenFailure(weft::detail::unusablePathError(path_));  // before any lock is made
         const std::string lockPath = path_ + ".lock";
         if (int e = takeLock(lockPath); e == EBUSY) {
             throw CannotListenError("", displayPath(path_), std::make_error_code(std::errc::device_or_resource_busy),

@@ -28,7 +28,8 @@ std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
 
 // A path fit for log lines: an abstract name's leading NUL shown as '@'.
 using weft::detail::displayPath;
-std::string tooLong(const std::string& path) { return weft::detail::tooLongMessage(path); }
+std::string tooLong(const std::string& path) { return weft::detail::unusablePathMessage(path); }
+int tooLongError(const std::string& path) { return weft::detail::unusablePathError(path); }
 
 int datagramSocket() { return sys::ops.socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
 
@@ -73,7 +74,7 @@ void DatagramPort::startListening() {
     checkProtocolFree();
     UnixSockAddr addr;
     if (!UnixSockAddr::fromPath(path_, addr))
-        throw CannotListenError("", displayPath(path_), errnoCode(ENAMETOOLONG), tooLong(path_));
+        throw CannotListenError("", displayPath(path_), errnoCode(tooLongError(path_)), tooLong(path_));
     int s = datagramSocket();
     if (s < 0) throw CannotListenError("", displayPath(path_), errnoCode(errno));
     // UNIX-23: an existing path — a socket or any other file — makes bind()
@@ -172,7 +173,7 @@ void ConnectedDatagramPort::startListening() {
     if (fd_ >= 0) return;
     checkProtocolFree();
     UnixSockAddr peer;
-    if (!UnixSockAddr::fromPath(path_, peer)) return failed(Failure(ConnectError(ENAMETOOLONG, tooLong(path_))));
+    if (!UnixSockAddr::fromPath(path_, peer)) return failed(Failure(ConnectError(tooLongError(path_), tooLong(path_))));
     int s = datagramSocket();
     if (s < 0) {
         int e = errno;
@@ -182,7 +183,8 @@ void ConnectedDatagramPort::startListening() {
     if (bindAddress_) {
         const std::string& local = *bindAddress_;
         UnixSockAddr a;
-        if (!UnixSockAddr::fromPath(local, a)) return failed(Failure(ConnectBindError(ENAMETOOLONG, tooLong(local))));
+        if (!UnixSockAddr::fromPath(local, a))
+            return failed(Failure(ConnectBindError(tooLongError(local), tooLong(local))));
         if (sys::ops.bind(s, a.get(), a.length) != 0) {
             int e = errno;
             return failed(Failure(ConnectBindError(e, fmt::format("{}: {}", displayPath(local), std::strerror(e)))));

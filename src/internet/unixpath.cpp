@@ -20,10 +20,20 @@ std::string displayPath(std::string_view path) {
     return weft::printable(path);
 }
 
-std::string tooLongMessage(std::string_view path) {
+namespace {
+bool holdsNul(std::string_view path) noexcept {
+    return !UnixSockAddr::isAbstract(path) && path.find('\0') != std::string_view::npos;
+}
+}  // namespace
+
+std::string unusablePathMessage(std::string_view path) {
+    if (holdsNul(path))
+        return "AF_UNIX path contains a NUL byte (only an abstract name, which starts with one, may hold NUL bytes)";
     return fmt::format("AF_UNIX path too long ({} bytes, at most {})", path.size(),
                        UnixSockAddr::isAbstract(path) ? sizeof(sockaddr_un::sun_path) : UnixSockAddr::maxPath);
 }
+
+int unusablePathError(std::string_view path) noexcept { return holdsNul(path) ? EINVAL : ENAMETOOLONG; }
 
 namespace {
 
@@ -37,6 +47,7 @@ std::string directoryOf(const std::string& path) {
 }  // namespace
 
 std::string pathFailure(const std::string& path, int e) {
+    if (e == EINVAL && holdsNul(path)) return unusablePathMessage(path);
     const std::string dir = directoryOf(path);
     const char* reason = std::strerror(e);
     switch (e) {
@@ -52,7 +63,7 @@ std::string pathFailure(const std::string& path, int e) {
         case EACCES:
         case EPERM: return fmt::format("{}: no permission to create a file in {}", reason, weft::quote(dir));
         case EROFS: return fmt::format("{}: {} is on a read-only file system", reason, weft::quote(dir));
-        case ENAMETOOLONG: return tooLongMessage(path);
+        case ENAMETOOLONG: return unusablePathMessage(path);
         case EADDRINUSE: {
             struct stat st {};
             if (sys::ops.lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))

@@ -1985,6 +1985,44 @@ TEST_P(TCPClientTest, TCP_51_nullProtocolClosesOnlyTheDuplicate) {
     EXPECT_EQ(c, 'x');
 }
 
+TEST_P(TCPClientTest, TCP_51_onlyAConnectedStreamSocketCanBeAdoptedAsAConnection) {
+    // TCP-51, Better than Twisted (which fails later, at getpeername): a pipe, a datagram socket, a socket never
+    // connected and a listening one are refused at once with a message naming the problem; nothing is built,
+    // registered or left open, and the caller's listening socket still listens.
+    auto sf = std::make_shared<RecordingFactory>();
+    int pipeEnds[2];
+    ASSERT_EQ(::pipe2(pipeEnds, O_CLOEXEC), 0);
+    int datagram = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int idle = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int listening = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in any{};
+    any.sin_family = AF_INET;
+    any.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(listening, reinterpret_cast<sockaddr*>(&any), sizeof any), 0);
+    ASSERT_EQ(::listen(listening, 1), 0);
+    auto before = openFds();
+    const std::pair<int, const char*> cases[] = {{pipeEnds[0], "is not a socket"},
+                                                 {datagram, "is not a stream socket"},
+                                                 {idle, "is a socket that is not connected"},
+                                                 {listening, "is a socket that is not connected"}};
+    for (auto [fd, why] : cases) {
+        try {
+            reactor().adoptStreamConnection(fd, AF_INET, sf);
+            ADD_FAILURE() << "descriptor " << fd << " was adopted; expected: " << why;
+        } catch (const std::invalid_argument& e) {
+            EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+        }
+    }
+    EXPECT_EQ(openFds(), before);
+    EXPECT_TRUE(sf->addresses.empty());
+    EXPECT_TRUE(reactor().getReaders().empty());
+    int accepting = 0;
+    socklen_t size = sizeof accepting;
+    ASSERT_EQ(::getsockopt(listening, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &size), 0);
+    EXPECT_EQ(accepting, 1);
+    for (int fd : {pipeEnds[0], pipeEnds[1], datagram, idle, listening}) ::close(fd);
+}
+
 TEST_P(TCPClientTest, TCP_51_adoptStreamConnectionRejectsOtherFamilies) {
     // TCP-51: a family other than AF_INET/AF_INET6 throws UnsupportedAddressFamily before building anything.
     RawConnection raw;

@@ -231,6 +231,23 @@ TEST_P(UNIXTest, UNIX_2_pathTooLongIsAClearCannotListenError) {
     EXPECT_TRUE(fs::is_empty(dir));
 }
 
+TEST_P(UNIXTest, UNIX_2_aPathHoldingANulByteIsRefusedSayingSo) {
+    // UNIX-2: a filesystem path with a NUL byte inside cannot be bound: CannotListenError(EINVAL) saying so, not
+    // "too long" (with and without the lock file); nothing is created.
+    const std::string withNul = dir + std::string("/a\0b", 4);
+    for (bool lock : {false, true}) {
+        try {
+            reactor().listenUNIX(withNul, std::make_shared<RecordingFactory>(), 50, 0666, lock);
+            ADD_FAILURE() << "listened on a path with a NUL byte";
+        } catch (const err::CannotListenError& e) {
+            EXPECT_THAT(e.what(), ::testing::HasSubstr("contains a NUL byte")) << e.what();
+            EXPECT_THAT(e.what(), ::testing::Not(::testing::HasSubstr("too long"))) << e.what();
+            EXPECT_EQ(e.socketError().value(), EINVAL);
+        }
+    }
+    EXPECT_TRUE(fs::is_empty(dir));
+}
+
 TEST_P(UNIXTest, UNIX_2_missingDirectoryIsCannotListenError) {
     // UNIX-2: a missing directory: CannotListenError(ENOENT).
     try {
@@ -464,6 +481,17 @@ TEST_P(UNIXTest, UNIX_11_pathTooLongFailsOnTheNextIteration) {
     ASSERT_NE(e, nullptr);
     EXPECT_EQ(e->osError(), ENAMETOOLONG);
     EXPECT_THAT(e->what(), ::testing::HasSubstr("too long"));
+}
+
+TEST_P(UNIXTest, UNIX_11_aPathHoldingANulByteFailsSayingSo) {
+    // UNIX-11: a filesystem path with a NUL byte inside: ConnectError(EINVAL) naming the NUL byte, not the length.
+    auto cf = std::make_shared<RecordingClientFactory>();
+    reactor().connectUNIX(dir + std::string("/a\0b", 4), cf, 30);
+    ASSERT_TRUE(spinUntil([&] { return cf->failed == 1; }, 1));
+    auto* e = cf->failReason->get<err::ConnectError>();
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->osError(), EINVAL);
+    EXPECT_THAT(e->what(), ::testing::HasSubstr("contains a NUL byte"));
 }
 
 TEST_P(UNIXTest, UNIX_12_checkPIDWithoutLiveLockFailsWithBadFileError) {

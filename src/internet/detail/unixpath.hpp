@@ -60,8 +60,11 @@ struct UnixSockAddr {
 /// control bytes and invalid UTF-8 are escaped (weft::printable).
 std::string displayPath(std::string_view path);
 
-/// "AF_UNIX path too long (N bytes, at most M)".
-std::string tooLongMessage(std::string_view path);
+/// Why UnixSockAddr::fromPath refused `path`, in words: "AF_UNIX path too long
+/// (N bytes, at most M)", or that a filesystem path holds a NUL byte.
+std::string unusablePathMessage(std::string_view path);
+/// The errno for the same: EINVAL for a NUL byte, ENAMETOOLONG for a path too long.
+int unusablePathError(std::string_view path) noexcept;
 
 /// What went wrong when creating `path` (a socket file or its lock) failed
 /// with errno `e`, naming the real cause: the directory that does not exist,
