@@ -131,13 +131,42 @@ void StreamTransport::abortConnection() {
 
 void StreamTransport::closeDescriptor(bool) noexcept { dropDescriptor(); }
 
+namespace {
+// The transport whose protocol's connectionLost() runs on this thread, and
+// that protocol (protocolForLog). Saved and put back around each call, so a
+// connectionLost that ends another connection leaves the outer one in place.
+struct Losing {
+    const StreamTransport* transport = nullptr;
+    const Protocol* protocol = nullptr;
+};
+thread_local Losing tLosing;
+}  // namespace
+
+const Protocol* StreamTransport::protocolForLog() const noexcept {
+    if (protocol_) return protocol_.get();
+    return tLosing.transport == this ? tLosing.protocol : nullptr;
+}
+
 void StreamTransport::connectionLost(const Failure& reason) {
     if (disconnected()) return;
     FileDescriptor::connectionLost(reason);
     closeDescriptor(reason.check<ConnectionAborted>() != 0);
     // Let go of the protocol before it hears of the loss; this frame keeps it
-    // alive until its connectionLost() has returned (docs/ownership.md).
-    if (auto p = std::move(protocol_)) p->connectionLost(reason);
+    // alive until its connectionLost() has returned (docs/ownership.md). Its
+    // log lines still carry the connection's prefix (FD-38, TCP-18).
+    if (auto p = std::move(protocol_)) {
+        struct Restore {
+            Losing saved;
+            ~Restore() { tLosing = saved; }
+        } restore{tLosing};
+        tLosing = {this, p.get()};
+        try {
+            p->connectionLost(reason);
+        } catch (...) {
+            (void)logPrefix();  // kept, so that whoever logs the error names the connection
+            throw;
+        }
+    }
 }
 
 // ---- SocketTransport ------------------------------------------------------------------

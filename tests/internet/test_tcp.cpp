@@ -10,6 +10,7 @@
 
 #include <weft/internet/error.hpp>
 #include <weft/internet/tcp.hpp>
+#include <weft/log.hpp>
 
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -670,6 +671,41 @@ TEST_P(TCPTest, TCP_18_serverLogPrefixAndRepr) {
     ::close(c2);
     ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost + f->built[1]->lost == 2; }));
     EXPECT_EQ(s0.logPrefix(), "RecordingProtocol,0,127.0.0.1");  // kept after the close
+    stopPort(reactor(), *port);
+}
+
+// FD-38, TCP-18: what a protocol logs from its connectionLost, and an error it
+// throws there, carry its connection's prefix, on both sides, although the
+// transport has let go of the protocol before calling it.
+TEST_P(TCPTest, FD_38_linesLoggedFromConnectionLostCarryTheConnectionsPrefix) {
+    std::vector<std::pair<std::string, std::string>> lines;  // prefix, message
+    log::ScopedObserver obs(
+        [&](const log::Event& e) { lines.emplace_back(std::string(e.prefix), std::string(e.message)); });
+    auto f = std::make_shared<RecordingFactory>();
+    f->onBuilt = [](RecordingProtocol& p) {
+        p.onLost = [](RecordingProtocol&, const Failure&) {
+            log::warn("", "server lost");
+            throw std::runtime_error("server connectionLost failed");
+        };
+    };
+    auto port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+    auto client = std::make_shared<RecordingClientFactory>();
+    client->onBuilt = [](RecordingProtocol& p) {
+        p.onLost = [](RecordingProtocol&, const Failure&) { log::warn("", "client lost"); };
+    };
+    reactor().connectTCP("127.0.0.1", portNumber(*port), client);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 1 && client->built.size() == 1; }));
+    client->built[0]->transport->loseConnection();
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built[0]->lost == 1 && client->built[0]->lost == 1; }));
+    auto prefixOf = [&](const std::string& message) {
+        for (auto& [prefix, m] : lines)
+            if (m.find(message) != std::string::npos) return prefix;
+        return std::string("(no such line)");
+    };
+    EXPECT_EQ(prefixOf("client lost"), "RecordingProtocol,client");
+    EXPECT_EQ(prefixOf("server lost"), "RecordingProtocol,0,127.0.0.1");
+    EXPECT_EQ(prefixOf("Unhandled error in connectionLost"), "RecordingProtocol,0,127.0.0.1");
+    EXPECT_EQ(logs.flushLoggedErrors<std::runtime_error>().size(), 1u);
     stopPort(reactor(), *port);
 }
 

@@ -119,6 +119,10 @@ protected:
     virtual void closeDescriptor(bool abort) noexcept;
     /// Closes `fd_` without ending the stream (a connect attempt that failed).
     void dropDescriptor() noexcept;
+    /// The protocol for logPrefix() and repr(): protocol_, or while its
+    /// connectionLost() runs (protocol_ is let go of before it), that protocol;
+    /// null otherwise. Kept outside the object, so it costs no connection a word.
+    const Protocol* protocolForLog() const noexcept;
 
     // The two flags and the descriptor first: they fill the padding at the end of
     // FileDescriptor's last word, so the protocol starts a word earlier.
@@ -197,8 +201,9 @@ public:
     std::string logPrefix() const override {
         if (auto* r = this->rememberedIfAny(); r && r->prefix) return *r->prefix;
         std::string tail = "," + std::to_string(sessionno_) + "," + peerName();
-        if (!this->protocol_) return "-" + tail;  // never asked while connected
-        return *(this->remembered().prefix = FileDescriptor::getLogPrefix(*this->protocol_) + tail);
+        const Protocol* protocol = this->protocolForLog();
+        if (!protocol) return "-" + tail;  // never asked while connected
+        return *(this->remembered().prefix = FileDescriptor::getLogPrefix(*protocol) + tail);
     }
     /// "<ProtocolClassName #<session number> on <where>>" (TCP-18, UNIX-9).
     std::string repr() const {

@@ -20,8 +20,9 @@ namespace weft {
 
 template <class Connection>
 std::string ConnectingTransport<Connection>::logPrefix() const {
-    if (phase_ != Phase::done || !this->protocol_) return prefix_.empty() ? std::string("Uninitialized") : prefix_;
-    if (prefix_.empty()) prefix_ = FileDescriptor::getLogPrefix(*this->protocol_) + ",client";
+    const Protocol* protocol = this->protocolForLog();
+    if (phase_ != Phase::done || !protocol) return prefix_.empty() ? std::string("Uninitialized") : prefix_;
+    if (prefix_.empty()) prefix_ = FileDescriptor::getLogPrefix(*protocol) + ",client";
     return prefix_;
 }
 
