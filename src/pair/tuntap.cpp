@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 
@@ -39,9 +41,22 @@ public:
     int close(int fd) override { return sys::ops.close(fd); }
 };
 
+constexpr std::uint16_t kTunFlag = 0x0001, kTapFlag = 0x0002, kMultiQueueFlag = 0x0100, kPersistFlag = 0x0800,
+                        kNoPIFlag = 0x1000, kVnetHdrFlag = 0x4000;
+
+// The flags a tun or tap interface has now (/sys/class/net/NAME/tun_flags, in
+// hex); nothing for a name that is no such interface.
+std::optional<std::uint16_t> interfaceFlags(const std::string& name) {
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") return std::nullopt;
+    std::ifstream in("/sys/class/net/" + name + "/tun_flags");
+    unsigned value = 0;
+    if (!(in >> std::hex >> value) || value > 0xffff) return std::nullopt;
+    return static_cast<std::uint16_t>(value);
+}
+
 // TUN-5: what an errno from opening /dev/net/tun or from TUNSETIFF means for
 // the interface asked for, in words.
-std::string attachFailure(int e, bool opening, TunnelType type, const std::string& name) {
+std::string attachFailure(int e, bool opening, TunnelType type, const std::string& name, bool realKernel) {
     const std::string what = fmt::format("{} device {}", type == TunnelType::tap ? "tap" : "tun", quote(name));
     std::string why;
     switch (e) {
@@ -60,10 +75,29 @@ std::string attachFailure(int e, bool opening, TunnelType type, const std::strin
                 "made for this user with `ip tuntap add … user`)";
             break;
         case EBUSY: why = "the interface is already attached by another program (or another port)"; break;
-        case EINVAL:
-            why = fmt::format("an interface of that name exists and is not a {} device (a {}, or another kind)",
-                              type == TunnelType::tap ? "TAP" : "TUN", type == TunnelType::tap ? "TUN" : "TAP");
+        case EINVAL: {
+            // The kernel says EINVAL for an interface of the other type, for one made
+            // with multi_queue (a port asks for a single queue) and for one that is no
+            // tun/tap device at all: tell them apart by the interface's own flags.
+            const auto flags = realKernel ? interfaceFlags(name) : std::nullopt;
+            const bool tapWanted = type == TunnelType::tap;
+            if (!realKernel)  // a simulated kernel: its interfaces are not in /sys
+                why = fmt::format("an interface of that name exists and is not a {} device (a {}, or another kind)",
+                                  tapWanted ? "TAP" : "TUN", tapWanted ? "TUN" : "TAP");
+            else if (flags && ((*flags & kTapFlag) != 0) == tapWanted && (*flags & kMultiQueueFlag))
+                why = fmt::format(
+                    "the {} device was made with multi_queue, and a port attaches to one queue only "
+                    "(make it without multi_queue)",
+                    tapWanted ? "TAP" : "TUN");
+            else if (flags)
+                why = fmt::format("an interface of that name exists and is not a {} device (a {} device)",
+                                  tapWanted ? "TAP" : "TUN", tapWanted ? "TUN" : "TAP");
+            else if (interfaceExists(name))
+                why = fmt::format("an interface of that name exists and is not a {} device (nor any tun/tap device)",
+                                  tapWanted ? "TAP" : "TUN");
+            else why = "the kernel refused the request";
             break;
+        }
         default: why = opening ? "cannot open /dev/net/tun" : "TUNSETIFF failed"; break;
     }
     return fmt::format("cannot attach to {}: {} ({}: {})", what, why, errnoName(e), std::strerror(e));
@@ -148,6 +182,22 @@ TuntapPort::~TuntapPort() {
 void TuntapPort::closeDescriptor(int fd) noexcept {
     try {
         system_->close(fd);
+        // Not for an interface that went away (TUN-7): TUNSETIFF would make a new one.
+        if (auto flags = std::exchange(restoreFlags_, std::nullopt); flags && interfaceFlags(interface_)) {
+            // Attach once more with the interface's own flags, which the kernel
+            // then keeps, and let go at once. Another program that attached in
+            // between (EBUSY) keeps what it asked for.
+            int again = system_->open(tunDevicePath, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+            if (again >= 0) {
+                ifreq req{};
+                std::memcpy(req.ifr_name, interface_.data(), interface_.size());
+                req.ifr_flags = static_cast<short>(*flags);
+                if (system_->ioctl(again, tunSetIff, &req) != 0)
+                    log::warn(logPrefix(), "could not put back the flags of {} ({})", quote(interface_),
+                              errnoName(errno));
+                system_->close(again);
+            }
+        }
     } catch (...) {
         log::failure(logPrefix(), "Unhandled error closing a tun device", Failure::current());
     }
@@ -160,8 +210,13 @@ void TuntapPort::startListening() {
     int fd = system_->open(tunDevicePath, O_RDWR | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         int e = errno;
-        throw error::CannotListenError("", interface_, errnoCode(e), attachFailure(e, true, type_, interface_));
+        throw error::CannotListenError("", interface_, errnoCode(e),
+                                       attachFailure(e, true, type_, interface_, system_ == realSystem()));
     }
+    // An existing interface's flags, to put back at the close (see below).
+    int before = -1;  // the flags, or -1 (a plain int: g++ 12 misreads an optional here)
+    if (system_ == realSystem())
+        if (auto flags = interfaceFlags(interface_)) before = *flags;
     ifreq req{};
     std::memcpy(req.ifr_name, interface_.data(), interface_.size());  // NUL-padded to 16 bytes
     // TUN-3: never a packet-information prefix, whatever the interface was made with.
@@ -176,10 +231,17 @@ void TuntapPort::startListening() {
     if (rc != 0) {
         int e = errno;
         system_->close(fd);
-        throw error::CannotListenError("", interface_, errnoCode(e), attachFailure(e, false, type_, interface_));
+        throw error::CannotListenError("", interface_, errnoCode(e),
+                                       attachFailure(e, false, type_, interface_, system_ == realSystem()));
     }
     // TUN-4: the kernel's name ("tun%d" and "" become tun0, tun1, …).
     interface_.assign(req.ifr_name, ::strnlen(req.ifr_name, sizeof req.ifr_name));
+    // TUN-3: the kernel keeps this attachment's noPI (and no vnet header) on a
+    // persistent interface made with a packet-information prefix or virtio
+    // headers; the program that uses it next expects what it was made with.
+    restoreFlags_.reset();
+    if (before >= 0 && (before & kPersistFlag) && (before & (kNoPIFlag | kVnetHdrFlag)) != kNoPIFlag)
+        restoreFlags_ = static_cast<std::uint16_t>(before & (kTunFlag | kTapFlag | kNoPIFlag | kVnetHdrFlag));
     prefix_.clear();
     attach(fd, interface_);
 }

@@ -184,6 +184,23 @@ inA ip link show wpers0 >/dev/null 2>&1 || fail "the persistent device was remov
 inA ip link show wpers0 | grep -q "mtu 1500" || fail "the MTU of wpers0 was not put back"
 echo "a persistent device stays, MTU put back: ok"
 
+# A persistent device made with a packet-information prefix and virtio headers keeps them: the
+# kernel keeps the flags of the last attachment (weft's noPI) on the device, so weft puts its own back.
+inA ip tuntap add dev wpi0 mode tun pi vnet_hdr
+flags_before=$(inA cat /sys/class/net/wpi0/tun_flags)
+tunnel "$a" pi tun:wpi0 --listen udp:5561 --peer 192.168.77.2:5561
+stop "$PID" pi
+flags_after=$(inA cat /sys/class/net/wpi0/tun_flags)
+[ "$flags_before" = "$flags_after" ] || fail "wpi0's flags were $flags_before before weft tunnel, $flags_after after"
+inA ip -d link show wpi0 | grep -q "pi on vnet_hdr on" || fail "wpi0 lost pi or vnet_hdr: $(inA ip -d link show wpi0)"
+inA ip tuntap del dev wpi0 mode tun pi vnet_hdr
+# A device made with multi_queue is refused as such, not as "the other type".
+inA ip tuntap add dev wmq0 mode tun multi_queue
+expect_error 1 "the TUN device was made with multi_queue" \
+  inA "$weft" tunnel tun:wmq0 --listen udp:5562 --peer 192.168.77.2:5562
+inA ip tuntap del dev wmq0 mode tun multi_queue
+echo "a persistent device keeps its pi and vnet_hdr; a multi_queue one is named as such: ok"
+
 # ---- bad input ----------------------------------------------------------------------------
 expect_error 2 "'abcdefghijklmnopq': 17 bytes, at most 15 allowed" \
   inA "$weft" tunnel tun:abcdefghijklmnopq --listen udp:5559 --peer 192.168.77.2:5559

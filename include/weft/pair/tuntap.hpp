@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -254,7 +255,11 @@ private:
     std::string interface_;
     std::vector<std::byte> buffer_;  // maxPacketSize + 1 bytes, made at the first read
     std::vector<std::byte> joined_;  // writeSequence's packet, reused
-    mutable std::string prefix_;     // logPrefix(), made once
+    // The TUNSETIFF flags a persistent interface had before this port attached
+    // with noPI (the kernel keeps an attachment's flags on the interface), when
+    // they differ: put back once the port has closed it (TUN-3).
+    std::optional<std::uint16_t> restoreFlags_;
+    mutable std::string prefix_;  // logPrefix(), made once
 };
 
 }  // namespace weft::pair
