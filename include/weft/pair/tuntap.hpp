@@ -178,8 +178,12 @@ public:
     /// the errno as socketError()) whose message names the interface and says
     /// what the errno means here — no tun support (ENOENT, ENODEV, ENXIO), no
     /// permission (EACCES, EPERM), the interface is attached elsewhere (EBUSY),
-    /// or it exists with another type (EINVAL) — with nothing left open; and
-    /// std::logic_error when the protocol is attached to another transport.
+    /// or (EINVAL) it exists with another type, was made with multi_queue, or
+    /// is no tun/tap device — with nothing left open; and std::logic_error
+    /// when the protocol is attached to another transport.
+    /// The kernel keeps an attachment's flags on a persistent interface: one
+    /// made with a packet-information prefix or virtio headers gets them back
+    /// when the port closes it (the port attaches once more with them).
     void startListening() override;
     /// TUN-12: TunnelAddress(type, interface()).
     Address getHost() const override;
