@@ -251,6 +251,16 @@ grep -q "still running 1 s after SIGTERM: SIGKILL" "$work/stubborn.log" || fail 
 waitNoChildren "$stubPid" stubborn
 noProcess "^sleep 31.5"
 stop "$stubPid" stubborn
+# A child that has exited while a process it started in a session of its own (out of the child's process
+# group) holds its output open: after --kill-grace weft says so, not "still running", and closes its ends.
+start held exec tcp:0:interface=127.0.0.1 --kill-grace 1 -- sh -c 'setsid sleep 31.75 & exit 0'
+heldPid=$PID heldPort=$PORT
+python3 -c "$hold" "$heldPort" "$work/held.log" reset "sleep 31.75"
+waitLog held 1 "has exited, but its output is still held open 1 s after SIGTERM"
+grep -q "still running" "$work/held.log" && fail "an exited child was said to be still running" held
+waitNoChildren "$heldPid" held
+pkill -f -- "^sleep 31.75" || true
+stop "$heldPid" held
 
 # ---- --max-children 1: a second client waits until the first child ends ----------------------------------
 start one exec tcp:0:interface=127.0.0.1 --max-children 1 -- sh -c 'echo start; sleep 1; echo end'

@@ -294,6 +294,7 @@ public:
     pid_t pid = 0;  // kept for the log once reaped
 
     void outReceived(Bytes data) override;
+    void processExited(const weft::Failure&) override { exited_ = true; }
     void processEnded(const weft::Failure& reason) override;
     bool ended() const noexcept { return ended_; }
     /// SIGTERM now, SIGKILL after the kill grace (once).
@@ -307,6 +308,7 @@ private:
     std::weak_ptr<ExecConnection> connection_;
     std::optional<weft::DelayedCall> killTimer_;
     bool terminating_ = false, ended_ = false;
+    bool exited_ = false;  // reaped, while its pipes may still be held open (by a process it started)
 };
 
 /// One accepted connection: starts the child and joins the two.
@@ -456,8 +458,13 @@ void Child::kill() {
     killTimer_.reset();
     if (ended_ || !processTransport) return;
     auto server = server_.lock();
-    weft::log::info("exec", "pid {} still running {} s after SIGTERM: SIGKILL", pid,
-                    server ? server->settings.killGrace : 0.0);
+    const double grace = server ? server->settings.killGrace : 0.0;
+    if (exited_)
+        weft::log::info("exec",
+                        "pid {} has exited, but its output is still held open {} s after SIGTERM: SIGKILL to "
+                        "its process group, and its pipes closed",
+                        pid, grace);
+    else weft::log::info("exec", "pid {} still running {} s after SIGTERM: SIGKILL", pid, grace);
     sendSignal(SIGKILL);
     // Whatever still holds its pipes (a descendant that left its process
     // group) must not keep it from ending: close weft's ends.
