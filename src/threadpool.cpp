@@ -1,5 +1,6 @@
 #include <weft/threadpool.hpp>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <weft/log.hpp>
@@ -24,8 +25,22 @@ void ThreadPool::start() {
 }
 
 void ThreadPool::spawnLocked() {
+    reapFinishedLocked();
     ++live_;
     threads_.emplace_back([this] { workerMain(); });
+}
+
+void ThreadPool::reapFinishedLocked() {
+    // A finished worker named itself here under the lock, its last use of the
+    // pool; holding the lock now, it has let go of it and is ending: the join
+    // is short, and it needs nothing of ours.
+    for (auto id : finished_) {
+        auto it = std::find_if(threads_.begin(), threads_.end(), [id](auto& t) { return t.get_id() == id; });
+        if (it == threads_.end()) continue;
+        it->join();
+        threads_.erase(it);
+    }
+    finished_.clear();
 }
 
 void ThreadPool::stop() {
@@ -40,6 +55,7 @@ void ThreadPool::stop() {
         joined_ = true;
         discarded.swap(queue_);
         threads = std::move(threads_);
+        finished_.clear();  // joined below with the others
     }
     cv_.notify_all();
     for (auto& t : threads) t.join();
@@ -50,6 +66,7 @@ void ThreadPool::callInThread(Function<void()> f) {
     {
         std::lock_guard lk(mu_);
         if (joined_) return;
+        if (!finished_.empty()) reapFinishedLocked();
         queue_.push_back(std::move(f));
         if (!started_) return;
         if (idle_ < queue_.size() && live_ < max_) spawnLocked();
@@ -63,6 +80,7 @@ void ThreadPool::adjustPoolsize(std::size_t minThreads, std::size_t maxThreads) 
         std::lock_guard lk(mu_);
         min_ = minThreads;
         max_ = maxThreads;
+        reapFinishedLocked();
         if (started_ && !joined_) {
             while (live_ < min_) spawnLocked();
             // One new worker per queued item that no idle worker will take. (The old
@@ -93,6 +111,9 @@ void ThreadPool::workerMain() {
         lk.lock();
     }
     --live_;
+    // Left after a shrink: the next spawn or resize joins it. At stop() the
+    // stopping thread joins every worker itself.
+    if (!joined_) finished_.push_back(std::this_thread::get_id());
 }
 
 std::size_t ThreadPool::min() const {

@@ -52,11 +52,14 @@ public:
 private:
     void spawnLocked();
     void workerMain();
+    /// Joins the workers that left after a shrink (their stacks are freed then).
+    void reapFinishedLocked();
 
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<Function<void()>> queue_;
     std::vector<std::thread> threads_;
+    std::vector<std::thread::id> finished_;  // workers that left after a shrink, not yet joined
     std::size_t min_, max_;
     std::size_t idle_ = 0;
     std::size_t live_ = 0;

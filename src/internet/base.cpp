@@ -233,6 +233,7 @@ struct Reactor::EventState {
     Phase phase = Phase::none;             // phase being fired, none when idle
     std::size_t pendingBefore = 0;         // async before triggers not yet done
     std::vector<std::uint64_t> ranBefore;  // before triggers run in the current firing
+    bool runningBefore = false;            // inside runBeforeTriggers' loop
 };
 
 struct Reactor::SavedSignals {
@@ -988,6 +989,12 @@ void Reactor::fireSystemEvent(const std::string& eventType) {
     ev.phase = Phase::before;
     ev.pendingBefore = 0;
     ev.ranBefore.clear();
+    runBeforeTriggers(eventType);
+}
+
+void Reactor::runBeforeTriggers(const std::string& eventType) {
+    auto& ev = eventState(eventType);
+    ev.runningBefore = true;
     // Triggers are consumed as they run; triggers removed meanwhile never run.
     while (!ev.before.empty()) {
         auto t = std::move(ev.before.front());
@@ -1000,7 +1007,12 @@ void Reactor::fireSystemEvent(const std::string& eventType) {
             if (*called) return;
             *called = true;
             auto& e = eventState(eventType);
-            if (--e.pendingBefore == 0 && e.phase == Phase::before && e.before.empty()) continueFiring(eventType);
+            if (--e.pendingBefore != 0 || e.phase != Phase::before || e.runningBefore) return;
+            // Better than Twisted: a before trigger added while this firing waited
+            // for a Deferred runs now, in this firing, instead of being left for a
+            // firing that may never come (shutdown's), and the firing goes on.
+            if (e.before.empty()) continueFiring(eventType);
+            else runBeforeTriggers(eventType);
         };
         try {
             t.fn(std::move(done));
@@ -1012,6 +1024,7 @@ void Reactor::fireSystemEvent(const std::string& eventType) {
             }
         }
     }
+    ev.runningBefore = false;
     if (ev.pendingBefore == 0 && ev.phase == Phase::before) continueFiring(eventType);
 }
 
@@ -1034,6 +1047,10 @@ void Reactor::continueFiring(const std::string& eventType) {
         }
     }
     ev.phase = Phase::none;
+    if (crashedInStartup_ && eventType == "startup") {
+        crashedInStartup_ = false;  // the next run() marks the reactor running again
+        addSystemEventTrigger("during", "startup", [this] { reallyStartRunning(); });
+    }
 }
 
 // ---- lifecycle ------------------------------------------------------------------------------
@@ -1057,6 +1074,7 @@ void Reactor::startRunning(bool installSignalHandlers) {
 }
 
 void Reactor::reallyStartRunning() {
+    if (crashedInStartup_) return;  // crash() in a before-startup trigger: this run is over
     running_ = true;
     if (wantSignals_) installSignals();
 }
@@ -1081,6 +1099,13 @@ void Reactor::crash() {
     running_ = false;
     inLoop_ = false;
     started_ = false;
+    const Phase startup = eventState("startup").phase;
+    if (startup == Phase::before || startup == Phase::during) {
+        // Startup is firing: a trigger added now would run in this firing and
+        // mark the crashed reactor running. It is added once the firing is over.
+        crashedInStartup_ = true;
+        return;
+    }
     addSystemEventTrigger("during", "startup", [this] { reallyStartRunning(); });
 }
 

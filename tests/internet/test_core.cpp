@@ -162,6 +162,22 @@ TEST_P(CoreTest, R_8_crashLeavesLoopWithoutShutdownAndRunWorksAgain) {
     EXPECT_EQ(shutdownTriggers, 1);
 }
 
+TEST_P(CoreTest, R_8_crashInABeforeStartupTriggerLeavesTheReactorNotRunningAndRunWorksAgain) {
+    // crash() from a before-startup trigger ends that run() with running() false, and run() again
+    // runs normally (running inside it, stop() ends it).
+    reactor().addSystemEventTrigger("before", "startup", [&] { reactor().crash(); });
+    runReactor();
+    EXPECT_FALSE(reactor().running());
+    bool ranAgain = false;
+    reactor().callLater(0, [&] {
+        ranAgain = reactor().running();
+        reactor().stop();
+    });
+    EXPECT_NO_THROW(runReactor());
+    EXPECT_TRUE(ranAgain);
+    EXPECT_FALSE(reactor().running());
+}
+
 TEST_P(CoreTest, R_9_iterateZeroNeverBlocks) {
     // iterate(0) runs due calls and does not block even with a call pending 5 s later.
     bool ran = false;

@@ -134,6 +134,25 @@ TEST_P(EventsTest, R_15_duringWaitsForEveryBeforeDeferredAndLaterBeforesRunAtOnc
     EXPECT_EQ(log, (Log{"before1", "before2", "before3", "during"}));
 }
 
+TEST_P(EventsTest, R_15_aBeforeTriggerAddedWhileADeferredIsPendingRunsAndTheEventGoesOn) {
+    // R-15, Better than Twisted (which keeps it for a firing that, for shutdown, never comes): a before trigger
+    // added while the before phase waits for a Deferred runs once that Deferred fires, and then the during and
+    // after phases run; the event never stalls.
+    Log log;
+    Function<void()> done, late;
+    reactor().addSystemEventTriggerAsync("before", "test", parkDone(done, log, "before1"));
+    reactor().addSystemEventTrigger("during", "test", [&] { log.push_back("during"); });
+    reactor().addSystemEventTrigger("after", "test", [&] { log.push_back("after"); });
+    reactor().fireSystemEvent("test");
+    reactor().addSystemEventTrigger("before", "test", [&] { log.push_back("late before"); });
+    reactor().addSystemEventTriggerAsync("before", "test", parkDone(late, log, "late async before"));
+    EXPECT_EQ(log, Log{"before1"});
+    done();
+    EXPECT_EQ(log, (Log{"before1", "late before", "late async before"})) << "the late async trigger holds it";
+    late();
+    EXPECT_EQ(log, (Log{"before1", "late before", "late async before", "during", "after"}));
+}
+
 TEST_P(EventsTest, R_15_laterBeforeTriggerMayFireAnEarlierOnesDeferred) {
     // a later before trigger may fire an earlier trigger's Deferred; the event then completes normally.
     Log log;

@@ -535,6 +535,47 @@ TEST_F(ThreadPoolTest, R_48_workQueuedBeforeStartRunsAfterStart) {
 
 // ---- R-49 ------------------------------------------------------------------
 
+namespace {
+// The process's virtual size in KiB: a worker thread that ended and was never
+// joined keeps its stack mapped, so what leaks them shows here.
+long virtualKiB() {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("VmSize:", 0) == 0) return std::stol(line.substr(7));
+    return -1;
+}
+}  // namespace
+
+TEST_F(ThreadPoolTest, R_49_workersThatLeaveAfterAShrinkAreJoined) {
+    // a pool that shrinks (adjustPoolsize, suggestThreadPoolSize) and grows again, many times, keeps
+    // no stack of the workers that left: they are joined by the next resize or spawn, not only at stop().
+    ThreadPool pool(0, 10, "test-pool");
+    pool.start();
+    std::atomic<int> done{0};
+    long before = -1;
+    for (int round = 0; round < 30; ++round) {
+        pool.adjustPoolsize(0, 10);
+        for (int i = 0; i < 10; ++i)
+            pool.callInThread([&] {
+                std::this_thread::sleep_for(std::chrono::milliseconds(2));
+                ++done;
+            });
+        for (int i = 0; i < 5000 && done < (round + 1) * 10; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        ASSERT_EQ(done, (round + 1) * 10);
+        pool.adjustPoolsize(0, 0);
+        for (int i = 0; i < 5000 && pool.workers() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        ASSERT_EQ(pool.workers(), 0u);
+        if (round == 4) before = virtualKiB();  // after the allocator's arenas for the workers settled
+    }
+    long after = virtualKiB();
+    ASSERT_GT(before, 0);
+    // 25 rounds of up to 10 workers left unjoined would keep ≥ 250 stacks (8 MiB each by default).
+    EXPECT_LT(after - before, 256 * 1024) << "VmSize grew from " << before << " to " << after << " KiB";
+    pool.stop();
+}
+
 TEST_F(ThreadPoolTest, R_49_growingThePoolSpawnsOnlyForQueuedWork) {
     // raising the maximum (suggestThreadPoolSize) adds workers only for queued work, never up to the cap.
     ThreadPool pool(0, 1, "test-pool");

@@ -467,6 +467,7 @@ private:
 
     // Events
     EventState& eventState(const std::string& type);
+    void runBeforeTriggers(const std::string& type);
     void continueFiring(const std::string& type);
     TriggerId addTrigger(std::string_view phase, std::string eventType, Function<void(Function<void()>)> f);
 
@@ -501,6 +502,7 @@ private:
     bool stopped_ = false;
     bool justStopped_ = false;
     bool inLoop_ = false;
+    bool crashedInStartup_ = false;  // crash() while startup fired: its own trigger is re-added after
     std::atomic<std::thread::id> ioThread_;
     std::optional<int> exitSignal_;
 
