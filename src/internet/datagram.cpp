@@ -44,6 +44,10 @@ struct DatagramSocket::ReceiveBuffers {
     std::array<mmsghdr, kBatch> messages{};
     std::array<iovec, kBatch> iov{};
     std::array<sockaddr_storage, kBatch> names{};
+    // Datagrams of the last batch not yet delivered when a callback paused the
+    // port: [pendingFrom, pendingTo), delivered first once it is resumed.
+    int pendingFrom = 0, pendingTo = 0;
+    bool pending() const noexcept { return pendingFrom < pendingTo; }
 
     explicit ReceiveBuffers(std::size_t slot) : data(slot * kBatch) {
         for (unsigned i = 0; i < kBatch; ++i) {
@@ -95,17 +99,47 @@ void DatagramSocket::stopReading() {
 void DatagramSocket::pauseProducing() {
     paused_ = true;
     stopReading();
+    if (state_ == State::listening && !shutdownWhilePaused_) {
+        // Better than Twisted: a paused port is closed at shutdown too (stopProtocol
+        // runs, the socket goes); it and its protocol would otherwise hold each other.
+        shutdownWhilePaused_ = reactor_.addSystemEventTrigger("during", "shutdown", [weak = weak_from_this()] {
+            auto self = weak.lock();
+            if (!self) return;
+            self->shutdownWhilePaused_.reset();  // it runs once: nothing to remove
+            if (self->fd_ >= 0) self->connectionLost(Failure(error::ConnectionLost()));
+        });
+    }
+}
+
+void DatagramSocket::forgetShutdownTrigger() noexcept {
+    if (auto id = std::exchange(shutdownWhilePaused_, std::nullopt)) {
+        try {
+            reactor_.removeSystemEventTrigger(*id);
+        } catch (...) {}
+    }
 }
 
 void DatagramSocket::resumeProducing() {
     paused_ = false;
-    if (state_ == State::listening) startReading();
+    forgetShutdownTrigger();
+    if (state_ != State::listening) return;
+    startReading();
+    if (rx_ && rx_->pending()) {
+        // What a pause left of the last batch is the kernel's no longer: the
+        // socket may never turn readable for it. Delivered on a later
+        // iteration (never inside this call), as a read would be.
+        reactor_.callLater(0, [weak = weak_from_this()] {
+            auto self = weak.lock();
+            if (self && self->stillReading() && self->rx_ && self->rx_->pending()) self->doRead();
+        });
+    }
 }
 
 void DatagramSocket::attach(int fd, const std::string& where) {
     fd_ = fd;
     state_ = State::listening;
     paused_ = false;
+    if (rx_) rx_->pendingFrom = rx_->pendingTo = 0;                        // nothing of an earlier socket
     log::info(logPrefix(), "{} starting on {}", protocolPrefix(), where);  // UDP-5
     auto self = shared_from_this();
     auto protocol = protocol_;
@@ -144,6 +178,14 @@ Reason DatagramSocket::doRead() {
 DatagramSocket::Received DatagramSocket::receiveSome(std::size_t budget) {
     if (!rx_) rx_ = std::make_unique<ReceiveBuffers>(maxPacketSize_);
     ReceiveBuffers& rx = *rx_;
+    if (rx.pending()) {
+        // Left by a pause: delivered before anything new is read.
+        Received step;
+        bool stop = false;
+        deliverBatch(rx, rx.pendingFrom, rx.pendingTo, step.bytes, stop);
+        step.more = !stop;
+        return step;
+    }
     // UDP-6: ask for no more datagrams than the remaining budget could hold,
     // so one event reads about maxThroughput bytes, as one recv at a time would.
     std::size_t slots = (budget + maxPacketSize_ - 1) / maxPacketSize_;
@@ -170,7 +212,7 @@ DatagramSocket::Received DatagramSocket::receiveSome(std::size_t budget) {
     }
     Received step;
     bool stop = false;
-    deliverBatch(rx, n, step.bytes, stop);
+    deliverBatch(rx, 0, n, step.bytes, stop);
     // Fewer than asked: drained, which saves the call that would say EAGAIN.
     step.more = !stop && static_cast<unsigned>(n) == want;
     return step;
@@ -195,8 +237,9 @@ void DatagramSocket::readConnectionLost(const Failure& reason) {
     if (state_ == State::listening && !paused_) startReading();
 }
 
-void DatagramSocket::deliverBatch(ReceiveBuffers& rx, int count, std::size_t& read, bool& stop) {
-    for (int i = 0; i < count; ++i) {
+void DatagramSocket::deliverBatch(ReceiveBuffers& rx, int first, int count, std::size_t& read, bool& stop) {
+    rx.pendingFrom = rx.pendingTo = 0;
+    for (int i = first; i < count; ++i) {
         const mmsghdr& m = rx.messages[static_cast<std::size_t>(i)];
         std::size_t length = m.msg_len;
         read += std::min(length, maxPacketSize_);
@@ -213,8 +256,13 @@ void DatagramSocket::deliverBatch(ReceiveBuffers& rx, int count, std::size_t& re
         } catch (...) {
             log::failure(logPrefix(), "Unhandled error in datagramReceived", Failure::current());  // UDP-9
         }
-        // UDP-11: the callback may have stopped, paused or closed the port.
+        // UDP-11: the callback may have stopped, paused or closed the port. A
+        // pause keeps the rest of the batch for the resume; a close drops it.
         if (!stillReading()) {
+            if (fd_ >= 0 && state_ == State::listening) {
+                rx.pendingFrom = i + 1;
+                rx.pendingTo = count;
+            }
             stop = true;
             return;
         }
@@ -306,6 +354,7 @@ void DatagramSocket::loseConnection() { stopListening(); }
 void DatagramSocket::connectionLost(const Failure&) {
     if (fd_ < 0) return;             // once
     auto self = shared_from_this();  // doStop() lets go of the protocol's reference to us
+    forgetShutdownTrigger();
     stopReading();
     closeDescriptor(fd_);
     fd_ = -1;

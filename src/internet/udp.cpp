@@ -275,6 +275,8 @@ std::size_t Port::sendTo(const Address& addr, std::span<const Bytes> chunks) {
         }
         return sendChunks(nullptr, 0, chunks, [this] { return addressStr(getPeer()); });
     }
+    // Closed (closed() forgot the peer of a connected port): inert, as any closed transport.
+    if (fd_ < 0 && std::holds_alternative<NoAddress>(addr)) return 0;
     if (!hasHostPort) {
         throw InvalidAddressError(addressStr(addr), std::holds_alternative<NoAddress>(addr)
                                                         ? "an unconnected port needs a destination address"

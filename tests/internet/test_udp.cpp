@@ -467,6 +467,57 @@ TEST_P(UDPTest, UDP_11_reactorShutdownFromDatagramReceived) {
     EXPECT_EQ(p->stopped, 1);
 }
 
+TEST_P(UDPTest, UDP_11_pausingInsideDatagramReceivedKeepsTheRestOfTheBatchForTheResume) {
+    // UDP-11: a port paused from datagramReceived stops delivering at once; the datagrams already taken from
+    // the kernel in the same batch are not lost: they come after resumeProducing(), in order, with the rest.
+    auto p = std::make_shared<RecordingDatagram>();
+    auto port = reactor().listenUDP(0, p, "127.0.0.1");
+    p->onDatagram = [&](RecordingDatagram& self, const RecordingDatagram::Datagram&) {
+        if (self.received.size() == 1) port->pauseProducing();
+    };
+    PlainSocket client(AF_INET);
+    for (int i = 0; i < 5; ++i) client.sendTo(std::to_string(i), "127.0.0.1", portOfHost(*port));
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return !p->received.empty(); }));
+    for (int i = 0; i < 5; ++i) reactor().iterate(0.01);
+    EXPECT_EQ(p->received.size(), 1u) << "delivered while paused";
+    port->resumeProducing();
+    EXPECT_EQ(p->received.size(), 1u) << "delivered inside resumeProducing()";
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return p->received.size() == 5; }));
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(p->received[static_cast<std::size_t>(i)].data, std::to_string(i));
+    EXPECT_EQ(port->droppedDatagrams(), 0u);
+    ASSERT_TRUE(stopAndWait(reactor(), *port));
+}
+
+TEST_P(UDPTest, UDP_11_aPausedPortIsClosedAtShutdown) {
+    // UDP-11, Better than Twisted: a port paused when the reactor shuts down is closed too (its socket goes,
+    // stopProtocol runs): it is in no reader set, and it and its protocol hold each other.
+    auto running = std::make_shared<RecordingDatagram>();
+    auto paused = std::make_shared<RecordingDatagram>();
+    auto a = reactor().listenUDP(0, running, "127.0.0.1");
+    auto b = reactor().listenUDP(0, paused, "127.0.0.1");
+    b->pauseProducing();
+    reactor().callLater(0.01, [&] { reactor().stop(); });
+    runReactor();
+    EXPECT_EQ(running->stopped, 1);
+    EXPECT_EQ(paused->stopped, 1);
+    EXPECT_EQ(b->getHandle(), -1);
+    EXPECT_FALSE(b->listening());
+}
+
+TEST_P(UDPTest, UDP_20_aPortPausedThenResumedOrClosedLeavesNoShutdownWork) {
+    // UDP-20: pausing then resuming, or pausing then stopping, leaves nothing for the shutdown to do to the
+    // port: it is closed once (stopProtocol once), and a resumed one is closed with the running ports.
+    auto p = std::make_shared<RecordingDatagram>();
+    auto port = reactor().listenUDP(0, p, "127.0.0.1");
+    port->pauseProducing();
+    port->resumeProducing();
+    port->pauseProducing();
+    ASSERT_TRUE(stopAndWait(reactor(), *port));
+    reactor().callLater(0.01, [&] { reactor().stop(); });
+    runReactor();
+    EXPECT_EQ(p->stopped, 1);
+}
+
 // ---- sending ----------------------------------------------------------------------------
 
 TEST_P(UDPTest, UDP_12_writeSendsAtOnceAndReturnsBytesSent) {
@@ -684,6 +735,18 @@ TEST_P(UDPTest, UDP_18_connectedWriteGoesToThePeerOnly) {
     EXPECT_EQ(port->write(asBytes("refused")), 0u);  // returns normally
     EXPECT_EQ(p->refused, 1);
     ASSERT_TRUE(stopAndWait(reactor(), *port));
+}
+
+TEST_P(UDPTest, UDP_18_aConnectedPortOnceClosedIsInertLikeAnyOther) {
+    // UDP-18: a write on a connected port after it closed sends nothing and returns 0, as on a closed
+    // unconnected port; it does not complain that an unconnected port needs a destination.
+    PlainSocket peer(AF_INET);
+    peer.bind("127.0.0.1");
+    auto port = reactor().listenUDP(0, std::make_shared<RecordingDatagram>(), "127.0.0.1");
+    port->connect("127.0.0.1", peer.port());
+    ASSERT_TRUE(stopAndWait(reactor(), *port));
+    EXPECT_EQ(port->write(asBytes("late")), 0u);
+    EXPECT_EQ(peer.receive(0), std::nullopt);
 }
 
 TEST_P(UDPTest, UDP_19_connectedPortToNobodySeesConnectionRefused) {

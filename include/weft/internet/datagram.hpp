@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -79,9 +80,11 @@ public:
     int getHandle() const noexcept { return fd_; }
 
     /// Input flow control: stop reading until resumeProducing() (even from
-    /// inside datagramReceived: the current batch ends there).
+    /// inside datagramReceived: the current batch ends there, and the
+    /// datagrams of it already taken from the kernel wait for the resume).
     void pauseProducing();
-    /// Reads again, while listening.
+    /// Reads again, while listening; what a pause left of the last batch is
+    /// delivered first, on a later iteration.
     void resumeProducing();
 
     // ---- reactor interface ----------------------------------------------------
@@ -183,10 +186,14 @@ protected:
 
 private:
     struct ReceiveBuffers;
-    void deliverBatch(ReceiveBuffers& rx, int count, std::size_t& read, bool& stop);
+    void deliverBatch(ReceiveBuffers& rx, int first, int count, std::size_t& read, bool& stop);
 
     std::unique_ptr<ReceiveBuffers> rx_;  // made at the first read, kept until destruction
     std::vector<Deferred<void>> stopWaiters_;
+    // While paused: a during-shutdown trigger that closes the port, which is
+    // then in no reader set for the reactor's shutdown to find.
+    std::optional<TriggerId> shutdownWhilePaused_;
+    void forgetShutdownTrigger() noexcept;
     std::size_t maxPacketSize_;
     std::uint64_t dropped_ = 0;
     std::uint64_t truncated_ = 0;
