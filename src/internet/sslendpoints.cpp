@@ -184,7 +184,7 @@ private:
 
 // The factory the TLS layer wraps: builds the application's protocols with its
 // factory, each inside a watcher, and starts and stops that factory with itself.
-class WatchingFactory final : public Factory {
+class WatchingFactory : public Factory {
 public:
     WatchingFactory(std::shared_ptr<Factory> app, std::shared_ptr<Attempt> attempt)
         : app_(std::move(app)), attempt_(std::move(attempt)) {
@@ -206,6 +206,26 @@ private:
     std::shared_ptr<Attempt> attempt_;
 };
 
+// For an application factory that chooses its ALPN protocols: the TLS layer
+// asks the factory it wraps, so the watcher answers for it (TLS-46, as
+// Twisted's wrapClientTLS hands the application's factory to the TLS layer).
+class NegotiatingWatchingFactory final : public WatchingFactory, public ssl::IProtocolNegotiationFactory {
+public:
+    NegotiatingWatchingFactory(std::shared_ptr<Factory> app, std::shared_ptr<Attempt> attempt,
+                               ssl::IProtocolNegotiationFactory& chooser)
+        : WatchingFactory(std::move(app), std::move(attempt)), chooser_(chooser) {}
+    std::vector<std::string> acceptableProtocols() const override { return chooser_.acceptableProtocols(); }
+
+private:
+    ssl::IProtocolNegotiationFactory& chooser_;  // a base of the application's factory, which the base holds
+};
+
+std::shared_ptr<Factory> watching(std::shared_ptr<Factory> app, std::shared_ptr<Attempt> attempt) {
+    if (auto* chooser = dynamic_cast<ssl::IProtocolNegotiationFactory*>(app.get()))
+        return std::make_shared<NegotiatingWatchingFactory>(std::move(app), std::move(attempt), *chooser);
+    return std::make_shared<WatchingFactory>(std::move(app), std::move(attempt));
+}
+
 }  // namespace
 
 TLSWrapperClientEndpoint::TLSWrapperClientEndpoint(std::shared_ptr<ssl::IOpenSSLContextFactory> connectionCreator,
@@ -221,8 +241,8 @@ Deferred<std::shared_ptr<Protocol>> TLSWrapperClientEndpoint::connect(std::share
     auto attempt = std::make_shared<Attempt>();
     try {
         if (!factory) throw std::invalid_argument("TLS client endpoint: null factory");
-        tlsFactory = std::make_shared<tls::TLSMemoryBIOFactory>(
-            creator_, true, std::make_shared<WatchingFactory>(std::move(factory), attempt), clock_);
+        tlsFactory =
+            std::make_shared<tls::TLSMemoryBIOFactory>(creator_, true, watching(std::move(factory), attempt), clock_);
     } catch (...) {
         return fail<std::shared_ptr<Protocol>>(Failure::current());
     }

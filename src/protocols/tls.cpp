@@ -64,12 +64,29 @@ public:
         pausedByTLS_ = paused;
         update();
     }
+    /// While held (the TLS layer is encrypting or handing records below), a
+    /// pause or resume from below is kept and passed on at the release: the
+    /// producer it reaches may write or close, which must not re-enter the
+    /// layer halfway through its own output (records duplicated, a memory BIO
+    /// freed under its reader).
+    void hold() noexcept { ++holds_; }
+    void release() {
+        if (--holds_ == 0 && updateHeld_) {
+            updateHeld_ = false;
+            update();
+        }
+    }
+    void releaseQuietly() noexcept { --holds_; }
 
     const std::shared_ptr<IProducer> producer;
 
 private:
     void update() {
         if (!streaming_) return;
+        if (holds_ > 0) {
+            updateHeld_ = true;
+            return;
+        }
         bool want = pausedBelow_ || pausedByTLS_;
         if (want == forwardedPause_) return;
         forwardedPause_ = want;
@@ -81,6 +98,8 @@ private:
 
     const bool streaming_;
     bool pausedBelow_ = false, pausedByTLS_ = false, forwardedPause_ = false;
+    bool updateHeld_ = false;
+    int holds_ = 0;
 };
 
 // ---- TLSMemoryBIOProtocol ---------------------------------------------------------------------
@@ -234,7 +253,30 @@ void TLSMemoryBIOProtocol::peerClosed() {
     closeBelow();
 }
 
+// The output paths hold the producer's membrane while they run (Membrane::hold).
+template <class F>
+void TLSMemoryBIOProtocol::holdingProducer(F&& f) {
+    auto membrane = membrane_;  // unregisterProducer() may drop membrane_ meanwhile
+    if (!membrane) return f();
+    membrane->hold();
+    try {
+        f();
+    } catch (...) {
+        membrane->releaseQuietly();
+        throw;
+    }
+    membrane->release();  // what was held reaches the producer now: it may write or close
+}
+
 void TLSMemoryBIOProtocol::encryptPending() {
+    holdingProducer([this] { encryptPendingNow(); });
+}
+
+void TLSMemoryBIOProtocol::drainOutgoing() {
+    holdingProducer([this] { drainOutgoingNow(); });
+}
+
+void TLSMemoryBIOProtocol::encryptPendingNow() {
     if (phase_ == Phase::handshaking || pending_.empty() || sentCloseNotify_ || !ssl_ || lost_ || aborted_) return;
     std::size_t off = 0, sinceDrain = 0;
     while (off < pending_.size()) {
@@ -252,7 +294,7 @@ void TLSMemoryBIOProtocol::encryptPending() {
         // than one (a 50 MB write held 50 MB there, beside the plaintext and
         // the transport's copy).
         if (sinceDrain >= kDrainSlice && off < pending_.size()) {
-            drainOutgoing();
+            drainOutgoingNow();
             sinceDrain = 0;
         }
     }
@@ -260,7 +302,7 @@ void TLSMemoryBIOProtocol::encryptPending() {
     if (pending_.capacity() > kKeepPending) std::vector<std::byte>().swap(pending_);
 }
 
-void TLSMemoryBIOProtocol::drainOutgoing() {
+void TLSMemoryBIOProtocol::drainOutgoingNow() {
     if (!ssl_) return;
     BIO* out = SSL_get_wbio(ssl_.get());
     char* data = nullptr;
@@ -531,8 +573,15 @@ void TLSMemoryBIOProtocol::registerProducer(std::shared_ptr<IProducer> producer,
     IConsumer* below = transport ? transport->asConsumer() : nullptr;
     if (!below) throw std::logic_error(logPrefix() + ": the transport below takes no producer");
     auto membrane = std::make_shared<Membrane>(std::move(producer), streaming);
-    below->registerProducer(membrane, streaming);
-    membrane_ = std::move(membrane);
+    // Registered here first: a pull producer is asked for data inside the
+    // registration below, and may unregister there (a producer with one chunk).
+    membrane_ = membrane;
+    try {
+        below->registerProducer(membrane, streaming);
+    } catch (...) {
+        if (membrane_ == membrane) membrane_.reset();
+        throw;
+    }
     updateProducerPause();
 }
 

@@ -1679,6 +1679,145 @@ TEST_P(TlsTcpTest, TLS_32_aListenSSLPortLogsItsStartAndCloseAsTLS) {
     EXPECT_TRUE(has("(TLS Port " + std::to_string(number) + " Closed)")) << ::testing::PrintToString(lines);
 }
 
+namespace {
+// n bytes of a counting pattern (each 4-byte word its own index): a duplicated
+// or dropped record shows as a mismatch.
+std::string counting(std::size_t n) {
+    std::string out(n, '\0');
+    for (std::size_t i = 0; i + 4 <= n; i += 4) {
+        auto v = static_cast<std::uint32_t>(i / 4);
+        std::memcpy(&out[i], &v, 4);
+    }
+    return out;
+}
+
+// A push producer whose first pause runs `onPause` (it writes, or unregisters).
+class ActingPush : public IPushProducer {
+public:
+    std::function<void()> onPause;
+    int pauses = 0;
+    void pauseProducing() override {
+        if (++pauses == 1 && onPause) onPause();
+    }
+    void resumeProducing() override {}
+    void stopProducing() override {}
+};
+
+// Serves one App over TLS on 127.0.0.1 and connects one; both given.
+struct TcpTlsPair {
+    std::shared_ptr<App> server = std::make_shared<App>(), client = std::make_shared<App>();
+    std::shared_ptr<tcp::Port> listen(Reactor& r, const Certs& certs) {
+        auto inner = std::make_shared<AppFactory>();
+        inner->protocol = [weak = std::weak_ptr<App>(server)] { return weak.lock(); };
+        auto port =
+            r.listenTCP(0, std::make_shared<TLSMemoryBIOFactory>(certs.server(), false, inner, r), 50, "127.0.0.1");
+        r.connectTCP("127.0.0.1", portNumber(*port),
+                     std::make_shared<TLSMemoryBIOFactory>(certs.client(), true,
+                                                           std::make_shared<OneProtocolClientFactory>(client), r));
+        return port;
+    }
+};
+}  // namespace
+
+TEST_P(TlsTcpTest, TLS_19_aProducerThatUnregistersWhenPausedByALargeWriteLetsTheHeldCloseGoOnce) {
+    // TLS-15, TLS-19: the server registers a push producer, asks to close (held by the producer), and writes
+    // 4 MiB; the transport below pauses the producer inside that write, and the producer unregisters there.
+    // The TLS layer is in the middle of its own output then: the unregistering (and the close it lets go) must
+    // wait until that output is out. Every byte arrives once, in order, then a clean close.
+    Certs certs;
+    TcpTlsPair p;
+    const std::string data = counting(4 << 20);
+    auto producer = std::make_shared<ActingPush>();
+    p.server->onHandshake = [&](App& self) {
+        producer->onPause = [t = self.transport.get()] { t->asConsumer()->unregisterProducer(); };
+        self.transport->asConsumer()->registerProducer(producer, true);
+        self.transport->loseConnection();  // TLS-19: held until unregisterProducer()
+        self.transport->write(data);
+    };
+    port = p.listen(reactor(), certs);
+    ASSERT_TRUE(spinUntil([&] { return p.client->lost == 1 && p.server->lost == 1; }, 30));
+    EXPECT_GE(producer->pauses, 1);
+    EXPECT_EQ(p.client->received.size(), data.size());
+    EXPECT_TRUE(p.client->received == data) << "records duplicated or out of order";
+    EXPECT_TRUE(p.client->lostReason->check<error::ConnectionDone>()) << p.client->lostReason->getErrorMessage();
+}
+
+TEST_P(TlsTcpTest, TLS_16_aProducerThatWritesWhenPausedByALargeWriteAddsItsBytesAfterIt) {
+    // TLS-15, TLS-16: as above, but the paused producer writes one more byte: it follows the 4 MiB, once.
+    Certs certs;
+    TcpTlsPair p;
+    const std::string data = counting(4 << 20);
+    auto producer = std::make_shared<ActingPush>();
+    p.server->onHandshake = [&](App& self) {
+        producer->onPause = [t = self.transport.get()] { t->write(std::string_view("!")); };
+        self.transport->asConsumer()->registerProducer(producer, true);
+        self.transport->write(data);
+        self.transport->asConsumer()->unregisterProducer();
+        self.transport->loseConnection();
+    };
+    port = p.listen(reactor(), certs);
+    ASSERT_TRUE(spinUntil([&] { return p.client->lost == 1 && p.server->lost == 1; }, 30));
+    EXPECT_EQ(producer->pauses, 1);
+    EXPECT_EQ(p.client->received.size(), data.size() + 1);
+    EXPECT_TRUE(p.client->received == data + "!") << "records duplicated or out of order";
+}
+
+TEST_P(TlsTcpTest, TLS_18_aPullProducerThatUnregistersInItsFirstResumeIsNotAskedAgain) {
+    // TLS-17, TLS-18: a pull producer is asked for data as it is registered; one that writes its only chunk and
+    // unregisters there is unregistered (not asked again), and a later loseConnection closes the connection.
+    class OneChunk : public IPullProducer {
+    public:
+        ITransport* t = nullptr;
+        int resumes = 0;
+        void resumeProducing() override {
+            if (++resumes > 1) return;
+            t->write(std::string_view("the only chunk"));
+            t->asConsumer()->unregisterProducer();
+        }
+        void stopProducing() override {}
+    };
+    Certs certs;
+    TcpTlsPair p;
+    auto producer = std::make_shared<OneChunk>();
+    p.server->onHandshake = [&](App& self) {
+        producer->t = self.transport.get();
+        self.transport->asConsumer()->registerProducer(producer, false);
+        reactor().callLater(0.05, [t = self.transport] { t->loseConnection(); });
+    };
+    port = p.listen(reactor(), certs);
+    ASSERT_TRUE(spinUntil([&] { return p.client->lost == 1 && p.server->lost == 1; }, 10)) << "the close hung";
+    EXPECT_EQ(producer->resumes, 1);
+    EXPECT_EQ(p.client->received, "the only chunk");
+}
+
+TEST_P(TlsTcpTest, TLS_46_aNegotiatingFactoryChoosesTheProtocolsThroughWrapClientTLS) {
+    // TLS-46, TLS-49: a factory that chooses its ALPN protocols chooses them through wrapClientTLS too.
+    Certs certs;
+    CertificateOptions::Settings s;
+    s.acceptableProtocols = {"h2", "http/1.1"};
+    auto inner = std::make_shared<AppFactory>();
+    inner->protocol = [] { return std::make_shared<App>(); };
+    port = reactor().listenTCP(0, std::make_shared<TLSMemoryBIOFactory>(certs.server(s), false, inner, reactor()), 50,
+                               "127.0.0.1");
+    auto endpoint = endpoints::wrapClientTLS(
+        certs.client(), std::make_shared<endpoints::TCP4ClientEndpoint>(reactor(), "127.0.0.1", portNumber(*port)),
+        reactor());
+    std::shared_ptr<Protocol> connected;
+    std::optional<Failure> failed;
+    auto chooser = std::make_shared<NegotiatingFactory>(std::vector<std::string>{"h2"});
+    chooser->protocol = [] { return std::make_shared<App>(); };
+    endpoint->connect(chooser).addCallbacks([&](std::shared_ptr<Protocol> c) { connected = std::move(c); },
+                                            [&](Failure f) { failed = std::move(f); });
+    ASSERT_TRUE(spinUntil([&] { return connected || failed; }, 10));
+    ASSERT_TRUE(connected) << failed->getErrorMessage();
+    auto* tls = dynamic_cast<ssl::INegotiated*>(connected->transport.get());
+    ASSERT_NE(tls, nullptr);
+    EXPECT_EQ(tls->negotiatedProtocol(), std::optional<std::string>("h2"));
+    connected->transport->loseConnection();
+    auto* app = dynamic_cast<App*>(connected.get());
+    ASSERT_TRUE(spinUntil([&] { return app->lost == 1; }, 10));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, TlsTcpTest, allBackends(), backendParamName);
 
 // ---- startTLS ----------------------------------------------------------------------------------------

@@ -132,6 +132,10 @@ private:
     void deliverPlaintext();
     void encryptPending();
     void drainOutgoing();
+    void encryptPendingNow();
+    void drainOutgoingNow();
+    template <class F>
+    void holdingProducer(F&& f);
     bool acceptsWrites() const noexcept;
     void queued();
     void scheduleFlush();
