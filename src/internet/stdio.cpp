@@ -110,8 +110,13 @@ public:
     void connectionLost(const Failure& reason) override {
         if (disconnected()) return;
         FileDescriptor::connectionLost(reason);
-        restoreFlags(std::exchange(fd_, -1));
-        if (auto owner = std::move(owner_)) owner->readLost(reason);
+        int fd = std::exchange(fd_, -1);
+        if (auto owner = std::move(owner_)) {
+            owner->descriptorEnded(true, fd);  // puts the flags back, unless stdout still uses them
+            owner->readLost(reason);
+        } else {
+            restoreFlags(fd);
+        }
     }
 
 protected:
@@ -146,6 +151,10 @@ public:
         if (disconnected()) return;
         FileDescriptor::connectionLost(reason);
         int fd = std::exchange(fd_, -1);
+        // A socket's reader sees EOF now (STDIO-7), though the socket stays open
+        // through stdin (the same socket for both, inetd's way) or our copy.
+        if (isKind(fd, S_IFSOCK)) sys::ops.shutdown(fd, SHUT_WR);
+        if (owner_) owner_->descriptorEnded(false, fd);  // flags shared with stdin: back once both ended
         if (ownFd_) sys::ops.close(fd);
         else restoreFlags(fd);
         if (!ownFd_) {
@@ -188,14 +197,21 @@ std::shared_ptr<StandardIO> StandardIO::create(Reactor& reactor, std::shared_ptr
         outFd = sys::ops.fcntl(stdoutFd, F_DUPFD_CLOEXEC, 0);
         if (outFd < 0) throw std::system_error(errno, std::generic_category(), "StandardIO: dup");
     }
+    bool shared = sameFd;
     try {
+        const int outBefore = sameFd ? -1 : sys::ops.fcntl(outFd, F_GETFL, 0);
         makeNonBlocking(stdinFd);
+        // One file description behind two numbers (fds 0 and 1 copies of one
+        // socket or terminal): stdin's change shows on stdout.
+        if (!sameFd && outBefore >= 0 && !(outBefore & O_NONBLOCK) && (sys::ops.fcntl(outFd, F_GETFL, 0) & O_NONBLOCK))
+            shared = true;
         if (!sameFd) makeNonBlocking(outFd);
     } catch (...) {
         restoreFlags(stdinFd);
         if (sameFd) sys::ops.close(outFd);
         throw;
     }
+    if (shared) io->sharedFd_ = stdinFd;
     io->reader_ = std::make_shared<detail::StdinReader>(reactor, io, stdinFd);
     io->writer_ = std::make_shared<detail::StdoutWriter>(reactor, io, outFd, sameFd);
     io->reader_->startReading();
@@ -297,6 +313,15 @@ void StandardIO::writeLost(const Failure& reason) {
         return;
     }
     halfClosed(false);
+}
+
+void StandardIO::descriptorEnded(bool reader, int fd) {
+    (reader ? readerEnded_ : writerEnded_) = true;
+    if (sharedFd_ < 0) {
+        if (reader) restoreFlags(fd);  // the writer puts its own back (before /dev/null takes its place)
+        return;
+    }
+    if (readerEnded_ && writerEnded_) restoreFlags(std::exchange(sharedFd_, -1));
 }
 
 void StandardIO::halfClosed(bool readSide) {

@@ -464,6 +464,66 @@ TEST_P(StdioTest, STDIO_20_bothDescriptorsGetTheirOriginalFlagsBack) {
     ::close(outCopy);
 }
 
+TEST_P(StdioTest, STDIO_20_oneSocketForBothStaysNonBlockingUntilBothHalvesEnded) {
+    // STDIO-20, STDIO-4: stdin and stdout one socket (one descriptor, or two numbers for one description, inetd's
+    // way): the end of stdin does not put the description back to blocking while stdout still writes through it
+    // (a 1 MiB answer to a peer with a small buffer would block the reactor); the flags come back once both
+    // halves ended.
+    for (bool twoNumbers : {false, true}) {
+        SCOPED_TRACE(twoNumbers ? "fds 0 and 1 copies of one socket" : "one descriptor for both");
+        int sv[2];
+        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        int small = 4096;
+        ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+        const int original = ::fcntl(sv[0], F_GETFL);
+        int outFd = twoNumbers ? ::fcntl(sv[0], F_DUPFD_CLOEXEC, 0) : sv[0];
+        auto proto = std::make_shared<Recorder>(true);
+        bool blockingAtReadEnd = false;
+        proto->onReadLost = [&](Recorder& self) {
+            blockingAtReadEnd = !(::fcntl(sv[0], F_GETFL) & O_NONBLOCK);
+            self.transport->write(std::string(1 << 20, 'x'));
+            self.transport->loseConnection();
+        };
+        auto io = StandardIO::create(reactor(), proto, sv[0], outFd);
+        ::shutdown(sv[1], SHUT_WR);
+        std::string answer;
+        bool eof = false;
+        ::fcntl(sv[1], F_SETFL, ::fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+        ASSERT_TRUE(spinUntil(
+            [&] {
+                answer += drain(sv[1], &eof);
+                return eof;
+            },
+            20))
+            << "the peer never saw the end of the answer";
+        EXPECT_FALSE(blockingAtReadEnd) << "blocking while stdout still writes";
+        EXPECT_EQ(answer.size(), std::size_t{1} << 20);
+        ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+        EXPECT_EQ(::fcntl(sv[0], F_GETFL), original) << "the flags came back after both halves";
+        if (twoNumbers) ::close(outFd);
+        ::close(sv[0]);
+        ::close(sv[1]);
+    }
+}
+
+TEST_P(StdioTest, STDIO_7_loseConnectionOnOneSocketForBothGivesThePeerEOF) {
+    // STDIO-7: stdin and stdout one socket: loseConnection flushes, then the peer reads EOF, although the socket
+    // itself stays open through stdin.
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, sv[0], sv[0]);
+    io->write(std::string_view("hi"));
+    io->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    ::fcntl(sv[1], F_SETFL, ::fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+    bool eof = false;
+    EXPECT_EQ(drain(sv[1], &eof), "hi");
+    EXPECT_TRUE(eof) << "no EOF after the flush";
+    ::close(sv[0]);
+    ::close(sv[1]);
+}
+
 TEST_P(StdioTest, STDIO_17_aRegularFileAsStdinIsReadWholeThenEnds) {
     TempDir dir;
     std::string file = dir.path + "/in";

@@ -94,6 +94,11 @@ public:
     void dataReceived(Bytes data);
     void readLost(const Failure& reason);
     void writeLost(const Failure& reason);
+    /// Internal: one of the two descriptors has ended. When stdin and stdout
+    /// share one open file description (one socket or terminal for both), its
+    /// flags are put back only once both have (STDIO-20): before, the other
+    /// half would turn blocking under the reactor.
+    void descriptorEnded(bool reader, int fd);
 
 private:
     struct Token {};
@@ -115,6 +120,8 @@ private:
     bool readDone_ = false;
     bool writeDone_ = false;
     std::optional<Failure> writeFailure_;
+    int sharedFd_ = -1;  // stdin's number, while it shares its file description with stdout
+    bool readerEnded_ = false, writerEnded_ = false;
 };
 
 /// What StandardIOEndpoint::listen() fires with: a port that stands for its
