@@ -325,7 +325,9 @@ void TLSMemoryBIOProtocol::drainOutgoingNow() {
 }
 
 bool TLSMemoryBIOProtocol::acceptsWrites() const noexcept {
-    if (lost_ || aborted_ || sentCloseNotify_ || phase_ == Phase::closed) return false;
+    // TLS-27: after loseWriteConnection nothing more is sent, also when it was
+    // asked during the handshake (the close_notify itself waits for its end).
+    if (lost_ || aborted_ || sentCloseNotify_ || wantWriteClose_ || phase_ == Phase::closed) return false;
     // TLS-13: after loseConnection only while a producer is registered (and holds the close)
     return !wantClose_ || (membrane_ && !closeDespiteProducer_);
 }
@@ -424,8 +426,13 @@ void TLSMemoryBIOProtocol::armCloseTimer() {
             tls.armCloseTimer();
             return;
         }
+        // Asked during the handshake, the close waited for it: say which wait ran out.
         tls.reason_ = Failure(error::ConnectionAborted(
-            fmt::format("the peer did not answer close_notify within {} s (closeTimeout)", tls.closeTimeout)));
+            tls.phase_ == Phase::handshaking
+                ? fmt::format("the handshake did not complete within {} s (closeTimeout) after the close was asked; "
+                              "what was written was not sent",
+                              tls.closeTimeout)
+                : fmt::format("the peer did not answer close_notify within {} s (closeTimeout)", tls.closeTimeout)));
         tls.aborted_ = true;
         tls.phase_ = Phase::closed;
         if (tls.transport) abortTransport(*tls.transport);

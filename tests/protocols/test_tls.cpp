@@ -631,6 +631,27 @@ TEST(TLSMemoryBIOProtocol, TLS_22_aPeerStillReadingIsNotCutOffWhateverTheTranspo
     EXPECT_TRUE(p.clientApp->lostReason->check<error::ConnectionAborted>());
 }
 
+TEST(TLSMemoryBIOProtocol, TLS_22_aCloseAskedDuringAHandshakeThatNeverEndsSaysSo) {
+    // TLS-22, TLS-23: written, then closed, while the handshake runs; the peer never answers the ClientHello.
+    // The close timer ends it, and its reason names the handshake that did not complete (no close_notify was
+    // ever sent, and the written bytes were not), not an unanswered close_notify.
+    Certs certs;
+    Pair p(certs.server(), certs.client(), false);
+    p.client->closeTimeout = 1;
+    p.clientApp->transport->write(std::string_view("request"));
+    p.clientApp->transport->loseConnection();
+    p.clock->advance(0);
+    p.cio->getOutBuffer();  // the ClientHello is lost on the way
+    p.clock->advance(1);
+    EXPECT_TRUE(p.cio->disconnecting);
+    p.cio->reportDisconnect();
+    ASSERT_EQ(p.clientApp->lost, 1);
+    ASSERT_TRUE(p.clientApp->lostReason->check<error::ConnectionAborted>());
+    const std::string why = p.clientApp->lostReason->getErrorMessage();
+    EXPECT_NE(why.find("the handshake did not complete within 1 s"), std::string::npos) << why;
+    EXPECT_EQ(why.find("close_notify"), std::string::npos) << why;
+}
+
 TEST(TLSMemoryBIOProtocol, TLS_23_loseConnectionBeforeTheHandshakeGivesUp) {
     Certs certs;
     Pair p(certs.server(), certs.client(), false);
@@ -974,6 +995,20 @@ TEST(TLSMemoryBIOProtocol, TLS_27_halfCloseFollowsRFC8446) {
     EXPECT_TRUE(x.clientApp->lostReason->check<error::ConnectionDone>()) << x.clientApp->lostReason->getErrorMessage();
     ASSERT_EQ(x.serverApp->lost, 1);
     EXPECT_TRUE(x.serverApp->lostReason->check<error::ConnectionDone>()) << x.serverApp->lostReason->getErrorMessage();
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_27_bytesWrittenAfterLoseWriteConnectionDuringTheHandshakeAreNotSent) {
+    // TLS-27: loseWriteConnection() asked while the handshake runs: what was written before it is sent once the
+    // handshake is done, what is written after it is not (as after the handshake, and as TCP does).
+    Certs certs;
+    Pair p(certs.server(), certs.client(), false);
+    p.clientApp->transport->write(std::string_view("before"));
+    auto* half = dynamic_cast<IHalfCloseableTransport*>(p.clientApp->transport.get());
+    ASSERT_NE(half, nullptr);
+    half->loseWriteConnection();
+    p.clientApp->transport->write(std::string_view(" after"));
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "before");
 }
 
 TEST(TLSMemoryBIOProtocol, TLS_25_afterOurHalfCloseAnEndWithoutThePeersCloseNotifyIsATruncation) {
