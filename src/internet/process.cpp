@@ -186,6 +186,11 @@ Fd duplicate(int fd, const std::string& what) {
 std::string resolveExecutable(const std::string& executable, const std::optional<Environment>& env,
                               const std::optional<std::string>& cwd) {
     if (executable.empty()) throwErrno(ENOENT, "spawnProcess: the executable name is empty");
+    // The kernel would read the name only up to the NUL: another program than the one named.
+    if (executable.find('\0') != std::string::npos)
+        throw std::invalid_argument("spawnProcess: the executable name contains a NUL byte: " + quote(executable));
+    if (cwd && cwd->find('\0') != std::string::npos)
+        throw std::invalid_argument("spawnProcess: the working directory (path) contains a NUL byte: " + quote(*cwd));
     if (executable.find('/') != std::string::npos) return executable;
     std::string path;
     bool found = false;
@@ -238,9 +243,11 @@ CStrings environmentOf(const std::optional<Environment>& env) {
     CStrings out;
     if (env) {
         for (const auto& [name, value] : *env) {
-            if (name.empty() || name.find('=') != std::string::npos || name.find('\0') != std::string::npos ||
-                value.find('\0') != std::string::npos)
+            if (name.empty() || name.find('=') != std::string::npos || name.find('\0') != std::string::npos)
                 throw std::invalid_argument("spawnProcess: bad environment variable name " + quote(name));
+            if (value.find('\0') != std::string::npos)
+                throw std::invalid_argument("spawnProcess: the value of environment variable " + quote(name) +
+                                            " contains a NUL byte");
             out.owned.push_back(name + "=" + value);
         }
     } else {

@@ -443,6 +443,29 @@ TEST_P(ProcessTest, FDMAP_5_parentEndsAreNonBlockingAndCloseOnExec) {
     waitEnded(proto);
 }
 
+TEST_P(ProcessTest, PROC_7_aNulByteInTheNameThePathOrAnEnvironmentValueIsRefusedSayingWhere) {
+    // PROC-7: the kernel reads C strings, so a NUL byte would quietly run another program, in another
+    // directory, or cut a value: each is refused before anything is spawned, naming what holds it.
+    auto message = [&](const std::string& exe, ProcessOptions o) {
+        try {
+            reactor().spawnProcess(std::make_shared<RecordingProcess>(), exe, {"x"}, o);
+        } catch (const std::invalid_argument& e) {
+            return std::string(e.what());
+        }
+        return std::string("(spawned)");
+    };
+    const std::string nul("\0", 1);
+    EXPECT_THAT(message("/bin/echo" + nul + "/evil", {}), ::testing::HasSubstr("executable name contains a NUL byte"));
+    ProcessOptions inDir;
+    inDir.path = "/tmp" + nul + "/elsewhere";
+    EXPECT_THAT(message("/bin/true", inDir), ::testing::HasSubstr("working directory (path) contains a NUL byte"));
+    ProcessOptions env;
+    env.env = Environment{{"GOOD", "a" + nul + "b"}};
+    EXPECT_THAT(message("/bin/true", env),
+                ::testing::HasSubstr("value of environment variable 'GOOD' contains a NUL byte"));
+    EXPECT_EQ(zombieChildren(), 0);
+}
+
 TEST_P(ProcessTest, FDMAP_6_aNullProtocolOnlyWithoutPipes) {
     ProcessOptions o;
     EXPECT_THROW(reactor().spawnProcess(nullptr, "/bin/true", {"true"}, o), std::invalid_argument);
