@@ -151,9 +151,11 @@ public:
         if (disconnected()) return;
         FileDescriptor::connectionLost(reason);
         int fd = std::exchange(fd_, -1);
-        // A socket's reader sees EOF now (STDIO-7), though the socket stays open
-        // through stdin (the same socket for both, inetd's way) or our copy.
-        if (isKind(fd, S_IFSOCK)) sys::ops.shutdown(fd, SHUT_WR);
+        // One socket for stdin and stdout (inetd's way): its reader sees EOF now
+        // (STDIO-7), though the socket stays open through stdin. Only then: a
+        // socket stdout shares with others (stderr, under systemd) keeps its
+        // write side, and /dev/null takes stdout's number below.
+        if (owner_ && owner_->sharesDescription() && isKind(fd, S_IFSOCK)) sys::ops.shutdown(fd, SHUT_WR);
         if (owner_) owner_->descriptorEnded(false, fd);  // flags shared with stdin: back once both ended
         if (ownFd_) sys::ops.close(fd);
         else restoreFlags(fd);

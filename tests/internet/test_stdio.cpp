@@ -13,6 +13,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
 
 #include <weft/internet/endpoints.hpp>
@@ -520,6 +521,26 @@ TEST_P(StdioTest, STDIO_7_loseConnectionOnOneSocketForBothGivesThePeerEOF) {
     bool eof = false;
     EXPECT_EQ(drain(sv[1], &eof), "hi");
     EXPECT_TRUE(eof) << "no EOF after the flush";
+    ::close(sv[0]);
+    ::close(sv[1]);
+}
+
+TEST_P(StdioTest, STDIO_7_aSocketStdoutSharedWithOthersKeepsItsWriteSideAtTheClose) {
+    // STDIO-7: stdout a socket that another descriptor also writes (stderr to the journal under systemd), stdin
+    // something else: the close gives stdout's number /dev/null and leaves the socket's write side alone, so the
+    // other descriptor still writes through it.
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int outFd = ::fcntl(sv[0], F_DUPFD_CLOEXEC, 0);  // stdout; sv[0] plays stderr
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(reactor(), proto, in.readFd, outFd);
+    io->write(std::string_view("out;"));
+    io->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    ASSERT_EQ(::send(sv[0], "err", 3, MSG_NOSIGNAL), 3) << "the socket's write side was shut: " << std::strerror(errno);
+    ::fcntl(sv[1], F_SETFL, ::fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+    EXPECT_EQ(drain(sv[1]), "out;err");
+    ::close(outFd);
     ::close(sv[0]);
     ::close(sv[1]);
 }

@@ -99,6 +99,8 @@ public:
     /// flags are put back only once both have (STDIO-20): before, the other
     /// half would turn blocking under the reactor.
     void descriptorEnded(bool reader, int fd);
+    /// Internal: stdin and stdout are one open file description.
+    bool sharesDescription() const noexcept { return sharedFd_ >= 0; }
 
 private:
     struct Token {};
