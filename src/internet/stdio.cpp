@@ -318,12 +318,12 @@ void StandardIO::writeLost(const Failure& reason) {
 }
 
 void StandardIO::descriptorEnded(bool reader, int fd) {
-    (reader ? readerEnded_ : writerEnded_) = true;
     if (sharedFd_ < 0) {
         if (reader) restoreFlags(fd);  // the writer puts its own back (before /dev/null takes its place)
         return;
     }
-    if (readerEnded_ && writerEnded_) restoreFlags(std::exchange(sharedFd_, -1));
+    // Each calls this from its connectionLost, once it counts as disconnected.
+    if (reader_->disconnected() && writer_->disconnected()) restoreFlags(std::exchange(sharedFd_, -1));
 }
 
 void StandardIO::halfClosed(bool readSide) {

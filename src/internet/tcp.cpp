@@ -430,10 +430,11 @@ std::shared_ptr<IListeningPort> Reactor::adoptStreamPort(int fd, int addressFami
 void Reactor::adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<Factory> factory) {
     int copy = duplicateForAdoption(fd, addressFamily, factory, "adoptStreamConnection");
     // Only a connected socket is a connection: a listening or unconnected one
-    // would sit idle, and its close would shut down the caller's socket.
-    sockaddr_storage ignored{};
-    socklen_t ignoredLength = sizeof ignored;
-    if (sys::ops.getpeername(copy, reinterpret_cast<sockaddr*>(&ignored), &ignoredLength) != 0) {
+    // would sit idle, and its close would shut down the caller's socket. The
+    // answer is the peer (a UNIX one is not kept: its transport asks itself).
+    sockaddr_storage peerName{};
+    socklen_t peerLength = sizeof peerName;
+    if (sys::ops.getpeername(copy, reinterpret_cast<sockaddr*>(&peerName), &peerLength) != 0) {
         int e = errno;
         sys::ops.close(copy);
         if (e == ENOTCONN)
@@ -443,8 +444,8 @@ void Reactor::adoptStreamConnection(int fd, int addressFamily, std::shared_ptr<F
     }
     if (addressFamily == AF_UNIX) return adoptUNIXStreamConnection(copy, std::move(factory));  // UNIX-22
     SockAddr peer;
-    peer.length = SockAddr::capacity;
-    if (sys::ops.getpeername(copy, peer.get(), &peer.length) != 0) peer.length = 0;        // asked above: it answers
+    peer.length = std::min<socklen_t>(peerLength, SockAddr::capacity);
+    std::memcpy(peer.get(), &peerName, peer.length);
     auto protocol = weft::detail::buildProtocolOrClose(*factory, peer.toAddress(), copy);  // TCP-51
     if (!protocol) return;
     auto local = SockAddr{};

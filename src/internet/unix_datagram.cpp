@@ -28,8 +28,9 @@ std::error_code errnoCode(int e) { return {e, std::generic_category()}; }
 
 // A path fit for log lines: an abstract name's leading NUL shown as '@'.
 using weft::detail::displayPath;
-std::string tooLong(const std::string& path) { return weft::detail::unusablePathMessage(path); }
-int tooLongError(const std::string& path) { return weft::detail::unusablePathError(path); }
+// Why UnixSockAddr::fromPath refused a path (too long, or a NUL inside), and its errno.
+std::string unusable(const std::string& path) { return weft::detail::unusablePathMessage(path); }
+int unusableError(const std::string& path) { return weft::detail::unusablePathError(path); }
 
 int datagramSocket() { return sys::ops.socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
 
@@ -74,7 +75,7 @@ void DatagramPort::startListening() {
     checkProtocolFree();
     UnixSockAddr addr;
     if (!UnixSockAddr::fromPath(path_, addr))
-        throw CannotListenError("", displayPath(path_), errnoCode(tooLongError(path_)), tooLong(path_));
+        throw CannotListenError("", displayPath(path_), errnoCode(unusableError(path_)), unusable(path_));
     int s = datagramSocket();
     if (s < 0) throw CannotListenError("", displayPath(path_), errnoCode(errno));
     // UNIX-23: an existing path — a socket or any other file — makes bind()
@@ -137,7 +138,7 @@ std::size_t DatagramPort::writeSequence(std::span<const Bytes> chunks, const Add
     auto* to = std::get_if<UNIXAddress>(&addr);
     if (!to) throw InvalidAddressError(addressStr(addr), "a UNIX datagram port writes to UNIXAddress paths only");
     UnixSockAddr a;
-    if (!UnixSockAddr::fromPath(to->name, a)) throw InvalidAddressError(displayPath(to->name), tooLong(to->name));
+    if (!UnixSockAddr::fromPath(to->name, a)) throw InvalidAddressError(displayPath(to->name), unusable(to->name));
     return sendChunks(a.get(), a.length, chunks, [&] { return displayPath(to->name); });
 }
 
@@ -173,7 +174,8 @@ void ConnectedDatagramPort::startListening() {
     if (fd_ >= 0) return;
     checkProtocolFree();
     UnixSockAddr peer;
-    if (!UnixSockAddr::fromPath(path_, peer)) return failed(Failure(ConnectError(tooLongError(path_), tooLong(path_))));
+    if (!UnixSockAddr::fromPath(path_, peer))
+        return failed(Failure(ConnectError(unusableError(path_), unusable(path_))));
     int s = datagramSocket();
     if (s < 0) {
         int e = errno;
@@ -184,7 +186,7 @@ void ConnectedDatagramPort::startListening() {
         const std::string& local = *bindAddress_;
         UnixSockAddr a;
         if (!UnixSockAddr::fromPath(local, a))
-            return failed(Failure(ConnectBindError(tooLongError(local), tooLong(local))));
+            return failed(Failure(ConnectBindError(unusableError(local), unusable(local))));
         if (sys::ops.bind(s, a.get(), a.length) != 0) {
             int e = errno;
             return failed(Failure(ConnectBindError(e, fmt::format("{}: {}", displayPath(local), std::strerror(e)))));

@@ -41,8 +41,11 @@ public:
     int close(int fd) override { return sys::ops.close(fd); }
 };
 
-constexpr std::uint16_t kTunFlag = 0x0001, kTapFlag = 0x0002, kMultiQueueFlag = 0x0100, kPersistFlag = 0x0800,
-                        kNoPIFlag = 0x1000, kVnetHdrFlag = 0x4000;
+constexpr std::uint16_t bits(TunnelFlags f) noexcept { return static_cast<std::uint16_t>(f); }
+constexpr std::uint16_t kTunFlag = bits(TunnelFlags::tun), kTapFlag = bits(TunnelFlags::tap),
+                        kNoPIFlag = bits(TunnelFlags::noPI), kVnetHdrFlag = bits(TunnelFlags::vnetHdr);
+// What tun_flags shows beside TunnelFlags' values (IFF_MULTI_QUEUE, IFF_PERSIST).
+constexpr std::uint16_t kMultiQueueFlag = 0x0100, kPersistFlag = 0x0800;
 
 // The flags a tun or tap interface has now (/sys/class/net/NAME/tun_flags, in
 // hex); nothing for a name that is no such interface.

@@ -123,7 +123,6 @@ private:
     bool writeDone_ = false;
     std::optional<Failure> writeFailure_;
     int sharedFd_ = -1;  // stdin's number, while it shares its file description with stdout
-    bool readerEnded_ = false, writerEnded_ = false;
 };
 
 /// What StandardIOEndpoint::listen() fires with: a port that stands for its
