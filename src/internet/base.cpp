@@ -280,6 +280,17 @@ Reactor::Reactor(Backend backend, std::unique_ptr<detail::Poller> poller)
 Reactor::~Reactor() {
     restoreSignals();
     if (pool_) pool_->stop();
+    // Whatever is still open is told, as at shutdown: a transport and its
+    // protocol hold each other, and a reactor that never shut down (never run,
+    // crash()ed, or given connections after run() returned) would otherwise
+    // leave both behind. Then what is bound to the reactor without being a
+    // descriptor (a running child and its watcher) lets go.
+    disconnectAll();
+    while (!bound_.empty()) {
+        detail::ReactorBound* b = bound_.back();
+        unbind(*b);
+        b->reactorGone();
+    }
     // Drop registrations before the poller; descriptors are released, not notified.
     // The table is emptied first, so a descriptor whose destructor asks finds nothing.
     auto pages = std::move(regs_->pages);
@@ -1146,6 +1157,23 @@ void Reactor::untrackLive(FileDescriptor* d) noexcept {
     last->liveIndex_ = i;
     live_.pop_back();
     d->liveIndex_ = FileDescriptor::kNotLive;
+}
+
+void Reactor::bind(detail::ReactorBound& b) {
+    if (b.boundIndex_ != UINT32_MAX) return;
+    b.boundIndex_ = static_cast<std::uint32_t>(bound_.size());
+    bound_.push_back(&b);
+}
+
+void Reactor::unbind(detail::ReactorBound& b) noexcept {
+    std::uint32_t i = b.boundIndex_;
+    if (i == UINT32_MAX) return;  // not listed: the reactor may be gone
+    if (i >= bound_.size() || bound_[i] != &b) return;
+    detail::ReactorBound* last = bound_.back();
+    bound_[i] = last;
+    last->boundIndex_ = i;
+    bound_.pop_back();
+    b.boundIndex_ = UINT32_MAX;
 }
 
 void Reactor::runUntilCurrent() {

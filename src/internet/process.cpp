@@ -416,7 +416,7 @@ private:
 BaseProcess::BaseProcess(Reactor& reactor, std::shared_ptr<ProcessProtocol> protocol)
     : reactor_(reactor), protocol_(std::move(protocol)) {}
 
-BaseProcess::~BaseProcess() = default;
+BaseProcess::~BaseProcess() { reactor_.unbind(*this); }
 
 std::optional<pid_t> BaseProcess::pid() const noexcept {
     if (phase_ != Phase::running || pid_ <= 0) return std::nullopt;
@@ -427,6 +427,7 @@ void BaseProcess::watchChild(std::shared_ptr<BaseProcess> self, pid_t pid, int p
     pid_ = pid;
     group_ = ownGroup ? pid : 0;
     self_ = self;
+    reactor_.bind(*this);
     if (pidfd >= 0) {
         watcher_ = std::make_shared<Watcher>(std::move(self), pidfd);
         reactor_.addInternalReader(watcher_);
@@ -484,13 +485,7 @@ void BaseProcess::reaped(std::optional<int> waitStatus) {
     reason_ =
         waitStatus ? processExitReason(*waitStatus) : Failure(error::ProcessTerminated(std::nullopt, std::nullopt, -1));
     auto keep = self_.lock();
-    if (watcher_) {
-        reactor_.removeInternalReader(watcher_.get());
-        auto released = watcher_->release();
-        watcher_.reset();
-    }
-    if (pollCall_.active()) pollCall_.cancel();
-    pollHold_.reset();
+    stopWatching();
     if (auto p = protocol_) {
         try {
             p->processExited(*reason_);
@@ -499,6 +494,29 @@ void BaseProcess::reaped(std::optional<int> waitStatus) {
         }
     }
     maybeCallProcessEnded();
+}
+
+void BaseProcess::stopWatching() {
+    reactor_.unbind(*this);
+    if (watcher_) {
+        reactor_.removeInternalReader(watcher_.get());
+        auto released = watcher_->release();
+        watcher_.reset();
+    }
+    if (pollCall_.active()) pollCall_.cancel();
+    pollHold_.reset();
+}
+
+void BaseProcess::reactorGone() noexcept {
+    auto keep = self_.lock();
+    try {
+        reapNow();
+        if (phase_ != Phase::running) return;
+        stopWatching();
+    } catch (...) {
+        log::failure("Process", "releasing a child at the reactor's end", Failure::current());
+    }
+    auto p = std::move(protocol_);
 }
 
 void BaseProcess::maybeCallProcessEnded() {

@@ -38,6 +38,18 @@ namespace fs = std::filesystem;
 
 namespace {
 
+/// Waits until `pid` (our child) has exited, without reaping it.
+bool waitForZombie(pid_t pid, double seconds) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    while (std::chrono::steady_clock::now() < deadline) {
+        siginfo_t info{};
+        if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid)
+            return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+}
+
 class ProcessTest : public ReactorTest {
 protected:
     std::shared_ptr<IProcessTransport> spawn(const std::shared_ptr<RecordingProcess>& proto,
@@ -843,6 +855,49 @@ TEST_P(ProcessTest, REAP_1_REAP_6_manyChildrenEachGetTheirOwnStatusAndNoZombieSt
     }
     ASSERT_TRUE(spinUntil([&] { return std::all_of(protos.begin(), protos.end(), [](auto& p) { return p->ended; }); }));
     for (int i = 0; i < 25; ++i) EXPECT_EQ(protos[static_cast<std::size_t>(i)]->exitCode(), i);
+    EXPECT_EQ(zombieChildren(), 0);
+}
+
+TEST_P(ProcessTest, REAP_1_aReactorDestroyedWhileAChildRunsLetsGoOfTheProcessAndItsProtocol) {
+    // The pidfd watcher (registered with the reactor), the process and its
+    // protocol hold each other while the child runs; a reactor destroyed then
+    // must not leave them behind. The child runs on, unwatched.
+    for (bool pty : {false, true}) {
+        SCOPED_TRACE(pty ? "pty" : "pipes");
+        auto r = makeReactor();
+        auto proto = std::make_shared<RecordingProcess>();
+        ProcessOptions options;
+        options.usePTY = pty;
+        auto p = r->spawnProcess(proto, childHelper(), {childHelper(), "sleep", "30"}, options);
+        ASSERT_TRUE(p->pid().has_value());
+        pid_t pid = *p->pid();
+        std::weak_ptr<RecordingProcess> weakProto = proto;
+        std::weak_ptr<IProcessTransport> weakProcess = p;
+        proto.reset();
+        p.reset();
+        r.reset();
+        EXPECT_TRUE(weakProto.expired()) << "the protocol outlived its reactor";
+        EXPECT_TRUE(weakProcess.expired()) << "the process outlived its reactor";
+        ::kill(pid, SIGKILL);
+        int status = 0;
+        pid_t waited = ::waitpid(pid, &status, 0);
+        // Through pipes the child sleeps on, unreaped; a PTY child may have died
+        // of the hang-up its terminal's close sent, and been reaped as it went.
+        if (!pty) EXPECT_EQ(waited, pid) << "the child was reaped though it was still running";
+    }
+    EXPECT_EQ(zombieChildren(), 0);
+}
+
+TEST_P(ProcessTest, REAP_1_aChildThatExitedUnseenIsReapedWhenItsReactorIsDestroyed) {
+    auto r = makeReactor();
+    auto proto = std::make_shared<RecordingProcess>();
+    r->spawnProcess(proto, childHelper(), {childHelper(), "exit", "7"});
+    // Wait for the exit without the loop seeing it: the pidfd polls readable.
+    ASSERT_TRUE(waitForZombie(*proto->pidAtMade, 10));
+    r.reset();
+    EXPECT_TRUE(proto->exited);
+    EXPECT_TRUE(proto->ended);
+    EXPECT_EQ(proto->exitCode(), 7);
     EXPECT_EQ(zombieChildren(), 0);
 }
 

@@ -1093,3 +1093,30 @@ TEST_P(TCPTest, R_7_shutdownReleasesAPausedTransport) {
     shutdownReleases(
         reactor(), [this] { runReactor(); }, Idle::paused);
 }
+
+TEST_P(TCPTest, R_7_aReactorDestroyedWithoutShutdownDisconnectsWhatIsOpen) {
+    // A reactor that never ran its shutdown (it never ran, it crashed, or it was
+    // given connections after run() returned) still lets go of every transport
+    // and protocol, which hold each other: each protocol hears connectionLost as
+    // at shutdown, and nothing outlives the reactor.
+    auto r = makeReactor();
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = r->listenTCP(0, f, 50, "127.0.0.1");
+    auto cf = std::make_shared<RecordingClientFactory>();
+    r->connectTCP("127.0.0.1", portOf(port->getHost()), cf);
+    ASSERT_TRUE(
+        spinUntil(*r, [&] { return f->built.size() == 1 && cf->built.size() == 1 && cf->built[0]->made == 1; }));
+    std::weak_ptr<RecordingProtocol> server = f->built[0], client = cf->built[0];
+    std::weak_ptr<ITransport> serverT = f->built[0]->transport, clientT = cf->built[0]->transport;
+    std::weak_ptr<IListeningPort> weakPort = port;
+    auto lost = std::make_shared<int>(0);
+    f->built[0]->onLost = cf->built[0]->onLost = [lost](RecordingProtocol&, const Failure&) { ++*lost; };
+    f->built.clear();
+    cf->built.clear();
+    port.reset();
+    r.reset();
+    EXPECT_EQ(*lost, 2);
+    EXPECT_TRUE(server.expired() && client.expired()) << "a protocol outlived its reactor";
+    EXPECT_TRUE(serverT.expired() && clientT.expired()) << "a transport outlived its reactor";
+    EXPECT_TRUE(weakPort.expired()) << "the listening port outlived its reactor";
+}

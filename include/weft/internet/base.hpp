@@ -23,12 +23,35 @@
 
 namespace weft {
 
+class Reactor;
+
 namespace detail {
 class Poller;
 class TimerQueue;
 class Waker;
 struct Registration;
 struct RegistrationTable;
+
+/// Something the reactor must let go of when it is destroyed that is not a
+/// FileDescriptor: a child process, which its pidfd watcher (registered with
+/// the reactor) and its protocol hold while the child runs. Reactor::bind
+/// lists it; the reactor's destructor calls reactorGone() on what is still
+/// listed, after every transport has been disconnected.
+class WEFT_EXPORT ReactorBound {
+public:
+    /// The reactor is being destroyed: release what holds this object.
+    virtual void reactorGone() noexcept = 0;
+
+protected:
+    ReactorBound() = default;
+    virtual ~ReactorBound() = default;
+    ReactorBound(const ReactorBound&) = delete;
+    ReactorBound& operator=(const ReactorBound&) = delete;
+
+private:
+    friend class weft::Reactor;
+    std::uint32_t boundIndex_ = UINT32_MAX;  // in the reactor's list, or none
+};
 }  // namespace detail
 
 /// The readiness-wait mechanism behind a reactor.
@@ -84,6 +107,13 @@ using Trigger = Function<void()>;
 /// extra reference while dispatching to it; descriptors are released when removed.
 /// Destroying a reactor that is running is undefined; destroy it after run()
 /// returns. Pending DelayedCalls become inert when the reactor is destroyed.
+/// A reactor destroyed with transports still open (it never ran, it was
+/// crash()ed, or connections were made after run() returned) disconnects them
+/// first as its shutdown would: each protocol hears
+/// connectionLost(ConnectionLost), so none outlives the reactor together with
+/// its transport. A child still running is left to run and is no longer
+/// watched: nothing reaps it once the reactor is gone (one that has already
+/// exited is reaped, and its protocol told, first).
 ///
 /// Interfaces (interfaces.hpp): the listen*/connect*/adopt* methods below
 /// return the concrete ports and connectors; through IReactorTCP&,
@@ -351,6 +381,11 @@ public:
     void addInternalReader(std::shared_ptr<IReadDescriptor> reader);
     void removeInternalReader(IReadDescriptor* reader);
 
+    /// Lists `b` for the reactor's destructor (ReactorBound); unbind() takes it
+    /// off again (a no-op for one not listed). Both on the reactor thread.
+    void bind(detail::ReactorBound& b);
+    void unbind(detail::ReactorBound& b) noexcept;
+
     /// The signal that stopped the reactor, if one did.
     std::optional<int> exitSignal() const noexcept { return exitSignal_; }
 
@@ -485,8 +520,9 @@ private:
     std::vector<std::uint64_t> pendingReductions_;     // tokens whose poller interest is to shrink
     bool flushing_ = false;
     std::uint32_t nextGen_ = 1;
-    std::uint64_t waits_ = 0;            // readiness waits begun, numbering their events for dispatch()
-    std::vector<FileDescriptor*> live_;  // trackLive's list (each knows its index)
+    std::uint64_t waits_ = 0;                   // readiness waits begun, numbering their events for dispatch()
+    std::vector<FileDescriptor*> live_;         // trackLive's list (each knows its index)
+    std::vector<detail::ReactorBound*> bound_;  // bind's list (each knows its index)
 
     // thread calls
     mutable std::mutex threadMu_;

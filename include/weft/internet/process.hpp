@@ -142,7 +142,7 @@ protected:
 
 /// What Process and PTYProcess share (Twisted _BaseProcess): the pid, the
 /// reaping, the signals and the order of the protocol's last two calls.
-class WEFT_EXPORT BaseProcess : public IProcessTransport {
+class WEFT_EXPORT BaseProcess : public IProcessTransport, private weft::detail::ReactorBound {
 public:
     ~BaseProcess() override;
     BaseProcess(const BaseProcess&) = delete;
@@ -182,6 +182,11 @@ private:
 
     void reaped(std::optional<int> waitStatus);  // nullopt: reaped by the kernel, status lost
     void pollLater(double delay);
+    void stopWatching();
+    // The reactor is being destroyed while the child runs: an exit not seen
+    // yet is still reaped and reported; otherwise the watcher and the protocol
+    // are let go and the child is left to run, unwatched.
+    void reactorGone() noexcept override;
 
     Reactor& reactor_;
     std::shared_ptr<ProcessProtocol> protocol_;
