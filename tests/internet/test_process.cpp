@@ -883,7 +883,9 @@ TEST_P(ProcessTest, REAP_1_aReactorDestroyedWhileAChildRunsLetsGoOfTheProcessAnd
         pid_t waited = ::waitpid(pid, &status, 0);
         // Through pipes the child sleeps on, unreaped; a PTY child may have died
         // of the hang-up its terminal's close sent, and been reaped as it went.
-        if (!pty) EXPECT_EQ(waited, pid) << "the child was reaped though it was still running";
+        if (!pty) {
+            EXPECT_EQ(waited, pid) << "the child was reaped though it was still running";
+        }
     }
     EXPECT_EQ(zombieChildren(), 0);
 }
