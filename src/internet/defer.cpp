@@ -3,6 +3,7 @@
 // chain is here.
 #include <weft/internet/defer.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <coroutine>
 #include <utility>
@@ -92,12 +93,15 @@ Core::Core(const std::type_info& created, const SourceLocation& loc) : createdTy
 }
 
 Core::~Core() {
-    if (result.isFailure() && !consumed) {
+    if (result.isFailure() && !(consumed && result.failure().value() == consumed)) {
         // DEF-25: one event carrying the Failure, at the last release.
         std::string msg = "Unhandled error in Deferred:";
         if (debug_) {
+            // One line, as every log record is: the debug text's lines joined.
             std::string info = debug_->text();
-            if (!info.empty()) msg += "\n(debug: " + info + ")";
+            std::replace(info.begin(), info.end(), '\n', ' ');
+            while (!info.empty() && info.back() == ' ') info.pop_back();
+            if (!info.empty()) msg += " (debug:" + info + ")";
         }
         log::emit(log::Level::critical, "", msg, &result.failure());
     }
@@ -184,6 +188,10 @@ Slot Core::take() {
     return out;
 }
 
+void Core::inheritConsumed(const Core& from) noexcept {
+    if (from.consumed && result.isFailure() && result.failure().value() == from.consumed) consumed = from.consumed;
+}
+
 void Core::addStep(Step s) {
     steps_.push_back(std::move(s));
     if (called_ && paused_ == 0 && !waiting_) runCallbacks();
@@ -194,30 +202,98 @@ void Core::unpause() {
     if (--paused_ == 0 && called_ && !waiting_) runCallbacks();
 }
 
+namespace {
+// Cancellation nests when a canceller cancels other Deferreds (a DeferredList
+// cancels its members, which may be lists). Up to this depth the nested
+// cancel() runs at once, on the caller's stack; deeper ones are queued and run
+// by the outermost cancel() before it returns, so no nesting overflows the stack.
+constexpr int kCancelDepth = 64;
+thread_local int tCancelDepth = 0;
+thread_local std::deque<CorePtr>* tCancelQueue = nullptr;
+}  // namespace
+
 void Core::cancel() {
-    if (!called_) {
-        if (coroutine) {  // DEF-50: cancel what the body is suspended on; the body decides the outcome
-            if (auto target = coroutine->awaiting.lock()) target->cancel();
+    if (tCancelDepth >= kCancelDepth && tCancelQueue) {
+        tCancelQueue->push_back(shared_from_this());
+        return;
+    }
+    std::deque<CorePtr> queue;
+    const bool outermost = tCancelQueue == nullptr;
+    if (outermost) tCancelQueue = &queue;
+    struct Guard {
+        bool outermost;
+        ~Guard() {
+            --tCancelDepth;
+            if (outermost) tCancelQueue = nullptr;
+        }
+    } guard{outermost};
+    ++tCancelDepth;
+    std::exception_ptr first;
+    try {
+        cancelOne();
+    } catch (...) {
+        if (!outermost) throw;
+        first = std::current_exception();
+    }
+    if (!outermost) return;
+    while (!queue.empty()) {
+        CorePtr next = std::move(queue.front());
+        queue.pop_front();
+        --tCancelDepth;  // the queued ones start again from the top
+        try {
+            next->cancel();
+        } catch (...) {
+            if (!first) first = std::current_exception();
+        }
+        ++tCancelDepth;
+    }
+    if (first) std::rethrow_exception(first);
+}
+
+void Core::cancelOne() {
+    // What this Deferred waits on is cancelled in its place: a coroutine's
+    // awaited Deferred (DEF-50), the Deferred a callback returned (DEF-19).
+    // A loop, not a call, so any depth of either costs no stack.
+    CorePtr cur = shared_from_this();
+    for (;;) {
+        Core& c = *cur;
+        if (c.called_) {
+            if (!c.waiting_) return;
+            CorePtr x = c.waitingOn_.lock();
+            if (!x) return;
+            cur = std::move(x);
+            continue;
+        }
+        if (c.coroutine) {  // the body decides the outcome
+            CorePtr target = c.coroutine->awaiting.lock();
+            if (!target) return;
+            cur = std::move(target);
+            continue;
+        }
+        if (c.cancelOverride) {
+            auto hook = std::move(c.cancelOverride);
+            hook(c);
+            if (!c.called_ && !c.cancelOverride) c.cancelOverride = std::move(hook);
             return;
         }
-        if (cancelOverride) {
-            auto hook = std::move(cancelOverride);
-            hook(*this);
-            if (!called_ && !cancelOverride) cancelOverride = std::move(hook);
-            return;
-        }
-        // Moved out first: it runs at most once, and firing from inside it
-        // (which releases the canceller) must not destroy it mid-call.
-        auto c = std::move(canceller);
-        if (c) {
-            auto keep = shared_from_this();
-            c(*this);
+        // Moved out first: firing from inside it (which releases the canceller)
+        // must not destroy it mid-call.
+        auto fn = std::move(c.canceller);
+        if (fn) {
+            try {
+                fn(c);
+            } catch (...) {
+                // DEF-21: the error reaches the caller. The canceller stays, as
+                // Twisted's does: a later cancel() runs it again, and the
+                // producer's own callback() still counts (DEF-20).
+                if (!c.called_ && !c.canceller) c.canceller = std::move(fn);
+                throw;
+            }
         } else {
-            suppressAlreadyCalled_ = true;
+            c.suppressAlreadyCalled_ = true;
         }
-        if (!called_) fire(Slot::failed(Failure(defer::CancelledError())), SourceLocation{"<cancel>", 0, "cancel"});
-    } else if (waiting_) {
-        if (auto x = waitingOn_.lock()) x->cancel();  // DEF-19
+        if (!c.called_) c.fire(Slot::failed(Failure(defer::CancelledError())), SourceLocation{"<cancel>", 0, "cancel"});
+        return;
     }
 }
 
@@ -235,6 +311,7 @@ bool Core::absorb(StepOut&& out) {
     }
     if (x.ready()) {  // DEF-12: take it now; x is left empty and never reports it
         result = x.take();
+        inheritConsumed(x);
         return false;
     }
     waiting_ = true;
@@ -270,6 +347,7 @@ void Core::runCallbacks() {
                 Core& outer = *step.other;
                 outer.result = std::move(cur.result);
                 cur.result = Slot{};
+                outer.inheritConsumed(cur);
                 outer.waiting_ = false;
                 outer.waitingOn_.reset();
                 chain.push_back(std::move(step.other));
@@ -290,6 +368,7 @@ void Core::runCallbacks() {
                 d2.markFired(SourceLocation{"<chainDeferred>", 0, "chainDeferred"});
                 d2.result = std::move(cur.result);
                 cur.result = Slot{};
+                d2.inheritConsumed(cur);
                 chain.push_back(std::move(step.other));
                 finished = false;
                 break;

@@ -754,6 +754,78 @@ TEST(Deferred, DEF_21_cancellerReleasedOnFireAndThrowingCancellerPropagates) {
     EXPECT_FALSE(t.called());
 }
 
+TEST(Deferred, DEF_20_DEF_21_aCancellerThatThrewStaysAndItsProducerStillCounts) {
+    // A canceller that throws leaves the Deferred unfired and keeps its place,
+    // as Twisted's: the next cancel() runs it again (and it throws again), and
+    // the producer's own callback() is not swallowed as a late one.
+    int runs = 0;
+    Deferred<int> t([&](Deferred<int>&) {
+        ++runs;
+        throw std::out_of_range("canceller");
+    });
+    EXPECT_THROW(t.cancel(), std::out_of_range);
+    EXPECT_THROW(t.cancel(), std::out_of_range);
+    EXPECT_EQ(runs, 2);
+    EXPECT_FALSE(t.called());
+    t.callback(42);
+    EXPECT_EQ(weft::testing::successResultOf(t), 42);
+
+    // Once it returns normally, the CancelledError follows and a later
+    // callback() is an error (DEF-20: a Deferred with a canceller ignores nothing).
+    int tries = 0;
+    Deferred<int> u([&](Deferred<int>&) {
+        if (++tries == 1) throw std::out_of_range("first try");
+    });
+    EXPECT_THROW(u.cancel(), std::out_of_range);
+    u.cancel();
+    EXPECT_EQ(tries, 2);
+    EXPECT_THROW(u.callback(1), defer::AlreadyCalledError);
+    (void)weft::testing::failureResultOf<defer::CancelledError>(u);
+}
+
+namespace {
+Deferred<int> addOne(Deferred<int> d) {
+    int v = co_await std::move(d);
+    co_return v + 1;
+}
+}  // namespace
+
+TEST(Deferred, DEF_50_DEF_19_cancelReachesTheBottomOfAnyDepthWithoutRecursing) {
+    // Cancelling the top of a very deep chain of coroutines, or of callbacks
+    // that each returned the Deferred below, reaches the one at the bottom in a
+    // loop: the stack does not grow with the depth (it overflowed at ≈ 50 000).
+    constexpr int kDepth = 100000;
+    for (bool coroutines : {true, false}) {
+        SCOPED_TRACE(coroutines ? "coroutines" : "callbacks returning Deferreds");
+        int cancelled = 0;
+        Deferred<int> leaf([&](Deferred<int>&) { ++cancelled; });
+        Deferred<int> top = leaf;
+        for (int i = 0; i < kDepth; ++i) {
+            if (coroutines) {
+                top = addOne(std::move(top));
+            } else {
+                Deferred<int> outer;
+                outer.callback(0);
+                top = outer.addCallback([inner = std::move(top)](int) mutable { return std::move(inner); });
+            }
+        }
+        top.cancel();
+        EXPECT_EQ(cancelled, 1);
+        (void)weft::testing::failureResultOf<defer::CancelledError>(top);
+    }
+}
+
+TEST(Deferred, DEF_57_anUnhandledErrorsDebugInfoStaysOnOneLogLine) {
+    DebuggingOn on;
+    LogCapture logs;
+    { auto d = weft::fail<int>(std::runtime_error("lost")); }
+    ASSERT_EQ(logs.unhandled(), 1u);
+    const auto& m = logs.events.back().message;
+    EXPECT_NE(m.find("(debug: C: Deferred was created:"), std::string::npos) << m;
+    EXPECT_NE(m.find("test_defer.cpp"), std::string::npos) << m;
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+}
+
 // ---------------------------------------------------------------------------
 // Timeouts
 
@@ -885,7 +957,7 @@ TEST(Deferred, DEF_25_unhandledFailureIsLoggedOnceAtLastRelease) {
     }
     {
         auto d = weft::fail<int>(std::runtime_error("consumed"));
-        d.detailCore()->consumed = true;
+        d.detailCore()->consumed = d.detailCore()->result.failure().value();
     }
     EXPECT_TRUE(logs.events.empty());
 

@@ -148,6 +148,52 @@ TEST(DeferredList, DEF_40_memberFailuresAreReportedUnlessConsumed) {
     EXPECT_EQ(logs.unhandled, 1u);  // nothing new
 }
 
+TEST(DeferredList, DEF_40_DEF_25_aNewErrorLaterInAConsumedMembersChainIsReported) {
+    // consumeErrors exempts the Failure the list took, not the member: an error
+    // raised later in the member's chain is reported as any other (DEF-25),
+    // while the consumed one, handed on to a Deferred that waits on the member,
+    // stays unreported there too.
+    LogCapture logs;
+    DeferredListOptions consume;
+    consume.consumeErrors = true;
+    {
+        Deferred<int> a;
+        DeferredList<int> list({a}, consume);
+        a.errback(std::runtime_error("taken by the list"));
+        a.addErrback([](Failure) { return 1; }).addCallback([](int) -> int { throw std::logic_error("a new error"); });
+        (void)successResultOf(Deferred<std::vector<Result<int>>>(list));
+    }
+    EXPECT_EQ(logs.unhandled, 1u);
+    {
+        Deferred<int> b;
+        DeferredList<int> list({b}, consume);
+        b.errback(std::runtime_error("taken by the list"));
+        Deferred<int> waiter;
+        waiter.callback(0);
+        waiter.addCallback([b](int) mutable { return b; });  // takes b's consumed Failure
+        (void)successResultOf(Deferred<std::vector<Result<int>>>(list));
+    }
+    EXPECT_EQ(logs.unhandled, 1u);  // nothing new
+}
+
+TEST(DeferredList, DEF_41_cancellingDeeplyNestedListsDoesNotOverflowTheStack) {
+    // Each list a member of the next: a cancel goes down through every list's
+    // canceller. Nested cancels past a fixed depth are queued and run by the
+    // outermost cancel() before it returns.
+    int cancelled = 0;
+    Deferred<int> leaf([&](Deferred<int>&) { ++cancelled; });
+    Deferred<int> top = leaf;
+    for (int i = 0; i < 100000; ++i) {
+        DeferredList<int> list({top});
+        top = Deferred<std::vector<Result<int>>>(list).addCallback(
+            [](std::vector<Result<int>> v) { return static_cast<int>(v.size()); });
+    }
+    top.cancel();
+    EXPECT_EQ(cancelled, 1);
+    EXPECT_TRUE(top.called());
+    EXPECT_EQ(successResultOf(top), 1);
+}
+
 TEST(DeferredList, DEF_41_cancelCancelsEveryOriginalMemberOnce) {
     // DEF-41: cancel() on an unfired list cancels its members in order, logging a throwing canceller; a fired list leaves members alone.
     std::vector<int> order;

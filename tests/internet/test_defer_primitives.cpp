@@ -49,6 +49,35 @@ TEST(DeferredLock, DEF_53_acquireIsFifoAndReleaseHandsOver) {
     lock.release();
 }
 
+TEST(DeferredLock, DEF_53_aWaiterMayDestroyTheLockItWasHandedOver) {
+    // The last user tearing down the lock's owner from its acquire() callback:
+    // release()'s hand-over loop must not touch the lock afterwards.
+    for (bool semaphore : {false, true}) {
+        SCOPED_TRACE(semaphore ? "DeferredSemaphore" : "DeferredLock");
+        bool ran = false;
+        if (semaphore) {
+            auto sem = std::make_unique<weft::DeferredSemaphore>(1);
+            (void)sem->acquire();
+            sem->acquire().addCallback([&](weft::DeferredSemaphore*) {
+                ran = true;
+                sem.reset();
+                return 0;
+            });
+            sem->release();
+        } else {
+            auto lock = std::make_unique<weft::DeferredLock>();
+            (void)lock->acquire();
+            lock->acquire().addCallback([&](weft::DeferredLock*) {
+                ran = true;
+                lock.reset();
+                return 0;
+            });
+            lock->release();
+        }
+        EXPECT_TRUE(ran);
+    }
+}
+
 TEST(DeferredLock, DEF_53_waitersReleasingFromCallbacksDoNotNest) {
     // DEF-53 (better than Twisted): 100 000 waiters releasing inside their callbacks all run, FIFO, and the lock ends unlocked.
     DeferredLock lock;

@@ -334,6 +334,8 @@ public:
     bool ready() const noexcept { return called_ && paused_ == 0 && !waiting_ && !running_; }
     /// Takes the result away, leaving an empty success (DEF-32).
     Slot take();
+    /// Carries `from`'s consumed mark to this Deferred if its result is that error.
+    void inheritConsumed(const Core& from) noexcept;
 
     /// Throws std::logic_error unless t is the chain's current output type (DEF-31).
     void checkOutput(const std::type_info& t) const;
@@ -356,8 +358,11 @@ public:
     /// Set while a coroutine owns this Deferred; cancel() then cancels what it
     /// is suspended on (DEF-50).
     PromiseBase* coroutine = nullptr;
-    /// The current Failure is never reported (DeferredList consumeErrors, DEF-40).
-    bool consumed = false;
+    /// The error a DeferredList took with consumeErrors (DEF-40): while the
+    /// result is a Failure carrying this very exception, it is never reported;
+    /// a new error later in the chain is (DEF-25). A Deferred the result moves
+    /// on to (a hand-off, chainDeferred) takes the mark with it.
+    std::exception_ptr consumed;
     /// The raw result; steps read and write it.
     Slot result;
 
@@ -374,6 +379,8 @@ public:
     void resumeAwaiting(std::coroutine_handle<> frame);
 
 private:
+    void cancelOne();
+
     void runCallbacks();
     bool absorb(StepOut&& out);  // true when this now waits on another Deferred
     void markFired(const SourceLocation& loc);

@@ -97,7 +97,7 @@ struct ListState {
                 }
             }
         }
-        if (!ok && options.consumeErrors) member.consumed = true;
+        if (!ok && options.consumeErrors) member.consumed = in.failure().value();
     }
 };
 

@@ -40,6 +40,9 @@ public:
         return d;
     }
 
+    /// Set when the primitive that owns the queue is destroyed.
+    bool ownerGone = false;
+
 private:
     std::deque<Deferred<V>> queue_;
 };
@@ -51,6 +54,7 @@ template <class Self>
 class PrimitiveBase {
 public:
     PrimitiveBase() = default;
+    ~PrimitiveBase() { waiters_->ownerGone = true; }
     PrimitiveBase(const PrimitiveBase&) = delete;
     PrimitiveBase& operator=(const PrimitiveBase&) = delete;
 
@@ -109,10 +113,16 @@ protected:
         }
         releasing_ = true;
         pending_ = 1;
+        // A waiter's callback may destroy the primitive (the last user tearing
+        // down its owner): the loop then stops without touching it again.
+        auto waiters = waiters_;  // outlives the primitive; tells whether it is gone
         struct Reset {
-            bool& flag;
-            ~Reset() { flag = false; }
-        } reset{releasing_};
+            PrimitiveBase& p;
+            const Waiters<Self*>& w;
+            ~Reset() {
+                if (!w.ownerGone) p.releasing_ = false;
+            }
+        } reset{*this, *waiters};
         while (pending_ > 0) {
             --pending_;
             if (waiters_->empty()) {
@@ -125,6 +135,7 @@ protected:
             } catch (...) {
                 log::failure("", "Exception while handing over a DeferredLock/Semaphore:", Failure::current());
             }
+            if (waiters->ownerGone) return;
         }
     }
     std::size_t pendingReleases() const noexcept { return releasing_ ? pending_ : 0; }
@@ -139,8 +150,8 @@ private:
 }  // namespace detail
 
 /// A lock for Deferred-based code (Twisted DeferredLock; DEF-53, DEF-55).
-/// Not thread-safe. The lock must outlive its pending acquire() Deferreds'
-/// firing; destroying it drops (never fires) the pending ones.
+/// Not thread-safe. Destroying the lock drops (never fires) the pending
+/// acquire() Deferreds; a waiter's callback may destroy it.
 class DeferredLock : public detail::PrimitiveBase<DeferredLock> {
 public:
     /// A Deferred that fires with this lock once the caller holds it: at once if
