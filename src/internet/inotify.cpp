@@ -69,6 +69,7 @@ std::string normalKey(const FilePath& path) {
 }
 
 std::string join(std::string_view dir, std::string_view name) {
+    if (dir == ".") return std::string(name);  // as normalKey spells it: "a", not "./a"
     std::string s;
     s.reserve(dir.size() + 1 + name.size());
     s.append(dir);
@@ -202,12 +203,18 @@ Address INotify::getHost() const { return NoAddress{}; }
 INotify::WatchPtr INotify::addOne(const std::string& key, std::uint32_t mask, bool autoAdd,
                                   const std::shared_ptr<const std::vector<Callback>>& callbacks, bool* created) {
     *created = false;
-    if (auto it = byPath_.find(key); it != byPath_.end()) return it->second;  // INO-6
+    if (auto it = byPath_.find(key); it != byPath_.end()) {
+        if (it->second->life_ != Watch::Life::deleted) return it->second;  // INO-6
+        byPath_.erase(it);                                                 // deleted: the path names something new now
+    }
     if (fd_ < 0) throw watchError(EBADF, key);
     const std::uint32_t kernelMask = mask | IN_DELETE_SELF;  // INO-5
     int wd = sys::ops.inotify_add_watch(fd_, key.c_str(), kernelMask);
     if (wd < 0) throw watchError(errno, key);
     auto& sharers = byWd_[wd];
+    // A directory moved out of the tree and back in (under this path) before
+    // the move was settled: its watch comes back, with those below it.
+    if (WatchPtr back = adoptMoving(sharers, key)) return back;
     if (!sharers.empty()) {
         // Another path names the same inode (a hard link, a symbolic link, a
         // bind mount): the kernel has one watch for both and just replaced its
@@ -329,6 +336,10 @@ Reason INotify::doRead() {
                 dispatch(e, scratch);
                 return open();
             });
+            // Room left for the longest record: the kernel had no more, so a
+            // move whose other half did not come went out of the watched tree.
+            if (open() && !movesFrom_.empty() && data.size() + kMinRead <= std::max(bufferSize, kMinRead))
+                finishMoves();
         });
     if (why) return why;
     if (status == EventDecoder::Status::corrupt)
@@ -368,17 +379,29 @@ void INotify::dispatch(const RawEvent& e, FilePath& scratch) {
         else if (e.mask & IN_MOVED_TO) movedTo(e.cookie, join(sharers.front()->path_.native(), e.name));
     }
 
-    if (e.mask & IN_DELETE_SELF) {
-        // INO-21: the path names nothing now; a new watch() of it starts
-        // afresh. The descriptor's bookkeeping stays until IN_IGNORED (INO-22).
-        // Done before the callbacks (which still get the event), so a callback
-        // that watches the path again gets a new watch, not the dying one.
-        for (const WatchPtr& w : sharers) {
-            if (w->life_ != Watch::Life::live) continue;
-            w->life_ = Watch::Life::deleted;
-            if (auto p = byPath_.find(w->path_.native()); p != byPath_.end() && p->second == w) byPath_.erase(p);
-        }
+    const bool deletedSelf = (e.mask & IN_DELETE_SELF) != 0;
+    if (deletedSelf) {
+        // INO-21: the callbacks get the event with the watch still in the table
+        // (isWatched() answers, ignore() works); it leaves the table after them.
+        // Marked now, so a callback that watches the path again gets a new
+        // watch, not the dying one. The descriptor's bookkeeping stays until
+        // IN_IGNORED (INO-22).
+        for (const WatchPtr& w : sharers)
+            if (w->life_ == Watch::Life::live) w->life_ = Watch::Life::deleted;
     }
+    struct DropDeleted {
+        INotify& self;
+        std::span<const WatchPtr> sharers;
+        bool active;
+        ~DropDeleted() {
+            if (!active) return;
+            for (const WatchPtr& w : sharers) {
+                if (w->life_ != Watch::Life::deleted) continue;
+                auto p = self.byPath_.find(w->path_.native());
+                if (p != self.byPath_.end() && p->second == w) self.byPath_.erase(p);
+            }
+        }
+    } dropDeleted{*this, sharers, deletedSelf};
 
     for (const WatchPtr& w : sharers) {
         if (!open()) return;
@@ -446,31 +469,70 @@ void INotify::overflowed() {
 // ---- moves -------------------------------------------------------------------------
 
 void INotify::movedFrom(std::uint32_t cookie, std::string from) {
-    // Worth remembering only if something at or below `from` is watched.
-    auto it = byPath_.lower_bound(from);
-    if (it == byPath_.end() || !atOrBelow(it->first, from)) return;
-    if (movesFrom_.size() >= kMaxPendingMoves) movesFrom_.erase(movesFrom_.begin());
-    movesFrom_.emplace_back(cookie, std::move(from));
+    // Worth remembering only if something at or below `from` is watched. Those
+    // watches leave the path table now (the path names none of them any more)
+    // and stay silent until the move's other half says where they went.
+    std::vector<WatchPtr> moving;
+    for (auto it = byPath_.lower_bound(from); it != byPath_.end() && atOrBelow(it->first, from);) {
+        it->second->life_ = Watch::Life::moving;
+        moving.push_back(std::move(it->second));
+        it = byPath_.erase(it);
+    }
+    if (moving.empty()) return;
+    if (movesFrom_.size() >= kMaxPendingMoves) {
+        PendingMove oldest = std::move(movesFrom_.front());  // settled as gone from the tree
+        movesFrom_.erase(movesFrom_.begin());
+        for (auto& w : oldest.watches)
+            if (w->life_ == Watch::Life::moving) {
+                w->life_ = Watch::Life::ignored;
+                forget(w);
+            }
+    }
+    movesFrom_.push_back(PendingMove{cookie, std::move(from), std::move(moving)});
 }
 
 void INotify::movedTo(std::uint32_t cookie, const std::string& to) {
-    auto m = std::find_if(movesFrom_.begin(), movesFrom_.end(), [&](const auto& p) { return p.first == cookie; });
+    auto m = std::find_if(movesFrom_.begin(), movesFrom_.end(), [&](const auto& p) { return p.cookie == cookie; });
     if (m == movesFrom_.end()) return;  // moved in from outside, or nothing watched there
-    std::string from = std::move(m->second);
+    PendingMove move = std::move(*m);
     movesFrom_.erase(m);
-    if (from == to) return;
-    std::vector<WatchPtr> moving;
-    for (auto it = byPath_.lower_bound(from); it != byPath_.end() && atOrBelow(it->first, from);) {
-        moving.push_back(it->second);
-        it = byPath_.erase(it);
-    }
-    for (auto& w : moving) {
-        std::string now = to + w->path_.native().substr(from.size());
+    for (auto& w : move.watches) {
+        if (w->life_ != Watch::Life::moving) continue;  // ended meanwhile
+        std::string now = to + w->path_.native().substr(move.from.size());
         w->path_ = now;
+        w->life_ = Watch::Life::live;
         // A watch already at the new path (of the inode the move replaced) is
         // displaced; it leaves the descriptor table with its IN_IGNORED.
         byPath_.insert_or_assign(std::move(now), w);
     }
+}
+
+INotify::WatchPtr INotify::adoptMoving(const std::vector<WatchPtr>& sharers, const std::string& key) {
+    for (const WatchPtr& w : sharers) {
+        if (w->life_ != Watch::Life::moving) continue;
+        for (auto& move : movesFrom_) {
+            if (std::find(move.watches.begin(), move.watches.end(), w) == move.watches.end()) continue;
+            // The group's new place: `key` less what lies below the move's root.
+            std::string_view below = std::string_view(w->path_.native()).substr(move.from.size());
+            if (!std::string_view(key).ends_with(below)) break;
+            std::string to = key.substr(0, key.size() - below.size());
+            movedTo(move.cookie, to);
+            return w;
+        }
+    }
+    return nullptr;
+}
+
+void INotify::finishMoves() {
+    // Each pending move's watches left the tree: they end, silently, as after ignore().
+    auto moves = std::move(movesFrom_);
+    movesFrom_.clear();
+    for (auto& move : moves)
+        for (auto& w : move.watches)
+            if (w->life_ == Watch::Life::moving) {
+                w->life_ = Watch::Life::ignored;
+                forget(w);
+            }
 }
 
 // ---- automatic watching and catch-up scans (INO-16..INO-20) -------------------------

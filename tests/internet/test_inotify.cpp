@@ -781,6 +781,84 @@ TEST_P(INotifyTest, INO_15_directoryMovedWithinTheTreeKeepsItsWatchesUnderItsNew
     close(n);
 }
 
+TEST_P(INotifyTest, INO_15_INO_16_aDirectoryMovedOutOfTheTreeLeavesNoWatchAtItsOldPath) {
+    // Only MOVED_FROM comes when a directory leaves the watched tree. Its watches (and those below it) end
+    // then: a new directory made at the old path is watched afresh and reported (its events were lost to a
+    // stale watch, which watch() also handed back), and what happens in the moved-away directory is not
+    // reported under the in-tree path it no longer has.
+    fs::create_directories(path("t/sub/deeper"));
+    fs::create_directories(path("outside"));
+    auto n = make();
+    auto rec = std::make_shared<Recorder>();
+    n->watch(path("t"), IN_CREATE | IN_MOVED | IN_DELETE, true, {Recorder::callback(rec)}, true);
+    const int old = *n->isWatched(path("t/sub"));
+    ::rename(path("t/sub").c_str(), path("outside/away").c_str());
+    ASSERT_TRUE(waitFor(*rec, path("t/sub"), IN_MOVED_FROM | IN_ISDIR));
+    settle();
+    EXPECT_FALSE(n->isWatched(path("t/sub")));
+    EXPECT_FALSE(n->isWatched(path("t/sub/deeper")));
+    EXPECT_EQ(n->watchedPaths(), (std::vector<FilePath>{path("t")}));
+    ::mkdir(path("t/sub").c_str(), 0755);
+    ASSERT_TRUE(waitFor(*rec, path("t/sub"), IN_CREATE | IN_ISDIR));
+    settle();
+    ASSERT_TRUE(n->isWatched(path("t/sub")));
+    EXPECT_NE(*n->isWatched(path("t/sub")), old);
+    touch(path("t/sub/new"));
+    ASSERT_TRUE(waitFor(*rec, path("t/sub/new"), IN_CREATE));
+    touch(path("outside/away/elsewhere"));
+    touch(path("outside/away/deeper/further"));
+    touch(path("t/marker"));
+    ASSERT_TRUE(waitFor(*rec, path("t/marker"), IN_CREATE));
+    settle();
+    EXPECT_FALSE(rec->has(path("t/sub/elsewhere"), IN_CREATE));
+    EXPECT_FALSE(rec->has(path("t/sub/deeper/further"), IN_CREATE));
+    close(n);
+}
+
+TEST_P(INotifyTest, INO_15_aDirectoryMovedOutAndBackUnderAnotherNameIsReportedOnce) {
+    // Out of the tree and back in under a new name before weft read the events: the directory's watch comes
+    // back with its new path (it was added a second time beside the stale one, and every event inside it
+    // arrived twice, under the old and the new path).
+    fs::create_directories(path("t/sub"));
+    fs::create_directories(path("outside"));
+    auto n = make();
+    auto rec = std::make_shared<Recorder>();
+    n->watch(path("t"), IN_CREATE | IN_MOVED, true, {Recorder::callback(rec)}, true);
+    ::rename(path("t/sub").c_str(), path("outside/x").c_str());
+    ::rename(path("outside/x").c_str(), path("t/back").c_str());
+    ASSERT_TRUE(waitFor(*rec, path("t/back"), IN_MOVED_TO | IN_ISDIR));
+    settle();
+    EXPECT_EQ(n->watchedPaths(), (std::vector<FilePath>{path("t"), path("t/back")}));
+    touch(path("t/back/f"));
+    ASSERT_TRUE(waitFor(*rec, path("t/back/f"), IN_CREATE));
+    settle();
+    EXPECT_EQ(rec->count(path("t/back/f"), IN_CREATE), 1u);
+    EXPECT_FALSE(rec->has(path("t/sub/f"), IN_CREATE));
+    close(n);
+}
+
+TEST_P(INotifyTest, INO_8_INO_9_aRecursiveWatchOfARelativePathKeepsItsSubdirectoriesFindable) {
+    // watch(".", recursive) stored "./a" for the subdirectory, which no lookup (normalised to "a") found:
+    // isWatched and ignore missed it, and watch("a") added a second watch of the same directory.
+    fs::create_directories(path("a/b"));
+    struct Cwd {
+        std::string old = fs::current_path();
+        ~Cwd() { fs::current_path(old); }
+    } cwd;
+    fs::current_path(dir);
+    auto n = make();
+    int root = n->watch(".", IN_CREATE, false, {}, true);
+    EXPECT_EQ(n->watchedPaths(), (std::vector<FilePath>{".", "a", "a/b"}));
+    ASSERT_TRUE(n->isWatched("a"));
+    EXPECT_EQ(n->isWatched("./a"), n->isWatched("a"));
+    int a = *n->isWatched("a");
+    EXPECT_EQ(n->watch("a"), a);  // the existing watch (INO-6)
+    EXPECT_NO_THROW(n->ignore("./a/b"));
+    EXPECT_EQ(n->watchedPaths(), (std::vector<FilePath>{".", "a"}));
+    EXPECT_EQ(*n->isWatched("."), root);
+    close(n);
+}
+
 // ---- INO-16..INO-20: automatic and recursive watching ---------------------------------
 
 TEST_P(INotifyTest, INO_16_autoAddWatchesNewSubdirectoriesWithTheSameMaskAndCallbacks) {
@@ -955,10 +1033,39 @@ TEST_P(INotifyTest, INO_21_deleteSelfEndsOnlyThatWatch) {
     close(n);
 }
 
+TEST_P(INotifyTest, INO_21_theWatchIsDroppedAfterDeleteSelfsCallbacksWhichMayIgnoreIt) {
+    // INO-21: the callbacks receive DELETE_SELF, then the watch leaves the table. The common clean-up,
+    // ignore(path) from the callback, works (it threw "not watched"); without it, the path is
+    // unwatched once the callbacks have returned.
+    for (bool ignoreInCallback : {true, false}) {
+        SCOPED_TRACE(ignoreInCallback ? "ignore() in the callback" : "left alone");
+        fs::create_directories(path("d"));
+        auto n = make();
+        std::optional<int> during;
+        bool ignored = false, deleted = false;
+        n->watch(path("d"), IN_DELETE_SELF, false, {[&](const Event& e) {
+                     if (!(e.mask & IN_DELETE_SELF)) return;
+                     deleted = true;
+                     during = n->isWatched(path("d"));
+                     if (ignoreInCallback) {
+                         n->ignore(path("d"));
+                         ignored = true;
+                     }
+                 }});
+        fs::remove(path("d"));
+        ASSERT_TRUE(spinUntil([&] { return deleted; }));
+        EXPECT_TRUE(during.has_value());
+        EXPECT_EQ(ignored, ignoreInCallback);
+        EXPECT_FALSE(n->isWatched(path("d")));
+        EXPECT_TRUE(n->watchedPaths().empty());
+        close(n);
+    }
+}
+
 TEST_P(INotifyTest, INO_21_aCallbackThatWatchesTheDeletedPathAgainGetsANewWatch) {
-    // INO-21: DELETE_SELF's callbacks get the event, and the path is no longer watched while they run:
-    // a callback that re-creates the file and watches it again (a log-file follower) gets a new watch.
-    // It got the dying descriptor back, and changes to the new file were never reported.
+    // INO-21: DELETE_SELF's callbacks get the event with the watch still in the table (it is dropped
+    // after them), yet a callback that re-creates the file and watches it again (a log-file follower)
+    // gets a new watch. It got the dying descriptor back, and changes to the new file were never reported.
     touch(path("log"));
     auto n = make();
     auto rec = std::make_shared<Recorder>();
@@ -972,7 +1079,7 @@ TEST_P(INotifyTest, INO_21_aCallbackThatWatchesTheDeletedPathAgainGetsANewWatch)
                        }});
     ::unlink(path("log").c_str());
     ASSERT_TRUE(spinUntil([&] { return again != -1; }));
-    EXPECT_EQ(watchedDuring, std::nullopt);
+    EXPECT_EQ(watchedDuring, std::optional<int>(old));
     EXPECT_NE(again, old);
     EXPECT_EQ(n->isWatched(path("log")), std::optional<int>(again));
     {

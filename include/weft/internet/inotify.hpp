@@ -226,7 +226,8 @@ private:
     friend class INotify;
     enum class Life : std::uint8_t {
         live,     ///< in the path table and the descriptor table
-        deleted,  ///< DELETE_SELF seen: out of the path table, waiting for IN_IGNORED
+        deleted,  ///< DELETE_SELF seen: leaves the path table after its callbacks, waits for IN_IGNORED
+        moving,   ///< moved away from its path: waits for the move's other half (silent meanwhile)
         ignored,  ///< ignore() was called: silent from now on
         ended,    ///< IN_IGNORED handled, or the instance closed
     };
@@ -361,6 +362,8 @@ private:
     void overflowed();
     void movedFrom(std::uint32_t cookie, std::string from);
     void movedTo(std::uint32_t cookie, const std::string& to);
+    WatchPtr adoptMoving(const std::vector<WatchPtr>& sharers, const std::string& key);
+    void finishMoves();
     void autoAddDirectory(const WatchPtr& parent, const std::string& path);
     void scheduleScan(const WatchPtr& w);
     void scan(const WatchPtr& w);
@@ -370,8 +373,13 @@ private:
     std::map<std::string, WatchPtr, PathLess> byPath_;
     std::unordered_map<int, std::vector<WatchPtr>> byWd_;
     std::function<void()> overflow_;
-    std::vector<std::pair<std::uint32_t, std::string>> movesFrom_;  // cookie, old path (bounded)
-    std::vector<DelayedCall> scans_;  // pending catch-up scans, cancelled at connectionLost
+    struct PendingMove {
+        std::uint32_t cookie;
+        std::string from;
+        std::vector<WatchPtr> watches;  // at or below `from`, out of the path table meanwhile
+    };
+    std::vector<PendingMove> movesFrom_;  // MOVED_FROMs waiting for their MOVED_TO (bounded)
+    std::vector<DelayedCall> scans_;      // pending catch-up scans, cancelled at connectionLost
     std::size_t scanPruneAt_ = 64;
     bool dispatching_ = false;
 };
