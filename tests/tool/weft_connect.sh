@@ -104,8 +104,8 @@ got=$(timeout 20 "$weft" connect "tcp:127.0.0.1:$port" <&- 2>"$work/noin.err") \
 echo hi | timeout 20 "$weft" connect "tcp:127.0.0.1:$port" 2>&- >"$work/noerr.out" || { echo "closed stderr: non-zero exit"; exit 1; }
 [ "$(cat "$work/noerr.out")" = hi ] || { echo "closed stderr: output"; exit 1; }
 # Stopped while the connection is still being made (a listener whose queue is full drops the SYN):
-# SIGTERM exits 143 without reporting a failure to connect (it said "cannot connect to …: … lost in
-# a non-clean fashion.."), and SIGHUP, a terminal's hang-up, the same way with 129.
+# SIGTERM exits 0, as every subcommand stops, without reporting a failure to connect (it said "cannot
+# connect to …: … lost in a non-clean fashion.."), and SIGHUP, a terminal's hang-up, the same way.
 timeout 30 python3 - "$weft" <<'PY' || { echo "stopped while connecting: see above"; exit 1; }
 import signal, socket, subprocess, sys, time
 weft = sys.argv[1]
@@ -120,13 +120,29 @@ for _ in range(4):  # fill the accept queue; later SYNs are dropped and the conn
     c.connect_ex(("127.0.0.1", port))
     fillers.append(c)
 time.sleep(0.2)
-for sig, want in ((signal.SIGTERM, 143), (signal.SIGHUP, 129)):
+for sig, want in ((signal.SIGTERM, 0), (signal.SIGHUP, 0)):
     p = subprocess.Popen([weft, "connect", "tcp:127.0.0.1:%d" % port], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     time.sleep(0.5)
     p.send_signal(sig)
     _, err = p.communicate(timeout=10)
     if p.returncode != want or b"cannot connect" in err:
         sys.exit("signal %d while connecting: exit %d, said %r" % (sig, p.returncode, err))
+PY
+# Stopped while connected: what the peer sent is on standard output, nothing is reported as lost
+# (it said "cannot write standard output: … non-clean fashion" or "connection … lost"), exit 0.
+timeout 60 python3 - "$weft" "$port" <<'PY' || { echo "stopped while connected: see above"; exit 1; }
+import signal, subprocess, sys, time
+weft, port = sys.argv[1], sys.argv[2]
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    p = subprocess.Popen([weft, "connect", "tcp:127.0.0.1:%s" % port], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdin.write(b"data\n")
+    p.stdin.flush()
+    got = p.stdout.read(5)
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=10)
+    if p.returncode != 0 or got != b"data\n" or b"lost" in err or b"cannot" in err:
+        sys.exit("signal %d while connected: exit %d, out %r, said %r" % (sig, p.returncode, got + out, err))
 PY
 "$weft" connect --help | grep -q "half-closes" || { echo "no --help"; exit 1; }
 echo "weft connect: all checks passed"

@@ -62,13 +62,19 @@ struct Session {
     bool connected = false;     // the endpoint's attempt succeeded (for tls:, at the handshake)
     bool stopping = false;
     int status = 0;
+    weft::Function<void()> shutdownDone{};  // the before-shutdown trigger's, while it waits for the flush
 
+    /// Stopped by a signal: the connection and standard output close as at any
+    /// end, and what the shutdown does to them is no failure to report.
+    bool signalled() const { return reactor.exitSignal().has_value(); }
     void maybeStop() {
-        if (netDone && ioDone) stop();
+        if (!(netDone && ioDone)) return;
+        if (auto done = std::move(shutdownDone)) done();
+        stop();
     }
     // Once: a failed attempt and the end of standard I/O may both ask.
     void stop() {
-        if (stopping || !reactor.running()) return;
+        if (stopping || !reactor.running() || signalled()) return;  // a signal stopped it already
         stopping = true;
         reactor.stop();
     }
@@ -109,7 +115,7 @@ void NetSide::readConnectionLost() {
 void NetSide::connectionLost(const weft::Failure& reason) {
     auto& s = *session;
     s.netDone = true;
-    if (!reason.check<weft::error::ConnectionDone>() && !s.peerDone && !s.stdoutFailed) {
+    if (!reason.check<weft::error::ConnectionDone>() && !s.peerDone && !s.stdoutFailed && !s.signalled()) {
         // Lost before the attempt succeeded (a TLS handshake that failed): the
         // attempt's failure says it, once, as "cannot connect".
         if (s.connected)
@@ -148,7 +154,7 @@ void StdioSide::writeConnectionLost() {
         // A reader that went away (`| head`) ends the session quietly, as
         // SIGPIPE ends nc and as `weft watch` does; any other failure is
         // reported, by its errno where it has one.
-        if (!lost || lost->code() != std::errc::broken_pipe) {
+        if ((!lost || lost->code() != std::errc::broken_pipe) && !s.signalled()) {
             std::string why = lost && lost->code() ? lost->code().message() : failure->getErrorMessage();
             std::fprintf(stderr, "weft connect: cannot write standard output: %s\n", weft::printable(why).c_str());
             s.status = 1;
@@ -181,7 +187,9 @@ CLI::App* addConnectCommand(CLI::App& app, ConnectOptions& options) {
         "closes, everything it sent is written to standard output and weft exits 0. A connection that\n"
         "cannot be made, or is lost, exits 1 naming the endpoint; a bad endpoint exits 2. When standard\n"
         "output's reader goes away (| head) the connection is dropped and weft exits 0; standard output\n"
-        "that fails otherwise (a full disk) drops it too, says why and exits 1.\n"
+        "that fails otherwise (a full disk) drops it too, says why and exits 1. SIGINT, SIGTERM and a\n"
+        "terminal's hang-up close the connection after it flushes (what the peer sent before goes to\n"
+        "standard output; at most 2 s) and exit 0, as every subcommand stops.\n"
         "tls: verifies the server's certificate and name (the system's CAs, or the .pem files of\n"
         "trustRoots=DIR); a server that fails verification exits 1 with OpenSSL's reason (a TLS layer\n"
         "half-closes with close_notify, after its handshake).\n"
@@ -224,10 +232,28 @@ int runConnect(weft::Backend backend, const ConnectOptions& options) {
             session->stop();
         });
     });
+    // SIGINT, SIGTERM, SIGHUP: as every subcommand, close cleanly and exit 0.
+    // The connection flushes what it queues and closes; standard output gets
+    // what the peer sent before that; at most kGrace seconds are given.
+    constexpr double kGrace = 2.0;
+    reactor->addSystemEventTriggerAsync("before", "shutdown", [&, session](weft::Function<void()> done) {
+        auto& s = *session;
+        if (!s.signalled() || !s.net || (s.netDone && s.ioDone)) {
+            done();
+            return;
+        }
+        s.shutdownDone = std::move(done);
+        reactor->callLater(kGrace, [session] {
+            if (auto d = std::move(session->shutdownDone)) d();
+        });
+        if (!s.netDone) {
+            if (auto* consumer = s.net->asConsumer()) consumer->unregisterProducer();
+            s.net->loseConnection();
+        }
+    });
     reactor->run();
-    int status = session->status;
-    if (auto sig = tool::stopSignal(*reactor)) status = 128 + *sig;
-    return status;
+    tool::logStopSignal(*reactor);
+    return session->status;
 }
 
 }  // namespace tool
