@@ -424,6 +424,9 @@ bad not-executable 2 "program '$work/notexec' is not executable" exec tcp:0:inte
 bad directory 2 "program '$work' is a directory" exec tcp:0:interface=127.0.0.1 -- "$work"
 bad no-dashes 2 "missing \`--\` before the program" exec tcp:0:interface=127.0.0.1 /bin/cat
 bad no-program 2 "no program after \`--\`" exec tcp:0:interface=127.0.0.1 --
+# The ENDPOINT forgotten: CLI11 took the first word after `--` for it ("program '-c' was not found").
+bad no-endpoint 2 "missing ENDPOINT before \`--\`" exec -- sh -c true
+bad no-endpoint-cat 2 "missing ENDPOINT before \`--\`" exec -- /bin/cat
 bad unknown-option 2 "unexpected argument '--frobnicate' before" exec tcp:0:interface=127.0.0.1 --frobnicate -- /bin/cat
 bad bad-endpoint 2 "bad endpoint 'bogus:1'" exec bogus:1 -- /bin/cat
 # What CLI11 rejects exits 2 too, as --help promises for bad arguments (it was 104-109, CLI11's own codes).

@@ -161,6 +161,23 @@ rawCheck interface echo -- $'tcp:0:interface=\e[31m'
 set +e; "$weft" --reactor $'\e[2J' echo 2>"$work/raw.err"; set -e
 grep -qF '\x1b[2J' "$work/raw.err" || { echo "--reactor: not escaped:"; cat -A "$work/raw.err"; exit 1; }
 if LC_ALL=C grep -q $'[\x01-\x09\x0b-\x1f\x7f]' "$work/raw.err"; then echo "--reactor: raw control bytes"; exit 1; fi
+# A newline in what CLI11 rejects stays in its one line, written as \n (it broke the error in two).
+cliCheck() {  # cliCheck LABEL WANT ARGS...: exit 2, the error on one line holding WANT, then CLI11's hint
+  local label=$1 want=$2 rc=0; shift 2
+  "$weft" "$@" >"$work/cli.out" 2>"$work/cli.err" || rc=$?
+  [ "$rc" -eq 2 ] || { echo "$label: exit $rc"; cat "$work/cli.err"; exit 1; }
+  [ "$(grep -cv '^Run with --help for more information.$' "$work/cli.err")" -eq 1 ] \
+    || { echo "$label: not one line:"; cat -A "$work/cli.err"; exit 1; }
+  grep -qF -- "$want" "$work/cli.err" || { echo "$label: no '$want':"; cat "$work/cli.err"; exit 1; }
+}
+cliCheck reactor-newline 'ep\noll not in' --reactor $'ep\noll' echo
+cliCheck value-newline 'Value 5\n not in range' echo --max-line $'5\n' --lines
+cliCheck extra-newline '--bogus\nx' echo --bogus$'\n'x
+# A mistyped subcommand is named (it said "A subcommand is required"); --version answers.
+cliCheck unknown-subcommand "unknown subcommand 'ehco' (one of: demo, echo, portforward" ehco
+cliCheck no-subcommand "A subcommand is required"
+[ "$("$weft" --version)" = "weft $(sed -n 's/^project(weft VERSION \([0-9.]*\).*/\1/p' "$(dirname "$0")/../../CMakeLists.txt")" ] \
+  || { echo "--version: $("$weft" --version)"; exit 1; }
 
 # stdio: serves standard input and output as its one connection (inetd-style): weft answers, then
 # exits 0 once that connection has ended, with --lines and in portforward too.

@@ -117,6 +117,19 @@ for _ in $(seq 100); do [ "$(wc -l <"$work/plain.out")" -ge 4 ] && break; sleep 
   { echo "a control character in a name: $(sed -n '4,$p' "$work/plain.out" | od -c | head -5)"; exit 1; }
 finish "$PID" plain
 
+# A relative PATH is reported by its full path too (it printed "rel/f"), and two spellings of one
+# directory are one watch (every event came twice).
+mkdir -p "$work/rel"
+( cd "$work" && exec "$weft" watch --events create rel/ "$work//rel/../rel" >"$work/rel.out" 2>"$work/rel.err" ) &
+PID=$!
+pids+=("$PID")
+await_text "$work/rel.err" "watching 1 path" 200 || { echo "relative: did not start"; cat "$work/rel.err"; exit 1; }
+touch "$work/rel/f"
+for _ in $(seq 100); do [ -s "$work/rel.out" ] && break; sleep 0.05; done
+sleep 0.2
+[ "$(cat "$work/rel.out")" = "create $work/rel/f" ] || { echo "relative path: $(cat "$work/rel.out")"; exit 1; }
+finish "$PID" rel
+
 # A non-UTF-8 name comes back byte-exact through --json (surrogateescape).
 u=$work/utf
 mkdir -p "$u"
@@ -177,6 +190,18 @@ rc=$?
 set -e
 [ "$rc" -eq 2 ] || { echo "an unknown event name exited $rc"; exit 1; }
 grep -q "unknown event 'nonsense'" "$work/bad.err" || { echo "unknown event: $(cat "$work/bad.err")"; exit 1; }
+# A flag is not an event: one_shot, is_dir, mask_add … would change or silence the watch; an empty
+# list is no list (it fell back to the default).
+for events in create,one_shot is_dir only_dir,create mask_add ''; do
+  set +e
+  "$weft" watch --events "$events" "$work" >"$work/bad.out" 2>"$work/bad.err"
+  rc=$?
+  set -e
+  [ "$rc" -eq 2 ] || { echo "--events '$events' exited $rc"; exit 1; }
+  [ "$(wc -l <"$work/bad.err")" -eq 1 ] || { echo "--events '$events': $(cat "$work/bad.err")"; exit 1; }
+done
+"$weft" watch --help | grep -q "^Event names: access, .*move_self\.$" || { echo "--help lists flags as events"; exit 1; }
+! "$weft" watch --help | grep -q "one_shot" || { echo "--help lists one_shot"; exit 1; }
 set +e
 "$weft" watch >/dev/null 2>"$work/bad.err"
 rc=$?

@@ -665,6 +665,8 @@ int runExec(weft::Backend backend, const ExecOptions& o) {
         else unknown.push_back(extra);
     }
     if (!dashes) return fail("missing `--` before the program: weft exec ENDPOINT [OPTIONS] -- PROGRAM [ARG...]");
+    if (std::find(o.beforeDashes.begin(), o.beforeDashes.end(), o.endpoint) == o.beforeDashes.end())
+        return fail("missing ENDPOINT before `--`: weft exec ENDPOINT [OPTIONS] -- PROGRAM [ARG...]");
     if (!unknown.empty()) return fail("unexpected argument " + weft::quote(unknown.front()) + " before `--`");
     if (o.program.empty()) return fail("no program after `--`");
 

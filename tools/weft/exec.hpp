@@ -28,6 +28,9 @@ struct ExecOptions {
     int maxChildren = 64;
     double killGrace = 5;
     std::vector<std::string> program;  ///< PROGRAM and its arguments, after `--`
+    /// The words before the first `--` (main sets it): CLI11 fills the ENDPOINT
+    /// positional from after `--` when none came before, so runExec checks.
+    std::vector<std::string> beforeDashes;
 
     /// True when `weft exec` was on the command line.
     bool parsed() const { return command && command->parsed(); }

@@ -419,18 +419,23 @@ int main(int argc, char** argv) {
     CLI::App app{"weft: Twisted's event-driven I/O core in C++"};
     app.require_subcommand(1);
     // CLI11's own errors quote the arguments too: keep each line free of raw control bytes.
+    // The error itself is one line, whatever the user's words hold (a newline
+    // is written as \n); CLI11's hint follows on its own line.
     app.failure_message([](const CLI::App* a, const CLI::Error& e) {
-        std::string text = CLI::FailureMessage::simple(a, e), out;
-        std::string_view rest = text;
-        while (!rest.empty()) {
-            auto nl = rest.find('\n');
-            out += weft::printable(rest.substr(0, nl));
-            if (nl == std::string_view::npos) break;
-            out += '\n';
-            rest.remove_prefix(nl + 1);
+        std::string what = e.what();
+        auto remaining = a->remaining();
+        if (e.get_name() == "RequiredError" && a->get_subcommands().empty() && !remaining.empty()) {
+            // A mistyped subcommand is named, not taken for a missing one.
+            std::string known;
+            for (const CLI::App* sub : a->get_subcommands({}))
+                known += (known.empty() ? "" : ", ") + sub->get_name();
+            what = "unknown subcommand " + weft::quote(remaining.front()) + " (one of: " + known + ")";
         }
-        return out;
+        std::string text = CLI::FailureMessage::simple(a, e);
+        std::string hint = text.starts_with(e.what()) ? text.substr(std::string_view(e.what()).size()) : "\n";
+        return weft::printable(what) + hint;
     });
+    app.set_version_flag("--version", "weft " WEFT_TOOL_VERSION, "Print weft's version and exit");
     std::string reactorName = "epoll", level = "info";
     app.add_option("--reactor", reactorName, "Reactor backend: epoll, poll or select")
         ->check(CLI::IsMember({"epoll", "poll", "select"}));
@@ -508,6 +513,7 @@ int main(int argc, char** argv) {
     auto* watch = tool::addWatchCommand(app, watchOptions);
     auto tunnelCmd = tool::addTunnelCommand(app);
 
+    for (int i = 1; i < argc && std::string_view(argv[i]) != "--"; ++i) execCmd->beforeDashes.emplace_back(argv[i]);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -17,6 +17,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <filesystem>
 #include <string_view>
 #include <unordered_map>
 
@@ -36,7 +37,7 @@ constexpr std::uint32_t kDefaultMask = ino::IN_WATCH_MASK | IN_CLOSE_WRITE;
 
 std::string allNames() {
     std::string out;
-    for (std::uint32_t bit = 1; bit != 0; bit <<= 1) {
+    for (std::uint32_t bit = 1; bit & IN_ALL_EVENTS; bit <<= 1) {
         auto names = ino::humanReadableMask(bit);
         if (names.empty()) continue;
         if (!out.empty()) out += ", ";
@@ -46,15 +47,21 @@ std::string allNames() {
 }
 
 // The mask --events names, or the default; nullopt (after a message) for a bad list.
-std::optional<std::uint32_t> parseEvents(const std::string& list) {
-    if (list.empty()) return kDefaultMask;
+// Only events: the flags inotify also has names for (one_shot, only_dir,
+// mask_add, …) change how a watch behaves, and would break it silently.
+std::optional<std::uint32_t> parseEvents(const std::string& list, bool given) {
+    if (!given) return kDefaultMask;
+    if (list.empty()) {
+        std::fprintf(stderr, "weft watch: --events is empty (known: %s)\n", allNames().c_str());
+        return std::nullopt;
+    }
     std::uint32_t mask = 0;
     std::string_view rest = list;
     while (true) {
         auto comma = rest.find(',');
         std::string_view name = rest.substr(0, comma);
         auto bit = ino::maskFromName(name);
-        if (!bit) {
+        if (!bit || (*bit & ~static_cast<std::uint32_t>(IN_ALL_EVENTS)) != 0) {
             std::fprintf(stderr, "weft watch: unknown event %s in --events %s (known: %s)\n", weft::quote(name).c_str(),
                          weft::quote(list).c_str(), allNames().c_str());
             return std::nullopt;
@@ -200,7 +207,8 @@ CLI::App* addWatchCommand(CLI::App& app, WatchOptions& options) {
             std::string s;
             for (auto& n : ino::humanReadableMask(kDefaultMask)) s += (s.empty() ? "" : ",") + n;
             return s;
-        }() + ")");
+        }() + ")")
+        ->each([&options](const std::string&) { options.eventsGiven = true; });
     cmd->add_flag("--json", options.json, "One JSON object per line instead of plain lines");
     cmd->footer(
         "Plain lines are the event's names (comma-separated), a space, then the full path:\n"
@@ -222,7 +230,7 @@ CLI::App* addWatchCommand(CLI::App& app, WatchOptions& options) {
 }
 
 int runWatch(weft::Backend backend, const WatchOptions& options) {
-    auto mask = parseEvents(options.events);
+    auto mask = parseEvents(options.events, options.eventsGiven);
     if (!mask) return 2;
     auto reactor = weft::Reactor::create(backend);
     auto printer = std::make_shared<Printer>(Printer{*reactor, options.json, *mask, 0, false, {}, {}});
@@ -230,9 +238,14 @@ int runWatch(weft::Backend backend, const WatchOptions& options) {
     try {
         notifier = std::make_shared<ino::INotify>(*reactor);
         notifier->setOverflowCallback([printer] { printer->overflow(); });
-        for (auto& path : options.paths)
-            notifier->watch(path, *mask, options.recursive, {[printer](const ino::Event& e) { printer->event(e); }},
-                            options.recursive);
+        // Each PATH as an absolute path: events carry the full path (as the
+        // issue and --help say), and two spellings of one path are one watch.
+        for (auto& path : options.paths) {
+            std::error_code ec;  // no working directory: the path as given
+            std::filesystem::path full = std::filesystem::absolute(path, ec);
+            notifier->watch(ec ? std::filesystem::path(path) : full.lexically_normal(), *mask, options.recursive,
+                            {[printer](const ino::Event& e) { printer->event(e); }}, options.recursive);
+        }
     } catch (const ino::INotifyError& e) {
         std::fprintf(stderr, "weft watch: %s\n", weft::printable(e.what()).c_str());
         if (notifier) notifier->connectionLost(weft::error::connectionDone());
