@@ -328,8 +328,45 @@ bool Core::absorb(StepOut&& out) {
 // Twisted's _runCallbacks: one loop runs this Deferred and every Deferred a
 // hand-off or chainDeferred link continues into, so neither implicit (DEF-14)
 // nor explicit (DEF-17) chains grow the C++ stack.
+namespace {
+// Firing nests when a callback fires another Deferred (a DeferredList fires
+// when its last member does, and may itself be a member). Up to this depth the
+// nested pass runs at once; deeper ones are queued and run, in order, by the
+// outermost pass before it returns, so no nesting overflows the stack.
+constexpr int kRunDepth = 64;
+thread_local int tRunDepth = 0;
+thread_local std::deque<CorePtr>* tRunQueue = nullptr;
+}  // namespace
+
 void Core::runCallbacks() {
     if (running_) return;  // DEF-7: the pass already under way picks up new steps
+    if (tRunDepth >= kRunDepth && tRunQueue) {
+        tRunQueue->push_back(shared_from_this());
+        return;
+    }
+    std::deque<CorePtr> queue;
+    const bool outermost = tRunQueue == nullptr;
+    if (outermost) tRunQueue = &queue;
+    struct Guard {
+        bool outermost;
+        ~Guard() {
+            --tRunDepth;
+            if (outermost) tRunQueue = nullptr;
+        }
+    } guard{outermost};
+    ++tRunDepth;
+    runChain();
+    if (!outermost) return;
+    while (!queue.empty()) {
+        CorePtr next = std::move(queue.front());
+        queue.pop_front();
+        --tRunDepth;  // the queued ones start again from the top
+        next->runCallbacks();
+        ++tRunDepth;
+    }
+}
+
+void Core::runChain() {
     std::vector<CorePtr> chain;
     chain.push_back(shared_from_this());
     while (!chain.empty()) {

@@ -416,7 +416,9 @@ private:
 BaseProcess::BaseProcess(Reactor& reactor, std::shared_ptr<ProcessProtocol> protocol)
     : reactor_(reactor), protocol_(std::move(protocol)) {}
 
-BaseProcess::~BaseProcess() { reactor_.unbind(*this); }
+BaseProcess::~BaseProcess() {
+    if (bound()) reactor_.unbind(*this);  // not once the reactor is gone
+}
 
 std::optional<pid_t> BaseProcess::pid() const noexcept {
     if (phase_ != Phase::running || pid_ <= 0) return std::nullopt;
@@ -497,7 +499,7 @@ void BaseProcess::reaped(std::optional<int> waitStatus) {
 }
 
 void BaseProcess::stopWatching() {
-    reactor_.unbind(*this);
+    if (bound()) reactor_.unbind(*this);
     if (watcher_) {
         reactor_.removeInternalReader(watcher_.get());
         auto released = watcher_->release();

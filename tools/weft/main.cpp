@@ -427,8 +427,7 @@ int main(int argc, char** argv) {
         if (e.get_name() == "RequiredError" && a->get_subcommands().empty() && !remaining.empty()) {
             // A mistyped subcommand is named, not taken for a missing one.
             std::string known;
-            for (const CLI::App* sub : a->get_subcommands({}))
-                known += (known.empty() ? "" : ", ") + sub->get_name();
+            for (const CLI::App* sub : a->get_subcommands({})) known += (known.empty() ? "" : ", ") + sub->get_name();
             what = "unknown subcommand " + weft::quote(remaining.front()) + " (one of: " + known + ")";
         }
         std::string text = CLI::FailureMessage::simple(a, e);

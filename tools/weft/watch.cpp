@@ -203,11 +203,14 @@ CLI::App* addWatchCommand(CLI::App& app, WatchOptions& options) {
                   "Watch every directory below each PATH too, and directories created or moved in later "
                   "(what they already hold when their watch starts is reported as created)");
     cmd->add_option(
-        "--events", options.events, "Comma-separated event names to report (default: " + [] {
-            std::string s;
-            for (auto& n : ino::humanReadableMask(kDefaultMask)) s += (s.empty() ? "" : ",") + n;
-            return s;
-        }() + ")")
+           "--events", options.events,
+           "Comma-separated event names to report (default: " +
+               [] {
+                   std::string s;
+                   for (auto& n : ino::humanReadableMask(kDefaultMask)) s += (s.empty() ? "" : ",") + n;
+                   return s;
+               }() +
+               ")")
         ->each([&options](const std::string&) { options.eventsGiven = true; });
     cmd->add_flag("--json", options.json, "One JSON object per line instead of plain lines");
     cmd->footer(

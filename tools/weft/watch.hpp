@@ -13,7 +13,7 @@ namespace tool {
 struct WatchOptions {
     std::vector<std::string> paths;
     bool recursive = false;
-    std::string events;  ///< comma-separated event names; not given: the default mask
+    std::string events;        ///< comma-separated event names; not given: the default mask
     bool eventsGiven = false;  ///< --events was on the command line (an empty list is an error)
     bool json = false;
 };

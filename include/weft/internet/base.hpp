@@ -45,6 +45,8 @@ public:
 protected:
     ReactorBound() = default;
     virtual ~ReactorBound() = default;
+    /// Listed by a reactor now (so that reactor is still there).
+    bool bound() const noexcept { return boundIndex_ != UINT32_MAX; }
     ReactorBound(const ReactorBound&) = delete;
     ReactorBound& operator=(const ReactorBound&) = delete;
 

@@ -380,6 +380,7 @@ public:
 
 private:
     void cancelOne();
+    void runChain();
 
     void runCallbacks();
     bool absorb(StepOut&& out);  // true when this now waits on another Deferred
