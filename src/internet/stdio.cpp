@@ -227,7 +227,15 @@ std::shared_ptr<StandardIO> StandardIO::create(Reactor& reactor, std::shared_ptr
         reactor.addReader(io->writer_);
         reactor.removeReader(io->writer_.get());
     }
-    io->protocol_->makeConnection(io);
+    // As a TCP server's (TCP-16): an error from connectionMade is logged and
+    // the connection stays as the protocol left it, registered and closable;
+    // it does not leave create() with descriptors registered behind a
+    // StandardIO nobody holds.
+    try {
+        io->protocol_->makeConnection(io);
+    } catch (...) {
+        log::failure("StandardIO", "Unhandled error in connectionMade", Failure::current());
+    }
     return io;
 }
 

@@ -92,8 +92,13 @@ std::shared_ptr<Protocol> ProxyClientFactory::buildProtocol(const Address&) {
 void ProxyClientFactory::clientConnectionFailed(const std::shared_ptr<IConnector>&, const Failure& reason) {
     auto server = server_.lock();
     if (!server) return;
-    if (server->factory && server->factory->noisy)
-        log::info("", "Unable to connect to peer: {}", reason.getErrorMessage());
+    if (server->factory && server->factory->noisy) {
+        // Under the connection it was for (the failed attempt's own prefix,
+        // the current context here, names no connection: "Uninitialized").
+        const auto* context = dynamic_cast<const ILoggingContext*>(server->transport.get());
+        log::info(context ? context->logPrefix() : server->logPrefix(), "Unable to connect to peer: {}",
+                  reason.getErrorMessage());
+    }
     if (server->transport) server->transport->loseConnection();
 }
 

@@ -131,6 +131,24 @@ TEST_P(StdioTest, STDIO_1_connectedBeforeReturnDataInOrderWritesOut) {
     ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
 }
 
+TEST_P(StdioTest, STDIO_1_TCP_16_anErrorFromConnectionMadeIsLoggedAndTheConnectionStaysUsable) {
+    // As a TCP server's: the error is logged and create() returns the connection, still registered and
+    // closable (the error left create() with the descriptors registered and nobody holding them).
+    ::fcntl(in.readFd, F_SETFL, ::fcntl(in.readFd, F_GETFL) & ~O_NONBLOCK);
+    auto proto = std::make_shared<Recorder>();
+    proto->onMade = [](Recorder&) { throw std::runtime_error("connectionMade"); };
+    std::shared_ptr<StandardIO> io;
+    ASSERT_NO_THROW(io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd));
+    EXPECT_EQ(logs.flushLoggedErrors<std::runtime_error>().size(), 1u);
+    ASSERT_EQ(::write(in.writeFd, "abc", 3), 3);
+    ASSERT_TRUE(spinUntil([&] { return proto->received == "abc"; }));
+    io->write(asBytes("out"));
+    io->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return proto->lostReason.has_value(); }));
+    EXPECT_EQ(drain(out.readFd), "out");
+    EXPECT_FALSE(::fcntl(in.readFd, F_GETFL) & O_NONBLOCK) << "stdin's flags were not restored";
+}
+
 TEST_P(StdioTest, STDIO_2_aSocketAndARegularFileServeAsStdinAndStdout) {
     SocketPair pair;
     TempDir dir;

@@ -200,14 +200,19 @@ CLI::App* addConnectCommand(CLI::App& app, ConnectOptions& options) {
     return cmd;
 }
 
+const char* clientTypesHint(const std::exception& e) {
+    if (!dynamic_cast<const weft::endpoints::UnknownEndpointType*>(&e)) return "";
+    return " (a client endpoint is one of tcp:, unix:, ssl:, tls: or serial:)";
+}
+
 int runConnect(weft::Backend backend, const ConnectOptions& options) {
     auto reactor = weft::Reactor::create(backend);
     std::shared_ptr<weft::IStreamClientEndpoint> endpoint;
     try {
         endpoint = weft::endpoints::clientFromString(*reactor, options.endpoint);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "weft connect: bad endpoint %s: %s\n", weft::quote(options.endpoint).c_str(),
-                     weft::printable(e.what()).c_str());
+        std::fprintf(stderr, "weft connect: bad endpoint %s: %s%s\n", weft::quote(options.endpoint).c_str(),
+                     weft::printable(e.what()).c_str(), clientTypesHint(e));
         return 2;
     }
     auto session = std::make_shared<Session>(Session{*reactor, options.endpoint, nullptr, nullptr});

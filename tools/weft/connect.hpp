@@ -2,6 +2,7 @@
 // connection, as nc does (tools/weft/connect.cpp).
 #pragma once
 
+#include <exception>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +16,10 @@ struct ConnectOptions {
 
 /// Adds the `connect` subcommand to `app`, filling `options` when parsed.
 CLI::App* addConnectCommand(CLI::App& app, ConnectOptions& options);
+
+/// What to add to a bad client endpoint's message: for a type that is not a
+/// stream client one (udp:, stdio:, …), the types that are; otherwise nothing.
+const char* clientTypesHint(const std::exception& e);
 
 /// Runs it: 0 once the peer has closed and everything it sent is written
 /// out; 1 when the connection cannot be made or is lost; 2 for a bad endpoint.

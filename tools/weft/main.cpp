@@ -395,18 +395,29 @@ int runPortforward(weft::Backend backend, const std::string& description, const 
     try {
         target = weft::endpoints::clientFromString(*reactor, to);
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "weft portforward: bad --to endpoint %s: %s\n", weft::quote(to).c_str(),
-                     weft::printable(e.what()).c_str());
+        std::fprintf(stderr, "weft portforward: bad --to endpoint %s: %s%s\n", weft::quote(to).c_str(),
+                     weft::printable(e.what()).c_str(), tool::clientTypesHint(e));
         return 2;
     }
+    auto failed = std::make_shared<bool>(false);
     auto factory = std::make_shared<tool::ForwardFactory>(
-        [target](const std::shared_ptr<weft::portforward::ProxyClientFactory>& f) {
-            target->connect(f).addBoth([f](weft::Result<std::shared_ptr<weft::Protocol>> r) {
-                if (!r.ok()) f->clientConnectionFailed(nullptr, r.failure());
+        [target, failed, to](const std::shared_ptr<weft::portforward::ProxyClientFactory>& f) {
+            target->connect(f).addBoth([f, failed, to](weft::Result<std::shared_ptr<weft::Protocol>> r) {
+                if (r.ok()) return;
+                weft::log::warn("portforward", "cannot connect to {}: {}", weft::quote(to),
+                                r.failure().getErrorMessage());
+                *failed = true;
+                f->clientConnectionFailed(nullptr, r.failure());
             });
         });
     factory->noisy = true;
-    return serve(*reactor, description, factory, grace, "portforward");
+    int status = serve(*reactor, description, factory, grace, "portforward");
+    // stdio: forwards one connection, so its fate is weft's: a target that
+    // could not be reached is a failure (a listener goes on serving others).
+    std::string type = description.substr(0, description.find(':'));
+    for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (status == 0 && *failed && type == "stdio") status = 1;
+    return status;
 }
 
 }  // namespace
@@ -449,11 +460,11 @@ int main(int argc, char** argv) {
     std::string listenOn = "tcp:8000:interface=127.0.0.1", to;
     double grace = 5;
     auto* echo = app.add_subcommand("echo", "Echo every byte (or datagram) back to each client");
-    echo->add_option(
-            "endpoint", listenOn,
-            "Server endpoint, e.g. tcp:8000, tcp:0:interface=127.0.0.1, tcp6:8000, unix:/tmp/echo.sock, "
-            "udp:8000:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, or stdio: (standard input "
-            "and output as the one connection; weft exits when it ends)")
+    echo->add_option("endpoint", listenOn,
+                     "Server endpoint, e.g. tcp:8000, tcp:0:interface=127.0.0.1, tcp6:8000, unix:/tmp/echo.sock, "
+                     "udp:8000:interface=127.0.0.1 (datagrams up to 8192 bytes; maxPacketSize=65535 for larger ones), "
+                     "ssl:8443:privateKey=key.pem:certKey=cert.pem, or stdio: (standard input and output as the one "
+                     "connection; weft exits when it ends)")
         ->capture_default_str();
     echo->add_option("--grace", grace, "Seconds to let connections flush on shutdown")
         ->check(tool::seconds(86400))
