@@ -427,7 +427,7 @@ bad no-program 2 "no program after \`--\`" exec tcp:0:interface=127.0.0.1 --
 # The ENDPOINT forgotten: CLI11 took the first word after `--` for it ("program '-c' was not found").
 bad no-endpoint 2 "missing ENDPOINT before \`--\`" exec -- sh -c true
 bad no-endpoint-cat 2 "missing ENDPOINT before \`--\`" exec -- /bin/cat
-bad unknown-option 2 "unexpected argument '--frobnicate' before" exec tcp:0:interface=127.0.0.1 --frobnicate -- /bin/cat
+bad unknown-option 2 "not expected: --frobnicate" exec tcp:0:interface=127.0.0.1 --frobnicate -- /bin/cat
 bad bad-endpoint 2 "bad endpoint 'bogus:1'" exec bogus:1 -- /bin/cat
 # What CLI11 rejects exits 2 too, as --help promises for bad arguments (it was 104-109, CLI11's own codes).
 bad bad-window 2 "expected ROWSxCOLS" exec tcp:0:interface=127.0.0.1 --pty --window 80 -- /bin/cat

@@ -429,6 +429,8 @@ int main(int argc, char** argv) {
     }
     CLI::App app{"weft: Twisted's event-driven I/O core in C++"};
     app.require_subcommand(1);
+    // The global options (--reactor, --log-level) may come after the subcommand too.
+    app.fallthrough();
     // CLI11's own errors quote the arguments too: keep each line free of raw control bytes.
     // The error itself is one line, whatever the user's words hold (a newline
     // is written as \n); CLI11's hint follows on its own line.
