@@ -13,8 +13,9 @@ namespace weft::task {
 // ---- Clock -------------------------------------------------------------------
 
 Clock::Clock()
-    : queue_(std::make_unique<detail::TimerQueue>(
-          [](const void* self) { return static_cast<const Clock*>(self)->now_; }, this)) {}
+    : queue_(
+          std::make_unique<detail::TimerQueue>([](const void* self) { return static_cast<const Clock*>(self)->now_; },
+                                               this, detail::TimerQueue::ResetOrder::stable)) {}
 
 Clock::~Clock() = default;
 

@@ -74,6 +74,7 @@ DelayedCall TimerQueue::schedule(double delay, Function<void()> fn) {
     auto e = std::make_shared<TimerEntry>();
     e->time = now() + delay;
     e->seq = nextSeq_++;
+    ++epoch_;  // a sort point for ResetOrder::stable
     e->owner = this;
     e->fn = std::move(fn);
     DelayedCall handle(e);
@@ -162,8 +163,20 @@ void TimerQueue::cancel(TimerEntry& e) {
 }
 
 void TimerQueue::reschedule(TimerEntry& e, double time) {
-    e.time = time;
-    e.seq = nextSeq_++;
+    if (resetOrder_ == ResetOrder::last) {
+        e.time = time;
+        e.seq = nextSeq_++;
+    } else {
+        if (e.anchorEpoch != epoch_) {  // the first reset since the last sort point
+            e.anchorTime = e.time;
+            e.anchorSeq = e.seq;
+            e.anchorEpoch = epoch_;
+        }
+        e.time = time;
+        if (time > e.anchorTime) e.seq = frontSeq_--;
+        else if (time < e.anchorTime) e.seq = nextSeq_++;
+        else e.seq = e.anchorSeq;
+    }
     if (!e.inHeap) return;
     if (inPass_) {  // a reset during a pass waits for the next pass, like a new call
         auto keep = heap_[e.index];
@@ -200,10 +213,12 @@ void TimerQueue::runDueOnce(double at) {
 }
 
 void TimerQueue::runAllDue(double at) {
+    ++epoch_;  // sort points: the advance, and after each call
     while (!heap_.empty() && heap_.front()->time <= at) {
         auto e = popTop();
         e->inHeap = false;
         run(*e);
+        ++epoch_;
     }
 }
 

@@ -628,6 +628,43 @@ TEST_F(ClockTest, R_57_resetLaterAndSooner) {
     EXPECT_EQ(later, 1);
 }
 
+TEST_F(ClockTest, R_57_aResetCallTakesTheStableSortsPlaceAmongCallsDueAtTheSameTime) {
+    // Twisted's Clock keeps its calls in a list it sorts (stably) by time after every change, so a call
+    // moved later to the time of others runs before them (it was before them in the list), one moved
+    // sooner after them, and one whose time at the next sort is what it was at the last keeps its place:
+    // a reset does not move a call in the list. (Observed with Twisted 22.4: "abd", "ef", "hg", "jkl"
+    // below; weft ran "bda", "fe".) The reactor's own calls differ on purpose.
+    Log log;
+    auto rec = [&](const char* n) { return [&log, n] { log.push_back(n); }; };
+    auto a = clock.callLater(1, rec("a"));
+    clock.callLater(2, rec("b"));
+    clock.callLater(2, rec("d"));
+    a.reset(2);
+    clock.advance(2);
+    EXPECT_EQ(log, (Log{"a", "b", "d"}));
+    log.clear();
+    auto e = clock.callLater(1, rec("e"));
+    clock.callLater(2, rec("f"));
+    e.delay(1);
+    clock.advance(2);
+    EXPECT_EQ(log, (Log{"e", "f"}));
+    log.clear();
+    auto g = clock.callLater(3, rec("g"));
+    clock.callLater(1, rec("h"));
+    g.reset(1);
+    clock.advance(1);
+    EXPECT_EQ(log, (Log{"h", "g"}));
+    log.clear();
+    auto j = clock.callLater(1, rec("j"));
+    auto k = clock.callLater(1, rec("k"));
+    clock.callLater(1, rec("l"));
+    j.reset(1);  // not moved: keeps its place
+    k.reset(0.5);
+    k.reset(1);  // back where it was at the last sort: keeps its place too
+    clock.advance(1);
+    EXPECT_EQ(log, (Log{"j", "k", "l"}));
+}
+
 TEST_F(ClockTest, R_57_callsStayOrderedAfterResets) {
     // resetting calls keeps the run order consistent with their new times.
     Log log;

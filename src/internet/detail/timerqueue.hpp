@@ -26,6 +26,11 @@ struct TimerEntry {
     State state = State::pending;
     TimerQueue* owner = nullptr;  // null once the queue is gone
     Function<void()> fn;
+    // ResetOrder::stable: the time and sequence this call had at the queue's
+    // last sort point (epoch), which its place among equal times follows.
+    double anchorTime = 0;
+    std::uint64_t anchorSeq = 0;
+    std::uint64_t anchorEpoch = 0;
 };
 
 class TimerQueue {
@@ -33,7 +38,18 @@ public:
     /// Where "now" comes from (the owner's seconds()).
     using Now = double (*)(const void* self);
 
-    TimerQueue(Now nowFn, const void* self) : now_(nowFn), self_(self) {}
+    /// How a reset orders a call among others due at the same new time.
+    enum class ResetOrder : std::uint8_t {
+        last,    ///< after them, as a new call (the reactor: R-28)
+        stable,  ///< where Twisted's Clock puts it (R-57): it keeps a list that it
+                 ///< sorts stably by time at each callLater, at each advance and
+                 ///< after each call it runs, and a reset does not move a call in
+                 ///< the list; so against its time at the last of those sorts, a call
+                 ///< moved later goes before the others due at its new time, one
+                 ///< moved sooner after them, one not moved keeps its place
+    };
+    TimerQueue(Now nowFn, const void* self, ResetOrder order = ResetOrder::last)
+        : now_(nowFn), self_(self), resetOrder_(order) {}
     ~TimerQueue();
     TimerQueue(const TimerQueue&) = delete;
     TimerQueue& operator=(const TimerQueue&) = delete;
@@ -83,7 +99,14 @@ private:
 
     Now now_;
     const void* self_;
-    std::uint64_t nextSeq_ = 0;
+    ResetOrder resetOrder_;
+    // Sequence numbers: new calls count up from the middle of the range; a
+    // stable reset that moves a call later counts down from just below it, so
+    // it sorts before every call already due at its new time.
+    static constexpr std::uint64_t kSeqMiddle = std::uint64_t{1} << 63;
+    std::uint64_t nextSeq_ = kSeqMiddle;
+    std::uint64_t frontSeq_ = kSeqMiddle - 1;
+    std::uint64_t epoch_ = 1;  // counts the sort points (ResetOrder::stable)
     std::vector<std::shared_ptr<TimerEntry>> heap_;
     // Calls scheduled or reset while runDueOnce() runs; they join the heap when
     // the pass ends, so none of them runs in the pass that created it.
