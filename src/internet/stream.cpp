@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <weft/internet/error.hpp>
+#include <weft/internet/testing.hpp>
 #include <weft/log.hpp>
 
 #include "internet/detail/acceptloop.hpp"
@@ -379,6 +380,8 @@ void StreamPort::connectionLost(const Failure&) {
 void abortTransport(ITransport& transport) {
     if (auto* tcp = dynamic_cast<ITCPTransport*>(&transport)) tcp->abortConnection();
     else if (auto* stream = dynamic_cast<StreamTransport*>(&transport)) stream->abortConnection();
+    else if (auto* fake = dynamic_cast<testing::StringTransport*>(&transport)) fake->abortConnection();
+    else if (ITransport* below = transport.transportBelow()) abortTransport(*below);  // a wrapper's transport
     else transport.loseConnectionDespiteProducer();
 }
 

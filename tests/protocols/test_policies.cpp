@@ -19,6 +19,7 @@
 #include <weft/internet/tcp.hpp>
 #include <weft/internet/testing.hpp>
 #include <weft/log.hpp>
+#include <weft/internet/abort.hpp>
 #include <weft/protocols/policies.hpp>
 
 #include "support/reactortest.hpp"
@@ -148,6 +149,24 @@ TEST(ProtocolWrapper, POL_1_transportCallsReachTheRealTransport) {
     EXPECT_TRUE(t->disconnecting);
     EXPECT_TRUE(p.transport->isDisconnecting());
     loseAll(*wf);
+}
+
+TEST(ProtocolWrapper, POL_1_abortTransportOnAWrapperAbortsTheRealTransport) {
+    // Twisted's wrappers pass abortConnection() down (__getattr__). abortTransport() on a wrapper (a
+    // TimeoutProtocol, a ThrottlingProtocol) closed gracefully, after the queued output.
+    auto inner = std::make_shared<RecorderFactory>();
+    auto wf = std::make_shared<WrappingFactory>(inner);
+    auto t = std::make_shared<StringTransport>(IPv4Address("TCP", "127.0.0.1", 80), kPeer);
+    auto wrapper = connectWrapper(wf->buildProtocol(kPeer), t);
+    ASSERT_TRUE(wrapper);
+    EXPECT_EQ(wrapper->transportBelow(), t.get());
+    abortTransport(*inner->at(0)->transport);
+    EXPECT_TRUE(t->disconnected);
+    loseAll(*wf);
+    // And on the fake itself, as Twisted's StringTransport.abortConnection.
+    auto bare = std::make_shared<StringTransport>();
+    abortTransport(*bare);
+    EXPECT_TRUE(bare->disconnected);
 }
 
 TEST(ProtocolWrapper, POL_1_aTransportWithoutHalfCloseIsNamed) {

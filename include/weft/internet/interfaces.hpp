@@ -621,6 +621,10 @@ public:
     /// The transport as the push producer of what it reads (to pause and
     /// resume reading, or to register as another consumer's producer), or null.
     virtual IPushProducer* asInputProducer() noexcept { return nullptr; }
+    /// The transport this one carries its bytes over (a policy wrapper's real
+    /// transport), or null: what abortTransport() aborts when this one has no
+    /// abort of its own, as Twisted's wrappers pass abortConnection() down.
+    virtual ITransport* transportBelow() noexcept { return nullptr; }
 
     void write(std::string_view s) { write(asBytes(s)); }
 };

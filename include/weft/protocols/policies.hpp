@@ -120,6 +120,8 @@ public:
     std::size_t pendingBytes() const noexcept override;
     IConsumer* asConsumer() noexcept override;
     IPushProducer* asInputProducer() noexcept override;
+    /// The real transport: abortTransport() on a wrapper aborts it.
+    ITransport* transportBelow() noexcept override { return transport.get(); }
     /// The real transport's; std::logic_error if it is no consumer.
     void registerProducer(std::shared_ptr<IProducer> producer, bool streaming) override;
     void unregisterProducer() override;
