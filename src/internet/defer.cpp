@@ -212,7 +212,7 @@ thread_local int tCancelDepth = 0;
 thread_local std::deque<CorePtr>* tCancelQueue = nullptr;
 }  // namespace
 
-void Core::cancel() {
+void Core::cancel(const SourceLocation& loc) {
     if (tCancelDepth >= kCancelDepth && tCancelQueue) {
         tCancelQueue->push_back(shared_from_this());
         return;
@@ -230,7 +230,7 @@ void Core::cancel() {
     ++tCancelDepth;
     std::exception_ptr first;
     try {
-        cancelOne();
+        cancelOne(loc);
     } catch (...) {
         if (!outermost) throw;
         first = std::current_exception();
@@ -250,7 +250,7 @@ void Core::cancel() {
     if (first) std::rethrow_exception(first);
 }
 
-void Core::cancelOne() {
+void Core::cancelOne(const SourceLocation& loc) {
     // What this Deferred waits on is cancelled in its place: a coroutine's
     // awaited Deferred (DEF-50), the Deferred a callback returned (DEF-19).
     // A loop, not a call, so any depth of either costs no stack.
@@ -292,7 +292,7 @@ void Core::cancelOne() {
         } else {
             c.suppressAlreadyCalled_ = true;
         }
-        if (!c.called_) c.fire(Slot::failed(Failure(defer::CancelledError())), SourceLocation{"<cancel>", 0, "cancel"});
+        if (!c.called_) c.fire(Slot::failed(Failure(defer::CancelledError())), loc);
         return;
     }
 }

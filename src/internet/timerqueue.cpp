@@ -1,5 +1,6 @@
 #include "internet/detail/timerqueue.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <weft/internet/error.hpp>
@@ -72,9 +73,9 @@ DelayedCall TimerQueue::schedule(double delay, Function<void()> fn) {
     checkDelay(delay);
     if (!fn) throw std::invalid_argument("callLater: empty callable");
     auto e = std::make_shared<TimerEntry>();
+    sortPoint();  // Twisted's Clock sorts its list here; the new call then goes last
     e->time = now() + delay;
     e->seq = nextSeq_++;
-    ++epoch_;  // a sort point for ResetOrder::stable
     e->owner = this;
     e->fn = std::move(fn);
     DelayedCall handle(e);
@@ -171,6 +172,7 @@ void TimerQueue::reschedule(TimerEntry& e, double time) {
             e.anchorTime = e.time;
             e.anchorSeq = e.seq;
             e.anchorEpoch = epoch_;
+            if (e.inHeap) resetSinceSort_.push_back(heap_[e.index]);
         }
         e.time = time;
         if (time > e.anchorTime) e.seq = frontSeq_--;
@@ -213,13 +215,45 @@ void TimerQueue::runDueOnce(double at) {
 }
 
 void TimerQueue::runAllDue(double at) {
-    ++epoch_;  // sort points: the advance, and after each call
+    sortPoint();  // sort points: the advance, and after each call
     while (!heap_.empty() && heap_.front()->time <= at) {
         auto e = popTop();
         e->inHeap = false;
         run(*e);
-        ++epoch_;
+        sortPoint();
     }
+}
+
+void TimerQueue::sortPoint() {
+    if (resetOrder_ != ResetOrder::stable) return;
+    if (!resetSinceSort_.empty()) {
+        // What a stable sort of the list by time does to the calls reset since
+        // the last sort point: each keeps its place among the calls due at its
+        // new time if it was due then at the last sort too; it goes before them
+        // if it was due sooner then, after them if later; and calls reset alike
+        // keep, among themselves, the order they had at the last sort.
+        std::vector<std::shared_ptr<TimerEntry>> later, sooner;
+        for (auto& e : resetSinceSort_) {
+            if (e->state != TimerEntry::State::pending || !e->inHeap || e->anchorEpoch != epoch_) continue;
+            if (e->time > e->anchorTime) later.push_back(e);
+            else if (e->time < e->anchorTime) sooner.push_back(e);
+            else e->seq = e->anchorSeq;
+        }
+        resetSinceSort_.clear();
+        auto byAnchor = [](const auto& a, const auto& b) {
+            return a->anchorTime < b->anchorTime || (a->anchorTime == b->anchorTime && a->anchorSeq < b->anchorSeq);
+        };
+        std::sort(later.begin(), later.end(), byAnchor);
+        std::sort(sooner.begin(), sooner.end(), byAnchor);
+        for (auto it = later.rbegin(); it != later.rend(); ++it) (*it)->seq = frontSeq_--;
+        for (auto& e : sooner) e->seq = nextSeq_++;
+        for (auto* group : {&later, &sooner})
+            for (auto& e : *group) {
+                siftUp(e->index);
+                siftDown(e->index);
+            }
+    }
+    ++epoch_;
 }
 
 std::vector<DelayedCall> TimerQueue::pending() const {

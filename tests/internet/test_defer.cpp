@@ -1356,6 +1356,25 @@ TEST(Failure, DEF_37_textFormsOfAFrameLessFailure) {
 // ---------------------------------------------------------------------------
 // Debugging, introspection, helpers
 
+TEST(Deferred, DEF_57_aCancelIsTheFirstInvokerWhereItWasCalled) {
+    // cancel() records the caller's place as the first invoker, as callback() does (it named
+    // File "<cancel>", line 0).
+    DebuggingOn on;
+    Deferred<int> d([](Deferred<int>&) {});
+    d.cancel();
+    const unsigned cancelled = __LINE__ - 1;
+    try {
+        d.callback(1);
+        FAIL() << "no AlreadyCalledError";
+    } catch (const defer::AlreadyCalledError& e) {
+        std::string text = e.what();
+        EXPECT_NE(text.find(" I:  File \"" + std::string(__FILE__) + "\", line " + std::to_string(cancelled)),
+                  std::string::npos)
+            << text;
+    }
+    (void)weft::testing::failureResultOf<defer::CancelledError>(d);
+}
+
 TEST(Deferred, DEF_57_debuggingRecordsCreationAndFirstFiring) {
     // DEF-57: with debugging on, AlreadyCalledError carries " C:" (creation) and " I:" (first firing) lines; off, none.
     {

@@ -663,6 +663,23 @@ TEST_F(ClockTest, R_57_aResetCallTakesTheStableSortsPlaceAmongCallsDueAtTheSameT
     k.reset(1);  // back where it was at the last sort: keeps its place too
     clock.advance(1);
     EXPECT_EQ(log, (Log{"j", "k", "l"}));
+    // Several calls reset between two sorts keep, among themselves, the order they had at the last sort,
+    // whatever order the resets came in (Twisted: "CAB", "AB").
+    log.clear();
+    auto ca = clock.callLater(1, rec("A"));
+    auto cb = clock.callLater(2, rec("B"));
+    clock.callLater(3, rec("C"));
+    cb.reset(5);
+    ca.reset(5);
+    clock.advance(5);
+    EXPECT_EQ(log, (Log{"C", "A", "B"}));
+    log.clear();
+    auto da = clock.callLater(2, rec("A"));
+    auto db = clock.callLater(3, rec("B"));
+    db.reset(1);
+    da.reset(1);
+    clock.advance(1);
+    EXPECT_EQ(log, (Log{"A", "B"}));
 }
 
 TEST_F(ClockTest, R_57_callsStayOrderedAfterResets) {

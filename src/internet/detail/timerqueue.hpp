@@ -106,7 +106,9 @@ private:
     static constexpr std::uint64_t kSeqMiddle = std::uint64_t{1} << 63;
     std::uint64_t nextSeq_ = kSeqMiddle;
     std::uint64_t frontSeq_ = kSeqMiddle - 1;
-    std::uint64_t epoch_ = 1;  // counts the sort points (ResetOrder::stable)
+    std::uint64_t epoch_ = 1;                                  // counts the sort points (ResetOrder::stable)
+    std::vector<std::shared_ptr<TimerEntry>> resetSinceSort_;  // (ResetOrder::stable)
+    void sortPoint();
     std::vector<std::shared_ptr<TimerEntry>> heap_;
     // Calls scheduled or reset while runDueOnce() runs; they join the heap when
     // the pass ends, so none of them runs in the pass that created it.

@@ -325,7 +325,7 @@ public:
     void fire(Slot s, const SourceLocation& loc);
     /// Fires with "wait for x" (a coroutine's co_return of a Deferred, DEF-51).
     void fireWaiting(CorePtr x);
-    void cancel();
+    void cancel(const SourceLocation& loc = SourceLocation{"<cancel>", 0, "cancel"});
     void pause() noexcept { ++paused_; }
     void unpause();
 
@@ -379,7 +379,7 @@ public:
     void resumeAwaiting(std::coroutine_handle<> frame);
 
 private:
-    void cancelOne();
+    void cancelOne(const SourceLocation& loc);
     void runChain();
 
     void runCallbacks();

@@ -394,8 +394,9 @@ public:
     /// Cancels (DEF-18 … DEF-20, DEF-50): an unfired Deferred calls its
     /// canceller once and errbacks with CancelledError unless the canceller
     /// fired it; a Deferred waiting on another cancels that one instead; a
-    /// coroutine's Deferred cancels what the coroutine is suspended on.
-    void cancel() { core_->cancel(); }
+    /// coroutine's Deferred cancels what the coroutine is suspended on. With
+    /// debugging on, `loc` is the first invoker a later AlreadyCalledError names.
+    void cancel(SourceLocation loc = SourceLocation::current()) { core_->cancel(loc); }
 
     /// "<Deferred at 0xADDR>", "... current result: R>" or
     /// "... waiting on Deferred at 0xOTHER>" (DEF-58).
