@@ -264,8 +264,16 @@ Deferred<void> loopbackAsync(std::shared_ptr<Protocol> server, std::shared_ptr<P
     session->transports[0] = serverTransport;
     session->transports[1] = clientTransport;
     Deferred<void> d = session->done;
-    server->makeConnection(std::move(serverTransport));
-    client->makeConnection(std::move(clientTransport));
+    try {
+        server->makeConnection(std::move(serverTransport));
+        client->makeConnection(std::move(clientTransport));
+    } catch (...) {
+        // The error reaches the caller, as Twisted's does; the session (which
+        // holds both protocols, whose transports hold it) lets go of them.
+        session->finished = true;
+        session->release();
+        throw;
+    }
     session->bodyGuarded();
     return d;
 }

@@ -291,8 +291,13 @@ void MemoryReactor::run() {
     if (running) throw std::logic_error("MemoryReactor::run: already running");
     running = true;
     hasRun = true;
-    // Index loop: a hook may add more hooks.
-    for (std::size_t i = 0; i < whenRunningHooks.size(); ++i) whenRunningHooks[i]();
+    // Index loop: a hook may add more hooks. Each runs from a copy: adding one
+    // may move the vector, and with it the hook that is running.
+    for (std::size_t i = 0; i < whenRunningHooks.size(); ++i) {
+        auto hook = std::move(whenRunningHooks[i]);
+        hook();
+        if (i < whenRunningHooks.size() && !whenRunningHooks[i]) whenRunningHooks[i] = std::move(hook);
+    }
     stop();
 }
 
