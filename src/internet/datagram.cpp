@@ -64,6 +64,13 @@ DatagramSocket::DatagramSocket(Reactor& reactor, std::shared_ptr<AbstractDatagra
     : reactor_(reactor), protocol_(std::move(protocol)), maxPacketSize_(maxPacketSize) {
     if (!protocol_) throw std::invalid_argument("datagram port: null protocol");
     if (maxPacketSize_ == 0) throw std::invalid_argument("datagram port: maxPacketSize must be positive");
+    // No datagram is larger (a UDP payload fits in 64 KiB, a UNIX datagram in
+    // the socket's buffer); the receive buffers hold kBatch of them, so a size
+    // near SIZE_MAX overflowed their size and a large one asked for terabytes.
+    if (maxPacketSize_ > kMaxPacketSizeLimit)
+        throw std::invalid_argument(
+            fmt::format("datagram port: maxPacketSize {} is larger than any datagram (at most {})", maxPacketSize_,
+                        kMaxPacketSizeLimit));
 }
 
 DatagramSocket::~DatagramSocket() {
@@ -82,6 +89,14 @@ std::string DatagramSocket::protocolClassName() const {
 void DatagramSocket::checkProtocolFree() const {
     if (protocol_->transport && protocol_->transport.get() != static_cast<const IDatagramTransport*>(this))
         throw std::logic_error(fmt::format("{} is already attached to a transport", protocolPrefix()));
+}
+
+void DatagramSocket::checkNotStopping() const {
+    if (state_ == State::stopping)
+        throw std::logic_error(
+            fmt::format("{}: startListening() while stopListening() has not finished; start it again once the "
+                        "Deferred stopListening() returned has fired",
+                        protocolPrefix()));
 }
 
 void DatagramSocket::startReading() {

@@ -168,6 +168,7 @@ std::string Port::repr() const {
 void Port::configureSocket(int) {}
 
 void Port::startListening() {
+    checkNotStopping();
     if (fd_ >= 0) return;
     checkProtocolFree();
     std::string host = interface_.empty() ? std::string("0.0.0.0") : interface_;

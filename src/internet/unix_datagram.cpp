@@ -71,6 +71,7 @@ std::string DatagramPort::repr() const {
 }
 
 void DatagramPort::startListening() {
+    checkNotStopping();
     if (fd_ >= 0) return;
     checkProtocolFree();
     UnixSockAddr addr;
@@ -171,11 +172,12 @@ std::string ConnectedDatagramPort::repr() const {
 }
 
 void ConnectedDatagramPort::startListening() {
+    checkNotStopping();
     if (fd_ >= 0) return;
     checkProtocolFree();
     UnixSockAddr peer;
     if (!UnixSockAddr::fromPath(path_, peer))
-        return failed(Failure(ConnectError(unusableError(path_), unusable(path_))));
+        return failed(Failure(ConnectError(unusableError(path_), displayPath(path_) + ": " + unusable(path_))));
     int s = datagramSocket();
     if (s < 0) {
         int e = errno;
@@ -186,7 +188,7 @@ void ConnectedDatagramPort::startListening() {
         const std::string& local = *bindAddress_;
         UnixSockAddr a;
         if (!UnixSockAddr::fromPath(local, a))
-            return failed(Failure(ConnectBindError(unusableError(local), unusable(local))));
+            return failed(Failure(ConnectBindError(unusableError(local), displayPath(local) + ": " + unusable(local))));
         if (sys::ops.bind(s, a.get(), a.length) != 0) {
             int e = errno;
             return failed(Failure(ConnectBindError(e, fmt::format("{}: {}", displayPath(local), std::strerror(e)))));

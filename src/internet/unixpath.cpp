@@ -27,13 +27,14 @@ bool holdsNul(std::string_view path) noexcept {
 }  // namespace
 
 std::string unusablePathMessage(std::string_view path) {
+    if (path.empty()) return "AF_UNIX path is empty (an unbound socket has no address)";
     if (holdsNul(path))
         return "AF_UNIX path contains a NUL byte (only an abstract name, which starts with one, may hold NUL bytes)";
     return fmt::format("AF_UNIX path too long ({} bytes, at most {})", path.size(),
                        UnixSockAddr::isAbstract(path) ? sizeof(sockaddr_un::sun_path) : UnixSockAddr::maxPath);
 }
 
-int unusablePathError(std::string_view path) noexcept { return holdsNul(path) ? EINVAL : ENAMETOOLONG; }
+int unusablePathError(std::string_view path) noexcept { return path.empty() || holdsNul(path) ? EINVAL : ENAMETOOLONG; }
 
 namespace {
 

@@ -245,6 +245,18 @@ TEST_P(UDPTest, UDP_7_oversizedDatagramIsDroppedAndLoggedNotTruncated) {
     ASSERT_TRUE(stopAndWait(reactor(), *port));
 }
 
+TEST_P(UDPTest, UDP_7_aMaxPacketSizeNoDatagramCanHaveIsRefused) {
+    // 0, and anything above kMaxPacketSizeLimit, is refused before a socket is made: 2^61 + 16 overflowed
+    // the receive buffers' size (an 8-slot buffer of 128 bytes, then a heap overflow at the first datagram).
+    auto p = std::make_shared<RecordingDatagram>();
+    for (std::size_t bad :
+         {std::size_t{0}, (std::size_t{1} << 61) + 16, std::size_t{1} << 40, DatagramSocket::kMaxPacketSizeLimit + 1})
+        EXPECT_THROW(reactor().listenUDP(0, p, "127.0.0.1", bad), std::invalid_argument) << bad;
+    auto port = reactor().listenUDP(0, p, "127.0.0.1", 65535);
+    EXPECT_EQ(port->maxPacketSize(), 65535u);
+    ASSERT_TRUE(stopAndWait(reactor(), *port));
+}
+
 TEST_P(UDPTest, UDP_7_defaultMaxPacketSizeIs8192) {
     // UDP-7: the default maxPacketSize is 8192: 8192 bytes arrive, 8193 are dropped.
     auto p = std::make_shared<RecordingDatagram>();
@@ -785,6 +797,23 @@ TEST_P(UDPTest, UDP_20_stopListeningClosesOnALaterIteration) {
     port->startListening();
     port->loseConnection();  // the deprecated alias
     ASSERT_TRUE(spinUntil(reactor(), [&] { return p->stopped == 2; }));
+}
+
+TEST_P(UDPTest, UDP_20_startListeningWhileStillStoppingSaysSoAndWorksFromTheDeferred) {
+    // Right after stopListening() the socket is still open: startListening() returned as if it listened
+    // and the port then closed. It now throws, and a start from the Deferred listens again.
+    auto p = std::make_shared<RecordingDatagram>();
+    auto port = reactor().listenUDP(0, p, "127.0.0.1");
+    bool restarted = false;
+    port->stopListening().addCallback([&] {
+        port->startListening();
+        restarted = true;
+    });
+    EXPECT_THROW(port->startListening(), std::logic_error);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return restarted; }));
+    EXPECT_TRUE(port->listening());
+    EXPECT_GE(port->getHandle(), 0);
+    ASSERT_TRUE(stopAndWait(reactor(), *port));
 }
 
 TEST_P(UDPTest, UDP_20_stopListeningFromStartProtocolDefersStopProtocol) {

@@ -146,6 +146,28 @@ TEST_P(UNIXDatagramTest, UNIX_24_senderPathArrivesAndRepliesReachIt) {
     ASSERT_TRUE(stopAndWait(reactor(), *port));
 }
 
+TEST_P(UNIXDatagramTest, UNIX_24_aReplyToAnUnboundSenderIsRefusedNotSentToTheAbstractNameNul) {
+    // An empty path made a sockaddr whose first byte is NUL: the abstract name "\0", which any local
+    // process may bind. A reply to an unbound sender went to whoever held it. It is refused (EINVAL).
+    const std::string path = dir.file("server");
+    std::optional<Address> from;
+    auto p = std::make_shared<RecordingDatagram>();
+    p->onDatagram = [&](RecordingDatagram&, const RecordingDatagram::Datagram& d) { from = d.from; };
+    auto port = reactor().listenUNIXDatagram(path, p);
+    PlainSocket unbound(AF_UNIX);
+    unbound.sendToPath("anonymous", path);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return from.has_value(); }));
+    ASSERT_EQ(*from, Address(UNIXAddress("")));
+    try {
+        p->transport->write(std::string_view("reply"), *from);
+        ADD_FAILURE() << "a reply to an empty address was accepted";
+    } catch (const InvalidAddressError& e) {
+        EXPECT_NE(std::string(e.what()).find("empty"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(reactor().listenUNIXDatagram("", std::make_shared<RecordingDatagram>()), CannotListenError);
+    ASSERT_TRUE(stopAndWait(reactor(), *port));
+}
+
 TEST_P(UNIXDatagramTest, UNIX_24_anUnboundSenderIsAnEmptyUNIXAddressFirstAndAfterARestart) {
     // UNIX-24: the sender's name is remembered for a steady sender. An unbound sender (an empty name)
     // matched the cleared memory and got what was left there: NoAddress as the port's first sender, and

@@ -74,6 +74,9 @@ public:
     /// Datagrams dropped on receipt because they were longer than maxPacketSize (UDP-7).
     std::uint64_t truncatedDatagrams() const noexcept { return truncated_; }
     std::size_t maxPacketSize() const noexcept { return maxPacketSize_; }
+    /// The largest maxPacketSize a port takes (16 MiB); a larger one, or 0,
+    /// is refused with std::invalid_argument.
+    static constexpr std::size_t kMaxPacketSizeLimit = std::size_t{1} << 24;
     /// True from a successful listen until the close is requested.
     bool listening() const noexcept { return state_ == State::listening; }
     /// The socket; -1 when closed.
@@ -173,6 +176,9 @@ protected:
                            const Describe& describe);
     /// Throws std::logic_error if the protocol is attached to another transport.
     void checkProtocolFree() const;
+    /// Throws std::logic_error while a stopListening() has not finished: the
+    /// socket is still open, so a start now would do nothing (UDP-20).
+    void checkNotStopping() const;
     void startReading();
     void stopReading();
 

@@ -28,9 +28,12 @@ struct UnixSockAddr {
     /// False when `path` does not fit (too long, or a filesystem path with an
     /// embedded NUL); `result` is then untouched.
     static bool fromPath(std::string_view path, UnixSockAddr& result) noexcept {
+        // Empty is no address: its sockaddr (a NUL at sun_path[0]) would name
+        // the abstract socket "\0", whoever holds it.
+        if (path.empty()) return false;
         UnixSockAddr a;
         a.u.sun_family = AF_UNIX;
-        const bool abstract = !path.empty() && path.front() == '\0';
+        const bool abstract = path.front() == '\0';
         if (abstract) {
             if (path.size() > sizeof a.u.sun_path) return false;
         } else {
