@@ -419,7 +419,7 @@ void Reactor::updateInterest(Registration& r, bool removing) {
 }
 
 void Reactor::watchOnly(Registration& r, bool removing) {
-    if (r.internal || !poller_->reportsHangup()) {
+    if (r.internal || !poller_->reportsHangup() || (r.owner && !r.owner->watchedWhilePaused())) {
         dropReg(r);
         return;
     }

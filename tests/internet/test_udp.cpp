@@ -423,6 +423,24 @@ TEST_P(UDPTest, UDP_10_refusalOnConnectedPortCallsConnectionRefused) {
     ASSERT_TRUE(stopAndWait(reactor(), *port));
 }
 
+TEST_P(UDPTest, UDP_10_UDP_19_aPausedConnectedPortSurvivesARefusalAndHearsItOnceResumed) {
+    // A paused port stayed watched for errors (R-38, meant for byte streams): the ICMP refusal a write to
+    // a closed port brings back closed the whole port on epoll and poll, with no connectionRefused().
+    auto p = std::make_shared<RecordingDatagram>();
+    auto port = reactor().listenUDP(0, p, "127.0.0.1");
+    port->connect("127.0.0.1", unusedUDPPort());
+    port->pauseProducing();
+    port->write(std::string_view("x"));
+    for (int i = 0; i < 10; ++i) reactor().iterate(0.01);
+    EXPECT_TRUE(port->listening());
+    EXPECT_GE(port->getHandle(), 0);
+    EXPECT_EQ(p->stopped, 0);
+    port->resumeProducing();
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return p->refused >= 1; }));
+    EXPECT_TRUE(port->listening());
+    ASSERT_TRUE(stopAndWait(reactor(), *port));
+}
+
 TEST_P(UDPTest, UDP_10_unexpectedReceiveErrorIsLoggedAndPortStaysOpen) {
     // UDP-10, Better than Twisted: another receive error is logged with its errno; the port stays open.
     auto p = std::make_shared<RecordingDatagram>();

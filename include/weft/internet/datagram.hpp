@@ -92,6 +92,9 @@ public:
 
     // ---- reactor interface ----------------------------------------------------
     int fileno() const override { return fd_; }
+    /// False: a paused port is not ended by an error event (an ICMP refusal);
+    /// it reads the error, as connectionRefused(), once resumed (UDP-10).
+    bool watchedWhilePaused() const noexcept override { return false; }
     Reason doRead() override;
     /// Closes the socket (once), then calls protocol->doStop() if it was
     /// attached and fires the stopListening() Deferreds. What doStop() throws

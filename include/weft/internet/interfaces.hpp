@@ -95,6 +95,13 @@ public:
     /// other descriptors; a transport that is not a socket (a pipe, a PTY, a
     /// serial line) answers for its own kind.
     virtual Failure errorReason() const;
+
+    /// Whether the reactor keeps watching this descriptor for errors and
+    /// resets while it is in neither set (paused: R-38), ending it with
+    /// connectionLost(errorReason()) when one comes. True for byte streams,
+    /// where an error is the end; a datagram socket answers false: an ICMP
+    /// error is no end for it, and it learns of it when it reads again.
+    virtual bool watchedWhilePaused() const noexcept { return true; }
 };
 
 /// A descriptor with data to read (Twisted IReadDescriptor).
