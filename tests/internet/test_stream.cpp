@@ -529,13 +529,26 @@ TEST_P(StreamTest, TCP_32_abortTransportAbortsThroughAPlainITransport) {
 }
 
 TEST(AbortTransport, TCP_32_aTransportWithoutAnAbortIsClosedWithoutWaitingForItsProducer) {
-    // Neither ITCPTransport nor StreamTransport (standard I/O, a process, a test double): the
+    // Neither ITCPTransport nor StreamTransport nor a wrapper of one (standard I/O, a process): the
     // fallback close must not wait for a registered producer, as an abort would not.
-    auto t = std::make_shared<weft::testing::StringTransport>();
-    t->registerProducer(std::make_shared<StopCountingProducer>(), true);
-    abortTransport(*t);
-    EXPECT_TRUE(t->disconnecting);
-    EXPECT_TRUE(t->disconnectingDespiteProducer);
+    struct NoAbort final : ITransport {
+        bool lost = false, despite = false;
+        void write(Bytes) override {}
+        void writeSequence(std::span<const Bytes>) override {}
+        void loseConnection() override { lost = true; }
+        void loseConnectionDespiteProducer() override { despite = true; }
+        Address getPeer() const override { return NoAddress{}; }
+        Address getHost() const override { return NoAddress{}; }
+    } t;
+    abortTransport(t);
+    EXPECT_TRUE(t.despite);
+    EXPECT_FALSE(t.lost);
+    // A StringTransport is aborted as Twisted's is (TEST-2).
+    auto fake = std::make_shared<weft::testing::StringTransport>();
+    fake->registerProducer(std::make_shared<StopCountingProducer>(), true);
+    abortTransport(*fake);
+    EXPECT_TRUE(fake->disconnecting);
+    EXPECT_TRUE(fake->disconnected);
 }
 
 TEST_P(StreamTest, TCP_32_abortDropsOutputStopsIOAndReportsConnectionAbortedLater) {
