@@ -485,6 +485,12 @@ void Port::startListening() {
         throw;
     }
     adopted_ = false;
+    if (!UnixSockAddr::isAbstract(path_)) {
+        auto bound = weft::detail::boundFileAt(path_);
+        boundDev_ = bound.dev;
+        boundIno_ = bound.ino;
+        boundKnown_ = bound.known;
+    }
     try {
         beginListening(s, "'" + displayPath(path_) + "'");  // UNIX-3, Better than Twisted: doStart only once listening
     } catch (...) {
@@ -517,8 +523,11 @@ void Port::accepted(int s, const sockaddr* peerAddress, socklen_t length) {
 
 void Port::closed() {
     // UNIX-5: the file goes once the socket is closed (ENOENT ignored: Better
-    // than Twisted). An adopted socket's file belongs to whoever made it.
-    if (!adopted_ && !UnixSockAddr::isAbstract(path_)) sys::ops.unlink(path_.c_str());
+    // than Twisted), if it is still the one this port bound: another socket
+    // bound at the path since (after someone unlinked ours) keeps its file.
+    // An adopted socket's file belongs to whoever made it.
+    if (!adopted_ && !UnixSockAddr::isAbstract(path_))
+        weft::detail::unlinkBoundFile(path_, {boundDev_, boundIno_, boundKnown_});
     releaseLock();
     log::info(logPrefix(), "(UNIX Port {} Closed)", displayPath(path_));  // UNIX-7
 }

@@ -43,10 +43,10 @@ std::string boundName(int fd) {
     return a.path();
 }
 
-// Removes a socket file weft created (UNIX-26); someone else may have removed it.
-void unlinkOwned(const std::string& path) {
-    if (sys::ops.unlink(path.c_str()) != 0 && errno != ENOENT)
-        log::warn("", "Could not remove the socket file {}: {}", path, std::strerror(errno));
+// Removes a socket file weft created (UNIX-26) if the path still names it:
+// someone may have removed it, and another socket may have bound there since.
+void unlinkOwned(const std::string& path, std::uint64_t dev, std::uint64_t ino) {
+    weft::detail::unlinkBoundFile(path, {dev, ino, dev != 0 || ino != 0});
 }
 
 }  // namespace
@@ -90,15 +90,20 @@ void DatagramPort::startListening() {
     if (filesystem && sys::ops.chmod(path_.c_str(), static_cast<mode_t>(mode_)) != 0) {  // exactly `mode`, not umask'd
         int e = errno;
         sys::ops.close(s);
-        unlinkOwned(path_);
+        unlinkOwned(path_, 0, 0);  // just bound: ours
         throw CannotListenError("", displayPath(path_), errnoCode(e));
     }
     ownsFile_ = filesystem;
+    if (filesystem) {
+        auto bound = weft::detail::boundFileAt(path_);
+        ownedDev_ = bound.dev;
+        ownedIno_ = bound.ino;
+    }
     forgetLastSender();
     try {
         attach(s, displayPath(path_));
     } catch (...) {
-        if (ownsFile_) unlinkOwned(path_);
+        if (ownsFile_) unlinkOwned(path_, ownedDev_, ownedIno_);
         ownsFile_ = false;
         throw;
     }
@@ -145,7 +150,7 @@ std::size_t DatagramPort::writeSequence(std::span<const Bytes> chunks, const Add
 
 void DatagramPort::closed() {
     // Better than Twisted (UNIX-26): the file this port created goes with it.
-    if (ownsFile_) unlinkOwned(path_);
+    if (ownsFile_) unlinkOwned(path_, ownedDev_, ownedIno_);
     ownsFile_ = false;
     forgetLastSender();
     log::info(logPrefix(), "(UNIX datagram port {} closed)", displayPath(path_));
@@ -195,6 +200,9 @@ void ConnectedDatagramPort::startListening() {
         }
         if (!UnixSockAddr::isAbstract(local)) {
             ownsFile_ = true;
+            auto bound = weft::detail::boundFileAt(local);
+            ownedDev_ = bound.dev;
+            ownedIno_ = bound.ino;
             if (sys::ops.chmod(local.c_str(), static_cast<mode_t>(mode_)) != 0) {
                 int e = errno;
                 return failed(Failure(ConnectBindError(e, fmt::format("chmod {}: {}", local, std::strerror(e)))));
@@ -217,7 +225,7 @@ void ConnectedDatagramPort::failed(const Failure& reason) {
     // iteration, like any other), then tell the protocol, before returning.
     if (fd_ >= 0) stopListening();
     else if (ownsFile_) {
-        unlinkOwned(*bindAddress_);
+        unlinkOwned(*bindAddress_, ownedDev_, ownedIno_);
         ownsFile_ = false;
     }
     auto protocol = std::static_pointer_cast<ConnectedDatagramProtocol>(protocol_);
@@ -253,7 +261,7 @@ std::size_t ConnectedDatagramPort::writeSequence(std::span<const Bytes> chunks, 
 }
 
 void ConnectedDatagramPort::closed() {
-    if (ownsFile_ && bindAddress_) unlinkOwned(*bindAddress_);
+    if (ownsFile_ && bindAddress_) unlinkOwned(*bindAddress_, ownedDev_, ownedIno_);
     ownsFile_ = false;
     log::info(logPrefix(), "(UNIX datagram port to {} closed)", displayPath(path_));
 }

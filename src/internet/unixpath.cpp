@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <weft/log.hpp>
 #include <weft/text.hpp>
 
 #include "sys/syscalls.hpp"
@@ -32,6 +33,25 @@ std::string unusablePathMessage(std::string_view path) {
         return "AF_UNIX path contains a NUL byte (only an abstract name, which starts with one, may hold NUL bytes)";
     return fmt::format("AF_UNIX path too long ({} bytes, at most {})", path.size(),
                        UnixSockAddr::isAbstract(path) ? sizeof(sockaddr_un::sun_path) : UnixSockAddr::maxPath);
+}
+
+BoundFile boundFileAt(const std::string& path) noexcept {
+    struct stat st {};
+    if (sys::ops.lstat(path.c_str(), &st) != 0) return {};
+    return BoundFile{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino), true};
+}
+
+bool unlinkBoundFile(const std::string& path, const BoundFile& file) noexcept {
+    if (file.known) {
+        struct stat st {};
+        if (sys::ops.lstat(path.c_str(), &st) != 0) return false;  // gone already
+        if (static_cast<std::uint64_t>(st.st_dev) != file.dev || static_cast<std::uint64_t>(st.st_ino) != file.ino)
+            return false;  // another socket's now
+    }
+    if (sys::ops.unlink(path.c_str()) == 0) return true;
+    if (errno != ENOENT)
+        log::warn("", "Could not remove the socket file {}: {}", displayPath(path), std::strerror(errno));
+    return false;
 }
 
 int unusablePathError(std::string_view path) noexcept { return path.empty() || holdsNul(path) ? EINVAL : ENAMETOOLONG; }

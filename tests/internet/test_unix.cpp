@@ -330,6 +330,22 @@ TEST_P(UNIXTest, UNIX_5_fileRemovedByOthersIsNotAnError) {
     ASSERT_TRUE(spinUntil([&] { return ok; }));
 }
 
+TEST_P(UNIXTest, UNIX_5_aStoppedPortLeavesTheFileOfANewerPortAtItsPath) {
+    // Twisted's test_cannotListen idiom: A stops, its file is removed, B listens at the same path before
+    // A's close. A's close removed B's socket file (by name), so clients of B got ENOENT.
+    auto a = reactor().listenUNIX(path(), std::make_shared<RecordingFactory>(), 50, 0666, false);
+    bool stopped = false;
+    a->stopListening().addCallback([&] { stopped = true; });
+    ASSERT_EQ(::unlink(path().c_str()), 0);
+    auto b = reactor().listenUNIX(path(), std::make_shared<RecordingFactory>(), 50, 0666, false);
+    ASSERT_TRUE(spinUntil([&] { return stopped; }));
+    EXPECT_TRUE(fs::exists(path())) << "the newer port's socket file was removed";
+    bool bStopped = false;
+    b->stopListening().addCallback([&] { bStopped = true; });
+    ASSERT_TRUE(spinUntil([&] { return bStopped; }));
+    EXPECT_FALSE(fs::exists(path()));
+}
+
 TEST_P(UNIXTest, UNIX_6_abstractNamespaceListenAndConnect) {
     // UNIX-6: a NUL-first name binds in the abstract namespace: no file, getHost() is the name; clients reach it.
     std::string name = abstractName();

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
@@ -264,6 +265,20 @@ TEST_P(UNIXDatagramTest, UNIX_25_writeOutcomes) {
     EXPECT_THROW(port->write(asBytes("x")), InvalidAddressError);
     EXPECT_TRUE(port->listening());
     ASSERT_TRUE(stopAndWait(reactor(), *port));
+}
+
+TEST_P(UNIXDatagramTest, UNIX_26_aStoppedPortLeavesTheFileOfANewerPortAtItsPath) {
+    // A stops, its file is removed, B binds the same path before A's close: A's close removed B's file.
+    const std::string path = dir.file("shared");
+    auto a = reactor().listenUNIXDatagram(path, std::make_shared<RecordingDatagram>());
+    bool stopped = false;
+    a->stopListening().addCallback([&] { stopped = true; });
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+    auto b = reactor().listenUNIXDatagram(path, std::make_shared<RecordingDatagram>());
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return stopped; }));
+    EXPECT_TRUE(std::filesystem::exists(path)) << "the newer port's socket file was removed";
+    ASSERT_TRUE(stopAndWait(reactor(), *b));
+    EXPECT_FALSE(std::filesystem::exists(path));
 }
 
 TEST_P(UNIXDatagramTest, UNIX_26_stopListeningLaterClosesAndRemovesTheFile) {

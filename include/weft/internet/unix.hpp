@@ -186,6 +186,9 @@ private:
     int mode_;
     bool wantPID_;
     bool adopted_ = false;  // the socket file belongs to whoever made it
+    // The file bound at the path (device, inode): closed() removes only it.
+    std::uint64_t boundDev_ = 0, boundIno_ = 0;
+    bool boundKnown_ = false;
     bool lockHeld_ = false;
 };
 

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,7 +64,8 @@ private:
 
     std::string path_;
     int mode_;
-    bool ownsFile_ = false;  // we bound a filesystem path: remove it at the close
+    bool ownsFile_ = false;                      // we bound a filesystem path: remove it at the close
+    std::uint64_t ownedDev_ = 0, ownedIno_ = 0;  // that file (lstat), so another socket's is left alone
     mutable std::string prefix_;
     void forgetLastSender();   // the next unbound sender is UNIXAddress("")
     std::string lastFromRaw_;  // the last sender's sockaddr bytes, and its Address
@@ -114,6 +116,7 @@ private:
     int mode_;
     std::optional<std::string> bindAddress_;
     bool ownsFile_ = false;
+    std::uint64_t ownedDev_ = 0, ownedIno_ = 0;
     mutable std::string prefix_;
 };
 

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -75,6 +77,19 @@ int unusablePathError(std::string_view path) noexcept;
 /// listener or another file already there. For messages after "Couldn't
 /// listen on any:PATH: ".
 std::string pathFailure(const std::string& path, int e);
+
+/// Which file a path named when a socket was bound there (lstat's device and
+/// inode), so that closing the socket removes that file and not one another
+/// socket has bound at the same path since (after unlinking ours).
+struct BoundFile {
+    std::uint64_t dev = 0;
+    std::uint64_t ino = 0;
+    bool known = false;
+};
+BoundFile boundFileAt(const std::string& path) noexcept;
+/// Removes `path` if it is still `file` (or its identity is unknown); an
+/// error other than ENOENT is logged. True if it was removed.
+bool unlinkBoundFile(const std::string& path, const BoundFile& file) noexcept;
 
 /// What a connect to `path` refused with ECONNREFUSED found there, which the
 /// kernel says for both: " (a socket file no process listens on)" or
