@@ -504,7 +504,20 @@ class WrappingFactory final : public ClientFactory {
 public:
     explicit WrappingFactory(std::shared_ptr<Factory> wrapped) : wrapped_(std::move(wrapped)) { noisy = false; }
 
+    /// A factory whose Deferred cancels the attempt, as Twisted's
+    /// _WrappingFactory._canceller: it fails with ConnectingCancelledError and
+    /// stops the connector, so no protocol is built or connected.
+    static std::shared_ptr<WrappingFactory> create(std::shared_ptr<Factory> wrapped) {
+        auto w = std::make_shared<WrappingFactory>(std::move(wrapped));
+        w->onConnection_.emplace([weak = std::weak_ptr<WrappingFactory>(w)](Deferred<std::shared_ptr<Protocol>>&) {
+            if (auto self = weak.lock()) self->cancel();
+        });
+        return w;
+    }
+
     Deferred<std::shared_ptr<Protocol>> deferred() const { return *onConnection_; }
+    /// The connector of the attempt, for cancel().
+    void attempting(const std::shared_ptr<IConnector>& connector) { connector_ = connector; }
 
     // The application's factory is in use while the attempt and the connection last.
     void startFactory() override { wrapped_->doStart(); }
@@ -542,8 +555,19 @@ private:
         d.errback(reason);
     }
 
+    void cancel() {
+        auto connector = connector_.lock();
+        fail(Failure(error::ConnectingCancelledError(connector ? addressStr(connector->getDestination())
+                                                               : std::string("an endpoint"))));
+        if (!connector) return;
+        try {
+            connector->stopConnecting();  // its clientConnectionFailed finds the Deferred settled
+        } catch (const error::NotConnectingError&) {}
+    }
+
     std::shared_ptr<Factory> wrapped_;
-    std::optional<Deferred<std::shared_ptr<Protocol>>> onConnection_{std::in_place};
+    std::optional<Deferred<std::shared_ptr<Protocol>>> onConnection_;
+    std::weak_ptr<IConnector> connector_;
 };
 
 void WrappingProtocol::connectionMade() {
@@ -580,9 +604,9 @@ TCP4ClientEndpoint::TCP4ClientEndpoint(IReactorTCP& reactor, std::string host, s
 Deferred<std::shared_ptr<Protocol>> TCP4ClientEndpoint::connect(std::shared_ptr<Factory> factory) {
     try {
         if (!factory) throw std::invalid_argument("TCP4ClientEndpoint::connect: null factory");
-        auto wrapping = std::make_shared<WrappingFactory>(std::move(factory));
+        auto wrapping = WrappingFactory::create(std::move(factory));
         auto d = wrapping->deferred();
-        reactor_.connectTCP(host_, port_, wrapping, timeout_, bindAddress_);
+        wrapping->attempting(reactor_.connectTCP(host_, port_, wrapping, timeout_, bindAddress_));
         return d;
     } catch (...) {
         return fail<std::shared_ptr<Protocol>>(Failure::current());
@@ -610,9 +634,9 @@ UNIXClientEndpoint::UNIXClientEndpoint(IReactorUNIX& reactor, std::string path, 
 Deferred<std::shared_ptr<Protocol>> UNIXClientEndpoint::connect(std::shared_ptr<Factory> factory) {
     try {
         if (!factory) throw std::invalid_argument("UNIXClientEndpoint::connect: null factory");
-        auto wrapping = std::make_shared<WrappingFactory>(std::move(factory));
+        auto wrapping = WrappingFactory::create(std::move(factory));
         auto d = wrapping->deferred();
-        reactor_.connectUNIX(path_, wrapping, timeout_, checkPID_);
+        wrapping->attempting(reactor_.connectUNIX(path_, wrapping, timeout_, checkPID_));
         return d;
     } catch (...) {
         return fail<std::shared_ptr<Protocol>>(Failure::current());

@@ -86,4 +86,7 @@ InvalidAddressError::InvalidAddressError(std::string address_, std::string messa
     : std::invalid_argument("Invalid address " + address_ + ": " + message_), address(std::move(address_)),
       message(std::move(message_)) {}
 
+ConnectingCancelledError::ConnectingCancelledError(std::string address_)
+    : std::runtime_error("Connecting to " + address_ + " was cancelled"), address(std::move(address_)) {}
+
 }  // namespace weft::error

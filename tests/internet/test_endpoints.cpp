@@ -678,6 +678,22 @@ protected:
     wt::MemoryReactor reactor;
 };
 
+TEST_F(MemoryReactorEndpoints, EP_12_cancellingAConnectStopsTheAttemptWithConnectingCancelledError) {
+    // Twisted's _WrappingFactory._canceller: the Deferred fails with ConnectingCancelledError(destination)
+    // and the connector stops connecting. It failed with a bare CancelledError and the connection went
+    // on: the protocol was built and connected with nobody holding it.
+    for (const char* description : {"tcp:example.org:80", "unix:/tmp/weft-cancel.sock"}) {
+        SCOPED_TRACE(description);
+        reactor.connectors.clear();
+        auto d = ep::clientFromString(reactor, description)->connect(weft::Factory::forProtocol<Hello>());
+        ASSERT_EQ(reactor.connectors.size(), 1u);
+        d.cancel();
+        auto f = wt::failureResultOf<weft::error::ConnectingCancelledError>(d);
+        EXPECT_NE(f.getErrorMessage().find("was cancelled"), std::string::npos) << f.getErrorMessage();
+        EXPECT_TRUE(reactor.connectors[0]->stoppedConnecting);
+    }
+}
+
 TEST_F(MemoryReactorEndpoints, EP_6_tcpServerEndpointListensThroughIReactorTCP) {
     // EP-6: "tcp:PORT:INTERFACE:BACKLOG" listens with listenTCP(port, factory, backlog, interface) on any IReactorTCP; a MemoryReactor records it.
     auto endpoint = ep::serverFromString(reactor, "tcp:8080:interface=127.0.0.1:backlog=7");
@@ -975,6 +991,33 @@ TEST_P(EndpointsTest, EP_6_listenAndConnectRoundTripOverLoopback) {
     EXPECT_TRUE(clientProtocol->closed);
     EXPECT_TRUE(clientProtocol->closedReason && clientProtocol->closedReason->check<weft::ConnectionDone>());
     EXPECT_EQ(clientFactory->stops, 1);  // the wrapped factory is stopped once the connection is over
+}
+
+TEST_P(EndpointsTest, EP_12_aCancelledConnectBuildsNoProtocolOnARealReactor) {
+    // Cancelled before the loop ran: the attempt stops; the factory never builds a protocol, and the
+    // factory is stopped again (it stayed started with a connection nobody held).
+    auto serverFactory = std::make_shared<weft::ServerFactory>();
+    serverFactory->noisy = false;
+    serverFactory->protocol = [] { return std::make_shared<Greeter>(); };
+    auto port =
+        wt::successResultOf(ep::serverFromString(reactor(), "tcp:0:interface=127.0.0.1")->listen(serverFactory));
+    auto clientFactory = weft::Factory::forProtocol<wt::AccumulatingProtocol, CountingFactory>();
+    clientFactory->noisy = false;
+    bool built = false;
+    clientFactory->protocol = [&built] {
+        built = true;
+        return std::make_shared<wt::AccumulatingProtocol>();
+    };
+    auto d = ep::clientFromString(reactor(), "tcp:127.0.0.1:" + std::to_string(portOf(*port)))->connect(clientFactory);
+    d.cancel();
+    (void)wt::failureResultOf<weft::error::ConnectingCancelledError>(d);
+    for (int i = 0; i < 10; ++i) reactor().iterate(0.01);
+    EXPECT_FALSE(built);
+    EXPECT_EQ(clientFactory->starts, 1);
+    EXPECT_EQ(clientFactory->stops, 1);
+    bool stopped = false;
+    port->stopListening().addBoth([&](weft::Result<void>) { stopped = true; });
+    ASSERT_TRUE(spinUntil([&] { return stopped; }));
 }
 
 TEST_P(EndpointsTest, EP_9_tcp6EndpointListensOnIPv6) {

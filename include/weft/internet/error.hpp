@@ -197,6 +197,15 @@ WEFT_DETAIL_ERROR(AlreadyListened, Described<std::runtime_error>, "This file des
 WEFT_DETAIL_ERROR(NoProtocol, Described<std::runtime_error>, "The factory returned no protocol");
 WEFT_DETAIL_ERROR(ProcessExitedAlready, Described<std::runtime_error>, "The process has already exited");
 
+/// A client endpoint's connect() Deferred was cancelled before the connection
+/// was made (Twisted ConnectingCancelledError): the attempt is stopped, and
+/// no protocol is built or connected. `address` is the destination, as text.
+class WEFT_EXPORT ConnectingCancelledError : public std::runtime_error {
+public:
+    explicit ConnectingCancelledError(std::string address_);
+    std::string address;
+};
+
 /// An invalid address (neither IPv4 nor IPv6, or the wrong one of the two).
 class WEFT_EXPORT InvalidAddressError : public std::invalid_argument {
 public:
