@@ -390,19 +390,7 @@ int duplicateForAdoption(int fd, int addressFamily, const std::shared_ptr<Factor
     if (addressFamily != AF_INET && addressFamily != AF_INET6 && addressFamily != AF_UNIX)
         throw UnsupportedAddressFamily(std::to_string(addressFamily));
     if (!factory) throw std::invalid_argument(std::string(what) + ": null factory");
-    int domain = 0;
-    socklen_t length = sizeof domain;
-    if (sys::ops.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) != 0) {
-        if (errno == ENOTSOCK) throw std::invalid_argument(fmt::format("{}: descriptor {} is not a socket", what, fd));
-        throw std::system_error(errno, std::generic_category(), fmt::format("{}: descriptor {}", what, fd));
-    }
-    if (domain != addressFamily)
-        throw std::invalid_argument(
-            fmt::format("{}: descriptor {} is a socket of family {}, not {}", what, fd, domain, addressFamily));
-    int type = 0;
-    length = sizeof type;
-    if (sys::ops.getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type != SOCK_STREAM)
-        throw std::invalid_argument(fmt::format("{}: descriptor {} is not a stream socket", what, fd));
+    weft::detail::checkSocketKind(fd, addressFamily, SOCK_STREAM, what);
     return weft::detail::duplicateNonBlocking(fd, what);
 }
 }  // namespace

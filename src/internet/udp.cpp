@@ -432,8 +432,8 @@ Deferred<void> MulticastPort::membership(const std::string& group, const std::st
             if (self->fd_ < 0) throw MulticastJoinError(g, i, "the port is closed");
             if (sys::ops.setsockopt(self->fd_, IPPROTO_IP, join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP, &m,
                                     sizeof m) != 0) {
-                int e = errno;
-                throw MulticastJoinError(g, i, std::strerror(e));
+                int e = errno;  // Twisted's error for both; the words say which it was
+                throw MulticastJoinError(g, i, join ? std::strerror(e) : fmt::format("leaving: {}", std::strerror(e)));
             }
         });
     });
@@ -471,6 +471,7 @@ std::shared_ptr<udp::Port> Reactor::adoptDatagramPort(int fd, int addressFamily,
     auto p = std::make_shared<udp::Port>(*this, 0, std::move(protocol), addressFamily == AF_INET6 ? "::" : "",
                                          maxPacketSize);
     p->checkProtocolFree();
+    detail::checkSocketKind(fd, addressFamily, SOCK_DGRAM, "adoptDatagramPort");  // UDP-22: what it really is
     int copy = detail::duplicateNonBlocking(fd, "adoptDatagramPort");
     p->adopt(copy);  // from here the port owns the copy (closed if attaching fails)
     return p;

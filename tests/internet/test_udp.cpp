@@ -863,6 +863,22 @@ TEST_P(UDPTest, UDP_21_broadcastFlagRoundTrips) {
     ASSERT_TRUE(stopAndWait(reactor(), *port));
 }
 
+TEST_P(UDPTest, UDP_22_adoptDatagramPortRefusesASocketOfAnotherFamilyOrType) {
+    // Only the caller's addressFamily was checked: a UNIX datagram socket adopted as AF_INET served with
+    // getHost() NoAddress, and a TCP socket was taken as a UDP port.
+    auto p = std::make_shared<RecordingDatagram>();
+    PlainSocket local(AF_UNIX), stream(AF_INET, SOCK_STREAM);
+    EXPECT_THROW(reactor().adoptDatagramPort(local.fd, AF_INET, p), std::invalid_argument);
+    EXPECT_THROW(reactor().adoptDatagramPort(stream.fd, AF_INET, p), std::invalid_argument);
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    EXPECT_THROW(reactor().adoptDatagramPort(fds[0], AF_INET, p), std::invalid_argument);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    EXPECT_EQ(p->started, 0);
+    EXPECT_EQ(p->transport, nullptr);
+}
+
 TEST_P(UDPTest, UDP_22_adoptDatagramPortDuplicatesAndServes) {
     // UDP-22: adoptDatagramPort duplicates the fd (the caller may close its copy) and acts like listenUDP.
     PlainSocket mine(AF_INET);

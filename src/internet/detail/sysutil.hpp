@@ -3,10 +3,12 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 
@@ -37,6 +39,26 @@ inline int duplicateNonBlocking(int fd, const char* what) {
         throw std::system_error(e, std::generic_category(), std::string(what) + ": O_NONBLOCK");
     }
     return copy;
+}
+
+/// Checks that `fd`, given to an adopt* method, is a socket of `family` and
+/// `type` (SOCK_STREAM, SOCK_DGRAM); throws std::invalid_argument naming what
+/// it is instead, std::system_error for another failure.
+inline void checkSocketKind(int fd, int family, int type, const char* what) {
+    int domain = 0;
+    socklen_t length = sizeof domain;
+    if (sys::ops.getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) != 0) {
+        if (errno == ENOTSOCK) throw std::invalid_argument(fmt::format("{}: descriptor {} is not a socket", what, fd));
+        throw std::system_error(errno, std::generic_category(), fmt::format("{}: descriptor {}", what, fd));
+    }
+    if (domain != family)
+        throw std::invalid_argument(
+            fmt::format("{}: descriptor {} is a socket of family {}, not {}", what, fd, domain, family));
+    int actual = 0;
+    length = sizeof actual;
+    if (sys::ops.getsockopt(fd, SOL_SOCKET, SO_TYPE, &actual, &length) == 0 && actual != type)
+        throw std::invalid_argument(
+            fmt::format("{}: descriptor {} is not a {} socket", what, fd, type == SOCK_STREAM ? "stream" : "datagram"));
 }
 
 }  // namespace weft::detail
