@@ -203,34 +203,43 @@ void Core::unpause() {
 }
 
 namespace {
-// Cancellation nests when a canceller cancels other Deferreds (a DeferredList
-// cancels its members, which may be lists). Up to this depth the nested
-// cancel() runs at once, on the caller's stack; deeper ones are queued and run
-// by the outermost cancel() before it returns, so no nesting overflows the stack.
-constexpr int kCancelDepth = 64;
-thread_local int tCancelDepth = 0;
-thread_local std::deque<CorePtr>* tCancelQueue = nullptr;
-}  // namespace
+// Cancelling and firing nest: a canceller cancels other Deferreds (a
+// DeferredList cancels its members, which may be lists), a callback fires
+// another Deferred (a list fires when its last member does, and may itself be
+// a member). Up to kMaxNesting deep the nested call runs at once, on the
+// caller's stack; deeper ones wait in the outermost call's queue, which runs
+// them in order before it returns, so no nesting overflows the stack.
+constexpr int kMaxNesting = 64;
 
-void Core::cancel(const SourceLocation& loc) {
-    if (tCancelDepth >= kCancelDepth && tCancelQueue) {
-        tCancelQueue->push_back(shared_from_this());
+struct Nesting {
+    int depth = 0;
+    std::deque<CorePtr>* queue = nullptr;  // the outermost call's, while one runs
+};
+thread_local Nesting tCancels, tPasses;
+
+// Runs run(core) under `n`'s limit. The first error any of the queued ones
+// raised leaves the outermost call once all have run.
+template <class Run>
+void runNested(Nesting& n, Core& core, const Run& run) {
+    if (n.depth >= kMaxNesting && n.queue) {
+        n.queue->push_back(core.shared_from_this());
         return;
     }
     std::deque<CorePtr> queue;
-    const bool outermost = tCancelQueue == nullptr;
-    if (outermost) tCancelQueue = &queue;
+    const bool outermost = n.queue == nullptr;
+    if (outermost) n.queue = &queue;
     struct Guard {
+        Nesting& n;
         bool outermost;
         ~Guard() {
-            --tCancelDepth;
-            if (outermost) tCancelQueue = nullptr;
+            --n.depth;
+            if (outermost) n.queue = nullptr;
         }
-    } guard{outermost};
-    ++tCancelDepth;
+    } guard{n, outermost};
+    ++n.depth;
     std::exception_ptr first;
     try {
-        cancelOne(loc);
+        run(core);
     } catch (...) {
         if (!outermost) throw;
         first = std::current_exception();
@@ -239,15 +248,20 @@ void Core::cancel(const SourceLocation& loc) {
     while (!queue.empty()) {
         CorePtr next = std::move(queue.front());
         queue.pop_front();
-        --tCancelDepth;  // the queued ones start again from the top
+        --n.depth;  // the queued ones start again from the top
         try {
-            next->cancel();
+            runNested(n, *next, run);
         } catch (...) {
             if (!first) first = std::current_exception();
         }
-        ++tCancelDepth;
+        ++n.depth;
     }
     if (first) std::rethrow_exception(first);
+}
+}  // namespace
+
+void Core::cancel(const SourceLocation& loc) {
+    runNested(tCancels, *this, [&loc](Core& c) { c.cancelOne(loc); });
 }
 
 void Core::cancelOne(const SourceLocation& loc) {
@@ -328,42 +342,11 @@ bool Core::absorb(StepOut&& out) {
 // Twisted's _runCallbacks: one loop runs this Deferred and every Deferred a
 // hand-off or chainDeferred link continues into, so neither implicit (DEF-14)
 // nor explicit (DEF-17) chains grow the C++ stack.
-namespace {
-// Firing nests when a callback fires another Deferred (a DeferredList fires
-// when its last member does, and may itself be a member). Up to this depth the
-// nested pass runs at once; deeper ones are queued and run, in order, by the
-// outermost pass before it returns, so no nesting overflows the stack.
-constexpr int kRunDepth = 64;
-thread_local int tRunDepth = 0;
-thread_local std::deque<CorePtr>* tRunQueue = nullptr;
-}  // namespace
-
 void Core::runCallbacks() {
     if (running_) return;  // DEF-7: the pass already under way picks up new steps
-    if (tRunDepth >= kRunDepth && tRunQueue) {
-        tRunQueue->push_back(shared_from_this());
-        return;
-    }
-    std::deque<CorePtr> queue;
-    const bool outermost = tRunQueue == nullptr;
-    if (outermost) tRunQueue = &queue;
-    struct Guard {
-        bool outermost;
-        ~Guard() {
-            --tRunDepth;
-            if (outermost) tRunQueue = nullptr;
-        }
-    } guard{outermost};
-    ++tRunDepth;
-    runChain();
-    if (!outermost) return;
-    while (!queue.empty()) {
-        CorePtr next = std::move(queue.front());
-        queue.pop_front();
-        --tRunDepth;  // the queued ones start again from the top
-        next->runCallbacks();
-        ++tRunDepth;
-    }
+    runNested(tPasses, *this, [](Core& c) {
+        if (!c.running_) c.runChain();
+    });
 }
 
 void Core::runChain() {

@@ -52,30 +52,20 @@ TEST(DeferredLock, DEF_53_acquireIsFifoAndReleaseHandsOver) {
 TEST(DeferredLock, DEF_53_aWaiterMayDestroyTheLockItWasHandedOver) {
     // The last user tearing down the lock's owner from its acquire() callback:
     // release()'s hand-over loop must not touch the lock afterwards.
-    for (bool semaphore : {false, true}) {
-        SCOPED_TRACE(semaphore ? "DeferredSemaphore" : "DeferredLock");
+    auto check = [](auto primitive) {
+        using P = typename decltype(primitive)::element_type;
         bool ran = false;
-        if (semaphore) {
-            auto sem = std::make_unique<weft::DeferredSemaphore>(1);
-            (void)sem->acquire();
-            sem->acquire().addCallback([&](weft::DeferredSemaphore*) {
-                ran = true;
-                sem.reset();
-                return 0;
-            });
-            sem->release();
-        } else {
-            auto lock = std::make_unique<weft::DeferredLock>();
-            (void)lock->acquire();
-            lock->acquire().addCallback([&](weft::DeferredLock*) {
-                ran = true;
-                lock.reset();
-                return 0;
-            });
-            lock->release();
-        }
+        (void)primitive->acquire();
+        primitive->acquire().addCallback([&](P*) {
+            ran = true;
+            primitive.reset();
+            return 0;
+        });
+        primitive->release();
         EXPECT_TRUE(ran);
-    }
+    };
+    check(std::make_unique<weft::DeferredLock>());
+    check(std::make_unique<weft::DeferredSemaphore>(1));
 }
 
 TEST(DeferredLock, DEF_53_waitersReleasingFromCallbacksDoNotNest) {
