@@ -213,7 +213,7 @@ constexpr int kMaxNesting = 64;
 
 struct Nesting {
     int depth = 0;
-    std::deque<CorePtr>* queue = nullptr;  // the outermost call's, while one runs
+    std::vector<CorePtr>* queue = nullptr;  // the outermost call's, while one runs
 };
 thread_local Nesting tCancels, tPasses;
 
@@ -225,7 +225,7 @@ void runNested(Nesting& n, Core& core, const Run& run) {
         n.queue->push_back(core.shared_from_this());
         return;
     }
-    std::deque<CorePtr> queue;
+    std::vector<CorePtr> queue;  // allocates only if something waits
     const bool outermost = n.queue == nullptr;
     if (outermost) n.queue = &queue;
     struct Guard {
@@ -245,9 +245,8 @@ void runNested(Nesting& n, Core& core, const Run& run) {
         first = std::current_exception();
     }
     if (!outermost) return;
-    while (!queue.empty()) {
-        CorePtr next = std::move(queue.front());
-        queue.pop_front();
+    for (std::size_t i = 0; i < queue.size(); ++i) {  // in order; running one may queue more
+        CorePtr next = std::move(queue[i]);
         --n.depth;  // the queued ones start again from the top
         try {
             runNested(n, *next, run);
