@@ -20,7 +20,10 @@
 //
 // Better than Twisted (each in inotify.md): the move cookie reaches the
 // callbacks and pairs MOVED_FROM with MOVED_TO, and a directory moved within
-// the watched tree keeps its watches under its new path (INO-15); a record
+// the watched tree keeps its watches under its new path, while one moved out
+// of it (a MOVED_FROM whose MOVED_TO never comes) ends its watches and those
+// below it, silently as ignore() would, so its old path is free for a new
+// directory and nothing from outside is reported under it (INO-15); a record
 // split across reads is decoded whole (INO-13); deleting a watched path ends
 // only that watch (INO-21); a watch's bookkeeping goes exactly when the
 // kernel says it ended (IN_IGNORED), and that is reported (INO-22); a kernel
