@@ -303,17 +303,19 @@ ssize_t Connection::readSome(std::byte* into, std::size_t room, Reason& failure)
 void Connection::deliverDescriptors(std::vector<int>& fds) {
     auto keep = protocol_;
     auto* receiver = dynamic_cast<IFileDescriptorReceiver*>(keep.get());
-    for (std::size_t i = 0; i < fds.size(); ++i) {
-        if (!receiver) {
-            // UNIX-19: nobody to own it, so it is closed, never leaked.
-            sys::ops.close(fds[i]);
+    if (!receiver) {
+        // UNIX-19: nobody to own them, so they are closed, never leaked; one
+        // line per message, as Twisted logs (not one per descriptor).
+        for (int fd : fds) sys::ops.close(fd);
+        if (!fds.empty())
             log::warn(logPrefix(),
-                      "{} received a file descriptor but is not an IFileDescriptorReceiver; closed it "
+                      "{} received {} file descriptor(s) but is not an IFileDescriptorReceiver; closed them "
                       "(host {}, peer {})",
-                      keep ? weft::className(*keep) : std::string("(no protocol)"), addressStr(getHost()),
+                      keep ? weft::className(*keep) : std::string("(no protocol)"), fds.size(), addressStr(getHost()),
                       addressStr(getPeer()));
-            continue;
-        }
+        return;
+    }
+    for (std::size_t i = 0; i < fds.size(); ++i) {
         try {
             receiver->fileDescriptorReceived(fds[i]);
         } catch (...) {

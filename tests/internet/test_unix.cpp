@@ -744,6 +744,12 @@ TEST_P(UNIXTest, UNIX_19_descriptorsToAProtocolThatCannotTakeThemAreClosed) {
     ASSERT_TRUE(spinUntil([&] { return f->built[0]->received == "hi"; }));
     EXPECT_EQ(openFds(), before);
     EXPECT_THAT(lines, ::testing::Contains(::testing::HasSubstr("is not an IFileDescriptorReceiver")));
+    // One line for the message, not one per descriptor (253 lines for a full SCM_RIGHTS message).
+    EXPECT_EQ(
+        std::count_if(lines.begin(), lines.end(),
+                      [](const std::string& l) { return l.find("IFileDescriptorReceiver") != std::string::npos; }),
+        1);
+    EXPECT_THAT(lines, ::testing::Contains(::testing::HasSubstr("received 2 file descriptor(s)")));
     ::close(devnull);
     ::close(c);
     ASSERT_TRUE(spinUntil([&] { return f->built[0]->lost == 1; }));
