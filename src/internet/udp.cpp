@@ -258,6 +258,12 @@ SockAddr Port::destination(const std::string& hostIn, std::uint16_t port) const 
     }
     auto addr = SockAddr::fromLiteral(host, port);
     if (!addr) throw InvalidAddressError(hostIn, "unknown IPv6 scope");
+    // An IPv6 port is IPv6-only (IPV6_V6ONLY): an IPv4-mapped destination can
+    // never be reached from it (the kernel says "Network is unreachable").
+    if (addr->family() == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&addr->u.v6.sin6_addr))
+        throw InvalidAddressError(hostIn,
+                                  "IPv6 port write() called with an IPv4-mapped address (the port is "
+                                  "IPv6-only: write to the IPv4 address from an IPv4 port)");
     return *addr;
 }
 

@@ -585,6 +585,14 @@ TEST_P(UDPTest, UDP_12_writingToIPv4OnIPv6RaisesInvalidAddressError) {
     auto port = reactor().listenUDP(0, std::make_shared<RecordingDatagram>(), "::1");
     EXPECT_THROW(port->write(asBytes("x"), IPv6Address("UDP", "127.0.0.1", 53)), InvalidAddressError);
     EXPECT_THROW(port->write(asBytes("x"), IPv6Address("UDP", "<broadcast>", 53)), InvalidAddressError);
+    // An IPv4-mapped destination cannot be reached from an IPv6-only port: the same error, saying so (it
+    // was a std::system_error "Network is unreachable").
+    try {
+        port->write(asBytes("x"), IPv6Address("UDP", "::ffff:127.0.0.1", 53));
+        ADD_FAILURE() << "an IPv4-mapped destination was accepted";
+    } catch (const InvalidAddressError& e) {
+        EXPECT_NE(std::string(e.what()).find("IPv4-mapped"), std::string::npos) << e.what();
+    }
     ASSERT_TRUE(stopAndWait(reactor(), *port));
 }
 
