@@ -327,12 +327,14 @@ public:
     }
 };
 
-bool isDatagramDescription(const std::string& description) {
-    auto colon = description.find(':');
-    std::string type = description.substr(0, colon);
+// An endpoint description's type, in lower case ("udp", "stdio", …).
+std::string endpointType(const std::string& description) {
+    std::string type = description.substr(0, description.find(':'));
     for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return type == "udp";
+    return type;
 }
+
+bool isDatagramDescription(const std::string& description) { return endpointType(description) == "udp"; }
 
 int serveDatagrams(weft::Reactor& reactor, const std::string& description) {
     std::shared_ptr<weft::endpoints::IDatagramServerEndpoint> endpoint;
@@ -414,9 +416,7 @@ int runPortforward(weft::Backend backend, const std::string& description, const 
     int status = serve(*reactor, description, factory, grace, "portforward");
     // stdio: forwards one connection, so its fate is weft's: a target that
     // could not be reached is a failure (a listener goes on serving others).
-    std::string type = description.substr(0, description.find(':'));
-    for (char& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (status == 0 && *failed && type == "stdio") status = 1;
+    if (status == 0 && *failed && endpointType(description) == "stdio") status = 1;
     return status;
 }
 
