@@ -450,6 +450,13 @@ void FileDescriptor::loseWriteConnection() {
     startWriting();
 }
 
+void checkProducerKind(IProducer& producer, bool streaming) {
+    if (streaming && !producer.asPushProducer())
+        throw std::invalid_argument("registerProducer: streaming producer is not an IPushProducer");
+    if (!streaming && !producer.asPullProducer())
+        throw std::invalid_argument("registerProducer: pull producer is not an IPullProducer");
+}
+
 void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool streaming) {
     if (!producer) throw std::invalid_argument("registerProducer: null producer");
     if (producer_) {
@@ -458,10 +465,7 @@ void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool 
         throw std::runtime_error("Cannot register producer " + demangle(typeid(theirs).name()) + ", because producer " +
                                  demangle(typeid(mine).name()) + " was never unregistered.");
     }
-    IPushProducer* push = streaming ? producer->asPushProducer() : nullptr;
-    IPullProducer* pull = streaming ? nullptr : producer->asPullProducer();
-    if (streaming && !push) throw std::invalid_argument("registerProducer: streaming producer is not an IPushProducer");
-    if (!streaming && !pull) throw std::invalid_argument("registerProducer: pull producer is not an IPullProducer");
+    checkProducerKind(*producer, streaming);
     if (disconnected()) {
         producer->stopProducing();  // FD-22
         return;
@@ -471,7 +475,7 @@ void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool 
     producerPaused_ = false;
     if (!streaming) {
         auto keep = producer_;  // resumeProducing() may unregister it
-        pull->resumeProducing();
+        keep->asPullProducer()->resumeProducing();
     }
 }
 

@@ -210,6 +210,8 @@ void LoopbackTransport::loseConnection() {
 }
 
 void LoopbackTransport::registerProducer(std::shared_ptr<IProducer> producer, bool streaming) {
+    if (!producer) throw std::invalid_argument("registerProducer: null producer");
+    checkProducerKind(*producer, streaming);
     if (producer_)
         throw std::runtime_error("Cannot register producer " + className(*producer) + ": producer " +
                                  className(*producer_) + " is already registered");

@@ -53,7 +53,10 @@ public:
     }
     void resumeProducing() override {
         if (!streaming_) {  // a pull producer: asked for more
-            if (auto* pull = producer->asPullProducer()) pull->resumeProducing();
+            // Not while the TLS layer still holds what it wrote (the handshake's
+            // records drained below, its plaintext did not): the records made
+            // of that plaintext ask again when they have drained (TLS-17).
+            if (!pausedByTLS_) producer->asPullProducer()->resumeProducing();
             return;
         }
         pausedBelow_ = false;
@@ -90,8 +93,7 @@ private:
         bool want = pausedBelow_ || pausedByTLS_;
         if (want == forwardedPause_) return;
         forwardedPause_ = want;
-        auto* push = producer->asPushProducer();
-        if (!push) return;
+        auto* push = producer->asPushProducer();  // checked at registration
         if (want) push->pauseProducing();
         else push->resumeProducing();
     }
@@ -204,7 +206,7 @@ bool TLSMemoryBIOProtocol::advanceHandshake() {
     // What was written before the handshake leaves now (TLS-10).
     encryptPending();
     updateProducerPause();
-    if (wantClose_ && (!membrane_ || closeDespiteProducer_) && phase_ == Phase::open) startClose();
+    if (wantClose_ && !producerHoldsClose() && phase_ == Phase::open) startClose();
     if (wantWriteClose_ && !wantClose_ && phase_ == Phase::open) loseWriteConnection();
     return !(lost_ || aborted_);
 }
@@ -327,9 +329,10 @@ void TLSMemoryBIOProtocol::drainOutgoingNow() {
 bool TLSMemoryBIOProtocol::acceptsWrites() const noexcept {
     // TLS-27: after loseWriteConnection nothing more is sent, also when it was
     // asked during the handshake (the close_notify itself waits for its end).
-    if (lost_ || aborted_ || sentCloseNotify_ || wantWriteClose_ || phase_ == Phase::closed) return false;
-    // TLS-13: after loseConnection only while a producer is registered (and holds the close)
-    return !wantClose_ || (membrane_ && !closeDespiteProducer_);
+    // A producer still registered holds either close, and may write until it is
+    // unregistered (TLS-13, TLS-19; as FD-12 and FD-31 over TCP).
+    if (lost_ || aborted_ || sentCloseNotify_ || phase_ == Phase::closed) return false;
+    return (!wantClose_ && !wantWriteClose_) || producerHoldsClose();
 }
 
 void TLSMemoryBIOProtocol::queued() {
@@ -454,7 +457,7 @@ void TLSMemoryBIOProtocol::loseConnection() {
     if (lost_ || aborted_ || wantClose_) return;
     auto self = shared_from_this();
     wantClose_ = true;
-    if (membrane_ && !closeDespiteProducer_) return;  // TLS-19: the close waits for unregisterProducer()
+    if (producerHoldsClose()) return;  // TLS-19: the close waits for unregisterProducer()
     if (phase_ == Phase::handshaking) {
         if (pending_.empty()) {
             // TLS-23, Better than Twisted: give up the handshake with an orderly end of stream.
@@ -480,8 +483,11 @@ void TLSMemoryBIOProtocol::loseConnectionDespiteProducer() {
 void TLSMemoryBIOProtocol::loseWriteConnection() {
     if (lost_ || aborted_) return;
     auto self = shared_from_this();
-    if (phase_ == Phase::handshaking) {
-        wantWriteClose_ = true;  // once the handshake is done: a close_notify needs one
+    // A close_notify waits for the end of the handshake, and for a registered
+    // producer to be unregistered (as loseConnection does, TLS-19; a TCP
+    // half-close waits for a pull producer too, FD-31).
+    if (phase_ == Phase::handshaking || producerHoldsClose()) {
+        wantWriteClose_ = true;
         return;
     }
     wantWriteClose_ = false;
@@ -570,7 +576,8 @@ bool TLSMemoryBIOProtocol::isDisconnecting() const noexcept {
 
 void TLSMemoryBIOProtocol::registerProducer(std::shared_ptr<IProducer> producer, bool streaming) {
     if (!producer) throw std::invalid_argument("registerProducer: null producer");
-    if (lost_) {  // TLS-18
+    checkProducerKind(*producer, streaming);  // the membrane stands for either kind
+    if (lost_) {                              // TLS-18
         producer->stopProducing();
         return;
     }
@@ -597,10 +604,14 @@ void TLSMemoryBIOProtocol::unregisterProducer() {
     auto self = shared_from_this();
     membrane_.reset();
     if (IConsumer* below = transport ? transport->asConsumer() : nullptr) below->unregisterProducer();
-    if (!wantClose_ || lost_ || aborted_) return;
-    // TLS-19: the close asked for while producing starts now.
-    wantClose_ = false;
-    loseConnection();
+    if (lost_ || aborted_) return;
+    // TLS-19: the close asked for while producing starts now; or the half-close.
+    if (wantClose_) {
+        wantClose_ = false;
+        loseConnection();
+    } else if (wantWriteClose_ && phase_ == Phase::open) {
+        loseWriteConnection();
+    }
 }
 
 void TLSMemoryBIOProtocol::updateProducerPause() {

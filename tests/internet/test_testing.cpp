@@ -1228,6 +1228,24 @@ TEST_F(TestingTest, TEST_25_secondProducerIsACallerError) {
     successResultOf(d);
 }
 
+TEST_F(TestingTest, TEST_25_aProducerOfTheWrongKindIsRefused) {
+    // TEST-25, as FD-25 over a real descriptor: a push-only producer registered as a pull producer was
+    // taken, and then resumed over and over as if it had been asked for data.
+    Clock clock;
+    auto server = std::make_shared<Recorder>();
+    auto client = std::make_shared<Recorder>();
+    auto d = loopback::loopbackAsync(server, client, clock);
+    auto consumer = std::dynamic_pointer_cast<IConsumer>(server->transport);
+    auto push = std::make_shared<RecordingPush>();
+    EXPECT_THROW(consumer->registerProducer(push, false), std::invalid_argument);
+    EXPECT_THROW(consumer->registerProducer(std::make_shared<ListPull>(), true), std::invalid_argument);
+    consumer->registerProducer(push, true);  // nothing was left registered
+    consumer->unregisterProducer();
+    server->transport->loseConnection();
+    clock.advance(0);
+    successResultOf(d);
+}
+
 TEST_F(TestingTest, TEST_25_pushProducerUnderTheBufferIsNeverPausedOrResumed) {
     // TEST-25: a push producer that stays under bufferSize is never paused or resumed.
     Clock clock;

@@ -1053,6 +1053,73 @@ TEST(TLSMemoryBIOProtocol, TLS_17_aPullProducerIsDrivenAsOverTcp) {
     EXPECT_FALSE(p.cio->producer);
 }
 
+TEST(TLSMemoryBIOProtocol, TLS_17_aPullProducerIsNotAskedWhileTheHandshakeHoldsWhatItWrote) {
+    // The handshake's records drained below while the TLS layer still held the first chunk's plaintext:
+    // the producer was asked again then, with 50 000 bytes pending (FD-26: only when all has drained).
+    Certs certs;
+    Pair p(certs.server(), certs.client(), false);
+    std::vector<std::size_t> pendingAtEachAsk;
+    struct Watch : IPullProducer {
+        ITransport* t = nullptr;
+        std::vector<std::size_t>* seen = nullptr;
+        int left = 3;
+        void resumeProducing() override {
+            seen->push_back(t->pendingBytes());
+            if (left-- > 0) t->write(std::string(50'000, 'x'));
+            else t->asConsumer()->unregisterProducer();
+        }
+        void stopProducing() override {}
+    };
+    auto producer = std::make_shared<Watch>();
+    producer->t = p.clientApp->transport.get();
+    producer->seen = &pendingAtEachAsk;
+    p.clientApp->transport->asConsumer()->registerProducer(producer, false);
+    p.flush();
+    EXPECT_EQ(p.serverApp->received.size(), 150'000u);
+    ASSERT_EQ(pendingAtEachAsk.size(), 4u);  // at registration (FD-25, the ClientHello below), then at each drain
+    EXPECT_EQ(std::vector<std::size_t>(pendingAtEachAsk.begin() + 1, pendingAtEachAsk.end()),
+              (std::vector<std::size_t>{0, 0, 0}));
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_17_TLS_18_aProducerOfTheWrongKindIsRefused) {
+    // The layer's stand-in answers as either kind: a push-only producer registered as a pull producer was
+    // accepted and never asked for anything; a pull-only one registered as streaming could not be paused.
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    IConsumer* consumer = p.clientApp->transport->asConsumer();
+    EXPECT_THROW(consumer->registerProducer(std::make_shared<Push>(), false), std::invalid_argument);
+    EXPECT_THROW(consumer->registerProducer(std::make_shared<Pull>(*p.clientApp->transport, 1), true),
+                 std::invalid_argument);
+    EXPECT_FALSE(p.cio->producer);
+    auto right = std::make_shared<Push>();
+    consumer->registerProducer(right, true);  // nothing was left registered
+    EXPECT_TRUE(p.cio->producer);
+    consumer->unregisterProducer();
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_27_TLS_19_aHalfCloseWaitsForARegisteredProducer) {
+    // loseWriteConnection() sent close_notify at once although a producer was registered; what the
+    // producer wrote next was dropped, and the peer saw a clean end without it. Now the half-close
+    // waits for unregisterProducer(), as loseConnection() does (TLS-19) and a TCP half-close does.
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    auto producer = std::make_shared<Push>();
+    p.clientApp->transport->asConsumer()->registerProducer(producer, true);
+    auto& half = dynamic_cast<IHalfCloseableTransport&>(*p.clientApp->transport);
+    half.loseWriteConnection();
+    p.clientApp->transport->write(std::string_view("written while producing"));
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "written while producing");
+    EXPECT_EQ(p.serverApp->lost, 0);  // no close_notify yet
+    p.clientApp->transport->asConsumer()->unregisterProducer();
+    p.clientApp->transport->write(std::string_view(" after"));  // the half-close has started: dropped
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "written while producing");
+    ASSERT_EQ(p.serverApp->lost, 1);  // not half-closeable: the peer's close_notify ends it
+    EXPECT_TRUE(p.serverApp->lostReason->check<error::ConnectionDone>()) << p.serverApp->lostReason->getErrorMessage();
+    EXPECT_EQ(producer->events, std::vector<std::string>{});
+}
+
 TEST(TLSMemoryBIOProtocol, TLS_37_keyUpdatesAreTransparent) {
     Certs certs;
     Pair p(certs.server(), certs.client());

@@ -559,6 +559,12 @@ public:
     IPullProducer* asPullProducer() noexcept override { return this; }
 };
 
+/// What every IConsumer::registerProducer() checks first: a streaming
+/// producer must be an IPushProducer and a pull producer an IPullProducer.
+/// Throws std::invalid_argument naming the mismatch (a producer of the wrong
+/// kind would never be resumed, or never paused).
+WEFT_EXPORT void checkProducerKind(IProducer& producer, bool streaming);
+
 /// Bytes as weft passes them at its edges.
 using Bytes = std::span<const std::byte>;
 
@@ -577,7 +583,9 @@ public:
     /// Registers the producer feeding this consumer. `streaming` true: a push
     /// producer (IPushProducer), paused when the buffer fills; false: a pull
     /// producer (IPullProducer), asked for more each time the buffer drains.
-    /// Throws std::runtime_error if a producer is already registered. The consumer
+    /// Throws std::invalid_argument for a producer of the other kind
+    /// (checkProducerKind) and std::runtime_error if a producer is already
+    /// registered. The consumer
     /// holds the producer until unregisterProducer() or the end of the connection.
     virtual void registerProducer(std::shared_ptr<IProducer> producer, bool streaming) = 0;
     /// Forgets the producer (without stopping it); a no-op if none is registered.

@@ -137,6 +137,9 @@ private:
     template <class F>
     void holdingProducer(F&& f);
     bool acceptsWrites() const noexcept;
+    /// A registered producer holds a close or half-close until it is
+    /// unregistered (TLS-19), unless loseConnectionDespiteProducer() was called.
+    bool producerHoldsClose() const noexcept { return membrane_ && !closeDespiteProducer_; }
     void queued();
     void scheduleFlush();
     void sendCloseNotify();
@@ -163,7 +166,7 @@ private:
     std::shared_ptr<Membrane> membrane_;
     DelayedCall flushCall_, closeTimer_;
     bool wantClose_ = false;        // loseConnection() asked
-    bool wantWriteClose_ = false;   // loseWriteConnection() asked during the handshake
+    bool wantWriteClose_ = false;   // loseWriteConnection() asked during the handshake or while producing
     bool sentCloseNotify_ = false;  // ours went out
     bool gotCloseNotify_ = false;   // the peer's arrived
     bool aborted_ = false;
