@@ -172,11 +172,29 @@ struct RegistrationTable {
 namespace {
 // The signal handlers write here: the eventfd of the reactor that installed them.
 std::atomic<int> gSignalFd{-1};
-volatile sig_atomic_t gPendingSignal = 0;
+std::atomic<int> gPendingSignal{0};  // lock-free: safe in a handler
+static_assert(std::atomic<int>::is_always_lock_free);
+
+// The handlers are the process's, the reactors that asked for them may be
+// several (one per thread): the handlers stay installed while any of them runs,
+// the newest of them hears the signals, and the dispositions found by the
+// first are put back when the last stops.
+struct SignalOwners {
+    std::mutex mu;
+    std::vector<int> wakers;  // the waker fd of each reactor that installed them, oldest first
+    struct sigaction term {};
+    struct sigaction intr {};
+    bool haveTerm = false;
+    bool haveInt = false;
+};
+SignalOwners& signalOwners() {
+    static SignalOwners owners;
+    return owners;
+}
 
 extern "C" void weftSignalHandler(int signo) {
     int saved = errno;
-    gPendingSignal = signo;
+    gPendingSignal.store(signo, std::memory_order_relaxed);
     int fd = gSignalFd.load(std::memory_order_relaxed);
     if (fd >= 0) {
         // Not through sys::ops: a handler may interrupt a fault-injector hook that
@@ -236,13 +254,6 @@ struct Reactor::EventState {
     bool runningBefore = false;            // inside runBeforeTriggers' loop
 };
 
-struct Reactor::SavedSignals {
-    struct sigaction term {};
-    struct sigaction intr {};
-    bool haveTerm = false;
-    bool haveInt = false;
-};
-
 namespace {
 void ignoreSigpipeOnce() {
     // A C++ program dies of SIGPIPE by default; Python (and so Twisted) ignores it
@@ -270,6 +281,11 @@ Reactor::Reactor(Backend backend, std::unique_ptr<detail::Poller> poller)
       regs_(std::make_unique<detail::RegistrationTable>()), ioThread_(std::this_thread::get_id()) {
     ignoreSigpipeOnce();
     waker_ = std::make_shared<detail::Waker>(*this);
+    if (backend_ == Backend::select && waker_->fileno() >= FD_SETSIZE)  // select() could never watch it
+        throw std::system_error(EMFILE, std::generic_category(),
+                                "select reactor: its waker got descriptor " + std::to_string(waker_->fileno()) +
+                                    ", which select() cannot watch (FD_SETSIZE is " + std::to_string(FD_SETSIZE) +
+                                    "); use the epoll or poll reactor");
     addInternalReader(waker_);
     // The reactor's own shutdown work precedes user during-shutdown triggers.
     addSystemEventTrigger("during", "startup", [this] { reallyStartRunning(); });
@@ -338,7 +354,21 @@ Registration& Reactor::regFor(std::shared_ptr<IFileDescriptor> d, int fd, bool a
     const IFileDescriptor* key = d.get();
     FileDescriptor* local = localDescriptor(key);
     if (auto* r = local ? findLocal(local) : findReg(key)) {
-        if (r->owner) return *r;
+        if (r->owner && r->fd() == fd) return *r;
+        if (r->owner && fd >= 0) {
+            // Held under another fd: its fileno() changed while registered (the old
+            // fd closed and a new one taken without removeReader). The old fd's
+            // registration is stale (epoll forgot the closed file); it moves to the
+            // new fd with what it was watched for, on every backend alike.
+            IReadDescriptor* reader = r->reader();
+            IWriteDescriptor* writer = r->writer();
+            dropReg(*r);
+            Registration& moved = regFor(std::move(d), fd, armedNow);
+            if (reader) setReader(moved, reader);
+            if (writer) setWriter(moved, writer);
+            if (reader || writer) updateInterest(moved);
+            return moved;
+        }
         // Only watched for errors: hold it again, if it is the one that was watched
         // (a local descriptor always is: its destructor frees its slot) and its fd
         // did not change.
@@ -910,7 +940,11 @@ bool Reactor::isInIOThread() const noexcept { return ioThread_.load() == std::th
 
 ThreadPool& Reactor::getThreadPool() {
     if (!pool_) {
-        pool_ = std::make_unique<ThreadPool>(0, poolMax_, "weft-reactor-pool");
+        auto made = std::make_unique<ThreadPool>(0, poolMax_, "weft-reactor-pool");
+        {
+            std::lock_guard lock(poolMu_);
+            pool_ = std::move(made);
+        }
         if (running_) pool_->start();
         else
             callWhenRunning([this] {
@@ -928,10 +962,29 @@ void Reactor::stopThreadPool() {
     // ignores the work, R-48), not a pool_ being moved out or a null one that
     // would build a new pool from a worker thread.
     pool_->stop();  // joins: shutdown waits for running work
-    pool_.reset();
+    std::unique_ptr<ThreadPool> dropped;
+    {
+        // Under poolMu_: callInThread() from another thread reads pool_ (and
+        // finds the stopped pool, or none and the flag: the work is ignored).
+        std::lock_guard lock(poolMu_);
+        dropped = std::move(pool_);
+        poolDropped_ = true;
+    }
 }
 
-void Reactor::callInThread(Function<void()> f) { getThreadPool().callInThread(std::move(f)); }
+void Reactor::callInThread(Function<void()> f) {
+    {
+        std::lock_guard lock(poolMu_);
+        if (pool_) {
+            pool_->callInThread(std::move(f));
+            return;
+        }
+        if (poolDropped_) return;  // after shutdown: ignored
+    }
+    // No pool yet: made on the reactor's thread, which owns the triggers it adds.
+    if (isInIOThread()) getThreadPool().callInThread(std::move(f));
+    else callFromThread([this, f = std::move(f)]() mutable { callInThread(std::move(f)); });
+}
 
 void Reactor::suggestThreadPoolSize(std::size_t n) {
     poolMax_ = n;
@@ -1201,8 +1254,12 @@ void Reactor::iterate(double delay) {
     if (std::isnan(delay) || delay < 0) throw std::invalid_argument("iterate: delay must be >= 0");
     runUntilCurrent();
     settleBeforeWait();  // before the timeout: a flush may schedule calls
-    auto t = timeout();
-    doIteration(t ? std::min(*t, delay) : delay);
+    // An infinite delay waits as long as the timers allow; any wait is clamped
+    // as timeout() clamps it: select() refuses a time_t it cannot hold.
+    std::optional<double> wait = timeout();
+    if (std::isfinite(delay)) wait = wait ? std::min(*wait, delay) : delay;
+    if (wait) wait = std::min(*wait, 2147483.0);
+    doIteration(wait);
 }
 
 void Reactor::mainLoop() {
@@ -1225,36 +1282,51 @@ void Reactor::mainLoop() {
 
 void Reactor::installSignals() {
     if (signalsInstalled_) return;
-    savedSignals_ = std::make_unique<SavedSignals>();
-    struct sigaction sa {};
-    sa.sa_handler = detail::weftSignalHandler;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    detail::gPendingSignal = 0;
-    detail::gSignalFd.store(waker_->fileno());
-    if (sys::ops.sigaction(SIGTERM, &sa, &savedSignals_->term) == 0) savedSignals_->haveTerm = true;
-    struct sigaction cur {};
-    if (sys::ops.sigaction(SIGINT, nullptr, &cur) == 0 && cur.sa_handler == SIG_DFL) {
-        if (sys::ops.sigaction(SIGINT, &sa, &savedSignals_->intr) == 0) savedSignals_->haveInt = true;
+    auto& owners = detail::signalOwners();
+    std::lock_guard lock(owners.mu);
+    if (owners.wakers.empty()) {
+        struct sigaction sa {};
+        sa.sa_handler = detail::weftSignalHandler;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        detail::gPendingSignal.store(0);
+        owners.haveTerm = sys::ops.sigaction(SIGTERM, &sa, &owners.term) == 0;
+        struct sigaction cur {};
+        owners.haveInt = sys::ops.sigaction(SIGINT, nullptr, &cur) == 0 && cur.sa_handler == SIG_DFL &&
+                         sys::ops.sigaction(SIGINT, &sa, &owners.intr) == 0;
     }
+    owners.wakers.push_back(waker_->fileno());
+    detail::gSignalFd.store(waker_->fileno());  // the newest hears them
     signalsInstalled_ = true;
 }
 
 void Reactor::restoreSignals() {
     if (!signalsInstalled_) return;
-    if (savedSignals_->haveTerm) sys::ops.sigaction(SIGTERM, &savedSignals_->term, nullptr);
-    if (savedSignals_->haveInt) sys::ops.sigaction(SIGINT, &savedSignals_->intr, nullptr);
-    int expected = waker_->fileno();
-    detail::gSignalFd.compare_exchange_strong(expected, -1);
-    savedSignals_.reset();
+    auto& owners = detail::signalOwners();
+    std::lock_guard lock(owners.mu);
+    std::erase(owners.wakers, waker_->fileno());
+    if (owners.wakers.empty()) {
+        if (owners.haveTerm) sys::ops.sigaction(SIGTERM, &owners.term, nullptr);
+        if (owners.haveInt) sys::ops.sigaction(SIGINT, &owners.intr, nullptr);
+        owners.haveTerm = owners.haveInt = false;
+        detail::gSignalFd.store(-1);
+    } else {
+        int next = owners.wakers.back();  // another reactor still running hears them now
+        detail::gSignalFd.store(next);
+        if (detail::gPendingSignal.load() != 0) {  // one that arrived for us and was not taken
+            std::uint64_t one = 1;
+            [[maybe_unused]] auto n = sys::ops.write(next, &one, sizeof one);
+        }
+    }
     signalsInstalled_ = false;
 }
 
 void Reactor::checkSignals() {
-    if (!signalsInstalled_) return;
-    int sig = detail::gPendingSignal;
+    // Only the reactor the handler wakes takes a signal: another one running on
+    // another thread must not consume it (it would stop the wrong loop).
+    if (!signalsInstalled_ || detail::gSignalFd.load(std::memory_order_relaxed) != waker_->fileno()) return;
+    int sig = detail::gPendingSignal.exchange(0);
     if (sig == 0) return;
-    detail::gPendingSignal = 0;
     exitSignal_ = sig;
     // Through the thread-call queue, so shutdown runs normally in the loop.
     callFromThread([this] {

@@ -1,6 +1,12 @@
 // Reactor lifecycle: run, stop, crash, iterate (reactor.md R-1..R-12).
 #include <gtest/gtest.h>
 
+#include <atomic>
+
+#include <limits>
+
+#include <thread>
+
 #include <chrono>
 #include <string>
 #include <vector>
@@ -230,6 +236,22 @@ TEST_P(CoreTest, R_11_notRunningYetDoesNotSpin) {
     auto c = reactor().callLater(30, [] {});
     EXPECT_NEAR(*reactor().timeout(), 30, 0.5);
     c.cancel();
+}
+
+TEST_P(CoreTest, R_11_iterateWithAnInfiniteOrHugeDelayWaitsOnEveryBackend) {
+    // The select backend was handed the delay as a time_t it cannot hold (undefined; "select: Invalid argument"),
+    // where epoll and poll waited. The delay is clamped as timeout() is, and an infinite one waits for events.
+    for (double delay : {std::numeric_limits<double>::infinity(), 1e300}) {
+        std::atomic<bool> ran{false};
+        std::thread t([&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(30));
+            reactor().callFromThread([&] { ran = true; });
+        });
+        EXPECT_NO_THROW(reactor().iterate(delay));
+        t.join();
+        if (!ran) reactor().iterate(0);
+        EXPECT_TRUE(ran.load()) << delay;
+    }
 }
 
 TEST_P(CoreTest, R_12_exceptionsFromCallbacksNeverEscapeRun) {

@@ -1,6 +1,8 @@
 // IReactorFDSet, dispatch and backend differences (reactor.md R-29..R-44).
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -992,6 +994,45 @@ TEST_P(FdSetTest, R_41_selectDisconnectsDescriptorAboveFdSetsizeAndKeepsTheRest)
     reactor().removeReader(near);
 }
 
+TEST(SelectReactor, R_41_aWakerAboveFdSetsizeIsRefusedAtConstruction) {
+    // Made while every descriptor below FD_SETSIZE was in use, the select reactor's own waker could never be
+    // watched: it was dropped at the first wait and callFromThread() and signals no longer woke the
+    // loop, without a word. The construction now fails and says why; epoll and poll have no such limit.
+    struct rlimit lim {};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &lim), 0);
+    if (lim.rlim_max < FD_SETSIZE + 64) GTEST_SKIP() << "RLIMIT_NOFILE's hard limit is " << lim.rlim_max;
+    struct rlimit raised = lim;
+    raised.rlim_cur = std::max<rlim_t>(lim.rlim_cur, FD_SETSIZE + 64);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &raised), 0);
+    std::vector<int> fillers;
+    struct CloseAll {
+        std::vector<int>& fds;
+        ~CloseAll() {
+            for (int fd : fds) ::close(fd);
+        }
+    } closeAll{fillers};
+    for (;;) {  // take every free number below FD_SETSIZE
+        int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        ASSERT_GE(fd, 0) << std::strerror(errno);
+        if (fd >= FD_SETSIZE) {
+            ::close(fd);
+            break;
+        }
+        fillers.push_back(fd);
+    }
+    try {
+        auto r = Reactor::create(Backend::select);
+        ADD_FAILURE() << "a select reactor was made with its waker at or above FD_SETSIZE";
+    } catch (const std::system_error& e) {
+        EXPECT_NE(std::string(e.what()).find("select() cannot watch"), std::string::npos) << e.what();
+    }
+    EXPECT_NO_THROW(Reactor::create(Backend::poll));
+    EXPECT_NO_THROW(Reactor::create(Backend::epoll));
+    for (int fd : fillers) ::close(fd);
+    fillers.clear();
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+}
+
 TEST_P(FdSetTest, R_41_invalidDescriptorIsProbedAndDisconnectedAlone) {
     // an fd closed behind the reactor's back makes select() fail; the reactor probes each descriptor and
     // disconnects only the bad one with ConnectionLost(EBADF). poll reports POLLNVAL with the same outcome;
@@ -1153,6 +1194,36 @@ TEST_P(FdSetTest, R_44_replacedFdIsNotDeliveredToTheOldDescriptor) {
         EXPECT_TRUE(victim->lostReason && victim->lostReason->check<ConnectionFdescWentAway>());
         EXPECT_FALSE(reactor().isReading(victim.get()));
     }
+}
+
+TEST_P(FdSetTest, R_44_aDescriptorWhoseFdChangedWhileRegisteredIsWatchedOnTheNewOne) {
+    // A descriptor that closed its fd, took a new one (another number) and called addReader/addWriter again
+    // without removing itself first: epoll kept the old registration and never watched the new fd (silent,
+    // isReading() true), poll and select disconnected it as gone. Now the registration moves to the new fd,
+    // with the interest it had, on every backend (Twisted's epoll and select deliver too).
+    SocketPair old, fresh;
+    auto d = std::make_shared<FakeDescriptor>(old.a);
+    reactor().addReader(d);
+    reactor().addWriter(d);
+    d->onWrite = [&]() -> Reason {
+        reactor().removeWriter(d.get());
+        return {};
+    };
+    reactor().iterate(0);
+    ASSERT_EQ(d->writes, 1);
+    reactor().addWriter(d);  // watched for both when its fd changes
+    old.closeA();
+    d->setFileno(fresh.a);
+    reactor().addReader(d);
+    sendBytes(fresh.b, "x");
+    ASSERT_TRUE(waitReady(fresh.a, POLLIN) & POLLIN);
+    reactor().iterate(0);
+    EXPECT_GE(d->reads, 1);
+    EXPECT_EQ(d->writes, 2);  // the write interest moved with it
+    EXPECT_EQ(d->lost, 0);
+    EXPECT_TRUE(reactor().isReading(d.get()));
+    reactor().removeReader(d.get());
+    reactor().removeWriter(d.get());
 }
 
 TEST_P(FdSetTest, R_40_aDescriptorThatClosedItsFdAfterRemoveReaderIsPolledOnTheNewOneUnderTheSameNumber) {

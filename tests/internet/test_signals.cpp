@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <string>
 #include <vector>
+#include <thread>
+#include <chrono>
 
 #include <weft/internet/base.hpp>
 
@@ -154,6 +156,53 @@ TEST_P(SignalTest, R_52_exitSignalDefaultsToNone) {
     reactor().callWhenRunning([&] { reactor().stop(); });
     runReactor(5.0, true);
     EXPECT_FALSE(reactor().exitSignal().has_value());
+}
+
+// Signal handlers are the process's, while reactors may be several (one per thread). The first of two
+// reactors running at once with run(true) to stop put back the dispositions it had found: the newer one's
+// stop left the older one deaf to SIGTERM (the signal fd cleared), the older one's stop restored SIG_DFL
+// under the newer one (a SIGTERM then killed the process). Now the handlers stay while any of them runs,
+// the newest running one hears the signals, and the last to stop restores what the first found.
+namespace {
+void waitFor(const std::atomic<bool>& flag) {
+    for (int i = 0; i < 500 && !flag.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+}  // namespace
+
+TEST_P(SignalTest, R_52_whenTheNewerOfTwoRunningReactorsStopsTheOlderHearsSigterm) {
+    auto older = Reactor::create(GetParam());
+    std::atomic<bool> olderRunning{false};
+    std::thread t([&] {
+        older->callWhenRunning([&] { olderRunning = true; });
+        runReactor(*older, 10.0, true);
+    });
+    waitFor(olderRunning);
+    reactor().callWhenRunning([&] { reactor().stop(); });
+    runReactor(5.0, true);
+    EXPECT_FALSE(reactor().exitSignal().has_value());
+    if (!sendIfCaught(SIGTERM)) older->callFromThread([&] { older->stop(); });
+    t.join();
+    EXPECT_EQ(older->exitSignal(), SIGTERM);
+    EXPECT_EQ(handlerOf(SIGTERM), SIG_DFL);  // the last to stop put back what the first found
+}
+
+TEST_P(SignalTest, R_52_whenTheOlderOfTwoRunningReactorsStopsTheNewerKeepsTheHandlers) {
+    auto older = Reactor::create(GetParam());
+    std::atomic<bool> olderRunning{false};
+    std::thread t([&] {
+        older->callWhenRunning([&] { olderRunning = true; });
+        runReactor(*older, 10.0, true);
+    });
+    waitFor(olderRunning);
+    reactor().callWhenRunning([&] {
+        older->callFromThread([&] { older->stop(); });
+        t.join();
+        if (!sendIfCaught(SIGTERM)) reactor().stop();
+    });
+    runReactor(5.0, true);
+    EXPECT_FALSE(older->exitSignal().has_value());
+    EXPECT_EQ(reactor().exitSignal(), SIGTERM);
+    EXPECT_EQ(handlerOf(SIGTERM), SIG_DFL);
 }
 
 // ---- R-53 ------------------------------------------------------------------------

@@ -100,10 +100,9 @@ using Trigger = Function<void()>;
 /// The event loop.
 ///
 /// Threading: every method must be called on the reactor's thread (the one that
-/// calls run()), except callFromThread() and wakeUp(), which are safe from any
-/// thread, and callInThread(), which is safe from any thread once the pool
-/// exists (the first getThreadPool()/callInThread() creates it and must happen
-/// on the reactor thread).
+/// calls run()), except callFromThread(), wakeUp() and callInThread(), which
+/// are safe from any thread (callInThread() from another thread before the pool
+/// exists has the reactor's thread make it; after shutdown the work is ignored).
 ///
 /// Ownership: the reactor holds every registered descriptor (shared_ptr) and an
 /// extra reference while dispatching to it; descriptors are released when removed.
@@ -550,14 +549,14 @@ private:
     std::uint64_t nextTriggerId_ = 1;
 
     // pool
-    std::unique_ptr<ThreadPool> pool_;
+    std::unique_ptr<ThreadPool> pool_;  // written on the reactor's thread, under poolMu_
+    std::mutex poolMu_;                 // callInThread() from any thread reads pool_ under it
+    bool poolDropped_ = false;          // shutdown dropped the pool: later work is ignored
     std::size_t poolMax_ = 10;
 
     // signals
     bool signalsInstalled_ = false;
     bool wantSignals_ = false;
-    struct SavedSignals;
-    std::unique_ptr<SavedSignals> savedSignals_;
 };
 
 /// epoll(7), level-triggered; the default backend.
