@@ -216,7 +216,7 @@ DatagramSocket::Received DatagramSocket::receiveSome(std::size_t budget) {
         int e = errno;
         if (e == EAGAIN || e == EWOULDBLOCK || e == EINTR) return {};  // UDP-10
         if (e == ECONNREFUSED) {
-            if (connectedToPeer()) protocol_->connectionRefused();
+            if (connectedToPeer()) reportRefusal();
             return {};
         }
         // Better than Twisted (UDP-10): one bad receive must not close a
@@ -233,6 +233,18 @@ DatagramSocket::Received DatagramSocket::receiveSome(std::size_t budget) {
     return step;
 }
 
+void DatagramSocket::reportRefusal() {
+    auto protocol = protocol_;  // the callback may close the port
+    try {
+        protocol->connectionRefused();
+    } catch (...) {
+        // As from datagramReceived (UDP-9): logged, and the port stays open. It
+        // escaped from the error-event path with the port no longer read and
+        // nothing left to close it (the port and its protocol leaked).
+        log::failure(logPrefix(), "Unhandled error in connectionRefused", Failure::current());
+    }
+}
+
 void DatagramSocket::readConnectionLost(const Failure& reason) {
     reading_ = false;  // the reactor has stopped reading us
     if (fd_ < 0 || state_ != State::listening) return;
@@ -242,9 +254,8 @@ void DatagramSocket::readConnectionLost(const Failure& reason) {
         connectionLost(reason);  // a hang-up with nothing pending: the socket is done
         return;
     }
-    auto protocol = protocol_;
     if (err == ECONNREFUSED) {
-        if (connectedToPeer()) protocol->connectionRefused();  // UDP-10, UDP-19
+        if (connectedToPeer()) reportRefusal();  // UDP-10, UDP-19
     } else {
         log::error(logPrefix(), "Error pending on a datagram socket ({}: {}); the port stays open", errnoName(err),
                    std::strerror(err));
@@ -315,8 +326,7 @@ std::size_t DatagramSocket::sendDatagram(const sockaddr* to, socklen_t toLength,
             case ECONNREFUSED:
                 // UDP-14: an unconnected socket ignores it; UDP-18: a connected one reports it.
                 if (connectedToPeer()) {
-                    auto protocol = protocol_;
-                    protocol->connectionRefused();
+                    reportRefusal();
                     return 0;
                 }
                 if (ignoreUnconnectedRefusal_) return 0;

@@ -317,10 +317,19 @@ void StandardIO::writeLost(const Failure& reason) {
         connectionLost(reason.check<error::ConnectionDone>() ? error::connectionDone() : reason);
         return;
     }
-    if (!reason.check<error::ConnectionDone>() && !dynamic_cast<IHalfCloseableProtocol*>(protocol_.get())) {
-        // The reader of stdout went away: like a failed send on TCP (STDIO-12, Better than Twisted).
-        connectionLost(reason);
-        return;
+    if (!reason.check<error::ConnectionDone>()) {
+        // The reader of stdout went away (a failed write, an error on the pipe:
+        // the reason carries its errno). A half-closeable protocol hears of its
+        // write side alone and keeps reading (STDIO-11); any other ends, like a
+        // failed send on TCP (STDIO-12, Better than Twisted). A loss without an
+        // errno is not the pipe's: the reactor's shutdown ended the writer,
+        // and the whole connection ends with that reason, as a TCP one does.
+        const auto* lost = reason.get<error::ConnectionLost>();
+        bool pipeFailed = !lost || lost->code();
+        if (!pipeFailed || !dynamic_cast<IHalfCloseableProtocol*>(protocol_.get())) {
+            connectionLost(reason);
+            return;
+        }
     }
     halfClosed(false);
 }

@@ -63,6 +63,7 @@ public:
         update();
     }
     void stopProducing() override { producer->stopProducing(); }
+    bool streaming() const noexcept { return streaming_; }
     void pauseForTLS(bool paused) {
         pausedByTLS_ = paused;
         update();
@@ -329,10 +330,12 @@ void TLSMemoryBIOProtocol::drainOutgoingNow() {
 bool TLSMemoryBIOProtocol::acceptsWrites() const noexcept {
     // TLS-27: after loseWriteConnection nothing more is sent, also when it was
     // asked during the handshake (the close_notify itself waits for its end).
-    // A producer still registered holds either close, and may write until it is
-    // unregistered (TLS-13, TLS-19; as FD-12 and FD-31 over TCP).
+    // A producer still registered holds the close, a pull producer the
+    // half-close, and may write until it is unregistered (TLS-13, TLS-19; as
+    // FD-12 and FD-31 over TCP).
     if (lost_ || aborted_ || sentCloseNotify_ || phase_ == Phase::closed) return false;
-    return (!wantClose_ && !wantWriteClose_) || producerHoldsClose();
+    if (wantWriteClose_ && !pullProducerHoldsHalfClose()) return false;
+    return !wantClose_ || producerHoldsClose();
 }
 
 void TLSMemoryBIOProtocol::queued() {
@@ -480,13 +483,18 @@ void TLSMemoryBIOProtocol::loseConnectionDespiteProducer() {
     loseConnection();
 }
 
+bool TLSMemoryBIOProtocol::pullProducerHoldsHalfClose() const noexcept {
+    return membrane_ && !membrane_->streaming() && !closeDespiteProducer_;
+}
+
 void TLSMemoryBIOProtocol::loseWriteConnection() {
     if (lost_ || aborted_) return;
     auto self = shared_from_this();
     // A close_notify waits for the end of the handshake, and for a registered
-    // producer to be unregistered (as loseConnection does, TLS-19; a TCP
-    // half-close waits for a pull producer too, FD-31).
-    if (phase_ == Phase::handshaking || producerHoldsClose()) {
+    // pull producer to be unregistered, as a TCP half-close does (FD-19, FD-31):
+    // it writes only when asked, so until then it may have more to say. A push
+    // producer does not hold it (a proxy's peer stays registered to the end).
+    if (phase_ == Phase::handshaking || pullProducerHoldsHalfClose()) {
         wantWriteClose_ = true;
         return;
     }

@@ -394,6 +394,24 @@ TEST_P(StdioTest, STDIO_13_bothHalvesClosingOnTheirOwnEndTheConnectionOnce) {
     EXPECT_EQ(proto->events, (std::vector<std::string>{"made", "readLost", "writeLost", "lost"}));
 }
 
+TEST_P(StdioTest, STDIO_13_R_7_aHalfClosedProtocolHearsTheShutdownsConnectionLost) {
+    // stdin ended (readConnectionLost), stdout still open, then the reactor ended: the writer's loss at
+    // shutdown was taken for the stdout reader leaving, so the protocol got a writeConnectionLost() that
+    // nothing had asked for and then ConnectionDone, where a TCP connection in the same state (and R-7)
+    // gives ConnectionLost. Only a loss that carries the pipe's errno is the reader leaving (STDIO-11).
+    auto proto = std::make_shared<Recorder>(true);
+    {
+        auto r = Reactor::create(GetParam());
+        auto io = StandardIO::create(*r, proto, in.readFd, out.writeFd);
+        in.closeWrite();
+        ASSERT_TRUE(spinUntil(*r, [&] { return !proto->events.empty() && proto->events.back() == "readLost"; }));
+        r->fireSystemEvent("shutdown");
+    }
+    ASSERT_TRUE(proto->lostReason.has_value());
+    EXPECT_TRUE(proto->lostReason->check<err::ConnectionLost>()) << proto->lostReason->getErrorMessage();
+    EXPECT_EQ(proto->events, (std::vector<std::string>{"made", "readLost", "lost"}));
+}
+
 TEST_P(StdioTest, STDIO_14_loseWriteConnectionClosesOnlyStdout) {
     auto proto = std::make_shared<Recorder>(true);
     auto io = StandardIO::create(reactor(), proto, in.readFd, out.writeFd);

@@ -441,6 +441,27 @@ TEST_P(UDPTest, UDP_10_UDP_19_aPausedConnectedPortSurvivesARefusalAndHearsItOnce
     ASSERT_TRUE(stopAndWait(reactor(), *port));
 }
 
+TEST_P(UDPTest, UDP_9_UDP_10_anExceptionFromConnectionRefusedIsLoggedAndThePortKeepsReading) {
+    // A refusal that arrives as an error event (no data): the exception from connectionRefused() escaped
+    // with the port no longer read, so the next refusal was never reported, shutdown could not close the
+    // port, and the port and its protocol held each other for good (LeakSanitizer: 472 bytes). It is now
+    // logged as one from datagramReceived is (UDP-9), and the port stays open and read.
+    auto p = std::make_shared<RecordingDatagram>();
+    p->onRefused = [](RecordingDatagram&) { throw std::runtime_error("boom in connectionRefused"); };
+    auto port = reactor().listenUDP(0, p, "127.0.0.1");
+    port->connect("127.0.0.1", unusedUDPPort());
+    port->write(std::string_view("x"));
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return p->refused >= 1; }));
+    for (int i = 0; i < 5; ++i) reactor().iterate(0.01);
+    port->write(std::string_view("y"));
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return p->refused >= 2; }));
+    EXPECT_TRUE(port->listening());
+    auto errors = logs.flushLoggedErrors<std::runtime_error>();
+    EXPECT_GE(errors.size(), 2u);
+    ASSERT_TRUE(stopAndWait(reactor(), *port));
+    EXPECT_EQ(p->stopped, 1);
+}
+
 TEST_P(UDPTest, UDP_10_unexpectedReceiveErrorIsLoggedAndPortStaysOpen) {
     // UDP-10, Better than Twisted: another receive error is logged with its errno; the port stays open.
     auto p = std::make_shared<RecordingDatagram>();

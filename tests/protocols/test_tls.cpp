@@ -1097,14 +1097,19 @@ TEST(TLSMemoryBIOProtocol, TLS_17_TLS_18_aProducerOfTheWrongKindIsRefused) {
     consumer->unregisterProducer();
 }
 
-TEST(TLSMemoryBIOProtocol, TLS_27_TLS_19_aHalfCloseWaitsForARegisteredProducer) {
-    // loseWriteConnection() sent close_notify at once although a producer was registered; what the
-    // producer wrote next was dropped, and the peer saw a clean end without it. Now the half-close
-    // waits for unregisterProducer(), as loseConnection() does (TLS-19) and a TCP half-close does.
+TEST(TLSMemoryBIOProtocol, TLS_27_aHalfCloseWaitsForARegisteredPullProducer) {
+    // loseWriteConnection() sent close_notify at once although a pull producer was registered; what it wrote
+    // when next asked was dropped, and the peer saw a clean end without it. Now the half-close waits for
+    // unregisterProducer(), as a TCP half-close does (FD-19, FD-31).
     Certs certs;
     Pair p(certs.server(), certs.client());
-    auto producer = std::make_shared<Push>();
-    p.clientApp->transport->asConsumer()->registerProducer(producer, true);
+    struct Idle : IPullProducer {
+        int asked = 0;
+        void resumeProducing() override { ++asked; }
+        void stopProducing() override {}
+    };
+    auto producer = std::make_shared<Idle>();
+    p.clientApp->transport->asConsumer()->registerProducer(producer, false);
     auto& half = dynamic_cast<IHalfCloseableTransport&>(*p.clientApp->transport);
     half.loseWriteConnection();
     p.clientApp->transport->write(std::string_view("written while producing"));
@@ -1117,7 +1122,23 @@ TEST(TLSMemoryBIOProtocol, TLS_27_TLS_19_aHalfCloseWaitsForARegisteredProducer) 
     EXPECT_EQ(p.serverApp->received, "written while producing");
     ASSERT_EQ(p.serverApp->lost, 1);  // not half-closeable: the peer's close_notify ends it
     EXPECT_TRUE(p.serverApp->lostReason->check<error::ConnectionDone>()) << p.serverApp->lostReason->getErrorMessage();
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_27_aPushProducerDoesNotHoldAHalfClose) {
+    // As over TCP: a streaming producer that is not paused does not hold the half-close. A proxy keeps its
+    // peer registered as its producer to the end, and its half-close must still reach the other side.
+    Certs certs;
+    Pair p(certs.server(), certs.client());
+    auto producer = std::make_shared<Push>();
+    p.clientApp->transport->asConsumer()->registerProducer(producer, true);
+    p.clientApp->transport->write(std::string_view("last words"));
+    dynamic_cast<IHalfCloseableTransport&>(*p.clientApp->transport).loseWriteConnection();
+    p.clientApp->transport->write(std::string_view(" dropped"));
+    p.flush();
+    EXPECT_EQ(p.serverApp->received, "last words");
+    EXPECT_EQ(p.serverApp->lost, 1);
     EXPECT_EQ(producer->events, std::vector<std::string>{});
+    p.clientApp->transport->asConsumer()->unregisterProducer();
 }
 
 TEST(TLSMemoryBIOProtocol, TLS_37_keyUpdatesAreTransparent) {

@@ -119,6 +119,9 @@ protected:
     virtual bool connectedToPeer() const noexcept = 0;
     /// Called once the socket is closed, before doStop(): log, remove files.
     virtual void closed() {}
+    /// Tells the protocol of a refusal (connectionRefused()); what that throws
+    /// is logged and the port stays open, as for datagramReceived (UDP-9).
+    void reportRefusal();
     /// The protocol's log prefix, for the start and close lines.
     std::string protocolPrefix() const;
     /// The protocol's qualified class name, for repr().

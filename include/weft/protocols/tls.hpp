@@ -95,7 +95,8 @@ public:
     void loseConnectionDespiteProducer() override;
     /// Flushes, sends close_notify and shuts the write half below when the
     /// transport below can (TLS-27, Better than Twisted). Asked during the
-    /// handshake, it happens once the handshake completes.
+    /// handshake, it happens once the handshake completes; asked while a pull
+    /// producer is registered, once it is unregistered (as over TCP, FD-31).
     void loseWriteConnection() override;
     void abortConnection() override;
     bool isConnected() const noexcept override;
@@ -140,6 +141,8 @@ private:
     /// A registered producer holds a close or half-close until it is
     /// unregistered (TLS-19), unless loseConnectionDespiteProducer() was called.
     bool producerHoldsClose() const noexcept { return membrane_ && !closeDespiteProducer_; }
+    /// A registered pull producer holds a half-close until it is unregistered.
+    bool pullProducerHoldsHalfClose() const noexcept;
     void queued();
     void scheduleFlush();
     void sendCloseNotify();
