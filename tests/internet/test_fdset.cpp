@@ -998,28 +998,8 @@ TEST(SelectReactor, R_41_aWakerAboveFdSetsizeIsRefusedAtConstruction) {
     // Made while every descriptor below FD_SETSIZE was in use, the select reactor's own waker could never be
     // watched: it was dropped at the first wait and callFromThread() and signals no longer woke the
     // loop, without a word. The construction now fails and says why; epoll and poll have no such limit.
-    struct rlimit lim {};
-    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &lim), 0);
-    if (lim.rlim_max < FD_SETSIZE + 64) GTEST_SKIP() << "RLIMIT_NOFILE's hard limit is " << lim.rlim_max;
-    struct rlimit raised = lim;
-    raised.rlim_cur = std::max<rlim_t>(lim.rlim_cur, FD_SETSIZE + 64);
-    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &raised), 0);
-    std::vector<int> fillers;
-    struct CloseAll {
-        std::vector<int>& fds;
-        ~CloseAll() {
-            for (int fd : fds) ::close(fd);
-        }
-    } closeAll{fillers};
-    for (;;) {  // take every free number below FD_SETSIZE
-        int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-        ASSERT_GE(fd, 0) << std::strerror(errno);
-        if (fd >= FD_SETSIZE) {
-            ::close(fd);
-            break;
-        }
-        fillers.push_back(fd);
-    }
+    weft::test::BelowFdSetsizeTaken taken;
+    if (!taken.ok()) GTEST_SKIP() << taken.why();
     try {
         auto r = Reactor::create(Backend::select);
         ADD_FAILURE() << "a select reactor was made with its waker at or above FD_SETSIZE";
@@ -1028,9 +1008,6 @@ TEST(SelectReactor, R_41_aWakerAboveFdSetsizeIsRefusedAtConstruction) {
     }
     EXPECT_NO_THROW(Reactor::create(Backend::poll));
     EXPECT_NO_THROW(Reactor::create(Backend::epoll));
-    for (int fd : fillers) ::close(fd);
-    fillers.clear();
-    ::setrlimit(RLIMIT_NOFILE, &lim);
 }
 
 TEST_P(FdSetTest, R_41_invalidDescriptorIsProbedAndDisconnectedAlone) {

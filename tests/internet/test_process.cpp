@@ -906,23 +906,8 @@ TEST_P(ProcessTest, REAP_1_aChildThatExitedUnseenIsReapedWhenItsReactorIsDestroy
 TEST_P(ProcessTest, R_41_aChildWhoseDescriptorsAreAllAboveFdSetsizeIsStillReaped) {
     // select gives up an fd at or above FD_SETSIZE (connectionLost). For the child's pidfd that must not
     // mean the child is never reaped: it is polled instead, and processEnded comes with its status.
-    rlimit old{};
-    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
-    if (old.rlim_max != RLIM_INFINITY && old.rlim_max < FD_SETSIZE + 64)
-        GTEST_SKIP() << "RLIMIT_NOFILE hard limit too low";
-    rlimit raised = old;
-    raised.rlim_cur = std::max<rlim_t>(old.rlim_cur, FD_SETSIZE + 64);
-    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &raised), 0);
-    std::vector<int> fillers;  // every fd below FD_SETSIZE taken, so the child's descriptors land above
-    for (;;) {
-        int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-        ASSERT_GE(fd, 0) << std::strerror(errno);
-        if (fd >= FD_SETSIZE) {
-            ::close(fd);
-            break;
-        }
-        fillers.push_back(fd);
-    }
+    weft::test::BelowFdSetsizeTaken taken;  // every fd below FD_SETSIZE taken, so the child's land above
+    if (!taken.ok()) GTEST_SKIP() << taken.why();
     auto proto = std::make_shared<RecordingProcess>();
     std::exception_ptr failed;
     try {
@@ -931,8 +916,7 @@ TEST_P(ProcessTest, R_41_aChildWhoseDescriptorsAreAllAboveFdSetsizeIsStillReaped
         failed = std::current_exception();
     }
     bool ended = !failed && spinUntil([&] { return proto->ended; }, 10);
-    for (int fd : fillers) ::close(fd);
-    ::setrlimit(RLIMIT_NOFILE, &old);
+    taken.release();
     ASSERT_FALSE(failed);
     ASSERT_TRUE(ended) << "processEnded never came";
     EXPECT_EQ(proto->exitCode(), 3);

@@ -163,20 +163,24 @@ TEST_P(SignalTest, R_52_exitSignalDefaultsToNone) {
 // stop left the older one deaf to SIGTERM (the signal fd cleared), the older one's stop restored SIG_DFL
 // under the newer one (a SIGTERM then killed the process). Now the handlers stay while any of them runs,
 // the newest running one hears the signals, and the last to stop restores what the first found.
-namespace {
-void waitFor(const std::atomic<bool>& flag) {
-    for (int i = 0; i < 500 && !flag.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-}
-}  // namespace
-
-TEST_P(SignalTest, R_52_whenTheNewerOfTwoRunningReactorsStopsTheOlderHearsSigterm) {
-    auto older = Reactor::create(GetParam());
+class TwoReactorsSignalTest : public SignalTest {
+protected:
+    /// Runs `older` with run(true) on a thread of its own; returns once it runs.
+    std::thread startOlder() {
+        std::thread t([this] {
+            older->callWhenRunning([this] { olderRunning = true; });
+            runReactor(*older, 10.0, true);
+        });
+        for (int i = 0; i < 500 && !olderRunning.load(); ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        return t;
+    }
+    std::unique_ptr<Reactor> older = Reactor::create(GetParam());
     std::atomic<bool> olderRunning{false};
-    std::thread t([&] {
-        older->callWhenRunning([&] { olderRunning = true; });
-        runReactor(*older, 10.0, true);
-    });
-    waitFor(olderRunning);
+};
+
+TEST_P(TwoReactorsSignalTest, R_52_whenTheNewerOfTwoRunningReactorsStopsTheOlderHearsSigterm) {
+    std::thread t = startOlder();
     reactor().callWhenRunning([&] { reactor().stop(); });
     runReactor(5.0, true);
     EXPECT_FALSE(reactor().exitSignal().has_value());
@@ -186,14 +190,8 @@ TEST_P(SignalTest, R_52_whenTheNewerOfTwoRunningReactorsStopsTheOlderHearsSigter
     EXPECT_EQ(handlerOf(SIGTERM), SIG_DFL);  // the last to stop put back what the first found
 }
 
-TEST_P(SignalTest, R_52_whenTheOlderOfTwoRunningReactorsStopsTheNewerKeepsTheHandlers) {
-    auto older = Reactor::create(GetParam());
-    std::atomic<bool> olderRunning{false};
-    std::thread t([&] {
-        older->callWhenRunning([&] { olderRunning = true; });
-        runReactor(*older, 10.0, true);
-    });
-    waitFor(olderRunning);
+TEST_P(TwoReactorsSignalTest, R_52_whenTheOlderOfTwoRunningReactorsStopsTheNewerKeepsTheHandlers) {
+    std::thread t = startOlder();
     reactor().callWhenRunning([&] {
         older->callFromThread([&] { older->stop(); });
         t.join();
@@ -328,3 +326,4 @@ TEST_P(SignalTest, R_55_sigpipeDoesNotKillTheProcess) {
 }  // namespace
 
 INSTANTIATE_TEST_SUITE_P(Backends, SignalTest, weft::test::allBackends(), weft::test::backendParamName);
+INSTANTIATE_TEST_SUITE_P(Backends, TwoReactorsSignalTest, weft::test::allBackends(), weft::test::backendParamName);

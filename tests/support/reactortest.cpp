@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -191,5 +193,54 @@ void FakeDescriptor::readConnectionLost(const Failure& reason) {
     if (onReadLost) onReadLost(reason);
 }
 void FakeDescriptor::writeConnectionLost(const Failure&) {}
+
+BelowFdSetsizeTaken::BelowFdSetsizeTaken() {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+        why_ = "getrlimit failed";
+        return;
+    }
+    constexpr rlim_t kNeeded = FD_SETSIZE + 64;
+    if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < kNeeded) {
+        why_ = "RLIMIT_NOFILE's hard limit (" + std::to_string(lim.rlim_max) + ") is too low";
+        return;
+    }
+    oldSoft_ = lim.rlim_cur;
+    if (lim.rlim_cur < kNeeded) {
+        lim.rlim_cur = kNeeded;
+        if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+            why_ = "setrlimit failed";
+            return;
+        }
+        raised_ = true;
+    }
+    for (;;) {
+        int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            why_ = "open(/dev/null) failed";
+            return;
+        }
+        if (fd >= FD_SETSIZE) {
+            ::close(fd);
+            return;
+        }
+        fds_.push_back(fd);
+    }
+}
+
+void BelowFdSetsizeTaken::release() noexcept {
+    for (int fd : fds_) ::close(fd);
+    fds_.clear();
+}
+
+BelowFdSetsizeTaken::~BelowFdSetsizeTaken() {
+    release();
+    if (raised_) {
+        rlimit lim{};
+        ::getrlimit(RLIMIT_NOFILE, &lim);
+        lim.rlim_cur = static_cast<rlim_t>(oldSoft_);
+        ::setrlimit(RLIMIT_NOFILE, &lim);
+    }
+}
 
 }  // namespace weft::test

@@ -180,6 +180,28 @@ private:
     int fd_;
 };
 
+/// Takes every free descriptor number below FD_SETSIZE (raising RLIMIT_NOFILE's
+/// soft limit first if needed), so that the next descriptor made lands at or
+/// above it; gives them back and restores the limit when destroyed. why() says
+/// why it could not (a hard limit too low), for GTEST_SKIP.
+class BelowFdSetsizeTaken {
+public:
+    BelowFdSetsizeTaken();
+    ~BelowFdSetsizeTaken();
+    BelowFdSetsizeTaken(const BelowFdSetsizeTaken&) = delete;
+    BelowFdSetsizeTaken& operator=(const BelowFdSetsizeTaken&) = delete;
+    bool ok() const noexcept { return why_.empty(); }
+    const std::string& why() const noexcept { return why_; }
+    /// Gives the numbers back now (the limit is restored at destruction).
+    void release() noexcept;
+
+private:
+    std::vector<int> fds_;
+    unsigned long long oldSoft_ = 0;
+    bool raised_ = false;
+    std::string why_;
+};
+
 /// A push producer that does nothing but count the stopProducing() calls: for a
 /// test that a consumer's end stops what it still holds (FD-2).
 struct StopCountingProducer : IPushProducer {
