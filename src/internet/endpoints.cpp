@@ -240,8 +240,9 @@ std::shared_ptr<IStreamServerEndpoint> parseUNIXServer(const ReactorRef& reactor
     std::string modeText = valueOr(b, "mode", "666");
     int mode = 0;
     auto [end, ec] = std::from_chars(modeText.data(), modeText.data() + modeText.size(), mode, 8);
+    // A bad value is Twisted's ValueError (int(mode, 8)), as a bad port is.
     if (modeText.empty() || ec != std::errc() || end != modeText.data() + modeText.size() || mode < 0 || mode > 07777)
-        throw EndpointArgumentError(fmt::format("unix: mode {} is not an octal file mode", quote(modeText)));
+        throw InvalidEndpointDescription(fmt::format("unix: mode {} is not an octal file mode", quote(modeText)));
     if (b["address"].empty()) throw EndpointArgumentError("unix: the address (a socket path) is empty");
     return std::make_shared<UNIXServerEndpoint>(need<IReactorUNIX>(reactor, "unix"), b["address"],
                                                 intArgument("unix", "backlog", valueOr(b, "backlog", "50")), mode,
@@ -331,7 +332,7 @@ std::shared_ptr<IDatagramServerEndpoint> parseUDPServer(const ReactorRef& reacto
     Bound b = bindArguments("udp", d, {"port", "interface", "maxPacketSize"}, {"port"});
     int size = intArgument("udp", "maxPacketSize", valueOr(b, "maxPacketSize", "8192"));
     if (size <= 0 || size > 65535)
-        throw EndpointArgumentError(fmt::format("udp: maxPacketSize {} is outside 1..65535", size));
+        throw InvalidEndpointDescription(fmt::format("udp: maxPacketSize {} is outside 1..65535", size));
     return std::make_shared<UDPServerEndpoint>(need<IReactorUDP>(reactor, "udp"), portArgument("udp", b["port"]),
                                                valueOr(b, "interface", ""), static_cast<std::size_t>(size));
 }

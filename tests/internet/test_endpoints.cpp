@@ -232,11 +232,14 @@ TEST_F(EndpointParsing, EP_7_unixServerModeIsOctalAndLockfileAndBacklogParse) {
 }
 
 TEST_F(EndpointParsing, EP_7_unixServerBadArgumentsNameTheProblem) {
-    // EP-7 (bad input): a mode that is not octal, an empty path, or an unknown keyword is an argument error naming it.
-    EXPECT_NE(messageOf<ep::EndpointArgumentError>([&] {
+    // EP-7 (bad input): a mode that is not octal is a bad value (Twisted's ValueError from int(mode, 8):
+    // InvalidEndpointDescription; it was EndpointArgumentError, the TypeError kind); an empty path or an unknown
+    // keyword is an argument error. Each names the problem.
+    EXPECT_NE(messageOf<InvalidEndpointDescription>([&] {
                   ep::serverFromString(*reactor, "unix:/tmp/s:mode=999");
               }).find("mode '999'"),
               std::string::npos);
+    EXPECT_THROW(ep::serverFromString(*reactor, "unix:/tmp/s:mode=abc"), InvalidEndpointDescription);
     EXPECT_THROW(ep::serverFromString(*reactor, "unix:"), ep::EndpointArgumentError);
     EXPECT_THROW(ep::serverFromString(*reactor, "unix:/tmp/s:timeout=3"), ep::EndpointArgumentError);
     EXPECT_THROW(ep::serverFromString(*reactor, "unix"), ep::EndpointArgumentError);
@@ -506,7 +509,9 @@ TEST_F(EndpointParsing, EP_6_udpDatagramDescriptions) {
     EXPECT_EQ(e->maxPacketSize(), 1500u);
     EXPECT_THROW(ep::datagramServerFromString(*reactor, "tcp:80"), UnknownEndpointType);
     EXPECT_THROW(ep::datagramServerFromString(*reactor, "udp:70000"), InvalidEndpointDescription);
-    EXPECT_THROW(ep::datagramServerFromString(*reactor, "udp:1:maxPacketSize=0"), ep::EndpointArgumentError);
+    // A maxPacketSize out of range is a bad value, as a bad port is (the ValueError kind).
+    EXPECT_THROW(ep::datagramServerFromString(*reactor, "udp:1:maxPacketSize=0"), InvalidEndpointDescription);
+    EXPECT_THROW(ep::datagramServerFromString(*reactor, "udp:1:maxPacketSize=70000"), InvalidEndpointDescription);
     EXPECT_THROW(ep::datagramServerFromString(*reactor, "udp"), ep::EndpointArgumentError);
 }
 

@@ -200,7 +200,19 @@ for events in create,one_shot is_dir only_dir,create mask_add ''; do
   [ "$rc" -eq 2 ] || { echo "--events '$events' exited $rc"; exit 1; }
   [ "$(wc -l <"$work/bad.err")" -eq 1 ] || { echo "--events '$events': $(cat "$work/bad.err")"; exit 1; }
 done
-"$weft" watch --help | grep -q "^Event names: access, .*move_self\.$" || { echo "--help lists flags as events"; exit 1; }
+"$weft" watch --help | grep -q "^Event names: access, .*move_self, unmount\.$" || { echo "--help lists flags as events"; exit 1; }
+# The default the help shows is a list --events takes (it named unmount, which --events refused).
+default=$("$weft" watch --help | sed -n 's/.*(default: \([a-z_,]*\)).*/\1/p')
+[ -n "$default" ] || { echo "--help shows no default for --events"; exit 1; }
+"$weft" watch --events "$default" "$work" >"$work/default.out" 2>"$work/default.err" &
+defaultPid=$!
+sleep 0.5
+kill -TERM "$defaultPid" 2>/dev/null || true
+set +e
+wait "$defaultPid"
+rc=$?
+set -e
+[ "$rc" -eq 0 ] || { echo "--events '$default' (the default) exited $rc: $(cat "$work/default.err")"; exit 1; }
 ! "$weft" watch --help | grep -q "one_shot" || { echo "--help lists one_shot"; exit 1; }
 set +e
 "$weft" watch >/dev/null 2>"$work/bad.err"

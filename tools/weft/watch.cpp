@@ -34,10 +34,15 @@ namespace ino = weft::inotify;
 namespace {
 
 constexpr std::uint32_t kDefaultMask = ino::IN_WATCH_MASK | IN_CLOSE_WRITE;
+// What --events accepts: the events, and unmount (which the kernel reports
+// whatever the mask, and the default mask names).
+constexpr std::uint32_t kEventBits = IN_ALL_EVENTS | IN_UNMOUNT;
+static_assert((kDefaultMask & ~kEventBits) == 0, "the default --events must be accepted by --events");
 
 std::string allNames() {
     std::string out;
-    for (std::uint32_t bit = 1; bit & IN_ALL_EVENTS; bit <<= 1) {
+    for (std::uint32_t bit = 1; bit <= IN_UNMOUNT; bit <<= 1) {
+        if (!(bit & kEventBits)) continue;
         auto names = ino::humanReadableMask(bit);
         if (names.empty()) continue;
         if (!out.empty()) out += ", ";
@@ -61,7 +66,7 @@ std::optional<std::uint32_t> parseEvents(const std::string& list, bool given) {
         auto comma = rest.find(',');
         std::string_view name = rest.substr(0, comma);
         auto bit = ino::maskFromName(name);
-        if (!bit || (*bit & ~static_cast<std::uint32_t>(IN_ALL_EVENTS)) != 0) {
+        if (!bit || (*bit & ~kEventBits) != 0) {
             std::fprintf(stderr, "weft watch: unknown event %s in --events %s (known: %s)\n", weft::quote(name).c_str(),
                          weft::quote(list).c_str(), allNames().c_str());
             return std::nullopt;

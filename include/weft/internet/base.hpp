@@ -20,6 +20,7 @@
 #include <weft/internet/interfaces.hpp>
 #include <weft/log.hpp>
 #include <weft/threadpool.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft {
 

@@ -29,6 +29,7 @@
 #include <weft/internet/base.hpp>
 #include <weft/internet/defer.hpp>
 #include <weft/internet/protocol.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft {
 

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include <weft/export.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft {
 

@@ -25,6 +25,7 @@
 #include <weft/internet/address.hpp>
 #include <weft/internet/delayedcall.hpp>
 #include <weft/log.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft {
 

@@ -27,6 +27,7 @@
 #include <weft/internet/defer.hpp>
 #include <weft/internet/interfaces.hpp>
 #include <weft/internet/protocol.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft {
 class Reactor;

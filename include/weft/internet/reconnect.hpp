@@ -25,6 +25,7 @@
 #include <weft/internet/delayedcall.hpp>
 #include <weft/internet/interfaces.hpp>
 #include <weft/internet/protocol.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft {
 

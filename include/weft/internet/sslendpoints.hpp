@@ -42,6 +42,7 @@
 #include <weft/internet/interfaces.hpp>
 #include <weft/internet/protocol.hpp>
 #include <weft/internet/ssl.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft::ssl {
 

@@ -47,6 +47,7 @@
 #include <weft/internet/protocol.hpp>
 #include <weft/internet/sockaddr.hpp>
 #include <weft/internet/ssl.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft {
 

@@ -39,6 +39,7 @@
 #include <weft/internet/protocol.hpp>
 #include <weft/internet/sockaddr.hpp>
 #include <weft/internet/stream.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft::tcp {
 

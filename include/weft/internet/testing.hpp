@@ -43,6 +43,7 @@
 #include <weft/internet/protocol.hpp>
 #include <weft/internet/task.hpp>
 #include <weft/log.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft::testing {
 

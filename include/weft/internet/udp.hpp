@@ -36,6 +36,7 @@
 #include <weft/internet/protocol.hpp>
 #include <weft/internet/datagram.hpp>
 #include <weft/internet/sockaddr.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft::udp {
 

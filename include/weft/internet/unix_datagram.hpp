@@ -22,6 +22,7 @@
 
 #include <weft/export.hpp>
 #include <weft/internet/datagram.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft::unix_ {
 

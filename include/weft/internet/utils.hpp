@@ -32,6 +32,7 @@
 #include <weft/export.hpp>
 #include <weft/internet/defer.hpp>
 #include <weft/internet/interfaces.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft::utils {
 

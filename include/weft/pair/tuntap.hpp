@@ -47,6 +47,7 @@
 #include <weft/internet/protocol.hpp>
 #include <weft/pair/ethernet.hpp>
 #include <weft/pair/raw.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft::pair {
 

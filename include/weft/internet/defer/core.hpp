@@ -21,6 +21,7 @@
 #include <weft/export.hpp>
 #include <weft/failure.hpp>
 #include <weft/function.hpp>
+#include <weft/internet/error.hpp>
 
 namespace weft {
 
