@@ -105,20 +105,21 @@ struct DirEntry {
     unsigned char type;
 };
 
-// Lists `dir` (without "." and ".."); false if it cannot be opened or read
-// (it vanished, or is no directory). With followLink false a symbolic link
-// is not opened.
-bool listDirectory(const std::string& dir, bool followLink, std::vector<DirEntry>& out) {
+// Lists `dir` (without "." and ".."): 0, or the errno if it cannot be opened
+// or read. vanished(errno): it is gone, or no directory; anything else (no
+// descriptor free, EMFILE) is a failure to say. With followLink false a
+// symbolic link is not opened.
+int listDirectory(const std::string& dir, bool followLink, std::vector<DirEntry>& out) {
     int flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (followLink ? 0 : O_NOFOLLOW);
     int fd = sys::ops.open(dir.c_str(), flags, 0);
-    if (fd < 0) return false;
+    if (fd < 0) return errno;
     alignas(dirent64) std::byte buffer[16384];
-    bool ok = true;
+    int error = 0;
     while (true) {
         ssize_t n = sys::ops.getdents64(fd, buffer, sizeof buffer);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            ok = n == 0;
+            error = n == 0 ? 0 : errno;
             break;
         }
         for (ssize_t at = 0; at < n;) {
@@ -130,7 +131,7 @@ bool listDirectory(const std::string& dir, bool followLink, std::vector<DirEntry
         }
     }
     sys::ops.close(fd);
-    return ok;
+    return error;
 }
 
 // The entry's DT_* type; where the filesystem does not say (DT_UNKNOWN), lstat
@@ -253,9 +254,14 @@ int INotify::watch(const FilePath& path, std::uint32_t mask, bool autoAdd, std::
             std::string dir = std::move(dirs.front());
             dirs.pop_front();
             entries.clear();
-            bool listed = listDirectory(dir, top, entries);
+            int error = listDirectory(dir, top, entries);
             top = false;
-            if (!listed) continue;  // a file, or gone
+            if (error != 0) {
+                if (vanished(error)) continue;  // a file, or gone
+                // Not a directory that went: the tree would be watched in part,
+                // silently (EMFILE skipped every directory below the root).
+                throw watchError(error, dir);
+            }
             for (auto& e : entries) {
                 std::string child = join(dir, e.name);
                 if (entryType(child, e.type) != DT_DIR) continue;
@@ -566,7 +572,12 @@ void INotify::scan(const WatchPtr& w) {
     if (!open() || !w->delivering()) return;
     const std::string dir = w->path_.native();
     std::vector<DirEntry> entries;
-    if (!listDirectory(dir, false, entries)) return;  // it vanished before its scan: skipped (INO-18)
+    if (int error = listDirectory(dir, false, entries); error != 0) {
+        // It vanished before its scan: skipped (INO-18). Any other failure
+        // (EMFILE) loses what it holds: said, as autoAdd's own failures are.
+        if (!vanished(error)) log::error(logPrefix(), "{}", watchError(error, dir).what());
+        return;
+    }
     FilePath child;
     for (auto& e : entries) {
         if (!open() || !w->delivering()) return;

@@ -406,9 +406,13 @@ int runPortforward(weft::Backend backend, const std::string& description, const 
         [target, failed, to](const std::shared_ptr<weft::portforward::ProxyClientFactory>& f) {
             target->connect(f).addBoth([f, failed, to](weft::Result<std::shared_ptr<weft::Protocol>> r) {
                 if (r.ok()) return;
-                weft::log::warn("portforward", "cannot connect to {}: {}", weft::quote(to),
-                                r.failure().getErrorMessage());
-                *failed = true;
+                // NoProtocol: the target answered after the client had gone, and the
+                // proxy built nothing for it; the target was reached, nothing to warn of.
+                if (!r.failure().check<weft::error::NoProtocol>()) {
+                    weft::log::warn("portforward", "cannot connect to {}: {}", weft::quote(to),
+                                    r.failure().getErrorMessage());
+                    *failed = true;
+                }
                 f->clientConnectionFailed(nullptr, r.failure());
             });
         });

@@ -307,13 +307,15 @@ public:
     /// (symbolic links are not followed), and the descriptor of `path` is
     /// returned. With `autoAdd`, directories created in (or moved into) a
     /// watched directory are watched as well, and what they already hold is
-    /// reported on the next loop iteration (INO-18).
+    /// reported on the next loop iteration (INO-18); one that cannot be listed
+    /// then (gone: skipped; anything else, such as EMFILE: logged) reports nothing.
     ///
     /// Throws INotifyError naming the path and the errno (ENOENT, EACCES,
     /// ENOTDIR with IN_ONLYDIR, ENOSPC: the watch limit,
-    /// /proc/sys/fs/inotify/max_user_watches; EBADF once closed). A recursive
-    /// watch that fails below `path` removes the watches it had added before
-    /// throwing; a directory that vanishes during the walk is skipped.
+    /// /proc/sys/fs/inotify/max_user_watches; EBADF once closed; EMFILE when a
+    /// directory of a recursive walk cannot be opened). A recursive watch that
+    /// fails below `path` removes the watches it had added before throwing; a
+    /// directory that vanishes during the walk is skipped.
     int watch(const FilePath& path, std::uint32_t mask = IN_WATCH_MASK, bool autoAdd = false,
               std::vector<Callback> callbacks = {}, bool recursive = false);
 
