@@ -243,22 +243,4 @@ BelowFdSetsizeTaken::~BelowFdSetsizeTaken() {
     }
 }
 
-NoDescriptorFree::NoDescriptorFree() {
-    rlimit lim{};
-    if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) throw std::runtime_error("getrlimit failed");
-    oldSoft_ = lim.rlim_cur;
-    int lowest = ::fcntl(0, F_DUPFD_CLOEXEC, 0);  // every number below it is in use
-    if (lowest < 0) throw std::runtime_error("no descriptor free already");
-    ::close(lowest);
-    lim.rlim_cur = static_cast<rlim_t>(lowest);
-    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) throw std::runtime_error("setrlimit failed");
-}
-
-NoDescriptorFree::~NoDescriptorFree() {
-    rlimit lim{};
-    ::getrlimit(RLIMIT_NOFILE, &lim);
-    lim.rlim_cur = static_cast<rlim_t>(oldSoft_);
-    ::setrlimit(RLIMIT_NOFILE, &lim);
-}
-
 }  // namespace weft::test

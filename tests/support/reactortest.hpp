@@ -202,20 +202,6 @@ private:
     std::string why_;
 };
 
-/// While it lives, no descriptor can be made: RLIMIT_NOFILE's soft limit is
-/// lowered to the lowest free descriptor number, so the next open/socket/pipe
-/// fails with EMFILE (a real limit, not the syscall seam). Restored when destroyed.
-class NoDescriptorFree {
-public:
-    NoDescriptorFree();
-    ~NoDescriptorFree();
-    NoDescriptorFree(const NoDescriptorFree&) = delete;
-    NoDescriptorFree& operator=(const NoDescriptorFree&) = delete;
-
-private:
-    unsigned long long oldSoft_ = 0;
-};
-
 /// A push producer that does nothing but count the stopProducing() calls: for a
 /// test that a consumer's end stops what it still holds (FD-2).
 struct StopCountingProducer : IPushProducer {
