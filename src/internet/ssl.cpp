@@ -11,11 +11,13 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -23,6 +25,7 @@
 #include <fmt/format.h>
 
 #include "internet/detail/sslutil.hpp"
+#include "sys/syscalls.hpp"
 
 namespace weft::ssl {
 
@@ -196,35 +199,43 @@ constexpr std::uintmax_t kMaxPEMFile = 16 << 20;
 // A PEM file's text, at most kMaxPEMFile bytes; only a regular file (or a link
 // to one) is opened, so a FIFO cannot block the caller and a device such as
 // /dev/zero cannot fill memory. Empty when it cannot be opened.
-std::optional<std::string> readRegularFile(const std::filesystem::path& path, std::string& why) {
-    std::error_code ec;
-    auto status = std::filesystem::status(path, ec);
-    if (ec || !std::filesystem::exists(status)) {
-        why = "cannot be read (no such file, or no permission)";
+std::optional<std::string> readRegularFile(const std::filesystem::path& path, std::string& why, int* errnum = nullptr) {
+    auto fail = [&](int e, std::string text) -> std::optional<std::string> {
+        why = std::move(text);
+        if (errnum) *errnum = e;
         return std::nullopt;
+    };
+    struct stat st {};
+    if (sys::ops.stat(path.c_str(), &st) != 0) {
+        int e = errno;
+        return fail(e, fmt::format("cannot be read ({})", std::strerror(e)));
     }
-    if (std::filesystem::is_directory(status)) {
-        why = "is a directory, not a PEM file";
-        return std::nullopt;
-    }
-    if (!std::filesystem::is_regular_file(status)) {
-        why = "is not a regular file (a device, a FIFO or a socket), not a PEM file";
-        return std::nullopt;
-    }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        why = "cannot be read (no such file, or no permission)";
-        return std::nullopt;
+    if (S_ISDIR(st.st_mode)) return fail(0, "is a directory, not a PEM file");
+    if (!S_ISREG(st.st_mode)) return fail(0, "is not a regular file (a device, a FIFO or a socket), not a PEM file");
+    // O_NONBLOCK: should the path become a FIFO after the stat, the open does not wait for a writer.
+    int fd = sys::ops.open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
+    if (fd < 0) {
+        int e = errno;
+        return fail(e, fmt::format("cannot be opened ({})", std::strerror(e)));
     }
     std::string text;
     char block[16384];
-    while (in.read(block, sizeof block) || in.gcount() > 0) {
-        text.append(block, static_cast<std::size_t>(in.gcount()));
+    for (;;) {
+        ssize_t n = sys::ops.read(fd, block, sizeof block);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            int e = errno;
+            sys::ops.close(fd);
+            return fail(e, fmt::format("cannot be read ({})", std::strerror(e)));
+        }
+        if (n == 0) break;
+        text.append(block, static_cast<std::size_t>(n));
         if (text.size() > kMaxPEMFile) {
-            why = fmt::format("is larger than {} MiB, too large for a PEM file", kMaxPEMFile >> 20);
-            return std::nullopt;
+            sys::ops.close(fd);
+            return fail(0, fmt::format("is larger than {} MiB, too large for a PEM file", kMaxPEMFile >> 20));
         }
     }
+    sys::ops.close(fd);
     return text;
 }
 }  // namespace
@@ -464,15 +475,25 @@ std::vector<Certificate> certificatesFromDirectory(const std::string& directory)
         if (ext == ".pem") files.push_back(entry.path());
     }
     std::sort(files.begin(), files.end());
+    std::string firstSkipped;  // why the first skipped file was, for the message when none is left
     for (const auto& f : files) {
         std::string why;
-        auto text = readRegularFile(f, why);
-        if (!text) continue;  // unreadable, not a file, or too large: skipped (SSLEP-7)
+        int err = 0;
+        auto text = readRegularFile(f, why, &err);
+        // Out of descriptors or memory is no property of the file: were it skipped, a directory of
+        // good roots would be reported as holding none (or, worse, trusted in part).
+        if (!text && (err == EMFILE || err == ENFILE || err == ENOMEM))
+            throw std::invalid_argument(fmt::format("CA directory {}: {} {}", directory, f.filename().string(), why));
+        if (!text) {
+            if (firstSkipped.empty()) firstSkipped = fmt::format("{} {}", f.filename().string(), why);
+            continue;  // unreadable, not a file, or too large: skipped (SSLEP-7)
+        }
         for (auto& c : Certificate::loadAllPEM(*text))
             if (seen.insert(c.digest()).second) out.push_back(std::move(c));
     }
     if (out.empty())
-        throw std::invalid_argument(fmt::format("CA directory {}: no certificate in its .pem files", directory));
+        throw std::invalid_argument(fmt::format("CA directory {}: no certificate in its .pem files{}", directory,
+                                                firstSkipped.empty() ? "" : " (skipped: " + firstSkipped + ")"));
     return out;
 }
 

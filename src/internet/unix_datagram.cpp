@@ -145,7 +145,15 @@ std::size_t DatagramPort::writeSequence(std::span<const Bytes> chunks, const Add
     if (!to) throw InvalidAddressError(addressStr(addr), "a UNIX datagram port writes to UNIXAddress paths only");
     UnixSockAddr a;
     if (!UnixSockAddr::fromPath(to->name, a)) throw InvalidAddressError(displayPath(to->name), unusable(to->name));
-    return sendChunks(a.get(), a.length, chunks, [&] { return displayPath(to->name); });
+    try {
+        return sendChunks(a.get(), a.length, chunks, [&] { return displayPath(to->name); });
+    } catch (const std::system_error& e) {
+        // A path with no listener, or no socket at all, is refused alike: say which.
+        if (e.code() != std::errc::connection_refused) throw;
+        std::string detail = weft::detail::refusedDetail(to->name);
+        if (detail.empty()) throw;
+        throw std::system_error(e.code(), fmt::format("sending a datagram to {}{}", displayPath(to->name), detail));
+    }
 }
 
 void DatagramPort::closed() {
@@ -211,7 +219,9 @@ void ConnectedDatagramPort::startListening() {
     }
     if (sys::ops.connect(s, peer.get(), peer.length) != 0) {
         int e = errno;
-        return failed(Failure(getConnectError(e, fmt::format("{}: {}", displayPath(path_), std::strerror(e)))));
+        std::string why = std::strerror(e);
+        if (e == ECONNREFUSED) why += weft::detail::refusedDetail(path_);
+        return failed(Failure(getConnectError(e, fmt::format("{}: {}", displayPath(path_), why))));
     }
     try {
         attach(s, displayPath(path_));

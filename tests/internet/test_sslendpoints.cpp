@@ -24,6 +24,7 @@
 #include <weft/protocols/tls.hpp>
 #include <weft/testing/defer.hpp>
 
+#include "support/faults.hpp"
 #include "support/pemhelpers.hpp"
 #include "support/reactortest.hpp"
 #include "support/tcphelpers.hpp"
@@ -422,6 +423,31 @@ TEST_F(SSLParsing, SSLEP_7_directoriesTrustEveryPemOnceSkipInvalidAndMustYieldOn
             [&] { ep::clientFromString(reactor, "ssl:example.com:443:caCertsDir=" + pki.quoted(bad)); });
         EXPECT_TRUE(contains(m, "caCertsDir") && contains(m, bad)) << m;
     }
+}
+
+TEST_F(SSLParsing, SSLEP_7_aDirectoryReadOutOfDescriptorsSaysSoAndSkippedFilesAreNamed) {
+    // SSLEP-7, Better than Twisted: a .pem that cannot be opened for want of descriptors (EMFILE) is no
+    // unreadable file to skip: the parse fails naming the cause instead of "no certificate", or of
+    // trusting only the files read before the limit. A directory whose every .pem was skipped says why.
+    std::string dir = pki.dir.file("limited");
+    std::filesystem::create_directory(dir);
+    writeFile(dir + "/a.pem", ssl::Certificate(pki.ip.authority).dumpPEM());
+    {
+        test::ScopedFaults faults;
+        faults.fail(test::Call::open, EMFILE);
+        auto m = messageOf<InvalidEndpointDescription>(
+            [&] { ep::clientFromString(reactor, "tls:example.com:443:trustRoots=" + pki.quoted(dir)); });
+        EXPECT_TRUE(contains(m, "a.pem") && contains(m, "Too many open files")) << m;
+        EXPECT_FALSE(contains(m, "no certificate")) << m;
+    }
+    EXPECT_EQ(ssl::certificatesFromDirectory(dir).size(), 1u);  // the same directory, descriptors to spare
+
+    std::string odd = pki.dir.file("odd");
+    std::filesystem::create_directory(odd);
+    std::filesystem::create_directory(odd + "/sub.pem");
+    auto m = messageOf<InvalidEndpointDescription>(
+        [&] { ep::clientFromString(reactor, "tls:example.com:443:trustRoots=" + pki.quoted(odd)); });
+    EXPECT_TRUE(contains(m, "no certificate") && contains(m, "sub.pem is a directory")) << m;
 }
 
 // ---- the tls: client string ------------------------------------------------------------------

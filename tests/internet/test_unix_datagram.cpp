@@ -259,7 +259,19 @@ TEST_P(UNIXDatagramTest, UNIX_25_writeOutcomes) {
         FAIL() << "expected an error";
     } catch (const std::system_error& e) {
         EXPECT_EQ(e.code().value(), ECONNREFUSED);
+        EXPECT_NE(std::string(e.what()).find("no process listens"), std::string::npos) << e.what();
     }
+    // A regular file at the path is refused alike by the kernel; the message tells the two apart.
+    const std::string plain = dir.file("plain");
+    { std::ofstream(plain) << "data"; }
+    try {
+        port->write(asBytes("x"), plain);
+        FAIL() << "expected an error";
+    } catch (const std::system_error& e) {
+        EXPECT_EQ(e.code().value(), ECONNREFUSED);
+        EXPECT_NE(std::string(e.what()).find("is not a socket"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(slurp(plain), "data");
     EXPECT_EQ(p->refused, 0);
     EXPECT_THROW(port->write(asBytes("x"), IPv4Address("UDP", "127.0.0.1", 9)), InvalidAddressError);
     EXPECT_THROW(port->write(asBytes("x")), InvalidAddressError);
@@ -366,6 +378,13 @@ TEST_P(UNIXDatagramTest, UNIX_28_failuresGoToConnectionFailedNotThrown) {
     reactor().connectUNIXDatagram(dir.file(std::string(200, 'y')), tooLong);
     ASSERT_EQ(tooLong->failed, 1);
     EXPECT_NE(tooLong->failReason->getErrorMessage().find("path too long"), std::string::npos);
+
+    // A peer path that is a regular file: refused, and the message says it is no socket.
+    auto toFile = std::make_shared<RecordingConnectedDatagram>();
+    reactor().connectUNIXDatagram(busy, toFile);
+    ASSERT_EQ(toFile->failed, 1);
+    EXPECT_NE(toFile->failReason->getErrorMessage().find("is not a socket"), std::string::npos)
+        << toFile->failReason->getErrorMessage();
     ASSERT_TRUE(stopAndWait(reactor(), *serverPort));
 }
 
