@@ -176,20 +176,15 @@ protected:
 
     /// What a connection works out only when asked, kept once it is: its log
     /// prefix (AcceptedTransport) and its local address (tcp::Connection, after
-    /// a getsockname or at the close). One block, made on first use, so an idle
-    /// connection carries one pointer for all of it.
-    struct Remembered {
+    /// a getsockname or at the close). Part of FileDescriptor's block made on
+    /// first use (Cold), so an idle connection carries one pointer for all of it.
+    struct Remembered : Cold {
         std::optional<std::string> prefix;
         std::optional<SockAddr> local;
     };
-    Remembered& remembered() const {
-        if (!remembered_) remembered_ = std::make_unique<Remembered>();
-        return *remembered_;
-    }
-    const Remembered* rememberedIfAny() const noexcept { return remembered_.get(); }
-
-private:
-    mutable std::unique_ptr<Remembered> remembered_;
+    Remembered& remembered() const { return static_cast<Remembered&>(cold()); }
+    const Remembered* rememberedIfAny() const noexcept { return static_cast<const Remembered*>(coldIfAny()); }
+    std::unique_ptr<Cold> newCold() const override { return std::make_unique<Remembered>(); }
 };
 
 /// An accepted (or adopted) stream (Twisted tcp.Server, unix.Server):
