@@ -331,15 +331,15 @@ void FileDescriptor::stopWriting() { reactor_.removeLocalWriter(this); }
 void FileDescriptor::write(Bytes data) {
     if (!connected() || writeHalf_ == WriteHalf::closed || data.empty()) return;
     queue_.append(data);
+    startWriting();  // first: a pauseProducing() that throws leaves nothing unflushed
     maybePauseProducer();
-    startWriting();
 }
 
 void FileDescriptor::write(std::vector<std::byte>&& data) {
     if (!connected() || writeHalf_ == WriteHalf::closed || data.empty()) return;
     queue_.append(std::move(data));
+    startWriting();  // first: a pauseProducing() that throws leaves nothing unflushed
     maybePauseProducer();
-    startWriting();
 }
 
 void FileDescriptor::writeSequence(std::span<const Bytes> chunks) {
@@ -347,8 +347,8 @@ void FileDescriptor::writeSequence(std::span<const Bytes> chunks) {
     std::size_t before = queue_.size();
     for (auto c : chunks) queue_.append(c);
     if (queue_.size() == before) return;
+    startWriting();  // first: a pauseProducing() that throws leaves nothing unflushed
     maybePauseProducer();
-    startWriting();
 }
 
 void FileDescriptor::maybePauseProducer() {
@@ -519,7 +519,23 @@ void FileDescriptor::connectionLost(const Failure&) {
     reactor_.forgetDescriptor(this);
     queue_.clear();
     if (auto p = cold_ ? std::move(cold_->producer) : nullptr) {  // FD-2, FD-30: before the protocol hears of it
-        p->stopProducing();
+        // A producer that throws here must not stop the close: the descriptor,
+        // its protocol and the producer would stay open and hold each other.
+        try {
+            p->stopProducing();
+        } catch (...) {
+            log::failure(getLogPrefix(*this), "Unhandled error in stopProducing", Failure::current());
+        }
+    }
+}
+
+std::string FileDescriptor::contextPrefix(const ILoggingContext& context) {
+    try {
+        return context.logPrefix();
+    } catch (...) {
+        std::string name = className(typeid(context));
+        log::failure(name, "Unhandled error in logPrefix", Failure::current());
+        return name;
     }
 }
 

@@ -783,7 +783,8 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t w
             try {
                 held->connectionLost(why);
             } catch (...) {
-                log::failure(held->logPrefix(), "Unhandled error in connectionLost", Failure::current());
+                log::failure(FileDescriptor::getLogPrefix(*held), "Unhandled error in connectionLost",
+                             Failure::current());
             }
         } else if (ev & detail::kHangup) {
             // A clean hang-up reaches a paused descriptor only once it reads again:
@@ -856,13 +857,13 @@ void Reactor::dispatch(int fd, std::uint64_t token, unsigned ev, std::uint64_t w
     } catch (...) {
         why = Failure::current();
         inRead = false;
-        log::failure(d.logPrefix(), "Unhandled error in doRead/doWrite", *why);
+        log::failure(FileDescriptor::getLogPrefix(d), "Unhandled error in doRead/doWrite", *why);
     }
     if (why) {
         try {
             disconnectSelectable(d, *why, inRead);
         } catch (...) {
-            log::failure(d.logPrefix(), "Unhandled error in connectionLost", Failure::current());
+            log::failure(FileDescriptor::getLogPrefix(d), "Unhandled error in connectionLost", Failure::current());
         }
     }
     // What the callback wrote leaves now, before the next descriptor's turn: a
@@ -1183,7 +1184,8 @@ void Reactor::disconnectAll() {
         try {
             d.connectionLost(Failure(ConnectionLost()));
         } catch (...) {
-            log::failure(d.logPrefix(), "Unhandled error in connectionLost during shutdown", Failure::current());
+            log::failure(FileDescriptor::getLogPrefix(d), "Unhandled error in connectionLost during shutdown",
+                         Failure::current());
         }
     };
     for (auto& d : removed) tell(*d);

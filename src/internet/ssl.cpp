@@ -1,5 +1,7 @@
 // TLS configuration on OpenSSL 3. See weft/internet/ssl.hpp.
 #include <weft/internet/ssl.hpp>
+#include <weft/log.hpp>
+#include <weft/text.hpp>
 
 #include <arpa/inet.h>
 #include <idn2.h>
@@ -598,6 +600,9 @@ int selectCertificate(SSL* s, int*, void* arg) {
     try {
         chosen = options->settings().serverNameCallback(name);
     } catch (...) {
+        // The handshake fails with a fatal alert; the application's error is told, not lost.
+        log::failure("TLS", fmt::format("Unhandled error in serverNameCallback for {}", weft::quote(name)),
+                     Failure::current());
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
     if (chosen) {

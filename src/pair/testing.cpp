@@ -150,7 +150,9 @@ ssize_t Tunnel::read(void* buffer, std::size_t limit) {
             proto = (static_cast<unsigned char>(packet[0]) >> 4) == 6 ? etherTypeIPv6 : etherTypeIPv4;
         }
         std::string pi;
-        put16(pi, packet.size() > limit ? 1 : 0);
+        // struct tun_pi: the flags in host order (the kernel's own word), the protocol in network order.
+        const std::uint16_t flags = packet.size() > limit ? 1 : 0;
+        pi.append(reinterpret_cast<const char*>(&flags), sizeof flags);
         put16(pi, proto);
         std::memcpy(out, pi.data(), pi.size());
         n = pi.size();

@@ -126,7 +126,9 @@ void checkInterfaceName(std::string_view name) {
     for (char c : name) {
         if (c == '\0') refuse("it contains a NUL byte");
         if (c == '/' || c == ':') refuse("it contains '/' or ':'");
-        if (c == ' ' || (c >= '\t' && c <= '\r')) refuse("it contains white space");
+        // The kernel's isspace(), which dev_valid_name() asks, counts 0xA0 (no-break space) too.
+        if (c == ' ' || (c >= '\t' && c <= '\r') || static_cast<unsigned char>(c) == 0xA0)
+            refuse("it contains white space");
     }
     // The kernel numbers a name with one "%d" (tun%d → tun0, tun1, …) and refuses any other '%'
     // with EINVAL, which TUNSETIFF's caller would read as "exists with the other type".
@@ -207,6 +209,7 @@ void TuntapPort::closeDescriptor(int fd) noexcept {
 }
 
 void TuntapPort::startListening() {
+    checkNotStopping();  // as a UDP port: the pending stop would close what this opened
     if (fd_ >= 0) return;
     checkProtocolFree();
     // TUN-2: non-blocking and close-on-exec from the start.

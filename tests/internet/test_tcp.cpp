@@ -15,8 +15,10 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstring>
+#include <thread>
 
 #include <weft/internet/task.hpp>
 
@@ -291,6 +293,160 @@ TEST_P(TCPTest, TCP_6_portLogMessages) {
     stopPort(reactor(), *port);
     EXPECT_THAT(lines, ::testing::Contains("weft::test::RecordingFactory|RecordingFactory starting on " + number));
     EXPECT_THAT(lines, ::testing::Contains("weft::test::RecordingFactory|(TCP Port " + number + " Closed)"));
+}
+
+// ---- exceptions from application code on the error paths ----------------------------------------------
+
+struct ThrowingStopProducer final : IPushProducer {
+    void pauseProducing() override {}
+    void resumeProducing() override {}
+    void stopProducing() override {
+        ++stops;
+        throw std::runtime_error("stopProducing bug");
+    }
+    int stops = 0;
+};
+
+TEST_P(TCPTest, FD_2_aStopProducingThatThrowsIsLoggedAndTheCloseGoesOn) {
+    // FD-2: connectionLost stops the producer first; a producer that throws there is logged, and the close goes
+    // on: the protocol hears connectionLost, the socket is closed, nothing holds the connection.
+    auto producer = std::make_shared<ThrowingStopProducer>();
+    auto server = std::make_shared<RecordingFactory>();
+    server->onBuilt = [&](RecordingProtocol& p) {
+        p.onMade = [&](RecordingProtocol& self) { self.stream()->registerProducer(producer, true); };
+    };
+    auto port = reactor().listenTCP(0, server, 50, "127.0.0.1");
+    int c = plainConnect(portNumber(*port));
+    ASSERT_GE(c, 0);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return server->built.size() == 1 && server->built[0]->made == 1; }));
+    std::weak_ptr<ITransport> transport = server->built[0]->transport;
+    ::close(c);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return server->built[0]->lost == 1; }));
+    EXPECT_EQ(producer->stops, 1);
+    auto* fd = dynamic_cast<FileDescriptor*>(server->built[0]->transport.get());
+    ASSERT_TRUE(fd);
+    EXPECT_TRUE(fd->disconnected());
+    EXPECT_EQ(fd->fileno(), -1);  // its socket closed
+    server->built[0]->transport.reset();
+    EXPECT_TRUE(transport.expired());  // nothing else holds it: not the reactor, not the producer
+    EXPECT_EQ(logs.flushLoggedErrors<std::runtime_error>().size(), 1u);
+    stopPort(reactor(), *port);
+}
+
+class BadPrefixProtocol final : public RecordingProtocol {
+public:
+    std::string logPrefix() const override { throw std::logic_error("logPrefix bug"); }
+};
+
+TEST_P(TCPTest, R_34_aProtocolWhoseLogPrefixThrowsIsStillDisconnectedWhenItFails) {
+    // an exception from dataReceived ends the connection and is logged, also when the protocol's own
+    // logPrefix() throws while the error is logged (that one is logged too, under the class name).
+    auto server = std::make_shared<RecordingFactory>();
+    server->make = [](const Address&) { return std::make_shared<BadPrefixProtocol>(); };
+    server->onBuilt = [](RecordingProtocol& p) {
+        p.onData = [](RecordingProtocol&, std::string_view) { throw std::runtime_error("dataReceived bug"); };
+    };
+    auto port = reactor().listenTCP(0, server, 50, "127.0.0.1");
+    int c = plainConnect(portNumber(*port));
+    ASSERT_GE(c, 0);
+    ASSERT_EQ(::write(c, "x", 1), 1);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return server->built.size() == 1 && server->built[0]->lost == 1; }));
+    EXPECT_EQ(readAll(c), "");  // the server closed the connection
+    ::close(c);
+    auto bug = logs.flushLoggedErrors<std::runtime_error>();
+    ASSERT_EQ(bug.size(), 1u);
+    EXPECT_EQ(bug[0].getErrorMessage(), "dataReceived bug");
+    EXPECT_GE(logs.flushLoggedErrors<std::logic_error>().size(), 1u);
+    stopPort(reactor(), *port);
+}
+
+TEST_P(TCPTest, TCP_6_aFactoryWhoseLogPrefixThrowsStillListensAndStops) {
+    // TCP-6: "starting on" names the factory by its logPrefix(); one that throws is logged under the class name,
+    // and the port listens (before, the listen threw with the socket left listening and registered).
+    class BadPrefixFactory final : public RecordingFactory {
+    public:
+        std::string logPrefix() const override { throw std::logic_error("factory logPrefix bug"); }
+    };
+    auto f = std::make_shared<BadPrefixFactory>();
+    std::shared_ptr<tcp::Port> port;
+    ASSERT_NO_THROW(port = reactor().listenTCP(0, f, 50, "127.0.0.1"));
+    EXPECT_EQ(f->started, 1);
+    int c = plainConnect(portNumber(*port));
+    ASSERT_GE(c, 0);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return f->built.size() == 1; }));
+    ::close(c);
+    stopPort(reactor(), *port);
+    EXPECT_EQ(f->stopped, 1);
+    EXPECT_FALSE(reactor().isReading(port.get()));
+    EXPECT_GE(logs.flushLoggedErrors<std::logic_error>().size(), 1u);
+}
+
+TEST_P(TCPTest, TCP_45_aProtocolAndAClientFactoryBothThrowingOnLossAreBothLogged) {
+    // TCP-45: the protocol's connectionLost, then the factory's clientConnectionLost; when both throw, both
+    // errors are logged (the second used to replace the first).
+    auto server = std::make_shared<RecordingFactory>();
+    server->onBuilt = [](RecordingProtocol& p) {
+        p.onMade = [](RecordingProtocol& self) { self.transport->loseConnection(); };
+    };
+    auto port = reactor().listenTCP(0, server, 50, "127.0.0.1");
+    auto client = std::make_shared<RecordingClientFactory>();
+    client->onBuilt = [](RecordingProtocol& p) {
+        p.onLost = [](RecordingProtocol&, const Failure&) { throw std::runtime_error("protocol connectionLost bug"); };
+    };
+    client->onLost = [](auto&, auto&) { throw std::logic_error("clientConnectionLost bug"); };
+    auto connector = reactor().connectTCP("127.0.0.1", portNumber(*port), client);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return client->lostCalls == 1; }));
+    auto first = logs.flushLoggedErrors<std::runtime_error>();
+    ASSERT_EQ(first.size(), 1u);
+    EXPECT_EQ(first[0].getErrorMessage(), "protocol connectionLost bug");
+    EXPECT_EQ(logs.flushLoggedErrors<std::logic_error>().size(), 1u);
+    stopPort(reactor(), *port);
+}
+
+struct ThrowingPauseProducer final : IPushProducer {
+    void pauseProducing() override { throw std::runtime_error("pauseProducing bug"); }
+    void resumeProducing() override {}
+    void stopProducing() override {}
+};
+
+TEST_P(TCPTest, FD_24_aPauseProducingThatThrowsLeavesWhatWasWrittenToBeSent) {
+    // FD-24: write() pauses a push producer when the buffer fills; one whose pauseProducing() throws makes that
+    // write() throw, and what it queued is still sent, with nothing else asked of the transport (it used to stay
+    // queued until something else registered the connection for writing).
+    const std::string big = pattern(4u << 20);
+    bool threw = false;
+    auto server = std::make_shared<RecordingFactory>();
+    server->onBuilt = [&](RecordingProtocol& p) {
+        p.onMade = [&](RecordingProtocol& self) {
+            self.stream()->registerProducer(std::make_shared<ThrowingPauseProducer>(), true);
+            try {
+                self.send(big);
+            } catch (const std::runtime_error&) {
+                threw = true;
+            }
+            self.stream()->unregisterProducer();
+        };
+    };
+    auto port = reactor().listenTCP(0, server, 50, "127.0.0.1");
+    int c = plainConnect(portNumber(*port));
+    ASSERT_GE(c, 0);
+    std::string got;
+    std::atomic<bool> done{false};
+    std::thread reader([&] {
+        got = readAll(c, big.size());
+        done = true;
+    });
+    bool arrived = spinUntil(
+        reactor(), [&] { return done.load(); }, 20);
+    if (!arrived) ::shutdown(c, SHUT_RDWR);  // let the reader go
+    reader.join();
+    EXPECT_TRUE(arrived);
+    EXPECT_TRUE(threw);
+    EXPECT_EQ(got.size(), big.size());
+    EXPECT_TRUE(got == big);
+    ::close(c);
+    ASSERT_TRUE(spinUntil(reactor(), [&] { return server->built.size() == 1 && server->built[0]->lost == 1; }));
+    stopPort(reactor(), *port);
 }
 
 // TCP-7: stopListening stops accepting at once and its Deferred fires on a later

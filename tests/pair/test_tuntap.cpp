@@ -289,6 +289,14 @@ TEST_P(TuntapTest, TUN_3_thePortAlwaysAsksForNoPacketInformation) {
     ASSERT_EQ(n, static_cast<ssize_t>(packetInformationSize + packet.size()));
     EXPECT_EQ(std::string(buffer, packetInformationSize), std::string("\x00\x00\x08\x00", 4));
     EXPECT_EQ(std::string(buffer + packetInformationSize, packet.size()), packet);
+    // A packet cut to the buffer: TUN_PKT_STRIP in the flags word, which the kernel writes in host order.
+    system->getTunnel(fd).queueRead(asBytes(packet));
+    n = system->read(fd, buffer, packetInformationSize + 8);
+    ASSERT_EQ(n, static_cast<ssize_t>(packetInformationSize + 8));
+    std::uint16_t flags = 0;
+    std::memcpy(&flags, buffer, sizeof flags);
+    EXPECT_EQ(flags, 1u);
+    EXPECT_EQ(std::string(buffer + 2, 2), std::string("\x08\x00", 2));
     EXPECT_EQ(system->close(fd), 0);
     stop(*port);
 }
@@ -373,7 +381,9 @@ TEST_P(TuntapTest, TUN_5_aNameTooLongIsRefusedBeforeAnythingIsOpened) {
     auto p = std::make_shared<IPRecording>();
     for (std::string bad : {std::string(16, 'x'), std::string(20, 'x'), std::string("a/b"), std::string("a b"),
                             std::string("a:b"), std::string("."), std::string(".."), std::string("a\0b", 3),
-                            std::string("tun%d%d"), std::string("tun%s"), std::string("tun%"), std::string("%%d")}) {
+                            std::string("tun%d%d"), std::string("tun%s"), std::string("tun%"), std::string("%%d"),
+                            std::string("a\xA0"
+                                        "b")}) {  // the kernel's isspace() counts no-break space
         try {
             TuntapPort port(reactor(), bad, p, 8192, system);
             ADD_FAILURE() << "accepted " << ::testing::PrintToString(bad);
@@ -620,6 +630,21 @@ TEST_P(TuntapTest, TUN_10_stopListeningStopsReadingAtOnceAndFiresAfterTheClose) 
     EXPECT_FALSE(port->connected());
     EXPECT_EQ(p->transport, nullptr);
     EXPECT_EQ(p->stopped, 1);
+}
+
+TEST_P(TuntapTest, TUN_10_startListeningWhileAStopIsPendingThrows) {
+    // TUN-10, as Twisted (an assertion) and weft's UDP ports: a start before the pending stop has closed the device
+    // throws std::logic_error, instead of returning as if listening while the stop is about to close it.
+    auto p = std::make_shared<IPRecording>();
+    auto port = makePort(p);
+    port->startListening();
+    auto fired = watch(port->stopListening());
+    EXPECT_THROW(port->startListening(), std::logic_error);
+    ASSERT_TRUE(spinUntil([&] { return fired->fired; }, 5));
+    EXPECT_FALSE(port->connected());
+    port->startListening();  // once it has stopped, it starts again
+    EXPECT_TRUE(port->connected());
+    stop(*port);
 }
 
 TEST_P(TuntapTest, TUN_10_stopListeningWhenNotListeningIsAlreadyFired) {

@@ -926,6 +926,28 @@ TEST(TLSMemoryBIOProtocol, TLS_42_sniIsSentForNamesAndTheServerCanChooseByIt) {
     EXPECT_TRUE(asked.empty());
 }
 
+TEST(TLSMemoryBIOProtocol, TLS_42_aServerNameCallbackThatThrowsFailsTheHandshakeAndIsLogged) {
+    // TLS-42: the handshake of a client whose name the callback throws for fails (a fatal alert), and the
+    // application's error is logged with the name, not swallowed behind OpenSSL's "callback failed".
+    Certs certs;
+    std::vector<std::string> errors;
+    log::ScopedObserver obs([&](const log::Event& e) {
+        if (e.failure) errors.push_back(std::string(e.message) + " | " + e.failure->getErrorMessage());
+    });
+    CertificateOptions::Settings s;
+    s.serverNameCallback = [](std::string_view) -> std::optional<ssl::PrivateCertificate> {
+        throw std::runtime_error("no tenant by that name");
+    };
+    Pair p(certs.server(s), certs.client("example.com"));
+    EXPECT_EQ(p.clientApp->handshakes, 0);
+    bool logged = false;
+    for (const auto& line : errors)
+        logged |= line.find("serverNameCallback") != std::string::npos &&
+                  line.find("example.com") != std::string::npos &&
+                  line.find("no tenant by that name") != std::string::npos;
+    EXPECT_TRUE(logged) << ::testing::PrintToString(errors);
+}
+
 TEST(TLSMemoryBIOProtocol, TLS_43_platformTrustFollowsSSL_CERT_FILE) {
     Certs certs;
     TempDir dir;

@@ -192,7 +192,12 @@ cliCheck() {  # cliCheck LABEL WANT ARGS...: exit 2, the error on one line holdi
   grep -qF -- "$want" "$work/cli.err" || { echo "$label: no '$want':"; cat "$work/cli.err"; exit 1; }
 }
 cliCheck reactor-newline 'ep\noll not in' --reactor $'ep\noll' echo
-cliCheck value-newline 'Value 5\n not in range' echo --max-line $'5\n' --lines
+cliCheck value-newline 'weft echo: --max-line: 5\n is not a whole number' echo --max-line $'5\n' --lines
+# Usage errors are named after the subcommand, and a word where a number belongs is called that, not "out of range".
+cliCheck mtu-word 'weft tunnel: --mtu: abc is not a whole number (from 68 to 65535)' \
+  tunnel tun:x --listen udp:1 --peer 127.0.0.1:1 --mtu abc
+cliCheck mtu-range 'weft tunnel: --mtu: 67 is not from 68 to 65535' tunnel tun:x --listen udp:1 --peer 127.0.0.1:1 --mtu 67
+cliCheck children-float 'weft exec: --max-children: 1e3 is not a whole number' exec --max-children 1e3 tcp:0 -- /bin/true
 cliCheck extra-newline '--bogus\nx' echo --bogus$'\n'x
 # A mistyped subcommand is named (it said "A subcommand is required"); --version answers.
 cliCheck unknown-subcommand "unknown subcommand 'ehco' (one of: demo, echo, portforward" ehco

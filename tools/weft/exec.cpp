@@ -613,7 +613,7 @@ std::shared_ptr<ExecOptions> addExecCommand(CLI::App& app) {
         ->capture_default_str();
     exec->add_option("--max-children", o->maxChildren,
                      "Programs running at once; at this many, new connections wait in the listen backlog")
-        ->check(CLI::Range(1, 1000000))
+        ->check(tool::wholeNumber(1, 1000000))
         ->capture_default_str();
     exec->add_option("--kill-grace", o->killGrace, "Seconds between SIGTERM and SIGKILL when a program must end")
         ->check(tool::seconds(86400))

@@ -449,7 +449,14 @@ int main(int argc, char** argv) {
         }
         std::string text = CLI::FailureMessage::simple(a, e);
         std::string hint = text.starts_with(e.what()) ? text.substr(std::string_view(e.what()).size()) : "\n";
-        return weft::printable(what) + hint;
+        // Named after the subcommand, as every other error of the tool is ("weft tunnel: …").
+        std::string who = "weft";
+        for (const CLI::App* sub = a; sub;) {
+            auto parsed = sub->get_subcommands();
+            sub = parsed.empty() ? nullptr : parsed.front();
+            if (sub) who += " " + sub->get_name();
+        }
+        return who + ": " + weft::printable(what) + hint;
     });
     app.set_version_flag("--version", "weft " WEFT_TOOL_VERSION, "Print weft's version and exit");
     std::string reactorName = "epoll", level = "info";
@@ -484,7 +491,7 @@ int main(int argc, char** argv) {
     echo->add_option("--max-line", maxLine,
                      "With --lines: the longest line accepted, in bytes without its \\n or \\r\\n; a longer one "
                      "gets \"error: line longer than N bytes\" and the connection closes")
-        ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30))
+        ->check(tool::wholeNumber(1, std::uint64_t{1} << 30))
         ->needs(linesFlag)
         ->capture_default_str();
     echo->footer(

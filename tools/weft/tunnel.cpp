@@ -22,6 +22,7 @@
 // is dropped and counted; so is a packet longer than the size above, from
 // either side. The counts go to stderr at exit and on SIGUSR1.
 #include "tunnel.hpp"
+#include "options.hpp"
 #include "signals.hpp"
 
 #include <net/if.h>
@@ -437,7 +438,7 @@ std::shared_ptr<TunnelOptions> addTunnelCommand(CLI::App& app) {
         ->required();
     cmd->add_option("--mtu", options->mtu,
                     "Set the device's MTU (put back at exit on a device that existed) and size packets to it")
-        ->check(CLI::Range(68, 65535));
+        ->check(tool::wholeNumber(68, 65535));
     cmd->footer(
         "Each packet read from the device goes to the peer as one UDP datagram; each datagram from the peer\n"
         "is written into the device. Datagrams from any other source are dropped and counted. Addresses,\n"

@@ -206,11 +206,13 @@ public:
 
     /// The prefix to log an application object under (FD-37; Twisted
     /// _LogOwner._getLogPrefix): its logPrefix() if it is an ILoggingContext,
-    /// otherwise its class name without namespaces.
+    /// otherwise its class name without namespaces. A logPrefix() that throws
+    /// is logged and the class name used: the prefix is asked for on error
+    /// paths, which must go on.
     template <class T>
     static std::string getLogPrefix(const T& object) {
         if constexpr (std::is_polymorphic_v<T>) {
-            if (auto* context = dynamic_cast<const ILoggingContext*>(&object)) return context->logPrefix();
+            if (auto* context = dynamic_cast<const ILoggingContext*>(&object)) return contextPrefix(*context);
         }
         return className(typeid(object));
     }
@@ -261,6 +263,7 @@ protected:
 
 private:
     static std::string className(const std::type_info& type);
+    static std::string contextPrefix(const ILoggingContext& context);
 
     Reactor& reactor_;
     detail::WriteQueue queue_;

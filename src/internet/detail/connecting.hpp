@@ -148,8 +148,11 @@ void ConnectingTransport<Connection>::connectionLost(const Failure& reason) {
     try {
         Connection::connectionLost(reason);
     } catch (...) {
+        // Both may throw: the protocol's error is logged here, before the
+        // factory's can take its place on the way out.
+        log::failure(FileDescriptor::getLogPrefix(*this), "Unhandled error in connectionLost", Failure::current());
         if (connector) connector->connectionLost(reason);
-        throw;
+        return;
     }
     if (connector) connector->connectionLost(reason);  // TCP-45: after the protocol's
 }
