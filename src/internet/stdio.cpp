@@ -159,9 +159,12 @@ public:
         if (owner_) owner_->descriptorEnded(false, fd);  // flags shared with stdin: back once both ended
         if (ownFd_) sys::ops.close(fd);
         else restoreFlags(fd);
-        if (!ownFd_) {
-            // /dev/null takes stdout's place: its reader sees EOF now, and the
-            // number stays taken (STDIO-7, Better than Twisted).
+        if (!ownFd_ && reason.check<error::ConnectionDone>()) {
+            // An orderly close (loseConnection, loseWriteConnection): /dev/null
+            // takes stdout's place, so its reader sees EOF now and the number
+            // stays taken (STDIO-7, Better than Twisted). Not when the reactor
+            // ends or the write failed: the program still has its stdout after
+            // run() returns, as under Twisted.
             int null = sys::ops.open("/dev/null", O_WRONLY | O_CLOEXEC, 0);
             if (null >= 0) {
                 sys::ops.dup3(null, fd, 0);

@@ -198,11 +198,33 @@ void SocketTransport::closeDescriptor(bool abort) noexcept {
 BaseConnector::BaseConnector(Reactor& reactor, std::shared_ptr<ClientFactory> factory, double timeout, const char* what)
     : reactor_(reactor), factory_(std::move(factory)), timeout_(timeout) {
     if (!factory_) throw std::invalid_argument(std::string(what) + ": null factory");
+    reactor_.bind(*this);  // told when the reactor is destroyed: reactorGone()
 }
 
-BaseConnector::~BaseConnector() { cancelTimeout(); }
+BaseConnector::~BaseConnector() {
+    if (bound()) reactor_.unbind(*this);  // not once the reactor is gone
+    if (!reactorGone_) cancelTimeout();
+}
+
+void BaseConnector::reactorGone() noexcept {
+    reactorGone_ = true;
+    // The reactor told every transport it had (disconnectAll); an attempt
+    // made after that, from a callback, never starts. Its transport holds this
+    // connector and this connector holds it: let go, so neither outlives the reactor.
+    auto keep = weak_from_this().lock();
+    timeoutCall_.reset();  // its reactor's timer, not to be cancelled through it any more
+    auto attempt = std::move(transport_);
+    if (state_ == State::connecting) state_ = State::disconnected;
+    try {
+        stopFactoryIfIdle();
+    } catch (...) {
+        log::failure(FileDescriptor::getLogPrefix(*factory_), "Unhandled error in stopFactory at the reactor's end",
+                     Failure::current());
+    }
+}
 
 void BaseConnector::connect() {
+    if (reactorGone_) throw std::logic_error("can't connect: the connector's reactor was destroyed");
     if (state_ != State::disconnected) throw std::logic_error("can't connect in this state");  // TCP-48
     state_ = State::connecting;
     if (!factoryStarted_) {
@@ -266,11 +288,33 @@ void BaseConnector::connectionLost(const Failure& reason) {
 StreamPort::StreamPort(Reactor& reactor, std::shared_ptr<Factory> factory, int backlog, const char* what)
     : reactor_(reactor), factory_(std::move(factory)), backlog_(backlog) {
     if (!factory_) throw std::invalid_argument(std::string(what) + ": null factory");
+    reactor_.bind(*this);  // told when the reactor is destroyed: reactorGone()
 }
 
 StreamPort::~StreamPort() {
+    if (bound()) reactor_.unbind(*this);  // not once the reactor is gone
     if (fd_ >= 0) sys::ops.close(fd_);
     weft::detail::releaseFd(reservedFd_);
+}
+
+void StreamPort::reactorGone() noexcept {
+    reactorGone_ = true;
+    if (state_ == State::closed) return;
+    // Paused, or stopping with its close still to come: closed now, while the
+    // reactor's registrations still exist, so nothing reaches back later.
+    auto keep = weak_from_this().lock();
+    try {
+        connectionLost(Failure(ConnectionLost()));
+    } catch (...) {
+        log::failure(logPrefix(), "Unhandled error closing a port at the reactor's end", Failure::current());
+    }
+    auto waiters = std::move(stopWaiters_);
+    stopWaiters_.clear();
+    for (auto& d : waiters) d.callback();
+}
+
+void StreamPort::checkReactor() const {
+    if (reactorGone_) throw std::logic_error(logPrefix() + ": startListening() after its reactor was destroyed");
 }
 
 std::string StreamPort::logPrefix() const {

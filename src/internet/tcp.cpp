@@ -262,6 +262,7 @@ bool isWildcard(const SockAddr& a) {
 
 void Port::startListening() {
     if (listening()) return;
+    checkReactor();
     std::string host = interface_.empty() ? std::string("0.0.0.0") : interface_;
     auto addr = SockAddr::fromLiteral(host, requestedPort_);
     if (!addr)  // TCP-3, Better than Twisted: no name lookup on the loop

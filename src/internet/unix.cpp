@@ -462,6 +462,7 @@ CannotListenError Port::listenFailure(int e) const {
 
 void Port::startListening() {
     if (listening()) return;
+    checkReactor();
     if (wantPID_) {  // UNIX-4
         UnixSockAddr addr;
         if (!UnixSockAddr::fromPath(path_, addr))

@@ -255,6 +255,25 @@ TEST_P(StdioTest, STDIO_7_loseConnectionFlushesClosesStdoutAndLeavesStdinOpen) {
     EXPECT_TRUE(S_ISCHR(st.st_mode)) << "stdout is /dev/null now, the number still taken";
 }
 
+TEST_P(StdioTest, STDIO_7_whenTheReactorEndsStdoutStaysTheProgramsOwn) {
+    // STDIO-7's /dev/null is for an orderly close (loseConnection). When the reactor ends with the transport
+    // open (its shutdown or its destruction), fd 1 stays what it was, with its flags put back, so what the
+    // program prints after run() returns is not lost (as under Twisted); it went to /dev/null before.
+    const int flagsBefore = ::fcntl(out.writeFd, F_GETFL);
+    auto r = makeReactor();
+    auto proto = std::make_shared<PlainRecorder>();
+    auto io = StandardIO::create(*r, proto, in.readFd, out.writeFd);
+    r.reset();
+    ASSERT_TRUE(proto->lostReason.has_value());
+    EXPECT_FALSE(proto->lostReason->check<err::ConnectionDone>());
+    struct stat st {};
+    ASSERT_EQ(::fstat(out.writeFd, &st), 0);
+    EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "stdout was replaced";
+    EXPECT_EQ(::fcntl(out.writeFd, F_GETFL), flagsBefore);
+    ASSERT_EQ(::write(out.writeFd, "after run", 9), 9);
+    EXPECT_EQ(drain(out.readFd), "after run");
+}
+
 TEST_P(StdioTest, STDIO_7_aFlushThatFailsEndsWithItsReasonNotConnectionDone) {
     // STDIO-7 says ConnectionDone once everything written is delivered. When stdout's reader leaves
     // with bytes unsent, the close reports the loss (as Twisted's _writeConnectionLost passes its reason

@@ -1276,3 +1276,74 @@ TEST_P(TCPTest, R_7_aReactorDestroyedWithoutShutdownDisconnectsWhatIsOpen) {
     EXPECT_TRUE(serverT.expired() && clientT.expired()) << "a transport outlived its reactor";
     EXPECT_TRUE(weakPort.expired()) << "the listening port outlived its reactor";
 }
+
+TEST_P(TCPTest, R_7_aPausedPortIsClosedWhenItsReactorIsDestroyedAndSafeToUseAfter) {
+    // a port paused with pauseAccepting() is in no set, so the reactor's disconnectAll cannot tell it; its
+    // destruction closes it (socket closed, factory stopped), and the port held past the reactor answers
+    // stopListening(), resumeAccepting() and pauseAccepting() harmlessly and refuses startListening() (they
+    // reached through the destroyed reactor before).
+    auto r = makeReactor();
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = r->listenTCP(0, f, 50, "127.0.0.1");
+    auto number = portNumber(*port);
+    port->pauseAccepting();
+    std::optional<bool> stopFired;
+    auto pending = port->stopListening();  // asked, its close still to come when the reactor goes
+    pending.addBoth([&](Result<void> res) { stopFired = res.ok(); });
+    r.reset();
+    EXPECT_EQ(f->stopped, 1);
+    EXPECT_EQ(stopFired, std::optional<bool>(true));
+    EXPECT_FALSE(port->listening());
+    EXPECT_EQ(port->fileno(), -1);
+    EXPECT_LT(plainConnect(number), 0) << "the socket still listens";
+    bool fired = false;
+    port->stopListening().addBoth([&](Result<void>) { fired = true; });
+    EXPECT_TRUE(fired);
+    EXPECT_NO_THROW(port->resumeAccepting());
+    EXPECT_NO_THROW(port->pauseAccepting());
+    EXPECT_THROW(port->startListening(), std::logic_error);
+
+    // Paused and never stopped: the same.
+    auto r2 = makeReactor();
+    auto f2 = std::make_shared<RecordingFactory>();
+    auto port2 = r2->listenTCP(0, f2, 50, "127.0.0.1");
+    port2->pauseAccepting();
+    r2.reset();
+    EXPECT_EQ(f2->stopped, 1);
+    EXPECT_FALSE(port2->listening());
+    EXPECT_NO_THROW(port2->resumeAccepting());
+}
+
+TEST_P(TCPTest, TCP_48_aConnectorRefusesToConnectOnceItsReactorIsDestroyed) {
+    // TCP-48: connect() on a connector whose reactor is gone throws std::logic_error (it scheduled an attempt
+    // on the destroyed reactor); disconnect() and stopConnecting() stay harmless, and its clock is null.
+    auto r = makeReactor();
+    RefusingPort refusing;
+    auto cf = std::make_shared<RecordingClientFactory>();
+    auto connector = r->connectTCP("127.0.0.1", refusing.port, cf);
+    ASSERT_TRUE(spinUntil(*r, [&] { return cf->failed == 1; }));
+    r.reset();
+    EXPECT_THROW(connector->connect(), std::logic_error);
+    EXPECT_NO_THROW(connector->disconnect());
+    EXPECT_EQ(connector->clock(), nullptr);
+}
+
+TEST_P(TCPTest, TCP_48_aReconnectAskedForAsTheReactorIsDestroyedIsDroppedAndNothingLeaks) {
+    // TCP-48 with R-7: a factory that reconnects from clientConnectionFailed (Twisted's idiom) while the reactor
+    // is destroyed: the destruction fails the pending attempt, the factory connects again, and that attempt,
+    // made after the reactor told its transports, is dropped: the connector, its transport and the factory are
+    // freed, and the factory stopped (they kept each other alive before).
+    auto r = makeReactor();
+    auto cf = std::make_shared<RecordingClientFactory>();
+    int reconnects = 0;
+    cf->onFailed = [&](const std::shared_ptr<IConnector>& c, const Failure&) {
+        if (reconnects++ < 5) c->connect();
+    };
+    std::weak_ptr<IConnector> connector = r->connectTCP("127.0.0.1", 9, cf);  // its attempt waits for the loop
+    std::weak_ptr<RecordingClientFactory> factory = cf;
+    cf.reset();
+    r.reset();
+    EXPECT_EQ(reconnects, 1);
+    EXPECT_TRUE(connector.expired()) << "the connector outlived its reactor";
+    EXPECT_TRUE(factory.expired()) << "the factory outlived its reactor";
+}

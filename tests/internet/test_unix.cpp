@@ -321,6 +321,23 @@ TEST_P(UNIXTest, UNIX_5_stopListeningRemovesTheFileOnceClosed) {
     EXPECT_TRUE(again);
 }
 
+TEST_P(UNIXTest, UNIX_5_aPausedPortRemovesItsFileWhenItsReactorIsDestroyed) {
+    // UNIX-5 with R-7: a paused port (in no set, so the shutdown's disconnectAll cannot tell it) is closed by
+    // the reactor's destruction: its file removed, its factory stopped; held past the reactor, it is inert.
+    auto r = makeReactor();
+    auto f = std::make_shared<RecordingFactory>();
+    auto port = r->listenUNIX(path(), f);
+    port->pauseAccepting();
+    ASSERT_TRUE(fs::exists(path()));
+    r.reset();
+    EXPECT_FALSE(fs::exists(path())) << "the socket file outlived the reactor";
+    EXPECT_EQ(f->stopped, 1);
+    EXPECT_FALSE(port->listening());
+    EXPECT_NO_THROW(port->resumeAccepting());
+    EXPECT_THROW(port->startListening(), std::logic_error);
+    EXPECT_FALSE(fs::exists(path()));
+}
+
 TEST_P(UNIXTest, UNIX_5_fileRemovedByOthersIsNotAnError) {
     // UNIX-5, Better than Twisted: a socket file someone else removed does not fail stopListening.
     auto port = reactor().listenUNIX(path(), std::make_shared<RecordingFactory>());

@@ -20,6 +20,9 @@
 // reading stdin (its writer must not get SIGPIPE) and, once everything
 // written has left, puts /dev/null in stdout's place, so the reader sees EOF
 // at once and the number cannot be recycled by a later open() (STDIO-7).
+// When the reactor ends with the transport open (its shutdown or its
+// destruction), or a write fails, stdout stays what it was, flags restored:
+// what the program prints after run() returns still goes there.
 #pragma once
 
 #include <memory>

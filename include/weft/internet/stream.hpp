@@ -294,14 +294,17 @@ protected:
 
 /// Drives outgoing connection attempts (Twisted base.BaseConnector): one
 /// ClientTransport per attempt; connect() again to reconnect.
-class WEFT_EXPORT BaseConnector : public IConnector, public std::enable_shared_from_this<BaseConnector> {
+class WEFT_EXPORT BaseConnector : public IConnector,
+                                  public std::enable_shared_from_this<BaseConnector>,
+                                  private detail::ReactorBound {
 public:
     enum class State : std::uint8_t { disconnected, connecting, connected };
 
     ~BaseConnector() override;
 
     /// Starts an attempt; allowed only when disconnected (std::logic_error
-    /// otherwise). doStart()s the factory once and calls startedConnecting() (TCP-36, TCP-48).
+    /// otherwise, and once the reactor is gone). doStart()s the factory once
+    /// and calls startedConnecting() (TCP-36, TCP-48).
     void connect() override;
     /// Fails the attempt in progress with UserError before returning; throws
     /// error::NotConnectingError when not connecting (TCP-46).
@@ -312,8 +315,9 @@ public:
     State state() const noexcept { return state_; }
     const std::shared_ptr<ClientFactory>& factory() const noexcept { return factory_; }
     Reactor& reactor() const noexcept { return reactor_; }
-    /// The reactor's clock, for a ReconnectingClientFactory's retries.
-    IReactorTime* clock() const noexcept override { return &reactor_; }
+    /// The reactor's clock, for a ReconnectingClientFactory's retries; null
+    /// once the reactor is gone.
+    IReactorTime* clock() const noexcept override { return reactorGone_ ? nullptr : &reactor_; }
     double timeout() const noexcept { return timeout_; }
 
 protected:
@@ -330,12 +334,17 @@ private:
     void connectionLost(const Failure& reason);
     void cancelTimeout();
     void stopFactoryIfIdle();
+    /// The reactor is being destroyed (after it told every transport): an
+    /// attempt made since (a reconnect from clientConnectionFailed) is dropped
+    /// unreported, the factory stopped, and connect() refused from now on.
+    void reactorGone() noexcept override;
 
     Reactor& reactor_;
     std::shared_ptr<ClientFactory> factory_;
     double timeout_;
     State state_ = State::disconnected;
     bool factoryStarted_ = false;
+    bool reactorGone_ = false;
     std::shared_ptr<IConnectingTransport> transport_;
     std::optional<DelayedCall> timeoutCall_;
 };
@@ -343,7 +352,8 @@ private:
 /// A listening stream socket (Twisted tcp.Port and unix.Port's common part).
 class WEFT_EXPORT StreamPort : public IListeningPort,
                                public IReadDescriptor,
-                               public std::enable_shared_from_this<StreamPort> {
+                               public std::enable_shared_from_this<StreamPort>,
+                               private detail::ReactorBound {
 public:
     ~StreamPort() override;
 
@@ -376,8 +386,8 @@ public:
     /// (clients still connect, up to the backlog), and an accept batch in
     /// progress ends after the connection being accepted (a buildProtocol or
     /// connectionMade may call it). Harmless when not listening or already
-    /// paused. stopListening() still closes a paused port; the reactor's own
-    /// shutdown does not reach it, as it is not registered.
+    /// paused. stopListening() still closes a paused port; the reactor's
+    /// shutdown does not reach it (it is in no set), its destruction closes it.
     void pauseAccepting();
     /// Undoes pauseAccepting(): watches the socket again, so what waits in the
     /// backlog is accepted on a later iteration. Harmless when not listening
@@ -399,6 +409,8 @@ protected:
     virtual void closed() = 0;
     /// Room for the peer address accept() fills in.
     virtual socklen_t peerCapacity() const noexcept = 0;
+    /// Throws std::logic_error once the reactor is gone (a start after it).
+    void checkReactor() const;
 
     Reactor& reactor_;
     std::shared_ptr<Factory> factory_;
@@ -407,8 +419,13 @@ protected:
     int sessionno_ = 0;
 
 private:
+    /// The reactor is being destroyed: a port still open (paused: in no set,
+    /// so disconnectAll did not reach it) closes as connectionLost does; a
+    /// start afterwards throws.
+    void reactorGone() noexcept override;
     State state_ = State::closed;
     bool acceptPaused_ = false;
+    bool reactorGone_ = false;
     int reservedFd_ = -1;                      // spare descriptor for EMFILE recovery (TCP-14)
     std::vector<Deferred<void>> stopWaiters_;  // stopListening()'s callers while stopping
 };
