@@ -353,9 +353,9 @@ void FileDescriptor::writeSequence(std::span<const Bytes> chunks) {
 
 void FileDescriptor::maybePauseProducer() {
     // Pause only on the transition to full (FD-24, Better than Twisted).
-    if (streaming_ && !producerPaused_ && producerIfAny() && isSendBufferFull()) {
+    if (producer_ && streaming_ && !producerPaused_ && isSendBufferFull()) {
         producerPaused_ = true;
-        auto keep = cold_->producer;  // pauseProducing() may unregister it
+        auto keep = producer_;  // pauseProducing() may unregister it
         keep->asPushProducer()->pauseProducing();
     }
 }
@@ -388,11 +388,11 @@ Reason FileDescriptor::doWrite() {
     // Everything is sent (FD-19).
     stopWriting();
     // A close asked for despite the producer (only ever set with one) does not resume it.
-    if (producerIfAny() && (!streaming_ || producerPaused_) && !closeDespiteProducer_) {
+    if (producer_ && (!streaming_ || producerPaused_) && !closeDespiteProducer_) {
         producerPaused_ = false;
         // resumeProducing() may write, unregister (dropping the last reference to
         // the producer), close or abort: hold it, and look at nothing afterwards.
-        auto keep = cold_->producer;
+        auto keep = producer_;
         if (!streaming_) keep->asPullProducer()->resumeProducing();
         else keep->asPushProducer()->resumeProducing();
         return std::nullopt;
@@ -401,7 +401,7 @@ Reason FileDescriptor::doWrite() {
         // Any registered producer keeps the connection open until it is
         // unregistered (FD-13, Better than Twisted), unless the close was asked
         // for despite it.
-        if (producerIfAny() && !closeDespiteProducer_) return std::nullopt;
+        if (producer_ && !closeDespiteProducer_) return std::nullopt;
         return error::connectionDone();
     }
     if (writeHalf_ == WriteHalf::closing) {
@@ -459,8 +459,8 @@ void checkProducerKind(IProducer& producer, bool streaming) {
 
 void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool streaming) {
     if (!producer) throw std::invalid_argument("registerProducer: null producer");
-    if (IProducer* registered = producerIfAny()) {
-        const IProducer& mine = *registered;
+    if (producer_) {
+        const IProducer& mine = *producer_;
         const IProducer& theirs = *producer;
         throw std::runtime_error("Cannot register producer " + demangle(typeid(theirs).name()) + ", because producer " +
                                  demangle(typeid(mine).name()) + " was never unregistered.");
@@ -470,29 +470,19 @@ void FileDescriptor::registerProducer(std::shared_ptr<IProducer> producer, bool 
         producer->stopProducing();  // FD-22
         return;
     }
-    cold().producer = std::move(producer);
+    producer_ = std::move(producer);
     streaming_ = streaming;
     producerPaused_ = false;
     if (!streaming) {
-        auto keep = cold_->producer;  // resumeProducing() may unregister it
+        auto keep = producer_;  // resumeProducing() may unregister it
         keep->asPullProducer()->resumeProducing();
     }
 }
 
 void FileDescriptor::unregisterProducer() {
-    if (cold_) cold_->producer.reset();
+    producer_.reset();
     producerPaused_ = false;  // FD-28 (Better than Twisted)
     if (connected() && (disconnecting() || writeHalf_ == WriteHalf::closing)) startWriting();
-}
-
-const std::shared_ptr<IProducer>& FileDescriptor::producer() const noexcept {
-    static const std::shared_ptr<IProducer> none;
-    return cold_ ? cold_->producer : none;
-}
-
-FileDescriptor::Cold& FileDescriptor::cold() const {
-    if (!cold_) cold_ = newCold();
-    return *cold_;
 }
 
 void FileDescriptor::stopConsuming() {
@@ -518,7 +508,7 @@ void FileDescriptor::connectionLost(const Failure&) {
     // dispatch guard, a scheduled call's reference), as any close requires.
     reactor_.forgetDescriptor(this);
     queue_.clear();
-    if (auto p = cold_ ? std::move(cold_->producer) : nullptr) {  // FD-2, FD-30: before the protocol hears of it
+    if (auto p = std::move(producer_)) {  // FD-2, FD-30: before the protocol hears of it
         // A producer that throws here must not stop the close: the descriptor,
         // its protocol and the producer would stay open and hold each other.
         try {

@@ -172,7 +172,7 @@ public:
     /// unregisterProducer() then loseConnection() (FD-29).
     void stopConsuming();
     /// The registered producer, if any.
-    const std::shared_ptr<IProducer>& producer() const noexcept;
+    const std::shared_ptr<IProducer>& producer() const noexcept { return producer_; }
     bool producerPaused() const noexcept { return producerPaused_; }
     /// True if the registered producer was registered as streaming (push).
     bool producerStreaming() const noexcept { return streaming_; }
@@ -247,28 +247,13 @@ protected:
     /// Pauses the push producer on the transition to full (FD-24); write() calls it.
     void maybePauseProducer();
 
-    /// What a descriptor needs only sometimes, in one block made on first use:
-    /// the registered producer here, and what a subclass adds by overriding
-    /// newCold() (a socket's log prefix and local address). An idle descriptor
-    /// carries one pointer for all of it (docs/architecture.md §6).
-    struct Cold {
-        virtual ~Cold() = default;
-        std::shared_ptr<IProducer> producer;
-    };
-    /// The block, made (by newCold()) if there is none yet.
-    Cold& cold() const;
-    Cold* coldIfAny() const noexcept { return cold_.get(); }
-    /// Makes the block; a subclass whose block is larger returns its own type.
-    virtual std::unique_ptr<Cold> newCold() const { return std::make_unique<Cold>(); }
-
 private:
     static std::string className(const std::type_info& type);
     static std::string contextPrefix(const ILoggingContext& context);
 
     Reactor& reactor_;
     detail::WriteQueue queue_;
-    mutable std::unique_ptr<Cold> cold_;
-    IProducer* producerIfAny() const noexcept { return cold_ ? cold_->producer.get() : nullptr; }
+    std::shared_ptr<IProducer> producer_;
     // Where this descriptor is in the reactor's list of descriptors alive on it
     // (Reactor::disconnectAll tells those it no longer watches; R-7, Better
     // than Twisted); kNotLive once the reactor is gone. With the one-byte

@@ -176,15 +176,20 @@ protected:
 
     /// What a connection works out only when asked, kept once it is: its log
     /// prefix (AcceptedTransport) and its local address (tcp::Connection, after
-    /// a getsockname or at the close). Part of FileDescriptor's block made on
-    /// first use (Cold), so an idle connection carries one pointer for all of it.
-    struct Remembered : Cold {
+    /// a getsockname or at the close). One block, made on first use, so an idle
+    /// connection carries one pointer for all of it.
+    struct Remembered {
         std::optional<std::string> prefix;
         std::optional<SockAddr> local;
     };
-    Remembered& remembered() const { return static_cast<Remembered&>(cold()); }
-    const Remembered* rememberedIfAny() const noexcept { return static_cast<const Remembered*>(coldIfAny()); }
-    std::unique_ptr<Cold> newCold() const override { return std::make_unique<Remembered>(); }
+    Remembered& remembered() const {
+        if (!remembered_) remembered_ = std::make_unique<Remembered>();
+        return *remembered_;
+    }
+    const Remembered* rememberedIfAny() const noexcept { return remembered_.get(); }
+
+private:
+    mutable std::unique_ptr<Remembered> remembered_;
 };
 
 /// An accepted (or adopted) stream (Twisted tcp.Server, unix.Server):
