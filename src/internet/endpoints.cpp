@@ -767,5 +767,28 @@ std::shared_ptr<IDatagramServerEndpoint> datagramServerFromString(const ReactorR
     return parser(reactor, d);
 }
 
+namespace {
+// Twisted's OneShotFactory: hands out the one protocol, then holds nothing.
+class OneShotFactory final : public Factory {
+public:
+    explicit OneShotFactory(std::shared_ptr<Protocol> given) : protocol_(std::move(given)) { noisy = false; }
+    std::shared_ptr<Protocol> buildProtocol(const Address&) override {
+        auto p = std::exchange(protocol_, nullptr);  // a second connection gets none (NoProtocol)
+        if (p) p->factory = std::static_pointer_cast<Factory>(shared_from_this());
+        return p;
+    }
+    std::string logPrefix() const override { return "OneShotFactory"; }
+
+private:
+    std::shared_ptr<Protocol> protocol_;
+};
+}  // namespace
+
+Deferred<std::shared_ptr<Protocol>> connectProtocol(IStreamClientEndpoint& endpoint,
+                                                    std::shared_ptr<Protocol> protocol) {
+    if (!protocol) throw std::invalid_argument("connectProtocol: null protocol");
+    return endpoint.connect(std::make_shared<OneShotFactory>(std::move(protocol)));
+}
+
 }  // namespace endpoints
 }  // namespace weft

@@ -1083,6 +1083,53 @@ TEST_P(EndpointsTest, EP_13_refusedConnectionFailsTheDeferredWithConnectionRefus
     EXPECT_EQ(factory->stops, 1);
 }
 
+TEST_P(EndpointsTest, EP_13_connectProtocolConnectsTheGivenProtocolAndHoldsNoCycle) {
+    // EP-13 through endpoints::connectProtocol (Twisted's): the Deferred fires with the very protocol given, after
+    // its connectionMade; nothing keeps it alive once the connection is over and the caller lets go (a factory
+    // whose `protocol` returned a prebuilt instance kept the two in a cycle). A failed connect fails the
+    // Deferred and releases the protocol.
+    auto serverFactory = weft::Factory::forProtocol<wt::AccumulatingProtocol, weft::ServerFactory>();
+    serverFactory->noisy = false;
+    auto port =
+        wt::successResultOf(ep::serverFromString(reactor(), "tcp:0:interface=127.0.0.1")->listen(serverFactory));
+    auto endpoint = ep::clientFromString(reactor(), "tcp:127.0.0.1:" + std::to_string(portOf(*port)));
+    auto mine = std::make_shared<wt::AccumulatingProtocol>();
+    std::weak_ptr<wt::AccumulatingProtocol> weak = mine;
+    auto d = ep::connectProtocol(*endpoint, mine);
+    std::shared_ptr<Protocol> got;
+    d.addCallbacks([&](std::shared_ptr<Protocol> p) { got = p; }, [&](Failure f) { ADD_FAILURE() << f.str(); });
+    ASSERT_TRUE(spinUntil([&] { return got != nullptr; }));
+    EXPECT_EQ(got.get(), mine.get());
+    EXPECT_TRUE(mine->made);
+    ASSERT_TRUE(mine->factory);
+    EXPECT_EQ(mine->factory->logPrefix(), "OneShotFactory");
+    mine->closedDeferred.emplace();
+    bool closed = false;
+    mine->closedDeferred->addCallback([&] { closed = true; });
+    mine->transport->loseConnection();
+    ASSERT_TRUE(spinUntil([&] { return closed; }));
+    got.reset();
+    mine.reset();
+    EXPECT_TRUE(weak.expired()) << "the protocol outlived its connection";
+
+    RefusingPort refusing;
+    auto refused = std::make_shared<wt::AccumulatingProtocol>();
+    std::weak_ptr<wt::AccumulatingProtocol> weakRefused = refused;
+    std::optional<Failure> reason;
+    ep::connectProtocol(*ep::clientFromString(reactor(), "tcp:127.0.0.1:" + std::to_string(refusing.port)), refused)
+        .addCallbacks([&](std::shared_ptr<Protocol>) { ADD_FAILURE() << "connected to a refusing port"; },
+                      [&](Failure f) { reason = f; });
+    ASSERT_TRUE(spinUntil([&] { return reason.has_value(); }));
+    EXPECT_TRUE(reason->check<weft::error::ConnectionRefusedError>()) << reason->str();
+    EXPECT_FALSE(refused->made);
+    refused.reset();
+    EXPECT_TRUE(weakRefused.expired());
+    EXPECT_THROW(ep::connectProtocol(*endpoint, nullptr), std::invalid_argument);
+    bool stopped = false;
+    port->stopListening().addCallback([&] { stopped = true; });
+    ASSERT_TRUE(spinUntil([&] { return stopped; }));
+}
+
 TEST_P(EndpointsTest, EP_6_portInUseFailsTheListenDeferredWithCannotListenError) {
     // EP-6: listen() on a port already in use returns a failed Deferred carrying CannotListenError, at once.
     auto factory = std::make_shared<weft::ServerFactory>();

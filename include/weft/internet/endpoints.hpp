@@ -450,5 +450,18 @@ WEFT_EXPORT std::shared_ptr<IStreamClientEndpoint> clientFromString(const Reacto
 WEFT_EXPORT std::shared_ptr<IDatagramServerEndpoint> datagramServerFromString(const ReactorRef& reactor,
                                                                               std::string_view description);
 
+/// Connects `protocol` itself (not one a factory makes) through `endpoint`
+/// (Twisted endpoints.connectProtocol): a one-shot factory hands it to the
+/// endpoint once and keeps no reference to it afterwards, so the protocol,
+/// which holds its factory, and the factory do not hold each other. The
+/// Deferred fires with `protocol` once its connectionMade() has run, or fails
+/// as IStreamClientEndpoint::connect() does; `protocol` is never reused.
+/// Throws std::invalid_argument for a null protocol.
+///
+///     auto p = std::make_shared<Client>();
+///     auto proto = co_await endpoints::connectProtocol(*endpoint, p);
+WEFT_EXPORT Deferred<std::shared_ptr<Protocol>> connectProtocol(IStreamClientEndpoint& endpoint,
+                                                                std::shared_ptr<Protocol> protocol);
+
 }  // namespace endpoints
 }  // namespace weft
