@@ -418,6 +418,7 @@ BaseProcess::BaseProcess(Reactor& reactor, std::shared_ptr<ProcessProtocol> prot
 
 BaseProcess::~BaseProcess() {
     if (bound()) reactor_.unbind(*this);  // not once the reactor is gone
+    if (detachedPidfd_ >= 0) closePidfd(detachedPidfd_);
 }
 
 std::optional<pid_t> BaseProcess::pid() const noexcept {
@@ -514,7 +515,15 @@ void BaseProcess::reactorGone() noexcept {
     try {
         reapNow();
         if (phase_ != Phase::running) return;
+        int forThread = -1;
+        if (watcher_) {
+            forThread = sys::ops.fcntl(watcher_->fileno(), F_DUPFD_CLOEXEC, 0);
+            detachedPidfd_ = sys::ops.fcntl(watcher_->fileno(), F_DUPFD_CLOEXEC, 0);
+        }
         stopWatching();
+        phase_ = Phase::detached;
+        if (!sys::reapOnOwnThread(pid_, forThread))
+            log::warn("Process", "cannot start a thread to reap child {}: it will stay a zombie once it ends", pid_);
     } catch (...) {
         log::failure("Process", "releasing a child at the reactor's end", Failure::current());
     }
@@ -522,7 +531,7 @@ void BaseProcess::reactorGone() noexcept {
 }
 
 void BaseProcess::maybeCallProcessEnded() {
-    if (phase_ == Phase::ended || !streamsClosed()) return;
+    if (phase_ == Phase::ended || phase_ == Phase::detached || !streamsClosed()) return;
     if (phase_ == Phase::running) {
         reapNow();  // REAP-2: the last stream closed; the child has probably exited
         return;     // reaped() comes back here once it has
@@ -539,6 +548,19 @@ void BaseProcess::maybeCallProcessEnded() {
 }
 
 void BaseProcess::signalProcess(int sig) {
+    if (phase_ == Phase::detached) {
+        // Its reactor is gone and a thread reaps it: only its pidfd names it safely.
+        if (detachedPidfd_ < 0)
+            throw std::logic_error(fmt::format(
+                "signalProcess({}): child {} is no longer tracked (its reactor was destroyed) and there is no pidfd "
+                "to signal it by",
+                sig, pid_));
+        if (sys::ops.pidfd_send_signal(detachedPidfd_, sig, nullptr, 0) != 0) {
+            if (errno == ESRCH) throw error::ProcessExitedAlready();
+            throwErrno(errno, fmt::format("signalProcess({})", sig));
+        }
+        return;
+    }
     if (phase_ != Phase::running) throw error::ProcessExitedAlready();
     int rc = watcher_ ? sys::ops.pidfd_send_signal(watcher_->fileno(), sig, nullptr, 0) : sys::ops.kill(pid_, sig);
     if (rc != 0) {

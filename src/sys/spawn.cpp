@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <thread>
 
 #include "sys/syscalls.hpp"
 
@@ -203,6 +204,22 @@ pid_t kernelSpawn(SpawnRequest* req) {
         return -1;
     }
     return pid;
+}
+
+bool reapOnOwnThread(pid_t pid, int pidfd) noexcept {
+    try {
+        std::thread([pid, pidfd] {
+            const idtype_t kind = pidfd >= 0 ? P_PIDFD : P_PID;
+            const auto which = static_cast<id_t>(pidfd >= 0 ? pidfd : pid);
+            siginfo_t info{};
+            while (::waitid(kind, which, &info, WEXITED) != 0 && errno == EINTR) {}
+            if (pidfd >= 0) ::close(pidfd);
+        }).detach();
+        return true;
+    } catch (...) {
+        if (pidfd >= 0) ::close(pidfd);
+        return false;
+    }
 }
 
 }  // namespace weft::sys

@@ -57,4 +57,11 @@ struct SpawnRequest {
 /// The name of a step, for messages ("chdir", "setuid", "execve", …).
 const char* stepName(SpawnRequest::Step step) noexcept;
 
+/// Waits for child `pid` on a detached thread of its own until it ends, then
+/// reaps it and closes `pidfd` (waiting through it when it is not -1): for a
+/// child whose reactor is gone, so that it never stays a zombie. Not through
+/// sys::ops: tests replace the table on the main thread only, and this thread
+/// may outlive any test. False (and `pidfd` closed) if no thread could start.
+bool reapOnOwnThread(pid_t pid, int pidfd) noexcept;
+
 }  // namespace weft::sys

@@ -7,6 +7,7 @@
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -858,10 +859,27 @@ TEST_P(ProcessTest, REAP_1_REAP_6_manyChildrenEachGetTheirOwnStatusAndNoZombieSt
     EXPECT_EQ(zombieChildren(), 0);
 }
 
-TEST_P(ProcessTest, REAP_1_aReactorDestroyedWhileAChildRunsLetsGoOfTheProcessAndItsProtocol) {
-    // The pidfd watcher (registered with the reactor), the process and its
-    // protocol hold each other while the child runs; a reactor destroyed then
-    // must not leave them behind. The child runs on, unwatched.
+// Whether this kernel gives pidfds (pidfd_open, Linux 5.3).
+bool pidfdAvailable() {
+    int fd = static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0));
+    if (fd < 0) return false;
+    ::close(fd);
+    return true;
+}
+
+// Until `pid` is gone from the process table (reaped by someone), or `seconds` passed.
+bool waitUntilReaped(pid_t pid, double seconds) {
+    for (int i = 0; i < static_cast<int>(seconds * 100); ++i) {
+        if (::kill(pid, 0) != 0 && errno == ESRCH) return true;  // a zombie still answers kill(pid, 0)
+        ::usleep(10000);
+    }
+    return false;
+}
+
+TEST_P(ProcessTest, REAP_1_aReactorDestroyedWhileAChildRunsLetsGoOfTheProcessAndTheChildIsStillReaped) {
+    // The pidfd watcher (registered with the reactor), the process and its protocol hold each other while the
+    // child runs; a reactor destroyed then must not leave them behind. The child runs on, and when it ends it is
+    // reaped all the same (REAP-1: no zombie remains; it stayed one for good before), by a thread that waits for it.
     for (bool pty : {false, true}) {
         SCOPED_TRACE(pty ? "pty" : "pipes");
         auto r = makeReactor();
@@ -878,14 +896,31 @@ TEST_P(ProcessTest, REAP_1_aReactorDestroyedWhileAChildRunsLetsGoOfTheProcessAnd
         r.reset();
         EXPECT_TRUE(weakProto.expired()) << "the protocol outlived its reactor";
         EXPECT_TRUE(weakProcess.expired()) << "the process outlived its reactor";
+        ::kill(pid, SIGKILL);  // a PTY child may have died already, of its terminal's hang-up
+        EXPECT_TRUE(waitUntilReaped(pid, 10)) << "child " << pid << " was left a zombie";
+    }
+    EXPECT_EQ(zombieChildren(), 0);
+}
+
+TEST_P(ProcessTest, SIG_2_aProcessHeldPastItsReactorIsSignalledThroughItsPidfdAndThenSaysItExited) {
+    // SIG-2 once the reactor is gone: the process held by the caller no longer reports a pid (its reaper may
+    // have freed it for reuse), signalProcess reaches the child through a pidfd of its own while it runs, and
+    // throws ProcessExitedAlready once it has ended and been reaped (it signalled the pid, and said nothing).
+    auto r = makeReactor();
+    auto proto = std::make_shared<RecordingProcess>();
+    auto p = r->spawnProcess(proto, childHelper(), {childHelper(), "sleep", "30"});
+    pid_t pid = *p->pid();
+    r.reset();
+    EXPECT_FALSE(p->pid().has_value());
+    if (!pidfdAvailable()) {
+        EXPECT_THROW(p->signalProcess(SIGTERM), std::logic_error);
         ::kill(pid, SIGKILL);
-        int status = 0;
-        pid_t waited = ::waitpid(pid, &status, 0);
-        // Through pipes the child sleeps on, unreaped; a PTY child may have died
-        // of the hang-up its terminal's close sent, and been reaped as it went.
-        if (!pty) {
-            EXPECT_EQ(waited, pid) << "the child was reaped though it was still running";
-        }
+    } else {
+        EXPECT_NO_THROW(p->signalProcess(SIGTERM));
+    }
+    ASSERT_TRUE(waitUntilReaped(pid, 10)) << "child " << pid << " was left a zombie";
+    if (pidfdAvailable()) {
+        EXPECT_THROW(p->signalProcess(SIGTERM), err::ProcessExitedAlready);
     }
     EXPECT_EQ(zombieChildren(), 0);
 }

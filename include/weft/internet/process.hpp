@@ -155,7 +155,7 @@ public:
     void signalProcessGroup(int sig) override;
 
     /// True once the child has been reaped / once processEnded has been called.
-    bool exited() const noexcept { return phase_ != Phase::running; }
+    bool exited() const noexcept { return phase_ == Phase::exited || phase_ == Phase::ended; }
     bool ended() const noexcept { return phase_ == Phase::ended; }
 
     /// Internal (the pidfd watcher): reaps the child if it has exited.
@@ -178,14 +178,17 @@ protected:
 
 private:
     class Watcher;
-    enum class Phase : std::uint8_t { running, exited, ended };
+    // detached: the reactor was destroyed while the child ran; a thread of its own reaps it.
+    enum class Phase : std::uint8_t { running, exited, ended, detached };
 
     void reaped(std::optional<int> waitStatus);  // nullopt: reaped by the kernel, status lost
     void pollLater(double delay);
     void stopWatching();
     // The reactor is being destroyed while the child runs: an exit not seen
     // yet is still reaped and reported; otherwise the watcher and the protocol
-    // are let go and the child is left to run, unwatched.
+    // are let go and the child runs on, reaped when it ends by a thread that
+    // waits for it alone (REAP-1: no zombie is left), and signalProcess()
+    // reaches it through a pidfd of its own, never a pid that may be reused.
     void reactorGone() noexcept override;
 
     Reactor& reactor_;
@@ -196,7 +199,8 @@ private:
     DelayedCall pollCall_;                   // the next poll, without a pidfd
     std::optional<Failure> reason_;
     pid_t pid_ = 0;
-    pid_t group_ = 0;  // the child's own process group, or 0
+    pid_t group_ = 0;         // the child's own process group, or 0
+    int detachedPidfd_ = -1;  // detached: a pidfd to signal the child by, or -1
     int status_ = -1;
     Phase phase_ = Phase::running;
 };
