@@ -499,10 +499,18 @@ void TimeoutMixin::timeoutConnection() {
 }
 
 DelayedCall TimeoutMixin::callLater(double delay, Function<void()> f) {
+    if (!clock_) {
+        // Twisted's countdown runs on the global reactor; a protocol's is the
+        // one its connection runs on (through any wrapper's transport).
+        if (auto* protocol = dynamic_cast<BaseProtocol*>(this)) {
+            for (ITransport* t = protocol->transport.get(); t && !clock_; t = t->transportBelow())
+                if (auto* descriptor = dynamic_cast<FileDescriptor*>(t)) clock_ = &descriptor->reactor();
+        }
+    }
     if (!clock_)
         throw std::logic_error(
-            "TimeoutMixin: no clock to time out on (pass one to the constructor or setClock, "
-            "or override callLater)");
+            "TimeoutMixin: no clock to time out on (a protocol without a transport on a reactor: pass one to "
+            "the constructor or setClock, or override callLater)");
     return clock_->callLater(delay, std::move(f));
 }
 

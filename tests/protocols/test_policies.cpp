@@ -3,6 +3,7 @@
 // same wrappers over real TCP connections on every backend: half-close through
 // a wrapper, throttling on the reactor's clock, idle timeouts, and every
 // transport call made from inside every callback of a wrapped protocol.
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <gtest/gtest.h>
@@ -670,6 +671,33 @@ std::string readAll(int fd) {
 }
 
 }  // namespace
+
+class IdleSession : public Protocol, public TimeoutMixin {
+public:
+    void connectionMade() override { setTimeout(0.05); }  // no clock given: Twisted's way of writing it
+};
+
+TEST_P(PolicyTcpTest, TM_3_withoutAClockTheCountdownRunsOnTheTransportsReactor) {
+    // TM-3: a TimeoutMixin given no clock times out on the reactor its connection runs on, directly or under a
+    // wrapper (setTimeout threw "no clock", which the accept logged, and the connection stayed open for good).
+    for (bool wrapped : {false, true}) {
+        SCOPED_TRACE(wrapped ? "under a WrappingFactory" : "directly");
+        std::shared_ptr<Factory> f = Factory::forProtocol<IdleSession, ServerFactory>();
+        f->noisy = false;
+        if (wrapped) {
+            f = std::make_shared<WrappingFactory>(f);
+            f->noisy = false;
+        }
+        port = reactor().listenTCP(0, f, 50, "127.0.0.1");
+        int fd = connectTo(portNumber(*port));
+        ASSERT_GE(fd, 0);
+        ASSERT_EQ(::fcntl(fd, F_SETFL, O_NONBLOCK), 0);
+        char c;
+        EXPECT_TRUE(spinUntil([&] { return ::recv(fd, &c, 1, 0) == 0; }, 5)) << "the idle connection was not closed";
+        ::close(fd);
+        stopPort();
+    }
+}
 
 TEST_P(PolicyTcpTest, POL_1_halfCloseThroughAWrapperOverTcp) {
     auto inner = std::make_shared<HookedFactory>();

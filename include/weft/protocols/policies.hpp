@@ -371,9 +371,10 @@ private:
 ///     };
 ///
 /// The countdown runs on the clock given to the constructor or to setClock(),
-/// or wherever an overriding callLater() puts it (TM-3); with neither, starting
-/// one throws std::logic_error. A pending countdown is cancelled when the
-/// object is destroyed.
+/// or wherever an overriding callLater() puts it (TM-3); with neither, on the
+/// reactor of the protocol's transport (through a wrapper's, as Twisted's runs
+/// on its global reactor), and starting one without any of these throws
+/// std::logic_error. A pending countdown is cancelled when the object is destroyed.
 class WEFT_EXPORT TimeoutMixin {
 public:
     TimeoutMixin() = default;
