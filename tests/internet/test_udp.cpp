@@ -773,6 +773,34 @@ TEST_P(UDPTest, UDP_17_connectNeedsALiteralOnceAndFiltersPeers) {
     ASSERT_TRUE(stopAndWait(reactor(), *port));
 }
 
+TEST_P(UDPTest, UDP_17_aProtocolConnectsThroughIUDPTransport) {
+    // UDP-17 as Twisted's protocols write it (self.transport.connect in startProtocol): the protocol's transport
+    // is an IUDPTransport, reached by a cross-cast, with no cast to the concrete port (which was the only way).
+    PlainSocket peer(AF_INET);
+    peer.bind("127.0.0.1");
+    class Connecting : public RecordingDatagram {
+    public:
+        explicit Connecting(std::uint16_t to) : to_(to) {}
+        void startProtocol() override {
+            auto* udp = dynamic_cast<IUDPTransport*>(transport.get());
+            ASSERT_NE(udp, nullptr);
+            udp->connect("127.0.0.1", to_);
+            udp->setBroadcastAllowed(true);
+            transport->write(asBytes("hello"));
+        }
+
+    private:
+        std::uint16_t to_;
+    };
+    auto p = std::make_shared<Connecting>(peer.port());
+    auto port = reactor().listenUDP(0, p, "127.0.0.1");
+    EXPECT_EQ(peer.receive(), std::optional<std::string>("hello"));
+    IUDPTransport& udp = *port;
+    EXPECT_EQ(std::get<IPv4Address>(udp.getPeer()).port, peer.port());
+    EXPECT_TRUE(udp.getBroadcastAllowed());
+    ASSERT_TRUE(stopAndWait(reactor(), *port));
+}
+
 TEST_P(UDPTest, UDP_18_connectedWriteGoesToThePeerOnly) {
     // UDP-18: write(data) and write(data, peer) reach the peer; another address throws; EMSGSIZE throws.
     auto p = std::make_shared<RecordingDatagram>();

@@ -249,6 +249,26 @@ public:
     std::size_t writeSequence(std::span<const Bytes> chunks) { return writeSequence(chunks, Address(NoAddress())); }
 };
 
+/// What a UDP transport offers besides IDatagramTransport (Twisted
+/// IUDPTransport's connect and broadcast): a mixin on udp::Port and
+/// udp::MulticastPort, as ITCPTransport is on a TCP connection, so a protocol
+/// reaches it from its transport with a cross-cast:
+///
+///     void startProtocol() override {
+///         if (auto* udp = dynamic_cast<IUDPTransport*>(transport.get())) udp->connect("127.0.0.1", 53);
+///     }
+class WEFT_EXPORT IUDPTransport {
+public:
+    virtual ~IUDPTransport() = default;
+    /// Connects the socket to host (an IP literal) and port (UDP-17).
+    virtual void connect(const std::string& host, std::uint16_t port) = 0;
+    /// The connected peer, or NoAddress.
+    virtual Address getPeer() const = 0;
+    /// SO_BROADCAST (UDP-21).
+    virtual void setBroadcastAllowed(bool enabled) = 0;
+    virtual bool getBroadcastAllowed() const = 0;
+};
+
 /// The base of datagram protocols (Twisted AbstractDatagramProtocol; DGRAM-1).
 ///
 /// A port calls makeConnection() when it starts listening and doStop() when it

@@ -44,7 +44,7 @@ namespace weft::udp {
 ///
 /// IPv4 or IPv6 is chosen by the interface literal; IPv6 ports are IPv6-only
 /// (as listenTCP's), so IPv4 destinations are refused with InvalidAddressError.
-class WEFT_EXPORT Port : public DatagramSocket {
+class WEFT_EXPORT Port : public DatagramSocket, public IUDPTransport {
 public:
     /// Checks `interface` (UDP-1); the socket is made by startListening().
     /// Throws error::InvalidAddressError if it is neither "" nor an IP literal
@@ -79,13 +79,13 @@ public:
     /// datagrams arrive and write() needs no address. `host` must be an IP
     /// literal of the port's family (error::InvalidAddressError); a second
     /// connect() throws std::runtime_error (reconnecting is unsupported).
-    void connect(const std::string& host, std::uint16_t port);
+    void connect(const std::string& host, std::uint16_t port) override;
     /// The connected peer, or NoAddress.
-    Address getPeer() const;
+    Address getPeer() const override;
 
     /// SO_BROADCAST (UDP-21). Throws std::system_error if the socket is closed.
-    void setBroadcastAllowed(bool enabled);
-    bool getBroadcastAllowed() const;
+    void setBroadcastAllowed(bool enabled) override;
+    bool getBroadcastAllowed() const override;
 
     /// "<protocol logPrefix> (UDP)"; datagramReceived runs in this log context (UDP-5).
     std::string logPrefix() const override;
