@@ -88,7 +88,16 @@ const std::type_info& Failure::type() const noexcept {
 std::string demangle(const char* mangled) {
     int status = 0;
     std::unique_ptr<char, void (*)(void*)> out(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
-    return status == 0 && out ? std::string(out.get()) : std::string(mangled);
+    if (status != 0 || !out) return mangled;
+    // The names a reader writes: std::string for the string type's full spelling, and no ABI namespace.
+    std::string name = out.get();
+    auto replaceAll = [&](std::string_view from, std::string_view to) {
+        for (auto at = name.find(from); at != std::string::npos; at = name.find(from, at + to.size()))
+            name.replace(at, from.size(), to);
+    };
+    replaceAll("std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >", "std::string");
+    replaceAll("std::__cxx11::", "std::");
+    return name;
 }
 
 std::string Failure::typeName() const { return demangle(type().name()); }
