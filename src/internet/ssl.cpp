@@ -27,6 +27,7 @@
 #include <fmt/format.h>
 
 #include "internet/detail/sslutil.hpp"
+#include "internet/detail/sysutil.hpp"
 #include "sys/syscalls.hpp"
 
 namespace weft::ssl {
@@ -215,29 +216,25 @@ std::optional<std::string> readRegularFile(const std::filesystem::path& path, st
     if (S_ISDIR(st.st_mode)) return fail(0, "is a directory, not a PEM file");
     if (!S_ISREG(st.st_mode)) return fail(0, "is not a regular file (a device, a FIFO or a socket), not a PEM file");
     // O_NONBLOCK: should the path become a FIFO after the stat, the open does not wait for a writer.
-    int fd = sys::ops.open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0);
-    if (fd < 0) {
+    weft::detail::Fd fd(sys::ops.open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0));
+    if (fd.get() < 0) {
         int e = errno;
         return fail(e, fmt::format("cannot be opened ({})", std::strerror(e)));
     }
     std::string text;
     char block[16384];
     for (;;) {
-        ssize_t n = sys::ops.read(fd, block, sizeof block);
+        ssize_t n = sys::ops.read(fd.get(), block, sizeof block);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
             int e = errno;
-            sys::ops.close(fd);
             return fail(e, fmt::format("cannot be read ({})", std::strerror(e)));
         }
         if (n == 0) break;
         text.append(block, static_cast<std::size_t>(n));
-        if (text.size() > kMaxPEMFile) {
-            sys::ops.close(fd);
+        if (text.size() > kMaxPEMFile)
             return fail(0, fmt::format("is larger than {} MiB, too large for a PEM file", kMaxPEMFile >> 20));
-        }
     }
-    sys::ops.close(fd);
     return text;
 }
 }  // namespace

@@ -1,5 +1,5 @@
-// Internal: small system-call helpers shared by the socket transports
-// (tcp.cpp, unix.cpp, udp.cpp and the accept loop).
+// Internal: small system-call helpers shared by the transports (tcp.cpp,
+// unix.cpp, udp.cpp, process.cpp, the accept loop) and the TLS file reading.
 #pragma once
 
 #include <fcntl.h>
@@ -11,12 +11,38 @@
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <utility>
 
 #include <fmt/format.h>
 
 #include "sys/syscalls.hpp"
 
 namespace weft::detail {
+
+// An owned descriptor, closed through the seam unless released.
+class Fd {
+public:
+    Fd() = default;
+    explicit Fd(int fd) noexcept : fd_(fd) {}
+    Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    Fd& operator=(Fd&& o) noexcept {
+        if (this != &o) {
+            reset();
+            fd_ = std::exchange(o.fd_, -1);
+        }
+        return *this;
+    }
+    ~Fd() { reset(); }
+    int get() const noexcept { return fd_; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+    void reset() noexcept {
+        if (fd_ >= 0) sys::ops.close(fd_);
+        fd_ = -1;
+    }
+
+private:
+    int fd_ = -1;
+};
 
 /// "ECONNRESET" for an errno value, or its number when it has no name.
 inline std::string errnoName(int e) {
