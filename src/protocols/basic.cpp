@@ -38,9 +38,10 @@ private:
 bool closing(const std::shared_ptr<ITransport>& t) noexcept { return t && (!t->isConnected() || t->isDisconnecting()); }
 
 // Records a stop (the first reason wins), logs it and closes the transport.
-void stopWith(detail::StopState& stop, detail::ReceiveBuffer& buffer, Protocol& protocol, Failure reason) {
+// What is not yet delivered stays in the buffer (LR-7: clearLineBuffer() still
+// returns it); nothing more is appended, so it stays bounded.
+void stopWith(detail::StopState& stop, Protocol& protocol, Failure reason) {
     stop.stopped = true;
-    buffer.clear();
     if (stop.reason) return;
     stop.reason = reason;
     // Inside a dispatch the reactor's context names the connection; outside, the class does.
@@ -223,12 +224,11 @@ void LineReceiver::resumeProducing() {
 
 void LineReceiver::stopProducing() {
     paused_ = true;
-    stop_.stopped = true;
-    buffer_.clear();
+    stop_.stopped = true;  // what is buffered stays, undelivered, as after stopReceiving (LR-7)
     if (auto* p = inputOf(transport)) p->stopProducing();
 }
 
-void LineReceiver::stopReceiving(Failure reason) { stopWith(stop_, buffer_, *this, std::move(reason)); }
+void LineReceiver::stopReceiving(Failure reason) { stopWith(stop_, *this, std::move(reason)); }
 
 // ---- LineOnlyReceiver ------------------------------------------------------------
 
@@ -280,7 +280,7 @@ void LineOnlyReceiver::sendLine(std::string_view line) {
     transport->writeSequence(parts);
 }
 
-void LineOnlyReceiver::stopReceiving(Failure reason) { stopWith(stop_, buffer_, *this, std::move(reason)); }
+void LineOnlyReceiver::stopReceiving(Failure reason) { stopWith(stop_, *this, std::move(reason)); }
 
 // ---- NetstringReceiver -----------------------------------------------------------
 
@@ -342,7 +342,7 @@ void NetstringReceiver::sendString(std::string_view string) {
     transport->write(out);
 }
 
-void NetstringReceiver::stopReceiving(Failure reason) { stopWith(stop_, buffer_, *this, std::move(reason)); }
+void NetstringReceiver::stopReceiving(Failure reason) { stopWith(stop_, *this, std::move(reason)); }
 
 // ---- IntNStringReceiver ----------------------------------------------------------
 
@@ -413,7 +413,7 @@ void IntNStringReceiver::stopProducing() {
     if (auto* p = inputOf(transport)) p->stopProducing();
 }
 
-void IntNStringReceiver::stopReceiving(Failure reason) { stopWith(stop_, buffer_, *this, std::move(reason)); }
+void IntNStringReceiver::stopReceiving(Failure reason) { stopWith(stop_, *this, std::move(reason)); }
 
 // ---- FileSender ------------------------------------------------------------------
 

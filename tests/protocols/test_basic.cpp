@@ -369,6 +369,8 @@ TEST_F(LineReceiverTest, LR_7_stopReceivingIsTheNonNullReturnValue) {
     EXPECT_EQ(logs.flush(log::Level::warn).size(), 1u);
     p.dataReceived(asBytes("c\r\n"));
     EXPECT_EQ(p.lines.size(), 2u);
+    // As with a disconnecting transport, the undelivered rest stays buffered; later input does not join it.
+    EXPECT_EQ(p.clearLineBuffer(), "b\r\n");
 }
 
 TEST_F(LineReceiverTest, LR_7_reentrantCallsInsideLineReceived) {
@@ -554,6 +556,10 @@ TEST_F(LineReceiverTest, LR_11_stopProducingEndsDeliveryForGood) {
         EXPECT_EQ(p.received, (std::vector<std::string>{"one", "two", "stop"})) << size;
         EXPECT_EQ(t->producerState, weft::testing::StringTransport::ProducerState::stopped);
         EXPECT_TRUE(p.paused());
+        // The rest of the chunk that held "stop\n" stays buffered, undelivered (LR-7); nothing later joins it.
+        const std::size_t stopEnd = 13, chunkEnd = std::min(input.size(), (stopEnd + size - 1) / size * size);
+        p.dataReceived(asBytes("late\n"));
+        EXPECT_EQ(p.clearLineBuffer(), input.substr(stopEnd, chunkEnd - stopEnd)) << size;
     }
 }
 

@@ -187,7 +187,8 @@ public:
     bool paused() const noexcept { return paused_ || stop_.stopped; }
 
     /// Twisted's "return a non-null value" (see the file comment): stops
-    /// delivery for good (buffered and later input is dropped), logs `reason`
+    /// delivery for good (what is buffered stays undelivered, as clearLineBuffer()
+    /// shows, LR-7; later input is dropped), logs `reason`
     /// at warning level, keeps the first one in stopReason() and calls
     /// transport->loseConnection(). A transport with a producer registered
     /// closes only once it is unregistered (FD-13): unregister first.
