@@ -53,6 +53,7 @@ void ThreadPool::stop() {
             if (t.get_id() == std::this_thread::get_id())
                 throw std::logic_error("ThreadPool::stop() called from one of its own workers");
         joined_ = true;
+        started_ = false;  // as Twisted's: a stopped pool is not started (and start() cannot restart it)
         discarded.swap(queue_);
         threads = std::move(threads_);
         finished_.clear();  // joined below with the others

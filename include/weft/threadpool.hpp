@@ -28,7 +28,8 @@ public:
     ThreadPool(const ThreadPool&) = delete;
     ThreadPool& operator=(const ThreadPool&) = delete;
 
-    /// Starts minThreads workers, and enough more for the queued work.
+    /// Starts minThreads workers, and enough more for the queued work. Does
+    /// nothing after stop(): a stopped pool stays stopped.
     void start();
     /// Lets running work finish, discards work not yet started, joins every worker.
     /// Must not be called from a worker thread (throws std::logic_error).
@@ -42,7 +43,9 @@ public:
 
     std::size_t min() const;
     std::size_t max() const;
+    /// True from start() until stop() (Twisted's `started`).
     bool started() const;
+    /// True once stop() has begun (Twisted's `joined`).
     bool joined() const;
     /// Live worker threads.
     std::size_t workers() const;

@@ -295,6 +295,17 @@ Reactor::Reactor(Backend backend, std::unique_ptr<detail::Poller> poller)
 
 Reactor::~Reactor() {
     restoreSignals();
+    // Calls never to run are dropped now, before the pool is joined: a worker
+    // waiting for one (blockingCallFromThread) is released with an error instead
+    // of holding up the join for ever.
+    std::vector<Function<void()>> unrun;
+    {
+        std::lock_guard lk(threadMu_);
+        refuseWaiters_ = true;
+        unrun.swap(threadCalls_);
+        threadCallsQueued_.store(false, std::memory_order_relaxed);
+    }
+    unrun.clear();
     if (pool_) pool_->stop();
     // Whatever is still open is told, as at shutdown: a transport and its
     // protocol hold each other, and a reactor that never shut down (never run,
@@ -908,6 +919,20 @@ void Reactor::callFromThread(Function<void()> f) {
     wakeUp();
 }
 
+bool Reactor::callFromThreadForWaiter(Function<void()> f) {
+    if (!f) throw std::invalid_argument("callFromThreadForWaiter: empty callable");
+    if (looping_.load(std::memory_order_acquire) && isInIOThread())
+        throw std::logic_error("blockingCallFromThread called from the reactor thread");
+    {
+        std::lock_guard lk(threadMu_);
+        if (refuseWaiters_) return false;
+        threadCalls_.push_back(std::move(f));
+        threadCallsQueued_.store(true, std::memory_order_release);
+    }
+    wakeUp();
+    return true;
+}
+
 void Reactor::runThreadCalls() {
     // The batch is local: a thread call may re-enter iterate(), whose own pass must
     // not swap out or clear the vector this loop walks. runningCalls_ only keeps a
@@ -940,12 +965,15 @@ void Reactor::runThreadCalls() {
 bool Reactor::isInIOThread() const noexcept { return ioThread_.load() == std::this_thread::get_id(); }
 
 ThreadPool& Reactor::getThreadPool() {
+    std::lock_guard lock(poolMu_);
+    return poolLocked();
+}
+
+ThreadPool& Reactor::poolLocked() {
     if (!pool_) {
-        auto made = std::make_unique<ThreadPool>(0, poolMax_, "weft-reactor-pool");
-        {
-            std::lock_guard lock(poolMu_);
-            pool_ = std::move(made);
-        }
+        // Under poolMu_, which run() takes before it touches the triggers: the
+        // creating thread may do this before run() while another thread enters it.
+        pool_ = std::make_unique<ThreadPool>(0, poolMax_, "weft-reactor-pool");
         if (running_) pool_->start();
         else
             callWhenRunning([this] {
@@ -958,6 +986,14 @@ ThreadPool& Reactor::getThreadPool() {
 
 void Reactor::stopThreadPool() {
     if (!pool_) return;
+    // A worker blocked in blockingCallFromThread waits for this thread, which is
+    // about to wait for the worker: refuse such calls from now on (the caller
+    // gets BlockingCallAbandoned) and run, in order, what is queued already.
+    {
+        std::lock_guard lk(threadMu_);
+        refuseWaiters_ = true;
+    }
+    if (looping_.load(std::memory_order_relaxed)) runThreadCalls();  // (before run(), no worker has started)
     // Stop (join) before dropping: running work may still call callInThread(),
     // which reads pool_ from the worker; it must find the stopping pool (which
     // ignores the work, R-48), not a pool_ being moved out or a null one that
@@ -981,10 +1017,15 @@ void Reactor::callInThread(Function<void()> f) {
             return;
         }
         if (poolDropped_) return;  // after shutdown: ignored
+        // No pool yet: made on the reactor's thread, which owns the triggers it
+        // adds — the thread inside run(), or, before any run(), the creating thread
+        // (another thread entering run() meanwhile waits for poolMu_ first).
+        if (isInIOThread() && (!runClaimed_ || looping_.load(std::memory_order_acquire))) {
+            poolLocked().callInThread(std::move(f));
+            return;
+        }
     }
-    // No pool yet: made on the reactor's thread, which owns the triggers it adds.
-    if (isInIOThread()) getThreadPool().callInThread(std::move(f));
-    else callFromThread([this, f = std::move(f)]() mutable { callInThread(std::move(f)); });
+    callFromThread([this, f = std::move(f)]() mutable { callInThread(std::move(f)); });
 }
 
 void Reactor::suggestThreadPoolSize(std::size_t n) {
@@ -1131,10 +1172,16 @@ std::optional<TriggerId> Reactor::callWhenRunning(Trigger f) {
 void Reactor::startRunning(bool installSignalHandlers) {
     if (inLoop_ || running_) throw error::ReactorAlreadyRunning();
     if (stopped_) throw error::ReactorNotRestartable();
+    {
+        // Waits for a pool being made by the creating thread (callInThread()).
+        std::lock_guard lock(poolMu_);
+        runClaimed_ = true;
+    }
     started_ = true;
     inLoop_ = true;
     wantSignals_ = installSignalHandlers;
     ioThread_.store(std::this_thread::get_id());
+    looping_.store(true, std::memory_order_release);
     fireSystemEvent("startup");
 }
 
@@ -1148,9 +1195,17 @@ void Reactor::run(bool installSignalHandlers) {
     startRunning(installSignalHandlers);
     struct Restore {
         Reactor& r;
-        ~Restore() { r.restoreSignals(); }
+        ~Restore() {
+            r.looping_.store(false, std::memory_order_release);
+            r.restoreSignals();
+        }
     } restore{*this};
     mainLoop();
+    if (stopped_) {
+        // Over for good (no restart after stop()): a waiter would wait forever.
+        std::lock_guard lk(threadMu_);
+        refuseWaiters_ = true;
+    }
 }
 
 void Reactor::stop() {

@@ -125,6 +125,119 @@ TEST_P(DeferThreadsTest, R_51_blockingCallFromReactorThreadIsRejected) {
     EXPECT_TRUE(threw);
 }
 
+TEST_P(DeferThreadsTest, R_51_aPoolWorkerWaitingOnItsReactorDoesNotDeadlockShutdown) {
+    // R-51 (Better than Twisted, where this deadlocks): a pool worker calls
+    // blockingCallFromThread on its own reactor as shutdown joins the pool. Each
+    // call queued before the join is answered; one made after is refused.
+    for (int round = 0; round < 20; ++round) {
+        auto r = makeReactor();
+        std::atomic<int> answered{0}, abandoned{0};
+        std::atomic<bool> stopping{false};
+        int working = 0;
+        r->callWhenRunning([&] {
+            for (int i = 0; i < 2; ++i)
+                r->callInThread([&] {
+                    r->callFromThread([&] {
+                        if (++working == 2) r->stop();  // both workers are running (queued work would be dropped)
+                    });
+                    while (!stopping.load()) std::this_thread::yield();
+                    for (int call = 0; call < 50; ++call) {
+                        try {
+                            if (blockingCallFromThread(*r, [] { return 7; }) == 7) ++answered;
+                        } catch (const BlockingCallAbandoned& e) {
+                            EXPECT_STREQ(e.what(),
+                                         "blockingCallFromThread: the reactor stopped without running the call");
+                            ++abandoned;
+                            return;
+                        }
+                    }
+                });
+            r->addSystemEventTrigger("before", "shutdown", [&] { stopping = true; });
+        });
+        runReactor(*r);  // returns: the join did not wait for ever
+        // The reactor thread is busy with shutdown from `stopping` on: each worker
+        // gets at most the answer to the call it queued before the join, then is refused.
+        EXPECT_EQ(abandoned.load(), 2) << round;
+        EXPECT_LE(answered.load(), 2) << round;
+    }
+}
+
+TEST_P(DeferThreadsTest, R_51_aReactorThatHasStoppedRefusesAWaiterAtOnce) {
+    // R-51 (Better than Twisted, where the caller waits for ever): after run() has
+    // returned from stop(), blockingCallFromThread throws instead of blocking.
+    reactor().callWhenRunning([&] { reactor().stop(); });
+    runReactor();
+    bool ran = false;
+    std::string why;
+    std::thread caller([&] {
+        try {
+            blockingCallFromThread(reactor(), [&] { ran = true; });
+        } catch (const BlockingCallAbandoned& e) {
+            why = e.what();
+        }
+    });
+    caller.join();
+    EXPECT_FALSE(ran);
+    EXPECT_EQ(why, "blockingCallFromThread: the reactor stopped without running the call");
+    EXPECT_FALSE(reactor().callFromThreadForWaiter([] {}));
+}
+
+TEST_P(DeferThreadsTest, R_51_aDeferredDestroyedUnfiredReleasesTheWaiter) {
+    // the call returned a Deferred that is destroyed without firing: the
+    // waiter gets BlockingCallAbandoned instead of waiting for ever.
+    std::string why;
+    std::thread caller;
+    reactor().callWhenRunning([&] {
+        caller = std::thread([&] {
+            try {
+                blockingCallFromThread(reactor(), [] { return Deferred<int>(); });
+            } catch (const BlockingCallAbandoned& e) {
+                why = e.what();
+            }
+            reactor().callFromThread([&] { reactor().stop(); });
+        });
+    });
+    runReactor();
+    caller.join();
+    EXPECT_EQ(why, "blockingCallFromThread: the Deferred the call returned was destroyed unfired");
+}
+
+TEST_P(DeferThreadsTest, R_51_callsForWaitersAreDroppedBeforeTheDestroyedReactorJoinsItsPool) {
+    // a reactor destroyed with calls for waiters still queued drops them
+    // (releasing their waiters) before it joins its pool; later ones are refused.
+    auto r = makeReactor();
+    struct Probe {
+        std::shared_ptr<int> dropped = std::make_shared<int>(0);
+        Probe() = default;
+        Probe(Probe&& o) noexcept : dropped(std::move(o.dropped)) {}
+        ~Probe() {
+            if (dropped) ++*dropped;
+        }
+    };
+    Probe probe;
+    auto dropped = probe.dropped;
+    bool ran = false;
+    ASSERT_TRUE(r->callFromThreadForWaiter([p = std::move(probe), &ran] { ran = true; }));
+    r.reset();
+    EXPECT_FALSE(ran);
+    EXPECT_EQ(*dropped, 1);
+}
+
+TEST_P(DeferThreadsTest, R_51_theCreatorWaitsWhileAnotherThreadEntersRun) {
+    // before run(), the creating thread counts as the reactor's, so a
+    // blockingCallFromThread from it raced the thread entering run() and threw
+    // std::logic_error about half the time. It now waits for the run to answer.
+    for (int round = 0; round < 100; ++round) {
+        auto r = makeReactor();
+        std::thread runner([&] { runReactor(*r); });
+        int got = 0;
+        EXPECT_NO_THROW(got = blockingCallFromThread(*r, [] { return 3; })) << round;
+        EXPECT_EQ(got, 3);
+        r->callFromThread([&] { r->stop(); });
+        runner.join();
+    }
+}
+
 TEST_P(DeferThreadsTest, R_15_beforeShutdownDeferredHoldsDuringPhase) {
     // a before trigger returning a Deferred holds the during phase until it fires; later before triggers run at once.
     std::vector<std::string> order;

@@ -456,6 +456,24 @@ TEST_P(ThreadsTest, R_48_workAfterShutdownIsIgnored) {
     EXPECT_EQ(reactor().getThreadPool().workers(), 0u);
 }
 
+TEST_P(ThreadsTest, R_48_callInThreadFromTheCreatorWhileAnotherThreadEntersRun) {
+    // before run() the creating thread counts as the reactor's, so its
+    // callInThread() made the pool and added its triggers while another thread,
+    // entering run(), fired startup over the same triggers (a data race TSan saw).
+    // run() now waits for a pool being made; the work runs once, after startup.
+    for (int round = 0; round < 50; ++round) {
+        auto r = makeReactor();
+        std::atomic<int> ran{0};
+        std::thread runner([&] { runReactor(*r); });
+        r->callInThread([&] {
+            ++ran;
+            r->callFromThread([&] { r->stop(); });
+        });
+        runner.join();
+        EXPECT_EQ(ran.load(), 1) << round;
+    }
+}
+
 class ThreadPoolTest : public LeakCheckedTest {};
 
 TEST_F(ThreadPoolTest, R_48_stoppedPoolIgnoresNewWork) {
@@ -466,11 +484,15 @@ TEST_F(ThreadPoolTest, R_48_stoppedPoolIgnoresNewWork) {
     pool.callInThread([&] { ++runs; });
     pool.stop();
     EXPECT_TRUE(pool.joined());
+    EXPECT_FALSE(pool.started());  // as Twisted's: it said true after stop()
     EXPECT_EQ(pool.workers(), 0u);
     int before = runs.load();
     pool.callInThread([&] { ++runs; });
     EXPECT_EQ(pool.pending(), 0u);
     EXPECT_EQ(runs.load(), before);
+    pool.start();  // a stopped pool stays stopped
+    EXPECT_FALSE(pool.started());
+    EXPECT_EQ(pool.workers(), 0u);
 }
 
 TEST_F(ThreadPoolTest, R_48_discardedWorkWhoseCapturesCallThePoolDoesNotDeadlockStop) {

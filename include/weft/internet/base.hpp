@@ -266,9 +266,20 @@ public:
     void callFromThread(Function<void()> f) override;
     /// Wakes the readiness wait (thread-safe).
     void wakeUp() noexcept;
+    /// For a caller that will block until f has run (blockingCallFromThread):
+    /// queues f as callFromThread() does and returns true, or returns false,
+    /// queuing nothing, once the reactor will not run it in time — from the
+    /// moment shutdown begins to stop the thread pool (a worker blocked on the
+    /// reactor would hold up the join, which holds up the reactor), and after
+    /// run() has returned from stop(). Calls queued before that are run before the
+    /// pool is joined. Throws std::logic_error on the thread running run() (it
+    /// would wait for itself). Thread-safe.
+    bool callFromThreadForWaiter(Function<void()> f);
     /// Runs f on the reactor's thread pool (created lazily, 0..10 threads).
+    /// Safe from any thread, also while another thread is entering run().
     void callInThread(Function<void()> f) override;
-    /// The reactor's pool; the same one until shutdown.
+    /// The reactor's pool; the same one until shutdown. On the reactor's
+    /// thread (before run(), the creating thread).
     ThreadPool& getThreadPool() override;
     /// Sets the pool's maximum size.
     void suggestThreadPoolSize(std::size_t n) override;
@@ -468,6 +479,7 @@ private:
     void mainLoop();
     void runUntilCurrent();
     void runThreadCalls();
+    ThreadPool& poolLocked();  // getThreadPool() with poolMu_ held
     void doIteration(std::optional<double> timeout);
     // `wait` numbers the readiness wait the events come from (0: made up, not waited for).
     void dispatch(int fd, std::uint64_t token, unsigned events, std::uint64_t wait = 0);
@@ -530,6 +542,7 @@ private:
     mutable std::mutex threadMu_;
     std::vector<Function<void()>> threadCalls_;
     std::atomic<bool> threadCallsQueued_{false};  // threadCalls_ is not empty (set and cleared under threadMu_)
+    bool refuseWaiters_ = false;                  // under threadMu_: callFromThreadForWaiter() says no
     std::vector<Function<void()>> runningCalls_;
     std::atomic<bool> wakePending_{false};
     std::shared_ptr<detail::Waker> waker_;
@@ -542,6 +555,9 @@ private:
     bool inLoop_ = false;
     bool crashedInStartup_ = false;  // crash() while startup fired: its own trigger is re-added after
     std::atomic<std::thread::id> ioThread_;
+    // run() is on the stack of ioThread_ (stored after ioThread_, with release): what
+    // another thread may ask without racing a thread that is entering run().
+    std::atomic<bool> looping_{false};
     std::optional<int> exitSignal_;
 
     // events
@@ -553,6 +569,7 @@ private:
     std::unique_ptr<ThreadPool> pool_;  // written on the reactor's thread, under poolMu_
     std::mutex poolMu_;                 // callInThread() from any thread reads pool_ under it
     bool poolDropped_ = false;          // shutdown dropped the pool: later work is ignored
+    bool runClaimed_ = false;  // under poolMu_: run() has begun once; the creating thread no longer owns the reactor
     std::size_t poolMax_ = 10;
 
     // signals

@@ -4,6 +4,7 @@
 
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -54,11 +55,24 @@ auto deferToThread(Reactor& reactor, F f, A... args) -> Deferred<std::invoke_res
     return d;
 }
 
+/// blockingCallFromThread gave up waiting: the reactor stopped, was destroyed,
+/// or was stopping its thread pool before it ran the call (see below), or the
+/// Deferred the call returned was destroyed without firing.
+class BlockingCallAbandoned : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 /// Runs f() on the reactor thread, waits for it — and, if it returns a Deferred,
-/// for that Deferred — and returns its result or rethrows its failure.
+/// for that Deferred — and returns its result or rethrows its failure.
 ///
-/// Call it from a thread other than the reactor's, while the reactor runs;
-/// from the reactor thread it throws std::logic_error (it would deadlock).
+/// Call it from a thread other than the reactor's; from the thread inside run()
+/// it throws std::logic_error (it would wait for itself). Before run() the call
+/// waits for some thread to run the reactor. Better than Twisted, whose caller
+/// waits for ever, it throws BlockingCallAbandoned when no answer can come: the
+/// reactor has returned from run() after stop(), or is destroyed with the call
+/// still queued, or has begun to stop its thread pool at shutdown (a pool worker
+/// waiting then would deadlock the join; calls queued before that still run).
 template <class F>
 auto blockingCallFromThread(Reactor& reactor, F f) {
     using Raw = std::invoke_result_t<F&>;
@@ -66,7 +80,6 @@ auto blockingCallFromThread(Reactor& reactor, F f) {
         if constexpr (isWeftDeferred(static_cast<Raw*>(nullptr))) return std::type_identity<typename Raw::value_type>{};
         else return std::type_identity<Raw>{};
     }())::type;
-    if (reactor.isInIOThread()) throw std::logic_error("blockingCallFromThread called from the reactor thread");
 
     struct Shared {
         std::mutex mu;
@@ -74,15 +87,32 @@ auto blockingCallFromThread(Reactor& reactor, F f) {
         std::optional<Result<R>> result;
         void set(Result<R> r) {
             std::lock_guard lk(mu);
-            result.emplace(std::move(r));
+            if (!result) result.emplace(std::move(r));
             cv.notify_all();
         }
     };
+    // Answers the waiter once: with the result, or, if destroyed unanswered (the
+    // reactor dropped the call, or the Deferred was destroyed unfired), with `why`.
+    struct Answer {
+        std::shared_ptr<Shared> shared;
+        const char* why;
+        Answer(std::shared_ptr<Shared> s, const char* w) noexcept : shared(std::move(s)), why(w) {}
+        Answer(Answer&& o) noexcept : shared(std::move(o.shared)), why(o.why) {}
+        Answer& operator=(Answer&&) = delete;
+        ~Answer() {
+            if (shared) shared->set(Result<R>::failed(Failure(BlockingCallAbandoned(why))));
+        }
+        void operator()(Result<R> r) { std::exchange(shared, nullptr)->set(std::move(r)); }
+    };
     auto shared = std::make_shared<Shared>();
-    reactor.callFromThread([shared, f = std::move(f)]() mutable {
-        auto d = maybeDeferred(std::move(f));
-        d.addBoth([shared](Result<R> r) { shared->set(std::move(r)); });
-    });
+    reactor.callFromThreadForWaiter(
+        [answer = Answer(shared, "blockingCallFromThread: the reactor stopped without running the call"),
+         f = std::move(f)]() mutable {
+            auto d = maybeDeferred(std::move(f));
+            d.addBoth([answer = Answer(std::move(answer.shared),
+                                       "blockingCallFromThread: the Deferred the call returned was destroyed unfired")](
+                          Result<R> r) mutable { answer(std::move(r)); });
+        });
     std::unique_lock lk(shared->mu);
     shared->cv.wait(lk, [&] { return shared->result.has_value(); });
     Result<R> r = std::move(*shared->result);
