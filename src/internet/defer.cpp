@@ -327,6 +327,9 @@ bool Core::absorb(StepOut&& out) {
         inheritConsumed(x);
         return false;
     }
+    // The step took this result (a Failure an errback handled, perhaps moved from):
+    // while waiting, the result is x's to give, and nothing here is left to report.
+    result = Slot();
     waiting_ = true;
     waitingOn_ = out.wait;
     chainedTo_ = out.wait;

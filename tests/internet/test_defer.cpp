@@ -968,6 +968,33 @@ TEST(Deferred, DEF_25_unhandledFailureIsLoggedOnceAtLastRelease) {
     EXPECT_EQ(logs.unhandled(), 1u);
 }
 
+TEST(Deferred, DEF_25_anErrbackThatHandedTheErrorToAnUnfiredDeferredLeavesNothingToReport) {
+    // DEF-25/DEF-12: an errback took the Failure and returned a Deferred that never
+    // fires; dropping both reported the handled Failure at the last release, from
+    // the moved-from husk the errback left (ASan: SEGV in rethrow_exception).
+    LogCapture logs;
+    for (int by = 0; by < 3; ++by) {
+        Deferred<int> outer, inner;
+        if (by == 0) outer.addErrback([inner](Failure) { return inner; });
+        if (by == 1) outer.addBoth([inner](Result<int>) { return inner; });
+        if (by == 2)
+            outer.addErrback([inner](Failure f) {  // keeps a copy: still handled
+                (void)f;
+                return inner;
+            });
+        outer.errback(std::runtime_error("handled"));
+    }
+    EXPECT_TRUE(logs.events.empty());
+    {
+        // The same through cancel(): the errback handles the CancelledError by waiting on inner.
+        Deferred<int> outer, inner;
+        outer.addErrback([inner](Failure) { return inner; });
+        outer.cancel();
+        weft::testing::assertNoResult(outer);
+    }
+    EXPECT_TRUE(logs.events.empty());
+}
+
 TEST(Deferred, DEF_26_logErrorLogsAndPassesTheFailureOn) {
     // DEF-26: logError logs f and returns it unchanged; as the last step the Failure is reported again.
     LogCapture logs;
