@@ -223,6 +223,35 @@ TEST_P(DeferThreadsTest, R_51_callsForWaitersAreDroppedBeforeTheDestroyedReactor
     EXPECT_EQ(*dropped, 1);
 }
 
+TEST_P(DeferThreadsTest, R_51_aWorkerWaitingOnACrashedReactorIsReleasedWhenItIsDestroyed) {
+    // crash() ends run() without shutdown, so the pool is still up when the
+    // reactor is destroyed; a worker waiting on a call the reactor will never run
+    // held up the destructor's join for ever. Now the call is dropped first.
+    for (int round = 0; round < 20; ++round) {
+        auto owned = makeReactor();
+        Reactor* r = owned.get();  // the worker still uses it while owned.reset() destroys it
+        std::atomic<int> answered{0}, abandoned{0};
+        r->callWhenRunning([&] {
+            r->callInThread([&] {
+                r->callFromThread([&] { r->crash(); });
+                for (int call = 0; call < 100; ++call) {
+                    try {
+                        blockingCallFromThread(*r, [] { return 1; });
+                        ++answered;
+                    } catch (const BlockingCallAbandoned&) {
+                        ++abandoned;
+                        return;
+                    }
+                }
+            });
+        });
+        r->run(false);
+        owned.reset();  // joins the worker
+        EXPECT_EQ(abandoned.load(), 1) << round;
+        EXPECT_LT(answered.load(), 100) << round;
+    }
+}
+
 TEST_P(DeferThreadsTest, R_51_theCreatorWaitsWhileAnotherThreadEntersRun) {
     // before run(), the creating thread counts as the reactor's, so a
     // blockingCallFromThread from it raced the thread entering run() and threw
