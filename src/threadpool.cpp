@@ -45,7 +45,6 @@ void ThreadPool::reapFinishedLocked() {
 
 void ThreadPool::stop() {
     std::vector<std::thread> threads;
-    std::deque<Function<void()>> discarded;  // dies after the lock: its captures may call into the pool
     {
         std::lock_guard lk(mu_);
         if (joined_) return;
@@ -54,13 +53,18 @@ void ThreadPool::stop() {
                 throw std::logic_error("ThreadPool::stop() called from one of its own workers");
         joined_ = true;
         started_ = false;  // as Twisted's: a stopped pool is not started (and start() cannot restart it)
-        discarded.swap(queue_);
         threads = std::move(threads_);
         finished_.clear();  // joined below with the others
     }
     cv_.notify_all();
-    for (auto& t : threads) t.join();
-    discarded.clear();  // work not started, dropped with the pool stopped and unlocked
+    for (auto& t : threads) t.join();  // each leaves once the queue is empty
+    // Left only by a pool that had no worker to run it (never started): dropped
+    // with the pool stopped and unlocked, as its captures may call into the pool.
+    std::deque<Function<void()>> discarded;
+    {
+        std::lock_guard lk(mu_);
+        discarded.swap(queue_);
+    }
 }
 
 void ThreadPool::callInThread(Function<void()> f) {
@@ -99,7 +103,8 @@ void ThreadPool::workerMain() {
         ++idle_;
         cv_.wait(lk, [&] { return joined_ || !queue_.empty() || live_ > max_; });
         --idle_;
-        if (joined_ || (queue_.empty() && live_ > max_)) break;
+        // At stop() the queue is drained first, as Twisted's team does: accepted work is not lost.
+        if (queue_.empty() && (joined_ || live_ > max_)) break;
         auto f = std::move(queue_.front());
         queue_.pop_front();
         lk.unlock();

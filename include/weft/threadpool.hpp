@@ -31,7 +31,9 @@ public:
     /// Starts minThreads workers, and enough more for the queued work. Does
     /// nothing after stop(): a stopped pool stays stopped.
     void start();
-    /// Lets running work finish, discards work not yet started, joins every worker.
+    /// Lets running work and the work queued before it finish (as Twisted's pool
+    /// does: accepted work is not lost), then joins every worker. Work queued on
+    /// a pool that never started has no worker to run it and is discarded.
     /// Must not be called from a worker thread (throws std::logic_error).
     void stop();
 

@@ -495,10 +495,11 @@ TEST_F(ThreadPoolTest, R_48_stoppedPoolIgnoresNewWork) {
     EXPECT_EQ(pool.workers(), 0u);
 }
 
-TEST_F(ThreadPoolTest, R_48_discardedWorkWhoseCapturesCallThePoolDoesNotDeadlockStop) {
-    // stop() discards work not yet started. It destroyed that work (and what it captured) under
-    // the pool's lock, so a capture whose destructor asks the pool anything (pending(), callInThread())
-    // deadlocked stop() on its own mutex. The work now dies after the lock, with the pool stopped.
+TEST_F(ThreadPoolTest, R_48_queuedWorkWhoseCapturesCallThePoolDoesNotDeadlockStop) {
+    // stop() used to discard work not yet started, destroying it (and what it captured) under
+    // the pool's lock, so a capture whose destructor asked the pool anything (pending(), callInThread())
+    // deadlocked stop() on its own mutex. Such work now runs before the join and dies outside
+    // the lock, with the pool stopping: its callInThread() is ignored.
     ThreadPool pool(0, 1, "test-pool");
     pool.start();
     std::atomic<bool> started{false}, release{false};
@@ -530,6 +531,59 @@ TEST_F(ThreadPoolTest, R_48_discardedWorkWhoseCapturesCallThePoolDoesNotDeadlock
     releaser.join();
     EXPECT_EQ(seen, 0u);
     EXPECT_EQ(pool.pending(), 0u);
+}
+
+TEST_F(ThreadPoolTest, R_49_stopRunsTheWorkQueuedBeforeIt) {
+    // R-49, as Twisted's pool (its team drains the backlog before the workers quit):
+    // stop() ran only the work already started and silently dropped what was queued
+    // behind it, so a deferToThread accepted just before shutdown never ran.
+    ThreadPool pool(0, 1, "test-pool");
+    pool.start();
+    std::atomic<bool> started{false}, release{false};
+    pool.callInThread([&] {
+        started = true;
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+    std::vector<int> ran;  // one worker: in order, no lock needed
+    for (int i = 0; i < 3; ++i) pool.callInThread([&ran, i] { ran.push_back(i); });
+    while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::thread releaser([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        release = true;
+    });
+    pool.stop();
+    releaser.join();
+    EXPECT_EQ(ran, (std::vector<int>{0, 1, 2}));
+    EXPECT_EQ(pool.pending(), 0u);
+    pool.callInThread([&ran] { ran.push_back(9); });  // after stop(): ignored
+    EXPECT_EQ(ran.size(), 3u);
+
+    // A pool that never started has no worker to run its queue: stop() drops it.
+    ThreadPool idle(0, 1, "idle-pool");
+    auto owned = std::make_shared<int>(0);
+    bool ranIdle = false;
+    idle.callInThread([owned, &ranIdle] { ranIdle = true; });
+    idle.stop();
+    EXPECT_FALSE(ranIdle);
+    EXPECT_EQ(idle.pending(), 0u);
+    EXPECT_EQ(owned.use_count(), 1);  // the dropped work's captures are gone
+}
+
+TEST_P(ThreadsTest, R_49_shutdownWaitsForTheWorkQueuedBeforeIt) {
+    // work accepted before stop() runs before run() returns, even work still
+    // queued behind busy workers when shutdown joins the pool.
+    reactor().suggestThreadPoolSize(2);
+    std::atomic<int> ran{0};
+    reactor().callWhenRunning([&] {
+        for (int i = 0; i < 51; ++i)
+            reactor().callInThread([&] {
+                std::this_thread::sleep_for(std::chrono::microseconds(200));
+                ++ran;
+            });
+        reactor().stop();
+    });
+    runReactor();
+    EXPECT_EQ(ran.load(), 51);
 }
 
 TEST_F(ThreadPoolTest, R_48_workQueuedBeforeStartRunsAfterStart) {
