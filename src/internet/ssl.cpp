@@ -177,7 +177,10 @@ int verifyInfoIndex() {
 int recordingVerifyCallback(int ok, X509_STORE_CTX* store) {
     if (ok) return ok;
     auto* s = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
-    if (!s) return ok;
+    // OpenSSL checks the chain even where nothing is verified (SSL_VERIFY_NONE):
+    // a failure there is no reason for anything and must not be reported with a
+    // later, unrelated error (TLS-9).
+    if (!s || (SSL_get_verify_mode(s) & SSL_VERIFY_PEER) == 0) return ok;
     auto* info = static_cast<VerifyInfo*>(SSL_get_ex_data(s, verifyInfoIndex()));
     if (info && !info->failed) {
         info->failed = true;
@@ -717,6 +720,19 @@ bool isIPLiteral(const std::string& host) {
 }
 
 std::string idnaEncode(const std::string& hostname) {
+    // Every label 1 to 63 bytes; only the root's may be empty, as a trailing dot.
+    // A leading dot is no host name, and OpenSSL's name check would read one as
+    // "any name below this domain": ".com" would accept every .com certificate.
+    std::string_view rest = hostname;
+    if (rest.size() > 1 && rest.back() == '.') rest.remove_suffix(1);
+    for (std::size_t start = 0;;) {
+        std::size_t end = std::min(rest.find('.', start), rest.size());
+        if (end == start || end - start > 63)
+            throw std::invalid_argument(fmt::format("{}: not a host name (a label is {})", hostname,
+                                                    end == start ? "empty" : "longer than 63 bytes"));
+        if (end == rest.size()) break;
+        start = end + 1;
+    }
     bool ascii = std::all_of(hostname.begin(), hostname.end(), [](unsigned char c) { return c < 0x80; });
     if (ascii) {
         std::string lower = hostname;

@@ -357,6 +357,29 @@ TEST(TLSMemoryBIOProtocol, TLS_41_wrongNameFailsTheHandshakeWithAVerificationErr
     EXPECT_TRUE(p.serverApp->lostReason->check<ssl::Error>()) << p.serverApp->lostReason->getErrorMessage();
 }
 
+TEST(TLSMemoryBIOProtocol, TLS_41_aNameWithAnEmptyLabelIsRefusedBeforeItCanMatchEverySubdomain) {
+    // TLS-41: optionsForClientTLS(".example.com") handed the leading dot to
+    // OpenSSL's name check, which reads it as "any name below example.com": a
+    // certificate for www.example.com was accepted, and ".com" accepted every
+    // .com certificate its roots trusted. Python's ssl and Twisted's IDNA refuse.
+    for (const char* bad : {".example.com", ".com", ".", "a..example.com", "example..", ""})
+        EXPECT_THROW(ssl::optionsForClientTLS(bad), std::invalid_argument) << bad;
+    EXPECT_THROW(ssl::optionsForClientTLS(std::string(64, 'a') + ".example.com"), std::invalid_argument);
+    try {
+        ssl::optionsForClientTLS(".example.com");
+    } catch (const std::invalid_argument& e) {
+        EXPECT_STREQ(e.what(), ".example.com: not a host name (a label is empty)");
+    }
+    Certs certs;
+    certs.pki = weft::testing::certificatesForAuthorityAndServer("www.example.com");
+    EXPECT_THROW(certs.client(".example.com"), std::invalid_argument);
+    // What stays accepted: a trailing dot (the root), a 63-byte label, an exact name.
+    EXPECT_NO_THROW(ssl::optionsForClientTLS("localhost."));
+    EXPECT_NO_THROW(ssl::optionsForClientTLS(std::string(63, 'a') + ".example.com"));
+    Pair ok(certs.server(), certs.client("www.example.com"));
+    EXPECT_EQ(ok.clientApp->handshakes, 1);
+}
+
 TEST(TLSMemoryBIOProtocol, TLS_41_ipLiteralsAreMatchedAgainstIPAddresses) {
     Certs byIP;
     byIP.pki = weft::testing::certificatesForAuthorityAndServer("127.0.0.1");
@@ -1310,6 +1333,25 @@ TEST(TLSMemoryBIOProtocol, TLS_14_aCorruptRecordAfterTheHandshakeEndsTheConnecti
     EXPECT_TRUE(p.clientApp->lostReason->check<ssl::Error>()) << p.clientApp->lostReason->getErrorMessage();
     EXPECT_NE(p.clientApp->lostReason->getErrorMessage().find("SSL routines"), std::string::npos)
         << p.clientApp->lostReason->getErrorMessage();
+}
+
+TEST(TLSMemoryBIOProtocol, TLS_9_TLS_14_aClientThatVerifiesNothingIsNeverToldOfACertificateProblem) {
+    // TLS-9/TLS-14: a client that verifies nothing (CertificateOptions without a
+    // trust root) still had OpenSSL's verdict on the chain it ignored recorded, and
+    // every later TLS error ended in "(X.509: unable to get local issuer certificate…)".
+    Certs certs;
+    Pair p(certs.server(), std::make_shared<ssl::CertificateOptions>());
+    ASSERT_EQ(p.clientApp->handshakes, 1);
+    std::vector<std::byte> record = {std::byte{0x17}, std::byte{0x03}, std::byte{0x03}, std::byte{0x00},
+                                     std::byte{0x20}};
+    for (int i = 0; i < 0x20; ++i) record.push_back(std::byte(i * 37 + 11));
+    p.cio->bufferReceived(record);
+    p.cio->reportDisconnect();
+    ASSERT_EQ(p.clientApp->lost, 1);
+    const auto* why = p.clientApp->lostReason->get<ssl::Error>();
+    ASSERT_NE(why, nullptr) << p.clientApp->lostReason->getErrorMessage();
+    EXPECT_FALSE(why->verification());
+    EXPECT_EQ(std::string(why->what()).find("X.509"), std::string::npos) << why->what();
 }
 
 TEST(TLSMemoryBIOProtocol, TLS_25_aPeerThatClosesAfterOurCloseNotifyIsDone) {
