@@ -238,10 +238,13 @@ std::shared_ptr<IStreamServerEndpoint> parseUNIXServer(const ReactorRef& reactor
                                                        const ServerParseContext&) {
     Bound b = bindArguments("unix", d, {"address", "mode", "backlog", "lockfile"}, {"address"});
     std::string modeText = valueOr(b, "mode", "666");
+    // Python's int(mode, 8) also takes the "0o" prefix ("mode=0o660").
+    std::string_view digits = modeText;
+    if (digits.size() > 2 && digits[0] == '0' && (digits[1] == 'o' || digits[1] == 'O')) digits.remove_prefix(2);
     int mode = 0;
-    auto [end, ec] = std::from_chars(modeText.data(), modeText.data() + modeText.size(), mode, 8);
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), mode, 8);
     // A bad value is Twisted's ValueError (int(mode, 8)), as a bad port is.
-    if (modeText.empty() || ec != std::errc() || end != modeText.data() + modeText.size() || mode < 0 || mode > 07777)
+    if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || mode < 0 || mode > 07777)
         throw InvalidEndpointDescription(fmt::format("unix: mode {} is not an octal file mode", quote(modeText)));
     if (b["address"].empty()) throw EndpointArgumentError("unix: the address (a socket path) is empty");
     return std::make_shared<UNIXServerEndpoint>(need<IReactorUNIX>(reactor, "unix"), b["address"],
@@ -319,6 +322,11 @@ std::shared_ptr<IStreamClientEndpoint> parseTCPClient(const ReactorRef& reactor,
 
 // EP-14: unix:PATH (or path=) with timeout= and lockfile= (checkPID, off by default).
 std::shared_ptr<IStreamClientEndpoint> parseUNIXClient(const ReactorRef& reactor, const EndpointDescription& d) {
+    // EP-14: only the path is positional (Twisted: TypeError for "unix:/s:5").
+    if (d.args.size() > 2)
+        throw EndpointArgumentError(fmt::format(
+            "unix: too many positional arguments ({} given, at most 1: path; timeout= and lockfile= are keywords){}",
+            d.args.size() - 1, colonHint(d)));
     Bound b = bindArguments("unix", d, {"path", "timeout", "lockfile"}, {"path"});
     if (b["path"].empty()) throw EndpointArgumentError("unix: the path is empty");
     return std::make_shared<UNIXClientEndpoint>(need<IReactorUNIX>(reactor, "unix"), b["path"],

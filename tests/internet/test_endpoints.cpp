@@ -229,6 +229,14 @@ TEST_F(EndpointParsing, EP_7_unixServerModeIsOctalAndLockfileAndBacklogParse) {
     e = server<ep::UNIXServerEndpoint>("unix:address=/tmp/k");
     ASSERT_TRUE(e);
     EXPECT_EQ(e->address(), "/tmp/k");
+    // Python's int(mode, 8) takes a "0o" prefix, so Twisted does: "mode=0o660" was refused.
+    for (const char* m : {"unix:/tmp/s:mode=0o660", "unix:/tmp/s:mode=0O660", "unix:/tmp/s:0o660"}) {
+        e = server<ep::UNIXServerEndpoint>(m);
+        ASSERT_TRUE(e) << m;
+        EXPECT_EQ(e->mode(), 0660) << m;
+    }
+    EXPECT_THROW(ep::serverFromString(*reactor, "unix:/tmp/s:mode=0o"), InvalidEndpointDescription);
+    EXPECT_THROW(ep::serverFromString(*reactor, "unix:/tmp/s:mode=0o8"), InvalidEndpointDescription);
 }
 
 TEST_F(EndpointParsing, EP_7_unixServerBadArgumentsNameTheProblem) {
@@ -535,6 +543,10 @@ TEST_F(EndpointParsing, EP_14_unixClientRejectsServerOnlyKeywords) {
     EXPECT_THROW(ep::clientFromString(*reactor, "unix:/tmp/s:mode=660"), ep::EndpointArgumentError);
     EXPECT_THROW(ep::clientFromString(*reactor, "unix:"), ep::EndpointArgumentError);
     EXPECT_THROW(ep::clientFromString(*reactor, "unix:timeout=3"), ep::EndpointArgumentError);
+    // Only the path is positional: "unix:/tmp/s:5" took 5 as the timeout (Twisted: TypeError).
+    EXPECT_THROW(ep::clientFromString(*reactor, "unix:/tmp/s:5"), ep::EndpointArgumentError);
+    EXPECT_THROW(ep::clientFromString(*reactor, "unix:/tmp/s:5:1"), ep::EndpointArgumentError);
+    EXPECT_THROW(ep::clientFromString(*reactor, "unix:/a:/b"), ep::EndpointArgumentError);
 }
 
 // ---- EP-13 ------------------------------------------------------------------------------
