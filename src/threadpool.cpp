@@ -46,14 +46,22 @@ void ThreadPool::reapFinishedLocked() {
 void ThreadPool::stop() {
     std::vector<std::thread> threads;
     {
-        std::lock_guard lk(mu_);
-        if (joined_) return;
+        std::unique_lock lk(mu_);
+        if (joined_) {
+            // A second stop() returns once the first has joined every worker, as
+            // the first does; a worker the first is joining returns at once.
+            auto self = std::this_thread::get_id();
+            if (std::find(joining_.begin(), joining_.end(), self) == joining_.end())
+                stoppedCv_.wait(lk, [&] { return stopped_; });
+            return;
+        }
         for (auto& t : threads_)
             if (t.get_id() == std::this_thread::get_id())
                 throw std::logic_error("ThreadPool::stop() called from one of its own workers");
         joined_ = true;
         started_ = false;  // as Twisted's: a stopped pool is not started (and start() cannot restart it)
         threads = std::move(threads_);
+        for (auto& t : threads) joining_.push_back(t.get_id());
         finished_.clear();  // joined below with the others
     }
     cv_.notify_all();
@@ -64,7 +72,10 @@ void ThreadPool::stop() {
     {
         std::lock_guard lk(mu_);
         discarded.swap(queue_);
+        joining_.clear();
+        stopped_ = true;
     }
+    stoppedCv_.notify_all();
 }
 
 void ThreadPool::callInThread(Function<void()> f) {

@@ -33,7 +33,9 @@ public:
     void start();
     /// Lets running work and the work queued before it finish (as Twisted's pool
     /// does: accepted work is not lost), then joins every worker. Work queued on
-    /// a pool that never started has no worker to run it and is discarded.
+    /// a pool that never started has no worker to run it and is discarded. A
+    /// concurrent second call returns when the first has joined (from one of the
+    /// workers being joined, at once).
     /// Must not be called from a worker thread (throws std::logic_error).
     void stop();
 
@@ -62,6 +64,9 @@ private:
 
     mutable std::mutex mu_;
     std::condition_variable cv_;
+    std::condition_variable stoppedCv_;     // stop() has joined every worker
+    std::vector<std::thread::id> joining_;  // the workers stop() is joining
+    bool stopped_ = false;
     std::deque<Function<void()>> queue_;
     std::vector<std::thread> threads_;
     std::vector<std::thread::id> finished_;  // workers that left after a shrink, not yet joined

@@ -569,6 +569,49 @@ TEST_F(ThreadPoolTest, R_49_stopRunsTheWorkQueuedBeforeIt) {
     EXPECT_EQ(owned.use_count(), 1);  // the dropped work's captures are gone
 }
 
+TEST_F(ThreadPoolTest, R_49_aSecondStopReturnsOnlyOnceTheWorkersAreJoined) {
+    // a stop() called while another was joining returned at once, before the
+    // running work had finished, so its caller could free what the work still used.
+    ThreadPool pool(0, 2, "test-pool");
+    pool.start();
+    std::atomic<bool> started{false}, release{false}, workDone{false}, secondReturned{false};
+    pool.callInThread([&] {
+        started = true;
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        workDone = true;
+    });
+    while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    Threads threads;
+    threads.start([&] { pool.stop(); });
+    while (!pool.joined()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    threads.start([&] {
+        pool.stop();
+        secondReturned = true;
+        EXPECT_TRUE(workDone.load());
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    EXPECT_FALSE(secondReturned.load());  // it returned at once before
+    release = true;
+    threads.join();
+    EXPECT_TRUE(secondReturned.load());
+    // A worker calling stop() while it is being joined returns at once (no deadlock).
+    ThreadPool other(0, 1, "test-pool");
+    other.start();
+    std::atomic<bool> inWork{false}, goOn{false};
+    other.callInThread([&] {
+        inWork = true;
+        while (!goOn) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        other.stop();
+    });
+    while (!inWork) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    Threads stopper;
+    stopper.start([&] { other.stop(); });
+    while (!other.joined()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    goOn = true;
+    stopper.join();
+    EXPECT_EQ(other.workers(), 0u);
+}
+
 TEST_P(ThreadsTest, R_49_shutdownWaitsForTheWorkQueuedBeforeIt) {
     // work accepted before stop() runs before run() returns, even work still
     // queued behind busy workers when shutdown joins the pool.
