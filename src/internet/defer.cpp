@@ -268,7 +268,18 @@ void Core::cancelOne(const SourceLocation& loc) {
     // awaited Deferred (DEF-50), the Deferred a callback returned (DEF-19).
     // A loop, not a call, so any depth of either costs no stack.
     CorePtr cur = shared_from_this();
-    for (;;) {
+    // A chain that leads back into itself (a coroutine awaiting its own Deferred)
+    // has nothing to cancel at its end: stop there, as Twisted's cancel returns
+    // with nothing fired, instead of going round for ever (Brent's cycle check).
+    CorePtr mark = cur;
+    for (std::size_t steps = 0, power = 1;; ++steps) {
+        if (steps == power) {
+            mark = cur;
+            power *= 2;
+            steps = 0;
+        } else if (steps != 0 && cur == mark) {
+            return;
+        }
         Core& c = *cur;
         if (c.called_) {
             if (!c.waiting_) return;
