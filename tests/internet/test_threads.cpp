@@ -495,6 +495,27 @@ TEST_F(ThreadPoolTest, R_48_stoppedPoolIgnoresNewWork) {
     EXPECT_EQ(pool.workers(), 0u);
 }
 
+// Holds one of a pool's workers until release(): work queued behind it waits.
+struct BlockingJob {
+    std::atomic<bool> started{false}, released{false};
+    explicit BlockingJob(ThreadPool& pool) {
+        pool.callInThread([this] {
+            started = true;
+            while (!released) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        });
+    }
+    void waitStarted() const {
+        while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    // Releases the worker from another thread after `ms`, while the caller blocks in stop().
+    std::thread releaseAfter(int ms) {
+        return std::thread([this, ms] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+            released = true;
+        });
+    }
+};
+
 TEST_F(ThreadPoolTest, R_48_queuedWorkWhoseCapturesCallThePoolDoesNotDeadlockStop) {
     // stop() used to discard work not yet started, destroying it (and what it captured) under
     // the pool's lock, so a capture whose destructor asked the pool anything (pending(), callInThread())
@@ -502,11 +523,7 @@ TEST_F(ThreadPoolTest, R_48_queuedWorkWhoseCapturesCallThePoolDoesNotDeadlockSto
     // the lock, with the pool stopping: its callInThread() is ignored.
     ThreadPool pool(0, 1, "test-pool");
     pool.start();
-    std::atomic<bool> started{false}, release{false};
-    pool.callInThread([&] {
-        started = true;
-        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    });
+    BlockingJob job(pool);
     struct AsksThePool {
         AsksThePool(ThreadPool& p, std::size_t& s) : pool(p), seen(s) {}
         AsksThePool(const AsksThePool&) = delete;
@@ -522,11 +539,8 @@ TEST_F(ThreadPoolTest, R_48_queuedWorkWhoseCapturesCallThePoolDoesNotDeadlockSto
     auto asks = std::make_shared<AsksThePool>(pool, seen);
     pool.callInThread([asks] {});
     asks.reset();  // the queued work holds the last reference
-    while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    std::thread releaser([&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        release = true;
-    });
+    job.waitStarted();
+    std::thread releaser = job.releaseAfter(50);
     pool.stop();  // hung for ever before
     releaser.join();
     EXPECT_EQ(seen, 0u);
@@ -539,18 +553,11 @@ TEST_F(ThreadPoolTest, R_49_stopRunsTheWorkQueuedBeforeIt) {
     // behind it, so a deferToThread accepted just before shutdown never ran.
     ThreadPool pool(0, 1, "test-pool");
     pool.start();
-    std::atomic<bool> started{false}, release{false};
-    pool.callInThread([&] {
-        started = true;
-        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    });
+    BlockingJob job(pool);
     std::vector<int> ran;  // one worker: in order, no lock needed
     for (int i = 0; i < 3; ++i) pool.callInThread([&ran, i] { ran.push_back(i); });
-    while (!started) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    std::thread releaser([&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        release = true;
-    });
+    job.waitStarted();
+    std::thread releaser = job.releaseAfter(20);
     pool.stop();
     releaser.join();
     EXPECT_EQ(ran, (std::vector<int>{0, 1, 2}));
